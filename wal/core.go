@@ -1,0 +1,286 @@
+package wal
+
+import (
+	"fmt"
+	"sort"
+)
+
+// writeMsg is what Writer.Write sends to the WAL: consecutive entries of
+// one writer, optionally starting a reset log.
+type writeMsg struct {
+	w       *Writer
+	entries []Entry
+	reset   bool // entries[0] restarts the UID's log
+}
+
+// notice is a notification for one writer, produced by the core and sent
+// by the actor shell.
+type notice struct {
+	to  *Writer
+	msg any // Written, OutOfSequence or WriteFailed
+}
+
+// writerState is what the WAL knows about one UID's log.
+type writerState struct {
+	uid   string
+	log   *MemLog
+	known bool   // a write or recovery established last
+	last  uint64 // last index accepted (staged, not necessarily durable)
+	gap   bool   // an OutOfSequence was sent and gap writes are dropped
+	gone  bool   // forgotten: the UID's data is being deleted
+	files map[uint64]struct{}
+}
+
+// progress is one writer's share of a batch.
+type progress struct {
+	ws       *writerState
+	to       *Writer
+	from     uint64 // lowest index written in the batch
+	last     uint64 // last index after the batch
+	term     uint64 // term of last
+	entries  int    // accepted entries, for in-flight release
+	bytes    int64  // their payload bytes
+	writes   []memWrite
+	notified bool
+}
+
+// batch is a group of writes made durable by one write and one sync.
+type batch struct {
+	buf      []byte // fileHeaderLen+batchHeaderLen reserved, then records
+	entries  int
+	progress []*progress
+	byWriter map[*writerState]*progress
+
+	// Set by cut:
+	seq     uint64 // batch sequence number
+	file    uint64 // file the batch goes to
+	newFile bool   // the batch opens file (buf carries the file header)
+	out     []byte // the bytes to write
+}
+
+const batchReserve = fileHeaderLen + batchHeaderLen
+
+// core is the WAL's logic without actors, goroutines or clocks: it stages
+// writes into batches, decides rollover, and turns a finished batch into
+// mem-table updates and notifications. The actor shell feeds it messages
+// and runs the batches' I/O on the flusher; tests drive it directly.
+//
+// Invariant: at most one batch is between cut and complete.
+type core struct {
+	cfg     Config
+	tables  *MemTables
+	writers map[string]*writerState
+
+	pending []*batch // staged, oldest first; each within the batch limits
+	inFlight *batch  // cut and not yet completed
+
+	file      uint64 // current file; 0 before the first batch
+	fileBytes int64  // bytes in the current file
+	nextFile  uint64 // sequence of the next file to open
+	batchSeq  uint64 // sequence of the last batch cut
+	fileLogs  map[*writerState]struct{}
+
+	failed error // sticky: set by the first failed batch
+}
+
+func newCore(cfg Config, tables *MemTables, nextFile, batchSeq uint64) *core {
+	return &core{
+		cfg:      cfg,
+		tables:   tables,
+		writers:  map[string]*writerState{},
+		nextFile: nextFile,
+		batchSeq: batchSeq,
+		fileLogs: map[*writerState]struct{}{},
+	}
+}
+
+func (c *core) writerState(uid string) *writerState {
+	ws := c.writers[uid]
+	if ws == nil {
+		ws = &writerState{uid: uid, log: c.tables.getOrCreate(uid)}
+		c.writers[uid] = ws
+	}
+	return ws
+}
+
+// stage accepts or rejects the entries of m and appends accepted ones to
+// the pending batches. Rejections produce notices at once.
+func (c *core) stage(m writeMsg) []notice {
+	w := m.w
+	if c.failed != nil {
+		w.release(len(m.entries), payloadBytes(m.entries))
+		return []notice{{to: w, msg: WriteFailed{UID: w.uid, From: m.entries[0].Index, To: m.entries[len(m.entries)-1].Index, Err: c.failed}}}
+	}
+	ws := c.writerState(w.uid)
+	if ws.gone {
+		// Forget already ran and the UID is being deleted; its writes go
+		// nowhere. Forget is called by the owner after it stopped writing.
+		delete(c.writers, w.uid)
+		ws = c.writerState(w.uid)
+	}
+	var out []notice
+	for i, e := range m.entries {
+		reset := m.reset && i == 0
+		if ws.known && !reset && e.Index > ws.last+1 {
+			rest := m.entries[i:]
+			w.release(len(rest), payloadBytes(rest))
+			if !ws.gap {
+				ws.gap = true
+				out = append(out, notice{to: w, msg: OutOfSequence{UID: w.uid, Expected: ws.last + 1, Got: e.Index}})
+			}
+			return out
+		}
+		ws.known, ws.gap, ws.last = true, false, e.Index
+		c.append(ws, w, e, reset)
+	}
+	return out
+}
+
+// append adds one accepted write to the last pending batch, starting a new
+// batch when the last one is full.
+func (c *core) append(ws *writerState, w *Writer, e Entry, reset bool) {
+	var b *batch
+	if n := len(c.pending); n > 0 {
+		b = c.pending[n-1]
+	}
+	rlen := recordLen(ws.uid, e.Payload)
+	if b == nil || b.entries >= c.cfg.MaxBatchEntries || (b.entries > 0 && len(b.buf)-batchReserve+rlen > c.cfg.MaxBatchBytes) {
+		b = &batch{buf: make([]byte, batchReserve, batchReserve+min(c.cfg.MaxBatchBytes, 64<<10)), byWriter: map[*writerState]*progress{}}
+		c.pending = append(c.pending, b)
+	}
+	b.buf = appendRecord(b.buf, ws.uid, e.Index, e.Term, reset, e.Payload)
+	b.entries++
+	p := b.byWriter[ws]
+	if p == nil {
+		p = &progress{ws: ws, to: w, from: e.Index}
+		b.byWriter[ws] = p
+		b.progress = append(b.progress, p)
+	}
+	p.to = w
+	p.from = min(p.from, e.Index)
+	p.last, p.term = e.Index, e.Term
+	p.entries++
+	p.bytes += int64(len(e.Payload))
+	p.writes = append(p.writes, memWrite{Entry: e, reset: reset})
+}
+
+// hasPending reports whether a batch is ready to be cut.
+func (c *core) hasPending() bool { return len(c.pending) > 0 && c.failed == nil }
+
+// cut takes the oldest pending batch, assigns its sequence number and file
+// (rolling over when the current file is full) and lays out its header.
+// It returns nil if nothing is pending, a batch is in flight, or the WAL
+// failed.
+func (c *core) cut() *batch {
+	if c.inFlight != nil || !c.hasPending() {
+		return nil
+	}
+	b := c.pending[0]
+	c.pending[0] = nil
+	c.pending = c.pending[1:]
+	body := len(b.buf) - batchReserve
+	c.batchSeq++
+	b.seq = c.batchSeq
+	if c.file == 0 || c.fileBytes+int64(batchHeaderLen+body) > c.cfg.MaxFileBytes && c.fileBytes > fileHeaderLen {
+		b.newFile = true
+		b.file = c.nextFile
+		b.out = b.buf
+		appendFileHeader(b.buf[:0], b.file)
+	} else {
+		b.file = c.file
+		b.out = b.buf[fileHeaderLen:]
+	}
+	putBatchHeader(b.buf[fileHeaderLen:batchReserve], batchHeader{seq: b.seq, bodyLen: uint32(body), count: uint32(b.entries)})
+	c.inFlight = b
+	return b
+}
+
+// complete finishes the in-flight batch after its I/O returned err. On
+// success it publishes the batch to the mem tables and returns one Written
+// per writer, plus the file that the batch closed by rolling over (nil if
+// none). On failure the WAL fails: this batch and every pending one are
+// answered with WriteFailed.
+func (c *core) complete(b *batch, err error) ([]notice, *ClosedFile) {
+	if b != c.inFlight {
+		panic(fmt.Sprintf("wal: complete of batch %d while batch %v is in flight", b.seq, c.inFlight))
+	}
+	c.inFlight = nil
+	if err != nil {
+		c.failed = fmt.Errorf("%w: batch %d to file %s: %w", ErrFailed, b.seq, fileName(b.file), err)
+		c.cfg.Logger.Error("wal failed; no further writes will be acknowledged", "err", err, "batch", b.seq, "file", fileName(b.file))
+		out := c.failBatch(b)
+		for _, p := range c.pending {
+			out = append(out, c.failBatch(p)...)
+		}
+		c.pending = nil
+		return out, nil
+	}
+	var closed *ClosedFile
+	if b.newFile {
+		if c.file != 0 {
+			closed = c.closeFile()
+		}
+		c.file, c.fileBytes, c.nextFile = b.file, 0, b.file+1
+	}
+	c.fileBytes += int64(len(b.out))
+	out := make([]notice, 0, len(b.progress))
+	for _, p := range b.progress {
+		if p.ws.gone {
+			p.to.release(p.entries, p.bytes)
+			continue
+		}
+		p.ws.log.publish(b.file, p.writes)
+		c.fileLogs[p.ws] = struct{}{}
+		p.to.release(p.entries, p.bytes)
+		out = append(out, notice{to: p.to, msg: Written{UID: p.ws.uid, Term: p.term, From: p.from, To: p.last}})
+	}
+	return out, closed
+}
+
+func (c *core) failBatch(b *batch) []notice {
+	out := make([]notice, 0, len(b.progress))
+	for _, p := range b.progress {
+		p.to.release(p.entries, p.bytes)
+		out = append(out, notice{to: p.to, msg: WriteFailed{UID: p.ws.uid, From: p.from, To: p.last, Err: c.failed}})
+	}
+	return out
+}
+
+// closeFile returns the hand-off of the current file to the segment
+// writer: every table written into it, in UID order.
+func (c *core) closeFile() *ClosedFile {
+	cf := &ClosedFile{Seq: c.file, Path: c.cfg.Dir + "/" + fileName(c.file)}
+	for ws := range c.fileLogs {
+		if ws.gone {
+			continue
+		}
+		if t := ws.log.tableOf(c.file); t != nil {
+			cf.Tables = append(cf.Tables, closedTable(ws.log, t))
+		}
+	}
+	sort.Slice(cf.Tables, func(i, j int) bool { return cf.Tables[i].UID < cf.Tables[j].UID })
+	clear(c.fileLogs)
+	return cf
+}
+
+// forget drops everything the WAL holds for uid (its data is being
+// deleted). Entries of uid already in WAL files stay there until the files
+// are flushed; the segment writer discards them.
+func (c *core) forget(uid string) {
+	if ws := c.writers[uid]; ws != nil {
+		ws.gone = true
+		delete(c.writers, uid)
+		delete(c.fileLogs, ws)
+	}
+	if log := c.tables.remove(uid); log != nil {
+		log.dropAll()
+	}
+}
+
+func payloadBytes(es []Entry) int64 {
+	var n int64
+	for _, e := range es {
+		n += int64(len(e.Payload))
+	}
+	return n
+}

@@ -1,0 +1,227 @@
+package wal
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// Entry is one log entry as the WAL stores it. Payload is opaque; once an
+// Entry is handed to the WAL its Payload must not be modified, because mem
+// tables keep the slice and concurrent readers see it.
+type Entry struct {
+	Index   uint64
+	Term    uint64
+	Payload []byte
+}
+
+// table holds the entries one UID wrote into one WAL file, as a contiguous
+// run [lo, lo+len(entries)). A table shadows every entry of older tables
+// and of the segments at index >= lo; a reset table also hides everything
+// below lo.
+//
+// Invariant: a published table is never mutated except by appending past
+// the length any published view has seen, so readers need no lock.
+type table struct {
+	file    uint64 // WAL file sequence number the entries live in
+	lo      uint64 // index of entries[0]
+	reset   bool
+	entries []Entry // non-empty
+}
+
+func (t *table) hi() uint64 { return t.lo + uint64(len(t.entries)) - 1 }
+
+// memState is one immutable published state of a MemLog: its tables,
+// oldest file first. A UID has at most one table per file.
+type memState struct {
+	tables []*table
+}
+
+// MemLog is the set of mem tables of one UID: the entries of that UID that
+// are in WAL files and not yet known to be in segments.
+//
+// Concurrency: any number of goroutines may read through View at any time
+// without locks and without messaging the WAL: a View is an immutable
+// snapshot loaded with one atomic pointer read. The WAL (publishing a
+// synced batch) and the segment writer (dropping flushed tables) serialize
+// on mu; they never wait for readers, so a slow reader can never stall the
+// node's WAL. Writers build a new state and publish it with one atomic
+// store; old states stay valid for readers that still hold them and are
+// reclaimed by the garbage collector.
+type MemLog struct {
+	uid   string
+	mu    sync.Mutex // serializes publishers; readers never take it
+	state atomic.Pointer[memState]
+}
+
+func newMemLog(uid string) *MemLog {
+	m := &MemLog{uid: uid}
+	m.state.Store(&memState{})
+	return m
+}
+
+// UID returns the UID whose entries this MemLog holds.
+func (m *MemLog) UID() string { return m.uid }
+
+// View returns a consistent snapshot of the mem tables. It is cheap (one
+// atomic load) and safe to call from any goroutine.
+func (m *MemLog) View() View { return View{tables: m.state.Load().tables} }
+
+// memWrite is one accepted write as the mem tables apply it.
+type memWrite struct {
+	Entry
+	reset bool
+}
+
+// publish applies writes, in order, to the table of file and publishes the
+// result. The caller (the WAL) has checked sequencing: each write's index
+// is at most one past the previous last index, unless it is a reset or the
+// first write the WAL knows of for this UID.
+func (m *MemLog) publish(file uint64, writes []memWrite) {
+	if len(writes) == 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := m.state.Load().tables
+	keep := old
+	var cur *table
+	owned := false // cur.entries was allocated here and never published
+	if n := len(old); n > 0 && old[n-1].file == file {
+		c := *old[n-1]
+		cur = &c
+		keep = old[:n-1]
+	}
+	for _, w := range writes {
+		switch {
+		case cur == nil || w.reset || w.Index < cur.lo:
+			// A fresh table for this file. It replaces any table of the
+			// same file: that one lies entirely at or above w.Index (or is
+			// discarded by the reset), so nothing of it stays visible.
+			reset := w.reset || (cur != nil && cur.reset)
+			cur = &table{file: file, lo: w.Index, reset: reset, entries: []Entry{w.Entry}}
+			owned = true
+		case w.Index == cur.hi()+1:
+			// Appending past every published length is invisible to
+			// readers until the new state is stored.
+			cur.entries = append(cur.entries, w.Entry)
+		default:
+			// Overwrite inside the table: readers may be looking at the
+			// slots being replaced, so copy unless nobody has seen them.
+			keepN := int(w.Index - cur.lo)
+			if owned {
+				cur.entries = append(cur.entries[:keepN], w.Entry)
+			} else {
+				fresh := make([]Entry, keepN, keepN+len(writes)+1)
+				copy(fresh, cur.entries[:keepN])
+				cur.entries = append(fresh, w.Entry)
+				owned = true
+			}
+		}
+	}
+	tables := make([]*table, 0, len(keep)+1)
+	tables = append(tables, keep...)
+	tables = append(tables, cur)
+	m.state.Store(&memState{tables: tables})
+}
+
+// DropFile removes the table of WAL file seq, if any. The segment writer
+// calls it after that table's entries are durable in segments, so readers
+// that no longer find them here find them there.
+func (m *MemLog) DropFile(seq uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := m.state.Load().tables
+	tables := make([]*table, 0, len(old))
+	for _, t := range old {
+		if t.file != seq {
+			tables = append(tables, t)
+		}
+	}
+	if len(tables) != len(old) {
+		m.state.Store(&memState{tables: tables})
+	}
+}
+
+// dropAll empties the MemLog (the UID's data is being deleted).
+func (m *MemLog) dropAll() {
+	m.mu.Lock()
+	m.state.Store(&memState{})
+	m.mu.Unlock()
+}
+
+// tableOf returns the table of file seq in the current state.
+func (m *MemLog) tableOf(seq uint64) *table {
+	for _, t := range m.state.Load().tables {
+		if t.file == seq {
+			return t
+		}
+	}
+	return nil
+}
+
+// Presence says what a mem-table lookup learned about an index.
+type Presence int
+
+const (
+	// Unknown: the mem tables do not cover the index; ask the segments.
+	Unknown Presence = iota
+	// Present: the entry was found.
+	Present
+	// Absent: the index is not in the log at all: past the last index, or
+	// below the start of a reset log. Do not ask the segments.
+	Absent
+)
+
+// View is an immutable snapshot of one UID's mem tables. Its zero value is
+// an empty view.
+type View struct {
+	tables []*table
+}
+
+// Empty reports whether the view holds no entries.
+func (v View) Empty() bool { return len(v.tables) == 0 }
+
+// Get looks up index. The newest table that covers the index decides.
+func (v View) Get(index uint64) (Entry, Presence) {
+	for i := len(v.tables) - 1; i >= 0; i-- {
+		t := v.tables[i]
+		if index >= t.lo {
+			if index <= t.hi() {
+				return t.entries[index-t.lo], Present
+			}
+			return Entry{}, Absent
+		}
+		if t.reset {
+			return Entry{}, Absent
+		}
+	}
+	return Entry{}, Unknown
+}
+
+// Last returns the index and term of the last entry in the mem tables.
+func (v View) Last() (index, term uint64, ok bool) {
+	if len(v.tables) == 0 {
+		return 0, 0, false
+	}
+	t := v.tables[len(v.tables)-1]
+	e := t.entries[len(t.entries)-1]
+	return e.Index, e.Term, true
+}
+
+// First returns the lowest index the mem tables hold. If reset is true,
+// the log has nothing below first (a reset write discarded it), so the
+// segments must not be consulted for lower indexes.
+func (v View) First() (first uint64, reset bool, ok bool) {
+	if len(v.tables) == 0 {
+		return 0, false, false
+	}
+	first = v.tables[len(v.tables)-1].lo
+	for i := len(v.tables) - 1; i >= 0; i-- {
+		t := v.tables[i]
+		first = min(first, t.lo)
+		if t.reset {
+			return first, true, true
+		}
+	}
+	return first, false, true
+}

@@ -1,0 +1,166 @@
+package wal
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"path"
+	"sort"
+)
+
+// recovered is what start-up learns from the WAL directory.
+type recovered struct {
+	files    []*ClosedFile     // every existing file, oldest first, tables rebuilt
+	nextFile uint64            // sequence for the first new file
+	batchSeq uint64            // sequence of the last good batch
+	last     map[string]uint64 // last index per UID found in the files
+}
+
+// recoverDir reads every WAL file in order and rebuilds the mem tables into
+// tables. A damaged tail of the last file (nothing valid after the damage)
+// is cut at the end of the last good batch, made durable, and logged. Any
+// other damage returns a *CorruptionError: nothing is skipped silently.
+func recoverDir(cfg Config, tables *MemTables) (recovered, error) {
+	rec := recovered{nextFile: 1, last: map[string]uint64{}}
+	if err := cfg.FS.MkdirAll(cfg.Dir); err != nil {
+		return rec, fmt.Errorf("wal: create dir %s: %w", cfg.Dir, err)
+	}
+	names, err := cfg.FS.List(cfg.Dir)
+	if err != nil {
+		return rec, fmt.Errorf("wal: list %s: %w", cfg.Dir, err)
+	}
+	var seqs []uint64
+	for _, name := range names {
+		if seq, ok := parseFileName(name); ok {
+			seqs = append(seqs, seq)
+		} else {
+			cfg.Logger.Warn("ignoring unknown file in wal dir", "dir", cfg.Dir, "name", name)
+		}
+	}
+	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+	for i, seq := range seqs {
+		cf, err := recoverFile(cfg, tables, seq, i == len(seqs)-1, &rec)
+		if err != nil {
+			return rec, err
+		}
+		rec.files = append(rec.files, cf)
+		rec.nextFile = seq + 1
+	}
+	for _, cf := range rec.files {
+		for _, t := range cf.Tables {
+			if idx, _, ok := t.Log.View().Last(); ok {
+				rec.last[t.UID] = idx
+			}
+		}
+	}
+	return rec, nil
+}
+
+// recoverFile replays one file into the mem tables.
+func recoverFile(cfg Config, tables *MemTables, seq uint64, isLast bool, rec *recovered) (*ClosedFile, error) {
+	name := path.Join(cfg.Dir, fileName(seq))
+	data, err := cfg.FS.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("wal: read %s: %w", name, err)
+	}
+	cf := &ClosedFile{Seq: seq, Path: name}
+	if len(data) == 0 {
+		// Created, then the process died before the first write reached
+		// the disk. Nothing was acknowledged from it.
+		return cf, nil
+	}
+	touched := map[*MemLog]struct{}{}
+	off, damage := replay(data, seq, tables, touched, &rec.batchSeq)
+	if damage != nil {
+		if !isLast {
+			return nil, &CorruptionError{File: name, Offset: int64(off), Reason: damage}
+		}
+		if at, found := findValidBatch(data, off+1); found {
+			return nil, &CorruptionError{File: name, Offset: int64(off), Reason: fmt.Errorf("%w, and a valid batch follows at offset %d", damage, at)}
+		}
+		cut := off
+		if cut < fileHeaderLen {
+			cut = 0 // not even the header survived
+		}
+		if err := cfg.FS.Truncate(name, int64(cut)); err != nil {
+			return nil, fmt.Errorf("wal: cut torn tail of %s at offset %d: %w", name, cut, err)
+		}
+		cfg.Logger.Warn("wal: cut torn tail", "file", name, "offset", cut, "dropped_bytes", len(data)-cut, "reason", damage.Error())
+	}
+	for log := range touched {
+		if t := log.tableOf(seq); t != nil {
+			cf.Tables = append(cf.Tables, closedTable(log, t))
+		}
+	}
+	sort.Slice(cf.Tables, func(i, j int) bool { return cf.Tables[i].UID < cf.Tables[j].UID })
+	return cf, nil
+}
+
+// replay applies every good batch of one file's data to the mem tables. It
+// returns the offset where damage starts and what it is, or a nil error if
+// the whole file is good. off is always the end of the last good batch
+// (or 0 for a bad file header).
+func replay(data []byte, seq uint64, tables *MemTables, touched map[*MemLog]struct{}, batchSeq *uint64) (off int, damage error) {
+	got, err := parseFileHeader(data)
+	if err != nil {
+		return 0, err
+	}
+	if got != seq {
+		return 0, fmt.Errorf("%w: file header says sequence %d", errBad, got)
+	}
+	off = fileHeaderLen
+	first := true
+	for off < len(data) {
+		h, recs, n, _, err := decodeBatch(data[off:])
+		if err != nil {
+			return off, err
+		}
+		if !first && h.seq != *batchSeq+1 || first && h.seq <= *batchSeq {
+			return off, fmt.Errorf("%w: batch sequence %d after %d", errBad, h.seq, *batchSeq)
+		}
+		first = false
+		*batchSeq = h.seq
+		applyBatch(seq, recs, tables, touched)
+		off += n
+	}
+	return off, nil
+}
+
+// applyBatch publishes a decoded batch the way the live WAL does: each
+// UID's writes of the batch, in order, in one publish.
+func applyBatch(file uint64, recs []record, tables *MemTables, touched map[*MemLog]struct{}) {
+	byUID := map[string][]memWrite{}
+	var order []string
+	for _, r := range recs {
+		if _, ok := byUID[r.uid]; !ok {
+			order = append(order, r.uid)
+		}
+		byUID[r.uid] = append(byUID[r.uid], memWrite{Entry: Entry{Index: r.index, Term: r.term, Payload: r.payload}, reset: r.reset})
+	}
+	for _, uid := range order {
+		log := tables.getOrCreate(uid)
+		log.publish(file, byUID[uid])
+		touched[log] = struct{}{}
+	}
+}
+
+// findValidBatch looks for a complete, checksum-valid batch starting at or
+// after from. Finding one after damage means the damage is not a torn
+// tail: the WAL syncs each batch before writing the next, so a good batch
+// behind a bad one proves the bad one had been synced.
+func findValidBatch(data []byte, from int) (int, bool) {
+	var magic [4]byte
+	binary.LittleEndian.PutUint32(magic[:], batchMagic)
+	for from < len(data) {
+		i := bytes.Index(data[from:], magic[:])
+		if i < 0 {
+			return 0, false
+		}
+		at := from + i
+		if _, _, _, _, err := decodeBatch(data[at:]); err == nil {
+			return at, true
+		}
+		from = at + 1
+	}
+	return 0, false
+}

@@ -1,0 +1,66 @@
+package wal
+
+import "sync"
+
+// MemTables is the node-wide registry of MemLogs, one per UID. Lookups
+// take a read lock on the map only; reading a MemLog itself is lock-free.
+type MemTables struct {
+	mu   sync.RWMutex
+	logs map[string]*MemLog
+}
+
+func newMemTables() *MemTables { return &MemTables{logs: map[string]*MemLog{}} }
+
+// Get returns the MemLog of uid, or nil if the WAL holds nothing for it.
+func (m *MemTables) Get(uid string) *MemLog {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.logs[uid]
+}
+
+func (m *MemTables) getOrCreate(uid string) *MemLog {
+	if l := m.Get(uid); l != nil {
+		return l
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l := m.logs[uid]
+	if l == nil {
+		l = newMemLog(uid)
+		m.logs[uid] = l
+	}
+	return l
+}
+
+func (m *MemTables) remove(uid string) *MemLog {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l := m.logs[uid]
+	delete(m.logs, uid)
+	return l
+}
+
+// ClosedFile is a WAL file that will get no more writes, handed to the
+// segment writer with the tables written into it. The segment writer
+// makes the tables durable in segments, then calls Tables[i].Log.DropFile
+// for each, then removes the file with the WAL's Remove.
+type ClosedFile struct {
+	Seq    uint64        // the file's sequence number
+	Path   string        // its path, for logs
+	Tables []ClosedTable // in UID order; may be empty
+}
+
+// ClosedTable is one UID's entries in a closed file: the run
+// First..First+len(Entries)-1. In segments it replaces every entry of the
+// UID at index >= First, or, if Reset, every entry of the UID.
+type ClosedTable struct {
+	UID     string
+	Log     *MemLog // where to DropFile once the entries are durable
+	First   uint64
+	Reset   bool
+	Entries []Entry // immutable; shared with readers
+}
+
+func closedTable(log *MemLog, t *table) ClosedTable {
+	return ClosedTable{UID: log.uid, Log: log, First: t.lo, Reset: t.reset, Entries: t.entries}
+}

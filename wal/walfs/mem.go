@@ -1,0 +1,315 @@
+package walfs
+
+import (
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Op names a file operation, for fault injection.
+type Op int
+
+// The operations a Fault hook sees.
+const (
+	OpCreate Op = iota
+	OpWrite
+	OpSync // Sync and Datasync
+	OpRead
+	OpTruncate
+	OpRemove
+	OpSyncDir
+)
+
+func (o Op) String() string {
+	switch o {
+	case OpCreate:
+		return "create"
+	case OpWrite:
+		return "write"
+	case OpSync:
+		return "sync"
+	case OpRead:
+		return "read"
+	case OpTruncate:
+		return "truncate"
+	case OpRemove:
+		return "remove"
+	case OpSyncDir:
+		return "syncdir"
+	}
+	return fmt.Sprintf("op(%d)", int(o))
+}
+
+// Fault decides whether an operation fails. It is called with the Mem lock
+// held, so it must not call back into the Mem. A nil error lets the
+// operation proceed.
+type Fault func(op Op, name string) error
+
+// Mem is an in-memory FS with an explicit durability model, for tests:
+//
+//   - a file's bytes are durable up to its synced length (set by Sync,
+//     Datasync and Truncate); later bytes are lost, torn or zeroed by Crash;
+//   - a created name is durable only after SyncDir of its directory, and a
+//     removed name comes back after a Crash unless SyncDir followed;
+//   - SetCapacity makes writes fail with ErrNoSpace once the total size of
+//     all files would exceed it (the bytes that fit are written, as a real
+//     short write would);
+//   - SetFault fails chosen operations.
+//
+// Mem is safe for concurrent use.
+type Mem struct {
+	mu       sync.Mutex
+	files    map[string]*memFile // live names
+	durable  map[string]*memFile // names that survive a crash
+	dirs     map[string]bool
+	capacity int64 // 0 = unlimited
+	fault    Fault
+}
+
+type memFile struct {
+	data   []byte
+	synced int // bytes [0, synced) are durable
+}
+
+// NewMem returns an empty in-memory FS.
+func NewMem() *Mem {
+	return &Mem{files: map[string]*memFile{}, durable: map[string]*memFile{}, dirs: map[string]bool{"/": true, ".": true}}
+}
+
+// SetCapacity limits the total bytes of all files; 0 removes the limit.
+func (m *Mem) SetCapacity(bytes int64) {
+	m.mu.Lock()
+	m.capacity = bytes
+	m.mu.Unlock()
+}
+
+// SetFault installs f (nil removes it).
+func (m *Mem) SetFault(f Fault) {
+	m.mu.Lock()
+	m.fault = f
+	m.mu.Unlock()
+}
+
+func (m *Mem) check(op Op, name string) error {
+	if m.fault == nil {
+		return nil
+	}
+	if err := m.fault(op, name); err != nil {
+		return &os.PathError{Op: op.String(), Path: name, Err: err}
+	}
+	return nil
+}
+
+func (m *Mem) usedLocked() int64 {
+	var n int64
+	for _, f := range m.files {
+		n += int64(len(f.data))
+	}
+	return n
+}
+
+// Create implements FS.
+func (m *Mem) Create(name string) (File, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.check(OpCreate, name); err != nil {
+		return nil, err
+	}
+	if !m.dirs[path.Dir(name)] {
+		return nil, &os.PathError{Op: "create", Path: name, Err: fs.ErrNotExist}
+	}
+	f := &memFile{}
+	m.files[name] = f
+	return &memHandle{m: m, name: name, f: f}, nil
+}
+
+// ReadFile implements FS.
+func (m *Mem) ReadFile(name string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.check(OpRead, name); err != nil {
+		return nil, err
+	}
+	f, ok := m.files[name]
+	if !ok {
+		return nil, &os.PathError{Op: "read", Path: name, Err: fs.ErrNotExist}
+	}
+	return append([]byte(nil), f.data...), nil
+}
+
+// Truncate implements FS.
+func (m *Mem) Truncate(name string, size int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.check(OpTruncate, name); err != nil {
+		return err
+	}
+	f, ok := m.files[name]
+	if !ok {
+		return &os.PathError{Op: "truncate", Path: name, Err: fs.ErrNotExist}
+	}
+	if size < 0 || size > int64(len(f.data)) {
+		return &os.PathError{Op: "truncate", Path: name, Err: fs.ErrInvalid}
+	}
+	f.data = f.data[:size:size]
+	f.synced = int(size)
+	return nil
+}
+
+// Remove implements FS.
+func (m *Mem) Remove(name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.check(OpRemove, name); err != nil {
+		return err
+	}
+	if _, ok := m.files[name]; !ok {
+		return &os.PathError{Op: "remove", Path: name, Err: fs.ErrNotExist}
+	}
+	delete(m.files, name)
+	return nil
+}
+
+// List implements FS.
+func (m *Mem) List(dir string) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	dir = path.Clean(dir)
+	if !m.dirs[dir] {
+		return nil, &os.PathError{Op: "list", Path: dir, Err: fs.ErrNotExist}
+	}
+	var names []string
+	for name := range m.files {
+		if path.Dir(name) == dir {
+			names = append(names, path.Base(name))
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// MkdirAll implements FS. Directories are durable at once.
+func (m *Mem) MkdirAll(dir string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for d := path.Clean(dir); ; d = path.Dir(d) {
+		m.dirs[d] = true
+		if d == "/" || d == "." || !strings.Contains(d, "/") {
+			break
+		}
+	}
+	return nil
+}
+
+// SyncDir implements FS: the live names of dir become the durable ones.
+func (m *Mem) SyncDir(dir string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.check(OpSyncDir, dir); err != nil {
+		return err
+	}
+	dir = path.Clean(dir)
+	for name := range m.durable {
+		if path.Dir(name) == dir {
+			delete(m.durable, name)
+		}
+	}
+	for name, f := range m.files {
+		if path.Dir(name) == dir {
+			m.durable[name] = f
+		}
+	}
+	return nil
+}
+
+// Crash returns the FS a restarted process would find after a power cut:
+// only durable names, each with its synced bytes plus, chosen by rng, a
+// prefix of its unsynced bytes in which a run may be zeroed (a page that
+// never reached the disk while a later one did). With rng nil every
+// unsynced byte is dropped.
+func (m *Mem) Crash(rng *rand.Rand) *Mem {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := NewMem()
+	for d := range m.dirs {
+		c.dirs[d] = true
+	}
+	names := make([]string, 0, len(m.durable))
+	for name := range m.durable {
+		names = append(names, name)
+	}
+	sort.Strings(names) // deterministic use of rng
+	for _, name := range names {
+		f := m.durable[name]
+		keep := f.synced
+		if rng != nil && len(f.data) > f.synced {
+			keep += rng.IntN(len(f.data) - f.synced + 1)
+		}
+		data := append([]byte(nil), f.data[:keep]...)
+		if rng != nil && keep > f.synced && rng.IntN(2) == 0 {
+			from := f.synced + rng.IntN(keep-f.synced)
+			to := from + rng.IntN(keep-from+1)
+			clear(data[from:to])
+		}
+		nf := &memFile{data: data, synced: len(data)}
+		c.files[name] = nf
+		c.durable[name] = nf
+	}
+	return c
+}
+
+type memHandle struct {
+	m      *Mem
+	name   string
+	f      *memFile
+	closed bool
+}
+
+func (h *memHandle) Write(p []byte) (int, error) {
+	h.m.mu.Lock()
+	defer h.m.mu.Unlock()
+	if h.closed {
+		return 0, &os.PathError{Op: "write", Path: h.name, Err: fs.ErrClosed}
+	}
+	if err := h.m.check(OpWrite, h.name); err != nil {
+		return 0, err
+	}
+	n := len(p)
+	var err error
+	if h.m.capacity > 0 {
+		if free := h.m.capacity - h.m.usedLocked(); int64(n) > free {
+			n = int(max(free, 0))
+			err = &os.PathError{Op: "write", Path: h.name, Err: ErrNoSpace}
+		}
+	}
+	h.f.data = append(h.f.data, p[:n]...)
+	return n, err
+}
+
+func (h *memHandle) sync() error {
+	h.m.mu.Lock()
+	defer h.m.mu.Unlock()
+	if h.closed {
+		return &os.PathError{Op: "sync", Path: h.name, Err: fs.ErrClosed}
+	}
+	if err := h.m.check(OpSync, h.name); err != nil {
+		return err
+	}
+	h.f.synced = len(h.f.data)
+	return nil
+}
+
+func (h *memHandle) Sync() error     { return h.sync() }
+func (h *memHandle) Datasync() error { return h.sync() }
+
+func (h *memHandle) Close() error {
+	h.m.mu.Lock()
+	defer h.m.mu.Unlock()
+	h.closed = true
+	return nil
+}
