@@ -71,8 +71,8 @@ type core struct {
 	tables  *MemTables
 	writers map[string]*writerState
 
-	pending []*batch // staged, oldest first; each within the batch limits
-	inFlight *batch  // cut and not yet completed
+	pending  []*batch // staged, oldest first; each within the batch limits
+	inFlight *batch   // cut and not yet completed
 
 	file      uint64 // current file; 0 before the first batch
 	fileBytes int64  // bytes in the current file
