@@ -76,6 +76,7 @@ type core struct {
 
 	file      uint64 // current file; 0 before the first batch
 	fileBytes int64  // bytes in the current file
+	lastOut   []byte // bytes of the last completed batch (tests locate it)
 	nextFile  uint64 // sequence of the next file to open
 	batchSeq  uint64 // sequence of the last batch cut
 	fileLogs  map[*writerState]struct{}
@@ -223,6 +224,7 @@ func (c *core) complete(b *batch, err error) ([]notice, *ClosedFile) {
 		c.file, c.fileBytes, c.nextFile = b.file, 0, b.file+1
 	}
 	c.fileBytes += int64(len(b.out))
+	c.lastOut = b.out
 	out := make([]notice, 0, len(b.progress))
 	for _, p := range b.progress {
 		if p.ws.gone {

@@ -69,14 +69,7 @@ func (o *opened) newWriter(uid string, target any, send func(writeMsg) error) (*
 
 // removeFile deletes flushed WAL file seq and makes the deletion durable.
 func (o *opened) removeFile(seq uint64) error {
-	name := path.Join(o.cfg.Dir, fileName(seq))
-	if err := o.cfg.FS.Remove(name); err != nil {
-		return fmt.Errorf("wal: remove %s: %w", name, err)
-	}
-	if err := o.cfg.FS.SyncDir(o.cfg.Dir); err != nil {
-		return fmt.Errorf("wal: sync dir %s: %w", o.cfg.Dir, err)
-	}
-	return nil
+	return removeDurably(o.cfg, path.Join(o.cfg.Dir, fileName(seq)))
 }
 
 // ValidateUID checks that uid is usable as a key and a file name: 1 to 255

@@ -2,11 +2,16 @@ package wal
 
 import (
 	"bytes"
+	"errors"
 	"encoding/binary"
 	"fmt"
 	"path"
 	"sort"
 )
+
+// errLost means whole batches are missing between two files: the earlier
+// file lost its end. That is never a torn tail.
+var errLost = errors.New("batches missing")
 
 // recovered is what start-up learns from the WAL directory.
 type recovered struct {
@@ -43,8 +48,10 @@ func recoverDir(cfg Config, tables *MemTables) (recovered, error) {
 		if err != nil {
 			return rec, err
 		}
-		rec.files = append(rec.files, cf)
 		rec.nextFile = seq + 1
+		if cf != nil {
+			rec.files = append(rec.files, cf)
+		}
 	}
 	for _, cf := range rec.files {
 		for _, t := range cf.Tables {
@@ -64,28 +71,34 @@ func recoverFile(cfg Config, tables *MemTables, seq uint64, isLast bool, rec *re
 		return nil, fmt.Errorf("wal: read %s: %w", name, err)
 	}
 	cf := &ClosedFile{Seq: seq, Path: name}
-	if len(data) == 0 {
-		// Created, then the process died before the first write reached
-		// the disk. Nothing was acknowledged from it.
-		return cf, nil
-	}
 	touched := map[*MemLog]struct{}{}
-	off, damage := replay(data, seq, tables, touched, &rec.batchSeq)
+	off, damage := 0, error(nil)
+	if len(data) == 0 {
+		damage = fmt.Errorf("%w: empty file", errShort)
+	} else {
+		off, damage = replay(data, seq, len(rec.files) > 0, tables, touched, &rec.batchSeq)
+	}
 	if damage != nil {
-		if !isLast {
+		if !isLast || errors.Is(damage, errLost) {
 			return nil, &CorruptionError{File: name, Offset: int64(off), Reason: damage}
 		}
 		if at, found := findValidBatch(data, off+1); found {
 			return nil, &CorruptionError{File: name, Offset: int64(off), Reason: fmt.Errorf("%w, and a valid batch follows at offset %d", damage, at)}
 		}
-		cut := off
-		if cut < fileHeaderLen {
-			cut = 0 // not even the header survived
+		if off <= fileHeaderLen {
+			// Not even the header survived: the process died while
+			// creating the file, before anything in it was acknowledged.
+			// Remove it, so that an empty file can only ever mean damage.
+			if err := removeDurably(cfg, name); err != nil {
+				return nil, err
+			}
+			cfg.Logger.Warn("wal: removed torn new file", "file", name, "bytes", len(data), "reason", damage.Error())
+			return nil, nil
 		}
-		if err := cfg.FS.Truncate(name, int64(cut)); err != nil {
-			return nil, fmt.Errorf("wal: cut torn tail of %s at offset %d: %w", name, cut, err)
+		if err := cfg.FS.Truncate(name, int64(off)); err != nil {
+			return nil, fmt.Errorf("wal: cut torn tail of %s at offset %d: %w", name, off, err)
 		}
-		cfg.Logger.Warn("wal: cut torn tail", "file", name, "offset", cut, "dropped_bytes", len(data)-cut, "reason", damage.Error())
+		cfg.Logger.Warn("wal: cut torn tail", "file", name, "offset", off, "dropped_bytes", len(data)-off, "reason", damage.Error())
 	}
 	for log := range touched {
 		if t := log.tableOf(seq); t != nil {
@@ -99,8 +112,10 @@ func recoverFile(cfg Config, tables *MemTables, seq uint64, isLast bool, rec *re
 // replay applies every good batch of one file's data to the mem tables. It
 // returns the offset where damage starts and what it is, or a nil error if
 // the whole file is good. off is always the end of the last good batch
-// (or 0 for a bad file header).
-func replay(data []byte, seq uint64, tables *MemTables, touched map[*MemLog]struct{}, batchSeq *uint64) (off int, damage error) {
+// (or 0 for a bad file header). If continues, the file follows another
+// recovered file and its first batch must continue that file's sequence:
+// a file that lost whole batches at its end is damaged too.
+func replay(data []byte, seq uint64, continues bool, tables *MemTables, touched map[*MemLog]struct{}, batchSeq *uint64) (off int, damage error) {
 	got, err := parseFileHeader(data)
 	if err != nil {
 		return 0, err
@@ -115,13 +130,21 @@ func replay(data []byte, seq uint64, tables *MemTables, touched map[*MemLog]stru
 		if err != nil {
 			return off, err
 		}
-		if !first && h.seq != *batchSeq+1 || first && h.seq <= *batchSeq {
+		if first && continues && h.seq != *batchSeq+1 {
+			return off, fmt.Errorf("%w: first batch %d does not follow batch %d that ends the previous file", errLost, h.seq, *batchSeq)
+		}
+		if !first && h.seq != *batchSeq+1 || h.seq <= *batchSeq {
 			return off, fmt.Errorf("%w: batch sequence %d after %d", errBad, h.seq, *batchSeq)
 		}
 		first = false
 		*batchSeq = h.seq
 		applyBatch(seq, recs, tables, touched)
 		off += n
+	}
+	if first {
+		// The header is written together with the first batch, so a
+		// file without batches is torn.
+		return off, fmt.Errorf("%w: file has no batch", errShort)
 	}
 	return off, nil
 }
@@ -163,4 +186,15 @@ func findValidBatch(data []byte, from int) (int, bool) {
 		from = at + 1
 	}
 	return 0, false
+}
+
+// removeDurably deletes name and syncs the directory.
+func removeDurably(cfg Config, name string) error {
+	if err := cfg.FS.Remove(name); err != nil {
+		return fmt.Errorf("wal: remove %s: %w", name, err)
+	}
+	if err := cfg.FS.SyncDir(cfg.Dir); err != nil {
+		return fmt.Errorf("wal: sync dir %s: %w", cfg.Dir, err)
+	}
+	return nil
 }
