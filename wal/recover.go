@@ -2,8 +2,8 @@ package wal
 
 import (
 	"bytes"
-	"errors"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"path"
 	"sort"
