@@ -1,0 +1,38 @@
+package actor
+
+import "errors"
+
+// Errors returned by this package. Check them with errors.Is; most are
+// wrapped with the name of the process or node involved.
+var (
+	// ErrNameTaken: a process is already registered under the name.
+	ErrNameTaken = errors.New("actor: name already registered")
+	// ErrInvalidName: a process name is empty, too long, or uses the
+	// reserved '$' prefix.
+	ErrInvalidName = errors.New("actor: invalid process name")
+	// ErrNoProcess: no process is registered under the name on its node.
+	// A call that fails with it was not processed.
+	ErrNoProcess = errors.New("actor: no such process")
+	// ErrTimeout: a call got no reply in time. The target may or may not
+	// have processed the request (its node may be down or slow).
+	ErrTimeout = errors.New("actor: call timed out")
+	// ErrNotSerializable: a message for another node has no registered
+	// codec, or its codec failed to encode it.
+	ErrNotSerializable = errors.New("actor: message type has no codec")
+	// ErrMessageTooLarge: an encoded message exceeds Config.MaxMessageBytes.
+	ErrMessageTooLarge = errors.New("actor: message too large")
+	// ErrBadMessage: a message or frame from another node does not decode.
+	ErrBadMessage = errors.New("actor: malformed message")
+	// ErrNodeStopped: the node is stopping or stopped.
+	ErrNodeStopped = errors.New("actor: node stopped")
+	// ErrStart: the node could not start (e.g. its address is in use).
+	ErrStart = errors.New("actor: node failed to start")
+	// ErrInvalidConfig: a configuration value is out of range.
+	ErrInvalidConfig = errors.New("actor: invalid configuration")
+	// ErrCodecConflict: a codec's tag or type is already registered.
+	ErrCodecConflict = errors.New("actor: codec tag or type already registered")
+	// ErrNotLocal: the operation needs a process on this node.
+	ErrNotLocal = errors.New("actor: process is not on this node")
+	// ErrNoChild: a supervisor has no child of that name.
+	ErrNoChild = errors.New("actor: no such child")
+)

@@ -1,0 +1,222 @@
+package actor
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rago-raft/rago/internal/wire"
+)
+
+// receiveFrame decodes one frame and delivers its items in order. Bad input
+// is dropped and logged; it never panics into protoactor's reader.
+func (n *Node) receiveFrame(b []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			n.stats.droppedBadMessage.Add(1)
+			n.logger.Error("frame handling panicked", "panic", fmt.Sprint(r))
+		}
+	}()
+	n.stats.framesReceived.Add(1)
+	n.stats.bytesReceived.Add(uint64(len(b)))
+	f, err := decodeFrame(b)
+	if err != nil {
+		n.stats.droppedBadMessage.Add(1)
+		n.badInput.log(n, "dropped a malformed frame", err)
+		return
+	}
+	for i := 0; i < f.count; i++ {
+		it := readItem(f.items)
+		if err := f.items.Err(); err != nil {
+			// Items are not self-delimiting past a bad one: the rest go.
+			n.stats.droppedBadMessage.Add(uint64(f.count - i))
+			n.badInput.log(n, "dropped the rest of a malformed frame", fmt.Errorf("%w: item %d of %d from %s: %w", ErrBadMessage, i, f.count, f.src, err))
+			return
+		}
+		n.deliverItem(f.src, f.epoch, it)
+	}
+	if err := f.items.Done(); err != nil {
+		n.stats.droppedBadMessage.Add(1)
+		n.badInput.log(n, "frame has trailing bytes", err)
+	}
+}
+
+func (n *Node) deliverItem(src string, epoch uint64, it item) {
+	switch it.op {
+	case opSend:
+		p := n.lookup(it.target)
+		if p == nil {
+			n.stats.droppedNoProcess.Add(1)
+			return
+		}
+		msg, err := it.msg.decode()
+		if err != nil {
+			n.stats.droppedBadMessage.Add(1)
+			n.badInput.log(n, "dropped a message that does not decode", fmt.Errorf("for %s from %s: %w", it.target, src, err))
+			return
+		}
+		p.post(msg)
+	case opCall:
+		p := n.lookup(it.target)
+		if p == nil {
+			n.sendReplyErr(src, it.callID, replyErrNoProcess)
+			return
+		}
+		msg, err := it.msg.decode()
+		if err != nil {
+			n.stats.droppedBadMessage.Add(1)
+			n.badInput.log(n, "rejected a call that does not decode", fmt.Errorf("for %s from %s: %w", it.target, src, err))
+			n.sendReplyErr(src, it.callID, replyErrBadCall)
+			return
+		}
+		p.post(&callRequest{msg: msg, from: ReplyTo{Node: src, ID: it.callID}})
+	case opReply:
+		msg, err := it.msg.decode()
+		if err != nil {
+			n.calls.deliver(it.callID, callResult{err: err})
+			return
+		}
+		n.calls.deliver(it.callID, callResult{msg: msg})
+	case opReplyErr:
+		err := ErrBadMessage
+		if it.code == replyErrNoProcess {
+			err = ErrNoProcess
+		}
+		n.calls.deliver(it.callID, callResult{err: fmt.Errorf("%w (reported by %s)", err, src)})
+	case opControl:
+		n.handleControl(src, epoch, it)
+	}
+}
+
+// sendRemote encodes one send or call item and queues it for the peer.
+func (n *Node) sendRemote(to Ref, op uint8, callID uint64, msg Message) error {
+	e, err := codecFor(msg)
+	if err != nil {
+		return err
+	}
+	buf := getItemBuf()
+	defer putItemBuf(buf)
+	b := append((*buf)[:0], op)
+	b = wire.AppendString(b, to.Name)
+	if op == opCall {
+		b = wire.AppendUvarint(b, callID)
+	}
+	head := len(b)
+	b, err = appendMessage(b, e, msg)
+	*buf = b
+	if err != nil {
+		return err
+	}
+	if size := len(b) - head; size > n.cfg.MaxMessageBytes {
+		return fmt.Errorf("%w: %T encodes to %d bytes, limit %d", ErrMessageTooLarge, msg, size, n.cfg.MaxMessageBytes)
+	}
+	n.linkFor(to.Node).enqueue(b)
+	return nil
+}
+
+func (n *Node) sendReply(rt ReplyTo, msg Message) error {
+	e, err := codecFor(msg)
+	if err != nil {
+		return err
+	}
+	buf := getItemBuf()
+	defer putItemBuf(buf)
+	b := append((*buf)[:0], opReply)
+	b = wire.AppendUvarint(b, rt.ID)
+	head := len(b)
+	b, err = appendMessage(b, e, msg)
+	*buf = b
+	if err != nil {
+		return err
+	}
+	if size := len(b) - head; size > n.cfg.MaxMessageBytes {
+		return fmt.Errorf("%w: reply %T encodes to %d bytes, limit %d", ErrMessageTooLarge, msg, size, n.cfg.MaxMessageBytes)
+	}
+	n.linkFor(rt.Node).enqueue(b)
+	return nil
+}
+
+func (n *Node) sendReplyErr(peer string, callID uint64, code uint8) {
+	b := []byte{opReplyErr}
+	b = wire.AppendUvarint(b, callID)
+	b = append(b, code)
+	n.linkFor(peer).enqueue(b)
+}
+
+// sendControl queues a control item built by build.
+func (n *Node) sendControl(peer string, build func(b []byte) []byte) error {
+	if peer == n.name {
+		return nil
+	}
+	buf := getItemBuf()
+	defer putItemBuf(buf)
+	*buf = build((*buf)[:0])
+	n.linkFor(peer).enqueue(*buf)
+	return nil
+}
+
+var itemBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+func getItemBuf() *[]byte { return itemBufs.Get().(*[]byte) }
+
+func putItemBuf(b *[]byte) {
+	if cap(*b) <= 64<<10 { // do not pin huge buffers in the pool
+		itemBufs.Put(b)
+	}
+}
+
+// Disconnect treats peer as lost, as if its connection had broken:
+// monitors on its processes get Down with ReasonNoConnection, node
+// monitors get NodeDown, queued messages are dropped and the connection is
+// closed. The failure detector calls it for peers that are frozen or
+// partitioned, which TCP does not notice. Messages sent to peer within
+// Config.ReconnectInterval are dropped; the next one after reconnects.
+func (n *Node) Disconnect(peer string) {
+	if peer == n.name {
+		return
+	}
+	n.linkFor(peer).lost(0, errors.New("disconnected"))
+}
+
+// reconnectLoop retries lost peers that have node monitors, so NodeUp
+// follows when they return.
+func (n *Node) reconnectLoop() {
+	t := time.NewTicker(n.cfg.ReconnectInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stopped:
+			return
+		case <-t.C:
+		}
+		for _, peer := range n.watchedPeers() {
+			l := n.linkFor(peer)
+			if l.currentState() == linkDown {
+				l.connect()
+			}
+		}
+	}
+}
+
+// badInputLog rate-limits logs about bad input from peers, so a broken
+// peer cannot flood the log.
+type badInputLog struct {
+	mu   sync.Mutex
+	last time.Time
+	n    int
+}
+
+func (b *badInputLog) log(n *Node, msg string, err error) {
+	b.mu.Lock()
+	now := time.Now()
+	if now.Sub(b.last) < time.Second {
+		b.n++
+		b.mu.Unlock()
+		return
+	}
+	suppressed := b.n
+	b.last, b.n = now, 0
+	b.mu.Unlock()
+	n.logger.Warn(msg, "err", err, "suppressed", suppressed)
+}

@@ -1,0 +1,382 @@
+package actor
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/rago-raft/rago/internal/wire"
+)
+
+// linkState is what a node knows of its connection to one peer.
+type linkState uint8
+
+const (
+	// linkIdle: never tried.
+	linkIdle linkState = iota
+	// linkConnecting: a connection (attempt) exists and the peer has not
+	// answered its hello yet.
+	linkConnecting
+	// linkUp: the peer answered the hello of the current connection.
+	linkUp
+	// linkDown: the last connection failed or broke.
+	linkDown
+)
+
+// link carries everything this node sends to one peer over one outgoing
+// TCP connection (the peer sends to us over its own).
+//
+// Senders encode items outside any lock, append them to the open frame
+// under mu and wake the pump. The pump goroutine alone writes to the
+// connection: it takes whatever frames accumulated, writes them through a
+// buffer and flushes when it runs out, so frames batch up by themselves
+// while a write is in progress. Bytes waiting for the pump count against
+// Config.LinkQueueBytes; beyond it new items are dropped. A peer that stops
+// reading fills its socket buffer, the pump blocks in Write, and the queue
+// fills and drops: memory stays bounded.
+//
+// Each connection starts a new epoch whose first item is our hello. The
+// link is up once the peer's helloAck for that epoch arrives (over the
+// peer's own connection to us).
+type link struct {
+	node *Node
+	peer string
+	wake chan struct{}
+
+	mu      sync.Mutex
+	state   linkState
+	epoch   uint64
+	peerInc uint64         // the peer's incarnation, 0 until known
+	frames  []pendingFrame // sealed frames, oldest first
+	open    pendingFrame   // frame being filled
+	queued  int            // item bytes in frames and open
+	retryAt time.Time      // after a failure, no new attempt before this
+	conn    net.Conn       // the current epoch's connection, once dialled
+	busy    bool           // the pump holds a frame or unflushed bytes
+	closed  bool
+}
+
+type pendingFrame struct {
+	items []byte
+	count int
+}
+
+func (n *Node) linkFor(peer string) *link {
+	if v, ok := n.links.Load(peer); ok {
+		return v.(*link)
+	}
+	l := &link{node: n, peer: peer, wake: make(chan struct{}, 1)}
+	v, loaded := n.links.LoadOrStore(peer, l)
+	if !loaded {
+		go l.pump()
+	}
+	return v.(*link)
+}
+
+func (l *link) signal() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// enqueue queues one encoded item. It never blocks. It drops the item if
+// the queue is full, the node is stopping, or the peer failed recently
+// (within Config.ReconnectInterval).
+func (l *link) enqueue(item []byte) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		l.node.stats.droppedLinkDown.Add(1)
+		return
+	}
+	if l.state == linkIdle || l.state == linkDown {
+		if time.Now().Before(l.retryAt) {
+			l.mu.Unlock()
+			l.node.stats.droppedLinkDown.Add(1)
+			return
+		}
+		l.startConnectLocked()
+	}
+	if l.queued > 0 && l.queued+len(item) > l.node.cfg.LinkQueueBytes {
+		l.mu.Unlock()
+		l.node.stats.droppedQueueFull.Add(1)
+		return
+	}
+	l.appendLocked(item)
+	l.mu.Unlock()
+	l.signal()
+}
+
+func (l *link) appendLocked(item []byte) {
+	if l.open.count > 0 && len(l.open.items)+len(item) > l.node.cfg.MaxFrameBytes {
+		l.frames = append(l.frames, l.open)
+		l.open = pendingFrame{}
+	}
+	l.open.items = append(l.open.items, item...)
+	l.open.count++
+	l.queued += len(item)
+}
+
+// startConnectLocked begins a new epoch whose first item is our hello.
+// The queue is empty here: it is cleared whenever the link goes down.
+func (l *link) startConnectLocked() {
+	l.state = linkConnecting
+	l.epoch++
+	hello := []byte{opControl, ctlHello}
+	hello = wire.AppendUint64(hello, l.node.incarnation)
+	l.appendLocked(hello)
+}
+
+// connect starts a connection attempt if there is none and returns the
+// state from before: linkDown means the peer is known to be unreachable.
+func (l *link) connect() linkState {
+	l.mu.Lock()
+	st := l.state
+	if !l.closed && (st == linkIdle || st == linkDown) {
+		l.startConnectLocked()
+	}
+	l.mu.Unlock()
+	l.signal()
+	return st
+}
+
+func (l *link) currentState() linkState {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.state
+}
+
+// lost marks the link down if epoch is still current (0 means whatever is
+// current): queued items are dropped, the connection closed, and monitors
+// told. Reconnection waits for Config.ReconnectInterval.
+func (l *link) lost(epoch uint64, cause error) {
+	l.mu.Lock()
+	if (epoch != 0 && epoch != l.epoch) || (l.state != linkConnecting && l.state != linkUp) {
+		l.mu.Unlock()
+		return
+	}
+	l.markDownLocked()
+	l.mu.Unlock()
+	l.node.logger.Info("peer lost", "peer", l.peer, "cause", cause)
+	l.node.onPeerLost(l.peer)
+	l.node.notifyNode(l.peer, false)
+}
+
+func (l *link) markDownLocked() {
+	dropped := l.open.count
+	for _, f := range l.frames {
+		dropped += f.count
+	}
+	l.node.stats.droppedLinkDown.Add(uint64(dropped))
+	l.state = linkDown
+	l.frames = nil
+	l.open = pendingFrame{}
+	l.queued = 0
+	l.retryAt = time.Now().Add(l.node.cfg.ReconnectInterval)
+	if l.conn != nil {
+		l.conn.Close()
+		l.conn = nil
+	}
+}
+
+// onHello handles a peer's hello: remember its incarnation (a new one means
+// it restarted, so everything about the old one is lost) and answer.
+func (l *link) onHello(inc, epoch uint64) {
+	l.mu.Lock()
+	restarted := l.peerInc != 0 && l.peerInc != inc
+	l.peerInc = inc
+	wasOpen := l.state == linkUp || l.state == linkConnecting
+	if restarted && wasOpen {
+		l.markDownLocked()
+		l.retryAt = time.Time{} // it is back: answer at once
+	}
+	l.mu.Unlock()
+	if restarted {
+		l.node.logger.Info("peer restarted", "peer", l.peer)
+		l.node.onPeerLost(l.peer)
+		if wasOpen {
+			l.node.notifyNode(l.peer, false)
+		}
+	}
+	l.mu.Lock()
+	if l.state == linkDown {
+		// Hearing from the peer is proof it is reachable again.
+		l.retryAt = time.Time{}
+	}
+	l.mu.Unlock()
+	ack := []byte{opControl, ctlHelloAck}
+	ack = wire.AppendUint64(ack, l.node.incarnation)
+	ack = wire.AppendUvarint(ack, epoch)
+	l.enqueue(ack)
+}
+
+// onHelloAck marks the link up when the peer answered this epoch's hello.
+func (l *link) onHelloAck(inc, epoch uint64) {
+	l.mu.Lock()
+	if epoch != l.epoch || l.state != linkConnecting {
+		l.mu.Unlock()
+		return
+	}
+	restarted := l.peerInc != 0 && l.peerInc != inc
+	l.peerInc = inc
+	l.state = linkUp
+	l.mu.Unlock()
+	if restarted {
+		l.node.onPeerLost(l.peer)
+	}
+	l.node.logger.Debug("peer up", "peer", l.peer)
+	l.node.notifyNode(l.peer, true)
+}
+
+// take pops the next frame to write and the epoch it belongs to.
+func (l *link) takeLocked() (pendingFrame, uint64, bool) {
+	var f pendingFrame
+	switch {
+	case len(l.frames) > 0:
+		f = l.frames[0]
+		l.frames[0] = pendingFrame{}
+		l.frames = l.frames[1:]
+	case l.open.count > 0:
+		f = l.open
+		l.open = pendingFrame{}
+	default:
+		return f, 0, false
+	}
+	l.queued -= len(f.items)
+	return f, l.epoch, true
+}
+
+// pump is the only writer of the link's connections.
+func (l *link) pump() {
+	var (
+		conn      net.Conn
+		connEpoch uint64
+		w         *bufio.Writer
+		buf       []byte
+	)
+	fail := func(epoch uint64, err error) {
+		if conn != nil {
+			conn.Close()
+		}
+		conn, w = nil, nil
+		l.lost(epoch, err)
+	}
+	for {
+		<-l.wake
+		for {
+			l.mu.Lock()
+			if l.closed {
+				l.busy = false
+				l.mu.Unlock()
+				if conn != nil {
+					if w != nil {
+						_ = w.Flush()
+					}
+					conn.Close()
+				}
+				return
+			}
+			f, epoch, ok := l.takeLocked()
+			if !ok {
+				l.mu.Unlock()
+				if w != nil {
+					if err := w.Flush(); err != nil {
+						fail(connEpoch, err)
+					}
+				}
+				l.mu.Lock()
+				l.busy = len(l.frames) > 0 || l.open.count > 0
+				l.mu.Unlock()
+				break
+			}
+			l.busy = true
+			l.mu.Unlock()
+
+			if conn == nil || connEpoch != epoch {
+				if conn != nil {
+					conn.Close()
+					conn, w = nil, nil
+				}
+				c, err := l.dial(epoch)
+				if err != nil {
+					l.node.stats.droppedLinkDown.Add(uint64(f.count))
+					fail(epoch, err)
+					continue
+				}
+				conn, connEpoch, w = c, epoch, bufio.NewWriterSize(c, 64<<10)
+				if _, err := w.Write(preamble[:]); err != nil {
+					fail(epoch, err)
+					continue
+				}
+			}
+			buf = appendFrame(append(buf[:0], 0, 0, 0, 0), l.node.name, epoch, f.count, f.items)
+			binary.LittleEndian.PutUint32(buf, uint32(len(buf)-4))
+			if _, err := w.Write(buf); err != nil {
+				l.node.stats.droppedLinkDown.Add(uint64(f.count))
+				fail(epoch, err)
+				continue
+			}
+			if cap(buf) > 4<<20 {
+				buf = nil // do not keep a huge frame's buffer for ever
+			}
+			l.node.stats.framesSent.Add(1)
+			l.node.stats.bytesSent.Add(uint64(len(f.items)))
+		}
+	}
+}
+
+// dial opens the connection for epoch and watches it for loss.
+func (l *link) dial(epoch uint64) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", l.peer, l.node.cfg.ConnectTimeout)
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	if l.closed || l.epoch != epoch || l.state == linkDown {
+		l.mu.Unlock()
+		c.Close()
+		return nil, errors.New("connection superseded")
+	}
+	l.conn = c
+	l.mu.Unlock()
+	go l.watch(c, epoch)
+	return c, nil
+}
+
+// watch reads the outgoing connection, on which the peer never writes, to
+// learn promptly that it closed: a killed peer's kernel resets it at once.
+func (l *link) watch(c net.Conn, epoch uint64) {
+	_, err := io.Copy(io.Discard, c)
+	if err == nil {
+		err = io.EOF
+	}
+	l.lost(epoch, err)
+}
+
+// drain waits until the pump wrote and flushed everything queued, or the
+// link went down, or timeout passed.
+func (l *link) drain(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	l.signal()
+	for time.Now().Before(deadline) {
+		l.mu.Lock()
+		done := l.closed || l.state == linkDown || l.state == linkIdle || l.queued == 0 && !l.busy
+		l.mu.Unlock()
+		if done {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (l *link) close() {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	l.signal()
+}

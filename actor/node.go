@@ -1,0 +1,472 @@
+package actor
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pa "github.com/asynkron/protoactor-go/actor"
+	"github.com/rago-raft/rago/internal/wire"
+)
+
+// Config configures a node. The zero value of every field but Address
+// means its default.
+type Config struct {
+	// Address is host:port to listen on; it becomes the node's name, which
+	// other nodes must use exactly. Port 0 picks a free port; the name
+	// then uses the listener's address (see Node.Name).
+	Address string
+	// Logger receives the node's logs; nil discards them.
+	Logger *slog.Logger
+	// LinkQueueBytes bounds the encoded messages waiting to be written to
+	// one peer; beyond it new messages for that peer are dropped (a peer
+	// that stops reading cannot make us grow without bound). Default 64 MiB.
+	LinkQueueBytes int
+	// MaxMessageBytes bounds one encoded message for another node; larger
+	// ones fail with ErrMessageTooLarge. Default 16 MiB.
+	MaxMessageBytes int
+	// MaxFrameBytes is the size at which the link starts a new frame.
+	// Default 1 MiB.
+	MaxFrameBytes int
+	// ConnectTimeout bounds one connection attempt. Default 5s.
+	ConnectTimeout time.Duration
+	// ReconnectInterval is how long a lost peer is left alone: messages to
+	// it are dropped for that long, and peers with node monitors are
+	// retried this often. Default 500ms.
+	ReconnectInterval time.Duration
+	// ShutdownTimeout bounds how long Stop waits for processes to exit and
+	// for the transport to close. Default 5s.
+	ShutdownTimeout time.Duration
+}
+
+const (
+	defaultLinkQueueBytes    = 64 << 20
+	defaultMaxMessageBytes   = 16 << 20
+	defaultMaxFrameBytes     = 1 << 20
+	defaultConnectTimeout    = 5 * time.Second
+	defaultReconnectInterval = 500 * time.Millisecond
+	defaultShutdownTimeout   = 5 * time.Second
+	// maxMessageLimit keeps a frame's length within its 4-byte prefix.
+	maxMessageLimit = 1 << 30
+)
+
+func (c *Config) withDefaults() Config {
+	out := *c
+	if out.LinkQueueBytes == 0 {
+		out.LinkQueueBytes = defaultLinkQueueBytes
+	}
+	if out.MaxMessageBytes == 0 {
+		out.MaxMessageBytes = min(defaultMaxMessageBytes, out.LinkQueueBytes)
+	}
+	if out.MaxFrameBytes == 0 {
+		out.MaxFrameBytes = defaultMaxFrameBytes
+	}
+	if out.ConnectTimeout == 0 {
+		out.ConnectTimeout = defaultConnectTimeout
+	}
+	if out.ReconnectInterval == 0 {
+		out.ReconnectInterval = defaultReconnectInterval
+	}
+	if out.ShutdownTimeout == 0 {
+		out.ShutdownTimeout = defaultShutdownTimeout
+	}
+	return out
+}
+
+// Validate checks the configuration after defaults are applied.
+func (c Config) Validate() error {
+	d := c.withDefaults()
+	host, port, err := net.SplitHostPort(d.Address)
+	if err != nil {
+		return fmt.Errorf("%w: address %q: %v", ErrInvalidConfig, d.Address, err)
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		return fmt.Errorf("%w: address %q has no specific host; the node name must be reachable by peers", ErrInvalidConfig, d.Address)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%w: address %q: bad port", ErrInvalidConfig, d.Address)
+	}
+	switch {
+	case d.MaxMessageBytes <= 0 || d.MaxMessageBytes > maxMessageLimit:
+		return fmt.Errorf("%w: MaxMessageBytes %d must be in (0, %d]", ErrInvalidConfig, d.MaxMessageBytes, maxMessageLimit)
+	case d.LinkQueueBytes < d.MaxMessageBytes:
+		return fmt.Errorf("%w: LinkQueueBytes %d must be at least MaxMessageBytes %d", ErrInvalidConfig, d.LinkQueueBytes, d.MaxMessageBytes)
+	case d.MaxFrameBytes < 1024 || d.MaxFrameBytes > maxMessageLimit:
+		return fmt.Errorf("%w: MaxFrameBytes %d must be in [1024, %d]", ErrInvalidConfig, d.MaxFrameBytes, maxMessageLimit)
+	case d.ConnectTimeout < 0 || d.ReconnectInterval < 0 || d.ShutdownTimeout < 0:
+		return fmt.Errorf("%w: negative duration (ConnectTimeout %v, ReconnectInterval %v, ShutdownTimeout %v)", ErrInvalidConfig, d.ConnectTimeout, d.ReconnectInterval, d.ShutdownTimeout)
+	}
+	return nil
+}
+
+// Node is one actor system reachable at its name (host:port). Its methods
+// are safe for concurrent use.
+type Node struct {
+	name        string
+	cfg         Config
+	logger      *slog.Logger
+	system      *pa.ActorSystem
+	listener    *listener
+	incarnation uint64
+
+	procs   sync.Map // name -> *proc
+	nextPID atomic.Uint64
+
+	calls  callTable
+	mons   monitorTable
+	links  sync.Map // peer node name -> *link
+	nextID atomic.Uint64
+
+	stats    nodeStats
+	badInput badInputLog
+	stopping atomic.Bool
+	stopOnce sync.Once
+	stopped  chan struct{}
+}
+
+// StartNode starts a node listening on cfg.Address.
+func StartNode(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	ln, err := net.Listen("tcp", cfg.Address)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStart, err)
+	}
+	name := cfg.Address
+	if host, port, _ := net.SplitHostPort(cfg.Address); port == "0" {
+		_, actual, _ := net.SplitHostPort(ln.Addr().String())
+		name = net.JoinHostPort(host, actual)
+	}
+
+	n := &Node{
+		name:        name,
+		cfg:         cfg,
+		logger:      logger,
+		incarnation: randomUint64(),
+		stopped:     make(chan struct{}),
+	}
+	n.mons.init()
+	n.mons.node = n
+	n.calls.init()
+	// protoactor logs at info and error level about things that are
+	// routine for us; they go to debug.
+	paLogger := slog.New(levelCapHandler{inner: logger.Handler(), level: slog.LevelDebug}).With("lib", "protoactor")
+	n.system = pa.NewActorSystem(pa.WithLoggerFactory(func(*pa.ActorSystem) *slog.Logger { return paLogger }))
+	n.listener = &listener{node: n, ln: ln, conns: make(map[net.Conn]struct{})}
+	n.listener.wg.Add(1)
+	go n.listener.serve()
+	go n.reconnectLoop()
+	n.logger.Debug("node started", "node", n.name)
+	return n, nil
+}
+
+func randomUint64() uint64 {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return uint64(time.Now().UnixNano())
+	}
+	return binary.LittleEndian.Uint64(b[:])
+}
+
+// Name returns the node's name: the address peers reach it at.
+func (n *Node) Name() string { return n.name }
+
+// Logger returns the node's logger.
+func (n *Node) Logger() *slog.Logger { return n.logger }
+
+// Done is closed when the node has stopped.
+func (n *Node) Done() <-chan struct{} { return n.stopped }
+
+// Stop shuts the node down: every process exits with ReasonShutdown (their
+// monitors are told), queued messages get up to a second to leave, and
+// every connection closes. Stop is idempotent and takes at most about
+// Config.ShutdownTimeout.
+func (n *Node) Stop() {
+	n.stopOnce.Do(func() {
+		n.stopping.Store(true)
+		deadline := time.Now().Add(n.cfg.ShutdownTimeout)
+		var procs []*proc
+		n.procs.Range(func(_, v any) bool {
+			procs = append(procs, v.(*proc))
+			return true
+		})
+		for _, p := range procs {
+			p.kill(Shutdown)
+		}
+		for _, p := range procs {
+			select {
+			case <-p.done:
+			case <-time.After(time.Until(deadline)):
+				n.logger.Warn("process did not stop in time", "process", p.ref.String())
+			}
+		}
+		// Let the Downs and replies of the exits leave before the
+		// connections close.
+		drainUntil := time.Now().Add(min(time.Until(deadline), time.Second))
+		n.links.Range(func(_, v any) bool {
+			v.(*link).drain(time.Until(drainUntil))
+			return true
+		})
+		n.links.Range(func(_, v any) bool {
+			v.(*link).close()
+			return true
+		})
+		n.listener.close()
+		n.calls.failAll()
+		close(n.stopped)
+		n.system.Shutdown()
+		n.logger.Debug("node stopped", "node", n.name)
+	})
+}
+
+// SpawnOption configures a spawned process.
+type SpawnOption func(*spawnConfig)
+
+type spawnConfig struct {
+	logger *slog.Logger
+}
+
+// WithLogger gives the process its own logger (Context.Logger).
+func WithLogger(l *slog.Logger) SpawnOption { return func(c *spawnConfig) { c.logger = l } }
+
+// Spawn starts p under a generated name ("$" and a number).
+func (n *Node) Spawn(p Process, opts ...SpawnOption) (Ref, error) {
+	name := "$" + strconv.FormatUint(n.nextPID.Add(1), 36)
+	return n.spawn(name, p, opts)
+}
+
+// SpawnNamed starts p registered as name on this node. It fails with
+// ErrNameTaken if a live process has the name, and ErrInvalidName for an
+// empty name, one over 1024 bytes, or one starting with '$'.
+func (n *Node) SpawnNamed(name string, p Process, opts ...SpawnOption) (Ref, error) {
+	if err := validateName(name); err != nil {
+		return Ref{}, err
+	}
+	return n.spawn(name, p, opts)
+}
+
+func (n *Node) spawn(name string, behavior Process, opts []SpawnOption) (Ref, error) {
+	if n.stopping.Load() {
+		return Ref{}, ErrNodeStopped
+	}
+	if behavior == nil {
+		return Ref{}, fmt.Errorf("%w: nil process for %q", ErrInvalidConfig, name)
+	}
+	var sc spawnConfig
+	for _, o := range opts {
+		o(&sc)
+	}
+	ref := Ref{Name: name, Node: n.name}
+	logger := sc.logger
+	if logger == nil {
+		logger = n.logger.With("process", ref.String())
+	}
+	p := &proc{
+		node:     n,
+		ref:      ref,
+		behavior: behavior,
+		logger:   logger,
+		done:     make(chan struct{}),
+	}
+	// Hold mu from publishing the name until the actor exists, so a
+	// message sent in between waits in post instead of being lost.
+	p.mu.Lock()
+	if _, loaded := n.procs.LoadOrStore(name, p); loaded {
+		p.mu.Unlock()
+		return Ref{}, fmt.Errorf("%w: %s", ErrNameTaken, ref)
+	}
+	pid := n.system.Root.Spawn(pa.PropsFromProducer(func() pa.Actor { return p }))
+	target, ok := n.system.ProcessRegistry.GetLocal(pid.Id)
+	if !ok {
+		p.dead = true
+		p.mu.Unlock()
+		n.procs.CompareAndDelete(name, p)
+		return Ref{}, fmt.Errorf("%w: %s: protoactor lost the new actor", ErrNodeStopped, ref)
+	}
+	p.pid = pid
+	p.target.Store(&paTarget{p: target})
+	p.mu.Unlock()
+	n.stats.spawned.Add(1)
+	return ref, nil
+}
+
+func (n *Node) unregister(p *proc) { n.procs.CompareAndDelete(p.ref.Name, p) }
+
+func (n *Node) lookup(name string) *proc {
+	v, ok := n.procs.Load(name)
+	if !ok {
+		return nil
+	}
+	return v.(*proc)
+}
+
+// IsLocal reports whether ref names a process on this node.
+func (n *Node) IsLocal(ref Ref) bool { return ref.Node == n.name }
+
+// Alive reports whether a process is registered under ref on this node.
+// For refs on other nodes it returns false.
+func (n *Node) Alive(ref Ref) bool {
+	return n.IsLocal(ref) && n.lookup(ref.Name) != nil
+}
+
+// Wait blocks until the local process ref has fully exited (its monitors
+// are told) or ctx ends. It returns nil at once if there is no such
+// process.
+func (n *Node) Wait(ctx context.Context, ref Ref) error {
+	if !n.IsLocal(ref) {
+		return fmt.Errorf("%w: %s", ErrNotLocal, ref)
+	}
+	p := n.lookup(ref.Name)
+	if p == nil {
+		return nil
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: waiting for %s to exit: %w", ErrTimeout, ref, ctx.Err())
+	}
+}
+
+// Send delivers msg to the process to, asynchronously. It never blocks.
+// Delivery is not guaranteed: a message to a missing process or a lost node
+// is dropped (and counted in Stats). Send returns an error only for a
+// message that can never be sent: one without a codec (ErrNotSerializable)
+// or too large (ErrMessageTooLarge) for another node.
+func (n *Node) Send(to Ref, msg Message) error {
+	if to.Node == n.name {
+		if p := n.lookup(to.Name); p != nil {
+			p.post(msg)
+		} else {
+			n.stats.droppedNoProcess.Add(1)
+		}
+		return nil
+	}
+	return n.sendRemote(to, opSend, 0, msg)
+}
+
+// Call sends msg to the process to and waits up to timeout for its reply.
+// See CallContext.
+func (n *Node) Call(to Ref, msg Message, timeout time.Duration) (Message, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return n.CallContext(ctx, to, msg)
+}
+
+// CallContext sends msg to the process to as a call and waits for the
+// reply (Context.Reply or Node.Reply) until ctx ends. Errors:
+// ErrNoProcess if no process has that name (the request was not
+// processed); ErrTimeout if no reply came in time (it may have been
+// processed: the process may be slow or its node unreachable);
+// ErrNotSerializable / ErrMessageTooLarge for requests that cannot cross
+// nodes; ErrNodeStopped if this node stops while waiting.
+func (n *Node) CallContext(ctx context.Context, to Ref, msg Message) (Message, error) {
+	if n.stopping.Load() {
+		return nil, ErrNodeStopped
+	}
+	id, ch := n.calls.add(to.Node)
+	defer n.calls.remove(id)
+	rt := ReplyTo{Node: n.name, ID: id}
+	if to.Node == n.name {
+		p := n.lookup(to.Name)
+		if p == nil {
+			return nil, fmt.Errorf("%w: %s", ErrNoProcess, to)
+		}
+		p.post(&callRequest{msg: msg, from: rt})
+	} else if err := n.sendRemote(to, opCall, id, msg); err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, fmt.Errorf("call %s: %w", to, r.err)
+		}
+		return r.msg, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: call %s: %w", ErrTimeout, to, ctx.Err())
+	}
+}
+
+// Reply answers the call rt with msg. A reply for a caller that stopped
+// waiting is dropped. For a caller on another node msg needs a Codec.
+func (n *Node) Reply(rt ReplyTo, msg Message) error {
+	if rt.IsZero() {
+		return fmt.Errorf("%w: empty ReplyTo", ErrNoProcess)
+	}
+	if rt.Node == n.name {
+		n.calls.deliver(rt.ID, callResult{msg: msg})
+		return nil
+	}
+	return n.sendReply(rt, msg)
+}
+
+// Exit tells the process ref to exit with reason (use ReasonKilled or your
+// own detail); it stops after its current message. It works for processes
+// on other nodes too, best effort. It returns ErrNoProcess for a local
+// process that does not exist.
+func (n *Node) Exit(ref Ref, reason Reason) error {
+	if ref.Node != n.name {
+		return n.sendControl(ref.Node, func(b []byte) []byte {
+			b = append(b, opControl, ctlExit)
+			b = wire.AppendString(b, ref.Name)
+			return appendReason(b, reason)
+		})
+	}
+	p := n.lookup(ref.Name)
+	if p == nil || !p.kill(reason) {
+		return fmt.Errorf("%w: %s", ErrNoProcess, ref)
+	}
+	return nil
+}
+
+// Timer is a message scheduled with Node.SendAfter.
+type Timer struct {
+	t *time.Timer
+}
+
+// Cancel stops the timer. It reports whether the message was still
+// pending; false means it was already sent.
+func (t *Timer) Cancel() bool { return t.t.Stop() }
+
+// SendAfter sends msg to the process to after d. Processes timing
+// themselves should prefer Context.SendAfter, whose cancel is exact.
+func (n *Node) SendAfter(d time.Duration, to Ref, msg Message) *Timer {
+	return &Timer{t: time.AfterFunc(d, func() { _ = n.Send(to, msg) })}
+}
+
+// levelCapHandler lowers every record of a noisy library to one level.
+type levelCapHandler struct {
+	inner slog.Handler
+	level slog.Level
+}
+
+func (h levelCapHandler) Enabled(ctx context.Context, _ slog.Level) bool {
+	return h.inner.Enabled(ctx, h.level)
+}
+
+func (h levelCapHandler) Handle(ctx context.Context, r slog.Record) error {
+	r2 := slog.NewRecord(r.Time, h.level, r.Message, r.PC)
+	r.Attrs(func(a slog.Attr) bool { r2.AddAttrs(a); return true })
+	return h.inner.Handle(ctx, r2)
+}
+
+func (h levelCapHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return levelCapHandler{inner: h.inner.WithAttrs(as), level: h.level}
+}
+
+func (h levelCapHandler) WithGroup(name string) slog.Handler {
+	return levelCapHandler{inner: h.inner.WithGroup(name), level: h.level}
+}

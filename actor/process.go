@@ -1,0 +1,391 @@
+package actor
+
+import (
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pa "github.com/asynkron/protoactor-go/actor"
+)
+
+// Process is the behaviour of a process. Receive is called for one message
+// at a time, in arrival order, on whatever goroutine the runtime picks; it
+// may keep state in its receiver without locks. The first message is
+// Started, the last Terminating. A panic in Receive ends the process with a
+// crash reason.
+//
+// Receive must not block for long: messages wait behind it. ctx is valid
+// only during the call.
+type Process interface {
+	Receive(ctx *Context, msg Message)
+}
+
+// Message is anything a process receives. Messages sent within a node are
+// passed as they are; messages sent to another node need a Codec.
+type Message = any
+
+// ProcessFunc adapts a function to Process.
+type ProcessFunc func(ctx *Context, msg Message)
+
+// Receive calls f.
+func (f ProcessFunc) Receive(ctx *Context, msg Message) { f(ctx, msg) }
+
+// Started is the first message every process receives.
+type Started struct{}
+
+// Terminating is the last message a process receives, with the reason it
+// is exiting. The process is already unregistered; messages sent now are
+// still delivered elsewhere, but none will reach it.
+type Terminating struct {
+	Reason Reason
+}
+
+// Down tells a monitoring process that the process it monitored is gone.
+// Each monitor produces exactly one Down, unless demonitored first.
+type Down struct {
+	Monitor MonitorRef
+	Ref     Ref
+	Reason  Reason
+}
+
+// NodeDown tells a node monitor that the connection to Node was lost or
+// could not be established.
+type NodeDown struct {
+	Node string
+}
+
+// NodeUp tells a node monitor that Node is connected.
+type NodeUp struct {
+	Node string
+}
+
+// Internal mailbox messages.
+type (
+	callRequest struct {
+		msg  Message
+		from ReplyTo
+	}
+	timerFired struct {
+		id uint64
+	}
+	downSignal struct {
+		id     uint64
+		ref    Ref
+		reason Reason
+	}
+	nodeSignal struct {
+		node string
+		up   bool
+	}
+)
+
+// watcherKey names one monitor on its target: the watcher's node and the
+// monitor id, which is unique on that node.
+type watcherKey struct {
+	node string
+	id   uint64
+}
+
+// proc is one process: the protoactor actor that runs it, and the state
+// other goroutines need (monitors, exit reason) under mu.
+type proc struct {
+	node     *Node
+	ref      Ref
+	behavior Process
+	logger   *slog.Logger
+
+	// target is set once the protoactor actor exists; post reads it.
+	pid    *pa.PID
+	target atomic.Pointer[paTarget]
+
+	mu       sync.Mutex
+	dead     bool
+	reason   Reason
+	exitWith *Reason                  // reason requested by Exit, first wins
+	watchers map[watcherKey]*proc     // monitors on this process; nil value = remote watcher
+	owned    map[uint64]Ref           // monitors this process holds
+	nodeMons map[string]int           // nodes this process monitors (count of MonitorNode calls)
+	done     chan struct{}            // closed once fully terminated
+
+	// Owned by the process goroutine.
+	ctx       Context
+	nodeState map[string]bool // last NodeUp (true) / NodeDown delivered, per node
+	timers    map[uint64]timerEntry
+	nextTimer uint64
+	stopping  bool
+}
+
+type paTarget struct {
+	p pa.Process
+}
+
+type timerEntry struct {
+	t   *time.Timer
+	msg Message
+}
+
+// post appends msg to the mailbox. It never blocks.
+func (p *proc) post(msg any) {
+	t := p.target.Load()
+	if t == nil {
+		// Spawn publishes the name before the protoactor actor exists and
+		// holds mu until it does; wait for that.
+		p.mu.Lock()
+		t = p.target.Load()
+		p.mu.Unlock()
+		if t == nil {
+			return // spawn failed; the name is being released
+		}
+	}
+	t.p.SendUserMessage(p.pid, msg)
+}
+
+// Receive implements protoactor's Actor.
+func (p *proc) Receive(c pa.Context) {
+	switch m := c.Message().(type) {
+	case *pa.Started:
+		p.ctx = Context{proc: p, pa: c, lifecycle: true}
+		p.invoke(c, Started{}, ReplyTo{})
+		p.ctx.lifecycle = false
+	case *pa.Stopping, *pa.Restarting, *pa.ReceiveTimeout:
+		// Stopping: the Stopped that follows does the work. Restarting
+		// cannot happen: panics never reach protoactor's supervision.
+	case *pa.Stopped:
+		p.terminate()
+	case *callRequest:
+		p.invoke(c, m.msg, m.from)
+	case timerFired:
+		if e, ok := p.timers[m.id]; ok {
+			delete(p.timers, m.id)
+			p.invoke(c, e.msg, ReplyTo{})
+		}
+	case downSignal:
+		p.mu.Lock()
+		_, ok := p.owned[m.id]
+		delete(p.owned, m.id)
+		p.mu.Unlock()
+		if ok {
+			p.invoke(c, Down{Monitor: MonitorRef{m.id}, Ref: m.ref, Reason: m.reason}, ReplyTo{})
+		}
+	case nodeSignal:
+		p.mu.Lock()
+		_, ok := p.nodeMons[m.node]
+		p.mu.Unlock()
+		if last, seen := p.nodeState[m.node]; ok && seen && last == m.up {
+			ok = false // a repeat of the state already reported
+		}
+		if ok {
+			if p.nodeState == nil {
+				p.nodeState = make(map[string]bool)
+			}
+			p.nodeState[m.node] = m.up
+			if m.up {
+				p.invoke(c, NodeUp{Node: m.node}, ReplyTo{})
+			} else {
+				p.invoke(c, NodeDown{Node: m.node}, ReplyTo{})
+			}
+		}
+	case pa.SystemMessage, pa.AutoReceiveMessage:
+		// protoactor's own signals; not for user code.
+	default:
+		p.invoke(c, m, ReplyTo{})
+	}
+}
+
+// invoke runs the behaviour for one message, turning a panic into a crash
+// exit so that protoactor's supervision never restarts a process behind
+// its monitors' backs.
+func (p *proc) invoke(c pa.Context, msg Message, from ReplyTo) {
+	if p.stopping {
+		return
+	}
+	p.ctx.from = from
+	p.ctx.pa = c
+	defer func() {
+		if r := recover(); r != nil {
+			p.logger.Error("process crashed", "process", p.ref.String(), "panic", fmt.Sprint(r), "message", fmt.Sprintf("%T", msg), "stack", string(debug.Stack()))
+			p.exit(Reason{Kind: ReasonCrash, Detail: fmt.Sprint(r)})
+		}
+		p.ctx.from = ReplyTo{}
+	}()
+	p.behavior.Receive(&p.ctx, msg)
+}
+
+// exit ends the process from its own goroutine: no more messages reach the
+// behaviour, and protoactor stops the actor after the current message.
+func (p *proc) exit(r Reason) {
+	p.mu.Lock()
+	if p.exitWith == nil {
+		p.exitWith = &r
+	}
+	p.mu.Unlock()
+	p.stopping = true
+	p.ctx.pa.Stop(p.pid)
+}
+
+// kill asks the process to exit from another goroutine. It returns false
+// if the process is already dead.
+func (p *proc) kill(r Reason) bool {
+	p.mu.Lock()
+	if p.dead {
+		p.mu.Unlock()
+		return false
+	}
+	if p.exitWith == nil {
+		p.exitWith = &r
+	}
+	t := p.target.Load()
+	p.mu.Unlock()
+	if t != nil {
+		t.p.SendSystemMessage(p.pid, &pa.Stop{})
+	}
+	return true
+}
+
+// terminate runs on the process goroutine once protoactor stopped the
+// actor: unregister, give the behaviour its last message, release timers
+// and monitors, and tell the watchers.
+func (p *proc) terminate() {
+	p.mu.Lock()
+	reason := Normal
+	if p.exitWith != nil {
+		reason = *p.exitWith
+	}
+	p.dead = true
+	p.reason = reason
+	watchers := p.watchers
+	p.watchers = nil
+	owned := p.owned
+	p.owned = nil
+	nodeMons := p.nodeMons
+	p.nodeMons = nil
+	p.mu.Unlock()
+
+	// Free the name first: a supervisor reacting to Down may register it again.
+	p.node.unregister(p)
+
+	p.stopping = false
+	p.invokeLast(reason)
+	p.stopping = true
+
+	for _, e := range p.timers {
+		e.t.Stop()
+	}
+	p.timers = nil
+	for id, target := range owned {
+		p.node.dropMonitor(p, id, target)
+	}
+	for node := range nodeMons {
+		p.node.dropNodeMonitor(p, node)
+	}
+	for k, w := range watchers {
+		p.node.notifyDown(k, w, p.ref, reason)
+	}
+	close(p.done)
+}
+
+func (p *proc) invokeLast(reason Reason) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.logger.Error("process crashed while terminating", "process", p.ref.String(), "panic", fmt.Sprint(r))
+		}
+	}()
+	p.ctx.from = ReplyTo{}
+	p.ctx.lifecycle = true
+	p.behavior.Receive(&p.ctx, Terminating{Reason: reason})
+}
+
+// Context is what Receive gets besides the message: the process's own ref
+// and the operations that act on behalf of the process. It is valid only
+// during the Receive call it was passed to.
+type Context struct {
+	proc *proc
+	pa   pa.Context
+	from ReplyTo
+	// lifecycle is set while the runtime delivers the process's own
+	// Started or Terminating (as opposed to one sent to it as data).
+	lifecycle bool
+}
+
+// Self returns the running process's ref.
+func (c *Context) Self() Ref { return c.proc.ref }
+
+// Node returns the node the process runs on.
+func (c *Context) Node() *Node { return c.proc.node }
+
+// Logger returns a logger that names the process.
+func (c *Context) Logger() *slog.Logger { return c.proc.logger }
+
+// Send sends msg to the process to; see Node.Send.
+func (c *Context) Send(to Ref, msg Message) error { return c.proc.node.Send(to, msg) }
+
+// ReplyTo returns the caller of the current message if it came from a call.
+func (c *Context) ReplyTo() (ReplyTo, bool) { return c.from, !c.from.IsZero() }
+
+// Reply answers the call being processed. It returns ErrNoProcess if the
+// current message is not a call; replying twice sends the second reply to
+// a caller that is no longer waiting, where it is dropped.
+func (c *Context) Reply(msg Message) error {
+	if c.from.IsZero() {
+		return fmt.Errorf("%w: the current message of %s is not a call", ErrNoProcess, c.proc.ref)
+	}
+	return c.proc.node.Reply(c.from, msg)
+}
+
+// Monitor starts monitoring ref: the process gets exactly one Down for it,
+// unless it calls Demonitor first.
+func (c *Context) Monitor(ref Ref) MonitorRef { return c.proc.node.monitor(c.proc, ref) }
+
+// Demonitor stops a monitor. After it returns the process will not receive
+// that monitor's Down, even one already in its mailbox. It reports whether
+// the monitor was still active.
+func (c *Context) Demonitor(m MonitorRef) bool { return c.proc.node.demonitor(c.proc, m.id) }
+
+// MonitorNode subscribes the process to node's connection state: NodeUp or
+// NodeDown as soon as the state is known, then one message per change.
+// Calls nest: each MonitorNode needs its DemonitorNode.
+func (c *Context) MonitorNode(node string) { c.proc.node.monitorNode(c.proc, node) }
+
+// DemonitorNode undoes one MonitorNode.
+func (c *Context) DemonitorNode(node string) {
+	if c.proc.node.demonitorNode(c.proc, node) {
+		delete(c.proc.nodeState, node)
+	}
+}
+
+// SendAfter delivers msg to the process itself after d, unless CancelTimer
+// is called first. A cancelled timer's message is never delivered, even if
+// the timer already fired.
+func (c *Context) SendAfter(d time.Duration, msg Message) TimerRef {
+	p := c.proc
+	if p.timers == nil {
+		p.timers = make(map[uint64]timerEntry)
+	}
+	p.nextTimer++
+	id := p.nextTimer
+	t := time.AfterFunc(d, func() { p.post(timerFired{id: id}) })
+	p.timers[id] = timerEntry{t: t, msg: msg}
+	return TimerRef{id: id}
+}
+
+// CancelTimer cancels a timer started with SendAfter. It reports whether
+// the timer was still pending (false if its message was already received).
+func (c *Context) CancelTimer(t TimerRef) bool {
+	e, ok := c.proc.timers[t.id]
+	if !ok {
+		return false
+	}
+	e.t.Stop()
+	delete(c.proc.timers, t.id)
+	return true
+}
+
+// Stop ends the process normally after the current message. Messages still
+// in its mailbox are dropped.
+func (c *Context) Stop() { c.proc.exit(Normal) }
+
+// Exit ends the process with reason after the current message.
+func (c *Context) Exit(reason Reason) { c.proc.exit(reason) }

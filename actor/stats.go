@@ -1,0 +1,42 @@
+package actor
+
+import "sync/atomic"
+
+// Stats counts what a node did since it started. Drops are messages that
+// were accepted by Send and then not delivered.
+type Stats struct {
+	Spawned uint64
+	// DroppedNoProcess: messages for a name with no process.
+	DroppedNoProcess uint64
+	// DroppedQueueFull: messages for a peer whose queue was full.
+	DroppedQueueFull uint64
+	// DroppedLinkDown: messages queued for a peer when it was lost.
+	DroppedLinkDown uint64
+	// DroppedBadMessage: items from peers that did not decode.
+	DroppedBadMessage uint64
+	FramesSent        uint64
+	FramesReceived    uint64
+	BytesSent         uint64
+	BytesReceived     uint64
+}
+
+type nodeStats struct {
+	spawned, droppedNoProcess, droppedQueueFull, droppedLinkDown, droppedBadMessage atomic.Uint64
+	framesSent, framesReceived, bytesSent, bytesReceived                           atomic.Uint64
+}
+
+// Stats returns the node's counters.
+func (n *Node) Stats() Stats {
+	s := &n.stats
+	return Stats{
+		Spawned:           s.spawned.Load(),
+		DroppedNoProcess:  s.droppedNoProcess.Load(),
+		DroppedQueueFull:  s.droppedQueueFull.Load(),
+		DroppedLinkDown:   s.droppedLinkDown.Load(),
+		DroppedBadMessage: s.droppedBadMessage.Load(),
+		FramesSent:        s.framesSent.Load(),
+		FramesReceived:    s.framesReceived.Load(),
+		BytesSent:         s.bytesSent.Load(),
+		BytesReceived:     s.bytesReceived.Load(),
+	}
+}

@@ -1,0 +1,116 @@
+package actor
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// listener accepts peers' connections and reads their frames. Each
+// connection has its own reader goroutine, which decodes and delivers the
+// frames itself: frames from different peers are handled in parallel and
+// with no queue hop.
+type listener struct {
+	node *Node
+	ln   net.Listener
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func (l *listener) serve() {
+	defer l.wg.Done()
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			l.node.logger.Warn("accept failed", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			c.Close()
+			return
+		}
+		l.conns[c] = struct{}{}
+		l.wg.Add(1)
+		l.mu.Unlock()
+		go l.read(c)
+	}
+}
+
+// maxFrameLen bounds a frame read from a peer, so a corrupt length cannot
+// make us allocate gigabytes: the largest frame a well-behaved peer sends
+// is one maximal message with its framing.
+func (n *Node) maxFrameLen() int {
+	return max(n.cfg.MaxFrameBytes, n.cfg.MaxMessageBytes) + 64<<10
+}
+
+func (l *listener) read(c net.Conn) {
+	defer func() {
+		l.mu.Lock()
+		delete(l.conns, c)
+		l.mu.Unlock()
+		c.Close()
+		l.wg.Done()
+	}()
+	r := bufio.NewReaderSize(c, 64<<10)
+	var pre [len(preamble)]byte
+	if _, err := io.ReadFull(r, pre[:]); err != nil {
+		return
+	}
+	if pre != preamble {
+		l.node.badInput.log(l.node, "rejected a connection without the rago preamble", fmt.Errorf("%w: from %s: % x", ErrBadMessage, c.RemoteAddr(), pre))
+		return
+	}
+	limit := l.node.maxFrameLen()
+	var hdr [4]byte
+	var buf []byte
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return
+		}
+		size := int(binary.LittleEndian.Uint32(hdr[:]))
+		if size > limit {
+			l.node.stats.droppedBadMessage.Add(1)
+			l.node.badInput.log(l.node, "closed a connection sending an oversized frame", fmt.Errorf("%w: frame of %d bytes from %s exceeds %d", ErrBadMessage, size, c.RemoteAddr(), limit))
+			return
+		}
+		if cap(buf) < size {
+			buf = make([]byte, size)
+		}
+		buf = buf[:size]
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return
+		}
+		// Decoders copy what they keep, so buf can be reused.
+		l.node.receiveFrame(buf)
+		if cap(buf) > 4<<20 {
+			buf = nil
+		}
+	}
+}
+
+// close stops accepting, closes every peer connection and waits for the
+// readers to finish.
+func (l *listener) close() {
+	l.mu.Lock()
+	l.closed = true
+	l.ln.Close()
+	for c := range l.conns {
+		c.Close()
+	}
+	l.mu.Unlock()
+	l.wg.Wait()
+}
