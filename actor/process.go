@@ -104,11 +104,11 @@ type proc struct {
 	mu       sync.Mutex
 	dead     bool
 	reason   Reason
-	exitWith *Reason                  // reason requested by Exit, first wins
-	watchers map[watcherKey]*proc     // monitors on this process; nil value = remote watcher
-	owned    map[uint64]Ref           // monitors this process holds
-	nodeMons map[string]int           // nodes this process monitors (count of MonitorNode calls)
-	done     chan struct{}            // closed once fully terminated
+	exitWith *Reason              // reason requested by Exit, first wins
+	watchers map[watcherKey]*proc // monitors on this process; nil value = remote watcher
+	owned    map[uint64]Ref       // monitors this process holds
+	nodeMons map[string]int       // nodes this process monitors (count of MonitorNode calls)
+	done     chan struct{}        // closed once fully terminated
 
 	// Owned by the process goroutine.
 	ctx       Context

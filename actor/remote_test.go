@@ -318,4 +318,3 @@ func unusedAddress(t testing.TB) string {
 	require.NoError(t, ln.Close())
 	return addr
 }
-

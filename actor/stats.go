@@ -22,7 +22,7 @@ type Stats struct {
 
 type nodeStats struct {
 	spawned, droppedNoProcess, droppedQueueFull, droppedLinkDown, droppedBadMessage atomic.Uint64
-	framesSent, framesReceived, bytesSent, bytesReceived                           atomic.Uint64
+	framesSent, framesReceived, bytesSent, bytesReceived                            atomic.Uint64
 }
 
 // Stats returns the node's counters.
