@@ -2,6 +2,7 @@ package wal
 
 import (
 	"fmt"
+	"path"
 	"sort"
 )
 
@@ -82,6 +83,9 @@ type core struct {
 	fileLogs  map[*writerState]struct{}
 
 	failed error // sticky: set by the first failed batch
+
+	// removeFile deletes a flushed file durably (ClosedFile.Remove).
+	removeFile func(seq uint64) error
 }
 
 func newCore(cfg Config, tables *MemTables, nextFile, batchSeq uint64) *core {
@@ -251,7 +255,8 @@ func (c *core) failBatch(b *batch) []notice {
 // closeFile returns the hand-off of the current file to the segment
 // writer: every table written into it, in UID order.
 func (c *core) closeFile() *ClosedFile {
-	cf := &ClosedFile{Seq: c.file, Path: c.cfg.Dir + "/" + fileName(c.file)}
+	seq := c.file
+	cf := &ClosedFile{Seq: seq, Path: path.Join(c.cfg.Dir, fileName(seq)), remove: func() error { return c.removeFile(seq) }}
 	for ws := range c.fileLogs {
 		if ws.gone {
 			continue

@@ -92,7 +92,7 @@ func (h *harness) releaseClosed() {
 		for _, t := range cf.Tables {
 			t.Log.DropFile(cf.Seq)
 		}
-		require.NoError(h.t, h.o.removeFile(cf.Seq))
+		require.NoError(h.t, cf.Remove())
 	}
 	h.closed = nil
 }

@@ -2,6 +2,8 @@ package wal
 
 import (
 	"sync"
+
+	"github.com/rago-raft/rago/actor"
 	"sync/atomic"
 )
 
@@ -48,9 +50,21 @@ type memState struct {
 // store; old states stay valid for readers that still hold them and are
 // reclaimed by the garbage collector.
 type MemLog struct {
-	uid   string
-	mu    sync.Mutex // serializes publishers; readers never take it
-	state atomic.Pointer[memState]
+	uid        string
+	mu         sync.Mutex // serializes publishers; readers never take it
+	state      atomic.Pointer[memState]
+	subscriber atomic.Pointer[actor.Ref]
+}
+
+func (m *MemLog) setSubscriber(ref actor.Ref) { m.subscriber.Store(&ref) }
+
+// Subscriber returns the process that registered as this UID's writer
+// (it gets the segment writer's notifications), if any.
+func (m *MemLog) Subscriber() (actor.Ref, bool) {
+	if r := m.subscriber.Load(); r != nil {
+		return *r, true
+	}
+	return actor.Ref{}, false
 }
 
 func newMemLog(uid string) *MemLog {

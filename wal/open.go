@@ -31,12 +31,15 @@ func open(cfg Config) (*opened, error) {
 		return nil, err
 	}
 	c := newCore(cfg, tables, rec.nextFile, rec.batchSeq)
+	c.removeFile = func(seq uint64) error { return removeDurably(cfg, path.Join(cfg.Dir, fileName(seq))) }
 	for uid, last := range rec.last {
 		ws := c.writerState(uid)
 		ws.known, ws.last = true, last
 	}
 	var entries int
 	for _, f := range rec.files {
+		seq := f.Seq
+		f.remove = func() error { return c.removeFile(seq) }
 		for _, t := range f.Tables {
 			entries += len(t.Entries)
 		}
@@ -65,11 +68,6 @@ func (o *opened) newWriter(uid string, target any, send func(writeMsg) error) (*
 		maxBytes:   o.cfg.MaxInFlightBytes,
 		maxPayload: o.cfg.MaxPayloadBytes,
 	}, nil
-}
-
-// removeFile deletes flushed WAL file seq and makes the deletion durable.
-func (o *opened) removeFile(seq uint64) error {
-	return removeDurably(o.cfg, path.Join(o.cfg.Dir, fileName(seq)))
 }
 
 // ValidateUID checks that uid is usable as a key and a file name: 1 to 255

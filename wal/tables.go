@@ -1,6 +1,9 @@
 package wal
 
-import "sync"
+import (
+	"fmt"
+	"sync"
+)
 
 // MemTables is the node-wide registry of MemLogs, one per UID. Lookups
 // take a read lock on the map only; reading a MemLog itself is lock-free.
@@ -48,6 +51,17 @@ type ClosedFile struct {
 	Seq    uint64        // the file's sequence number
 	Path   string        // its path, for logs
 	Tables []ClosedTable // in UID order; may be empty
+	remove func() error
+}
+
+// Remove deletes the file durably. Call it only after every table is
+// durable in segments (or covered by a snapshot) and dropped from its
+// MemLog: a WAL file is the only copy of its entries until then.
+func (cf *ClosedFile) Remove() error {
+	if cf.remove == nil {
+		return fmt.Errorf("%w: closed file %s has no owner to remove it", ErrInvalid, cf.Path)
+	}
+	return cf.remove()
 }
 
 // ClosedTable is one UID's entries in a closed file: the run

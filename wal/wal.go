@@ -1,0 +1,257 @@
+package wal
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rago-raft/rago/actor"
+)
+
+// DefaultName is the name the WAL process registers under unless
+// StartOptions.Name says otherwise.
+const DefaultName = "rago_wal"
+
+// StartOptions says where the WAL lives among the node's processes.
+type StartOptions struct {
+	// Name to register the WAL process under; "" means DefaultName.
+	Name string
+	// SegmentWriter receives every *ClosedFile: the recovered files at
+	// start and each file closed by rollover. Required.
+	SegmentWriter actor.Ref
+}
+
+// WAL is the node's write-ahead log: one process that batches the writes
+// of every Raft server on the node into one file, with one sync per batch,
+// plus the mem tables servers read from. Its methods are safe for
+// concurrent use.
+type WAL struct {
+	node    *actor.Node
+	ref     actor.Ref
+	o       *opened
+	closed  atomic.Bool
+	failed  atomic.Pointer[error]
+	stopped chan struct{}
+	stopMu  sync.Mutex
+}
+
+// Start recovers the WAL directory (rebuilding mem tables; a torn tail is
+// cut, other damage fails with a *CorruptionError), hands the recovered
+// files to the segment writer, and starts the WAL process. The segment
+// writer must already be running.
+func Start(node *actor.Node, cfg Config, opts StartOptions) (*WAL, error) {
+	if opts.SegmentWriter == (actor.Ref{}) {
+		return nil, fmt.Errorf("%w: no segment writer", ErrConfig)
+	}
+	if opts.Name == "" {
+		opts.Name = DefaultName
+	}
+	o, err := open(cfg)
+	if err != nil {
+		return nil, err
+	}
+	w := &WAL{node: node, o: o, stopped: make(chan struct{})}
+	p := &process{wal: w, core: o.core, fw: o.fw, segments: opts.SegmentWriter, flush: make(chan *batch, 1)}
+	ref, err := node.SpawnNamed(opts.Name, p)
+	if err != nil {
+		return nil, fmt.Errorf("wal: spawn %q: %w", opts.Name, err)
+	}
+	w.ref = ref
+	for _, cf := range o.files {
+		if err := node.Send(opts.SegmentWriter, cf); err != nil {
+			return nil, fmt.Errorf("wal: hand recovered file %s to the segment writer: %w", cf.Path, err)
+		}
+	}
+	return w, nil
+}
+
+// Ref returns the WAL process.
+func (w *WAL) Ref() actor.Ref { return w.ref }
+
+// Register returns the Writer of uid. Notifications (Written,
+// OutOfSequence, WriteFailed, and the segment writer's) go to notify.
+// Registering a UID again (a restarted server) returns a new Writer that
+// continues the same log.
+func (w *WAL) Register(uid string, notify actor.Ref) (*Writer, error) {
+	if w.closed.Load() {
+		return nil, ErrClosed
+	}
+	wr, err := w.o.newWriter(uid, notify, func(m writeMsg) error {
+		if w.closed.Load() {
+			return ErrClosed
+		}
+		if perr := w.failed.Load(); perr != nil {
+			return *perr
+		}
+		return w.node.Send(w.ref, m)
+	})
+	if err != nil {
+		return nil, err
+	}
+	wr.log.setSubscriber(notify)
+	return wr, nil
+}
+
+// Mem returns the mem tables of uid, or nil if the WAL holds none.
+func (w *WAL) Mem(uid string) *MemLog { return w.o.tables.Get(uid) }
+
+// Last returns the last index the WAL files hold for uid, if any; after a
+// restart, combine it with the segments (see segment.Log).
+func (w *WAL) Last(uid string) (index, term uint64, ok bool) {
+	if l := w.o.tables.Get(uid); l != nil {
+		return l.View().Last()
+	}
+	return 0, 0, false
+}
+
+// Forget drops the WAL's state and mem tables of uid, whose data is being
+// deleted. The caller must have stopped writing as uid. Entries of uid
+// still in WAL files are discarded by the segment writer.
+func (w *WAL) Forget(uid string) error {
+	if w.closed.Load() {
+		return ErrClosed
+	}
+	return w.node.Send(w.ref, forgetMsg{uid: uid})
+}
+
+// Err returns the error that failed the WAL, or nil.
+func (w *WAL) Err() error {
+	if p := w.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Stop writes and syncs every write the WAL process already received,
+// closes the current file and stops the process. Later writes return
+// ErrClosed. Stop waits at most timeout.
+func (w *WAL) Stop(timeout time.Duration) error {
+	w.stopMu.Lock()
+	defer w.stopMu.Unlock()
+	if w.closed.Swap(true) {
+		return nil
+	}
+	if err := w.node.Send(w.ref, stopMsg{}); err != nil {
+		return err
+	}
+	select {
+	case <-w.stopped:
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("wal: stop did not finish within %v", timeout)
+	}
+}
+
+// Messages of the WAL process to itself.
+type (
+	kickMsg   struct{}
+	stopMsg   struct{}
+	forgetMsg struct{ uid string }
+	batchDone struct {
+		b   *batch
+		err error
+	}
+)
+
+// process is the actor shell around core: it stages writes, keeps one
+// batch at a time on the flusher goroutine, and sends what the core
+// decides. All logic lives in core.
+type process struct {
+	wal      *WAL
+	core     *core
+	fw       *fileWriter
+	segments actor.Ref
+	flush    chan *batch // to the flusher; it holds at most the one in-flight batch
+	kicked   bool        // a kickMsg is queued
+	stopping bool
+	done     bool // finish ran
+}
+
+// Receive implements actor.Process.
+func (p *process) Receive(ctx *actor.Context, msg actor.Message) {
+	switch m := msg.(type) {
+	case actor.Started:
+		go p.flusher(ctx.Node(), ctx.Self())
+	case writeMsg:
+		p.notify(ctx, p.core.stage(m))
+		p.kick(ctx)
+	case kickMsg:
+		p.kicked = false
+		p.next(ctx)
+	case batchDone:
+		ns, cf := p.core.complete(m.b, m.err)
+		if m.err != nil {
+			err := p.core.failed
+			p.wal.failed.Store(&err)
+		}
+		p.notify(ctx, ns)
+		if cf != nil {
+			_ = ctx.Send(p.segments, cf)
+		}
+		p.next(ctx)
+	case forgetMsg:
+		p.core.forget(m.uid)
+	case stopMsg:
+		p.stopping = true
+		p.next(ctx)
+	case actor.Terminating:
+		p.finish(ctx)
+	}
+}
+
+// kick arranges for the next batch to be cut. When no batch is in flight
+// it does not cut at once: it queues a kickMsg behind the writes already
+// in the mailbox, so that a burst that arrived together goes out together.
+// While a batch is in flight, batchDone does the cut.
+func (p *process) kick(ctx *actor.Context) {
+	if p.core.inFlight == nil && !p.kicked {
+		p.kicked = true
+		_ = ctx.Send(ctx.Self(), kickMsg{})
+	}
+}
+
+// next hands the next batch to the flusher, or finishes a requested stop
+// once nothing is pending or in flight.
+func (p *process) next(ctx *actor.Context) {
+	if b := p.core.cut(); b != nil {
+		p.flush <- b // never blocks: the channel holds one and only one batch is in flight
+		return
+	}
+	if p.stopping && p.core.inFlight == nil {
+		ctx.Stop()
+	}
+}
+
+func (p *process) notify(ctx *actor.Context, ns []notice) {
+	for _, n := range ns {
+		if ref, ok := n.to.target.(actor.Ref); ok {
+			_ = ctx.Send(ref, n.msg)
+		}
+	}
+}
+
+// finish ends the flusher when the process ends; the flusher closes the
+// file after its last batch.
+func (p *process) finish(ctx *actor.Context) {
+	if p.done {
+		return
+	}
+	p.done = true
+	p.wal.closed.Store(true)
+	close(p.flush)
+}
+
+// flusher performs the I/O of one batch at a time and reports back, so the
+// process keeps staging the next batch while the disk syncs this one. It
+// owns the file writer: nothing else touches the file.
+func (p *process) flusher(node *actor.Node, self actor.Ref) {
+	defer close(p.wal.stopped)
+	for b := range p.flush {
+		err := p.fw.write(b)
+		_ = node.Send(self, batchDone{b: b, err: err})
+	}
+	if err := p.fw.close(); err != nil {
+		p.core.cfg.Logger.Error("wal: close file", "err", err)
+	}
+}
