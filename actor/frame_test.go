@@ -1,0 +1,140 @@
+package actor
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/rago-raft/rago/internal/wire"
+)
+
+func TestFrameRoundTrip(t *testing.T) {
+	var items []byte
+	items = append(items, opSend)
+	items = wire.AppendString(items, "target")
+	items, err := appendMessage(items, mustCodec(t, echo{}), echo{N: -3, Text: "héllo"})
+	require.NoError(t, err)
+	items = append(items, opCall)
+	items = wire.AppendString(items, "svc")
+	items = wire.AppendUvarint(items, 77)
+	items, err = appendMessage(items, mustCodec(t, []byte(nil)), []byte{1, 2, 3})
+	require.NoError(t, err)
+	items = append(items, opReplyErr)
+	items = wire.AppendUvarint(items, 9)
+	items = append(items, replyErrNoProcess)
+	items = append(items, opControl, ctlDown)
+	items = wire.AppendUvarint(items, 5)
+	items = appendReason(items, Reason{Kind: ReasonCrash, Detail: "boom"})
+
+	f, err := decodeFrame(appendFrame(nil, "node-a:1", 3, 4, items))
+	require.NoError(t, err)
+	require.Equal(t, "node-a:1", f.src)
+	require.Equal(t, uint64(3), f.epoch)
+	require.Equal(t, 4, f.count)
+
+	it := readItem(f.items)
+	require.Equal(t, uint8(opSend), it.op)
+	require.Equal(t, "target", it.target)
+	m, err := it.msg.decode()
+	require.NoError(t, err)
+	require.Equal(t, echo{N: -3, Text: "héllo"}, m)
+
+	it = readItem(f.items)
+	require.Equal(t, uint8(opCall), it.op)
+	require.Equal(t, uint64(77), it.callID)
+	m, err = it.msg.decode()
+	require.NoError(t, err)
+	require.Equal(t, []byte{1, 2, 3}, m)
+
+	it = readItem(f.items)
+	require.Equal(t, uint8(opReplyErr), it.op)
+	require.Equal(t, uint8(replyErrNoProcess), it.code)
+
+	it = readItem(f.items)
+	require.Equal(t, uint8(ctlDown), it.ctl)
+	require.Equal(t, Reason{Kind: ReasonCrash, Detail: "boom"}, it.reason)
+	require.NoError(t, f.items.Done())
+}
+
+func TestDecodeFrameRejectsBadHeaders(t *testing.T) {
+	for name, b := range map[string][]byte{
+		"empty":         nil,
+		"version":       {9, 0, 0, 0},
+		"no source":     appendFrame(nil, "", 1, 0, nil),
+		"huge count":    append(appendFrame(nil, "a:1", 1, 0, nil)[:len(appendFrame(nil, "a:1", 1, 0, nil))-1], 0xFF, 0xFF, 0x03),
+		"truncated src": {frameVersion, 10, 'a'},
+	} {
+		_, err := decodeFrame(b)
+		require.ErrorIs(t, err, ErrBadMessage, name)
+	}
+}
+
+func TestCodecRegistration(t *testing.T) {
+	type mine struct{}
+	codec := Codec[mine]{Tag: 5000, Version: 1,
+		Encode: func(b []byte, _ mine) []byte { return b },
+		Decode: func(uint8, []byte) (mine, error) { return mine{}, nil },
+	}
+	require.NoError(t, Register(codec))
+	require.ErrorIs(t, Register(codec), ErrCodecConflict, "same tag")
+	type other struct{}
+	require.ErrorIs(t, Register(Codec[other]{Tag: 5000, Encode: func(b []byte, _ other) []byte { return b },
+		Decode: func(uint8, []byte) (other, error) { return other{}, nil }}), ErrCodecConflict)
+	require.ErrorIs(t, Register(Codec[other]{Tag: 7, Encode: func(b []byte, _ other) []byte { return b },
+		Decode: func(uint8, []byte) (other, error) { return other{}, nil }}), ErrInvalidConfig, "reserved tag")
+	require.ErrorIs(t, Register(Codec[other]{Tag: 5001}), ErrInvalidConfig, "no functions")
+	require.Panics(t, func() { MustRegister(codec) })
+}
+
+func TestPanickingCodecsBecomeErrors(t *testing.T) {
+	type explosive struct{ X int }
+	require.NoError(t, Register(Codec[explosive]{Tag: 5100, Version: 1,
+		Encode: func(b []byte, _ explosive) []byte { panic("encode bug") },
+		Decode: func(uint8, []byte) (explosive, error) { panic("decode bug") },
+	}))
+	_, err := appendMessage(nil, mustCodec(t, explosive{}), explosive{})
+	require.ErrorIs(t, err, ErrNotSerializable)
+	_, err = decodeMessage(5100, 1, nil)
+	require.ErrorIs(t, err, ErrBadMessage)
+	_, err = decodeMessage(4999, 1, nil)
+	require.ErrorIs(t, err, ErrBadMessage, "unknown tag")
+}
+
+// decodeAll decodes a frame and every item and message in it the way a
+// node does, without delivering anything.
+func decodeAll(b []byte) error {
+	f, err := decodeFrame(b)
+	if err != nil {
+		return err
+	}
+	for range f.count {
+		it := readItem(f.items)
+		if err := f.items.Err(); err != nil {
+			return err
+		}
+		if it.op == opSend || it.op == opCall || it.op == opReply {
+			_, _ = it.msg.decode()
+		}
+	}
+	return f.items.Done()
+}
+
+// FuzzFrameDecoder: any bytes decode to an error or to items, never a panic.
+// Run it longer with: go test -run XXX -fuzz FuzzFrameDecoder ./actor/
+func FuzzFrameDecoder(f *testing.F) {
+	var items []byte
+	items = append(items, opSend)
+	items = wire.AppendString(items, "t")
+	items, _ = appendMessage(items, mustCodec(f, echo{}), echo{N: 1, Text: "x"})
+	items = append(items, opControl, ctlHello)
+	items = wire.AppendUint64(items, 42)
+	items = append(items, opControl, ctlMonitor, 1, 1, 'w', 1, 't')
+	items = append(items, opControl, ctlExit, 1, 't', uint8(ReasonKilled), 0)
+	f.Add(appendFrame(nil, "a:1", 1, 4, items))
+	f.Add(appendFrame(nil, "a:1", 1, 1, []byte{opReplyErr, 1, 1}))
+	f.Add([]byte{frameVersion, 3, 'a', ':', '1', 1, 200})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_ = decodeAll(b)
+	})
+}
