@@ -1,0 +1,299 @@
+package actor
+
+import (
+	"bufio"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	pa "github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// The benchmarks compare this package with raw protoactor-go doing the same
+// work in the same run: local send, local call, and send and call to a
+// peer in another OS process. Each message is 64 bytes. A send benchmark
+// counts a run as done when the receiver confirms it got every message
+// (a final call is answered with its count, and FIFO order puts it last).
+//
+//	go test -run XXX -bench . -benchtime 2000000x ./actor/
+//
+// docs/benchmarks.md has figures and ratios.
+
+var payload64 = make([]byte, 64)
+
+// benchMarker asks a sink for its count; it is never counted itself.
+var benchMarker = []byte("count?")
+
+// raw protoactor side ------------------------------------------------------
+
+type rawSink struct{ count int }
+
+func (s *rawSink) Receive(c pa.Context) {
+	switch m := c.Message().(type) {
+	case *wrapperspb.BytesValue:
+		if string(m.Value) == string(benchMarker) {
+			c.Respond(wrapperspb.Bytes([]byte(fmt.Sprint(s.count))))
+			s.count = 0
+			return
+		}
+		if c.Sender() != nil {
+			c.Respond(m) // a call: echo
+			return
+		}
+		s.count++
+	}
+}
+
+func rawSystem(tb testing.TB, withRemote bool) (*pa.ActorSystem, func()) {
+	sys := pa.NewActorSystem(pa.WithLoggerFactory(func(*pa.ActorSystem) *slogLogger { return discardLogger }))
+	if !withRemote {
+		return sys, sys.Shutdown
+	}
+	r := remote.NewRemote(sys, remote.Configure("127.0.0.1", 0))
+	r.Start()
+	return sys, func() { r.Shutdown(false); sys.Shutdown() }
+}
+
+func rawCount(tb testing.TB, sys *pa.ActorSystem, pid *pa.PID, want int) {
+	res, err := sys.Root.RequestFuture(pid, wrapperspb.Bytes(benchMarker), time.Minute).Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if got := string(res.(*wrapperspb.BytesValue).Value); got != fmt.Sprint(want) {
+		tb.Fatalf("sink counted %s, want %d", got, want)
+	}
+}
+
+// rago side ---------------------------------------------------------------
+
+func ragoSink() Process {
+	count := 0
+	return ProcessFunc(func(ctx *Context, msg Message) {
+		m, ok := msg.([]byte)
+		if !ok {
+			return
+		}
+		if string(m) == string(benchMarker) {
+			_ = ctx.Reply([]byte(fmt.Sprint(count)))
+			count = 0
+			return
+		}
+		if _, isCall := ctx.ReplyTo(); isCall {
+			_ = ctx.Reply(m)
+			return
+		}
+		count++
+	})
+}
+
+func ragoCount(tb testing.TB, n *Node, ref Ref, want int) {
+	res, err := n.Call(ref, benchMarker, time.Minute)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if got := string(res.([]byte)); got != fmt.Sprint(want) {
+		tb.Fatalf("sink counted %s, want %d", got, want)
+	}
+}
+
+// peers in other processes --------------------------------------------------
+
+// runBenchPeer serves one sink named "sink" for the remote benchmarks.
+func runBenchPeer(kind string) {
+	switch kind {
+	case "raw":
+		sys, _ := rawSystem(nil, true)
+		if _, err := sys.Root.SpawnNamed(pa.PropsFromProducer(func() pa.Actor { return &rawSink{} }), "sink"); err != nil {
+			fmt.Println("ERROR", err)
+			os.Exit(1)
+		}
+		fmt.Println("READY", sys.Address())
+	case "rago":
+		n, err := StartNode(Config{Address: "127.0.0.1:0"})
+		if err == nil {
+			_, err = n.SpawnNamed("sink", ragoSink())
+		}
+		if err != nil {
+			fmt.Println("ERROR", err)
+			os.Exit(1)
+		}
+		fmt.Println("READY", n.Name())
+	}
+	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+}
+
+func startBenchPeer(b *testing.B, kind string) string {
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
+	cmd.Env = append(os.Environ(), "RAGO_ACTOR_BENCH_PEER="+kind)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { stdin.Close(); _ = cmd.Wait() })
+	line, _ := bufio.NewReader(stdout).ReadString('\n')
+	if !strings.HasPrefix(line, "READY ") {
+		b.Fatalf("bench peer: %q", line)
+	}
+	return strings.TrimSpace(strings.TrimPrefix(line, "READY "))
+}
+
+func reportRate(b *testing.B, start time.Time) {
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}
+
+// benchmarks --------------------------------------------------------------
+
+func BenchmarkLocalSend(b *testing.B) {
+	b.Run("raw", func(b *testing.B) {
+		sys, stop := rawSystem(b, false)
+		defer stop()
+		pid := sys.Root.Spawn(pa.PropsFromProducer(func() pa.Actor { return &rawSink{} }))
+		msg := wrapperspb.Bytes(payload64)
+		b.ResetTimer()
+		start := time.Now()
+		for range b.N {
+			sys.Root.Send(pid, msg)
+		}
+		rawCount(b, sys, pid, b.N)
+		reportRate(b, start)
+	})
+	b.Run("rago", func(b *testing.B) {
+		n := startNode(b)
+		ref, err := n.Spawn(ragoSink())
+		if err != nil {
+			b.Fatal(err)
+		}
+		var msg Message = payload64 // boxed once, like raw's message pointer
+		b.ResetTimer()
+		start := time.Now()
+		for range b.N {
+			_ = n.Send(ref, msg)
+		}
+		ragoCount(b, n, ref, b.N)
+		reportRate(b, start)
+	})
+}
+
+func BenchmarkLocalCall(b *testing.B) {
+	b.Run("raw", func(b *testing.B) {
+		sys, stop := rawSystem(b, false)
+		defer stop()
+		pid := sys.Root.Spawn(pa.PropsFromProducer(func() pa.Actor { return &rawSink{} }))
+		msg := wrapperspb.Bytes(payload64)
+		b.ResetTimer()
+		start := time.Now()
+		for range b.N {
+			if _, err := sys.Root.RequestFuture(pid, msg, time.Minute).Result(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		reportRate(b, start)
+	})
+	b.Run("rago", func(b *testing.B) {
+		n := startNode(b)
+		ref, err := n.Spawn(ragoSink())
+		if err != nil {
+			b.Fatal(err)
+		}
+		var msg Message = payload64
+		b.ResetTimer()
+		start := time.Now()
+		for range b.N {
+			if _, err := n.Call(ref, msg, time.Minute); err != nil {
+				b.Fatal(err)
+			}
+		}
+		reportRate(b, start)
+	})
+}
+
+func BenchmarkRemoteSend(b *testing.B) {
+	b.Run("raw", func(b *testing.B) {
+		addr := startBenchPeer(b, "raw")
+		sys, stop := rawSystem(b, true)
+		defer stop()
+		pid := pa.NewPID(addr, "sink")
+		msg := wrapperspb.Bytes(payload64)
+		rawCount(b, sys, pid, 0) // connect first
+		b.ResetTimer()
+		start := time.Now()
+		for range b.N {
+			sys.Root.Send(pid, msg)
+		}
+		rawCount(b, sys, pid, b.N)
+		reportRate(b, start)
+	})
+	b.Run("rago", func(b *testing.B) {
+		addr := startBenchPeer(b, "rago")
+		n, err := StartNode(Config{Address: "127.0.0.1:0", LinkQueueBytes: 1 << 30})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer n.Stop()
+		ref := Ref{Name: "sink", Node: addr}
+		ragoCount(b, n, ref, 0)
+		var msg Message = payload64
+		b.ResetTimer()
+		start := time.Now()
+		for range b.N {
+			_ = n.Send(ref, msg)
+		}
+		ragoCount(b, n, ref, b.N)
+		reportRate(b, start)
+		if d := n.Stats().DroppedQueueFull; d > 0 {
+			b.Fatalf("%d messages dropped", d)
+		}
+	})
+}
+
+func BenchmarkRemoteCall(b *testing.B) {
+	b.Run("raw", func(b *testing.B) {
+		addr := startBenchPeer(b, "raw")
+		sys, stop := rawSystem(b, true)
+		defer stop()
+		pid := pa.NewPID(addr, "sink")
+		msg := wrapperspb.Bytes(payload64)
+		rawCount(b, sys, pid, 0)
+		b.ResetTimer()
+		start := time.Now()
+		for range b.N {
+			if _, err := sys.Root.RequestFuture(pid, msg, time.Minute).Result(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		reportRate(b, start)
+	})
+	b.Run("rago", func(b *testing.B) {
+		addr := startBenchPeer(b, "rago")
+		n := startNode(b)
+		ref := Ref{Name: "sink", Node: addr}
+		ragoCount(b, n, ref, 0)
+		var msg Message = payload64
+		b.ResetTimer()
+		start := time.Now()
+		for range b.N {
+			if _, err := n.Call(ref, msg, time.Minute); err != nil {
+				b.Fatal(err)
+			}
+		}
+		reportRate(b, start)
+	})
+}
+
+type slogLogger = slog.Logger
+
+var discardLogger = slog.New(slog.DiscardHandler)
