@@ -82,7 +82,8 @@ type core struct {
 	batchSeq  uint64 // sequence of the last batch cut
 	fileLogs  map[*writerState]struct{}
 
-	failed error // sticky: set by the first failed batch
+	failed    error // sticky: set by the first failed batch
+	forceRoll bool  // the next batch starts a new file
 
 	// removeFile deletes a flushed file durably (ClosedFile.Remove).
 	removeFile func(seq uint64) error
@@ -186,7 +187,8 @@ func (c *core) cut() *batch {
 	body := len(b.buf) - batchReserve
 	c.batchSeq++
 	b.seq = c.batchSeq
-	if c.file == 0 || c.fileBytes+int64(batchHeaderLen+body) > c.cfg.MaxFileBytes && c.fileBytes > fileHeaderLen {
+	if c.file == 0 || c.forceRoll || c.fileBytes+int64(batchHeaderLen+body) > c.cfg.MaxFileBytes && c.fileBytes > fileHeaderLen {
+		c.forceRoll = false
 		b.newFile = true
 		b.file = c.nextFile
 		b.out = b.buf

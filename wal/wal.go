@@ -115,6 +115,16 @@ func (w *WAL) Forget(uid string) error {
 	return w.node.Send(w.ref, forgetMsg{uid: uid})
 }
 
+// Rollover makes the next batch start a new file, so the current one is
+// handed to the segment writer once that batch is durable (tests and
+// operators; normal rollover is by size).
+func (w *WAL) Rollover() error {
+	if w.closed.Load() {
+		return ErrClosed
+	}
+	return w.node.Send(w.ref, rollMsg{})
+}
+
 // Err returns the error that failed the WAL, or nil.
 func (w *WAL) Err() error {
 	if p := w.failed.Load(); p != nil {
@@ -147,6 +157,7 @@ func (w *WAL) Stop(timeout time.Duration) error {
 type (
 	kickMsg   struct{}
 	stopMsg   struct{}
+	rollMsg   struct{}
 	forgetMsg struct{ uid string }
 	batchDone struct {
 		b   *batch
@@ -192,6 +203,8 @@ func (p *process) Receive(ctx *actor.Context, msg actor.Message) {
 		p.next(ctx)
 	case forgetMsg:
 		p.core.forget(m.uid)
+	case rollMsg:
+		p.core.forceRoll = true
 	case stopMsg:
 		p.stopping = true
 		p.next(ctx)

@@ -1,0 +1,315 @@
+package segment
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rago-raft/rago/wal"
+)
+
+// Sentinel errors; match with errors.Is.
+var (
+	// ErrNotFound: the index is not in the segments (never written, or
+	// truncated, or overwritten away).
+	ErrNotFound = errors.New("segment: entry not found")
+	// ErrCorrupt: the store holds a key or value it cannot decode.
+	ErrCorrupt = errors.New("segment: corrupt data")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("segment: closed")
+)
+
+// Options configures a Store.
+type Options struct {
+	// FS is pebble's file system; nil means the operating system's. Tests
+	// use vfs.NewMem().
+	FS vfs.FS
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Store is the durable per-server log storage of a node: one pebble
+// database holding the entries of every server, keyed by UID and index
+// (see keys.go for the format).
+//
+// The database runs with pebble's own WAL disabled. The rago WAL already
+// holds every entry durably until the segment writer has flushed it, so a
+// second log inside pebble would only write each entry twice more. Each
+// flush of a closed WAL file is one unsynced batch followed by one
+// pebble Flush, which writes and syncs the memtable as an sstable; only
+// then is the WAL file deleted. A crash before that loses at most batches
+// whose WAL files still exist and are replayed at start. Replaying a file
+// is idempotent (see applyTable), so duplicates are harmless.
+//
+// Because DisableWAL is database-wide, nothing that needs a synced write
+// of its own (terms, votes) can live here: that is the meta store's job.
+//
+// Reads are safe from any goroutine and take no lock. Writes (flushes,
+// truncation, deletion) are serialized by mu so that a flush never
+// interleaves with a truncation or deletion of the same UID.
+type Store struct {
+	db     *pebble.DB
+	logger *slog.Logger
+	mu     sync.Mutex // serializes writes
+	closed bool
+}
+
+// Open opens (or creates) the store in dir.
+func Open(dir string, opts Options) (*Store, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	popts := &pebble.Options{
+		DisableWAL: true,
+		FS:         opts.FS,
+		Logger:     pebbleLogger{logger},
+	}
+	db, err := pebble.Open(dir, popts)
+	if err != nil {
+		return nil, fmt.Errorf("segment: open %s: %w", dir, err)
+	}
+	return &Store{db: db, logger: logger}, nil
+}
+
+// Close flushes what is not yet durable and closes the database.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	ferr := s.db.Flush()
+	cerr := s.db.Close()
+	if err := errors.Join(ferr, cerr); err != nil {
+		return fmt.Errorf("segment: close: %w", err)
+	}
+	return nil
+}
+
+// Sync makes every earlier write (truncations included) durable.
+func (s *Store) Sync() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if err := s.db.Flush(); err != nil {
+		return fmt.Errorf("segment: flush: %w", err)
+	}
+	return nil
+}
+
+// Entry returns uid's entry at index, or ErrNotFound.
+func (s *Store) Entry(uid string, index uint64) (wal.Entry, error) {
+	v, closer, err := s.db.Get(entryKey(uid, index))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return wal.Entry{}, fmt.Errorf("%w: %s index %d", ErrNotFound, uid, index)
+	}
+	if err != nil {
+		return wal.Entry{}, fmt.Errorf("segment: get %s index %d: %w", uid, index, err)
+	}
+	defer closer.Close()
+	term, payload, err := decodeValue(v)
+	if err != nil {
+		return wal.Entry{}, err
+	}
+	return wal.Entry{Index: index, Term: term, Payload: payload}, nil
+}
+
+// Range returns uid's entries from lo up to hi inclusive, stopping early
+// at the first missing index or once maxBytes of payload were collected
+// (at least one entry is returned if lo exists; maxBytes <= 0 means no
+// limit). The result is in index order and contiguous from lo.
+func (s *Store) Range(uid string, lo, hi uint64, maxBytes int) ([]wal.Entry, error) {
+	if hi < lo {
+		return nil, nil
+	}
+	lower := entryKey(uid, lo)
+	var upper []byte
+	if hi == ^uint64(0) {
+		_, upper = entryBounds(uid)
+	} else {
+		upper = entryKey(uid, hi+1)
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, fmt.Errorf("segment: range %s: %w", uid, err)
+	}
+	defer it.Close()
+	var out []wal.Entry
+	size := 0
+	next := lo
+	for ok := it.First(); ok; ok = it.Next() {
+		idx, err := indexOf(uid, it.Key())
+		if err != nil {
+			return nil, err
+		}
+		if idx != next {
+			break
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return nil, fmt.Errorf("segment: range %s: %w", uid, err)
+		}
+		term, payload, err := decodeValue(v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, wal.Entry{Index: idx, Term: term, Payload: payload})
+		size += len(payload)
+		next++
+		if maxBytes > 0 && size >= maxBytes {
+			break
+		}
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("segment: range %s: %w", uid, err)
+	}
+	return out, nil
+}
+
+// Bounds returns the first and last index uid has in the segments; ok is
+// false if it has none.
+func (s *Store) Bounds(uid string) (first, last uint64, ok bool, err error) {
+	lower, upper := entryBounds(uid)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("segment: bounds %s: %w", uid, err)
+	}
+	defer it.Close()
+	if !it.First() {
+		return 0, 0, false, it.Error()
+	}
+	if first, err = indexOf(uid, it.Key()); err != nil {
+		return 0, 0, false, err
+	}
+	if !it.Last() {
+		return 0, 0, false, fmt.Errorf("segment: bounds %s: iterator lost its last key: %w", uid, it.Error())
+	}
+	if last, err = indexOf(uid, it.Key()); err != nil {
+		return 0, 0, false, err
+	}
+	return first, last, true, nil
+}
+
+// Floor returns the index up to which uid was truncated (0 if never).
+func (s *Store) Floor(uid string) (uint64, error) {
+	return s.readUvarint(floorKey(uid))
+}
+
+// Truncate drops uid's entries up to and including index, for a snapshot
+// that covers them, and remembers the floor so that replayed WAL records
+// at or below it are not written again. Readers stop seeing the entries at
+// once; the truncation is durable after the next flush of a WAL file or
+// Sync. Losing it in a crash only brings back entries the snapshot covers.
+func (s *Store) Truncate(uid string, index uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	floor, err := s.readUvarint(floorKey(uid))
+	if err != nil {
+		return err
+	}
+	if index <= floor {
+		return nil
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	lower, _ := entryBounds(uid)
+	if err := b.DeleteRange(lower, entryKey(uid, index+1), nil); err != nil {
+		return fmt.Errorf("segment: truncate %s: %w", uid, err)
+	}
+	if err := b.Set(floorKey(uid), binary.AppendUvarint(nil, index), nil); err != nil {
+		return fmt.Errorf("segment: truncate %s: %w", uid, err)
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("segment: truncate %s: %w", uid, err)
+	}
+	return nil
+}
+
+// DeleteUID removes everything stored for uid and leaves a tombstone so
+// that WAL records of uid still waiting in WAL files are discarded when
+// flushed. It is durable when it returns. Call it after the WAL forgot
+// uid (wal.WAL.Forget) and the server stopped.
+func (s *Store) DeleteUID(uid string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	lower, upper := entryBounds(uid)
+	err := errors.Join(
+		b.DeleteRange(lower, upper, nil),
+		b.Delete(floorKey(uid), nil),
+		b.Set(tombstoneKey(uid), nil, nil),
+	)
+	if err == nil {
+		err = b.Commit(pebble.NoSync)
+	}
+	if err == nil {
+		err = s.db.Flush()
+	}
+	if err != nil {
+		return fmt.Errorf("segment: delete %s: %w", uid, err)
+	}
+	return nil
+}
+
+// Deleted reports whether uid has a tombstone.
+func (s *Store) Deleted(uid string) (bool, error) {
+	_, closer, err := s.db.Get(tombstoneKey(uid))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("segment: tombstone %s: %w", uid, err)
+	}
+	closer.Close()
+	return true, nil
+}
+
+func (s *Store) readUvarint(key []byte) (uint64, error) {
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("segment: get %x: %w", key, err)
+	}
+	defer closer.Close()
+	x, n := binary.Uvarint(v)
+	if n <= 0 || n != len(v) {
+		return 0, fmt.Errorf("%w: bad uvarint under key %x", ErrCorrupt, key)
+	}
+	return x, nil
+}
+
+// pebbleLogger routes pebble's logs to slog: its informational chatter at
+// debug level, its errors at error level.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+// Fatalf keeps pebble's contract (it does not return) after logging.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble", "fatal", true)
+	pebble.DefaultLogger.Fatalf(format, args...)
+}
