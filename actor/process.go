@@ -188,8 +188,6 @@ func (p *proc) Receive(c pa.Context) {
 				p.invoke(c, NodeDown{Node: m.node}, ReplyTo{})
 			}
 		}
-	case pa.SystemMessage, pa.AutoReceiveMessage:
-		// protoactor's own signals; not for user code.
 	default:
 		p.invoke(c, m, ReplyTo{})
 	}
