@@ -1,0 +1,68 @@
+package segment
+
+import (
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rago-raft/rago/actor"
+	"github.com/rago-raft/rago/wal"
+	"github.com/rago-raft/rago/wal/walfs"
+	"github.com/stretchr/testify/require"
+)
+
+// TestWriterFlushesNotifiesAndRemoves runs the real processes: WAL files
+// closed by rollover reach the segment writer, which makes them durable,
+// tells the server, and removes the files; the log reads the same before
+// and after.
+func TestWriterFlushesNotifiesAndRemoves(t *testing.T) {
+	node, err := actor.StartNode(actor.Config{Address: "127.0.0.1:0"})
+	require.NoError(t, err)
+	defer node.Stop()
+	store, err := Open("/seg", Options{FS: vfs.NewMem()})
+	require.NoError(t, err)
+	defer store.Close()
+	sw, err := StartWriter(node, store, WriterOptions{})
+	require.NoError(t, err)
+	fs := walfs.NewMem()
+	cfg := wal.DefaultConfig("/wal")
+	cfg.FS = fs
+	w, err := wal.Start(node, cfg, wal.StartOptions{SegmentWriter: sw.Ref()})
+	require.NoError(t, err)
+	server, err := node.NewInbox()
+	require.NoError(t, err)
+	defer server.Close()
+	wr, err := w.Register("srv", server.Ref())
+	require.NoError(t, err)
+	log := NewLog("srv", store, func() *wal.MemLog { return w.Mem("srv") })
+
+	write := func(i uint64) {
+		require.NoError(t, wr.Write(wal.Entry{Index: i, Term: 1, Payload: []byte{byte(i)}}))
+		m, err := server.ReceiveTimeout(10 * time.Second)
+		require.NoError(t, err)
+		require.Equal(t, wal.Written{UID: "srv", Term: 1, From: i, To: i}, m)
+	}
+	for i := uint64(1); i <= 5; i++ {
+		write(i)
+	}
+	require.NoError(t, w.Rollover())
+	write(6)
+	m, err := server.ReceiveTimeout(10 * time.Second)
+	require.NoError(t, err)
+	require.Equal(t, Flushed{UID: "srv", First: 1, Last: 5}, m)
+	names, err := fs.List("/wal")
+	require.NoError(t, err)
+	require.Len(t, names, 1, "the flushed file is removed: %v", names)
+	_, p := w.Mem("srv").View().Get(3)
+	require.Equal(t, wal.Unknown, p, "flushed tables are dropped")
+	first, last, term, ok, err := log.Bounds()
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, [3]uint64{1, 6, 1}, [3]uint64{first, last, term})
+	e, err := log.Entry(3)
+	require.NoError(t, err)
+	require.Equal(t, []byte{3}, e.Payload)
+
+	require.NoError(t, w.Stop(10*time.Second))
+	require.NoError(t, sw.Stop(10*time.Second))
+}
