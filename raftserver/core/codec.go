@@ -1,0 +1,198 @@
+package core
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/rago-raft/rago/internal/wire"
+)
+
+// Wire format of messages (all integers uvarint unless noted; "bool" is one
+// byte 0 or 1). The first byte is the type tag (msgKind).
+//
+//	AppendEntries   tag=1 term prev_index prev_term commit count
+//	                count x { term type(u8) data(bytes) }   index = prev_index+1+i
+//	AppendReply     tag=2 term success(bool) last_index last_term next_index rejected_prev commit
+//	PreVoteRequest  tag=3 term last_index last_term
+//	PreVoteReply    tag=4 term granted(bool)
+//	VoteRequest     tag=5 term last_index last_term transfer(bool)
+//	VoteReply       tag=6 term granted(bool)
+//	TimeoutNow      tag=7 term
+//	Heartbeat       tag=8 term seq commit
+//	HeartbeatReply  tag=9 term seq commit
+//	NotLeader       tag=10 term
+//
+// Entry indexes are implied by prev_index, so a decoded AppendEntries always
+// carries consecutive entries. Decoders also reject entry types they do not
+// know, entry terms that go backwards or exceed the message term, and
+// trailing bytes.
+
+// AppendBinary implements Message.
+func (m *AppendEntries) AppendBinary(b []byte) []byte {
+	b = append(b, byte(kindAppendEntries))
+	b = wire.AppendUvarint(b, m.Term)
+	b = wire.AppendUvarint(b, m.PrevIndex)
+	b = wire.AppendUvarint(b, m.PrevTerm)
+	b = wire.AppendUvarint(b, m.Commit)
+	b = wire.AppendUvarint(b, uint64(len(m.Entries)))
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		b = wire.AppendUvarint(b, e.Term)
+		b = wire.AppendUint8(b, uint8(e.Type))
+		b = wire.AppendBytes(b, e.Data)
+	}
+	return b
+}
+
+// AppendBinary implements Message.
+func (m *AppendReply) AppendBinary(b []byte) []byte {
+	b = append(b, byte(kindAppendReply))
+	b = wire.AppendUvarint(b, m.Term)
+	b = wire.AppendBool(b, m.Success)
+	b = wire.AppendUvarint(b, m.LastIndex)
+	b = wire.AppendUvarint(b, m.LastTerm)
+	b = wire.AppendUvarint(b, m.NextIndex)
+	b = wire.AppendUvarint(b, m.RejectedPrev)
+	return wire.AppendUvarint(b, m.Commit)
+}
+
+// AppendBinary implements Message.
+func (m *PreVoteRequest) AppendBinary(b []byte) []byte {
+	b = append(b, byte(kindPreVoteRequest))
+	b = wire.AppendUvarint(b, m.Term)
+	b = wire.AppendUvarint(b, m.LastIndex)
+	return wire.AppendUvarint(b, m.LastTerm)
+}
+
+// AppendBinary implements Message.
+func (m *PreVoteReply) AppendBinary(b []byte) []byte {
+	b = append(b, byte(kindPreVoteReply))
+	b = wire.AppendUvarint(b, m.Term)
+	return wire.AppendBool(b, m.Granted)
+}
+
+// AppendBinary implements Message.
+func (m *VoteRequest) AppendBinary(b []byte) []byte {
+	b = append(b, byte(kindVoteRequest))
+	b = wire.AppendUvarint(b, m.Term)
+	b = wire.AppendUvarint(b, m.LastIndex)
+	b = wire.AppendUvarint(b, m.LastTerm)
+	return wire.AppendBool(b, m.Transfer)
+}
+
+// AppendBinary implements Message.
+func (m *VoteReply) AppendBinary(b []byte) []byte {
+	b = append(b, byte(kindVoteReply))
+	b = wire.AppendUvarint(b, m.Term)
+	return wire.AppendBool(b, m.Granted)
+}
+
+// AppendBinary implements Message.
+func (m *TimeoutNow) AppendBinary(b []byte) []byte {
+	b = append(b, byte(kindTimeoutNow))
+	return wire.AppendUvarint(b, m.Term)
+}
+
+// AppendBinary implements Message.
+func (m *Heartbeat) AppendBinary(b []byte) []byte {
+	b = append(b, byte(kindHeartbeat))
+	b = wire.AppendUvarint(b, m.Term)
+	b = wire.AppendUvarint(b, m.Seq)
+	return wire.AppendUvarint(b, m.Commit)
+}
+
+// AppendBinary implements Message.
+func (m *HeartbeatReply) AppendBinary(b []byte) []byte {
+	b = append(b, byte(kindHeartbeatReply))
+	b = wire.AppendUvarint(b, m.Term)
+	b = wire.AppendUvarint(b, m.Seq)
+	return wire.AppendUvarint(b, m.Commit)
+}
+
+// AppendBinary implements Message.
+func (m *NotLeader) AppendBinary(b []byte) []byte {
+	b = append(b, byte(kindNotLeader))
+	return wire.AppendUvarint(b, m.Term)
+}
+
+// DecodeMessage decodes one message produced by a Message's AppendBinary.
+// Entry data in a decoded AppendEntries is copied, so b may be reused.
+// Malformed input yields an error wrapping ErrMalformed (and, for low-level
+// faults, wire.ErrMalformed); DecodeMessage never panics.
+func DecodeMessage(b []byte) (Message, error) {
+	if len(b) == 0 {
+		return nil, fmt.Errorf("%w: empty input", ErrMalformed)
+	}
+	r := wire.NewReader(b[1:])
+	var m Message
+	switch msgKind(b[0]) {
+	case kindAppendEntries:
+		m = decodeAppendEntries(r)
+	case kindAppendReply:
+		m = &AppendReply{Term: r.Uvarint(), Success: r.Bool(), LastIndex: r.Uvarint(),
+			LastTerm: r.Uvarint(), NextIndex: r.Uvarint(), RejectedPrev: r.Uvarint(), Commit: r.Uvarint()}
+	case kindPreVoteRequest:
+		m = &PreVoteRequest{Term: r.Uvarint(), LastIndex: r.Uvarint(), LastTerm: r.Uvarint()}
+	case kindPreVoteReply:
+		m = &PreVoteReply{Term: r.Uvarint(), Granted: r.Bool()}
+	case kindVoteRequest:
+		m = &VoteRequest{Term: r.Uvarint(), LastIndex: r.Uvarint(), LastTerm: r.Uvarint(), Transfer: r.Bool()}
+	case kindVoteReply:
+		m = &VoteReply{Term: r.Uvarint(), Granted: r.Bool()}
+	case kindTimeoutNow:
+		m = &TimeoutNow{Term: r.Uvarint()}
+	case kindHeartbeat:
+		m = &Heartbeat{Term: r.Uvarint(), Seq: r.Uvarint(), Commit: r.Uvarint()}
+	case kindHeartbeatReply:
+		m = &HeartbeatReply{Term: r.Uvarint(), Seq: r.Uvarint(), Commit: r.Uvarint()}
+	case kindNotLeader:
+		m = &NotLeader{Term: r.Uvarint()}
+	default:
+		return nil, fmt.Errorf("%w: unknown message tag %d", ErrMalformed, b[0])
+	}
+	if err := r.Done(); err != nil {
+		return nil, fmt.Errorf("%w: tag %d: %w", ErrMalformed, b[0], err)
+	}
+	return m, nil
+}
+
+func decodeAppendEntries(r *wire.Reader) *AppendEntries {
+	m := &AppendEntries{Term: r.Uvarint(), PrevIndex: r.Uvarint(), PrevTerm: r.Uvarint(), Commit: r.Uvarint()}
+	// An entry takes at least three bytes: term, type, data length.
+	n := r.Len(3)
+	if r.Err() != nil {
+		return m
+	}
+	if m.PrevTerm > m.Term {
+		r.Fail("prev term %d above message term %d", m.PrevTerm, m.Term)
+		return m
+	}
+	if m.PrevIndex > math.MaxUint64-uint64(n) {
+		r.Fail("prev index %d + %d entries overflows", m.PrevIndex, n)
+		return m
+	}
+	if n > 0 {
+		m.Entries = make([]Entry, n)
+	}
+	lastTerm := m.PrevTerm
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		e.Index = m.PrevIndex + 1 + uint64(i)
+		e.Term = r.Uvarint()
+		e.Type = EntryType(r.Uint8())
+		e.Data = r.BytesCopy()
+		if r.Err() != nil {
+			return m
+		}
+		if e.Type == 0 || e.Type > maxEntryType {
+			r.Fail("entry %d has unknown type %d", e.Index, e.Type)
+			return m
+		}
+		if e.Term < lastTerm || e.Term > m.Term {
+			r.Fail("entry %d has term %d outside [%d, %d]", e.Index, e.Term, lastTerm, m.Term)
+			return m
+		}
+		lastTerm = e.Term
+	}
+	return m
+}

@@ -1,0 +1,140 @@
+package core
+
+import (
+	"fmt"
+	"log/slog"
+)
+
+// Defaults applied by New to zero-valued optional fields.
+const (
+	DefaultMaxInFlight        = 1000
+	DefaultMaxAppendBytes     = 1 << 20
+	DefaultElectionTimeoutMs  = 300
+	DefaultMaxElectionBackoff = 4
+	DefaultTickMs             = 100
+	DefaultCheckQuorumMs      = 1000
+)
+
+// Config configures one member. Zero-valued optional fields take the
+// defaults above; Validate reports the fields that are still out of range.
+type Config struct {
+	// ID is this member. Required.
+	ID ServerID
+	// InitialMembers is the cluster configuration used while the log holds
+	// no config entry. A member joining an existing cluster starts with an
+	// empty InitialMembers and waits for the leader to contact it.
+	InitialMembers Membership
+	// MaxInFlight bounds, per follower, how many entries the leader streams
+	// beyond the follower's acknowledged match index without waiting.
+	MaxInFlight uint64
+	// MaxAppendBytes bounds the entry bytes in one AppendEntries message
+	// (one entry is always sent, however large).
+	MaxAppendBytes int
+	// ElectionTimeoutMs is the base election timeout. The timer the core asks
+	// for lasts base + jitter in [0, base), doubled per failed round up to
+	// 2^MaxElectionBackoff times base.
+	ElectionTimeoutMs int64
+	// MaxElectionBackoff caps the doubling of the election timeout after
+	// rounds that did not elect anyone (so a lone survivor retries rarely).
+	MaxElectionBackoff int
+	// TickMs is the period of the ticker a leader asks for while it has work
+	// in flight (see StartTicker).
+	TickMs int64
+	// CheckQuorumMs is how long a leader with work in flight may go without
+	// hearing from a quorum before it steps down. Also the time a leader
+	// transfer may take. At least 2*TickMs.
+	CheckQuorumMs int64
+	// Seed seeds the election jitter. Two members should use different
+	// seeds; the same seed replays the same jitter.
+	Seed uint64
+	// Logger receives structured debug logs; nil discards them.
+	Logger *slog.Logger
+	// Sabotage breaks Raft on purpose. Only the simulation's self-tests set
+	// it, to prove each invariant check can fail; the zero value is Raft.
+	Sabotage Sabotage
+}
+
+// Sabotage lists deliberate bugs. Each field disables one safety or
+// liveness mechanism so that a test can watch the simulation catch the
+// consequence. Never set in production: the zero value is correct Raft.
+type Sabotage struct {
+	// ForgetVote persists the term but not the vote.
+	ForgetVote bool
+	// HalfQuorumElections lets a candidate win with votes from half of the
+	// voters, rounded down, instead of a majority.
+	HalfQuorumElections bool
+	// SkipUpToDateCheck grants votes without comparing logs.
+	SkipUpToDateCheck bool
+	// CountUndurable makes the leader count its own entries and followers
+	// acknowledge entries before the local log reports them durable.
+	CountUndurable bool
+	// SkipPrevCheck makes followers accept AppendEntries without checking
+	// that the previous entry matches.
+	SkipPrevCheck bool
+	// CommitRegress lets a follower take a lower commit index from a stale
+	// AppendEntries.
+	CommitRegress bool
+	// FollowerCommitsAhead makes followers treat every entry that matches
+	// the leader as committed.
+	FollowerCommitsAhead bool
+	// ReadWithoutQuorum answers consistent queries at once, without the
+	// round of messages that proves the leader is still leader.
+	ReadWithoutQuorum bool
+	// NoResend stops leaders from re-sending to followers that went quiet.
+	NoResend bool
+}
+
+// withDefaults returns c with zero-valued optional fields set.
+func (c Config) withDefaults() Config {
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.MaxAppendBytes == 0 {
+		c.MaxAppendBytes = DefaultMaxAppendBytes
+	}
+	if c.ElectionTimeoutMs == 0 {
+		c.ElectionTimeoutMs = DefaultElectionTimeoutMs
+	}
+	if c.MaxElectionBackoff == 0 {
+		c.MaxElectionBackoff = DefaultMaxElectionBackoff
+	}
+	if c.TickMs == 0 {
+		c.TickMs = DefaultTickMs
+	}
+	if c.CheckQuorumMs == 0 {
+		c.CheckQuorumMs = DefaultCheckQuorumMs
+	}
+	return c
+}
+
+// Validate reports the first field out of range, wrapped in
+// ErrInvalidConfig, with the offending values in the message. It checks c
+// as given: call it on a Config after filling the fields you rely on (New
+// fills defaults before validating).
+func (c Config) Validate() error {
+	switch {
+	case c.ID.Name == "" || c.ID.Node == "":
+		return fmt.Errorf("%w: ID %q must have a name and a node", ErrInvalidConfig, c.ID.String())
+	case c.MaxInFlight < 1:
+		return fmt.Errorf("%w: MaxInFlight is %d, must be at least 1", ErrInvalidConfig, c.MaxInFlight)
+	case c.MaxAppendBytes < 1:
+		return fmt.Errorf("%w: MaxAppendBytes is %d, must be at least 1", ErrInvalidConfig, c.MaxAppendBytes)
+	case c.ElectionTimeoutMs < 1:
+		return fmt.Errorf("%w: ElectionTimeoutMs is %d, must be at least 1", ErrInvalidConfig, c.ElectionTimeoutMs)
+	case c.MaxElectionBackoff < 0 || c.MaxElectionBackoff > 16:
+		return fmt.Errorf("%w: MaxElectionBackoff is %d, must be in [0, 16]", ErrInvalidConfig, c.MaxElectionBackoff)
+	case c.TickMs < 1:
+		return fmt.Errorf("%w: TickMs is %d, must be at least 1", ErrInvalidConfig, c.TickMs)
+	case c.CheckQuorumMs < 2*c.TickMs:
+		return fmt.Errorf("%w: CheckQuorumMs is %d, must be at least twice TickMs (%d)", ErrInvalidConfig, c.CheckQuorumMs, c.TickMs)
+	}
+	if err := c.InitialMembers.Validate(); err != nil {
+		return fmt.Errorf("%w: InitialMembers: %w", ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+// checkQuorumTicks is the check-quorum window in ticks.
+func (c Config) checkQuorumTicks() int {
+	return int((c.CheckQuorumMs + c.TickMs - 1) / c.TickMs)
+}

@@ -1,0 +1,290 @@
+package core
+
+// receive checks a message's term once, then hands it to the role's step
+// function. Terms: a higher term makes us a follower of that term (with a
+// few exceptions below); a lower term marks the message stale.
+func (r *Raft) receive(from ServerID, m Message) {
+	t := m.MessageTerm()
+	switch {
+	case t > r.term:
+		switch m := m.(type) {
+		case *PreVoteRequest:
+			// Asking is not campaigning: nobody changes term for a pre-vote.
+		case *PreVoteReply:
+			if !m.Granted {
+				// A voter is in a later term than we are: join it.
+				r.becomeFollower(t, ServerID{})
+				return
+			}
+			// A grant echoes the term we asked about; no term change.
+		case *VoteRequest:
+			// Leader stickiness: while we follow a live leader, a plain
+			// election (not a transfer) is ignored and does not raise our
+			// term. Its candidate passed pre-vote with a majority that had
+			// lost its leader; it can win without us.
+			if !m.Transfer && r.liveLeader() && from != r.lead {
+				r.logger.Debug("vote request ignored: live leader", "from", from.String(), "term", t)
+				return
+			}
+			r.becomeFollower(t, ServerID{})
+		case *AppendEntries, *Heartbeat, *TimeoutNow:
+			r.becomeFollower(t, from)
+		default:
+			r.becomeFollower(t, ServerID{})
+		}
+	case t < r.term:
+		switch m.(type) {
+		case *AppendEntries, *Heartbeat:
+			// A deposed leader: tell it our term so it steps down.
+			r.send(from, &AppendReply{Term: r.term})
+		case *PreVoteRequest:
+			r.send(from, &PreVoteReply{Term: r.term})
+		}
+		return
+	}
+	// Requests handled the same in every role.
+	switch m := m.(type) {
+	case *PreVoteRequest:
+		r.handlePreVoteRequest(from, m)
+		return
+	case *VoteRequest:
+		r.handleVoteRequest(from, m)
+		return
+	case *AppendReply, *HeartbeatReply:
+		if r.role != RoleLeader {
+			// The sender believes we lead this term; we do not (any more).
+			r.send(from, &NotLeader{Term: r.term})
+			return
+		}
+	}
+	r.step(r, from, m)
+}
+
+func (r *Raft) handlePreVoteRequest(from ServerID, m *PreVoteRequest) {
+	// Grant only a term above ours, to an up-to-date log, and only while we
+	// have no live leader (or the asker is that leader, which stepped down).
+	// "Live" is defined by events, not heartbeats: a leader stays live
+	// until LeaderDown or NodeSuspected says otherwise.
+	grant := m.Term > r.term &&
+		r.voteLogOK(m.LastIndex, m.LastTerm) &&
+		(!r.liveLeader() || from == r.lead)
+	if grant {
+		r.send(from, &PreVoteReply{Term: m.Term, Granted: true})
+		return
+	}
+	r.send(from, &PreVoteReply{Term: r.term})
+	switch {
+	case r.role == RoleLeader:
+		// A member that lost track of us (restarted, or missed our
+		// messages): show it we lead, with what it lacks and our commit.
+		if pr := r.ldr.progress[from]; pr != nil {
+			pr.commitAcked = 0
+			pr.becomeProbe(pr.match + 1)
+			r.sendAppend(from)
+		}
+	case r.role == RoleFollower && r.liveLeader() && from != r.lead:
+		// We refuse because we believe in our leader; make it prove itself.
+		// A leader answers as to any reply; one that stepped down answers
+		// NotLeader, and we stop blocking elections.
+		r.replyAppend(r.lead, false)
+	}
+}
+
+func (r *Raft) handleVoteRequest(from ServerID, m *VoteRequest) {
+	canVote := r.vote == from || (r.vote.IsZero() && r.lead.IsZero())
+	if canVote && r.voteLogOK(m.LastIndex, m.LastTerm) {
+		r.vote = from
+		r.electionAttempts = 0
+		// The vote is persisted by finish before this reply is sent
+		// (PersistState comes first in the batch).
+		r.send(from, &VoteReply{Term: r.term, Granted: true})
+		r.rearmTimer = true
+		return
+	}
+	r.send(from, &VoteReply{Term: r.term})
+}
+
+func (r *Raft) voteLogOK(lastIndex, lastTerm uint64) bool {
+	return r.cfg.Sabotage.SkipUpToDateCheck || r.log.isUpToDate(lastIndex, lastTerm)
+}
+
+func (r *Raft) handleElectionTimeout() {
+	r.timerArmed = false
+	switch r.role {
+	case RoleLeader:
+	case RoleFollower:
+		switch {
+		case r.liveLeader():
+			if r.commit < r.log.lastIndex() {
+				// Our commit index lags: remind the leader (it re-sends it).
+				r.electionAttempts++
+				r.replyAppend(r.lead, false)
+			}
+		case !r.isVoter():
+			r.electionAttempts++
+			r.announce()
+		default:
+			r.becomePreVote()
+		}
+	case RolePreVote, RoleCandidate:
+		// The round did not conclude: back off and ask again, without
+		// raising the term (pre-vote first), so a lone survivor idles.
+		r.electionAttempts++
+		r.becomePreVote()
+	}
+}
+
+func (r *Raft) handleLeaderDown(leader ServerID) {
+	if leader.IsZero() || leader != r.lead || r.role == RoleLeader {
+		return
+	}
+	r.deadLead = leader
+	r.electionAttempts = 0
+	r.rearmShort = true
+}
+
+func (r *Raft) handleNodeSuspected(node string) {
+	r.suspected[node] = true
+	if r.role == RoleFollower && r.lead.Node == node && !r.lead.IsZero() {
+		r.electionAttempts = 0
+		r.rearmShort = true
+	}
+}
+
+func (r *Raft) handleNodeUp(node string) {
+	delete(r.suspected, node)
+	switch r.role {
+	case RoleLeader:
+		r.ldr.nodeUp(r, node)
+	default:
+		if r.liveLeader() || !r.isVoter() {
+			return
+		}
+		for _, v := range r.members.current.Voters {
+			if v.Node == node && v != r.id {
+				// A voter came back: retry soon, at the base timeout.
+				r.electionAttempts = 0
+				r.rearmShort = true
+				return
+			}
+		}
+	}
+}
+
+// becomeFollower moves to term (which must be >= the current one) as a
+// follower of lead (zero if unknown).
+func (r *Raft) becomeFollower(term uint64, lead ServerID) {
+	if r.role == RoleLeader {
+		r.ldr.stepDown(r, term > r.term)
+	}
+	if term > r.term {
+		r.term = term
+		r.vote = ServerID{}
+		r.matchedTo, r.ackedTo = 0, 0
+		r.deferred = nil
+		r.deadLead = ServerID{}
+	}
+	r.role = RoleFollower
+	r.step = stepFollower
+	r.lead = lead
+	r.votes = nil
+	if !lead.IsZero() {
+		r.electionAttempts = 0
+	}
+}
+
+func (r *Raft) becomePreVote() {
+	r.role = RolePreVote
+	r.step = stepPreVote
+	r.lead = ServerID{}
+	r.votes = map[ServerID]bool{r.id: true}
+	r.rearmTimer = true
+	if tallyVotes(r.members.current.Voters, r.votes) == voteWon {
+		r.becomeCandidate(false)
+		return
+	}
+	req := &PreVoteRequest{Term: r.term + 1, LastIndex: r.log.lastIndex(), LastTerm: r.log.lastTerm()}
+	for _, v := range r.sortedVoters() {
+		if v != r.id {
+			r.send(v, req)
+		}
+	}
+}
+
+func (r *Raft) becomeCandidate(transfer bool) {
+	r.term++
+	r.vote = r.id
+	r.matchedTo, r.ackedTo = 0, 0
+	r.deferred = nil
+	r.deadLead = ServerID{}
+	r.role = RoleCandidate
+	r.step = stepCandidate
+	r.lead = ServerID{}
+	r.votes = map[ServerID]bool{r.id: true}
+	r.rearmTimer = true
+	if r.electionOutcome() == voteWon {
+		r.becomeLeader()
+		return
+	}
+	req := &VoteRequest{Term: r.term, LastIndex: r.log.lastIndex(), LastTerm: r.log.lastTerm(), Transfer: transfer}
+	for _, v := range r.sortedVoters() {
+		if v != r.id {
+			r.send(v, req)
+		}
+	}
+}
+
+// electionOutcome tallies the votes of a candidate.
+func (r *Raft) electionOutcome() voteResult {
+	voters := r.members.current.Voters
+	if r.cfg.Sabotage.HalfQuorumElections && countGranted(r.votes) >= len(voters)/2 {
+		return voteWon
+	}
+	return tallyVotes(voters, r.votes)
+}
+
+func (r *Raft) sortedVoters() []ServerID {
+	return Membership{Voters: r.members.current.Voters}.peers(ServerID{})
+}
+
+func stepPreVote(r *Raft, from ServerID, m Message) {
+	switch m := m.(type) {
+	case *PreVoteReply:
+		if m.Term != r.term+1 && !(m.Term == r.term && !m.Granted) {
+			return
+		}
+		r.votes[from] = m.Granted
+		switch tallyVotes(r.members.current.Voters, r.votes) {
+		case voteWon:
+			r.becomeCandidate(false)
+		case voteLost:
+			// Cannot win now; wait as a follower for the timer (backed off)
+			// or a leader's message.
+			r.electionAttempts++
+			r.becomeFollower(r.term, ServerID{})
+			r.rearmTimer = true
+		}
+	case *AppendEntries, *Heartbeat:
+		// A leader of our term exists.
+		r.becomeFollower(r.term, from)
+		stepFollower(r, from, m)
+	}
+}
+
+func stepCandidate(r *Raft, from ServerID, m Message) {
+	switch m := m.(type) {
+	case *VoteReply:
+		r.votes[from] = m.Granted
+		switch r.electionOutcome() {
+		case voteWon:
+			r.becomeLeader()
+		case voteLost:
+			r.electionAttempts++
+			r.becomeFollower(r.term, ServerID{})
+			r.rearmTimer = true
+		}
+	case *AppendEntries, *Heartbeat:
+		r.becomeFollower(r.term, from)
+		stepFollower(r, from, m)
+	}
+}

@@ -1,0 +1,114 @@
+package core
+
+// Event is everything that can happen to a member: the input of Step. The
+// set is closed: the types below are all there is.
+type Event interface{ isEvent() }
+
+// Receive: a message from peer From arrived.
+type Receive struct {
+	From ServerID
+	Msg  Message
+}
+
+// Written: the local log reports the entries up to index To durable, To
+// having term Term (Ra's "written" event; the WAL's Written{Term, From, To}
+// maps onto it). A Written for entries that were since overwritten, or that
+// are already known durable, is ignored, so stale and duplicated reports are
+// harmless. The core never overwrites entries whose write is still in
+// flight, so a Term match at To identifies the write unambiguously.
+type Written struct {
+	Term uint64
+	To   uint64
+}
+
+// Command: a client command. Token is the server's opaque correlation: it
+// comes back in exactly one Apply (via Apply.Tokens) or Reply action, and
+// never enters durable state.
+type Command struct {
+	Data  []byte
+	Token any
+}
+
+// QueryKind selects the consistency of a Query.
+type QueryKind uint8
+
+const (
+	// QueryConsistent is linearizable: the leader confirms with one round of
+	// messages to a quorum, after the query arrived, that it is still
+	// leader, then answers at a commit index at least as high as at arrival.
+	QueryConsistent QueryKind = iota + 1
+	// QueryLeader runs on the member that believes it is leader, at its
+	// commit index, without confirmation (may be stale during a partition).
+	QueryLeader
+	// QueryLocal runs on any member at whatever it has applied.
+	QueryLocal
+)
+
+// Query: a read-only query. Token comes back in one RunQuery or Reply.
+type Query struct {
+	Kind  QueryKind
+	Token any
+}
+
+// ElectionTimeout: the timer armed by the last SetElectionTimer fired.
+type ElectionTimeout struct{}
+
+// LeaderDown: the actor of Leader died (the server monitors the leader it
+// was told about by RoleChanged). A follower of Leader forgets it and arms
+// a short election timer.
+type LeaderDown struct {
+	Leader ServerID
+}
+
+// NodeSuspected: the failure detector suspects Node. A follower whose leader
+// lives there forgets the leader and arms an election timer.
+type NodeSuspected struct {
+	Node string
+}
+
+// NodeUp: the failure detector sees Node again. A member with no leader
+// retries its election promptly; a leader probes followers on Node at once.
+type NodeUp struct {
+	Node string
+}
+
+// Tick: the ticker asked for by StartTicker fired.
+type Tick struct{}
+
+// AddMember asks the leader to add Member (as a voter if Voter, else as a
+// non-voter), or to promote an existing non-voter when Voter is set. Token
+// comes back in the Apply that commits the change, or in a Reply.
+type AddMember struct {
+	Member ServerID
+	Voter  bool
+	Token  any
+}
+
+// RemoveMember asks the leader to remove Member. Token comes back in the
+// Apply that commits the change, or in a Reply.
+type RemoveMember struct {
+	Member ServerID
+	Token  any
+}
+
+// TransferLeadership asks the leader to hand leadership to To: bring it up
+// to date, then tell it to start an election at once. Token comes back in a
+// Reply: nil error once this leader stepped down for the target's election,
+// ErrTransferFailed if that did not happen within CheckQuorumMs.
+type TransferLeadership struct {
+	To    ServerID
+	Token any
+}
+
+func (Receive) isEvent()            {}
+func (Written) isEvent()            {}
+func (Command) isEvent()            {}
+func (Query) isEvent()              {}
+func (ElectionTimeout) isEvent()    {}
+func (LeaderDown) isEvent()         {}
+func (NodeSuspected) isEvent()      {}
+func (NodeUp) isEvent()             {}
+func (Tick) isEvent()               {}
+func (AddMember) isEvent()          {}
+func (RemoveMember) isEvent()       {}
+func (TransferLeadership) isEvent() {}

@@ -1,0 +1,54 @@
+package core
+
+// progress is the leader's view of one follower (voter or non-voter).
+//
+// Invariants: match < next; in replicate state next-1-match <= MaxInFlight
+// (the pipelining window); in probe state at most one AppendEntries is
+// outstanding (paused is set after sending it).
+type progress struct {
+	match uint64 // highest index known durable on the follower and matching
+	next  uint64 // next index to send
+
+	// probing: the follower's position is unknown, so send one message and
+	// wait for its reply (or for a tick) before sending more.
+	probing   bool
+	paused    bool
+	probePrev uint64 // PrevIndex of the outstanding probe
+
+	// commitAcked is the follower's commit index as its latest reply said.
+	commitAcked uint64
+
+	heardSinceTick bool // any message from the follower since the last Tick
+	active         bool // any message from the follower in this check-quorum window
+	ackedSeq       uint64
+
+	// Re-send backoff for a follower that stays silent: wait resendWait more
+	// ticks, doubling resendBackoff (bounded) each time it stays silent.
+	resendWait    int
+	resendBackoff int
+}
+
+// maxResendBackoffTicks bounds the ticks between re-sends to a silent
+// follower, so a down member costs at most one small message per this many
+// ticks while the leader ticks at all.
+const maxResendBackoffTicks = 32
+
+func (pr *progress) becomeProbe(next uint64) {
+	pr.probing = true
+	pr.paused = false
+	pr.next = max(next, pr.match+1)
+}
+
+func (pr *progress) becomeReplicate() {
+	pr.probing = false
+	pr.paused = false
+	pr.next = max(pr.next, pr.match+1)
+}
+
+// heard records that the follower sent us something in this term.
+func (pr *progress) heard() {
+	pr.heardSinceTick = true
+	pr.active = true
+	pr.resendWait = 0
+	pr.resendBackoff = 0
+}

@@ -1,0 +1,307 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+)
+
+// Raft is one member's Raft state machine. It is not safe for concurrent
+// use: the server actor owns it and calls Step from one goroutine.
+type Raft struct {
+	cfg    Config
+	id     ServerID
+	logger *slog.Logger
+	rng    *rand.Rand
+
+	term      uint64
+	vote      ServerID
+	persisted HardState // last state handed out in PersistState
+
+	role Role
+	lead ServerID // known leader of this term (self when leader), zero if none
+	// deadLead is a leader reported dead by LeaderDown in this term; a
+	// delayed message from it must not make it look alive again.
+	deadLead  ServerID
+	suspected map[string]bool // nodes the failure detector suspects
+	step      func(r *Raft, from ServerID, m Message)
+
+	log     raftLog
+	commit  uint64
+	applied uint64 // highest index handed out in an Apply
+
+	members membershipLog
+
+	// Follower state, valid for the current term.
+	matchedTo uint64 // highest index known to match the leader's log
+	ackedTo   uint64 // LastIndex of the last successful AppendReply sent
+	deferred  *AppendEntries
+
+	// Elections.
+	votes            map[ServerID]bool
+	electionAttempts int
+	timerArmed       bool
+	rearmTimer       bool
+	rearmShort       bool
+
+	// Leader state.
+	ldr        leaderState
+	tickerOn   bool
+	reportRole RoleChanged // last RoleChanged handed out
+
+	actions []Action
+	err     error
+}
+
+// New restores a member from its durable state: the HardState last made
+// durable by PersistState and the log as its storage holds it now (only
+// durable entries). It validates cfg (after filling defaults) and returns
+// errors wrapping ErrInvalidConfig, ErrInvalidState or ErrStorage.
+//
+// The member starts as a follower that knows no leader. Step(Started{})
+// must be the first call; it arms the election timer.
+func New(cfg Config, state HardState, log LogReader) (*Raft, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		return nil, fmt.Errorf("%w: nil LogReader", ErrInvalidState)
+	}
+	rl, err := newRaftLog(log)
+	if err != nil {
+		return nil, err
+	}
+	if rl.lastTerm() > state.Term {
+		return nil, fmt.Errorf("%w: last log term %d is above the persisted term %d", ErrInvalidState, rl.lastTerm(), state.Term)
+	}
+	members, err := loadMembership(log, cfg.InitialMembers)
+	if err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	r := &Raft{
+		cfg:       cfg,
+		id:        cfg.ID,
+		logger:    logger.With("member", cfg.ID.String()),
+		rng:       rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		term:      state.Term,
+		vote:      state.VotedFor,
+		persisted: state,
+		role:      RoleFollower,
+		suspected: map[string]bool{},
+		step:      stepFollower,
+		log:       rl,
+		members:   members,
+	}
+	return r, nil
+}
+
+// Started is the first event a new Raft must see. It arms the election
+// timer (a member restarts knowing no leader) and reports the role.
+type Started struct{}
+
+func (Started) isEvent() {}
+
+// Step feeds one event to the member and returns what the server must do,
+// in order (see Action for the ordering rules). The returned slice is
+// reused by the next Step.
+//
+// A non-nil error wraps ErrStorage: the LogReader failed, the returned
+// actions are nil, and the Raft is broken for good (every later Step
+// returns the same error). The server must stop it and restart the member
+// from durable state; nothing it was asked to do in this step was done.
+func (r *Raft) Step(ev Event) ([]Action, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
+	r.actions = r.actions[:0]
+	switch ev := ev.(type) {
+	case Started:
+		r.reportRole = RoleChanged{}
+		r.announce()
+	case Receive:
+		r.receive(ev.From, ev.Msg)
+	case Written:
+		r.handleWritten(ev)
+	case Command:
+		r.handleCommand(ev)
+	case Query:
+		r.handleQuery(ev)
+	case ElectionTimeout:
+		r.handleElectionTimeout()
+	case LeaderDown:
+		r.handleLeaderDown(ev.Leader)
+	case NodeSuspected:
+		r.handleNodeSuspected(ev.Node)
+	case NodeUp:
+		r.handleNodeUp(ev.Node)
+	case Tick:
+		if r.role == RoleLeader && r.tickerOn {
+			r.leaderTick()
+		}
+	case AddMember:
+		r.handleAddMember(ev)
+	case RemoveMember:
+		r.handleRemoveMember(ev)
+	case TransferLeadership:
+		r.handleTransfer(ev)
+	default:
+		r.logger.Warn("unknown event ignored", "event", fmt.Sprintf("%T", ev))
+	}
+	r.finish()
+	if r.err != nil {
+		r.actions = r.actions[:0]
+		return nil, r.err
+	}
+	return r.actions, nil
+}
+
+// fail records a storage failure; it sticks.
+func (r *Raft) fail(err error) {
+	if r.err == nil {
+		if !errors.Is(err, ErrStorage) {
+			err = fmt.Errorf("%w: %w", ErrStorage, err)
+		}
+		r.err = err
+		r.logger.Error("raft broken by a log read failure", "err", err)
+	}
+}
+
+func (r *Raft) emit(a Action) { r.actions = append(r.actions, a) }
+
+func (r *Raft) send(to ServerID, m Message) { r.actions = append(r.actions, Send{To: to, Msg: m}) }
+
+// finish runs after every event: it advances apply, follows the membership,
+// arms or cancels timers, reports role changes and puts PersistState first.
+func (r *Raft) finish() {
+	if r.err != nil {
+		return
+	}
+	if r.commit > r.applied {
+		a := Apply{From: r.applied + 1, To: r.commit}
+		if r.role == RoleLeader {
+			a.Tokens = r.ldr.takeTokens(r.commit)
+		}
+		r.applied = r.commit
+		r.emit(a)
+	}
+	r.followMembership()
+	r.syncElectionTimer()
+	r.syncTicker()
+	rc := RoleChanged{Role: r.role, Term: r.term, Leader: r.lead}
+	if rc != r.reportRole {
+		r.reportRole = rc
+		r.emit(rc)
+	}
+	hs := HardState{Term: r.term, VotedFor: r.vote}
+	if r.cfg.Sabotage.ForgetVote {
+		hs.VotedFor = ServerID{}
+	}
+	if hs != r.persisted {
+		r.persisted = hs
+		r.actions = append(r.actions, nil)
+		copy(r.actions[1:], r.actions)
+		r.actions[0] = PersistState{State: hs}
+	}
+}
+
+// isVoter reports whether this member may vote and campaign.
+func (r *Raft) isVoter() bool { return r.members.current.IsVoter(r.id) }
+
+// liveLeader reports whether this member follows a leader it has no reason
+// to think dead. A leader counts itself.
+func (r *Raft) liveLeader() bool {
+	if r.lead.IsZero() {
+		return false
+	}
+	if r.lead == r.id {
+		return true
+	}
+	return r.lead != r.deadLead && !r.suspected[r.lead.Node]
+}
+
+// syncElectionTimer arms the election timer exactly while something must
+// happen later without any message arriving:
+//   - a voter in pre_vote or candidate, or a voting follower without a
+//     live leader, campaigns when it fires;
+//   - a non-voter without a live leader re-announces NotLeader (it may be
+//     a restarted ex-leader that followers still believe in);
+//   - a follower whose commit index is below its last index pings its
+//     leader, which then re-sends what the follower lacks and the commit
+//     index. (In an idle cluster every follower's log equals the leader's,
+//     whose noop aligned them, and is committed: no timer.)
+//
+// The last one is cancelled lazily (left to fire and be ignored), so a
+// follower under load does not arm and cancel a timer per message.
+func (r *Raft) syncElectionTimer() {
+	live := r.liveLeader()
+	campaign := r.isVoter() && (r.role == RolePreVote || r.role == RoleCandidate ||
+		(r.role == RoleFollower && !live))
+	announce := !r.isVoter() && r.role == RoleFollower && !live && len(r.members.current.peers(r.id)) > 0
+	watchdog := r.role == RoleFollower && live && r.commit < r.log.lastIndex()
+	want := campaign || announce || watchdog
+	lazy := r.role == RoleFollower && live
+	switch {
+	case want && (!r.timerArmed || r.rearmTimer || r.rearmShort):
+		r.emit(SetElectionTimer{Ms: r.electionTimeoutMs()})
+		r.timerArmed = true
+	case !want && r.timerArmed && !lazy:
+		r.emit(CancelElectionTimer{})
+		r.timerArmed = false
+	}
+	r.rearmTimer, r.rearmShort = false, false
+}
+
+// announce tells every peer that this member leads nothing in its term: a
+// follower that still follows it (it may have led before a restart, or
+// stepped down) forgets it; a leader learns the member lost its state.
+func (r *Raft) announce() {
+	for _, id := range r.members.current.peers(r.id) {
+		r.send(id, &NotLeader{Term: r.term})
+	}
+}
+
+// electionTimeoutMs is base*2^attempts (capped) plus jitter in [0, base).
+func (r *Raft) electionTimeoutMs() int64 {
+	base := r.cfg.ElectionTimeoutMs
+	shift := min(r.electionAttempts, r.cfg.MaxElectionBackoff)
+	if r.rearmShort {
+		shift = 0
+	}
+	return base<<shift + r.rng.Int64N(base)
+}
+
+// syncTicker asks for ticks exactly while a leader has work in flight.
+func (r *Raft) syncTicker() {
+	want := r.role == RoleLeader && r.hasWork()
+	switch {
+	case want && !r.tickerOn:
+		r.tickerOn = true
+		r.ldr.resetWindow()
+		r.emit(StartTicker{Ms: r.cfg.TickMs})
+	case !want && r.tickerOn:
+		r.tickerOn = false
+		r.emit(StopTicker{})
+	}
+}
+
+// Entries returns the entries in [lo, hi), at most maxBytes of them but at
+// least one when lo < hi, reading from memory or the LogReader. The server
+// uses it to read the entries an Apply names. Errors wrap ErrStorage,
+// ErrCompacted or ErrUnavailable.
+func (r *Raft) Entries(lo, hi uint64, maxBytes int) ([]Entry, error) {
+	if hi > r.log.lastIndex()+1 {
+		return nil, fmt.Errorf("%w: entries up to %d requested, last is %d", ErrUnavailable, hi-1, r.log.lastIndex())
+	}
+	ents, err := r.log.slice(lo, hi, maxBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: entries [%d, %d): %w", ErrStorage, lo, hi, err)
+	}
+	return ents, nil
+}

@@ -1,0 +1,58 @@
+package core
+
+// Status is a read-only snapshot of a member, for overviews and tests.
+type Status struct {
+	ID     ServerID
+	Role   Role
+	Term   uint64
+	Vote   ServerID
+	Leader ServerID
+	// Commit is the highest index known committed; Applied the highest
+	// index handed out in an Apply action.
+	Commit  uint64
+	Applied uint64
+	// FirstIndex..LastIndex is the log's range; entries up to StableIndex
+	// are known durable.
+	FirstIndex  uint64
+	LastIndex   uint64
+	LastTerm    uint64
+	StableIndex uint64
+	// Members is the configuration in effect (the latest in the log), and
+	// MembersIndex the index of its entry (0: the initial members).
+	Members      Membership
+	MembersIndex uint64
+}
+
+// Status returns the member's current status. Members is a copy.
+func (r *Raft) Status() Status {
+	return Status{
+		ID:           r.id,
+		Role:         r.role,
+		Term:         r.term,
+		Vote:         r.vote,
+		Leader:       r.lead,
+		Commit:       r.commit,
+		Applied:      r.applied,
+		FirstIndex:   r.log.firstIndex(),
+		LastIndex:    r.log.lastIndex(),
+		LastTerm:     r.log.lastTerm(),
+		StableIndex:  r.log.stable,
+		Members:      r.members.current.Clone(),
+		MembersIndex: r.members.index(),
+	}
+}
+
+// Role returns the member's role without copying the whole Status.
+func (r *Raft) Role() Role { return r.role }
+
+// Term returns the member's current term.
+func (r *Raft) Term() uint64 { return r.term }
+
+// Leader returns the leader this member knows for its term, or zero.
+func (r *Raft) Leader() ServerID { return r.lead }
+
+// Commit returns the member's commit index.
+func (r *Raft) Commit() uint64 { return r.commit }
+
+// LastIndex returns the index of the last entry in the member's log.
+func (r *Raft) LastIndex() uint64 { return r.log.lastIndex() }
