@@ -74,9 +74,9 @@ type Sabotage struct {
 	// CommitRegress lets a follower take a lower commit index from a stale
 	// AppendEntries.
 	CommitRegress bool
-	// FollowerCommitsAhead makes followers treat every entry that matches
-	// the leader as committed.
-	FollowerCommitsAhead bool
+	// ApplyUncommitted hands every entry of the log to the machine, not only
+	// the committed ones.
+	ApplyUncommitted bool
 	// ReadWithoutQuorum answers consistent queries at once, without the
 	// round of messages that proves the leader is still leader.
 	ReadWithoutQuorum bool

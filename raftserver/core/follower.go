@@ -110,9 +110,6 @@ func (r *Raft) handleAppend(from ServerID, m *AppendEntries) {
 	}
 	r.noteMatched(m.PrevIndex + uint64(len(m.Entries)))
 	c := min(m.Commit, r.matchedTo)
-	if r.cfg.Sabotage.FollowerCommitsAhead {
-		c = r.matchedTo
-	}
 	if r.cfg.Sabotage.CommitRegress {
 		if c != r.commit && c > 0 {
 			r.commit = c

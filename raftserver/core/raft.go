@@ -183,12 +183,16 @@ func (r *Raft) finish() {
 	if r.err != nil {
 		return
 	}
-	if r.commit > r.applied {
-		a := Apply{From: r.applied + 1, To: r.commit}
+	applyTo := r.commit
+	if r.cfg.Sabotage.ApplyUncommitted {
+		applyTo = max(applyTo, r.log.lastIndex())
+	}
+	if applyTo > r.applied {
+		a := Apply{From: r.applied + 1, To: applyTo}
 		if r.role == RoleLeader {
 			a.Tokens = r.ldr.takeTokens(r.commit)
 		}
-		r.applied = r.commit
+		r.applied = applyTo
 		r.emit(a)
 	}
 	r.followMembership()

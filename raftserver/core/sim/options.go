@@ -24,6 +24,10 @@ type Options struct {
 	Sabotage core.Sabotage
 	// SkipLinearizability skips the porcupine check (benchmarks).
 	SkipLinearizability bool
+	// Vary draws, per seed, the disk latency (sometimes slower than a
+	// tick), the message delay and drop rate, the pipelining window and the
+	// message size budget, so a sweep covers many regimes.
+	Vary bool
 	// Trace, when set, receives one line per event.
 	Trace io.Writer
 }
@@ -62,7 +66,7 @@ func DefaultOptions(seed uint64, members int) Options {
 	return Options{
 		Seed: seed, Members: members,
 		FaultEvents: 3000, LivenessEvents: 60000, Clients: 3,
-		Faults: DefaultFaults(),
+		Faults: DefaultFaults(), Vary: true,
 	}
 }
 
@@ -71,7 +75,6 @@ const (
 	electionTimeoutMs = 150
 	tickMs            = 20
 	checkQuorumMs     = 100
-	walMaxDelayMs     = 6
 	fdPeriodMs        = 25
 	fdMaxDelayMs      = 30
 	clientTimeoutMs   = 1500

@@ -128,7 +128,7 @@ func (w *World) stepOne() bool {
 		}
 		if m.up && len(m.disk.pending) > 0 && !m.syncQueued {
 			m.syncQueued = true
-			w.schedule(1+w.rng.Int64N(walMaxDelayMs), evSync{m: m.idx, inc: m.inc})
+			w.schedule(1+w.rng.Int64N(w.walMaxDelayMs), evSync{m: m.idx, inc: m.inc})
 		}
 	case evElection:
 		w.traceEvent("election", ev.m, nil)

@@ -74,6 +74,8 @@ func TestSimulationSeeds(t *testing.T) {
 				totals.Crashes += res.Stats.Crashes
 				totals.Changes += res.Stats.Changes
 				totals.Transfers += res.Stats.Transfers
+				totals.ConfigsDone += res.Stats.ConfigsDone
+				totals.TransfersOK += res.Stats.TransfersOK
 				mu.Unlock()
 			}
 		}()
@@ -83,8 +85,10 @@ func TestSimulationSeeds(t *testing.T) {
 	}
 	close(seeds)
 	wg.Wait()
-	t.Logf("%d seeds from %d: %d events, %d elections, %d client ops acknowledged, %d crashes, %d membership changes, %d transfers",
-		n, first, totals.Events, totals.Elections, totals.OpsOK, totals.Crashes, totals.Changes, totals.Transfers)
+	t.Logf("%d seeds from %d: %d events, %d elections, %d client ops acknowledged, %d crashes, "+
+		"%d membership changes asked (%d committed), %d transfers asked (%d done)",
+		n, first, totals.Events, totals.Elections, totals.OpsOK, totals.Crashes,
+		totals.Changes, totals.ConfigsDone, totals.Transfers, totals.TransfersOK)
 	for _, res := range failed {
 		t.Errorf("seed %d: %v\n\treplay: %s=%d %s=/tmp/trace.txt go test ./raftserver/core/sim -run TestSimulationSeeds -v",
 			res.Seed, res.Violation, envSeed, res.Seed, envTrace)
@@ -132,7 +136,7 @@ func TestSabotageIsCaught(t *testing.T) {
 		{"two leaders when half the votes win", core.Sabotage{HalfQuorumElections: true}, ElectionSafety},
 		{"appending after a mismatched previous entry", core.Sabotage{SkipPrevCheck: true}, LogMatching},
 		{"voting for stale logs", core.Sabotage{SkipUpToDateCheck: true}, LeaderCompleteness},
-		{"followers committing what only matches", core.Sabotage{FollowerCommitsAhead: true}, StateMachineSafety},
+		{"applying entries before they commit", core.Sabotage{ApplyUncommitted: true}, StateMachineSafety},
 		{"taking a commit index from a stale message", core.Sabotage{CommitRegress: true}, CommitMonotonic},
 		{"counting entries that are not durable", core.Sabotage{CountUndurable: true}, AckedLost},
 		{"not persisting the vote", core.Sabotage{ForgetVote: true}, VoteForgotten},

@@ -30,14 +30,18 @@ type World struct {
 	violation *Violation
 
 	checker
-	clients   []*client
-	history   []porcupine.Operation
-	unknown   []*op
-	cfgIndex  uint64 // highest committed config entry applied anywhere
-	stats     Stats
-	nextOpID  int
-	applyBuf  []core.Entry
-	encodeBuf []byte
+	clients  []*client
+	history  []porcupine.Operation
+	unknown  []*op
+	cfgIndex uint64 // highest committed config entry applied anywhere
+	stats    Stats
+	nextOpID int
+	// Per-seed regime (see Options.Vary).
+	walMaxDelayMs  int64
+	maxInFlight    uint64
+	maxAppendBytes int
+	applyBuf       []core.Entry
+	encodeBuf      []byte
 }
 
 // member is one simulated server: a core plus its disk, timers and machine.
@@ -78,8 +82,10 @@ type Stats struct {
 	OpsUnknown  int
 	Crashes     int
 	Partitions  int
-	Changes     int
-	Transfers   int
+	Changes     int // membership changes asked for
+	Transfers   int // leader transfers asked for
+	ConfigsDone int // config entries committed
+	TransfersOK int // transfers that completed
 	CoreSteps   int
 	MessagesOut int
 }
@@ -94,6 +100,14 @@ func newWorld(opts Options) *World {
 		byID:    map[core.ServerID]int{},
 		trace:   fnv.New64a(),
 		checker: newChecker(),
+	}
+	w.walMaxDelayMs, w.maxInFlight, w.maxAppendBytes = 6, 64, 4096
+	if opts.Vary {
+		w.walMaxDelayMs = []int64{2, 6, 45}[w.rng.IntN(3)]
+		w.maxInFlight = []uint64{1, 4, 64, 1000}[w.rng.IntN(4)]
+		w.maxAppendBytes = []int{1, 200, 4096}[w.rng.IntN(3)]
+		w.opts.Faults.MaxDelayMs = []int64{3, 12, 40}[w.rng.IntN(3)]
+		w.opts.Faults.DropRate = []float64{0, 0.05, 0.2}[w.rng.IntN(3)]
 	}
 	var initial core.Membership
 	for i := 0; i < opts.Members; i++ {
@@ -132,8 +146,8 @@ func (w *World) config(m *member) core.Config {
 		ElectionTimeoutMs: electionTimeoutMs,
 		TickMs:            tickMs,
 		CheckQuorumMs:     checkQuorumMs,
-		MaxInFlight:       64,
-		MaxAppendBytes:    4096,
+		MaxInFlight:       w.maxInFlight,
+		MaxAppendBytes:    w.maxAppendBytes,
 		Seed:              w.opts.Seed*1000003 + uint64(m.idx)*7919 + uint64(m.inc),
 		Sabotage:          w.opts.Sabotage,
 	}
@@ -222,7 +236,7 @@ func (w *World) exec(m *member, a core.Action) {
 		w.checkAppend(m, a.Entries)
 		if !m.syncQueued {
 			m.syncQueued = true
-			w.schedule(1+w.rng.Int64N(walMaxDelayMs), evSync{m: m.idx, inc: m.inc})
+			w.schedule(1+w.rng.Int64N(w.walMaxDelayMs), evSync{m: m.idx, inc: m.inc})
 		}
 	case core.Send:
 		w.checkSend(m, a)
@@ -344,6 +358,7 @@ func (w *World) configCommitted(e *core.Entry) {
 		return
 	}
 	w.cfgIndex = e.Index
+	w.stats.ConfigsDone++
 	cfg, err := core.DecodeMembership(e.Data)
 	if err != nil {
 		w.violate(CoreError, "config entry %d: %v", e.Index, err)
@@ -362,6 +377,9 @@ func (w *World) configCommitted(e *core.Entry) {
 func (w *World) reply(m *member, a core.Reply) {
 	o, ok := a.Token.(*op)
 	if !ok {
+		if ad, ok := a.Token.(*adminOp); ok && ad.kind == "transfer" && a.Err == nil {
+			w.stats.TransfersOK++
+		}
 		return
 	}
 	c := w.clients[o.client]
