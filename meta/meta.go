@@ -1,0 +1,219 @@
+// Package meta is a node's small durable metadata store: per Raft server
+// the current term, the vote and the last applied index, and the directory
+// of servers that live on the node, so a restarted node can start them all
+// again.
+//
+// It is a pebble database of its own with pebble's WAL on. Terms and votes
+// are written with a synced commit before the call returns: a server must
+// never grant a vote (or act on a term) that a crash could make it forget.
+// The segment store cannot hold them, because it runs with pebble's WAL
+// disabled database-wide.
+//
+// Keys (the on-disk format; never change them): UIDs are base64url, so a
+// one-byte kind prefix is enough to keep the kinds apart.
+//
+//	's' | uid  ->  u8 version (1) | uvarint term | string voted.Name | string voted.Node
+//	'a' | uid  ->  uvarint last applied index
+//	'd' | uid  ->  u8 version (1) | string server name | string cluster name |
+//	               bytes machine config | uvarint n | n x (string name | string node)
+//
+// (string and bytes are a uvarint length followed by the bytes; see
+// internal/wire.)
+package meta
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rago-raft/rago/internal/wire"
+)
+
+// Sentinel errors; match with errors.Is.
+var (
+	// ErrCorrupt: a stored value does not decode.
+	ErrCorrupt = errors.New("meta: corrupt value")
+	// ErrInvalid: an argument breaks a precondition (empty UID).
+	ErrInvalid = errors.New("meta: invalid argument")
+)
+
+const (
+	kindState     byte = 's'
+	kindApplied   byte = 'a'
+	kindDirectory byte = 'd'
+	valueVersion  byte = 1
+)
+
+// ServerID names a Raft server: its registered name and its node.
+type ServerID struct {
+	Name string
+	Node string
+}
+
+// Options configures a Store.
+type Options struct {
+	// FS is pebble's file system; nil means the operating system's.
+	FS vfs.FS
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Store is the meta store. Its methods are safe for concurrent use.
+type Store struct {
+	db *pebble.DB
+}
+
+// Open opens (or creates) the store in dir.
+func Open(dir string, opts Options) (*Store, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	db, err := pebble.Open(dir, &pebble.Options{FS: opts.FS, Logger: pebbleLogger{logger}})
+	if err != nil {
+		return nil, fmt.Errorf("meta: open %s: %w", dir, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close syncs and closes the store.
+func (s *Store) Close() error {
+	ferr := s.db.Flush() // makes unsynced SetLastApplied durable
+	cerr := s.db.Close()
+	if err := errors.Join(ferr, cerr); err != nil {
+		return fmt.Errorf("meta: close: %w", err)
+	}
+	return nil
+}
+
+func key(kind byte, uid string) []byte { return append([]byte{kind}, uid...) }
+
+func checkUID(uid string) error {
+	if uid == "" {
+		return fmt.Errorf("%w: empty uid", ErrInvalid)
+	}
+	return nil
+}
+
+// Get returns uid's current term, vote and last applied index; all zero if
+// nothing was stored.
+func (s *Store) Get(uid string) (term uint64, votedFor ServerID, lastApplied uint64, err error) {
+	if err := checkUID(uid); err != nil {
+		return 0, ServerID{}, 0, err
+	}
+	if v, ok, err := s.get(key(kindState, uid)); err != nil {
+		return 0, ServerID{}, 0, err
+	} else if ok {
+		if term, votedFor, err = decodeState(v); err != nil {
+			return 0, ServerID{}, 0, fmt.Errorf("%w: state of %s: %w", ErrCorrupt, uid, err)
+		}
+	}
+	if v, ok, err := s.get(key(kindApplied, uid)); err != nil {
+		return 0, ServerID{}, 0, err
+	} else if ok {
+		r := wire.NewReader(v)
+		lastApplied = r.Uvarint()
+		if err := r.Done(); err != nil {
+			return 0, ServerID{}, 0, fmt.Errorf("%w: last applied of %s: %w", ErrCorrupt, uid, err)
+		}
+	}
+	return term, votedFor, lastApplied, nil
+}
+
+// Put stores uid's term and vote (zero ServerID: no vote) with a synced
+// commit. When it returns nil they survive any crash; only then may the
+// server grant the vote or act on the term. On error, nothing is known
+// about durability: the server must not act on the new state.
+func (s *Store) Put(uid string, term uint64, votedFor ServerID) error {
+	if err := checkUID(uid); err != nil {
+		return err
+	}
+	if err := s.db.Set(key(kindState, uid), encodeState(term, votedFor), pebble.Sync); err != nil {
+		return fmt.Errorf("meta: put state of %s: %w", uid, err)
+	}
+	return nil
+}
+
+// SetLastApplied records uid's last applied index without syncing: it is
+// cheap enough to call periodically. After a crash the stored value may be
+// an older one (never a newer one), which only means re-applying a few
+// entries from the log or snapshot. Any later synced write (Put, a
+// directory change, Close) makes it durable too.
+func (s *Store) SetLastApplied(uid string, index uint64) error {
+	if err := checkUID(uid); err != nil {
+		return err
+	}
+	if err := s.db.Set(key(kindApplied, uid), wire.AppendUvarint(nil, index), pebble.NoSync); err != nil {
+		return fmt.Errorf("meta: set last applied of %s: %w", uid, err)
+	}
+	return nil
+}
+
+// Delete removes uid's term, vote and last applied index (synced).
+func (s *Store) Delete(uid string) error {
+	if err := checkUID(uid); err != nil {
+		return err
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	err := errors.Join(b.Delete(key(kindState, uid), nil), b.Delete(key(kindApplied, uid), nil))
+	if err == nil {
+		err = b.Commit(pebble.Sync)
+	}
+	if err != nil {
+		return fmt.Errorf("meta: delete %s: %w", uid, err)
+	}
+	return nil
+}
+
+func (s *Store) get(k []byte) ([]byte, bool, error) {
+	v, closer, err := s.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("meta: get %q: %w", k, err)
+	}
+	out := append([]byte(nil), v...)
+	closer.Close()
+	return out, true, nil
+}
+
+func encodeState(term uint64, voted ServerID) []byte {
+	b := []byte{valueVersion}
+	b = wire.AppendUvarint(b, term)
+	b = wire.AppendString(b, voted.Name)
+	return wire.AppendString(b, voted.Node)
+}
+
+func decodeState(v []byte) (term uint64, voted ServerID, err error) {
+	r := wire.NewReader(v)
+	if ver := r.Uint8(); ver != valueVersion && r.Err() == nil {
+		r.Fail("unknown version %d", ver)
+	}
+	term = r.Uvarint()
+	voted.Name = r.String()
+	voted.Node = r.String()
+	return term, voted, r.Done()
+}
+
+// pebbleLogger routes pebble's logs to slog: informational chatter at
+// debug level, errors at error level.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+// Fatalf keeps pebble's contract (it does not return) after logging.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble", "fatal", true)
+	pebble.DefaultLogger.Fatalf(format, args...)
+}

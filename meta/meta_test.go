@@ -1,0 +1,114 @@
+package meta
+
+import (
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/stretchr/testify/require"
+)
+
+func open(t *testing.T, fs vfs.FS) *Store {
+	t.Helper()
+	s, err := Open("/meta", Options{FS: fs})
+	require.NoError(t, err)
+	return s
+}
+
+func TestPutIsDurableBeforeReturn(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	s := open(t, fs)
+	require.NoError(t, s.Put("u1", 7, ServerID{Name: "s1", Node: "n1:1"}))
+	require.NoError(t, s.SetLastApplied("u1", 40))
+	require.NoError(t, s.Put("u2", 3, ServerID{}))
+	// Power cut: only synced data survives. Put synced; the unsynced
+	// last-applied update before it was carried along by that sync.
+	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	s2 := open(t, crashed)
+	defer s2.Close()
+	term, voted, applied, err := s2.Get("u1")
+	require.NoError(t, err)
+	require.Equal(t, uint64(7), term)
+	require.Equal(t, ServerID{Name: "s1", Node: "n1:1"}, voted)
+	require.Equal(t, uint64(40), applied)
+	term, voted, _, err = s2.Get("u2")
+	require.NoError(t, err)
+	require.Equal(t, uint64(3), term)
+	require.Equal(t, ServerID{}, voted)
+	require.NoError(t, s.Close())
+}
+
+func TestLastAppliedMayLagAfterCrashButNeverLeads(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	s := open(t, fs)
+	require.NoError(t, s.Put("u", 1, ServerID{}))
+	require.NoError(t, s.SetLastApplied("u", 10))
+	require.NoError(t, s.Put("u", 1, ServerID{})) // sync point
+	require.NoError(t, s.SetLastApplied("u", 20))
+	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	s2 := open(t, crashed)
+	defer s2.Close()
+	_, _, applied, err := s2.Get("u")
+	require.NoError(t, err)
+	require.Contains(t, []uint64{10, 20}, applied)
+	require.NoError(t, s.Close())
+}
+
+func TestDirectory(t *testing.T) {
+	fs := vfs.NewMem()
+	s := open(t, fs)
+	a := Server{UID: "uidA", ServerName: "kv1", ClusterName: "kv", MachineConfig: []byte("cfg"), Members: []ServerID{{"kv1", "n1"}, {"kv2", "n2"}}}
+	b := Server{UID: "uidB", ServerName: "q1", ClusterName: "queue"}
+	require.NoError(t, s.PutServer(b))
+	require.NoError(t, s.PutServer(a))
+	require.NoError(t, s.Put("uidA", 2, ServerID{})) // other kinds do not leak into the list
+	list, err := s.Servers()
+	require.NoError(t, err)
+	require.Equal(t, []Server{a, b}, list)
+	got, ok, err := s.Server("uidB")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, b, got)
+	require.NoError(t, s.DeleteServer("uidA"))
+	require.NoError(t, s.Delete("uidA"))
+	require.NoError(t, s.Close())
+
+	s2 := open(t, fs)
+	defer s2.Close()
+	list, err = s2.Servers()
+	require.NoError(t, err)
+	require.Equal(t, []Server{b}, list)
+	term, _, _, err := s2.Get("uidA")
+	require.NoError(t, err)
+	require.Zero(t, term)
+	require.ErrorIs(t, s2.Put("", 1, ServerID{}), ErrInvalid)
+}
+
+func FuzzDecodeServer(f *testing.F) {
+	f.Add(encodeServer(Server{UID: "u", ServerName: "a", ClusterName: "b", MachineConfig: []byte{1}, Members: []ServerID{{"x", "y"}}}))
+	f.Add([]byte{1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		srv, err := decodeServer("u", v)
+		if err != nil {
+			require.ErrorIs(t, err, ErrCorrupt)
+			return
+		}
+		// Varints may be non-minimal in v, so compare meaning, not bytes.
+		again, err := decodeServer("u", encodeServer(srv))
+		require.NoError(t, err)
+		require.Equal(t, srv, again)
+	})
+}
+
+func FuzzDecodeState(f *testing.F) {
+	f.Add(encodeState(5, ServerID{"a", "b"}))
+	f.Fuzz(func(t *testing.T, v []byte) {
+		term, voted, err := decodeState(v)
+		if err != nil {
+			return
+		}
+		t2, v2, err := decodeState(encodeState(term, voted))
+		require.NoError(t, err)
+		require.Equal(t, term, t2)
+		require.Equal(t, voted, v2)
+	})
+}
