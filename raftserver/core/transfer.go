@@ -21,9 +21,10 @@ func (r *Raft) handleTransfer(ev TransferLeadership) {
 		r.logger.Info("leader transfer started", "to", ev.To.String(), "term", r.term)
 		r.ldr.transfer = &transferState{to: ev.To, token: ev.Token}
 		pr := r.ldr.progress[ev.To]
-		if pr.match < r.log.lastIndex() && pr.probing {
-			// Get the target's attention now rather than at the next tick.
-			pr.paused = false
+		if pr.match < r.log.lastIndex() {
+			// Bring the target up to date now, from what it surely has,
+			// rather than at the next tick.
+			pr.becomeProbe(pr.match + 1)
 		}
 		r.sendAppend(ev.To)
 		r.ldr.maybeSendTimeoutNow(r, ev.To)

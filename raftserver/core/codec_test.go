@@ -1,0 +1,152 @@
+package core
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/rago-raft/rago/internal/wire"
+)
+
+// sampleMessages has one message of every type, with edge values.
+func sampleMessages() []Message {
+	return []Message{
+		&AppendEntries{Term: 7, PrevIndex: 41, PrevTerm: 6, Commit: 40, Entries: []Entry{
+			{Index: 42, Term: 6, Type: EntryNormal, Data: []byte("put x")},
+			{Index: 43, Term: 7, Type: EntryNoop},
+			{Index: 44, Term: 7, Type: EntryConfig, Data: Membership{Voters: []ServerID{{"a", "n1"}}}.AppendBinary(nil)},
+		}},
+		&AppendEntries{Term: 1},
+		&AppendReply{Term: 3, Success: true, LastIndex: 1 << 40, LastTerm: 3, Commit: 9},
+		&AppendReply{Term: 3, LastIndex: 5, LastTerm: 2, NextIndex: 6, RejectedPrev: 10},
+		&PreVoteRequest{Term: 4, LastIndex: 9, LastTerm: 3},
+		&PreVoteReply{Term: 4, Granted: true},
+		&VoteRequest{Term: 4, LastIndex: 9, LastTerm: 3, Transfer: true},
+		&VoteReply{Term: 4},
+		&TimeoutNow{Term: 12},
+		&Heartbeat{Term: 5, Seq: 77, Commit: 100},
+		&HeartbeatReply{Term: 5, Seq: 77, Commit: 99},
+		&NotLeader{Term: ^uint64(0)},
+	}
+}
+
+func TestMessagesRoundTrip(t *testing.T) {
+	for _, m := range sampleMessages() {
+		b := m.AppendBinary([]byte("prefix"))
+		require.Equal(t, "prefix", string(b[:6]), "AppendBinary must append")
+		got, err := DecodeMessage(b[6:])
+		require.NoError(t, err, "%T", m)
+		require.Equal(t, m, got)
+	}
+}
+
+func TestDecodeMessageCopiesEntryData(t *testing.T) {
+	m := &AppendEntries{Term: 2, Entries: []Entry{{Index: 1, Term: 2, Type: EntryNormal, Data: []byte("abc")}}}
+	b := m.AppendBinary(nil)
+	got, err := DecodeMessage(b)
+	require.NoError(t, err)
+	for i := range b {
+		b[i] = 0
+	}
+	require.Equal(t, "abc", string(got.(*AppendEntries).Entries[0].Data))
+}
+
+func TestDecodeMessageRejectsMalformed(t *testing.T) {
+	ae := func(m *AppendEntries) []byte { return m.AppendBinary(nil) }
+	cases := map[string][]byte{
+		"empty":         nil,
+		"unknown tag":   {99, 1},
+		"zero tag":      {0},
+		"truncated":     (&VoteRequest{Term: 300, LastIndex: 300, LastTerm: 300}).AppendBinary(nil)[:4],
+		"trailing":      append((&TimeoutNow{Term: 1}).AppendBinary(nil), 0),
+		"bad bool":      {byte(kindVoteReply), 1, 2},
+		"huge count":    {byte(kindAppendEntries), 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},
+		"unknown entry": ae(&AppendEntries{Term: 2, Entries: []Entry{{Term: 2, Type: 9}}}),
+		"zero entry":    ae(&AppendEntries{Term: 2, Entries: []Entry{{Term: 2, Type: 0}}}),
+		"term backwards": ae(&AppendEntries{Term: 5, PrevTerm: 3, Entries: []Entry{
+			{Term: 4, Type: EntryNormal}, {Term: 3, Type: EntryNormal}}}),
+		"entry above msg term": ae(&AppendEntries{Term: 2, Entries: []Entry{{Term: 3, Type: EntryNormal}}}),
+		"prev above msg term":  ae(&AppendEntries{Term: 2, PrevTerm: 3}),
+		"index overflow": ae(&AppendEntries{Term: 2, PrevIndex: ^uint64(0), PrevTerm: 1,
+			Entries: []Entry{{Term: 2, Type: EntryNormal}}}),
+	}
+	for name, b := range cases {
+		_, err := DecodeMessage(b)
+		require.ErrorIs(t, err, ErrMalformed, name)
+	}
+	// Low-level faults also say so.
+	_, err := DecodeMessage(cases["truncated"])
+	require.True(t, errors.Is(err, wire.ErrMalformed))
+}
+
+func TestMembershipRoundTripAndValidation(t *testing.T) {
+	m := Membership{
+		Voters:    []ServerID{{"a", "n1"}, {"b", "n2"}},
+		NonVoters: []ServerID{{"c", "n3"}},
+	}
+	got, err := DecodeMembership(m.AppendBinary(nil))
+	require.NoError(t, err)
+	require.Equal(t, m, got)
+
+	empty, err := DecodeMembership(Membership{}.AppendBinary(nil))
+	require.NoError(t, err)
+	require.Empty(t, empty.Voters)
+
+	dup := Membership{Voters: []ServerID{{"a", "n1"}}, NonVoters: []ServerID{{"a", "n1"}}}
+	_, err = DecodeMembership(dup.AppendBinary(nil))
+	require.ErrorIs(t, err, ErrMalformed)
+	require.ErrorIs(t, err, ErrInvalidMembership)
+
+	_, err = DecodeMembership(Membership{Voters: []ServerID{{"", "n1"}}}.AppendBinary(nil))
+	require.ErrorIs(t, err, ErrInvalidMembership)
+
+	_, err = DecodeMembership([]byte{5, 1})
+	require.ErrorIs(t, err, ErrMalformed)
+}
+
+// FuzzDecodeMessage: any input either fails with ErrMalformed or decodes
+// to a message that re-encodes to the same bytes.
+func FuzzDecodeMessage(f *testing.F) {
+	for _, m := range sampleMessages() {
+		f.Add(m.AppendBinary(nil))
+	}
+	f.Add([]byte{})
+	f.Add([]byte{byte(kindAppendEntries), 1, 0, 0, 0, 200})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := DecodeMessage(b)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error %v does not wrap ErrMalformed", err)
+			}
+			return
+		}
+		again, err := DecodeMessage(m.AppendBinary(nil))
+		if err != nil {
+			t.Fatalf("re-encoding of %#v does not decode: %v", m, err)
+		}
+		if string(again.AppendBinary(nil)) != string(m.AppendBinary(nil)) {
+			t.Fatalf("unstable encoding for %#v", m)
+		}
+	})
+}
+
+// FuzzDecodeMembership: the config entry payload decoder never panics and
+// accepts only valid memberships.
+func FuzzDecodeMembership(f *testing.F) {
+	f.Add(Membership{Voters: []ServerID{{"a", "n1"}}, NonVoters: []ServerID{{"b", "n2"}}}.AppendBinary(nil))
+	f.Add([]byte{0, 0})
+	f.Add([]byte{1, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := DecodeMembership(b)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error %v does not wrap ErrMalformed", err)
+			}
+			return
+		}
+		if err := m.Validate(); err != nil {
+			t.Fatalf("decoded an invalid membership: %v", err)
+		}
+	})
+}

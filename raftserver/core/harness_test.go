@@ -1,0 +1,229 @@
+package core
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// testCluster drives several Rafts by hand: messages wait in a FIFO until
+// delivered, writes wait until flushed, timers fire only when a test says.
+type testCluster struct {
+	t       *testing.T
+	nodes   map[ServerID]*testNode
+	ids     []ServerID
+	inbox   []envelope
+	cut     map[[2]ServerID]bool // messages from [0] to [1] are lost
+	sent    int                  // messages sent so far
+	members Membership
+}
+
+type envelope struct {
+	from, to ServerID
+	msg      Message
+}
+
+type testNode struct {
+	id      ServerID
+	r       *Raft
+	log     *memLog
+	hard    HardState
+	pending []Entry // last entry of each Append not yet reported Written
+	timerMs int64   // armed election timer, 0 if none
+	timers  []int64 // every SetElectionTimer duration, in order
+	ticker  bool
+	applied uint64
+	tokens  []IndexedToken
+	replies []Reply
+	queries []RunQuery
+	down    bool
+}
+
+func id(i int) ServerID { return ServerID{Name: fmt.Sprintf("s%d", i), Node: fmt.Sprintf("n%d", i)} }
+
+func newTestCluster(t *testing.T, n int) *testCluster {
+	c := &testCluster{t: t, nodes: map[ServerID]*testNode{}, cut: map[[2]ServerID]bool{}}
+	for i := 1; i <= n; i++ {
+		c.members.Voters = append(c.members.Voters, id(i))
+	}
+	for i := 1; i <= n; i++ {
+		c.add(id(i), c.members, HardState{}, newMemLog())
+	}
+	return c
+}
+
+// add starts a member with the given durable state.
+func (c *testCluster) add(sid ServerID, initial Membership, hs HardState, log *memLog) *testNode {
+	cfg := Config{ID: sid, InitialMembers: initial, ElectionTimeoutMs: 100, TickMs: 10, CheckQuorumMs: 50,
+		MaxInFlight: 8, Seed: uint64(len(c.ids) + 1)}
+	r, err := New(cfg, hs, log)
+	require.NoError(c.t, err)
+	nd := &testNode{id: sid, r: r, log: log, hard: hs}
+	if _, ok := c.nodes[sid]; !ok {
+		c.ids = append(c.ids, sid)
+	}
+	c.nodes[sid] = nd
+	c.step(sid, Started{})
+	return nd
+}
+
+// restart replaces a member with a fresh Raft over its durable state
+// (pending writes are lost).
+func (c *testCluster) restart(sid ServerID) *testNode {
+	old := c.nodes[sid]
+	durable := old.log.ents[:old.r.log.stable]
+	return c.add(sid, old.r.cfg.InitialMembers, old.hard, newMemLog(slices.Clone(durable)...))
+}
+
+func (c *testCluster) node(sid ServerID) *testNode { return c.nodes[sid] }
+
+// step feeds ev to sid and executes the actions, checking the ordering
+// rules on the way.
+func (c *testCluster) step(sid ServerID, ev Event) []Action {
+	nd := c.nodes[sid]
+	if nd.down {
+		return nil
+	}
+	acts, err := nd.r.Step(ev)
+	require.NoError(c.t, err)
+	acts = slices.Clone(acts)
+	for i, a := range acts {
+		switch a := a.(type) {
+		case PersistState:
+			require.Zero(c.t, i, "PersistState must come first")
+			nd.hard = a.State
+		case Append:
+			nd.log.write(a.Entries)
+			nd.pending = append(nd.pending, a.Entries[len(a.Entries)-1])
+		case Send:
+			if v, ok := a.Msg.(*VoteReply); ok && v.Granted {
+				require.Equal(c.t, HardState{Term: v.Term, VotedFor: a.To}, nd.hard, "vote sent before it is durable")
+			}
+			c.sent++
+			c.inbox = append(c.inbox, envelope{from: sid, to: a.To, msg: a.Msg})
+		case Apply:
+			require.Equal(c.t, nd.applied+1, a.From)
+			nd.applied = a.To
+			nd.tokens = append(nd.tokens, a.Tokens...)
+		case Reply:
+			nd.replies = append(nd.replies, a)
+		case RunQuery:
+			nd.queries = append(nd.queries, a)
+		case SetElectionTimer:
+			nd.timerMs = a.Ms
+			nd.timers = append(nd.timers, a.Ms)
+		case CancelElectionTimer:
+			nd.timerMs = 0
+		case StartTicker:
+			nd.ticker = true
+		case StopTicker:
+			nd.ticker = false
+		}
+	}
+	return acts
+}
+
+// deliver delivers the messages in flight, and those they cause, until none
+// is left. Lost messages (cut links, down members) vanish.
+func (c *testCluster) deliver() {
+	for i := 0; len(c.inbox) > 0; i++ {
+		require.Less(c.t, i, 100000, "message storm")
+		e := c.inbox[0]
+		c.inbox = c.inbox[1:]
+		if c.cut[[2]ServerID{e.from, e.to}] || c.nodes[e.to] == nil || c.nodes[e.to].down {
+			continue
+		}
+		c.step(e.to, Receive{From: e.from, Msg: e.msg})
+	}
+}
+
+// flush reports every pending write of sid durable.
+func (c *testCluster) flush(sid ServerID) {
+	nd := c.nodes[sid]
+	p := nd.pending
+	nd.pending = nil
+	for _, e := range p {
+		c.step(sid, Written{Term: e.Term, To: e.Index})
+	}
+}
+
+// settle delivers messages and flushes writes until nothing moves.
+func (c *testCluster) settle() {
+	for i := 0; ; i++ {
+		require.Less(c.t, i, 1000, "no quiescence")
+		c.deliver()
+		moved := false
+		for _, sid := range c.ids {
+			if len(c.nodes[sid].pending) > 0 && !c.nodes[sid].down {
+				c.flush(sid)
+				moved = true
+			}
+		}
+		if !moved && len(c.inbox) == 0 {
+			return
+		}
+	}
+}
+
+// tick delivers n ticks to sid (only while its ticker runs), settling after each.
+func (c *testCluster) tick(sid ServerID, n int) {
+	for i := 0; i < n && c.nodes[sid].ticker; i++ {
+		c.step(sid, Tick{})
+		c.settle()
+	}
+}
+
+// isolate cuts sid off from everyone, both ways.
+func (c *testCluster) isolate(sid ServerID) {
+	for _, o := range c.ids {
+		if o != sid {
+			c.cut[[2]ServerID{sid, o}] = true
+			c.cut[[2]ServerID{o, sid}] = true
+		}
+	}
+}
+
+func (c *testCluster) heal() { c.cut = map[[2]ServerID]bool{} }
+
+// elect makes sid campaign and settles; it must win.
+func (c *testCluster) elect(sid ServerID) {
+	c.step(sid, ElectionTimeout{})
+	c.settle()
+	require.Equal(c.t, RoleLeader, c.nodes[sid].r.Role(), "%s did not win", sid)
+}
+
+// propose sends a command to sid and returns its token.
+func (c *testCluster) propose(sid ServerID, data string) string {
+	tok := "cmd:" + data
+	c.step(sid, Command{Data: []byte(data), Token: tok})
+	return tok
+}
+
+func (nd *testNode) hasToken(tok any) bool {
+	for _, t := range nd.tokens {
+		if t.Token == tok {
+			return true
+		}
+	}
+	return false
+}
+
+func (nd *testNode) lastReply() Reply {
+	if len(nd.replies) == 0 {
+		return Reply{}
+	}
+	return nd.replies[len(nd.replies)-1]
+}
+
+// sends returns the Send actions among acts.
+func sends(acts []Action) []Send {
+	var out []Send
+	for _, a := range acts {
+		if s, ok := a.(Send); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}

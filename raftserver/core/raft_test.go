@@ -1,0 +1,417 @@
+package core
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestElectionReplicationAndIdleSilence(t *testing.T) {
+	c := newTestCluster(t, 3)
+	for _, sid := range c.ids {
+		require.NotZero(t, c.node(sid).timerMs, "a member without a leader arms its election timer")
+	}
+	c.elect(id(1))
+	require.EqualValues(t, 1, c.node(id(1)).r.Commit(), "the noop commits")
+	c.tick(id(1), 5) // followers learn the commit index
+	for _, sid := range c.ids {
+		st := c.node(sid).r.Status()
+		require.EqualValues(t, 1, st.Term, "pre-vote keeps the term; one election raises it once")
+		require.Equal(t, id(1), st.Leader)
+		require.EqualValues(t, 1, st.Commit)
+	}
+	tok := c.propose(id(1), "x=1")
+	c.settle()
+	require.True(t, c.node(id(1)).hasToken(tok))
+	c.tick(id(1), 5) // spreads the commit index, then stops asking for ticks
+	before := c.sent
+	for _, sid := range c.ids {
+		nd := c.node(sid)
+		require.EqualValues(t, 2, nd.applied, sid)
+		require.False(t, nd.ticker, "%s still ticks", sid)
+		if nd.timerMs != 0 {
+			// A follower's commit watchdog is cancelled lazily: when it
+			// fires in sync, it does nothing and is not re-armed.
+			acts := c.step(sid, ElectionTimeout{})
+			require.Empty(t, acts, "%s acted on an idle timer", sid)
+		}
+	}
+	// An idle cluster whose followers are in sync sends nothing at all.
+	c.settle()
+	require.Equal(t, before, c.sent)
+}
+
+func TestFollowerAcknowledgesOnlyDurableEntries(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.elect(id(1))
+	c.propose(id(1), "a")
+	// Deliver the AppendEntries to s2 only.
+	var ae envelope
+	for _, e := range c.inbox {
+		if e.to == id(2) {
+			ae = e
+		}
+	}
+	c.inbox = nil
+	acts := c.step(id(2), Receive{From: ae.from, Msg: ae.msg})
+	require.Empty(t, sends(acts), "no reply before the entry is durable")
+	acts = c.step(id(2), Written{Term: 1, To: 2})
+	out := sends(acts)
+	require.Len(t, out, 1)
+	reply := out[0].Msg.(*AppendReply)
+	require.True(t, reply.Success)
+	require.EqualValues(t, 2, reply.LastIndex)
+}
+
+func TestLeaderCountsItselfOnlyWhenDurable(t *testing.T) {
+	c := newTestCluster(t, 1)
+	c.step(id(1), ElectionTimeout{})
+	require.Equal(t, RoleLeader, c.node(id(1)).r.Role())
+	require.EqualValues(t, 0, c.node(id(1)).r.Commit(), "the noop is not durable yet")
+	c.flush(id(1))
+	require.EqualValues(t, 1, c.node(id(1)).r.Commit())
+	tok := c.propose(id(1), "a")
+	require.False(t, c.node(id(1)).hasToken(tok))
+	c.flush(id(1))
+	require.True(t, c.node(id(1)).hasToken(tok))
+}
+
+func TestNonLeadersRedirect(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.propose(id(2), "early")
+	require.ErrorIs(t, c.node(id(2)).lastReply().Err, ErrNoLeader)
+	c.elect(id(1))
+	c.propose(id(2), "late")
+	r := c.node(id(2)).lastReply()
+	require.ErrorIs(t, r.Err, ErrNotLeader)
+	require.Equal(t, id(1), r.Leader)
+	c.step(id(3), Query{Kind: QueryLeader, Token: "q"})
+	require.ErrorIs(t, c.node(id(3)).lastReply().Err, ErrNotLeader)
+	c.step(id(3), Query{Kind: QueryLocal, Token: "q"})
+	require.Equal(t, []RunQuery{{Token: "q"}}, c.node(id(3)).queries)
+}
+
+func TestPreVoteKeepsAMinorityFromDisruptingTheLeader(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.elect(id(1))
+	c.isolate(id(3))
+	// s3 suspects the leader's node and keeps campaigning alone.
+	c.step(id(3), NodeSuspected{Node: id(1).Node})
+	for i := 0; i < 10; i++ {
+		c.step(id(3), ElectionTimeout{})
+		c.settle()
+	}
+	require.EqualValues(t, 1, c.node(id(3)).r.Term(), "pre-vote must not raise the term")
+	c.heal()
+	// s2 still follows a live leader, so it refuses s3's pre-vote.
+	c.step(id(3), ElectionTimeout{})
+	c.settle()
+	require.Equal(t, RoleLeader, c.node(id(1)).r.Role())
+	require.EqualValues(t, 1, c.node(id(1)).r.Term())
+	// The leader answered s3's pre-vote by showing itself: s3 follows it.
+	require.Equal(t, id(1), c.node(id(3)).r.Leader())
+}
+
+func TestLeaderDownTriggersAPromptElection(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.elect(id(1))
+	c.node(id(1)).down = true
+	for _, sid := range []ServerID{id(2), id(3)} {
+		c.step(sid, LeaderDown{Leader: id(1)})
+		require.NotZero(t, c.node(sid).timerMs)
+		require.Less(t, c.node(sid).timerMs, int64(200), "a short timer: base plus jitter")
+	}
+	c.elect(id(2))
+	require.EqualValues(t, 2, c.node(id(2)).r.Term())
+	require.Equal(t, id(2), c.node(id(3)).r.Leader())
+}
+
+func TestNoLivelockWhenTwoOfThreeAreDown(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.elect(id(1))
+	c.node(id(1)).down = true
+	c.node(id(3)).down = true
+	c.step(id(2), LeaderDown{Leader: id(1)})
+	for i := 0; i < 30; i++ {
+		c.step(id(2), ElectionTimeout{})
+		c.settle()
+	}
+	nd := c.node(id(2))
+	require.EqualValues(t, 1, nd.r.Term(), "the survivor never raises its term")
+	require.NotEqual(t, RoleLeader, nd.r.Role())
+	// The timer backs off to 16 times the base (plus jitter below the base)
+	// and stays there.
+	last := nd.timers[len(nd.timers)-1]
+	require.GreaterOrEqual(t, last, int64(1600))
+	require.Less(t, last, int64(1700))
+
+	// s3 comes back: the survivor retries at once at the base timeout and wins.
+	c.restart(id(3))
+	c.step(id(2), NodeUp{Node: id(3).Node})
+	require.Less(t, nd.timerMs, int64(200))
+	c.elect(id(2))
+	require.EqualValues(t, 2, nd.r.Term())
+}
+
+func TestDivergedFollowerIsRepairedInFewRoundTrips(t *testing.T) {
+	// s1: 1..4 term 1, 5..40 term 3.  s2: 1..4 term 1, 5..90 term 2.
+	mk := func(parts ...[]Entry) *memLog {
+		var all []Entry
+		for _, p := range parts {
+			all = append(all, p...)
+		}
+		return newMemLog(all...)
+	}
+	c := &testCluster{t: t, nodes: map[ServerID]*testNode{}, cut: map[[2]ServerID]bool{}}
+	c.members = Membership{Voters: []ServerID{id(1), id(2), id(3)}}
+	c.add(id(1), c.members, HardState{Term: 3}, mk(ents(1, 1, 4), ents(5, 3, 36)))
+	c.add(id(2), c.members, HardState{Term: 3}, mk(ents(1, 1, 4), ents(5, 2, 86)))
+	c.add(id(3), c.members, HardState{Term: 3}, mk(ents(1, 1, 4), ents(5, 3, 36)))
+	c.node(id(3)).down = true
+	c.elect(id(1))
+	// Count s2's rejections while repairing.
+	rejections := 0
+	c.step(id(1), Command{Data: []byte("z"), Token: "z"})
+	for i := 0; len(c.inbox) > 0 || len(c.node(id(1)).pending)+len(c.node(id(2)).pending) > 0; i++ {
+		require.Less(t, i, 1000)
+		if len(c.inbox) == 0 {
+			c.flush(id(1))
+			c.flush(id(2))
+			continue
+		}
+		e := c.inbox[0]
+		c.inbox = c.inbox[1:]
+		if r, ok := e.msg.(*AppendReply); ok && !r.Success && e.from == id(2) {
+			rejections++
+		}
+		c.step(e.to, Receive{From: e.from, Msg: e.msg})
+	}
+	require.LessOrEqual(t, rejections, 2, "repair skips whole terms, not one entry per round trip")
+	require.Equal(t, c.node(id(1)).log.ents, c.node(id(2)).log.ents)
+	require.True(t, c.node(id(1)).hasToken("z"))
+}
+
+func TestOverwriteWaitsForInFlightWrites(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.elect(id(1))
+	// s1 appends entries that only s2 receives, and s2 does not flush them.
+	c.isolate(id(3))
+	c.propose(id(1), "doomed-1")
+	c.propose(id(1), "doomed-2")
+	c.deliver()
+	require.Len(t, c.node(id(2)).pending, 2)
+	// A leader of term 2 whose log lacks them (as if s3 had won with a
+	// voter that never saw them) sends a conflicting entry for index 2.
+	conflicting := &AppendEntries{Term: 2, PrevIndex: 1, PrevTerm: 1, Commit: 1,
+		Entries: []Entry{{Index: 2, Term: 2, Type: EntryNormal, Data: []byte("other")}}}
+	acts := c.step(id(2), Receive{From: id(3), Msg: conflicting})
+	for _, a := range acts {
+		_, isAppend := a.(Append)
+		require.False(t, isAppend, "no overwrite while earlier writes are in flight")
+	}
+	// Once the earlier writes are durable, the parked message is applied.
+	nd := c.node(id(2))
+	p := nd.pending
+	nd.pending = nil
+	var appended []Append
+	for _, e := range p {
+		for _, a := range c.step(id(2), Written{Term: e.Term, To: e.Index}) {
+			if ap, ok := a.(Append); ok {
+				appended = append(appended, ap)
+			}
+		}
+	}
+	require.Len(t, appended, 1)
+	require.EqualValues(t, 2, appended[0].Entries[0].Index)
+	require.Equal(t, "other", string(nd.log.ents[1].Data))
+	require.Len(t, nd.log.ents, 2)
+}
+
+func TestCheckQuorumStepsDownAPartitionedLeader(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.elect(id(1))
+	c.isolate(id(1))
+	tok := c.propose(id(1), "lost")
+	nd := c.node(id(1))
+	require.True(t, nd.ticker, "work in flight: the leader asks for ticks")
+	c.tick(id(1), 20)
+	require.Equal(t, RoleFollower, nd.r.Role())
+	require.Equal(t, Reply{Token: tok, Err: ErrLeadershipLost}, nd.lastReply())
+	require.False(t, nd.ticker)
+	c.propose(id(1), "after")
+	require.ErrorIs(t, nd.lastReply().Err, ErrNoLeader, "clients get an answer, not a hang")
+}
+
+func TestIdleLeaderDoesNotStepDown(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.elect(id(1))
+	c.tick(id(1), 5)
+	c.isolate(id(1))
+	require.False(t, c.node(id(1)).ticker)
+	require.Equal(t, RoleLeader, c.node(id(1)).r.Role())
+}
+
+func TestConsistentQueryConfirmsLeadershipFirst(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.elect(id(1))
+	nd := c.node(id(1))
+	acts := c.step(id(1), Query{Kind: QueryConsistent, Token: "q1"})
+	require.Empty(t, nd.queries, "not before a quorum confirmed")
+	hb := 0
+	for _, s := range sends(acts) {
+		if _, ok := s.Msg.(*Heartbeat); ok {
+			hb++
+		}
+	}
+	require.Equal(t, 2, hb)
+	c.settle()
+	require.Equal(t, []RunQuery{{Token: "q1", ReadIndex: 1}}, nd.queries)
+
+	// Partitioned, a consistent query never runs; the leader steps down and
+	// answers.
+	c.isolate(id(1))
+	c.step(id(1), Query{Kind: QueryConsistent, Token: "q2"})
+	c.tick(id(1), 20)
+	require.Len(t, nd.queries, 1)
+	require.Equal(t, Reply{Token: "q2", Err: ErrNoLeader}, nd.lastReply())
+}
+
+func TestQueryBeforeFirstCommitWaitsForIt(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.step(id(1), ElectionTimeout{})
+	c.deliver() // votes arrive; the noop is not durable anywhere yet
+	require.Equal(t, RoleLeader, c.node(id(1)).r.Role())
+	c.step(id(1), Query{Kind: QueryConsistent, Token: "q"})
+	c.deliver()
+	require.Empty(t, c.node(id(1)).queries)
+	c.settle()
+	require.Equal(t, []RunQuery{{Token: "q", ReadIndex: 1}}, c.node(id(1)).queries)
+}
+
+func TestMembershipChangesOneAtATime(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.step(id(1), ElectionTimeout{})
+	c.deliver()
+	c.step(id(1), AddMember{Member: id(4), Voter: true, Token: "early"})
+	require.ErrorIs(t, c.node(id(1)).lastReply().Err, ErrMembershipChangePending, "no change before the term's first commit")
+	c.settle()
+
+	joiner := c.add(id(4), Membership{}, HardState{}, newMemLog())
+	require.Zero(t, joiner.timerMs, "a joiner outside any config does not campaign")
+	c.step(id(1), AddMember{Member: id(4), Voter: false, Token: "add4"})
+	c.step(id(1), AddMember{Member: id(5), Voter: true, Token: "add5"})
+	require.ErrorIs(t, c.node(id(1)).lastReply().Err, ErrMembershipChangePending, "one change at a time")
+	c.settle()
+	require.True(t, c.node(id(1)).hasToken("add4"))
+	require.Equal(t, c.node(id(1)).log.ents, joiner.log.ents, "the non-voter caught up")
+	require.True(t, joiner.r.Status().Members.IsNonVoter(id(4)))
+
+	c.step(id(1), AddMember{Member: id(4), Voter: true, Token: "promote"})
+	c.settle()
+	require.True(t, c.node(id(1)).hasToken("promote"))
+	require.True(t, c.node(id(2)).r.Status().Members.IsVoter(id(4)))
+
+	c.step(id(1), RemoveMember{Member: id(9), Token: "nobody"})
+	require.ErrorIs(t, c.node(id(1)).lastReply().Err, ErrUnknownMember)
+	c.step(id(1), AddMember{Member: id(2), Voter: true, Token: "dup"})
+	require.ErrorIs(t, c.node(id(1)).lastReply().Err, ErrMemberExists)
+
+	// Removing the leader: it leads until the change commits, then steps
+	// down, and the rest elect a new leader.
+	c.step(id(1), RemoveMember{Member: id(1), Token: "rm1"})
+	c.settle()
+	require.True(t, c.node(id(1)).hasToken("rm1"))
+	removed := c.node(id(1))
+	require.Equal(t, RoleFollower, removed.r.Role())
+	// A removed member never campaigns; its timer only repeats NotLeader.
+	acts := c.step(id(1), ElectionTimeout{})
+	require.Equal(t, RoleFollower, removed.r.Role())
+	for _, s := range sends(acts) {
+		require.IsType(t, &NotLeader{}, s.Msg)
+	}
+	removed.down = true
+	c.elect(id(2))
+	tok := c.propose(id(2), "after removal")
+	c.settle()
+	require.True(t, c.node(id(2)).hasToken(tok))
+}
+
+func TestLeaderTransfer(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.elect(id(1))
+	c.step(id(1), TransferLeadership{To: id(9), Token: "bad"})
+	require.ErrorIs(t, c.node(id(1)).lastReply().Err, ErrUnknownMember)
+
+	c.isolate(id(3))
+	c.propose(id(1), "s3 lags")
+	c.settle()
+	c.heal()
+	c.step(id(1), TransferLeadership{To: id(3), Token: "xfer"})
+	c.propose(id(1), "during")
+	require.ErrorIs(t, c.node(id(1)).lastReply().Err, ErrTransferInProgress)
+	c.settle()
+	require.Equal(t, RoleLeader, c.node(id(3)).r.Role())
+	require.EqualValues(t, 2, c.node(id(3)).r.Term())
+	require.Contains(t, c.node(id(1)).replies, Reply{Token: "xfer"})
+}
+
+func TestLeaderTransferTimesOut(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.elect(id(1))
+	c.isolate(id(3))
+	c.step(id(1), TransferLeadership{To: id(3), Token: "xfer"})
+	c.tick(id(1), 10)
+	require.Equal(t, Reply{Token: "xfer", Err: ErrTransferFailed, Leader: id(1)}, c.node(id(1)).lastReply())
+	require.Equal(t, RoleLeader, c.node(id(1)).r.Role())
+	c.propose(id(1), "accepted again")
+	c.settle()
+	require.True(t, c.node(id(1)).hasToken("cmd:accepted again"))
+}
+
+func TestRestartedFollowerCatchesUpWithAnIdleLeader(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.elect(id(1))
+	c.propose(id(1), "a")
+	c.settle()
+	c.tick(id(1), 5)
+	nd := c.restart(id(2))
+	c.settle()
+	c.tick(id(1), 5)
+	require.Equal(t, id(1), nd.r.Leader(), "the restart announcement made the leader show itself")
+	require.EqualValues(t, 2, nd.applied)
+}
+
+func TestRestartedLeaderIsForgottenByItsFollowers(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.elect(id(1))
+	c.settle()
+	c.restart(id(1))
+	c.settle()
+	for _, sid := range []ServerID{id(2), id(3)} {
+		require.True(t, c.node(sid).r.Leader().IsZero(), "%s still follows the restarted leader", sid)
+	}
+	c.elect(id(2))
+}
+
+func TestStorageFailureBreaksTheRaft(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.elect(id(1))
+	c.propose(id(1), "a")
+	c.settle()
+	c.tick(id(1), 5)
+	nd := c.node(id(2))
+	nd.log.err = errBoom
+	// A delayed duplicate makes s2 compare a term it must read from storage.
+	// A mismatching previous term makes s2 walk its log back for a hint.
+	_, err := nd.r.Step(Receive{From: id(1), Msg: &AppendEntries{Term: 1, PrevIndex: 2, PrevTerm: 0, Commit: 2}})
+	require.ErrorIs(t, err, ErrStorage)
+	require.ErrorIs(t, err, errBoom)
+	_, err = nd.r.Step(Tick{})
+	require.ErrorIs(t, err, ErrStorage, "broken for good")
+}
+
+var errBoom = errorString("disk on fire")
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
