@@ -85,6 +85,8 @@ type core struct {
 	failed    error // sticky: set by the first failed batch
 	forceRoll bool  // the next batch starts a new file
 
+	stats statsCounters
+
 	// removeFile deletes a flushed file durably (ClosedFile.Remove).
 	removeFile func(seq uint64) error
 }
@@ -231,6 +233,12 @@ func (c *core) complete(b *batch, err error) ([]notice, *ClosedFile) {
 	}
 	c.fileBytes += int64(len(b.out))
 	c.lastOut = b.out
+	c.stats.batches.Add(1)
+	c.stats.entries.Add(int64(b.entries))
+	c.stats.bytes.Add(int64(len(b.out)))
+	if b.newFile {
+		c.stats.files.Add(1)
+	}
 	out := make([]notice, 0, len(b.progress))
 	for _, p := range b.progress {
 		if p.ws.gone {

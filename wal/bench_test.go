@@ -1,0 +1,247 @@
+package wal
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rago-raft/rago/actor"
+	"github.com/rago-raft/rago/wal/walfs"
+)
+
+// The WAL benchmark measures, in one run and on the same disk:
+//
+//   - the raw fdatasync rate (append 4 KiB + fdatasync, one writer), the
+//     baseline every ratio below is against;
+//   - the disk's sequential write bandwidth (1 MiB appends, fdatasync per
+//     MiB);
+//   - WAL throughput for 1, 16, 256 and 4096 writers with 16 B and 1 KiB
+//     payloads: entries/s, payload MB/s, mean batch, p99 Write->Written.
+//
+// Reproduce with:
+//
+//	go test ./wal -run '^$' -bench BenchmarkWAL -benchtime 400000x
+//
+// RAGO_BENCH_DIR chooses the directory (default: the system temp dir).
+
+type diskBaseline struct {
+	fsyncPerSec float64 // 4 KiB append + fdatasync per second
+	seqMBps     float64 // MB/s of 1 MiB appends with an fdatasync each
+}
+
+var (
+	baselineOnce sync.Once
+	baseline     diskBaseline
+	baselineErr  error
+)
+
+func benchDir(b *testing.B) string {
+	b.Helper()
+	root := os.Getenv("RAGO_BENCH_DIR")
+	if root == "" {
+		return b.TempDir()
+	}
+	dir, err := os.MkdirTemp(root, "rago-bench-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+func measureDisk(dir string) (diskBaseline, error) {
+	fs := walfs.OS()
+	var out diskBaseline
+	f, err := fs.Create(filepath.Join(dir, "fsync.bench"))
+	if err != nil {
+		return out, err
+	}
+	buf := make([]byte, 4096)
+	n := 0
+	start := time.Now()
+	for time.Since(start) < 2*time.Second {
+		if _, err := f.Write(buf); err != nil {
+			return out, err
+		}
+		if err := f.Datasync(); err != nil {
+			return out, err
+		}
+		n++
+	}
+	out.fsyncPerSec = float64(n) / time.Since(start).Seconds()
+	if err := f.Close(); err != nil {
+		return out, err
+	}
+
+	g, err := fs.Create(filepath.Join(dir, "seq.bench"))
+	if err != nil {
+		return out, err
+	}
+	mib := make([]byte, 1<<20)
+	for i := range mib {
+		mib[i] = byte(i * 31)
+	}
+	written := 0
+	start = time.Now()
+	for written < 512<<20 && time.Since(start) < 3*time.Second {
+		if _, err := g.Write(mib); err != nil {
+			return out, err
+		}
+		if err := g.Datasync(); err != nil {
+			return out, err
+		}
+		written += len(mib)
+	}
+	out.seqMBps = float64(written) / 1e6 / time.Since(start).Seconds()
+	return out, g.Close()
+}
+
+func disk(b *testing.B) diskBaseline {
+	baselineOnce.Do(func() {
+		dir := benchDir(b)
+		baseline, baselineErr = measureDisk(dir)
+		if baselineErr == nil {
+			fmt.Printf("disk baseline: fdatasync(4 KiB append) %.0f/s, sequential write %.0f MB/s (dir %s)\n", baseline.fsyncPerSec, baseline.seqMBps, dir)
+		}
+	})
+	if baselineErr != nil {
+		b.Fatal(baselineErr)
+	}
+	return baseline
+}
+
+// BenchmarkDisk reports the baseline on its own.
+func BenchmarkDisk(b *testing.B) {
+	base := disk(b)
+	b.ReportMetric(base.fsyncPerSec, "fdatasync/s")
+	b.ReportMetric(base.seqMBps, "seqMB/s")
+}
+
+func BenchmarkWAL(b *testing.B) {
+	base := disk(b)
+	for _, size := range []int{16, 1024} {
+		for _, writers := range []int{1, 16, 256, 4096} {
+			b.Run(fmt.Sprintf("payload=%d/writers=%d", size, writers), func(b *testing.B) {
+				runWALBench(b, base, writers, size)
+			})
+		}
+	}
+}
+
+// totalWindow is how many entries all writers together keep in flight:
+// each writer pipelines totalWindow/writers entries (at least 4), like a
+// Raft leader streaming commands, so every configuration offers the WAL
+// about the same load and only its spread over writers changes.
+const totalWindow = 4096
+
+func runWALBench(b *testing.B, base diskBaseline, writers, size int) {
+	node, err := actor.StartNode(actor.Config{Address: "127.0.0.1:0"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer node.Stop()
+	sink, err := node.NewInbox()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sink.Close()
+	go func() { // a segment writer that flushes instantly: WAL cost only
+		for m := range sink.C() {
+			if cf, ok := m.(*ClosedFile); ok {
+				_ = cf.Remove()
+			}
+		}
+	}()
+	window := max(4, totalWindow/writers)
+	cfg := DefaultConfig(filepath.Join(benchDir(b), "wal"))
+	cfg.MaxInFlightEntries = window
+	w, err := Start(node, cfg, StartOptions{SegmentWriter: sink.Ref()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Stop(time.Minute)
+
+	perWriter := max(1, b.N/writers)
+	total := perWriter * writers
+	type result struct {
+		lat []time.Duration
+		err error
+	}
+	results := make([]result, writers)
+	payload := make([]byte, size)
+	var ready, wg sync.WaitGroup
+	startGun := make(chan struct{})
+	for i := 0; i < writers; i++ {
+		ib, err := node.NewInbox()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ib.Close()
+		wr, err := w.Register(fmt.Sprintf("bench-%04d", i), ib.Ref())
+		if err != nil {
+			b.Fatal(err)
+		}
+		ready.Add(1)
+		wg.Add(1)
+		go func(r *result) {
+			defer wg.Done()
+			sent := make([]time.Time, window+1)
+			r.lat = make([]time.Duration, 0, perWriter)
+			ready.Done()
+			<-startGun
+			next, acked := uint64(1), uint64(0)
+			for acked < uint64(perWriter) {
+				for next <= uint64(perWriter) && next-acked <= uint64(window) {
+					sent[next%uint64(len(sent))] = time.Now()
+					if err := wr.Write(Entry{Index: next, Term: 1, Payload: payload}); err != nil {
+						break // backpressure: wait for the next Written
+					}
+					next++
+				}
+				m := <-ib.C()
+				wn, ok := m.(Written)
+				if !ok {
+					r.err = fmt.Errorf("unexpected %#v", m)
+					return
+				}
+				now := time.Now()
+				for i := wn.From; i <= wn.To; i++ {
+					r.lat = append(r.lat, now.Sub(sent[i%uint64(len(sent))]))
+				}
+				acked = wn.To
+			}
+		}(&results[i])
+	}
+	ready.Wait()
+	before := w.Stats()
+	b.ResetTimer()
+	start := time.Now()
+	close(startGun)
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	stats := w.Stats()
+	var lat []time.Duration
+	for _, r := range results {
+		if r.err != nil {
+			b.Fatal(r.err)
+		}
+		lat = append(lat, r.lat...)
+	}
+	slices.Sort(lat)
+	p99 := lat[len(lat)*99/100]
+	eps := float64(total) / elapsed.Seconds()
+	mbps := eps * float64(size) / 1e6
+	batches := stats.Batches - before.Batches
+	b.ReportMetric(eps, "entries/s")
+	b.ReportMetric(mbps, "MB/s")
+	b.ReportMetric(float64(stats.Entries-before.Entries)/float64(max(batches, 1)), "entries/batch")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-us")
+	b.ReportMetric(float64(p99.Microseconds()), "p99-us")
+	b.ReportMetric(eps/base.fsyncPerSec, "x-fsync-rate")
+	b.ReportMetric(100*mbps/base.seqMBps, "%-seq-bw")
+}
