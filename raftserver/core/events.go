@@ -29,6 +29,14 @@ type Command struct {
 	Token any
 }
 
+// Commands: several client commands at once, e.g. everything the server
+// found in its mailbox. They are appended in order as one Append and
+// replicated in the same AppendEntries; each token is answered as for
+// Command.
+type Commands struct {
+	Batch []Command
+}
+
 // QueryKind selects the consistency of a Query.
 type QueryKind uint8
 
@@ -103,6 +111,7 @@ type TransferLeadership struct {
 func (Receive) isEvent()            {}
 func (Written) isEvent()            {}
 func (Command) isEvent()            {}
+func (Commands) isEvent()           {}
 func (Query) isEvent()              {}
 func (ElectionTimeout) isEvent()    {}
 func (LeaderDown) isEvent()         {}

@@ -73,17 +73,29 @@ func (r *Raft) appendOwn(ents []Entry, token any) {
 	r.maybeCommit()
 }
 
-func (r *Raft) handleCommand(ev Command) {
-	if r.role != RoleLeader {
-		r.rejectNotLeader(ev.Token)
+func (r *Raft) handleCommands(cmds []Command) {
+	if len(cmds) == 0 {
 		return
 	}
-	if r.ldr.transfer != nil {
-		r.emit(Reply{Token: ev.Token, Err: ErrTransferInProgress, Leader: r.id})
+	if r.role != RoleLeader || r.ldr.transfer != nil {
+		for _, c := range cmds {
+			if r.role != RoleLeader {
+				r.rejectNotLeader(c.Token)
+			} else {
+				r.emit(Reply{Token: c.Token, Err: ErrTransferInProgress, Leader: r.id})
+			}
+		}
 		return
 	}
-	e := Entry{Index: r.log.lastIndex() + 1, Term: r.term, Type: EntryNormal, Data: ev.Data}
-	r.appendOwn([]Entry{e}, ev.Token)
+	next := r.log.lastIndex() + 1
+	ents := make([]Entry, len(cmds))
+	for i, c := range cmds {
+		ents[i] = Entry{Index: next + uint64(i), Term: r.term, Type: EntryNormal, Data: c.Data}
+		if c.Token != nil {
+			r.ldr.tokens = append(r.ldr.tokens, IndexedToken{Index: ents[i].Index, Token: c.Token})
+		}
+	}
+	r.appendOwn(ents, nil)
 }
 
 // rejectNotLeader answers a request that only a leader can serve.

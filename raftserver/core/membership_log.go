@@ -20,6 +20,9 @@ type membershipLog struct {
 	initial Membership
 	configs []configAt
 	current Membership
+	// voter caches current.IsVoter(self) for the config at voterFor-1.
+	voter    bool
+	voterFor uint64
 }
 
 // index is the log index of the config in effect, 0 for the initial one.
@@ -33,6 +36,7 @@ func (ml *membershipLog) index() uint64 {
 func (ml *membershipLog) appended(index uint64, m Membership) {
 	ml.configs = append(ml.configs, configAt{index: index, members: m})
 	ml.current = m
+	ml.voterFor = 0
 }
 
 // truncated drops the config entries at or after index from.
@@ -46,6 +50,7 @@ func (ml *membershipLog) truncated(from uint64) {
 	if n > 0 {
 		ml.current = ml.configs[n-1].members
 	}
+	ml.voterFor = 0
 }
 
 // committed forgets config entries made obsolete by a later committed one.

@@ -130,7 +130,9 @@ func (r *Raft) Step(ev Event) ([]Action, error) {
 	case Written:
 		r.handleWritten(ev)
 	case Command:
-		r.handleCommand(ev)
+		r.handleCommands([]Command{ev})
+	case Commands:
+		r.handleCommands(ev.Batch)
 	case Query:
 		r.handleQuery(ev)
 	case ElectionTimeout:
@@ -216,7 +218,13 @@ func (r *Raft) finish() {
 }
 
 // isVoter reports whether this member may vote and campaign.
-func (r *Raft) isVoter() bool { return r.members.current.IsVoter(r.id) }
+func (r *Raft) isVoter() bool {
+	if r.members.voterFor != r.members.index()+1 {
+		r.members.voter = r.members.current.IsVoter(r.id)
+		r.members.voterFor = r.members.index() + 1
+	}
+	return r.members.voter
+}
 
 // liveLeader reports whether this member follows a leader it has no reason
 // to think dead. A leader counts itself.
