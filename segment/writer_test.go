@@ -66,3 +66,57 @@ func TestWriterFlushesNotifiesAndRemoves(t *testing.T) {
 	require.NoError(t, w.Stop(10*time.Second))
 	require.NoError(t, sw.Stop(10*time.Second))
 }
+
+// TestDeleteServerData: after Forget and DeleteUID, records of the UID
+// still in WAL files never come back, neither at flush nor after restart.
+func TestDeleteServerData(t *testing.T) {
+	node, err := actor.StartNode(actor.Config{Address: "127.0.0.1:0"})
+	require.NoError(t, err)
+	defer node.Stop()
+	segFS := vfs.NewMem()
+	store, err := Open("/seg", Options{FS: segFS})
+	require.NoError(t, err)
+	sw, err := StartWriter(node, store, WriterOptions{})
+	require.NoError(t, err)
+	fs := walfs.NewMem()
+	cfg := wal.DefaultConfig("/wal")
+	cfg.FS = fs
+	w, err := wal.Start(node, cfg, wal.StartOptions{SegmentWriter: sw.Ref()})
+	require.NoError(t, err)
+	server, err := node.NewInbox()
+	require.NoError(t, err)
+	defer server.Close()
+	for _, uid := range []string{"gone", "kept"} {
+		wr, err := w.Register(uid, server.Ref())
+		require.NoError(t, err)
+		require.NoError(t, wr.Write(wal.Entry{Index: 1, Term: 1, Payload: []byte(uid)}))
+		_, err = server.ReceiveTimeout(10 * time.Second)
+		require.NoError(t, err)
+	}
+	require.NoError(t, w.Forget("gone"))
+	require.NoError(t, store.DeleteUID("gone"))
+	require.NoError(t, w.Stop(10*time.Second))
+	require.NoError(t, sw.Stop(10*time.Second))
+	require.NoError(t, store.Close())
+
+	// Restart: the WAL file with both UIDs is replayed and flushed.
+	store, err = Open("/seg", Options{FS: segFS})
+	require.NoError(t, err)
+	defer store.Close()
+	sw, err = StartWriter(node, store, WriterOptions{Name: "sw2"})
+	require.NoError(t, err)
+	w, err = wal.Start(node, cfg, wal.StartOptions{Name: "wal2", SegmentWriter: sw.Ref()})
+	require.NoError(t, err)
+	require.NoError(t, w.Stop(10*time.Second))
+	require.NoError(t, sw.Stop(10*time.Second)) // returns after the recovered file was flushed
+	_, _, ok, err := store.Bounds("gone")
+	require.NoError(t, err)
+	require.False(t, ok)
+	_, last, ok, err := store.Bounds("kept")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, uint64(1), last)
+	names, err := fs.List("/wal")
+	require.NoError(t, err)
+	require.Empty(t, names)
+}

@@ -32,17 +32,39 @@ type writerState struct {
 	files map[uint64]struct{}
 }
 
-// progress is one writer's share of a batch.
+// progress is one UID's share of a batch.
 type progress struct {
-	ws       *writerState
-	to       *Writer
-	from     uint64 // lowest index written in the batch
-	last     uint64 // last index after the batch
-	term     uint64 // term of last
-	entries  int    // accepted entries, for in-flight release
-	bytes    int64  // their payload bytes
-	writes   []memWrite
-	notified bool
+	ws      *writerState
+	to      *Writer // the latest handle that wrote; it gets the notification
+	from    uint64  // lowest index written in the batch
+	last    uint64  // last index after the batch
+	term    uint64  // term of last
+	credits []credit
+	writes  []memWrite
+}
+
+// credit is in-flight budget to give back to a Writer when its batch is
+// answered. There is one per handle that wrote (a server that registered
+// again while its old handle had writes in flight has two).
+type credit struct {
+	w       *Writer
+	entries int
+	bytes   int64
+}
+
+func (p *progress) addCredit(w *Writer, bytes int64) {
+	if n := len(p.credits); n > 0 && p.credits[n-1].w == w {
+		p.credits[n-1].entries++
+		p.credits[n-1].bytes += bytes
+		return
+	}
+	p.credits = append(p.credits, credit{w: w, entries: 1, bytes: bytes})
+}
+
+func (p *progress) release() {
+	for _, c := range p.credits {
+		c.w.release(c.entries, c.bytes)
+	}
 }
 
 // batch is a group of writes made durable by one write and one sync.
@@ -120,12 +142,6 @@ func (c *core) stage(m writeMsg) []notice {
 		return []notice{{to: w, msg: WriteFailed{UID: w.uid, From: m.entries[0].Index, To: m.entries[len(m.entries)-1].Index, Err: c.failed}}}
 	}
 	ws := c.writerState(w.uid)
-	if ws.gone {
-		// Forget already ran and the UID is being deleted; its writes go
-		// nowhere. Forget is called by the owner after it stopped writing.
-		delete(c.writers, w.uid)
-		ws = c.writerState(w.uid)
-	}
 	var out []notice
 	for i, e := range m.entries {
 		reset := m.reset && i == 0
@@ -167,8 +183,7 @@ func (c *core) append(ws *writerState, w *Writer, e Entry, reset bool) {
 	p.to = w
 	p.from = min(p.from, e.Index)
 	p.last, p.term = e.Index, e.Term
-	p.entries++
-	p.bytes += int64(len(e.Payload))
+	p.addCredit(w, int64(len(e.Payload)))
 	p.writes = append(p.writes, memWrite{Entry: e, reset: reset})
 }
 
@@ -241,13 +256,12 @@ func (c *core) complete(b *batch, err error) ([]notice, *ClosedFile) {
 	}
 	out := make([]notice, 0, len(b.progress))
 	for _, p := range b.progress {
+		p.release()
 		if p.ws.gone {
-			p.to.release(p.entries, p.bytes)
 			continue
 		}
 		p.ws.log.publish(b.file, p.writes)
 		c.fileLogs[p.ws] = struct{}{}
-		p.to.release(p.entries, p.bytes)
 		out = append(out, notice{to: p.to, msg: Written{UID: p.ws.uid, Term: p.term, From: p.from, To: p.last}})
 	}
 	return out, closed
@@ -256,7 +270,7 @@ func (c *core) complete(b *batch, err error) ([]notice, *ClosedFile) {
 func (c *core) failBatch(b *batch) []notice {
 	out := make([]notice, 0, len(b.progress))
 	for _, p := range b.progress {
-		p.to.release(p.entries, p.bytes)
+		p.release()
 		out = append(out, notice{to: p.to, msg: WriteFailed{UID: p.ws.uid, From: p.from, To: p.last, Err: c.failed}})
 	}
 	return out

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,4 +86,53 @@ func receiveWritten(t *testing.T, ib *actor.Inbox, acked uint64) uint64 {
 	require.True(t, ok, "got %#v", m)
 	require.LessOrEqual(t, wr.From, acked+1)
 	return wr.To
+}
+
+func TestWALProcessReportsDiskFull(t *testing.T) {
+	n := startNode(t)
+	segs, server := inbox(t, n), inbox(t, n)
+	fs := walfs.NewMem()
+	w, err := Start(n, testConfig(fs), StartOptions{SegmentWriter: segs.Ref()})
+	require.NoError(t, err)
+	defer w.Stop(10 * time.Second)
+	wr, err := w.Register("srv", server.Ref())
+	require.NoError(t, err)
+	require.NoError(t, wr.Write(Entry{Index: 1, Term: 1, Payload: []byte("ok")}))
+	require.Equal(t, Written{UID: "srv", Term: 1, From: 1, To: 1}, receive(t, server))
+
+	fs.SetCapacity(64)
+	require.NoError(t, wr.Write(Entry{Index: 2, Term: 1, Payload: make([]byte, 100)}))
+	m := receive(t, server)
+	wf, ok := m.(WriteFailed)
+	require.True(t, ok, "got %#v", m)
+	require.Equal(t, uint64(2), wf.From)
+	require.ErrorIs(t, wf.Err, ErrFailed)
+	require.ErrorIs(t, wf.Err, syscall.ENOSPC)
+	require.ErrorIs(t, w.Err(), ErrFailed)
+	require.ErrorIs(t, wr.Write(Entry{Index: 2, Term: 1}), ErrFailed, "a failed WAL refuses writes")
+	last, _, _ := w.Last("srv")
+	require.Equal(t, uint64(1), last, "nothing unacknowledged became visible")
+}
+
+func TestReRegisteredWriterContinuesLog(t *testing.T) {
+	n := startNode(t)
+	segs, server := inbox(t, n), inbox(t, n)
+	w, err := Start(n, testConfig(walfs.NewMem()), StartOptions{SegmentWriter: segs.Ref()})
+	require.NoError(t, err)
+	defer w.Stop(10 * time.Second)
+	old, err := w.Register("srv", server.Ref())
+	require.NoError(t, err)
+	require.NoError(t, old.Write(Entry{Index: 1, Term: 1}))
+	fresh, err := w.Register("srv", server.Ref())
+	require.NoError(t, err)
+	require.NoError(t, fresh.Write(Entry{Index: 2, Term: 1}))
+	var acked uint64
+	for acked < 2 {
+		acked = receiveWritten(t, server, acked)
+	}
+	for _, wr := range []*Writer{old, fresh} {
+		n, b := wr.InFlight()
+		require.Zero(t, n)
+		require.Zero(t, b)
+	}
 }
