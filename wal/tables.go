@@ -46,7 +46,8 @@ func (m *MemTables) remove(uid string) *MemLog {
 // ClosedFile is a WAL file that will get no more writes, handed to the
 // segment writer with the tables written into it. The segment writer
 // makes the tables durable in segments, then calls Tables[i].Log.DropFile
-// for each, then removes the file with the WAL's Remove.
+// for each, then removes the file with Remove. Files must be flushed in
+// Seq order.
 type ClosedFile struct {
 	Seq    uint64        // the file's sequence number
 	Path   string        // its path, for logs
