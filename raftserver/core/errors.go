@@ -53,6 +53,4 @@ var (
 	// ErrTransferFailed: the transfer target did not take over within the
 	// check-quorum interval. This member is still the leader.
 	ErrTransferFailed = errors.New("core: leader transfer failed")
-	// ErrNotMember: this member is not (or no longer) in the cluster.
-	ErrNotMember = errors.New("core: not a member")
 )

@@ -4,6 +4,12 @@ package core
 // set is closed: the types below are all there is.
 type Event interface{ isEvent() }
 
+// Started must be the first event a new Raft sees. It arms the election
+// timer (a member restarts knowing no leader), reports the role, and
+// announces NotLeader to the peers (a restarted ex-leader must not stay
+// followed).
+type Started struct{}
+
 // Receive: a message from peer From arrived.
 type Receive struct {
 	From ServerID
@@ -108,6 +114,7 @@ type TransferLeadership struct {
 	Token any
 }
 
+func (Started) isEvent()            {}
 func (Receive) isEvent()            {}
 func (Written) isEvent()            {}
 func (Command) isEvent()            {}

@@ -102,12 +102,6 @@ func New(cfg Config, state HardState, log LogReader) (*Raft, error) {
 	return r, nil
 }
 
-// Started is the first event a new Raft must see. It arms the election
-// timer (a member restarts knowing no leader) and reports the role.
-type Started struct{}
-
-func (Started) isEvent() {}
-
 // Step feeds one event to the member and returns what the server must do,
 // in order (see Action for the ordering rules). The returned slice is
 // reused by the next Step.

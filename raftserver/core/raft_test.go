@@ -415,3 +415,34 @@ var errBoom = errorString("disk on fire")
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
+
+func TestCommandsBatchIsOneAppendAndOneMessagePerFollower(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.elect(id(1))
+	batch := Commands{Batch: []Command{{Data: []byte("a"), Token: "ta"}, {Data: []byte("b"), Token: "tb"}, {Data: []byte("c")}}}
+	acts := c.step(id(1), batch)
+	appends, msgs := 0, 0
+	for _, a := range acts {
+		switch a := a.(type) {
+		case Append:
+			appends++
+			require.Len(t, a.Entries, 3)
+			require.EqualValues(t, 2, a.Entries[0].Index)
+		case Send:
+			msgs++
+			require.Len(t, a.Msg.(*AppendEntries).Entries, 3)
+		}
+	}
+	require.Equal(t, 1, appends)
+	require.Equal(t, 2, msgs)
+	c.settle()
+	nd := c.node(id(1))
+	require.Equal(t, []IndexedToken{{Index: 2, Token: "ta"}, {Index: 3, Token: "tb"}}, nd.tokens)
+
+	c.step(id(2), batch)
+	follower := c.node(id(2))
+	require.Len(t, follower.replies, 3, "a non-leader answers every command of a batch")
+	for _, r := range follower.replies {
+		require.ErrorIs(t, r.Err, ErrNotLeader)
+	}
+}

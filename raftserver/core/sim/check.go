@@ -32,6 +32,7 @@ type Violation struct {
 	Detail    string
 }
 
+// String renders the violation for test failures.
 func (v *Violation) String() string {
 	return fmt.Sprintf("%s violated at event %d (t=%dms): %s", v.Invariant, v.Event, v.TimeMs, v.Detail)
 }

@@ -15,6 +15,7 @@ type item struct {
 // the same way on every run.
 type queue []item
 
+// Len, Less, Swap, Push and Pop implement heap.Interface.
 func (q queue) Len() int { return len(q) }
 func (q queue) Less(i, j int) bool {
 	if q[i].at != q[j].at {

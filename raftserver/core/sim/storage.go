@@ -91,6 +91,7 @@ func chain(prev uint64, e *core.Entry) uint64 {
 // which is a superset of what the core may ask for.
 type reader struct{ d *disk }
 
+// FirstIndex, LastIndex, Term and Entries implement core.LogReader.
 func (r reader) FirstIndex() uint64 { return 1 }
 func (r reader) LastIndex() uint64  { return uint64(len(r.d.volatile)) }
 
