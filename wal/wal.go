@@ -51,6 +51,13 @@ func Start(node *actor.Node, cfg Config, opts StartOptions) (*WAL, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Recovered files go to the segment writer before the process exists,
+	// so they reach it before any file this process will close.
+	for _, cf := range o.files {
+		if err := node.Send(opts.SegmentWriter, cf); err != nil {
+			return nil, fmt.Errorf("wal: hand recovered file %s to the segment writer: %w", cf.Path, err)
+		}
+	}
 	w := &WAL{node: node, o: o, stopped: make(chan struct{})}
 	p := &process{wal: w, core: o.core, fw: o.fw, segments: opts.SegmentWriter, flush: make(chan *batch, 1)}
 	ref, err := node.SpawnNamed(opts.Name, p)
@@ -58,11 +65,6 @@ func Start(node *actor.Node, cfg Config, opts StartOptions) (*WAL, error) {
 		return nil, fmt.Errorf("wal: spawn %q: %w", opts.Name, err)
 	}
 	w.ref = ref
-	for _, cf := range o.files {
-		if err := node.Send(opts.SegmentWriter, cf); err != nil {
-			return nil, fmt.Errorf("wal: hand recovered file %s to the segment writer: %w", cf.Path, err)
-		}
-	}
 	return w, nil
 }
 
