@@ -1,0 +1,256 @@
+package core
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+var rewrite = flag.Bool("rewrite", false, "rewrite the expected output of testdata/*.txt interaction scripts")
+
+// TestInteractionTraces runs the scripts in testdata/ (etcd-style): each
+// block is a command, a "----" line and the expected full trace of actions
+// it causes. Regenerate after an intended change with
+//
+//	go test ./raftserver/core -run TestInteractionTraces -rewrite
+//
+// and read the diff: it is the protocol change.
+func TestInteractionTraces(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.txt")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, path := range files {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			raw, err := os.ReadFile(path)
+			require.NoError(t, err)
+			blocks := strings.Split(strings.TrimSpace(string(raw)), "\n\n")
+			it := &interaction{t: t}
+			var out strings.Builder
+			for i, b := range blocks {
+				cmd, want, _ := strings.Cut(b, "\n----")
+				want = strings.TrimRight(strings.TrimPrefix(want, "\n"), "\n")
+				got := strings.TrimRight(it.run(strings.TrimSpace(cmd)), "\n")
+				if *rewrite {
+					if i > 0 {
+						out.WriteString("\n\n")
+					}
+					out.WriteString(strings.TrimSpace(cmd) + "\n----\n" + got)
+					continue
+				}
+				require.Equal(t, want, got, "%s: block %d: %s", path, i+1, cmd)
+			}
+			if *rewrite {
+				require.NoError(t, os.WriteFile(path, []byte(out.String()+"\n"), 0o644))
+			}
+		})
+	}
+}
+
+// interaction interprets one script against a testCluster, printing every
+// action every member takes.
+type interaction struct {
+	t   *testing.T
+	c   *testCluster
+	out *strings.Builder
+}
+
+func (it *interaction) run(cmd string) string {
+	var b strings.Builder
+	it.out = &b
+	for _, line := range strings.Split(cmd, "\n") {
+		if strings.HasPrefix(line, "#") || line == "" {
+			continue
+		}
+		f := strings.Fields(line)
+		switch f[0] {
+		case "cluster":
+			n, err := strconv.Atoi(f[1])
+			require.NoError(it.t, err)
+			it.c = newTestCluster(it.t, 0)
+			for i := 1; i <= n; i++ {
+				it.c.members.Voters = append(it.c.members.Voters, id(i))
+			}
+			for i := 1; i <= n; i++ {
+				it.addMember(id(i))
+			}
+		case "timeout":
+			it.step(it.sid(f[1]), ElectionTimeout{})
+		case "tick":
+			it.step(it.sid(f[1]), Tick{})
+		case "propose":
+			it.step(it.sid(f[1]), Command{Data: []byte(f[2]), Token: f[2]})
+		case "query":
+			it.step(it.sid(f[1]), Query{Kind: QueryConsistent, Token: f[2]})
+		case "transfer":
+			it.step(it.sid(f[1]), TransferLeadership{To: it.sid(f[2]), Token: "transfer"})
+		case "leader-down":
+			it.step(it.sid(f[1]), LeaderDown{Leader: it.sid(f[2])})
+		case "deliver":
+			it.deliver()
+		case "flush":
+			for _, sid := range it.targets(f[1:]) {
+				nd := it.c.node(sid)
+				p := nd.pending
+				nd.pending = nil
+				for _, e := range p {
+					it.step(sid, Written{Term: e.Term, To: e.Index})
+				}
+			}
+		case "isolate":
+			it.c.isolate(it.sid(f[1]))
+			fmt.Fprintf(it.out, "%s isolated\n", f[1])
+		case "heal":
+			it.c.heal()
+			fmt.Fprintf(it.out, "healed\n")
+		case "status":
+			for _, sid := range it.c.ids {
+				st := it.c.node(sid).r.Status()
+				fmt.Fprintf(it.out, "%s %s term=%d lead=%s commit=%d applied=%d last=%d stable=%d\n",
+					sid.Name, st.Role, st.Term, st.Leader.Name, st.Commit, st.Applied, st.LastIndex, st.StableIndex)
+			}
+		default:
+			it.t.Fatalf("unknown command %q", line)
+		}
+	}
+	return b.String()
+}
+
+func (it *interaction) addMember(sid ServerID) {
+	cfg := Config{ID: sid, InitialMembers: it.c.members, ElectionTimeoutMs: 100, TickMs: 10, CheckQuorumMs: 30,
+		MaxInFlight: 8, Seed: uint64(len(it.c.ids) + 1)}
+	r, err := New(cfg, HardState{}, newMemLog())
+	require.NoError(it.t, err)
+	it.c.nodes[sid] = &testNode{id: sid, r: r, log: r.log.reader.(*memLog)}
+	it.c.ids = append(it.c.ids, sid)
+	it.step(sid, Started{})
+}
+
+func (it *interaction) sid(name string) ServerID {
+	n, err := strconv.Atoi(strings.TrimPrefix(name, "s"))
+	require.NoError(it.t, err, "member names are s1, s2, ...")
+	return id(n)
+}
+
+func (it *interaction) targets(args []string) []ServerID {
+	if len(args) == 0 || args[0] == "all" {
+		return it.c.ids
+	}
+	var out []ServerID
+	for _, a := range args {
+		out = append(out, it.sid(a))
+	}
+	return out
+}
+
+func (it *interaction) step(sid ServerID, ev Event) {
+	acts := it.c.step(sid, ev)
+	fmt.Fprintf(it.out, "%s <- %s\n", sid.Name, describeEvent(ev))
+	for _, a := range acts {
+		fmt.Fprintf(it.out, "  %s\n", describeAction(a))
+	}
+}
+
+func (it *interaction) deliver() {
+	for len(it.c.inbox) > 0 {
+		e := it.c.inbox[0]
+		it.c.inbox = it.c.inbox[1:]
+		if it.c.cut[[2]ServerID{e.from, e.to}] {
+			fmt.Fprintf(it.out, "%s -x %s %s (lost)\n", e.from.Name, e.to.Name, describeMsg(e.msg))
+			continue
+		}
+		it.step(e.to, Receive{From: e.from, Msg: e.msg})
+	}
+}
+
+func describeEvent(ev Event) string {
+	switch ev := ev.(type) {
+	case Receive:
+		return ev.From.Name + " " + describeMsg(ev.Msg)
+	case Written:
+		return fmt.Sprintf("Written %d@%d", ev.To, ev.Term)
+	case Command:
+		return fmt.Sprintf("Command %q", ev.Data)
+	case Query:
+		return fmt.Sprintf("Query %v", ev.Token)
+	case LeaderDown:
+		return "LeaderDown " + ev.Leader.Name
+	case TransferLeadership:
+		return "TransferLeadership " + ev.To.Name
+	default:
+		return strings.TrimPrefix(fmt.Sprintf("%T", ev), "core.")
+	}
+}
+
+func describeMsg(m Message) string {
+	switch m := m.(type) {
+	case *AppendEntries:
+		var es []string
+		for _, e := range m.Entries {
+			es = append(es, fmt.Sprintf("%d@%d", e.Index, e.Term))
+		}
+		return fmt.Sprintf("AppendEntries t%d prev=%d@%d commit=%d [%s]", m.Term, m.PrevIndex, m.PrevTerm, m.Commit, strings.Join(es, " "))
+	case *AppendReply:
+		if m.Success {
+			return fmt.Sprintf("AppendReply t%d ok last=%d@%d commit=%d", m.Term, m.LastIndex, m.LastTerm, m.Commit)
+		}
+		return fmt.Sprintf("AppendReply t%d reject prev=%d hint=%d@%d commit=%d", m.Term, m.RejectedPrev, m.LastIndex, m.LastTerm, m.Commit)
+	case *PreVoteRequest:
+		return fmt.Sprintf("PreVoteRequest t%d last=%d@%d", m.Term, m.LastIndex, m.LastTerm)
+	case *PreVoteReply:
+		return fmt.Sprintf("PreVoteReply t%d granted=%v", m.Term, m.Granted)
+	case *VoteRequest:
+		return fmt.Sprintf("VoteRequest t%d last=%d@%d transfer=%v", m.Term, m.LastIndex, m.LastTerm, m.Transfer)
+	case *VoteReply:
+		return fmt.Sprintf("VoteReply t%d granted=%v", m.Term, m.Granted)
+	case *TimeoutNow:
+		return fmt.Sprintf("TimeoutNow t%d", m.Term)
+	case *Heartbeat:
+		return fmt.Sprintf("Heartbeat t%d seq=%d commit=%d", m.Term, m.Seq, m.Commit)
+	case *HeartbeatReply:
+		return fmt.Sprintf("HeartbeatReply t%d seq=%d commit=%d", m.Term, m.Seq, m.Commit)
+	case *NotLeader:
+		return fmt.Sprintf("NotLeader t%d", m.Term)
+	}
+	return fmt.Sprintf("%T", m)
+}
+
+func describeAction(a Action) string {
+	switch a := a.(type) {
+	case PersistState:
+		return fmt.Sprintf("PersistState term=%d vote=%s", a.State.Term, a.State.VotedFor.Name)
+	case Append:
+		first, last := a.Entries[0], a.Entries[len(a.Entries)-1]
+		return fmt.Sprintf("Append %d..%d@%d", first.Index, last.Index, last.Term)
+	case Send:
+		return "-> " + a.To.Name + " " + describeMsg(a.Msg)
+	case Apply:
+		var toks []string
+		for _, t := range a.Tokens {
+			toks = append(toks, fmt.Sprintf("%v@%d", t.Token, t.Index))
+		}
+		sort.Strings(toks)
+		return fmt.Sprintf("Apply %d..%d tokens=[%s]", a.From, a.To, strings.Join(toks, " "))
+	case Reply:
+		if a.Err == nil {
+			return fmt.Sprintf("Reply %v ok", a.Token)
+		}
+		return fmt.Sprintf("Reply %v err=%q leader=%s", a.Token, a.Err, a.Leader.Name)
+	case RunQuery:
+		return fmt.Sprintf("RunQuery %v at=%d", a.Token, a.ReadIndex)
+	case SetElectionTimer:
+		return fmt.Sprintf("SetElectionTimer %dms", a.Ms)
+	case RoleChanged:
+		return fmt.Sprintf("RoleChanged %s term=%d leader=%s", a.Role, a.Term, a.Leader.Name)
+	case StartTicker:
+		return fmt.Sprintf("StartTicker %dms", a.Ms)
+	default:
+		return strings.TrimPrefix(fmt.Sprintf("%T", a), "core.")
+	}
+}
