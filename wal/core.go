@@ -99,7 +99,7 @@ type core struct {
 
 	file      uint64 // current file; 0 before the first batch
 	fileBytes int64  // bytes in the current file
-	lastOut   []byte // bytes of the last completed batch (tests locate it)
+	lastLen   int    // length of the last completed batch (tests locate it)
 	nextFile  uint64 // sequence of the next file to open
 	batchSeq  uint64 // sequence of the last batch cut
 	fileLogs  map[*writerState]struct{}
@@ -108,6 +108,7 @@ type core struct {
 	forceRoll bool  // the next batch starts a new file
 
 	stats statsCounters
+	spare [][]byte // batch buffers to reuse: nothing references them after complete
 
 	// removeFile deletes a flushed file durably (ClosedFile.Remove).
 	removeFile func(seq uint64) error
@@ -169,7 +170,7 @@ func (c *core) append(ws *writerState, w *Writer, e Entry, reset bool) {
 	}
 	rlen := recordLen(ws.uid, e.Payload)
 	if b == nil || b.entries >= c.cfg.MaxBatchEntries || (b.entries > 0 && len(b.buf)-batchReserve+rlen > c.cfg.MaxBatchBytes) {
-		b = &batch{buf: make([]byte, batchReserve, batchReserve+min(c.cfg.MaxBatchBytes, 64<<10)), byWriter: map[*writerState]*progress{}}
+		b = &batch{buf: c.newBuf(), byWriter: map[*writerState]*progress{}}
 		c.pending = append(c.pending, b)
 	}
 	b.buf = appendRecord(b.buf, ws.uid, e.Index, e.Term, reset, e.Payload)
@@ -247,7 +248,7 @@ func (c *core) complete(b *batch, err error) ([]notice, *ClosedFile) {
 		c.file, c.fileBytes, c.nextFile = b.file, 0, b.file+1
 	}
 	c.fileBytes += int64(len(b.out))
-	c.lastOut = b.out
+	c.lastLen = len(b.out)
 	c.stats.batches.Add(1)
 	c.stats.entries.Add(int64(b.entries))
 	c.stats.bytes.Add(int64(len(b.out)))
@@ -264,7 +265,27 @@ func (c *core) complete(b *batch, err error) ([]notice, *ClosedFile) {
 		c.fileLogs[p.ws] = struct{}{}
 		out = append(out, notice{to: p.to, msg: Written{UID: p.ws.uid, Term: p.term, From: p.from, To: p.last}})
 	}
+	c.recycle(b)
 	return out, closed
+}
+
+// newBuf returns an empty batch buffer, reusing a spare one if possible.
+func (c *core) newBuf() []byte {
+	if n := len(c.spare); n > 0 {
+		buf := c.spare[n-1]
+		c.spare = c.spare[:n-1]
+		return buf[:batchReserve]
+	}
+	return make([]byte, batchReserve, batchReserve+min(c.cfg.MaxBatchBytes, 64<<10))
+}
+
+// recycle keeps the buffer of a completed batch for reuse. The mem tables
+// hold the writers' payload slices, never the batch buffer.
+func (c *core) recycle(b *batch) {
+	if len(c.spare) < 4 && cap(b.buf) <= 2*c.cfg.MaxBatchBytes+batchReserve {
+		c.spare = append(c.spare, b.buf)
+	}
+	b.buf, b.out = nil, nil
 }
 
 func (c *core) failBatch(b *batch) []notice {

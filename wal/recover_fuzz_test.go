@@ -64,7 +64,7 @@ func buildDamageWAL(t testing.TB, seed uint64) (*walfs.Mem, []batchMark) {
 			continue
 		}
 		h.flush()
-		start := h.o.core.fileBytes - int64(len(h.o.core.lastOut))
+		start := h.o.core.fileBytes - int64(h.o.core.lastLen)
 		if start == 0 {
 			start = fileHeaderLen
 		}
