@@ -45,6 +45,7 @@ func (s *stack) start() {
 	cfg.MaxFileBytes = 2 << 10
 	cfg.MaxInFlightEntries = 1 << 20
 	cfg.MaxInFlightBytes = 1 << 30
+	cfg.MaxClosedFiles = 1 << 20 // the test flushes when rapid says so
 	s.w, err = wal.Start(s.node, cfg, wal.StartOptions{Name: fmt.Sprintf("wal-%p-%d", s, s.gen), SegmentWriter: s.segs.Ref()})
 	require.NoError(s.t, err)
 	s.writers = map[string]*wal.Writer{}

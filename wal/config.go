@@ -51,6 +51,11 @@ type Config struct {
 	// the following batches.
 	MaxBatchBytes   int
 	MaxBatchEntries int
+	// MaxClosedFiles bounds the files handed to the segment writer and not
+	// yet removed; beyond it, rollover waits (see docs/storage.md,
+	// Backpressure). The WAL directory holds at most MaxClosedFiles+1
+	// files, plus what recovery found.
+	MaxClosedFiles int
 	// MaxPayloadBytes is the largest payload one entry may carry.
 	MaxPayloadBytes int
 	// MaxInFlightEntries and MaxInFlightBytes bound, per writer, what was
@@ -70,6 +75,7 @@ func DefaultConfig(dir string) Config {
 		MaxFileBytes:       64 << 20,
 		MaxBatchBytes:      4 << 20,
 		MaxBatchEntries:    32768,
+		MaxClosedFiles:     8,
 		MaxPayloadBytes:    16 << 20,
 		MaxInFlightEntries: 4096,
 		MaxInFlightBytes:   8 << 20,
@@ -90,6 +96,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBatchEntries == 0 {
 		c.MaxBatchEntries = d.MaxBatchEntries
+	}
+	if c.MaxClosedFiles == 0 {
+		c.MaxClosedFiles = d.MaxClosedFiles
 	}
 	if c.MaxPayloadBytes == 0 {
 		c.MaxPayloadBytes = d.MaxPayloadBytes
@@ -116,6 +125,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: unknown sync method %d", ErrConfig, int(c.Sync))
 	case c.MaxFileBytes < fileHeaderLen+batchHeaderLen:
 		return fmt.Errorf("%w: MaxFileBytes %d is below the minimum %d", ErrConfig, c.MaxFileBytes, fileHeaderLen+batchHeaderLen)
+	case c.MaxClosedFiles < 1:
+		return fmt.Errorf("%w: MaxClosedFiles %d must be positive", ErrConfig, c.MaxClosedFiles)
 	case c.MaxBatchBytes < 1 || c.MaxBatchEntries < 1:
 		return fmt.Errorf("%w: MaxBatchBytes %d and MaxBatchEntries %d must be positive", ErrConfig, c.MaxBatchBytes, c.MaxBatchEntries)
 	case c.MaxPayloadBytes < 0 || int64(c.MaxPayloadBytes) > 1<<31:

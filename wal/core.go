@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"sort"
+	"sync/atomic"
 )
 
 // writeMsg is what Writer.Write sends to the WAL: consecutive entries of
@@ -112,6 +113,11 @@ type core struct {
 
 	// removeFile deletes a flushed file durably (ClosedFile.Remove).
 	removeFile func(seq uint64) error
+	// handedOver counts files given to the segment writer (recovered or
+	// closed); removed counts those it removed, from its goroutine.
+	handedOver int64
+	removed    atomic.Int64
+	stalled    bool // logged that rollover waits for the segment writer
 }
 
 func newCore(cfg Config, tables *MemTables, nextFile, batchSeq uint64) *core {
@@ -193,19 +199,24 @@ func (c *core) hasPending() bool { return len(c.pending) > 0 && c.failed == nil 
 
 // cut takes the oldest pending batch, assigns its sequence number and file
 // (rolling over when the current file is full) and lays out its header.
-// It returns nil if nothing is pending, a batch is in flight, or the WAL
-// failed.
+// It returns nil if nothing is pending, a batch is in flight, the WAL
+// failed, or the batch needs a new file while the segment writer is too far
+// behind (see waitingForSegments).
 func (c *core) cut() *batch {
 	if c.inFlight != nil || !c.hasPending() {
 		return nil
 	}
 	b := c.pending[0]
+	body := len(b.buf) - batchReserve
+	roll := c.file == 0 || c.forceRoll || c.fileBytes+int64(batchHeaderLen+body) > c.cfg.MaxFileBytes && c.fileBytes > fileHeaderLen
+	if roll && c.waitingForSegments() {
+		return nil
+	}
 	c.pending[0] = nil
 	c.pending = c.pending[1:]
-	body := len(b.buf) - batchReserve
 	c.batchSeq++
 	b.seq = c.batchSeq
-	if c.file == 0 || c.forceRoll || c.fileBytes+int64(batchHeaderLen+body) > c.cfg.MaxFileBytes && c.fileBytes > fileHeaderLen {
+	if roll {
 		c.forceRoll = false
 		b.newFile = true
 		b.file = c.nextFile
@@ -301,7 +312,8 @@ func (c *core) failBatch(b *batch) []notice {
 // writer: every table written into it, in UID order.
 func (c *core) closeFile() *ClosedFile {
 	seq := c.file
-	cf := &ClosedFile{Seq: seq, Path: path.Join(c.cfg.Dir, fileName(seq)), remove: func() error { return c.removeFile(seq) }}
+	cf := &ClosedFile{Seq: seq, Path: path.Join(c.cfg.Dir, fileName(seq)), remove: c.remover(seq)}
+	c.handedOver++
 	for ws := range c.fileLogs {
 		if ws.gone {
 			continue
@@ -313,6 +325,40 @@ func (c *core) closeFile() *ClosedFile {
 	sort.Slice(cf.Tables, func(i, j int) bool { return cf.Tables[i].UID < cf.Tables[j].UID })
 	clear(c.fileLogs)
 	return cf
+}
+
+// remover returns the ClosedFile.Remove of file seq: it deletes the file
+// and counts the removal, which may unblock a rollover.
+func (c *core) remover(seq uint64) func() error {
+	return func() error {
+		if err := c.removeFile(seq); err != nil {
+			return err
+		}
+		c.removed.Add(1)
+		return nil
+	}
+}
+
+// waitingForSegments reports whether MaxClosedFiles files are handed to
+// the segment writer and not yet removed. Rollover then waits, so that a
+// segment writer slower than the WAL bounds the WAL directory instead of
+// letting it grow: the current file still takes writes up to its size, and
+// then writers feel it as backpressure (their in-flight entries are not
+// answered until the rollover happens).
+func (c *core) waitingForSegments() bool {
+	behind := c.handedOver - c.removed.Load()
+	if behind < int64(c.cfg.MaxClosedFiles) {
+		if c.stalled {
+			c.stalled = false
+			c.cfg.Logger.Info("wal: segment writer caught up; rolling over again", "closed_files", behind)
+		}
+		return false
+	}
+	if !c.stalled {
+		c.stalled = true
+		c.cfg.Logger.Warn("wal: rollover waits for the segment writer", "closed_files", behind, "max", c.cfg.MaxClosedFiles)
+	}
+	return true
 }
 
 // forget drops everything the WAL holds for uid (its data is being

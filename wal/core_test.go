@@ -272,3 +272,28 @@ func TestFileNames(t *testing.T) {
 		require.False(t, ok, bad)
 	}
 }
+
+func TestRolloverWaitsForSegmentWriter(t *testing.T) {
+	cfg := testConfig(walfs.NewMem())
+	cfg.MaxClosedFiles = 2
+	h := openHarness(t, cfg)
+	big := string(make([]byte, 3000)) // one entry per 4 KiB file
+	for i := uint64(1); i <= 3; i++ {
+		require.NoError(t, h.writer("a").Write(ent(i, 1, big)))
+		h.flush()
+	}
+	require.Len(t, h.closed, 2)
+	// The fourth batch needs a new file while two closed files wait.
+	require.NoError(t, h.writer("a").Write(ent(4, 1, big)))
+	h.flush()
+	require.Empty(t, h.take("a")[3:], "nothing acknowledged while rollover waits")
+	require.True(t, h.o.core.hasPending())
+	names, err := h.fs.List("/wal")
+	require.NoError(t, err)
+	require.Len(t, names, 3, "the directory is bounded")
+	// The segment writer catches up: the batch goes out.
+	h.releaseClosed()
+	h.flush()
+	notes := h.take("a")
+	require.Equal(t, Written{UID: "a", Term: 1, From: 4, To: 4}, notes[len(notes)-1])
+}

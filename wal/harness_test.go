@@ -23,6 +23,7 @@ func testConfig(fs walfs.FS) Config {
 	cfg := DefaultConfig("/wal")
 	cfg.FS = fs
 	cfg.MaxFileBytes = 4 << 10
+	cfg.MaxClosedFiles = 1000 // tests that release files themselves lower it
 	return cfg
 }
 

@@ -38,8 +38,8 @@ func open(cfg Config) (*opened, error) {
 	}
 	var entries int
 	for _, f := range rec.files {
-		seq := f.Seq
-		f.remove = func() error { return c.removeFile(seq) }
+		f.remove = c.remover(f.Seq)
+		c.handedOver++
 		for _, t := range f.Tables {
 			entries += len(t.Entries)
 		}

@@ -233,10 +233,21 @@ func (p *process) next(ctx *actor.Context) {
 		p.flush <- b // never blocks: the channel holds one and only one batch is in flight
 		return
 	}
+	if p.core.inFlight == nil && p.core.hasPending() && !p.kicked {
+		// Rollover is waiting for the segment writer: look again soon.
+		// Writers meanwhile hold their in-flight budget, which bounds them.
+		p.kicked = true
+		ctx.SendAfter(segmentPoll, kickMsg{})
+		return
+	}
 	if p.stopping && p.core.inFlight == nil {
 		ctx.Stop()
 	}
 }
+
+// segmentPoll is how often a rollover waiting for the segment writer
+// checks again.
+const segmentPoll = 5 * time.Millisecond
 
 func (p *process) notify(ctx *actor.Context, ns []notice) {
 	for _, n := range ns {
