@@ -22,6 +22,7 @@ const (
 	SyncNoneUnsafeForTests
 )
 
+// String names the method as the docs do: datasync, sync, none-unsafe-for-tests.
 func (s SyncMethod) String() string {
 	switch s {
 	case SyncData:

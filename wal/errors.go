@@ -38,6 +38,7 @@ type CorruptionError struct {
 	Reason error  // what was wrong
 }
 
+// Error names the file, the offset and the reason.
 func (e *CorruptionError) Error() string {
 	return fmt.Sprintf("wal: corrupt file %s at offset %d: %v", e.File, e.Offset, e.Reason)
 }

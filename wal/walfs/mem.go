@@ -25,6 +25,7 @@ const (
 	OpSyncDir
 )
 
+// String names the operation.
 func (o Op) String() string {
 	switch o {
 	case OpCreate:
