@@ -145,7 +145,8 @@ func (r *Raft) replyAppend(to ServerID, onlyIfNew bool) {
 		return
 	}
 	r.ackedTo = max(r.ackedTo, last)
-	r.send(to, &AppendReply{Term: r.term, Success: true, LastIndex: last, LastTerm: t, Commit: r.commit})
+	r.send(to, &AppendReply{Term: r.term, Success: true, LastIndex: last, LastTerm: t,
+		NextIndex: r.matchedTo + 1, Commit: r.commit})
 }
 
 // rejectAppend answers an AppendEntries whose previous entry does not

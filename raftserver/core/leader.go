@@ -207,6 +207,9 @@ func (r *Raft) handleAppendReply(from ServerID, m *AppendReply) {
 		}
 		if pr.probing {
 			pr.becomeReplicate()
+			// Resume after what the follower already holds. A stale, too
+			// high NextIndex only costs a gap rejection and a probe.
+			pr.next = max(pr.next, min(m.NextIndex, r.log.lastIndex()+1))
 		}
 		pr.next = max(pr.next, pr.match+1)
 		r.sendAppend(from)

@@ -55,9 +55,10 @@ type AppendReply struct {
 	// the rejected PrevTerm, so the leader can skip whole terms at once.
 	LastIndex uint64
 	LastTerm  uint64
-	// NextIndex, on failure, is where the follower suggests the leader
-	// resumes (LastIndex+1 of the hint, or its log's end + 1). Zero on
-	// success.
+	// NextIndex is where the follower suggests the leader resumes. On
+	// failure: LastIndex+1 of the hint. On success: one past the entries the
+	// follower holds and knows to match, durable or not, so a leader coming
+	// out of a probe does not re-send what is merely still being written.
 	NextIndex uint64
 	// RejectedPrev echoes the PrevIndex of the rejected AppendEntries so the
 	// leader can ignore rejections that a later success made stale.

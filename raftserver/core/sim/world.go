@@ -240,6 +240,9 @@ func (w *World) exec(m *member, a core.Action) {
 		}
 	case core.Send:
 		w.checkSend(m, a)
+		if w.opts.Trace != nil {
+			fmt.Fprintf(w.opts.Trace, "%8s send %s -> %s %T %+v\n", "", m.id.Name, a.To.Name, a.Msg, a.Msg)
+		}
 		w.send(m, a.To, a.Msg)
 	case core.Apply:
 		w.apply(m, a)
