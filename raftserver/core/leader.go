@@ -222,6 +222,12 @@ func (r *Raft) handleAppendReply(from ServerID, m *AppendReply) {
 	if m.RejectedPrev <= pr.match || (pr.probing && pr.paused && m.RejectedPrev != pr.probePrev) {
 		return
 	}
+	if !pr.probing {
+		if pr.rejectProbed {
+			return
+		}
+		pr.rejectProbed = true
+	}
 	k, _, err := r.log.conflictHint(m.LastIndex, m.LastTerm)
 	if err != nil {
 		r.fail(err)
@@ -322,6 +328,7 @@ func (ls *leaderState) nodeUp(r *Raft, node string) {
 		}
 		pr := ls.progress[id]
 		pr.resendWait, pr.resendBackoff = 0, 0
+		pr.rejectProbed = false
 		if pr.match < r.log.lastIndex() {
 			pr.becomeProbe(pr.match + 1)
 			r.sendAppend(id)
@@ -382,6 +389,7 @@ func (r *Raft) leaderTick() {
 			r.sendCommit(id)
 		}
 		pr.heardSinceTick = false
+		pr.rejectProbed = false
 	}
 	r.ldr.transferTick(r)
 	if r.role == RoleLeader {

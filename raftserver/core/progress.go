@@ -14,6 +14,11 @@ type progress struct {
 	probing   bool
 	paused    bool
 	probePrev uint64 // PrevIndex of the outstanding probe
+	// rejectProbed: a rejection already sent this follower back to probing
+	// since the last tick. Further rejections in the same tick are taken
+	// for echoes of the same reordered window, so a burst of them costs one
+	// probe, not one window each.
+	rejectProbed bool
 
 	// commitAcked is the follower's commit index as its latest reply said.
 	commitAcked uint64
