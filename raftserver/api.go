@@ -1,0 +1,371 @@
+package raftserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rago-raft/rago/actor"
+	"github.com/rago-raft/rago/raftserver/core"
+)
+
+// maxRedirects bounds how often one request follows not-leader answers
+// before it gives up, so two members that name each other cannot bounce a
+// request forever.
+const maxRedirects = 8
+
+// retryBackoff is how long a request waits before asking again when no
+// leader is known.
+const retryBackoff = 20 * time.Millisecond
+
+// call makes a call to a server and maps the actor layer's errors.
+func (s *System) call(ctx context.Context, to ServerID, req actor.Message) (actor.Message, error) {
+	reply, err := s.node.CallContext(ctx, Ref(to), req)
+	switch {
+	case err == nil:
+		return reply, nil
+	case errors.Is(err, actor.ErrNoProcess):
+		return nil, fmt.Errorf("%w: %s: %w", ErrNoSuchServer, to, err)
+	case errors.Is(err, actor.ErrTimeout):
+		return nil, fmt.Errorf("%w: %s: %w", ErrTimeout, to, err)
+	case errors.Is(err, actor.ErrNodeStopped):
+		return nil, fmt.Errorf("%w: %w", ErrShuttingDown, err)
+	}
+	return nil, err
+}
+
+// redirect runs one request against the leader: it asks target, follows
+// not-leader answers to the leader they name, and waits and asks again
+// while no leader is known, until ctx ends. once sends the request to one
+// server and returns the leader it named and the error it answered.
+func (s *System) redirect(ctx context.Context, target ServerID, once func(to ServerID) (ServerID, error)) (ServerID, error) {
+	redirects := 0
+	for {
+		leader, err := once(target)
+		var nl *NotLeaderError
+		switch {
+		case err == nil:
+			return leader, nil
+		case errors.As(err, &nl) && !nl.Leader.IsZero() && nl.Leader != target && redirects < maxRedirects:
+			redirects++
+			target = nl.Leader
+			continue
+		case errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader):
+			// No leader yet: wait for the election.
+		default:
+			return leader, err
+		}
+		select {
+		case <-ctx.Done():
+			return leader, err
+		case <-time.After(retryBackoff):
+		}
+	}
+}
+
+// ProcessCommand sends cmd to the cluster of via, following redirects to
+// the leader, and waits until it is applied. It returns the machine's
+// reply and the leader that applied it.
+//
+// Errors: ErrNoLeader if no leader emerged before ctx ended (nothing was
+// appended); ErrTimeout or ErrLeadershipLost if the outcome is unknown (the
+// command may have been applied); ErrNoSuchServer if via does not exist;
+// ErrMachine if the machine panicked on the command.
+func (s *System) ProcessCommand(ctx context.Context, via ServerID, cmd []byte) (reply []byte, leader ServerID, err error) {
+	leader, err = s.redirect(ctx, via, func(to ServerID) (ServerID, error) {
+		res, err := s.call(ctx, to, &commandReq{Data: cmd})
+		if err != nil {
+			return ServerID{}, err
+		}
+		r := res.(*commandResult)
+		reply = r.Reply
+		return r.Leader, r.Err.err(to)
+	})
+	return reply, leader, err
+}
+
+// PipelineCommand sends cmd to via without waiting. The notify process
+// later receives an *Applied carrying correlation and the reply (batched
+// with other commands applied together), or a *Rejected (ErrNotLeader with
+// the leader to resend to, ErrNoLeader, ErrLeadershipLost). Pipelined
+// commands are not redirected: resend rejected ones yourself.
+//
+// Nothing arrives if via or its node is down, so a caller keeps a window
+// of correlations in flight (e.g. up to 1000) and treats those not
+// answered within a timeout as unknown, resending through another member.
+// PipelineCommand returns an error only when the request cannot be sent.
+func (s *System) PipelineCommand(via ServerID, cmd []byte, correlation uint64, notify actor.Ref) error {
+	if s.node.IsLocal(Ref(via)) && !s.node.Alive(Ref(via)) {
+		return fmt.Errorf("%w: %s", ErrNoSuchServer, via)
+	}
+	return s.node.Send(Ref(via), &commandReq{Data: cmd, Pipeline: true, Notify: notify, Correlation: correlation})
+}
+
+func (s *System) query(ctx context.Context, via ServerID, req *queryReq, follow bool) (*queryResult, ServerID, error) {
+	var out *queryResult
+	once := func(to ServerID) (ServerID, error) {
+		res, err := s.call(ctx, to, req)
+		if err != nil {
+			return ServerID{}, err
+		}
+		out = res.(*queryResult)
+		return out.Leader, out.Err.err(to)
+	}
+	if !follow {
+		leader, err := once(via)
+		return out, leader, err
+	}
+	leader, err := s.redirect(ctx, via, once)
+	return out, leader, err
+}
+
+// ConsistentQuery runs q on the leader's machine (its Querier) after the
+// leader confirmed, with a round of messages to a quorum, that it still
+// leads, at a commit index at least as high as when q arrived: the answer
+// is linearizable. It follows redirects like ProcessCommand.
+func (s *System) ConsistentQuery(ctx context.Context, via ServerID, q []byte) ([]byte, ServerID, error) {
+	res, leader, err := s.query(ctx, via, &queryReq{Kind: core.QueryConsistent, Query: q}, true)
+	if err != nil {
+		return nil, leader, err
+	}
+	return res.Reply, leader, nil
+}
+
+// LeaderQuery runs q on the machine of the member that believes it leads,
+// without confirming it: fast, and possibly stale during a partition.
+func (s *System) LeaderQuery(ctx context.Context, via ServerID, q []byte) ([]byte, ServerID, error) {
+	res, leader, err := s.query(ctx, via, &queryReq{Kind: core.QueryLeader, Query: q}, true)
+	if err != nil {
+		return nil, leader, err
+	}
+	return res.Reply, leader, nil
+}
+
+// LocalQuery runs q on server's own machine at whatever it has applied.
+func (s *System) LocalQuery(ctx context.Context, server ServerID, q []byte) ([]byte, ServerID, error) {
+	res, leader, err := s.query(ctx, server, &queryReq{Kind: core.QueryLocal, Query: q}, false)
+	if err != nil {
+		return nil, leader, err
+	}
+	return res.Reply, leader, nil
+}
+
+// QueryFunc runs fn over the machine of server with the given consistency,
+// on the server's goroutine, and returns its result. The server that runs
+// fn (server itself for QueryLocal, the leader otherwise) must be on this
+// node: a function cannot travel; use the byte queries otherwise
+// (ErrNotLocal). fn must not modify the machine or keep it.
+func (s *System) QueryFunc(ctx context.Context, server ServerID, kind core.QueryKind, fn func(Machine) (any, error)) (any, ServerID, error) {
+	if !s.node.IsLocal(Ref(server)) {
+		return nil, ServerID{}, fmt.Errorf("%w: %s", ErrNotLocal, server)
+	}
+	res, leader, err := s.query(ctx, server, &queryReq{Kind: kind, fn: fn}, false)
+	if err != nil {
+		var nl *NotLeaderError
+		if errors.As(err, &nl) && !nl.Leader.IsZero() && !s.node.IsLocal(Ref(nl.Leader)) {
+			return nil, leader, fmt.Errorf("%w: the leader %s is on another node: %w", ErrNotLocal, nl.Leader, err)
+		}
+		if errors.As(err, &nl) && !nl.Leader.IsZero() {
+			res, leader, err = s.query(ctx, nl.Leader, &queryReq{Kind: kind, fn: fn}, false)
+		}
+		if err != nil {
+			return nil, leader, err
+		}
+	}
+	return res.Value, leader, nil
+}
+
+func (s *System) member(ctx context.Context, via ServerID, op uint8, m ServerID) (ServerID, error) {
+	return s.redirect(ctx, via, func(to ServerID) (ServerID, error) {
+		res, err := s.call(ctx, to, &memberReq{Op: op, Member: m})
+		if err != nil {
+			return ServerID{}, err
+		}
+		r := res.(*memberResult)
+		return r.Leader, r.Err.err(to)
+	})
+}
+
+// AddMember adds member to the cluster of via as a voter, through its
+// leader, and returns once the change is committed. Start the member first
+// (StartServer with no InitialMembers) so the leader can replicate to it;
+// one change at a time (ErrMembershipChange otherwise).
+func (s *System) AddMember(ctx context.Context, via, member ServerID) (ServerID, error) {
+	return s.member(ctx, via, opAddMember, member)
+}
+
+// AddNonVoter adds member as a non-voting member, which receives the log
+// but does not count toward quorums; AddMember on it later promotes it.
+func (s *System) AddNonVoter(ctx context.Context, via, member ServerID) (ServerID, error) {
+	return s.member(ctx, via, opAddNonVoter, member)
+}
+
+// RemoveMember removes member from the cluster of via and returns once the
+// change is committed. The removed server keeps running until stopped or
+// deleted; a removed leader steps down.
+func (s *System) RemoveMember(ctx context.Context, via, member ServerID) (ServerID, error) {
+	return s.member(ctx, via, opRemoveMember, member)
+}
+
+// TransferLeadership asks the leader of via's cluster to hand leadership
+// to to, and returns once it stepped down for to's election.
+func (s *System) TransferLeadership(ctx context.Context, via, to ServerID) error {
+	_, err := s.member(ctx, via, opTransfer, to)
+	return err
+}
+
+// Overview returns server's status.
+func (s *System) Overview(ctx context.Context, server ServerID) (*ServerStatus, error) {
+	res, err := s.call(ctx, server, &statusReq{})
+	if err != nil {
+		return nil, err
+	}
+	return res.(*ServerStatus), nil
+}
+
+// Members returns the voters of via's cluster as via knows them, and the
+// leader it knows.
+func (s *System) Members(ctx context.Context, via ServerID) ([]ServerID, ServerID, error) {
+	st, err := s.Overview(ctx, via)
+	if err != nil {
+		return nil, ServerID{}, err
+	}
+	return st.Voters, st.Leader, nil
+}
+
+// systemCall sends a request to the system manager of a node.
+func (s *System) systemCall(ctx context.Context, node string, req *systemReq) error {
+	res, err := s.node.CallContext(ctx, actor.Ref{Name: managerName, Node: node}, req)
+	if err != nil {
+		if errors.Is(err, actor.ErrNoProcess) {
+			return fmt.Errorf("%w: no rago system on node %s", ErrNoSuchServer, node)
+		}
+		if errors.Is(err, actor.ErrTimeout) {
+			return fmt.Errorf("%w: system on node %s: %w", ErrTimeout, node, err)
+		}
+		return err
+	}
+	return res.(*systemResult).Err.err(ServerID{Name: managerName, Node: node})
+}
+
+// StartServer starts one server on its node (which must run a rago system
+// that knows the machine kind). With no InitialMembers it waits to be
+// added to a running cluster (AddMember). It fails with ErrClusterExists
+// if the node already has a server of that name.
+func (s *System) StartServer(ctx context.Context, cfg ServerConfig) error {
+	return s.systemCall(ctx, cfg.ID.Node, &systemReq{Op: sysStart, Config: cfg})
+}
+
+// RestartServer starts a stopped (or given-up) server again from its
+// durable state.
+func (s *System) RestartServer(ctx context.Context, id ServerID) error {
+	return s.systemCall(ctx, id.Node, &systemReq{Op: sysRestart, Name: id.Name})
+}
+
+// StopServer stops a server and keeps its data; RestartServer (or a
+// restart of its node) brings it back.
+func (s *System) StopServer(ctx context.Context, id ServerID) error {
+	return s.systemCall(ctx, id.Node, &systemReq{Op: sysStop, Name: id.Name})
+}
+
+// ForceDeleteServer stops a server and deletes its data, without telling
+// its cluster: remove it with RemoveMember first unless the whole cluster
+// goes.
+func (s *System) ForceDeleteServer(ctx context.Context, id ServerID) error {
+	return s.systemCall(ctx, id.Node, &systemReq{Op: sysDelete, Name: id.Name})
+}
+
+// DeleteCluster force-deletes every member. Members that cannot be reached
+// are reported in the error; the others are deleted.
+func (s *System) DeleteCluster(ctx context.Context, members []ServerID) error {
+	var errs []error
+	for _, id := range members {
+		if err := s.ForceDeleteServer(ctx, id); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// StartCluster starts a new cluster of the given members (each on its
+// node, which must run a rago system knowing machine.Kind) and waits until
+// it has elected a leader. It returns the members it started and those it
+// could not. With fewer than a quorum started it deletes the started ones
+// again and fails with ErrNotEnoughMembers. If a member already exists it
+// fails with ErrClusterExists (see StartOrRestartCluster).
+func (s *System) StartCluster(ctx context.Context, cluster string, machine MachineSpec, members []ServerID) (started, notStarted []ServerID, err error) {
+	return s.startCluster(ctx, cluster, machine, members, sysStart)
+}
+
+// StartOrRestartCluster is StartCluster for a cluster that may already
+// exist: existing members are restarted if they are stopped, and left
+// alone if they run.
+func (s *System) StartOrRestartCluster(ctx context.Context, cluster string, machine MachineSpec, members []ServerID) (started, notStarted []ServerID, err error) {
+	return s.startCluster(ctx, cluster, machine, members, sysStartOrRestart)
+}
+
+func (s *System) startCluster(ctx context.Context, cluster string, machine MachineSpec, members []ServerID, op uint8) (started, notStarted []ServerID, err error) {
+	if cluster == "" || len(members) == 0 {
+		return nil, nil, fmt.Errorf("%w: a cluster needs a name and members", ErrInvalidConfig)
+	}
+	if err := (core.Membership{Voters: members}).Validate(); err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	var errs []error
+	for _, id := range members {
+		cfg := ServerConfig{ID: id, Cluster: cluster, Machine: machine, InitialMembers: members}
+		if err := s.systemCall(ctx, id.Node, &systemReq{Op: op, Config: cfg}); err != nil {
+			notStarted = append(notStarted, id)
+			errs = append(errs, err)
+			continue
+		}
+		started = append(started, id)
+	}
+	joined := errors.Join(errs...)
+	exists := op == sysStart && errors.Is(joined, ErrClusterExists)
+	if exists || len(started) <= len(members)/2 {
+		// Undo: delete what this call created (a new server has no data
+		// worth keeping). StartOrRestartCluster creates nothing it would
+		// have to undo twice, so it leaves its members alone.
+		if op == sysStart {
+			for _, id := range started {
+				_ = s.ForceDeleteServer(context.Background(), id)
+			}
+		}
+		if exists {
+			return nil, members, joined
+		}
+		return nil, members, fmt.Errorf("%w: started %d of %d: %w", ErrNotEnoughMembers, len(started), len(members), joined)
+	}
+	if err := s.waitForLeader(ctx, started); err != nil {
+		return started, notStarted, err
+	}
+	return started, notStarted, nil
+}
+
+// waitForLeader polls the members until one reports a leader.
+func (s *System) waitForLeader(ctx context.Context, members []ServerID) error {
+	for {
+		for _, id := range members {
+			st, err := s.Overview(ctx, id)
+			if err == nil && !st.Leader.IsZero() {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: no leader elected in time among %v", ErrNoLeader, members)
+		case <-time.After(retryBackoff):
+		}
+	}
+}
+
+// LocalServers lists the servers running on this node.
+func (s *System) LocalServers() []ServerConfig {
+	res, err := s.node.Call(s.manager, &managerList{}, s.cfg.ShutdownTimeout)
+	if err != nil {
+		return nil
+	}
+	return res.([]ServerConfig)
+}

@@ -1,0 +1,41 @@
+package raftserver
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"strings"
+
+	"github.com/rago-raft/rago/actor"
+	"github.com/rago-raft/rago/raftserver/core"
+)
+
+// ServerID names one member of one cluster: the name its server process is
+// registered under and the node (host:port) it lives on. It outlives
+// restarts of the server.
+type ServerID = core.ServerID
+
+// Ref returns the process ref of a server.
+func Ref(id ServerID) actor.Ref { return actor.Ref{Name: id.Name, Node: id.Node} }
+
+// IDOf returns the ServerID a process ref names.
+func IDOf(ref actor.Ref) ServerID { return ServerID{Name: ref.Name, Node: ref.Node} }
+
+// newUID makes a filename-safe identity for one incarnation of a server:
+// the server name reduced to [A-Za-z0-9_-] and 96 random bits. A server
+// that is deleted and created again gets a new UID, so its old data on disk
+// can never be mistaken for the new one's.
+func newUID(name string) string {
+	var b strings.Builder
+	for _, r := range name {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '-':
+			b.WriteRune(r)
+		}
+		if b.Len() >= 32 {
+			break
+		}
+	}
+	var rnd [12]byte
+	_, _ = rand.Read(rnd[:])
+	return b.String() + "_" + base64.RawURLEncoding.EncodeToString(rnd[:])
+}

@@ -1,0 +1,138 @@
+package raftserver
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Machine is the user's replicated state machine. Every member applies the
+// same committed commands in the same order, so Apply must be
+// deterministic: its result and its effect on the state may depend only on
+// the state and the command (not on time, randomness, map order or other
+// input), or replicas diverge.
+//
+// Apply runs on the server's goroutine, one command at a time; a machine
+// needs no locks unless it shares state with other goroutines itself. It
+// should not block: every command of the cluster waits behind it.
+type Machine interface {
+	// Apply applies one committed command and returns the reply that the
+	// caller of ProcessCommand (or the pipeline's notify process) gets.
+	Apply(ctx *ApplyContext, cmd []byte) []byte
+}
+
+// Querier is implemented by machines that answer read-only queries sent as
+// bytes, which can travel to a leader on another node (ConsistentQuery,
+// LeaderQuery, LocalQuery). A query must not change the state.
+type Querier interface {
+	Query(q []byte) ([]byte, error)
+}
+
+// ApplyContext describes the command being applied.
+type ApplyContext struct {
+	// Index and Term of the command's log entry.
+	Index uint64
+	Term  uint64
+}
+
+// MachineFactory builds a machine's initial state from its configuration.
+// A node registers one factory per machine kind (SystemConfig.Machines), so
+// that it can rebuild every server's machine after a restart.
+type MachineFactory func(config []byte) (Machine, error)
+
+// MachineSpec names a machine kind registered on every node that hosts a
+// member, and the configuration its factory gets.
+type MachineSpec struct {
+	Kind   string
+	Config []byte
+}
+
+// Codec converts values of T to bytes and back, for the typed helpers.
+type Codec[T any] interface {
+	Encode(v T) ([]byte, error)
+	Decode(b []byte) (T, error)
+}
+
+// JSON is a Codec that uses encoding/json.
+type JSON[T any] struct{}
+
+// Encode implements Codec.
+func (JSON[T]) Encode(v T) ([]byte, error) { return json.Marshal(v) }
+
+// Decode implements Codec.
+func (JSON[T]) Decode(b []byte) (T, error) {
+	var v T
+	err := json.Unmarshal(b, &v)
+	return v, err
+}
+
+// TypedMachine is a Machine over Go types: commands of type C and replies
+// of type R. Wrap it with NewTypedMachine; clients use TypedClient.
+type TypedMachine[C, R any] interface {
+	Apply(ctx *ApplyContext, cmd C) R
+}
+
+// Typed replies start with one byte saying whether a reply or an error
+// follows, so that a command that does not decode (a client bug) gives the
+// client an error instead of a zero value.
+const (
+	typedOK    = 0
+	typedError = 1
+)
+
+type typedMachine[C, R any] struct {
+	m       TypedMachine[C, R]
+	cmds    Codec[C]
+	replies Codec[R]
+}
+
+// NewTypedMachine adapts m to Machine with the given codecs. If m also
+// implements TypedQuerier, queries are adapted too.
+func NewTypedMachine[C, R any](m TypedMachine[C, R], cmds Codec[C], replies Codec[R]) Machine {
+	return &typedMachine[C, R]{m: m, cmds: cmds, replies: replies}
+}
+
+func (t *typedMachine[C, R]) Apply(ctx *ApplyContext, cmd []byte) []byte {
+	c, err := t.cmds.Decode(cmd)
+	if err != nil {
+		return append([]byte{typedError}, fmt.Sprintf("command at index %d does not decode: %v", ctx.Index, err)...)
+	}
+	b, err := t.replies.Encode(t.m.Apply(ctx, c))
+	if err != nil {
+		return append([]byte{typedError}, fmt.Sprintf("reply at index %d does not encode: %v", ctx.Index, err)...)
+	}
+	return append([]byte{typedOK}, b...)
+}
+
+// Query adapts a TypedQuerier's queries; a machine without one answers
+// ErrMachine.
+func (t *typedMachine[C, R]) Query(q []byte) ([]byte, error) {
+	tq, ok := t.m.(interface {
+		Query(q []byte) ([]byte, error)
+	})
+	if !ok {
+		return nil, fmt.Errorf("%w: machine %T answers no queries", ErrMachine, t.m)
+	}
+	return tq.Query(q)
+}
+
+// Unwrap returns the wrapped typed machine, for local query functions.
+func (t *typedMachine[C, R]) Unwrap() any { return t.m }
+
+// decodeTypedReply splits a typed machine's reply.
+func decodeTypedReply[R any](b []byte, replies Codec[R]) (R, error) {
+	var zero R
+	if len(b) == 0 {
+		return zero, fmt.Errorf("%w: empty typed reply", ErrMachine)
+	}
+	switch b[0] {
+	case typedOK:
+		r, err := replies.Decode(b[1:])
+		if err != nil {
+			return zero, fmt.Errorf("%w: reply does not decode: %v", ErrMachine, err)
+		}
+		return r, nil
+	case typedError:
+		return zero, fmt.Errorf("%w: %s", ErrMachine, b[1:])
+	}
+	return zero, fmt.Errorf("%w: typed reply with marker %d", ErrMachine, b[0])
+}

@@ -1,0 +1,334 @@
+package raftserver
+
+import (
+	"github.com/rago-raft/rago/actor"
+	"github.com/rago-raft/rago/internal/wire"
+	"github.com/rago-raft/rago/raftserver/core"
+)
+
+// Messages between servers, clients and systems. Each is registered with
+// actor so it can cross nodes; tags 100-149 belong to this package and are
+// wire format, as are the field orders in the codecs below.
+
+// peerMsg carries a Raft message between members, with its sender (actor
+// messages carry none).
+type peerMsg struct {
+	From ServerID
+	Msg  core.Message
+}
+
+// commandReq is a client command, synchronous (answered with a
+// commandResult through the call) or pipelined (answered by an Applied or
+// Rejected sent to Notify).
+type commandReq struct {
+	Data        []byte
+	Pipeline    bool
+	Notify      actor.Ref
+	Correlation uint64
+}
+
+type commandResult struct {
+	Reply  []byte
+	Leader ServerID
+	Err    remoteError
+}
+
+// AppliedResult is the reply to one pipelined command.
+type AppliedResult struct {
+	Correlation uint64
+	Reply       []byte
+}
+
+// Applied tells a pipeline's notify process that commands it sent through
+// Server were applied, with their replies, in log order. One Applied covers
+// every command of one notify process applied in one batch.
+type Applied struct {
+	Server  ServerID
+	Results []AppliedResult
+}
+
+// Rejected tells a pipeline's notify process that a command was not
+// applied (ErrNotLeader with Leader set, ErrNoLeader), or that its outcome
+// is unknown (ErrLeadershipLost).
+type Rejected struct {
+	Server      ServerID
+	Correlation uint64
+	Err         error
+	Leader      ServerID
+}
+
+// queryReq is a query as bytes for the machine's Querier, or, when the
+// server is local, a function over the machine.
+type queryReq struct {
+	Kind  core.QueryKind
+	Query []byte
+	fn    func(Machine) (any, error) // local only; never encoded
+}
+
+type queryResult struct {
+	Reply  []byte
+	Value  any // result of a local query function; never encoded
+	Leader ServerID
+	Err    remoteError
+}
+
+// Membership operations.
+const (
+	opAddMember uint8 = iota + 1
+	opAddNonVoter
+	opRemoveMember
+	opTransfer
+)
+
+type memberReq struct {
+	Op     uint8
+	Member ServerID
+}
+
+type memberResult struct {
+	Leader ServerID
+	Err    remoteError
+}
+
+type statusReq struct{}
+
+// ServerStatus is one server's view of itself and its cluster (Overview).
+type ServerStatus struct {
+	ID          ServerID
+	UID         string
+	Cluster     string
+	MachineKind string
+	Role        string
+	Term        uint64
+	Leader      ServerID
+	Commit      uint64
+	LastApplied uint64
+	FirstIndex  uint64
+	LastIndex   uint64
+	LastTerm    uint64
+	Voters      []ServerID
+	NonVoters   []ServerID
+}
+
+// ServerConfig describes one server to start.
+type ServerConfig struct {
+	ID      ServerID
+	Cluster string
+	Machine MachineSpec
+	// InitialMembers are the cluster's voters when it is formed. A server
+	// that joins a running cluster (see AddMember) starts with none and
+	// waits for the leader to contact it.
+	InitialMembers []ServerID
+}
+
+// System manager operations.
+const (
+	sysStart uint8 = iota + 1
+	sysStartOrRestart
+	sysRestart
+	sysStop
+	sysDelete
+)
+
+type systemReq struct {
+	Op     uint8
+	Config ServerConfig // sysStart, sysStartOrRestart
+	Name   string       // the others
+}
+
+type systemResult struct {
+	Err remoteError
+}
+
+func appendID(b []byte, id ServerID) []byte {
+	b = wire.AppendString(b, id.Name)
+	return wire.AppendString(b, id.Node)
+}
+
+func readID(r *wire.Reader) ServerID { return ServerID{Name: r.String(), Node: r.String()} }
+
+func appendIDs(b []byte, ids []ServerID) []byte {
+	b = wire.AppendUvarint(b, uint64(len(ids)))
+	for _, id := range ids {
+		b = appendID(b, id)
+	}
+	return b
+}
+
+func readIDs(r *wire.Reader) []ServerID {
+	n := r.Len(2)
+	if n == 0 {
+		return nil
+	}
+	ids := make([]ServerID, n)
+	for i := range ids {
+		ids[i] = readID(r)
+	}
+	return ids
+}
+
+func appendRemote(b []byte, e remoteError) []byte {
+	b = append(b, byte(e.Code))
+	b = wire.AppendString(b, e.Detail)
+	return appendID(b, e.Leader)
+}
+
+func readRemote(r *wire.Reader) remoteError {
+	return remoteError{Code: errCode(r.Uint8()), Detail: r.String(), Leader: readID(r)}
+}
+
+func appendSpec(b []byte, s MachineSpec) []byte {
+	b = wire.AppendString(b, s.Kind)
+	return wire.AppendBytes(b, s.Config)
+}
+
+func readSpec(r *wire.Reader) MachineSpec {
+	return MachineSpec{Kind: r.String(), Config: r.BytesCopy()}
+}
+
+func appendServerConfig(b []byte, c ServerConfig) []byte {
+	b = appendID(b, c.ID)
+	b = wire.AppendString(b, c.Cluster)
+	b = appendSpec(b, c.Machine)
+	return appendIDs(b, c.InitialMembers)
+}
+
+func readServerConfig(r *wire.Reader) ServerConfig {
+	return ServerConfig{ID: readID(r), Cluster: r.String(), Machine: readSpec(r), InitialMembers: readIDs(r)}
+}
+
+// register registers T with a codec built from an encoder and a decoder
+// that reads the whole payload.
+func register[T any](tag uint16, enc func(b []byte, m T) []byte, dec func(r *wire.Reader) T) {
+	actor.MustRegister(actor.Codec[T]{
+		Tag: tag, Version: 1,
+		Encode: enc,
+		Decode: func(_ uint8, data []byte) (T, error) {
+			r := wire.NewReader(data)
+			m := dec(r)
+			return m, r.Done()
+		},
+	})
+}
+
+func init() {
+	register(100, func(b []byte, m *peerMsg) []byte {
+		b = appendID(b, m.From)
+		return m.Msg.AppendBinary(b)
+	}, func(r *wire.Reader) *peerMsg {
+		m := &peerMsg{From: readID(r)}
+		msg, err := core.DecodeMessage(r.Raw(r.Remaining()))
+		if err != nil {
+			r.Fail("raft message: %v", err)
+			return m
+		}
+		m.Msg = msg
+		return m
+	})
+	register(101, func(b []byte, m *commandReq) []byte {
+		b = wire.AppendBytes(b, m.Data)
+		b = wire.AppendBool(b, m.Pipeline)
+		b = wire.AppendString(b, m.Notify.Name)
+		b = wire.AppendString(b, m.Notify.Node)
+		return wire.AppendUvarint(b, m.Correlation)
+	}, func(r *wire.Reader) *commandReq {
+		return &commandReq{Data: r.BytesCopy(), Pipeline: r.Bool(),
+			Notify: actor.Ref{Name: r.String(), Node: r.String()}, Correlation: r.Uvarint()}
+	})
+	register(102, func(b []byte, m *commandResult) []byte {
+		b = wire.AppendBytes(b, m.Reply)
+		b = appendID(b, m.Leader)
+		return appendRemote(b, m.Err)
+	}, func(r *wire.Reader) *commandResult {
+		return &commandResult{Reply: r.BytesCopy(), Leader: readID(r), Err: readRemote(r)}
+	})
+	register(103, func(b []byte, m *Applied) []byte {
+		b = appendID(b, m.Server)
+		b = wire.AppendUvarint(b, uint64(len(m.Results)))
+		for _, res := range m.Results {
+			b = wire.AppendUvarint(b, res.Correlation)
+			b = wire.AppendBytes(b, res.Reply)
+		}
+		return b
+	}, func(r *wire.Reader) *Applied {
+		m := &Applied{Server: readID(r)}
+		n := r.Len(2)
+		m.Results = make([]AppliedResult, n)
+		for i := range m.Results {
+			m.Results[i] = AppliedResult{Correlation: r.Uvarint(), Reply: r.BytesCopy()}
+		}
+		return m
+	})
+	register(104, func(b []byte, m *Rejected) []byte {
+		b = appendID(b, m.Server)
+		b = wire.AppendUvarint(b, m.Correlation)
+		b = appendRemote(b, toRemote(m.Err))
+		return appendID(b, m.Leader)
+	}, func(r *wire.Reader) *Rejected {
+		m := &Rejected{Server: readID(r), Correlation: r.Uvarint()}
+		m.Err = readRemote(r).err(m.Server)
+		m.Leader = readID(r)
+		return m
+	})
+	register(105, func(b []byte, m *queryReq) []byte {
+		b = append(b, byte(m.Kind))
+		return wire.AppendBytes(b, m.Query)
+	}, func(r *wire.Reader) *queryReq {
+		return &queryReq{Kind: core.QueryKind(r.Uint8()), Query: r.BytesCopy()}
+	})
+	register(106, func(b []byte, m *queryResult) []byte {
+		b = wire.AppendBytes(b, m.Reply)
+		b = appendID(b, m.Leader)
+		return appendRemote(b, m.Err)
+	}, func(r *wire.Reader) *queryResult {
+		return &queryResult{Reply: r.BytesCopy(), Leader: readID(r), Err: readRemote(r)}
+	})
+	register(107, func(b []byte, m *memberReq) []byte {
+		b = append(b, m.Op)
+		return appendID(b, m.Member)
+	}, func(r *wire.Reader) *memberReq {
+		return &memberReq{Op: r.Uint8(), Member: readID(r)}
+	})
+	register(108, func(b []byte, m *memberResult) []byte {
+		b = appendID(b, m.Leader)
+		return appendRemote(b, m.Err)
+	}, func(r *wire.Reader) *memberResult {
+		return &memberResult{Leader: readID(r), Err: readRemote(r)}
+	})
+	register(109, func(b []byte, _ *statusReq) []byte { return b },
+		func(*wire.Reader) *statusReq { return &statusReq{} })
+	register(110, func(b []byte, m *ServerStatus) []byte {
+		b = appendID(b, m.ID)
+		b = wire.AppendString(b, m.UID)
+		b = wire.AppendString(b, m.Cluster)
+		b = wire.AppendString(b, m.MachineKind)
+		b = wire.AppendString(b, m.Role)
+		for _, v := range []uint64{m.Term, m.Commit, m.LastApplied, m.FirstIndex, m.LastIndex, m.LastTerm} {
+			b = wire.AppendUvarint(b, v)
+		}
+		b = appendID(b, m.Leader)
+		b = appendIDs(b, m.Voters)
+		return appendIDs(b, m.NonVoters)
+	}, func(r *wire.Reader) *ServerStatus {
+		m := &ServerStatus{ID: readID(r), UID: r.String(), Cluster: r.String(), MachineKind: r.String(), Role: r.String()}
+		for _, p := range []*uint64{&m.Term, &m.Commit, &m.LastApplied, &m.FirstIndex, &m.LastIndex, &m.LastTerm} {
+			*p = r.Uvarint()
+		}
+		m.Leader = readID(r)
+		m.Voters = readIDs(r)
+		m.NonVoters = readIDs(r)
+		return m
+	})
+	register(120, func(b []byte, m *systemReq) []byte {
+		b = append(b, m.Op)
+		b = appendServerConfig(b, m.Config)
+		return wire.AppendString(b, m.Name)
+	}, func(r *wire.Reader) *systemReq {
+		return &systemReq{Op: r.Uint8(), Config: readServerConfig(r), Name: r.String()}
+	})
+	register(121, func(b []byte, m *systemResult) []byte {
+		return appendRemote(b, m.Err)
+	}, func(r *wire.Reader) *systemResult {
+		return &systemResult{Err: readRemote(r)}
+	})
+}

@@ -1,0 +1,458 @@
+package raftserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/rago-raft/rago/actor"
+	"github.com/rago-raft/rago/internal/wire"
+	"github.com/rago-raft/rago/leaderboard"
+	"github.com/rago-raft/rago/meta"
+	"github.com/rago-raft/rago/raftserver/core"
+	"github.com/rago-raft/rago/segment"
+	"github.com/rago-raft/rago/wal"
+)
+
+// SystemConfig configures a node's Raft system.
+type SystemConfig struct {
+	// DataDir holds the node's WAL, segments and meta store. Required.
+	DataDir string
+	// Address is the node's host:port, also its name. Required.
+	Address string
+	// Machines are the machine kinds this node can run, by name. A node
+	// must know the kind of every server it hosts, to rebuild them after a
+	// restart.
+	Machines map[string]MachineFactory
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+	// Node tunes the actor node (Address and Logger are taken from above).
+	Node actor.Config
+	// WALSync is how the WAL makes batches durable (default wal.SyncData).
+	WALSync wal.SyncMethod
+	// WALMaxFileBytes is the WAL file size at which it rolls over (0:
+	// the wal package's default).
+	WALMaxFileBytes int64
+	// Raft holds the core's timing and flow-control settings; zero fields
+	// take the core's defaults. ID, members, seed and logger are set per
+	// server.
+	Raft core.Config
+	// ServerRestartIntensity restarts of one server within
+	// ServerRestartPeriod are tolerated; beyond that the server stays down
+	// (a crash loop) until RestartServer. Defaults 5 in 10s.
+	ServerRestartIntensity int
+	ServerRestartPeriod    time.Duration
+	// ShutdownTimeout bounds each step of Stop. Default 10s.
+	ShutdownTimeout time.Duration
+}
+
+func (c SystemConfig) withDefaults() SystemConfig {
+	if c.ServerRestartIntensity == 0 {
+		c.ServerRestartIntensity = 5
+	}
+	if c.ServerRestartPeriod == 0 {
+		c.ServerRestartPeriod = 10 * time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	return c
+}
+
+// Validate checks the configuration.
+func (c SystemConfig) Validate() error {
+	switch {
+	case c.DataDir == "":
+		return fmt.Errorf("%w: DataDir is required", ErrInvalidConfig)
+	case c.Address == "":
+		return fmt.Errorf("%w: Address is required", ErrInvalidConfig)
+	case c.ServerRestartIntensity < 0 || c.ServerRestartPeriod < 0 || c.ShutdownTimeout < 0:
+		return fmt.Errorf("%w: negative restart intensity %d, period %v or shutdown timeout %v",
+			ErrInvalidConfig, c.ServerRestartIntensity, c.ServerRestartPeriod, c.ShutdownTimeout)
+	}
+	for kind, f := range c.Machines {
+		if kind == "" || f == nil {
+			return fmt.Errorf("%w: machine kind %q has no factory", ErrInvalidConfig, kind)
+		}
+	}
+	return nil
+}
+
+// System is one node's Raft system: the actor node, the shared WAL, the
+// segment store and writer, the meta store, the leaderboard, and the
+// servers on this node. Its methods are safe for concurrent use.
+type System struct {
+	cfg      SystemConfig
+	logger   *slog.Logger
+	node     *actor.Node
+	meta     *meta.Store
+	segments *segment.Store
+	segw     *segment.Writer
+	wal      *wal.WAL
+	board    leaderboard.Board[ServerID]
+	manager  actor.Ref
+}
+
+// managerName is the registered name of every node's system manager, which
+// starts, stops and deletes the servers of its node on behalf of local and
+// remote callers.
+const managerName = "rago_system"
+
+// StartSystem opens (or creates) the node's storage, recovers the WAL,
+// starts the node and restarts every server recorded in its directory.
+func StartSystem(cfg SystemConfig) (sys *System, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &System{cfg: cfg, logger: logger}
+	var closers []func()
+	defer func() {
+		if err != nil {
+			for i := len(closers) - 1; i >= 0; i-- {
+				closers[i]()
+			}
+		}
+	}()
+	for _, d := range []string{"meta", "segments", "wal"} {
+		if err := os.MkdirAll(filepath.Join(cfg.DataDir, d), 0o755); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrStorage, err)
+		}
+	}
+	if s.meta, err = meta.Open(filepath.Join(cfg.DataDir, "meta"), meta.Options{Logger: logger}); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	closers = append(closers, func() { _ = s.meta.Close() })
+	if s.segments, err = segment.Open(filepath.Join(cfg.DataDir, "segments"), segment.Options{Logger: logger}); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	closers = append(closers, func() { _ = s.segments.Close() })
+
+	ncfg := cfg.Node
+	ncfg.Address, ncfg.Logger = cfg.Address, logger
+	if s.node, err = actor.StartNode(ncfg); err != nil {
+		return nil, err
+	}
+	closers = append(closers, s.node.Stop)
+	if s.segw, err = segment.StartWriter(s.node, s.segments, segment.WriterOptions{Logger: logger}); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	closers = append(closers, func() { _ = s.segw.Stop(cfg.ShutdownTimeout) })
+	wcfg := wal.DefaultConfig(filepath.Join(cfg.DataDir, "wal"))
+	wcfg.Sync, wcfg.Logger = cfg.WALSync, logger
+	if cfg.WALMaxFileBytes > 0 {
+		wcfg.MaxFileBytes = cfg.WALMaxFileBytes
+	}
+	if s.wal, err = wal.Start(s.node, wcfg, wal.StartOptions{SegmentWriter: s.segw.Ref()}); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	closers = append(closers, func() { _ = s.wal.Stop(cfg.ShutdownTimeout) })
+	if s.manager, err = s.node.SpawnNamed(managerName, &manager{sys: s, servers: map[string]*managed{}}); err != nil {
+		return nil, err
+	}
+	// The manager restarts the recorded servers as its first act; wait
+	// for that so the caller sees them.
+	if _, err := s.node.Call(s.manager, &managerSync{}, cfg.ShutdownTimeout); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Node returns the system's actor node.
+func (s *System) Node() *actor.Node { return s.node }
+
+// Name returns the node's name (its address).
+func (s *System) Name() string { return s.node.Name() }
+
+// Leaderboard returns the node's table of known leaders, kept current by
+// the servers on this node.
+func (s *System) Leaderboard() *leaderboard.Board[ServerID] { return &s.board }
+
+// Stop shuts the system down in order: the servers first, then the WAL
+// after a final sync, then the segment writer, the node and the stores.
+func (s *System) Stop() error {
+	var errs []error
+	if _, err := s.node.Call(s.manager, &managerStopAll{}, s.cfg.ShutdownTimeout); err != nil && !errors.Is(err, actor.ErrNodeStopped) {
+		errs = append(errs, err)
+	}
+	if err := s.wal.Stop(s.cfg.ShutdownTimeout); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.segw.Stop(s.cfg.ShutdownTimeout); err != nil {
+		errs = append(errs, err)
+	}
+	s.node.Stop()
+	if err := s.segments.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.meta.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (s *System) newMachine(spec MachineSpec) (Machine, error) {
+	f, ok := s.cfg.Machines[spec.Kind]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q on node %s", ErrUnknownMachine, spec.Kind, s.node.Name())
+	}
+	m, err := f(spec.Config)
+	if err != nil {
+		return nil, fmt.Errorf("%w: machine %q: %w", ErrMachine, spec.Kind, err)
+	}
+	return m, nil
+}
+
+func (s *System) raftConfig() core.Config { return s.cfg.Raft }
+
+// directoryMembers updates the member list of uid's directory record.
+func (s *System) directoryMembers(uid string, members []meta.ServerID) error {
+	rec, ok, err := s.meta.Server(uid)
+	if err != nil || !ok {
+		return err
+	}
+	rec.Members = members
+	return s.meta.PutServer(rec)
+}
+
+func encodeSpec(spec MachineSpec) []byte { return appendSpec(nil, spec) }
+
+func decodeSpec(b []byte) (MachineSpec, error) {
+	r := wire.NewReader(b)
+	spec := readSpec(r)
+	return spec, r.Done()
+}
+
+// manager is the system manager process of a node. It owns the node's
+// list of servers and starts each one under a supervisor of its own, so a
+// server in a crash loop gives up alone.
+type manager struct {
+	sys     *System
+	servers map[string]*managed // by server name
+}
+
+type managed struct {
+	uid     string
+	cfg     ServerConfig
+	sup     actor.Ref
+	supMon  actor.MonitorRef
+	running bool
+}
+
+type (
+	managerSync    struct{}
+	managerStopAll struct{}
+	managerList    struct{}
+)
+
+func supervisorName(server string) string { return "rago.sup/" + server }
+
+func (m *manager) Receive(ctx *actor.Context, msg actor.Message) {
+	switch r := msg.(type) {
+	case actor.Started:
+		m.restartRecorded(ctx)
+	case *managerSync:
+		_ = ctx.Reply(true)
+	case *managerList:
+		out := make([]ServerConfig, 0, len(m.servers))
+		for _, s := range m.servers {
+			if s.running {
+				out = append(out, s.cfg)
+			}
+		}
+		_ = ctx.Reply(out)
+	case *managerStopAll:
+		for _, s := range m.servers {
+			m.stop(ctx, s)
+		}
+		_ = ctx.Reply(true)
+	case *systemReq:
+		_ = ctx.Reply(&systemResult{Err: toRemote(m.handle(ctx, r))})
+	case actor.Down:
+		for name, s := range m.servers {
+			if s.running && s.supMon == r.Monitor {
+				s.running = false
+				m.sys.logger.Error("server stopped restarting after repeated failures", "server", name, "reason", r.Reason.String())
+			}
+		}
+	case actor.Terminating:
+		for _, s := range m.servers {
+			m.stop(ctx, s)
+		}
+	}
+}
+
+func (m *manager) restartRecorded(ctx *actor.Context) {
+	recs, err := m.sys.meta.Servers()
+	if err != nil {
+		m.sys.logger.Error("cannot read the server directory", "err", err)
+		return
+	}
+	for _, rec := range recs {
+		spec, err := decodeSpec(rec.MachineConfig)
+		if err != nil {
+			m.sys.logger.Error("directory record does not decode; server not restarted", "uid", rec.UID, "err", err)
+			continue
+		}
+		members := make([]ServerID, len(rec.Members))
+		for i, id := range rec.Members {
+			members[i] = ServerID(id)
+		}
+		s := &managed{uid: rec.UID, cfg: ServerConfig{
+			ID:             ServerID{Name: rec.ServerName, Node: m.sys.node.Name()},
+			Cluster:        rec.ClusterName,
+			Machine:        spec,
+			InitialMembers: members,
+		}}
+		m.servers[rec.ServerName] = s
+		if err := m.start(ctx, s); err != nil {
+			m.sys.logger.Error("recorded server did not restart", "server", rec.ServerName, "err", err)
+		}
+	}
+}
+
+func (m *manager) handle(ctx *actor.Context, r *systemReq) error {
+	name := r.Name
+	if r.Op == sysStart || r.Op == sysStartOrRestart {
+		name = r.Config.ID.Name
+	}
+	s, exists := m.servers[name]
+	switch r.Op {
+	case sysStart, sysStartOrRestart:
+		if exists {
+			if r.Op == sysStart || s.cfg.Cluster != r.Config.Cluster {
+				return fmt.Errorf("%w: server %s (cluster %s) exists on %s", ErrClusterExists, name, s.cfg.Cluster, m.sys.node.Name())
+			}
+			if s.running {
+				return nil
+			}
+			return m.start(ctx, s)
+		}
+		return m.create(ctx, r.Config)
+	}
+	if !exists {
+		return fmt.Errorf("%w: %s on %s", ErrNoSuchServer, name, m.sys.node.Name())
+	}
+	switch r.Op {
+	case sysRestart:
+		if s.running {
+			return nil
+		}
+		return m.start(ctx, s)
+	case sysStop:
+		m.stop(ctx, s)
+		return nil
+	case sysDelete:
+		return m.delete(ctx, name, s)
+	}
+	return fmt.Errorf("%w: system operation %d", ErrInvalidConfig, r.Op)
+}
+
+func (m *manager) create(ctx *actor.Context, cfg ServerConfig) error {
+	if cfg.ID.Node != m.sys.node.Name() {
+		return fmt.Errorf("%w: server %s asked to start on %s", ErrInvalidConfig, cfg.ID, m.sys.node.Name())
+	}
+	if cfg.ID.Name == "" || cfg.Cluster == "" {
+		return fmt.Errorf("%w: server needs a name and a cluster", ErrInvalidConfig)
+	}
+	if _, ok := m.sys.cfg.Machines[cfg.Machine.Kind]; !ok {
+		return fmt.Errorf("%w: %q on node %s", ErrUnknownMachine, cfg.Machine.Kind, m.sys.node.Name())
+	}
+	uid := newUID(cfg.ID.Name)
+	members := make([]meta.ServerID, len(cfg.InitialMembers))
+	for i, id := range cfg.InitialMembers {
+		members[i] = meta.ServerID(id)
+	}
+	err := m.sys.meta.PutServer(meta.Server{
+		UID:           uid,
+		ServerName:    cfg.ID.Name,
+		ClusterName:   cfg.Cluster,
+		MachineConfig: encodeSpec(cfg.Machine),
+		Members:       members,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: record server %s: %w", ErrStorage, cfg.ID, err)
+	}
+	s := &managed{uid: uid, cfg: cfg}
+	m.servers[cfg.ID.Name] = s
+	return m.start(ctx, s)
+}
+
+func (m *manager) start(ctx *actor.Context, s *managed) error {
+	sys := m.sys
+	cfg, uid := s.cfg, s.uid
+	ref, err := sys.node.StartSupervisor(supervisorName(cfg.ID.Name), actor.SupervisorSpec{
+		Strategy:  actor.OneForOne,
+		Intensity: sys.cfg.ServerRestartIntensity,
+		Period:    sys.cfg.ServerRestartPeriod,
+		Children: []actor.ChildSpec{{
+			Name:    cfg.ID.Name,
+			Start:   func() actor.Process { return newServer(sys, cfg, uid) },
+			Restart: actor.Transient,
+		}},
+	})
+	if err != nil {
+		if errors.Is(err, actor.ErrNameTaken) {
+			return fmt.Errorf("%w: the name %s is taken on %s", ErrClusterExists, cfg.ID.Name, sys.node.Name())
+		}
+		return err
+	}
+	s.sup, s.supMon, s.running = ref, ctx.Monitor(ref), true
+	return nil
+}
+
+func (m *manager) stop(ctx *actor.Context, s *managed) {
+	if !s.running {
+		return
+	}
+	ctx.Demonitor(s.supMon)
+	s.running = false
+	if err := m.sys.node.Exit(s.sup, actor.Shutdown); err != nil {
+		return
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), m.sys.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := m.sys.node.Wait(wctx, s.sup); err != nil {
+		m.sys.logger.Error("server did not stop in time", "server", s.cfg.ID.String(), "err", err)
+	}
+}
+
+// delete stops the server and removes every trace of it: WAL state, log
+// segments, term/vote and the directory record.
+func (m *manager) delete(ctx *actor.Context, name string, s *managed) error {
+	m.stop(ctx, s)
+	sys := m.sys
+	var errs []error
+	if err := sys.wal.Forget(s.uid); err != nil {
+		errs = append(errs, err)
+	}
+	if err := sys.segments.DeleteUID(s.uid); err != nil {
+		errs = append(errs, err)
+	}
+	if err := sys.meta.Delete(s.uid); err != nil {
+		errs = append(errs, err)
+	}
+	if err := sys.meta.DeleteServer(s.uid); err != nil {
+		errs = append(errs, err)
+	}
+	delete(m.servers, name)
+	others := false
+	for _, o := range m.servers {
+		others = others || o.cfg.Cluster == s.cfg.Cluster
+	}
+	if !others {
+		sys.board.Delete(s.cfg.Cluster)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: delete %s: %w", ErrStorage, s.cfg.ID, err)
+	}
+	return nil
+}
