@@ -60,8 +60,11 @@ type server struct {
 
 // Tokens: the core hands them back in Apply.Tokens or Reply actions.
 type (
-	syncToken   struct{ rt actor.ReplyTo }
-	pipeToken   struct{ notify actor.Ref; corr uint64 }
+	syncToken struct{ rt actor.ReplyTo }
+	pipeToken struct {
+		notify actor.Ref
+		corr   uint64
+	}
 	memberToken struct{ rt actor.ReplyTo }
 	queryToken  struct {
 		rt  actor.ReplyTo
