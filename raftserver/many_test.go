@@ -1,0 +1,118 @@
+package raftserver
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestThousandClusters runs 1000 clusters of 3 members on 3 nodes in one
+// process: they form, take a command each, and come back after a restart
+// of every node. RAGO_MANY_CLUSTERS changes the count.
+func TestThousandClusters(t *testing.T) {
+	count := 1000
+	if v := os.Getenv("RAGO_MANY_CLUSTERS"); v != "" {
+		count, _ = strconv.Atoi(v)
+	} else if testing.Short() {
+		count = 100
+	}
+	c := &cluster{t: t}
+	for range 3 {
+		dir := t.TempDir()
+		cfg := testSystemConfig(t, dir)
+		cfg.Address = freeAddress(t)
+		s, err := StartSystem(cfg)
+		require.NoError(t, err)
+		c.systems = append(c.systems, s)
+		c.dirs = append(c.dirs, dir)
+		c.members = append(c.members, ServerID{Node: s.Name()})
+	}
+	t.Cleanup(func() {
+		for _, s := range c.systems {
+			if s != nil {
+				_ = s.Stop()
+			}
+		}
+	})
+	membersOf := func(i int) []ServerID {
+		var ms []ServerID
+		for _, n := range c.members {
+			ms = append(ms, ServerID{Name: fmt.Sprint("c", i), Node: n.Node})
+		}
+		return ms
+	}
+	parallel := func(f func(i int) error) {
+		var wg sync.WaitGroup
+		errs := make(chan error, count)
+		work := make(chan int)
+		for range 32 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range work {
+					if err := f(i); err != nil {
+						errs <- fmt.Errorf("cluster %d: %w", i, err)
+					}
+				}
+			}()
+		}
+		for i := range count {
+			work <- i
+		}
+		close(work)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+	}
+	start := time.Now()
+	parallel(func(i int) error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, _, err := c.systems[i%3].StartCluster(ctx, fmt.Sprint("c", i), MachineSpec{Kind: "kv"}, membersOf(i))
+		return err
+	})
+	t.Logf("%d clusters formed in %v", count, time.Since(start))
+	start = time.Now()
+	parallel(func(i int) error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, _, err := c.systems[i%3].ProcessCommand(ctx, membersOf(i)[i%3], []byte(fmt.Sprintf("set key %d", i)))
+		return err
+	})
+	t.Logf("%d commands in %v", count, time.Since(start))
+
+	for i, s := range c.systems {
+		require.NoError(t, s.Stop())
+		c.systems[i] = nil
+	}
+	start = time.Now()
+	for i := range c.systems {
+		cfg := testSystemConfig(t, c.dirs[i])
+		cfg.Address = c.members[i].Node
+		s, err := StartSystem(cfg)
+		require.NoError(t, err)
+		c.systems[i] = s
+		require.Len(t, s.LocalServers(), count)
+	}
+	parallel(func(i int) error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		got, _, err := c.systems[i%3].ConsistentQuery(ctx, membersOf(i)[(i+1)%3], []byte("get key"))
+		if err != nil {
+			return err
+		}
+		if string(got) != fmt.Sprint(i) {
+			return fmt.Errorf("key is %q, want %d", got, i)
+		}
+		return nil
+	})
+	t.Logf("%d clusters restarted and answered in %v", count, time.Since(start))
+}
