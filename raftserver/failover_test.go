@@ -89,7 +89,7 @@ func (c *cluster) load(s *System, prefix string, count, workers int) map[string]
 			via := c.members[w%len(c.members)]
 			for i := range next {
 				key, val := fmt.Sprintf("%s%d", prefix, i), fmt.Sprint(i)
-				for attempt := 0; attempt < 50; attempt++ {
+				for attempt := 0; attempt < 20; attempt++ {
 					ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 					_, leader, err := s.ProcessCommand(ctx, via, []byte("set "+key+" "+val))
 					cancel()
@@ -110,23 +110,48 @@ func (c *cluster) load(s *System, prefix string, count, workers int) map[string]
 	return acked
 }
 
-// check verifies every acknowledged key through a consistent query.
+// check verifies every acknowledged key through a consistent query. The
+// whole check gets waitFor; on failure it prints every member's status.
 func (c *cluster) check(s *System, acked map[string]string) {
+	deadline := time.Now().Add(waitFor)
+	good := 0 // the member that answered last: a dead one costs a timeout
 	for k, v := range acked {
 		var got []byte
-		require.Eventually(c.t, func() bool {
-			for _, m := range c.members {
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		var lastErr error
+		ok := false
+		for !ok && time.Now().Before(deadline) {
+			for j := range c.members {
+				m := c.members[(good+j)%len(c.members)]
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 				r, _, err := s.ConsistentQuery(ctx, m, []byte("get "+k))
 				cancel()
 				if err == nil {
-					got = r
-					return true
+					got, ok = r, true
+					good = (good + j) % len(c.members)
+					break
 				}
+				lastErr = err
 			}
-			return false
-		}, waitFor, 10*time.Millisecond)
+		}
+		if !ok {
+			c.dump(s)
+			c.t.Fatalf("key %s: no consistent read before the deadline: %v", k, lastErr)
+		}
 		require.Equal(c.t, v, string(got), "key %s", k)
+	}
+}
+
+// dump logs every member's status.
+func (c *cluster) dump(s *System) {
+	for _, m := range c.members {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		st, err := s.Overview(ctx, m)
+		cancel()
+		if err != nil {
+			c.t.Logf("%s: %v", m, err)
+			continue
+		}
+		c.t.Logf("%s: %+v", m, *st)
 	}
 }
 
