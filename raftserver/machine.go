@@ -1,6 +1,7 @@
 package raftserver
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 )
@@ -135,4 +136,28 @@ func decodeTypedReply[R any](b []byte, replies Codec[R]) (R, error) {
 		return zero, fmt.Errorf("%w: %s", ErrMachine, b[1:])
 	}
 	return zero, fmt.Errorf("%w: typed reply with marker %d", ErrMachine, b[0])
+}
+
+// TypedClient sends typed commands to a cluster whose machine was built
+// with NewTypedMachine and the same codecs.
+type TypedClient[C, R any] struct {
+	System  *System
+	Cmds    Codec[C]
+	Replies Codec[R]
+}
+
+// Process is System.ProcessCommand for typed commands and replies. A
+// command the machine could not decode comes back as ErrMachine.
+func (c TypedClient[C, R]) Process(ctx context.Context, via ServerID, cmd C) (R, ServerID, error) {
+	var zero R
+	b, err := c.Cmds.Encode(cmd)
+	if err != nil {
+		return zero, ServerID{}, fmt.Errorf("%w: command does not encode: %w", ErrInvalidConfig, err)
+	}
+	reply, leader, err := c.System.ProcessCommand(ctx, via, b)
+	if err != nil {
+		return zero, leader, err
+	}
+	r, err := decodeTypedReply(reply, c.Replies)
+	return r, leader, err
 }

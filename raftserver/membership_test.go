@@ -1,6 +1,7 @@
 package raftserver
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -47,6 +48,11 @@ func TestAddAndRemoveMember(t *testing.T) {
 	voters, _, err = s.Members(c.ctx(), rest[0])
 	require.NoError(t, err)
 	require.ElementsMatch(t, rest, voters)
+	// The removed server stopped itself.
+	require.Eventually(t, func() bool {
+		_, err := s.Overview(c.ctx(), leader)
+		return errors.Is(err, ErrNoSuchServer)
+	}, waitFor, 10*time.Millisecond)
 }
 
 func TestAddNonVoterThenPromote(t *testing.T) {

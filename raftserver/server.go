@@ -347,7 +347,7 @@ func (s *server) applyEntry(e core.Entry) (reply []byte, err error) {
 	case core.EntryNormal:
 		return s.applyCommand(e)
 	case core.EntryConfig:
-		s.configApplied()
+		s.configApplied(e.Index)
 	}
 	return nil, nil
 }
@@ -366,9 +366,15 @@ func (s *server) applyCommand(e core.Entry) (reply []byte, err error) {
 }
 
 // configApplied records a committed membership change in the directory,
-// so a restarted node knows the members.
-func (s *server) configApplied() {
+// so a restarted node knows the members. A server that the latest
+// configuration removed stops once that configuration is committed; it
+// keeps its data until deleted.
+func (s *server) configApplied(index uint64) {
 	st := s.raft.Status()
+	if index == st.MembersIndex && !st.Members.Contains(s.self) {
+		s.logger.Info("removed from the cluster; stopping", "index", index)
+		s.ctx.Stop()
+	}
 	members := make([]meta.ServerID, 0, len(st.Members.Voters))
 	for _, id := range st.Members.Voters {
 		members = append(members, meta.ServerID(id))
