@@ -69,29 +69,38 @@ func TestDecodeFrameRejectsBadHeaders(t *testing.T) {
 	}
 }
 
+type (
+	mine      struct{}
+	other     struct{}
+	explosive struct{ X int }
+)
+
+var mineCodec = Codec[mine]{Tag: 5000, Version: 1,
+	Encode: func(b []byte, _ mine) []byte { return b },
+	Decode: func(uint8, []byte) (mine, error) { return mine{}, nil },
+}
+
+func init() {
+	MustRegister(mineCodec)
+	MustRegister(Codec[explosive]{Tag: 5100, Version: 1,
+		Encode: func(b []byte, _ explosive) []byte { panic("encode bug") },
+		Decode: func(uint8, []byte) (explosive, error) { panic("decode bug") },
+	})
+}
+
 func TestCodecRegistration(t *testing.T) {
-	type mine struct{}
-	codec := Codec[mine]{Tag: 5000, Version: 1,
-		Encode: func(b []byte, _ mine) []byte { return b },
-		Decode: func(uint8, []byte) (mine, error) { return mine{}, nil },
-	}
-	require.NoError(t, Register(codec))
-	require.ErrorIs(t, Register(codec), ErrCodecConflict, "same tag")
-	type other struct{}
+	require.ErrorIs(t, Register(mineCodec), ErrCodecConflict, "same tag and type")
 	require.ErrorIs(t, Register(Codec[other]{Tag: 5000, Encode: func(b []byte, _ other) []byte { return b },
-		Decode: func(uint8, []byte) (other, error) { return other{}, nil }}), ErrCodecConflict)
+		Decode: func(uint8, []byte) (other, error) { return other{}, nil }}), ErrCodecConflict, "same tag")
+	require.ErrorIs(t, Register(Codec[mine]{Tag: 5002, Encode: func(b []byte, _ mine) []byte { return b },
+		Decode: func(uint8, []byte) (mine, error) { return mine{}, nil }}), ErrCodecConflict, "same type")
 	require.ErrorIs(t, Register(Codec[other]{Tag: 7, Encode: func(b []byte, _ other) []byte { return b },
 		Decode: func(uint8, []byte) (other, error) { return other{}, nil }}), ErrInvalidConfig, "reserved tag")
 	require.ErrorIs(t, Register(Codec[other]{Tag: 5001}), ErrInvalidConfig, "no functions")
-	require.Panics(t, func() { MustRegister(codec) })
+	require.Panics(t, func() { MustRegister(mineCodec) })
 }
 
 func TestPanickingCodecsBecomeErrors(t *testing.T) {
-	type explosive struct{ X int }
-	require.NoError(t, Register(Codec[explosive]{Tag: 5100, Version: 1,
-		Encode: func(b []byte, _ explosive) []byte { panic("encode bug") },
-		Decode: func(uint8, []byte) (explosive, error) { panic("decode bug") },
-	}))
 	_, err := appendMessage(nil, mustCodec(t, explosive{}), explosive{})
 	require.ErrorIs(t, err, ErrNotSerializable)
 	_, err = decodeMessage(5100, 1, nil)

@@ -1,0 +1,403 @@
+// Command ragobench measures rago's command throughput and latency with
+// fsync on: a 3-member cluster, either as 3 nodes in this process or as 3
+// OS processes on loopback, driven by synchronous or pipelined callers.
+// It prints one summary line per run, including the disk's own fdatasync
+// latency measured in the same run, so latency can be read as a multiple
+// of one fdatasync.
+//
+//	go run ./cmd/ragobench -topology inproc -mode sync -clients 1 -payload 16 -duration 10s
+//	go run ./cmd/ragobench -topology procs -mode pipeline -clients 8 -inflight 1000
+//
+// docs/benchmarks.md has the figures and the script that runs the matrix.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/rago-raft/rago/raftserver"
+)
+
+type options struct {
+	topology string
+	mode     string
+	clients  int
+	inflight int
+	payload  int
+	duration time.Duration
+	warmup   time.Duration
+	dir      string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.topology, "topology", "inproc", "inproc: 3 nodes in this process; procs: 3 nodes as OS processes")
+	flag.StringVar(&o.mode, "mode", "sync", "sync: each caller waits for its command; pipeline: each caller keeps -inflight commands in flight")
+	flag.IntVar(&o.clients, "clients", 1, "concurrent callers")
+	flag.IntVar(&o.inflight, "inflight", 1000, "commands in flight per pipelined caller")
+	flag.IntVar(&o.payload, "payload", 16, "command size in bytes")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time")
+	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured time before it")
+	flag.StringVar(&o.dir, "dir", "", "data directory (default: a new temporary one, removed afterwards)")
+	node := flag.String("node", "", "internal: run as a node process at this address")
+	nodeDir := flag.String("node-dir", "", "internal: the node process's data directory")
+	flag.Parse()
+	log.SetFlags(0)
+
+	if *node != "" {
+		runNode(*node, *nodeDir)
+		return
+	}
+	if err := run(o); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// benchMachine counts commands; its reply is the count so far.
+type benchMachine struct{ n uint64 }
+
+func (m *benchMachine) Apply(_ *raftserver.ApplyContext, _ []byte) []byte {
+	m.n++
+	return binary.BigEndian.AppendUint64(nil, m.n)
+}
+
+var machines = map[string]raftserver.MachineFactory{
+	"bench": func([]byte) (raftserver.Machine, error) { return &benchMachine{}, nil },
+}
+
+func systemConfig(dir, addr string) raftserver.SystemConfig {
+	return raftserver.SystemConfig{DataDir: dir, Address: addr, Machines: machines}
+}
+
+func runNode(addr, dir string) {
+	s, err := raftserver.StartSystem(systemConfig(dir, addr))
+	if err != nil {
+		fmt.Println("ERROR", err)
+		os.Exit(1)
+	}
+	fmt.Println("READY", s.Name())
+	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+	_ = s.Stop()
+}
+
+func freeAddress() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func run(o options) error {
+	if o.clients < 1 || o.inflight < 1 || o.payload < 0 || o.duration <= 0 {
+		return fmt.Errorf("bad flags: clients %d, inflight %d, payload %d, duration %v", o.clients, o.inflight, o.payload, o.duration)
+	}
+	dir := o.dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "ragobench")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	fsync, err := measureFdatasync(dir, 2*time.Second)
+	if err != nil {
+		return err
+	}
+
+	client, err := raftserver.StartSystem(systemConfig(filepath.Join(dir, "client"), "127.0.0.1:0"))
+	if err != nil {
+		return err
+	}
+	defer client.Stop()
+	var members []raftserver.ServerID
+	var pids []int
+	switch o.topology {
+	case "inproc":
+		for i := range 3 {
+			s, err := raftserver.StartSystem(systemConfig(filepath.Join(dir, fmt.Sprint("n", i)), "127.0.0.1:0"))
+			if err != nil {
+				return err
+			}
+			defer s.Stop()
+			members = append(members, raftserver.ServerID{Name: "bench", Node: s.Name()})
+		}
+		pids = []int{os.Getpid()}
+	case "procs":
+		for i := range 3 {
+			addr, err := freeAddress()
+			if err != nil {
+				return err
+			}
+			cmd, err := startNodeProcess(addr, filepath.Join(dir, fmt.Sprint("n", i)))
+			if err != nil {
+				return err
+			}
+			defer func() { _ = cmd.Process.Signal(syscall.SIGKILL); _ = cmd.Wait() }()
+			members = append(members, raftserver.ServerID{Name: "bench", Node: addr})
+			pids = append(pids, cmd.Process.Pid)
+		}
+		pids = append(pids, os.Getpid())
+	default:
+		return fmt.Errorf("unknown topology %q", o.topology)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, _, err := client.StartCluster(ctx, "bench", raftserver.MachineSpec{Kind: "bench"}, members); err != nil {
+		return err
+	}
+	_, leader, err := client.ProcessCommand(ctx, members[0], make([]byte, o.payload))
+	if err != nil {
+		return err
+	}
+
+	var res result
+	switch o.mode {
+	case "sync":
+		res, err = runSync(client, leader, o)
+	case "pipeline":
+		res, err = runPipeline(client, leader, o)
+	default:
+		return fmt.Errorf("unknown mode %q", o.mode)
+	}
+	if err != nil {
+		return err
+	}
+	rss := 0
+	for _, pid := range pids {
+		rss += rssKiB(pid)
+	}
+	p50, p99 := res.percentile(50), res.percentile(99)
+	fmt.Printf("topology=%s mode=%s clients=%d inflight=%d payload=%d commits/s=%.0f p50=%v p99=%v rss=%dMiB fdatasync_p50=%v p50/fdatasync=%.2f errors=%d\n",
+		o.topology, o.mode, o.clients, inflightOf(o), o.payload, float64(res.count)/res.elapsed.Seconds(),
+		p50.Round(time.Microsecond), p99.Round(time.Microsecond), rss/1024, fsync.Round(time.Microsecond),
+		float64(p50)/float64(fsync), res.errors)
+	return nil
+}
+
+func inflightOf(o options) int {
+	if o.mode == "sync" {
+		return 1
+	}
+	return o.inflight
+}
+
+func startNodeProcess(addr, dir string) (*exec.Cmd, error) {
+	cmd := exec.Command(os.Args[0], "-node", addr, "-node-dir", dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := cmd.StdinPipe(); err != nil {
+		return nil, err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if !strings.HasPrefix(line, "READY") {
+		_ = cmd.Process.Kill()
+		return nil, fmt.Errorf("node process %s: %q", addr, line)
+	}
+	return cmd, nil
+}
+
+// result holds what the measured window saw.
+type result struct {
+	count     int64
+	errors    int64
+	elapsed   time.Duration
+	latencies []time.Duration
+}
+
+func (r *result) percentile(p float64) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	slices.Sort(r.latencies)
+	i := int(float64(len(r.latencies)-1) * p / 100)
+	return r.latencies[i]
+}
+
+// window says whether now is inside the measured part of the run.
+type window struct {
+	start, end time.Time
+}
+
+func newWindow(o options) window {
+	start := time.Now().Add(o.warmup)
+	return window{start: start, end: start.Add(o.duration)}
+}
+
+func (w window) measured(t time.Time) bool { return !t.Before(w.start) && t.Before(w.end) }
+
+func runSync(client *raftserver.System, leader raftserver.ServerID, o options) (result, error) {
+	w := newWindow(o)
+	var mu sync.Mutex
+	var res result
+	var wg sync.WaitGroup
+	for range o.clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := make([]byte, o.payload)
+			var lat []time.Duration
+			var n, errs int64
+			via := leader
+			for {
+				start := time.Now()
+				if !start.Before(w.end) {
+					break
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, l, err := client.ProcessCommand(ctx, via, cmd)
+				cancel()
+				done := time.Now()
+				if err != nil {
+					errs++
+					continue
+				}
+				via = l
+				if w.measured(start) && w.measured(done) {
+					n++
+					lat = append(lat, done.Sub(start))
+				}
+			}
+			mu.Lock()
+			res.count += n
+			res.errors += errs
+			res.latencies = append(res.latencies, lat...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.elapsed = o.duration
+	return res, nil
+}
+
+func runPipeline(client *raftserver.System, leader raftserver.ServerID, o options) (result, error) {
+	w := newWindow(o)
+	var count, errs atomic.Int64
+	var mu sync.Mutex
+	var all []time.Duration
+	var wg sync.WaitGroup
+	for range o.clients {
+		ib, err := client.Node().NewInbox()
+		if err != nil {
+			return result{}, err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer ib.Close()
+			cmd := make([]byte, o.payload)
+			sent := make(map[uint64]time.Time, o.inflight)
+			var next uint64
+			var lat []time.Duration
+			send := func() {
+				next++
+				sent[next] = time.Now()
+				if err := client.PipelineCommand(leader, cmd, next, ib.Ref()); err != nil {
+					errs.Add(1)
+				}
+			}
+			for range o.inflight {
+				send()
+			}
+			for len(sent) > 0 {
+				m, err := ib.ReceiveTimeout(10 * time.Second)
+				if err != nil {
+					errs.Add(int64(len(sent)))
+					break
+				}
+				now := time.Now()
+				switch m := m.(type) {
+				case *raftserver.Applied:
+					for _, r := range m.Results {
+						t0, ok := sent[r.Correlation]
+						if !ok {
+							continue
+						}
+						delete(sent, r.Correlation)
+						if w.measured(t0) && w.measured(now) {
+							count.Add(1)
+							lat = append(lat, now.Sub(t0))
+						}
+						if now.Before(w.end) {
+							send()
+						}
+					}
+				case *raftserver.Rejected:
+					delete(sent, m.Correlation)
+					errs.Add(1)
+					if now.Before(w.end) {
+						send()
+					}
+				}
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return result{count: count.Load(), errors: errs.Load(), elapsed: o.duration, latencies: all}, nil
+}
+
+// measureFdatasync appends 4 KiB and fdatasyncs, one writer, for d, in dir
+// (the disk the WALs use), and returns the median time of one round.
+func measureFdatasync(dir string, d time.Duration) (time.Duration, error) {
+	f, err := os.CreateTemp(dir, "fdatasync")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	buf := make([]byte, 4096)
+	var lat []time.Duration
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		start := time.Now()
+		if _, err := f.Write(buf); err != nil {
+			return 0, err
+		}
+		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+			return 0, err
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	return lat[len(lat)/2], nil
+}
+
+// rssKiB reads a process's resident set size from /proc.
+func rssKiB(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return n
+		}
+	}
+	return 0
+}
