@@ -1,11 +1,11 @@
 package actor
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"time"
 
@@ -58,9 +58,6 @@ type link struct {
 	conn    net.Conn       // the current epoch's connection, once dialled
 	busy    bool           // the pump holds a frame or unflushed bytes
 	closed  bool
-
-	wmu sync.Mutex // serializes writers: the pump, or a direct send
-	wr  linkWriter // guarded by wmu
 }
 
 type pendingFrame struct {
@@ -91,9 +88,6 @@ func (l *link) signal() {
 // the queue is full, the node is stopping, or the peer failed recently
 // (within Config.ReconnectInterval).
 func (l *link) enqueue(item []byte) {
-	if l.tryDirect(item) {
-		return
-	}
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -257,162 +251,83 @@ func (l *link) takeLocked() (pendingFrame, uint64, bool) {
 	return f, l.epoch, true
 }
 
-// linkWriter is the writing end of a link's connection. Only the holder
-// of link.wmu touches it: the pump, or a sender writing directly.
-type linkWriter struct {
-	conn  net.Conn
-	epoch uint64
-	out   []byte // bytes not yet written to conn, oldest first
-}
-
-// flushChunk is how many bytes the pump gathers before it writes.
-const flushChunk = 64 << 10
-
-// directWriteWait bounds how long a direct send may wait for the socket:
-// a sender never waits longer than this for a slow peer, whatever is left
-// goes to the pump.
-const directWriteWait = 50 * time.Microsecond
-
-// pump writes queued frames whenever it is woken.
+// pump is the only writer of the link's connections.
 func (l *link) pump() {
+	var (
+		conn      net.Conn
+		connEpoch uint64
+		w         *bufio.Writer
+		buf       []byte
+	)
+	fail := func(epoch uint64, err error) {
+		if conn != nil {
+			conn.Close()
+		}
+		conn, w = nil, nil
+		l.lost(epoch, err)
+	}
 	for {
 		<-l.wake
-		l.wmu.Lock()
-		closed := l.writeQueued()
-		l.wmu.Unlock()
-		if closed {
-			return
-		}
-	}
-}
-
-// writeQueued writes every queued frame (and bytes a direct send left) and
-// flushes; it reports whether the link is closed. The caller holds wmu.
-func (l *link) writeQueued() bool {
-	for {
-		l.mu.Lock()
-		if l.closed {
-			l.busy = false
-			l.mu.Unlock()
-			if l.wr.conn != nil {
-				_ = l.flush(time.Time{})
-				l.wr.conn.Close()
-				l.wr = linkWriter{}
-			}
-			return true
-		}
-		f, epoch, ok := l.takeLocked()
-		if !ok {
-			l.mu.Unlock()
-			if len(l.wr.out) > 0 {
-				if err := l.flush(time.Time{}); err != nil {
-					l.failWrite(l.wr.epoch, err)
+		for {
+			l.mu.Lock()
+			if l.closed {
+				l.busy = false
+				l.mu.Unlock()
+				if conn != nil {
+					if w != nil {
+						_ = w.Flush()
+					}
+					conn.Close()
 				}
+				return
 			}
-			l.mu.Lock()
-			l.busy = len(l.frames) > 0 || l.open.count > 0
-			l.mu.Unlock()
-			return false
-		}
-		l.busy = true
-		l.mu.Unlock()
-		err := l.writeFrame(epoch, f)
-		if err == nil && len(l.wr.out) >= flushChunk {
-			err = l.flush(time.Time{})
-		}
-		if err != nil {
-			l.node.stats.droppedLinkDown.Add(uint64(f.count))
-			l.failWrite(epoch, err)
-		}
-	}
-}
-
-// tryDirect writes item at once from the sender's goroutine when nothing
-// is queued and nobody is writing: a message on a quiet link then costs no
-// hand-over to the pump, which is most of a round trip's latency. The
-// write waits at most directWriteWait for the socket; what does not fit is
-// left for the pump. It reports whether it took the item.
-func (l *link) tryDirect(item []byte) bool {
-	if !l.wmu.TryLock() {
-		return false
-	}
-	defer l.wmu.Unlock()
-	l.mu.Lock()
-	if l.closed || l.state != linkUp || l.queued != 0 || l.busy || l.wr.conn == nil || l.wr.epoch != l.epoch || len(l.wr.out) > 0 {
-		l.mu.Unlock()
-		return false
-	}
-	epoch := l.epoch
-	l.mu.Unlock()
-	err := l.writeFrame(epoch, pendingFrame{items: item, count: 1})
-	if err == nil {
-		err = l.flush(time.Now().Add(directWriteWait))
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			// The peer is slow: the pump finishes the write.
-			l.mu.Lock()
+			f, epoch, ok := l.takeLocked()
+			if !ok {
+				l.mu.Unlock()
+				if w != nil {
+					if err := w.Flush(); err != nil {
+						fail(connEpoch, err)
+					}
+				}
+				l.mu.Lock()
+				l.busy = len(l.frames) > 0 || l.open.count > 0
+				l.mu.Unlock()
+				break
+			}
 			l.busy = true
 			l.mu.Unlock()
-			l.signal()
-			return true
+
+			if conn == nil || connEpoch != epoch {
+				if conn != nil {
+					conn.Close()
+					conn, w = nil, nil
+				}
+				c, err := l.dial(epoch)
+				if err != nil {
+					l.node.stats.droppedLinkDown.Add(uint64(f.count))
+					fail(epoch, err)
+					continue
+				}
+				conn, connEpoch, w = c, epoch, bufio.NewWriterSize(c, 64<<10)
+				if _, err := w.Write(preamble[:]); err != nil {
+					fail(epoch, err)
+					continue
+				}
+			}
+			buf = appendFrame(append(buf[:0], 0, 0, 0, 0), l.node.name, epoch, f.count, f.items)
+			binary.LittleEndian.PutUint32(buf, uint32(len(buf)-4))
+			if _, err := w.Write(buf); err != nil {
+				l.node.stats.droppedLinkDown.Add(uint64(f.count))
+				fail(epoch, err)
+				continue
+			}
+			if cap(buf) > 4<<20 {
+				buf = nil // do not keep a huge frame's buffer for ever
+			}
+			l.node.stats.framesSent.Add(1)
+			l.node.stats.bytesSent.Add(uint64(len(f.items)))
 		}
 	}
-	if err != nil {
-		l.node.stats.droppedLinkDown.Add(1)
-		l.failWrite(epoch, err)
-	}
-	return true
-}
-
-// writeFrame appends one frame of epoch to the output, dialling first if
-// the connection is missing or belongs to an older epoch. The caller holds
-// wmu.
-func (l *link) writeFrame(epoch uint64, f pendingFrame) error {
-	if l.wr.conn == nil || l.wr.epoch != epoch {
-		if l.wr.conn != nil {
-			l.wr.conn.Close()
-		}
-		l.wr = linkWriter{out: l.wr.out[:0]}
-		c, err := l.dial(epoch)
-		if err != nil {
-			return err
-		}
-		l.wr.conn, l.wr.epoch = c, epoch
-		l.wr.out = append(l.wr.out, preamble[:]...)
-	}
-	at := len(l.wr.out)
-	l.wr.out = appendFrame(append(l.wr.out, 0, 0, 0, 0), l.node.name, epoch, f.count, f.items)
-	binary.LittleEndian.PutUint32(l.wr.out[at:], uint32(len(l.wr.out)-at-4))
-	l.node.stats.framesSent.Add(1)
-	l.node.stats.bytesSent.Add(uint64(len(f.items)))
-	return nil
-}
-
-// flush writes the output, waiting for the socket until deadline (zero:
-// as long as it takes). Bytes not written stay in the output. The caller
-// holds wmu.
-func (l *link) flush(deadline time.Time) error {
-	if len(l.wr.out) == 0 {
-		return nil
-	}
-	if err := l.wr.conn.SetWriteDeadline(deadline); err != nil {
-		return err
-	}
-	n, err := l.wr.conn.Write(l.wr.out)
-	l.wr.out = l.wr.out[:copy(l.wr.out, l.wr.out[n:])]
-	if cap(l.wr.out) > 4<<20 && len(l.wr.out) == 0 {
-		l.wr.out = nil // do not keep a huge frame's buffer for ever
-	}
-	return err
-}
-
-// failWrite drops the connection after a failed write or dial and marks
-// the link lost. The caller holds wmu.
-func (l *link) failWrite(epoch uint64, err error) {
-	if l.wr.conn != nil {
-		l.wr.conn.Close()
-	}
-	l.wr = linkWriter{}
-	l.lost(epoch, err)
 }
 
 // dial opens the connection for epoch and watches it for loss.

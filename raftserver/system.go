@@ -34,9 +34,13 @@ type SystemConfig struct {
 	Node actor.Config
 	// WALSync is how the WAL makes batches durable (default wal.SyncData).
 	WALSync wal.SyncMethod
-	// WALMaxFileBytes is the WAL file size at which it rolls over (0:
-	// the wal package's default).
-	WALMaxFileBytes int64
+	// WALMaxFileBytes is the WAL file size at which it rolls over.
+	// Default 16 MiB. The entries of the current file and of closed files
+	// not yet in the segments stay in memory (the mem tables), so with
+	// WALMaxClosedFiles (default 4) they bound the log memory of a node at
+	// about (1 + WALMaxClosedFiles) x WALMaxFileBytes of entries.
+	WALMaxFileBytes   int64
+	WALMaxClosedFiles int
 	// Raft holds the core's timing and flow-control settings; zero fields
 	// take the core's defaults. ID, members, seed and logger are set per
 	// server.
@@ -60,6 +64,12 @@ func (c SystemConfig) withDefaults() SystemConfig {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
 	}
+	if c.WALMaxFileBytes == 0 {
+		c.WALMaxFileBytes = 16 << 20
+	}
+	if c.WALMaxClosedFiles == 0 {
+		c.WALMaxClosedFiles = 4
+	}
 	return c
 }
 
@@ -70,6 +80,8 @@ func (c SystemConfig) Validate() error {
 		return fmt.Errorf("%w: DataDir is required", ErrInvalidConfig)
 	case c.Address == "":
 		return fmt.Errorf("%w: Address is required", ErrInvalidConfig)
+	case c.WALMaxFileBytes < 0 || c.WALMaxClosedFiles < 0:
+		return fmt.Errorf("%w: negative WALMaxFileBytes %d or WALMaxClosedFiles %d", ErrInvalidConfig, c.WALMaxFileBytes, c.WALMaxClosedFiles)
 	case c.ServerRestartIntensity < 0 || c.ServerRestartPeriod < 0 || c.ShutdownTimeout < 0:
 		return fmt.Errorf("%w: negative restart intensity %d, period %v or shutdown timeout %v",
 			ErrInvalidConfig, c.ServerRestartIntensity, c.ServerRestartPeriod, c.ShutdownTimeout)
@@ -148,9 +160,8 @@ func StartSystem(cfg SystemConfig) (sys *System, err error) {
 	closers = append(closers, func() { _ = s.segw.Stop(cfg.ShutdownTimeout) })
 	wcfg := wal.DefaultConfig(filepath.Join(cfg.DataDir, "wal"))
 	wcfg.Sync, wcfg.Logger = cfg.WALSync, logger
-	if cfg.WALMaxFileBytes > 0 {
-		wcfg.MaxFileBytes = cfg.WALMaxFileBytes
-	}
+	wcfg.MaxFileBytes = cfg.WALMaxFileBytes
+	wcfg.MaxClosedFiles = cfg.WALMaxClosedFiles
 	if s.wal, err = wal.Start(s.node, wcfg, wal.StartOptions{SegmentWriter: s.segw.Ref()}); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
