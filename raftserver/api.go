@@ -369,3 +369,17 @@ func (s *System) LocalServers() []ServerConfig {
 	}
 	return res.([]ServerConfig)
 }
+
+// Leader returns the leader and members of cluster as this node's
+// leaderboard knows them. It fails with ErrNoSuchCluster if no server on
+// this node belongs to the cluster, and ErrNoLeader if none is known.
+func (s *System) Leader(cluster string) (ServerID, []ServerID, error) {
+	leader, members, ok := s.board.Lookup(cluster)
+	switch {
+	case !ok:
+		return ServerID{}, nil, fmt.Errorf("%w: %q is unknown on %s", ErrNoSuchCluster, cluster, s.node.Name())
+	case leader.IsZero():
+		return ServerID{}, members, fmt.Errorf("%w: cluster %q", ErrNoLeader, cluster)
+	}
+	return leader, members, nil
+}
