@@ -1,0 +1,451 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+const demoHelp = `
+Runs a cluster of three nodes (--nodes) on this machine, each a child process
+of this one with its own data directory under --data, Raft port and HTTP
+port. Their logs are streamed here, prefixed by node. Ctrl-C stops them all.
+Running the demo again restarts the same cluster with its data.
+
+While it runs, type a command and Enter to break things:
+
+	kill n2     SIGKILL the node: its peers see it go at once
+	stop n2     SIGSTOP (freeze) it: nobody notices but the page's probes
+	cont n2     SIGCONT: let a frozen node go on
+	start n2    start a node that is not running
+	ps          list the nodes and their process ids
+	quit        stop everything (like Ctrl-C)
+
+Or use kill -9 / kill -STOP on the process ids from another terminal.`
+
+// demoLayout is the cluster the demo runs, saved in --data so that a
+// second run restarts the same nodes on the same addresses (a node's Raft
+// address is its identity).
+type demoLayout struct {
+	Nodes []demoNode `json:"nodes"`
+}
+
+type demoNode struct {
+	ID   string `json:"id"`
+	Raft string `json:"raft"`
+	HTTP string `json:"http"`
+	Data string `json:"data"`
+}
+
+const layoutFile = "demo.json"
+
+func runDemo(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("demo", stderr, demoHelp)
+	data := fs.String("data", "kvstore-data", "`directory` for the nodes' data and the demo's layout")
+	host := fs.String("host", "127.0.0.1", "`address` the nodes listen on")
+	raftPort := fs.Int("raft-port", 7001, "Raft `port` of the first node; the others follow")
+	httpPort := fs.Int("http-port", 8001, "HTTP `port` of the first node; the others follow")
+	nodes := fs.Int("nodes", 3, "how many nodes (3 survives one failure, 5 two)")
+	logLevel := fs.String("log-level", "info", "the nodes' log `level`")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErr("unexpected argument %q", pos[0])
+	}
+	if *nodes < 1 || *nodes > 9 {
+		return usageErr("--nodes %d: use 1 to 9", *nodes)
+	}
+	layout, fresh, err := demoLoadLayout(*data, *host, *raftPort, *httpPort, *nodes)
+	if err != nil {
+		return err
+	}
+	if !fresh {
+		changed := false
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "host", "raft-port", "http-port", "nodes":
+				changed = true
+			}
+		})
+		if changed {
+			fmt.Fprintf(stderr, "note: %s holds a cluster already; it keeps its addresses, and --host, --raft-port, --http-port and --nodes are ignored (use another --data for a new cluster)\n",
+				filepath.Join(*data, layoutFile))
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("cannot find this program to start the nodes: %w", err)
+	}
+	d := &demo{layout: layout, exe: exe, logLevel: *logLevel, out: stdout, color: isTerminal(stdout), procs: map[string]*demoProc{}, exited: make(chan string, 16)}
+
+	// Ctrl-C goes to the demo alone (the nodes run in their own process
+	// group), which stops the nodes in order.
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+
+	for _, n := range layout.Nodes {
+		if err := d.start(n.ID); err != nil {
+			d.stopAll()
+			return err
+		}
+	}
+	d.banner(fresh)
+
+	lines := make(chan string)
+	go readLines(os.Stdin, lines)
+	for {
+		select {
+		case s := <-sig:
+			d.say("%s: stopping the nodes", s)
+			d.stopAll()
+			return nil
+		case id := <-d.exited:
+			d.say("%s is not running any more; type 'start %s' to start it again", id, id)
+		case line, ok := <-lines:
+			if !ok {
+				lines = nil // stdin closed: keep running until a signal
+				continue
+			}
+			if quit := d.command(line); quit {
+				d.stopAll()
+				return nil
+			}
+		}
+	}
+}
+
+func demoLoadLayout(dir, host string, raftPort, httpPort, count int) (demoLayout, bool, error) {
+	path := filepath.Join(dir, layoutFile)
+	b, err := os.ReadFile(path)
+	if err == nil {
+		var l demoLayout
+		if err := json.Unmarshal(b, &l); err != nil || len(l.Nodes) == 0 {
+			return l, false, fmt.Errorf("%s does not hold a demo layout (%v); remove it or use another --data", path, err)
+		}
+		return l, false, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return demoLayout{}, false, err
+	}
+	var l demoLayout
+	for i := range count {
+		id := fmt.Sprintf("n%d", i+1)
+		l.Nodes = append(l.Nodes, demoNode{
+			ID:   id,
+			Raft: net.JoinHostPort(host, strconv.Itoa(raftPort+i)),
+			HTTP: net.JoinHostPort(host, strconv.Itoa(httpPort+i)),
+			Data: filepath.Join(dir, id),
+		})
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return l, true, err
+	}
+	b, _ = json.MarshalIndent(l, "", "  ")
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return l, true, err
+	}
+	return l, true, nil
+}
+
+// demo runs the nodes of a layout as child processes.
+type demo struct {
+	layout   demoLayout
+	exe      string
+	logLevel string
+	color    bool
+
+	outMu sync.Mutex
+	out   io.Writer
+
+	mu     sync.Mutex
+	procs  map[string]*demoProc
+	exited chan string
+}
+
+type demoProc struct {
+	cmd      *exec.Cmd
+	done     chan struct{}
+	stopping bool // the demo stopped it: its exit is no news
+}
+
+func (d *demo) node(id string) (demoNode, bool) {
+	for _, n := range d.layout.Nodes {
+		if n.ID == id {
+			return n, true
+		}
+	}
+	return demoNode{}, false
+}
+
+func (d *demo) peers() string {
+	var ps []string
+	for _, n := range d.layout.Nodes {
+		ps = append(ps, n.ID+"="+n.Raft)
+	}
+	return strings.Join(ps, ",")
+}
+
+// start starts node id as a child process running "serve".
+func (d *demo) start(id string) error {
+	n, ok := d.node(id)
+	if !ok {
+		return fmt.Errorf("no node %q in this demo", id)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if p := d.procs[id]; p != nil {
+		select {
+		case <-p.done:
+		default:
+			return fmt.Errorf("%s is running (pid %d)", id, p.cmd.Process.Pid)
+		}
+	}
+	cmd := exec.Command(d.exe, "serve", "--id", n.ID, "--raft", n.Raft, "--http", n.HTTP, "--data", n.Data,
+		"--peers", d.peers(), "--log-level", d.logLevel)
+	cmd.Env = append(os.Environ(), parentEnv+"="+strconv.Itoa(os.Getpid()))
+	setProcessGroup(cmd)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", id, err)
+	}
+	p := &demoProc{cmd: cmd, done: make(chan struct{})}
+	d.procs[id] = p
+	var copying sync.WaitGroup
+	copying.Add(2)
+	go func() { defer copying.Done(); d.copyLines(id, stdout) }()
+	go func() { defer copying.Done(); d.copyLines(id, stderr) }()
+	go func() {
+		copying.Wait()
+		err := cmd.Wait()
+		d.mu.Lock()
+		stopping := p.stopping
+		d.mu.Unlock()
+		close(p.done)
+		if !stopping {
+			d.say("%s exited: %v", id, exitText(err))
+			d.exited <- id
+		}
+	}()
+	return nil
+}
+
+func exitText(err error) string {
+	if err == nil {
+		return "status 0"
+	}
+	return err.Error()
+}
+
+// copyLines copies a child's output line by line, prefixed with its id.
+func (d *demo) copyLines(id string, r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	prefix := fmt.Sprintf("%-3s | ", id)
+	if d.color {
+		i, _ := strconv.Atoi(strings.TrimPrefix(id, "n"))
+		prefix = fmt.Sprintf("\x1b[%dm%s\x1b[0m", 31+(i%6), prefix)
+	}
+	for sc.Scan() {
+		d.outMu.Lock()
+		fmt.Fprintf(d.out, "%s%s\n", prefix, sc.Text())
+		d.outMu.Unlock()
+	}
+}
+
+func (d *demo) say(format string, args ...any) {
+	d.outMu.Lock()
+	defer d.outMu.Unlock()
+	fmt.Fprintf(d.out, "demo | "+format+"\n", args...)
+}
+
+func (d *demo) banner(fresh bool) {
+	pids := map[string]int{}
+	d.mu.Lock()
+	for id, p := range d.procs {
+		pids[id] = p.cmd.Process.Pid
+	}
+	d.mu.Unlock()
+	d.outMu.Lock()
+	defer d.outMu.Unlock()
+	w := d.out
+	what := "Started"
+	if !fresh {
+		what = "Restarted"
+	}
+	fmt.Fprintf(w, "\n%s a kvstore cluster of %d nodes (data in %s):\n\n", what, len(d.layout.Nodes), filepath.Dir(d.layout.Nodes[0].Data))
+	for _, n := range d.layout.Nodes {
+		fmt.Fprintf(w, "  %-3s  web page and API  http://%s/   raft %s   pid %d\n", n.ID, n.HTTP, n.Raft, pids[n.ID])
+	}
+	first := "http://" + d.layout.Nodes[0].HTTP
+	fmt.Fprintf(w, `
+Open %s/ in a browser, then try:
+
+  curl -X PUT %s/kv/greeting -d 'hello, raft'
+  curl %s/kv/greeting
+  kvstore status
+
+Type 'kill n1' (or 'stop', 'cont', 'start', 'ps', 'quit') and Enter to break
+things; Ctrl-C stops the cluster, and running the demo again restarts it.
+
+`, first, first, "http://"+d.layout.Nodes[len(d.layout.Nodes)-1].HTTP)
+}
+
+// command runs one line typed by the user and reports whether to quit.
+func (d *demo) command(line string) bool {
+	f := strings.Fields(line)
+	if len(f) == 0 {
+		return false
+	}
+	verb, ids := f[0], f[1:]
+	switch verb {
+	case "quit", "exit", "q":
+		return true
+	case "ps", "status":
+		d.ps()
+		return false
+	case "help", "?":
+		d.say("commands: kill ID, stop ID, cont ID, start ID, ps, quit")
+		return false
+	case "kill", "stop", "cont", "start":
+	default:
+		d.say("unknown command %q; try: kill n1, stop n1, cont n1, start n1, ps, quit", verb)
+		return false
+	}
+	if len(ids) == 0 {
+		d.say("%s which node? e.g. '%s n1'", verb, verb)
+		return false
+	}
+	for _, id := range ids {
+		if err := d.control(verb, id); err != nil {
+			d.say("%s %s: %v", verb, id, err)
+		}
+	}
+	return false
+}
+
+func (d *demo) control(verb, id string) error {
+	if verb == "start" {
+		if err := d.start(id); err != nil {
+			return err
+		}
+		d.say("started %s", id)
+		return nil
+	}
+	d.mu.Lock()
+	p := d.procs[id]
+	d.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("no node %q", id)
+	}
+	select {
+	case <-p.done:
+		return fmt.Errorf("not running; 'start %s' starts it", id)
+	default:
+	}
+	sig, err := demoSignal(verb)
+	if err != nil {
+		return err
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		return err
+	}
+	switch verb {
+	case "stop":
+		d.say("froze %s (pid %d): its peers do not notice; the page shows it unreachable; 'cont %s' resumes it", id, p.cmd.Process.Pid, id)
+	case "cont":
+		d.say("resumed %s", id)
+	case "kill":
+		d.say("killed %s (pid %d) with SIGKILL", id, p.cmd.Process.Pid)
+	}
+	return nil
+}
+
+func (d *demo) ps() {
+	var lines []string
+	d.mu.Lock()
+	for _, n := range d.layout.Nodes {
+		state := "not running"
+		if p := d.procs[n.ID]; p != nil {
+			select {
+			case <-p.done:
+			default:
+				state = fmt.Sprintf("pid %d", p.cmd.Process.Pid)
+			}
+		}
+		lines = append(lines, fmt.Sprintf("%-3s %-14s http://%s/", n.ID, state, n.HTTP))
+	}
+	d.mu.Unlock()
+	for _, l := range lines {
+		d.say("%s", l)
+	}
+}
+
+// stopAll asks every running node to stop (SIGTERM, after SIGCONT for a
+// frozen one), waits for them, and kills those that take too long.
+func (d *demo) stopAll() {
+	d.mu.Lock()
+	var running []*demoProc
+	for _, p := range d.procs {
+		select {
+		case <-p.done:
+		default:
+			p.stopping = true
+			running = append(running, p)
+		}
+	}
+	d.mu.Unlock()
+	for _, p := range running {
+		resume(p.cmd.Process)
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	deadline := time.After(20 * time.Second)
+	for _, p := range running {
+		select {
+		case <-p.done:
+		case <-deadline:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	}
+	d.say("all nodes stopped; run the demo again to restart the cluster with its data")
+}
+
+func readLines(r io.Reader, out chan<- string) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		out <- sc.Text()
+	}
+	close(out)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

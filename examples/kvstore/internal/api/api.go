@@ -1,0 +1,231 @@
+// Package api holds the JSON documents of the kvstore HTTP API, shared by
+// the node that serves them and the client that reads them. The README of
+// the example documents each one; the field names are the API.
+package api
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"unicode/utf8"
+)
+
+// Error codes of an Error. They are stable: clients switch on them.
+const (
+	CodeInvalidJSON     = "invalid_json"     // 400: the body is not the JSON document expected
+	CodeInvalidKey      = "invalid_key"      // 400: empty, too long, not UTF-8, control characters
+	CodeInvalidArgument = "invalid_argument" // 400: a bad query parameter or field
+	CodeKeyNotFound     = "key_not_found"    // 404
+	CodeNodeNotFound    = "node_not_found"   // 404: DELETE /cluster/members/{id} of a non-member
+	CodeNoRoute         = "no_route"         // 404: no such endpoint
+	CodeMethod          = "method_not_allowed"
+	CodeCASMismatch     = "cas_mismatch"        // 409
+	CodeMembership      = "membership_conflict" // 409: another change in progress
+	CodeTooLarge        = "value_too_large"     // 413
+	CodeNoLeader        = "no_leader"           // 503
+	CodeNoQuorum        = "no_quorum"           // 503
+	CodeNotMember       = "not_member"          // 503: this node runs no member of the cluster
+	CodeShuttingDown    = "shutting_down"       // 503
+	CodeTimeout         = "timeout"             // 504
+	CodeInternal        = "internal"            // 500
+)
+
+// Error is the body of every response with a status of 400 or more.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// OutcomeUnknown is set on a 504 for a write: it may have been applied,
+	// or may still be. Read the key before writing it again.
+	OutcomeUnknown bool `json:"outcome_unknown,omitempty"`
+	// RetryAfterSeconds repeats the Retry-After header of a 503.
+	RetryAfterSeconds int `json:"retry_after_seconds,omitempty"`
+	// Current is the key as it is now, on a 409 cas_mismatch (absent: nil).
+	Current *Entry `json:"current,omitempty"`
+	// Node is the node that answered.
+	Node string `json:"node,omitempty"`
+	// Status is the HTTP status; it is not part of the body.
+	Status int `json:"-"`
+}
+
+func (e *Error) Error() string {
+	s := fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message)
+	if e.OutcomeUnknown {
+		s += " (outcome unknown)"
+	}
+	return s
+}
+
+// Entry is a key with its value.
+type Entry struct {
+	Key string `json:"key"`
+	// Value is the value when it is valid UTF-8; ValueBase64 otherwise.
+	Value       string `json:"value,omitempty"`
+	ValueBase64 string `json:"value_base64,omitempty"`
+	// Revision is the log index of the key's last change; Created the
+	// log index at which it was created.
+	Revision uint64 `json:"revision"`
+	Created  uint64 `json:"created,omitempty"`
+}
+
+// NewEntry builds an Entry, choosing the value's form.
+func NewEntry(key string, value []byte, revision, created uint64) Entry {
+	e := Entry{Key: key, Revision: revision, Created: created}
+	if utf8.Valid(value) {
+		e.Value = string(value)
+	} else {
+		e.ValueBase64 = base64.StdEncoding.EncodeToString(value)
+	}
+	return e
+}
+
+// Bytes returns the value as stored.
+func (e Entry) Bytes() ([]byte, error) {
+	if e.ValueBase64 != "" {
+		return base64.StdEncoding.DecodeString(e.ValueBase64)
+	}
+	return []byte(e.Value), nil
+}
+
+// GetResult answers GET /kv/{key}.
+type GetResult struct {
+	Entry
+	Consistency string `json:"consistency"`
+	// ServedBy is the member whose machine answered: the leader for
+	// linearizable and leader reads, this node for local ones.
+	ServedBy string `json:"served_by"`
+}
+
+// WriteResult answers PUT /kv/{key}, DELETE /kv/{key} and a successful
+// POST /kv/{key}/cas.
+type WriteResult struct {
+	Key string `json:"key"`
+	// Revision is the log index of the change (for a delete: of the key's
+	// last change before it).
+	Revision uint64 `json:"revision"`
+	Created  bool   `json:"created,omitempty"`
+	Deleted  bool   `json:"deleted,omitempty"`
+	// Leader is the member that applied the write.
+	Leader string `json:"leader"`
+}
+
+// CASRequest is the body of POST /kv/{key}/cas. Give exactly one of
+// Expected (a JSON string: the current value must equal it; JSON null: the
+// key must not exist) and ExpectedRevision (0: the key must not exist).
+// Then either Value or Delete.
+type CASRequest struct {
+	Expected         json.RawMessage `json:"expected,omitempty"`
+	ExpectedRevision *uint64         `json:"expected_revision,omitempty"`
+	Value            *string         `json:"value,omitempty"`
+	Delete           bool            `json:"delete,omitempty"`
+}
+
+// ListResult answers GET /kv.
+type ListResult struct {
+	Items []Entry `json:"items"`
+	Count int     `json:"count"`
+	// More says that more keys with the prefix follow; ask again with
+	// after=Next.
+	More        bool   `json:"more"`
+	Next        string `json:"next,omitempty"`
+	Consistency string `json:"consistency"`
+	ServedBy    string `json:"served_by"`
+}
+
+// RecentItem is one row of GET /recent: a change and the key's current
+// value (a preview of its first bytes).
+type RecentItem struct {
+	Key       string `json:"key"`
+	Op        string `json:"op"`
+	Revision  uint64 `json:"revision"`
+	Exists    bool   `json:"exists"`
+	Value     string `json:"value,omitempty"`
+	Binary    bool   `json:"binary,omitempty"`
+	Truncated bool   `json:"truncated,omitempty"`
+}
+
+// RecentResult answers GET /recent.
+type RecentResult struct {
+	Items    []RecentItem `json:"items"`
+	ServedBy string       `json:"served_by"`
+}
+
+// Node is a node as the cluster's directory knows it.
+type Node struct {
+	ID   string `json:"id"`
+	Raft string `json:"raft"`
+	HTTP string `json:"http,omitempty"`
+	// Voter is false for a member that receives the log without voting.
+	Voter bool `json:"voter"`
+}
+
+// Status answers GET /status: one node's view of itself.
+type Status struct {
+	ID   string `json:"id"`
+	Raft string `json:"raft"`
+	HTTP string `json:"http"`
+	// Member is false when the node runs no member of the cluster (it was
+	// removed, or has not been added yet).
+	Member      bool   `json:"member"`
+	Role        string `json:"role,omitempty"`
+	Term        uint64 `json:"term"`
+	Leader      string `json:"leader,omitempty"`
+	LeaderHTTP  string `json:"leader_http,omitempty"`
+	CommitIndex uint64 `json:"commit_index"`
+	LastApplied uint64 `json:"last_applied"`
+	FirstIndex  uint64 `json:"first_index"`
+	LastIndex   uint64 `json:"last_index"`
+	Members     []Node `json:"members"`
+	Keys        int    `json:"keys"`
+	// RecentKeys are the keys of this member's latest changes, newest
+	// first, as its own machine has applied them.
+	RecentKeys    []string `json:"recent_keys"`
+	UptimeSeconds float64  `json:"uptime_seconds"`
+	Error         string   `json:"error,omitempty"`
+}
+
+// MemberView is one member in GET /cluster, as the answering node sees it.
+type MemberView struct {
+	Status
+	// Reachable says the answering node got this member's status in its
+	// last probe; Error says why not.
+	Reachable bool `json:"reachable"`
+	// LastSeen is when the member last answered (RFC 3339), empty if never.
+	LastSeen string `json:"last_seen,omitempty"`
+	// Behind is how many committed entries the member has yet to apply,
+	// measured against the leader's commit index.
+	Behind uint64 `json:"behind"`
+	// RejoinedSeconds is how long ago the member became reachable again
+	// after being unreachable; absent when it never was away.
+	RejoinedSeconds *float64 `json:"rejoined_seconds,omitempty"`
+}
+
+// Cluster answers GET /cluster.
+type Cluster struct {
+	ObservedBy string       `json:"observed_by"`
+	Leader     string       `json:"leader,omitempty"`
+	LeaderHTTP string       `json:"leader_http,omitempty"`
+	Members    []MemberView `json:"members"`
+	// Voters is how many voting members the cluster has, Quorum how many
+	// of them must be reachable for writes, Reachable how many the
+	// observer reached in its last probe.
+	Voters    int `json:"voters"`
+	Quorum    int `json:"quorum"`
+	Reachable int `json:"reachable"`
+	// AgeSeconds is the age of the probe the view comes from.
+	AgeSeconds float64 `json:"age_seconds"`
+}
+
+// JoinRequest is the body of POST /cluster/members.
+type JoinRequest struct {
+	ID   string `json:"id"`
+	Raft string `json:"raft"`
+	HTTP string `json:"http"`
+}
+
+// MembersResult answers POST and DELETE on /cluster/members.
+type MembersResult struct {
+	// Changed is false when the request found the membership already as
+	// asked (the node was already a member).
+	Changed bool   `json:"changed"`
+	Members []Node `json:"members"`
+}

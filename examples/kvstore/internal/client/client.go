@@ -1,0 +1,310 @@
+// Package client is a Go client of the kvstore HTTP API, used by the
+// command line and the tests. It knows several nodes, sends requests to
+// the leader when it knows it (any node would forward a write, but the
+// leader saves a hop), moves on to the next node when one does not answer,
+// and retries while the cluster has no leader, until its context ends.
+//
+// It retries only what cannot have been applied: a request whose
+// connection was refused, and answers 503 (the node says nothing was
+// written). A write whose connection broke after it was sent, and a 504,
+// have an unknown outcome and are returned to the caller as such.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rago-raft/rago/examples/kvstore/internal/api"
+)
+
+// ErrUnreachable means that no node answered.
+var ErrUnreachable = errors.New("kvstore: no node answers")
+
+// ErrOutcomeUnknown wraps a write that may or may not have been applied:
+// its connection broke after the request was sent.
+var ErrOutcomeUnknown = errors.New("kvstore: outcome unknown")
+
+// Client talks to a kvstore cluster. It is safe for concurrent use.
+type Client struct {
+	http *http.Client
+
+	mu     sync.Mutex
+	addrs  []string // the node most likely to be the leader first
+	probed bool     // asked for the leader once already
+}
+
+// New returns a client for the nodes at addrs (base URLs such as
+// http://127.0.0.1:8001; a bare host:port gets http://).
+func New(addrs []string) (*Client, error) {
+	c := &Client{http: &http.Client{}}
+	for _, a := range addrs {
+		a = strings.TrimRight(strings.TrimSpace(a), "/")
+		if a == "" {
+			continue
+		}
+		if !strings.Contains(a, "://") {
+			a = "http://" + a
+		}
+		u, err := url.Parse(a)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("kvstore: %q is not a node address (http://host:port)", a)
+		}
+		c.addrs = append(c.addrs, a)
+	}
+	if len(c.addrs) == 0 {
+		return nil, fmt.Errorf("kvstore: no node address given")
+	}
+	return c, nil
+}
+
+// Addrs returns the node addresses, the preferred one first.
+func (c *Client) Addrs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.addrs...)
+}
+
+// prefer moves addr to the front.
+func (c *Client) prefer(addr string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, a := range c.addrs {
+		if a == addr {
+			copy(c.addrs[1:i+1], c.addrs[:i])
+			c.addrs[0] = addr
+			return
+		}
+	}
+	c.addrs = append([]string{addr}, c.addrs...)
+}
+
+// findLeader asks the nodes once for the cluster's leader and prefers its
+// address. Failing that, the order stays as it is.
+func (c *Client) findLeader(ctx context.Context) {
+	c.mu.Lock()
+	done := c.probed
+	c.probed = true
+	c.mu.Unlock()
+	if done {
+		return
+	}
+	var cl api.Cluster
+	if addr, err := c.once(ctx, http.MethodGet, "/cluster", nil, &cl, false); err == nil && cl.LeaderHTTP != "" {
+		c.prefer(addr)
+		c.prefer(strings.TrimRight(cl.LeaderHTTP, "/"))
+	}
+}
+
+// do sends a request, following the rules in the package comment, and
+// decodes a 2xx answer into out. A 4xx or 5xx answer is an *api.Error.
+func (c *Client) do(ctx context.Context, method, path string, body []byte, out any, write bool) error {
+	c.findLeader(ctx)
+	backoff := 100 * time.Millisecond
+	for {
+		addr, err := c.once(ctx, method, path, body, out, write)
+		if err == nil {
+			c.prefer(addr)
+			return nil
+		}
+		var ae *api.Error
+		retry := errors.Is(err, ErrUnreachable) || (errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable)
+		if !retry {
+			return err
+		}
+		wait := backoff
+		if ae != nil && ae.RetryAfterSeconds > 0 {
+			wait = time.Duration(ae.RetryAfterSeconds) * time.Second
+		}
+		if d, ok := ctx.Deadline(); ok && time.Until(d) < wait {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// once tries the nodes in order until one answers with anything but 503,
+// and returns that node. A 503 says nothing was done, and another node may
+// see the cluster differently (a removed node has no member; a node cut
+// off from the others sees no quorum), so the next node gets its chance;
+// the last 503 is returned if none does better.
+func (c *Client) once(ctx context.Context, method, path string, body []byte, out any, write bool) (string, error) {
+	var errs []error
+	var unavailable *api.Error
+	var unavailableAddr string
+	for _, addr := range c.Addrs() {
+		req, err := http.NewRequestWithContext(ctx, method, addr+path, bytes.NewReader(body))
+		if err != nil {
+			return "", err
+		}
+		if body != nil {
+			req.Header.Set("Content-Type", "application/octet-stream")
+		}
+		resp, err := c.http.Do(req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return "", ctx.Err()
+			}
+			if write && !refused(err) {
+				return addr, fmt.Errorf("%w: %s %s: the connection broke after the request was sent: %w", ErrOutcomeUnknown, method, addr+path, err)
+			}
+			errs = append(errs, err)
+			continue
+		}
+		b, err := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if err != nil {
+			if write {
+				return addr, fmt.Errorf("%w: reading the answer of %s: %w", ErrOutcomeUnknown, addr, err)
+			}
+			errs = append(errs, err)
+			continue
+		}
+		if resp.StatusCode >= 400 {
+			ae := &api.Error{}
+			if json.Unmarshal(b, ae) != nil || ae.Code == "" {
+				ae = &api.Error{Code: api.CodeInternal, Message: strings.TrimSpace(string(b))}
+			}
+			ae.Status = resp.StatusCode
+			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
+				ae.RetryAfterSeconds = s
+			}
+			if ae.Status == http.StatusServiceUnavailable {
+				unavailable, unavailableAddr = ae, addr
+				continue
+			}
+			return addr, ae
+		}
+		if out != nil {
+			if err := json.Unmarshal(b, out); err != nil {
+				return addr, fmt.Errorf("kvstore: the answer of %s does not decode: %w", addr, err)
+			}
+		}
+		return addr, nil
+	}
+	if unavailable != nil {
+		return unavailableAddr, unavailable
+	}
+	return "", fmt.Errorf("%w: %w", ErrUnreachable, errors.Join(errs...))
+}
+
+// refused reports whether err happened before the request could reach a
+// server (nothing was sent), so that trying another node is safe.
+func refused(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+func keyPath(key string) string { return "/kv/" + url.PathEscape(key) }
+
+// Put sets key to value.
+func (c *Client) Put(ctx context.Context, key string, value []byte) (api.WriteResult, error) {
+	var r api.WriteResult
+	if value == nil {
+		value = []byte{}
+	}
+	err := c.do(ctx, http.MethodPut, keyPath(key), value, &r, true)
+	return r, err
+}
+
+// Get reads key at the given consistency ("" for linearizable).
+func (c *Client) Get(ctx context.Context, key, consistency string) (api.GetResult, error) {
+	var r api.GetResult
+	path := keyPath(key)
+	if consistency != "" {
+		path += "?consistency=" + url.QueryEscape(consistency)
+	}
+	err := c.do(ctx, http.MethodGet, path, nil, &r, false)
+	return r, err
+}
+
+// Delete deletes key.
+func (c *Client) Delete(ctx context.Context, key string) (api.WriteResult, error) {
+	var r api.WriteResult
+	err := c.do(ctx, http.MethodDelete, keyPath(key), nil, &r, true)
+	return r, err
+}
+
+// CAS applies a compare-and-set; a mismatch is an *api.Error with code
+// cas_mismatch and the key's current state.
+func (c *Client) CAS(ctx context.Context, key string, req api.CASRequest) (api.WriteResult, error) {
+	var r api.WriteResult
+	b, err := json.Marshal(req)
+	if err != nil {
+		return r, err
+	}
+	err = c.do(ctx, http.MethodPost, keyPath(key)+"/cas", b, &r, true)
+	return r, err
+}
+
+// List lists keys with prefix after the key after, up to limit (0: the
+// node's default).
+func (c *Client) List(ctx context.Context, prefix, after string, limit int, consistency string) (api.ListResult, error) {
+	var r api.ListResult
+	q := url.Values{}
+	if prefix != "" {
+		q.Set("prefix", prefix)
+	}
+	if after != "" {
+		q.Set("after", after)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	if consistency != "" {
+		q.Set("consistency", consistency)
+	}
+	path := "/kv"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	err := c.do(ctx, http.MethodGet, path, nil, &r, false)
+	return r, err
+}
+
+// Status returns the status of the first node that answers.
+func (c *Client) Status(ctx context.Context) (api.Status, error) {
+	var r api.Status
+	_, err := c.once(ctx, http.MethodGet, "/status", nil, &r, false)
+	return r, err
+}
+
+// Cluster returns the cluster as the first node that answers sees it.
+func (c *Client) Cluster(ctx context.Context) (api.Cluster, error) {
+	var r api.Cluster
+	_, err := c.once(ctx, http.MethodGet, "/cluster", nil, &r, false)
+	return r, err
+}
+
+// AddMember asks the cluster to add a node.
+func (c *Client) AddMember(ctx context.Context, req api.JoinRequest) (api.MembersResult, error) {
+	var r api.MembersResult
+	b, err := json.Marshal(req)
+	if err != nil {
+		return r, err
+	}
+	err = c.do(ctx, http.MethodPost, "/cluster/members", b, &r, true)
+	return r, err
+}
+
+// RemoveMember asks the cluster to remove the node id.
+func (c *Client) RemoveMember(ctx context.Context, id string) (api.MembersResult, error) {
+	var r api.MembersResult
+	err := c.do(ctx, http.MethodDelete, "/cluster/members/"+url.PathEscape(id), nil, &r, true)
+	return r, err
+}

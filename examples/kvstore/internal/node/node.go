@@ -1,0 +1,467 @@
+// Package node runs one kvstore node: a rago system with the kv machine,
+// the member of the "kv" cluster that lives on it, the HTTP API and the web
+// page, and a watcher that probes every member for the page and for the
+// early no-quorum answer.
+//
+// Every node runs the same code. A node that starts for the first time
+// with a peer list starts its own member with the whole list as the initial
+// configuration; the members then elect a leader among themselves, so
+// there is no coordinator and no race when all nodes start at once. A node
+// that starts again finds its member in its data directory (rago restarts
+// it) and rejoins. A node that joins a running cluster starts its member
+// with no configuration and asks a running node to add it.
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rago-raft/rago/examples/kvstore/internal/kv"
+	"github.com/rago-raft/rago/raftserver"
+)
+
+// ClusterName is the name of the one Raft cluster of the example.
+const ClusterName = "kv"
+
+// Defaults of Config.
+const (
+	DefaultMaxValueBytes  = 1 << 20
+	DefaultRequestTimeout = 5 * time.Second
+	DefaultProbeInterval  = time.Second
+	// MaxValueLimit bounds MaxValueBytes: a value travels base64-encoded
+	// inside one message between nodes, and rago's transport refuses
+	// messages over 16 MiB.
+	MaxValueLimit = 8 << 20
+)
+
+// ErrConfig reports a configuration that cannot work; the message says
+// which flag to change.
+var ErrConfig = errors.New("kvstore: invalid configuration")
+
+// Peer is a member of the initial configuration: a node id and its Raft
+// address.
+type Peer struct {
+	ID   string
+	Raft string
+}
+
+// ParsePeers parses "n1=127.0.0.1:7001,n2=127.0.0.1:7002".
+func ParsePeers(s string) ([]Peer, error) {
+	var out []Peer
+	seen := map[string]bool{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		id, addr, ok := strings.Cut(part, "=")
+		if !ok {
+			return nil, fmt.Errorf("%w: peer %q is not id=host:port", ErrConfig, part)
+		}
+		if err := kv.ValidateNodeID(id); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+		}
+		if err := checkHostPort(addr); err != nil {
+			return nil, fmt.Errorf("%w: peer %s: %v", ErrConfig, id, err)
+		}
+		if seen[id] || seen["@"+addr] {
+			return nil, fmt.Errorf("%w: peer %s or address %s appears twice", ErrConfig, id, addr)
+		}
+		seen[id], seen["@"+addr] = true, true
+		out = append(out, Peer{ID: id, Raft: addr})
+	}
+	return out, nil
+}
+
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %v", addr, err)
+	}
+	if host == "" || port == "" || port == "0" {
+		return fmt.Errorf("%q needs an explicit host and a non-zero port: it is the node's identity", addr)
+	}
+	return nil
+}
+
+// Config configures a node.
+type Config struct {
+	// ID names the node; it is also the name of its Raft server.
+	ID string
+	// RaftAddr is the host:port of the node's rago transport. It is the
+	// node's identity in the cluster: keep it across restarts.
+	RaftAddr string
+	// HTTPAddr is the host:port the HTTP API listens on.
+	HTTPAddr string
+	// AdvertiseHTTP is the URL other nodes and the web page use for this
+	// node; default "http://" + the listener's address.
+	AdvertiseHTTP string
+	// DataDir holds the node's data. A node restarted with the same
+	// directory rejoins its cluster.
+	DataDir string
+	// Peers is the initial configuration, used only the first time the
+	// node starts (when DataDir holds no member yet). It must include
+	// this node.
+	Peers []Peer
+	// Join starts the member without a configuration, to be added to a
+	// running cluster (POST /cluster/members on one of its nodes).
+	Join bool
+	// MaxValueBytes bounds a value; larger ones get 413.
+	MaxValueBytes int
+	// RequestTimeout bounds the Raft part of one HTTP request.
+	RequestTimeout time.Duration
+	// ProbeInterval is how often the watcher asks every member for its
+	// status.
+	ProbeInterval time.Duration
+	// Logger receives the node's and rago's logs.
+	Logger *slog.Logger
+}
+
+func (c *Config) fill() error {
+	if err := kv.ValidateNodeID(c.ID); err != nil {
+		return fmt.Errorf("%w: --id: %v", ErrConfig, err)
+	}
+	if err := checkHostPort(c.RaftAddr); err != nil {
+		return fmt.Errorf("%w: --raft: %v", ErrConfig, err)
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		return fmt.Errorf("%w: --http %q is not host:port: %v", ErrConfig, c.HTTPAddr, err)
+	}
+	if c.DataDir == "" {
+		return fmt.Errorf("%w: --data is required", ErrConfig)
+	}
+	if c.AdvertiseHTTP != "" {
+		if u, err := url.Parse(c.AdvertiseHTTP); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("%w: the advertised HTTP address %q is not an http:// URL", ErrConfig, c.AdvertiseHTTP)
+		}
+	}
+	if c.MaxValueBytes == 0 {
+		c.MaxValueBytes = DefaultMaxValueBytes
+	}
+	if c.MaxValueBytes < 0 || c.MaxValueBytes > MaxValueLimit {
+		return fmt.Errorf("%w: --max-value %d is outside 1..%d", ErrConfig, c.MaxValueBytes, MaxValueLimit)
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.ProbeInterval == 0 {
+		c.ProbeInterval = DefaultProbeInterval
+	}
+	if c.RequestTimeout < 0 || c.ProbeInterval < 0 {
+		return fmt.Errorf("%w: negative timeout %v or probe interval %v", ErrConfig, c.RequestTimeout, c.ProbeInterval)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Join && len(c.Peers) > 0 {
+		return fmt.Errorf("%w: a joining node takes no --peers: the cluster tells it its members", ErrConfig)
+	}
+	if len(c.Peers) > 0 {
+		found := false
+		for _, p := range c.Peers {
+			if p.ID == c.ID {
+				if p.Raft != c.RaftAddr {
+					return fmt.Errorf("%w: --peers gives %s the address %s but --raft is %s", ErrConfig, c.ID, p.Raft, c.RaftAddr)
+				}
+				found = true
+			} else if p.Raft == c.RaftAddr {
+				return fmt.Errorf("%w: --peers gives this node's address %s to %s", ErrConfig, c.RaftAddr, p.ID)
+			}
+		}
+		if !found {
+			return fmt.Errorf("%w: --peers must include this node (%s=%s)", ErrConfig, c.ID, c.RaftAddr)
+		}
+	}
+	return nil
+}
+
+// identity is what a data directory remembers about its node, so that a
+// restart with other flags fails clearly instead of creating a stranger:
+// rago knows a member by its name and address.
+type identity struct {
+	ID   string `json:"id"`
+	Raft string `json:"raft"`
+}
+
+const identityFile = "node.json"
+
+func checkIdentity(dir, id, raft string) error {
+	path := filepath.Join(dir, identityFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		b, _ := json.Marshal(identity{ID: id, Raft: raft})
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+			return err
+		}
+		return os.Rename(tmp, path)
+	}
+	if err != nil {
+		return err
+	}
+	var was identity
+	if err := json.Unmarshal(b, &was); err != nil {
+		return fmt.Errorf("%s does not decode: %w", path, err)
+	}
+	if was.ID != id || was.Raft != raft {
+		return fmt.Errorf("%w: the data in %s belongs to node %s at %s; start it with --id %s --raft %s, or use another --data",
+			ErrConfig, dir, was.ID, was.Raft, was.ID, was.Raft)
+	}
+	return nil
+}
+
+// Node is a running kvstore node.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	sys     *raftserver.System
+	self    raftserver.ServerID
+	client  raftserver.TypedClient[kv.Command, kv.Result]
+	started time.Time
+	watch   *watcher
+
+	httpURL  string
+	listener net.Listener
+	server   *http.Server
+
+	stop    context.CancelFunc
+	stopCtx context.Context
+	wg      sync.WaitGroup
+}
+
+// Start starts a node: its rago system (which restarts a member found in
+// DataDir), its member if new, the watcher and the HTTP server. It returns
+// once the HTTP server listens; the cluster may still be electing.
+func Start(cfg Config) (n *Node, err error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	if err := checkIdentity(cfg.DataDir, cfg.ID, cfg.RaftAddr); err != nil {
+		return nil, err
+	}
+	n = &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), started: time.Now()}
+	n.stopCtx, n.stop = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			n.stop()
+			if n.sys != nil {
+				_ = n.sys.Stop()
+			}
+		}
+	}()
+
+	n.sys, err = raftserver.StartSystem(raftserver.SystemConfig{
+		DataDir:  filepath.Join(cfg.DataDir, "raft"),
+		Address:  cfg.RaftAddr,
+		Machines: map[string]raftserver.MachineFactory{kv.Kind: kv.Factory},
+		Logger:   cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start the rago node at %s: %w", cfg.RaftAddr, err)
+	}
+	n.self = raftserver.ServerID{Name: cfg.ID, Node: n.sys.Name()}
+	n.client = raftserver.TypedClient[kv.Command, kv.Result]{System: n.sys, Cmds: raftserver.JSON[kv.Command]{}, Replies: raftserver.JSON[kv.Result]{}}
+	if err := n.startMember(); err != nil {
+		return nil, err
+	}
+
+	n.listener, err = net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPAddr, err)
+	}
+	n.httpURL = cfg.AdvertiseHTTP
+	if n.httpURL == "" {
+		n.httpURL = "http://" + n.listener.Addr().String()
+	}
+	n.watch = newWatcher(n)
+	n.server = &http.Server{
+		Handler:           n.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+	}
+	n.wg.Add(3)
+	go func() {
+		defer n.wg.Done()
+		if err := n.server.Serve(n.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("HTTP server failed", "err", err)
+		}
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.watch.run(n.stopCtx)
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.register(n.stopCtx)
+	}()
+	n.log.Info("node started", "raft", n.sys.Name(), "http", n.httpURL, "data", cfg.DataDir)
+	return n, nil
+}
+
+// startMember makes sure this node's member of the cluster runs.
+func (n *Node) startMember() error {
+	for _, s := range n.sys.LocalServers() {
+		if s.Cluster != ClusterName {
+			continue
+		}
+		if s.ID != n.self {
+			return fmt.Errorf("%w: the data directory holds member %s, not %s", ErrConfig, s.ID, n.self)
+		}
+		n.log.Info("member restarted from the data directory", "member", n.self.String())
+		return nil
+	}
+	var initial []raftserver.ServerID
+	switch {
+	case n.cfg.Join:
+	case len(n.cfg.Peers) > 0:
+		for _, p := range n.cfg.Peers {
+			initial = append(initial, raftserver.ServerID{Name: p.ID, Node: p.Raft})
+		}
+	default:
+		return fmt.Errorf("%w: %s holds no member yet: give --peers to form a new cluster, or use 'kvstore join' to join a running one",
+			ErrConfig, n.cfg.DataDir)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
+	defer cancel()
+	err := n.sys.StartServer(ctx, raftserver.ServerConfig{
+		ID:             n.self,
+		Cluster:        ClusterName,
+		Machine:        raftserver.MachineSpec{Kind: kv.Kind},
+		InitialMembers: initial,
+	})
+	switch {
+	case errors.Is(err, raftserver.ErrClusterExists):
+		// The directory records the member but it is not running: it was
+		// removed from the cluster (a removed member stops itself) or gave
+		// up after repeated failures. The node serves, as not a member.
+		n.log.Warn("the member recorded in the data directory is not running; this node was probably removed from the cluster", "member", n.self.String())
+		return nil
+	case err != nil:
+		return fmt.Errorf("start member %s: %w", n.self, err)
+	case n.cfg.Join:
+		n.log.Info("member started; waiting to be added to the cluster", "member", n.self.String())
+	default:
+		n.log.Info("member started with the initial configuration", "member", n.self.String(), "members", fmt.Sprint(initial))
+	}
+	return nil
+}
+
+// register records this node's HTTP address in the replicated directory,
+// once the cluster has a leader, unless it is there already. It retries
+// until it succeeds or the node stops.
+func (n *Node) register(ctx context.Context) {
+	me := kv.NodeInfo{ID: n.cfg.ID, Raft: n.sys.Name(), HTTP: n.httpURL}
+	backoff := 200 * time.Millisecond
+	for {
+		err := n.registerOnce(ctx, me)
+		if err == nil {
+			return
+		}
+		n.log.Debug("directory registration will be retried", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (n *Node) registerOnce(ctx context.Context, me kv.NodeInfo) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	nodes, err := n.nodes(ctx, raftserver.ServerID{}, true)
+	if err != nil {
+		return err
+	}
+	for _, x := range nodes {
+		if x == me {
+			return nil
+		}
+	}
+	_, _, err = n.client.Process(ctx, n.self, kv.Command{Op: kv.OpSetNode, Node: &me})
+	if err == nil {
+		n.log.Info("recorded this node's HTTP address in the cluster directory", "http", me.HTTP)
+	}
+	return err
+}
+
+// nodes reads the directory: linearizably through this node's member when
+// consistent, else from the given member's machine as it is.
+func (n *Node) nodes(ctx context.Context, from raftserver.ServerID, consistent bool) ([]kv.NodeInfo, error) {
+	q, _ := json.Marshal(kv.Query{Op: kv.QueryNodes})
+	var b []byte
+	var err error
+	if consistent {
+		b, _, err = n.sys.ConsistentQuery(ctx, n.self, q)
+	} else {
+		b, _, err = n.sys.LocalQuery(ctx, from, q)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var a kv.Answer
+	if err := json.Unmarshal(b, &a); err != nil {
+		return nil, fmt.Errorf("%w: directory answer does not decode: %v", raftserver.ErrMachine, err)
+	}
+	return a.Nodes, nil
+}
+
+// IsMember reports whether this node's member knows itself to be in the
+// cluster's configuration (a joining node is not, until the leader has
+// added it and told it).
+func (n *Node) IsMember(ctx context.Context) (bool, error) {
+	st, err := n.sys.Overview(ctx, n.self)
+	if err != nil {
+		return false, err
+	}
+	return slices.Contains(st.Voters, n.self) || slices.Contains(st.NonVoters, n.self), nil
+}
+
+// HTTPURL returns the URL of the node's HTTP API.
+func (n *Node) HTTPURL() string { return n.httpURL }
+
+// Self returns the node's member of the cluster.
+func (n *Node) Self() raftserver.ServerID { return n.self }
+
+// Stop stops the HTTP server (waiting for requests in flight up to ctx),
+// the watcher and the rago system.
+func (n *Node) Stop(ctx context.Context) error {
+	n.stop()
+	var errs []error
+	if err := n.server.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("HTTP shutdown: %w", err))
+	}
+	n.wg.Wait()
+	if err := n.sys.Stop(); err != nil {
+		errs = append(errs, fmt.Errorf("rago shutdown: %w", err))
+	}
+	n.log.Info("node stopped")
+	return errors.Join(errs...)
+}
+
+// memberIDs returns the ids of the given members, sorted.
+func memberIDs(ids []raftserver.ServerID) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = id.Name
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,248 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rago-raft/rago/examples/kvstore/internal/api"
+	"github.com/rago-raft/rago/examples/kvstore/internal/kv"
+	"github.com/rago-raft/rago/raftserver"
+)
+
+// recentKeysShown is how many of a member's latest keys its status lists.
+const recentKeysShown = 5
+
+// watcher probes every member of the cluster once per ProbeInterval,
+// through rago (Overview and a local query of each member's machine, both
+// of which travel to the member's node), and keeps the last result for
+// GET /cluster and for the early no-quorum answer. A member that does not
+// answer within the interval counts as unreachable: a killed node is seen
+// at once (its connection breaks), a frozen one after one interval.
+type watcher struct {
+	n *Node
+
+	mu   sync.Mutex
+	view api.Cluster
+	at   time.Time // when view was built; zero before the first probe
+	// members is the last membership known, used when this node's own
+	// member cannot say (it is stopping, or was removed).
+	members  []member
+	lastSeen map[string]time.Time
+	away     map[string]bool
+	rejoined map[string]time.Time
+}
+
+type member struct {
+	id    raftserver.ServerID
+	voter bool
+}
+
+func newWatcher(n *Node) *watcher {
+	w := &watcher{n: n, lastSeen: map[string]time.Time{}, away: map[string]bool{}, rejoined: map[string]time.Time{}}
+	for _, p := range n.cfg.Peers {
+		w.members = append(w.members, member{id: raftserver.ServerID{Name: p.ID, Node: p.Raft}, voter: true})
+	}
+	w.view = api.Cluster{ObservedBy: n.cfg.ID, Members: []api.MemberView{}}
+	return w
+}
+
+func (w *watcher) run(ctx context.Context) {
+	t := time.NewTicker(w.n.cfg.ProbeInterval)
+	defer t.Stop()
+	for {
+		w.probe(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// snapshot returns the last view, with its age filled in.
+func (w *watcher) snapshot() api.Cluster {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	v := w.view
+	v.Members = slices.Clone(v.Members)
+	if !w.at.IsZero() {
+		v.AgeSeconds = time.Since(w.at).Seconds()
+	}
+	return v
+}
+
+// quorum returns the reachable voters and the quorum of the last probe; ok
+// is false when there is no recent probe to go by.
+func (w *watcher) quorum() (reachable, quorum int, ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	fresh := !w.at.IsZero() && time.Since(w.at) < 3*w.n.cfg.ProbeInterval+time.Second
+	return w.view.Reachable, w.view.Quorum, fresh && w.view.Quorum > 0
+}
+
+func (w *watcher) probe(ctx context.Context) {
+	n := w.n
+	timeout := n.cfg.ProbeInterval * 9 / 10
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	members := w.currentMembers(pctx)
+	dir := n.directory(pctx)
+	views := make([]api.MemberView, len(members))
+	var wg sync.WaitGroup
+	for i, m := range members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := n.memberStatus(pctx, m.id, dir)
+			views[i] = api.MemberView{Status: st, Reachable: err == nil}
+			switch {
+			case errors.Is(err, raftserver.ErrTimeout):
+				views[i].Error = fmt.Sprintf("no answer within %v", timeout)
+			case err != nil:
+				views[i].Error = err.Error()
+			}
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return // stopping: the view would show everyone unreachable
+	}
+
+	now := time.Now()
+	v := api.Cluster{ObservedBy: n.cfg.ID, Members: views}
+	// The leader is the reachable member that says it leads, in the
+	// highest term (an old leader that has not heard of the new term yet
+	// may still say it leads).
+	var leaderCommit uint64
+	var leaderTerm uint64
+	voters := 0
+	for i := range views {
+		m := &views[i]
+		if members[i].voter {
+			voters++
+			if m.Reachable {
+				v.Reachable++
+			}
+		}
+		if m.Reachable && m.Role == "leader" && m.Term >= leaderTerm {
+			v.Leader, v.LeaderHTTP, leaderCommit, leaderTerm = m.ID, m.HTTP, m.CommitIndex, m.Term
+		}
+	}
+	v.Voters = voters
+	if voters > 0 {
+		v.Quorum = voters/2 + 1
+	}
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := range views {
+		m := &views[i]
+		if m.Reachable {
+			// Only a member seen before it went away has rejoined; one
+			// that was not up yet when this node started has just joined.
+			if _, seen := w.lastSeen[m.ID]; seen && w.away[m.ID] {
+				w.rejoined[m.ID] = now
+			}
+			w.lastSeen[m.ID] = now
+			if leaderCommit > m.LastApplied {
+				m.Behind = leaderCommit - m.LastApplied
+			}
+		}
+		w.away[m.ID] = !m.Reachable
+		if t, ok := w.lastSeen[m.ID]; ok {
+			m.LastSeen = t.UTC().Format(time.RFC3339)
+		}
+		// A member that came back is shown as rejoined for a minute, so
+		// that the page can say it is catching up (or has caught up).
+		if t, ok := w.rejoined[m.ID]; ok && m.Reachable && now.Sub(t) < time.Minute {
+			s := now.Sub(t).Seconds()
+			m.RejoinedSeconds = &s
+		}
+	}
+	w.view, w.at = v, now
+}
+
+// currentMembers asks this node's member for the configuration, falling
+// back to the last one known.
+func (w *watcher) currentMembers(ctx context.Context) []member {
+	st, err := w.n.sys.Overview(ctx, w.n.self)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err == nil && len(st.Voters) > 0 {
+		ms := make([]member, 0, len(st.Voters)+len(st.NonVoters))
+		for _, id := range st.Voters {
+			ms = append(ms, member{id: id, voter: true})
+		}
+		for _, id := range st.NonVoters {
+			ms = append(ms, member{id: id})
+		}
+		slices.SortFunc(ms, func(a, b member) int {
+			if a.id.Name < b.id.Name {
+				return -1
+			}
+			if a.id.Name > b.id.Name {
+				return 1
+			}
+			return 0
+		})
+		w.members = ms
+	}
+	return slices.Clone(w.members)
+}
+
+// directory reads the node directory from this node's machine, as it is;
+// it changes rarely, and a stale HTTP address only hides a link.
+func (n *Node) directory(ctx context.Context) map[string]kv.NodeInfo {
+	out := map[string]kv.NodeInfo{}
+	nodes, err := n.nodes(ctx, n.self, false)
+	if err != nil {
+		return out
+	}
+	for _, x := range nodes {
+		out[x.ID] = x
+	}
+	return out
+}
+
+// memberStatus asks member for its status and its machine's stats. It
+// fails when the member does not answer.
+func (n *Node) memberStatus(ctx context.Context, id raftserver.ServerID, dir map[string]kv.NodeInfo) (api.Status, error) {
+	st := api.Status{ID: id.Name, Raft: id.Node, HTTP: dir[id.Name].HTTP, Members: []api.Node{}, RecentKeys: []string{}}
+	ov, err := n.sys.Overview(ctx, id)
+	if err != nil {
+		return st, fmt.Errorf("no status from %s: %w", id, err)
+	}
+	st.Member = true
+	st.Role, st.Term = ov.Role, ov.Term
+	st.Leader, st.LeaderHTTP = ov.Leader.Name, dir[ov.Leader.Name].HTTP
+	st.CommitIndex, st.LastApplied = ov.Commit, ov.LastApplied
+	st.FirstIndex, st.LastIndex = ov.FirstIndex, ov.LastIndex
+	for _, v := range ov.Voters {
+		st.Members = append(st.Members, api.Node{ID: v.Name, Raft: v.Node, HTTP: dir[v.Name].HTTP, Voter: true})
+	}
+	for _, v := range ov.NonVoters {
+		st.Members = append(st.Members, api.Node{ID: v.Name, Raft: v.Node, HTTP: dir[v.Name].HTTP})
+	}
+	q, _ := json.Marshal(kv.Query{Op: kv.QueryStats, Limit: recentKeysShown})
+	b, _, err := n.sys.LocalQuery(ctx, id, q)
+	if err != nil {
+		return st, fmt.Errorf("no stats from %s: %w", id, err)
+	}
+	var a kv.Answer
+	if err := json.Unmarshal(b, &a); err != nil || a.Stats == nil {
+		return st, fmt.Errorf("stats from %s do not decode: %v", id, err)
+	}
+	st.Keys = a.Stats.Keys
+	for _, c := range a.Stats.Recent {
+		if !slices.Contains(st.RecentKeys, c.Key) {
+			st.RecentKeys = append(st.RecentKeys, c.Key)
+		}
+	}
+	return st, nil
+}
