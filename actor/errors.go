@@ -16,6 +16,11 @@ var (
 	// ErrTimeout: a call got no reply in time. The target may or may not
 	// have processed the request (its node may be down or slow).
 	ErrTimeout = errors.New("actor: call timed out")
+	// ErrNodeDown: a call's request was not sent because its node is known
+	// to be unreachable (its connection broke less than
+	// Config.ReconnectInterval ago, or its queue is full). The request was
+	// not processed; retry later or elsewhere.
+	ErrNodeDown = errors.New("actor: node not connected")
 	// ErrNotSerializable: a message for another node has no registered
 	// codec, or its codec failed to encode it.
 	ErrNotSerializable = errors.New("actor: message type has no codec")

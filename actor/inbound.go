@@ -111,7 +111,9 @@ func (n *Node) sendRemote(to Ref, op uint8, callID uint64, msg Message) error {
 	if size := len(b) - head; size > n.cfg.MaxMessageBytes {
 		return fmt.Errorf("%w: %T encodes to %d bytes, limit %d", ErrMessageTooLarge, msg, size, n.cfg.MaxMessageBytes)
 	}
-	n.linkFor(to.Node).enqueue(b)
+	if !n.linkFor(to.Node).enqueue(b) && op == opCall {
+		return fmt.Errorf("%w: %s (request not sent)", ErrNodeDown, to.Node)
+	}
 	return nil
 }
 
@@ -133,7 +135,7 @@ func (n *Node) sendReply(rt ReplyTo, msg Message) error {
 	if size := len(b) - head; size > n.cfg.MaxMessageBytes {
 		return fmt.Errorf("%w: reply %T encodes to %d bytes, limit %d", ErrMessageTooLarge, msg, size, n.cfg.MaxMessageBytes)
 	}
-	n.linkFor(rt.Node).enqueue(b)
+	_ = n.linkFor(rt.Node).enqueue(b)
 	return nil
 }
 
@@ -141,7 +143,7 @@ func (n *Node) sendReplyErr(peer string, callID uint64, code uint8) {
 	b := []byte{opReplyErr}
 	b = wire.AppendUvarint(b, callID)
 	b = append(b, code)
-	n.linkFor(peer).enqueue(b)
+	_ = n.linkFor(peer).enqueue(b)
 }
 
 // sendControl queues a control item built by build.
@@ -152,7 +154,7 @@ func (n *Node) sendControl(peer string, build func(b []byte) []byte) error {
 	buf := getItemBuf()
 	defer putItemBuf(buf)
 	*buf = build((*buf)[:0])
-	n.linkFor(peer).enqueue(*buf)
+	_ = n.linkFor(peer).enqueue(*buf)
 	return nil
 }
 

@@ -87,29 +87,33 @@ func (l *link) signal() {
 // enqueue queues one encoded item. It never blocks. It drops the item if
 // the queue is full, the node is stopping, or the peer failed recently
 // (within Config.ReconnectInterval).
-func (l *link) enqueue(item []byte) {
+//
+// It reports whether the item was queued: false means it was dropped at
+// once, so it certainly never reaches the peer.
+func (l *link) enqueue(item []byte) bool {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		l.node.stats.droppedLinkDown.Add(1)
-		return
+		return false
 	}
 	if l.state == linkIdle || l.state == linkDown {
 		if time.Now().Before(l.retryAt) {
 			l.mu.Unlock()
 			l.node.stats.droppedLinkDown.Add(1)
-			return
+			return false
 		}
 		l.startConnectLocked()
 	}
 	if l.queued > 0 && l.queued+len(item) > l.node.cfg.LinkQueueBytes {
 		l.mu.Unlock()
 		l.node.stats.droppedQueueFull.Add(1)
-		return
+		return false
 	}
 	l.appendLocked(item)
 	l.mu.Unlock()
 	l.signal()
+	return true
 }
 
 func (l *link) appendLocked(item []byte) {
@@ -212,7 +216,7 @@ func (l *link) onHello(inc, epoch uint64) {
 	ack := []byte{opControl, ctlHelloAck}
 	ack = wire.AppendUint64(ack, l.node.incarnation)
 	ack = wire.AppendUvarint(ack, epoch)
-	l.enqueue(ack)
+	_ = l.enqueue(ack)
 }
 
 // onHelloAck marks the link up when the peer answered this epoch's hello.

@@ -369,8 +369,9 @@ func (n *Node) Call(to Ref, msg Message, timeout time.Duration) (Message, error)
 // CallContext sends msg to the process to as a call and waits for the
 // reply (Context.Reply or Node.Reply) until ctx ends. Errors:
 // ErrNoProcess if no process has that name (the request was not
-// processed); ErrTimeout if no reply came in time (it may have been
-// processed: the process may be slow or its node unreachable);
+// processed); ErrNodeDown if the node is known to be unreachable (the
+// request was not sent); ErrTimeout if no reply came in time (it may have
+// been processed: the process may be slow or its node lost meanwhile);
 // ErrNotSerializable / ErrMessageTooLarge for requests that cannot cross
 // nodes; ErrNodeStopped if this node stops while waiting.
 func (n *Node) CallContext(ctx context.Context, to Ref, msg Message) (Message, error) {

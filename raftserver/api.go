@@ -27,6 +27,8 @@ func (s *System) call(ctx context.Context, to ServerID, req actor.Message) (acto
 		return reply, nil
 	case errors.Is(err, actor.ErrNoProcess):
 		return nil, fmt.Errorf("%w: %s: %w", ErrNoSuchServer, to, err)
+	case errors.Is(err, actor.ErrNodeDown):
+		return nil, fmt.Errorf("%w: %s: %w", ErrUnreachable, to, err)
 	case errors.Is(err, actor.ErrTimeout):
 		return nil, fmt.Errorf("%w: %s: %w", ErrTimeout, to, err)
 	case errors.Is(err, actor.ErrNodeStopped):
@@ -51,8 +53,8 @@ func (s *System) redirect(ctx context.Context, target ServerID, once func(to Ser
 			redirects++
 			target = nl.Leader
 			continue
-		case errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader):
-			// No leader yet: wait for the election.
+		case errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader), errors.Is(err, ErrUnreachable):
+			// No leader yet, or its node is reconnecting: wait and ask again.
 		default:
 			return leader, err
 		}
@@ -73,8 +75,12 @@ func (s *System) redirect(ctx context.Context, target ServerID, once func(to Ser
 // command may have been applied); ErrNoSuchServer if via does not exist;
 // ErrMachine if the machine panicked on the command.
 func (s *System) ProcessCommand(ctx context.Context, via ServerID, cmd []byte) (reply []byte, leader ServerID, err error) {
+	return s.processCommand(ctx, via, &commandReq{Data: cmd})
+}
+
+func (s *System) processCommand(ctx context.Context, via ServerID, req *commandReq) (reply []byte, leader ServerID, err error) {
 	leader, err = s.redirect(ctx, via, func(to ServerID) (ServerID, error) {
-		res, err := s.call(ctx, to, &commandReq{Data: cmd})
+		res, err := s.call(ctx, to, req)
 		if err != nil {
 			return ServerID{}, err
 		}
@@ -243,6 +249,9 @@ func (s *System) systemCall(ctx context.Context, node string, req *systemReq) er
 		}
 		if errors.Is(err, actor.ErrTimeout) {
 			return fmt.Errorf("%w: system on node %s: %w", ErrTimeout, node, err)
+		}
+		if errors.Is(err, actor.ErrNodeDown) {
+			return fmt.Errorf("%w: system on node %s: %w", ErrUnreachable, node, err)
 		}
 		return err
 	}

@@ -23,6 +23,10 @@ var (
 	// ErrLeadershipLost: the command was appended, and then its leader lost
 	// leadership before it committed. The outcome is unknown.
 	ErrLeadershipLost = errors.New("raftserver: leadership lost, outcome unknown")
+	// ErrUnreachable: the server's node is not connected (its connection
+	// broke moments ago). The request was not sent; the synchronous calls
+	// retry until their context ends.
+	ErrUnreachable = errors.New("raftserver: node unreachable")
 	// ErrNoSuchServer: no server with that id runs (or is recorded) there.
 	ErrNoSuchServer = errors.New("raftserver: no such server")
 	// ErrNoSuchCluster: no member of that cluster is known.
@@ -94,6 +98,8 @@ const (
 	codeInvalid
 	codeStorage
 	codeNotEnoughMembers
+	codeSessionStale
+	codeUnreachable
 	codeOther errCode = 255
 )
 
@@ -111,6 +117,8 @@ var codeErrors = map[errCode]error{
 	codeInvalid:          ErrInvalidConfig,
 	codeStorage:          ErrStorage,
 	codeNotEnoughMembers: ErrNotEnoughMembers,
+	codeSessionStale:     ErrSessionStale,
+	codeUnreachable:      ErrUnreachable,
 }
 
 // remoteError is an error carried across nodes: its code (for errors.Is),

@@ -28,11 +28,14 @@ type Querier interface {
 	Query(q []byte) ([]byte, error)
 }
 
-// ApplyContext describes the command being applied.
+// ApplyContext describes the command being applied, and records the
+// effects the machine asks for (see Effects): ctx.Send, ctx.Monitor,
+// ctx.SetTimer and the others.
 type ApplyContext struct {
 	// Index and Term of the command's log entry.
 	Index uint64
 	Term  uint64
+	Effects
 }
 
 // MachineFactory builds a machine's initial state from its configuration.

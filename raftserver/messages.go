@@ -1,6 +1,8 @@
 package raftserver
 
 import (
+	"slices"
+
 	"github.com/rago-raft/rago/actor"
 	"github.com/rago-raft/rago/internal/wire"
 	"github.com/rago-raft/rago/raftserver/core"
@@ -25,6 +27,13 @@ type commandReq struct {
 	Pipeline    bool
 	Notify      actor.Ref
 	Correlation uint64
+	// A session command (see Session) carries its session's id, its
+	// sequence number and the highest sequence number whose reply the
+	// client no longer needs.
+	Session   bool
+	Client    uint64
+	Seq       uint64
+	Responded uint64
 }
 
 type commandResult struct {
@@ -108,6 +117,8 @@ type ServerStatus struct {
 	LastTerm    uint64
 	Voters      []ServerID
 	NonVoters   []ServerID
+	// Machine is what the machine reports about itself (Overviewer).
+	Machine map[string]string
 }
 
 // ServerConfig describes one server to start.
@@ -230,10 +241,15 @@ func init() {
 		b = wire.AppendBool(b, m.Pipeline)
 		b = wire.AppendString(b, m.Notify.Name)
 		b = wire.AppendString(b, m.Notify.Node)
-		return wire.AppendUvarint(b, m.Correlation)
+		b = wire.AppendUvarint(b, m.Correlation)
+		b = wire.AppendBool(b, m.Session)
+		b = wire.AppendUint64(b, m.Client)
+		b = wire.AppendUvarint(b, m.Seq)
+		return wire.AppendUvarint(b, m.Responded)
 	}, func(r *wire.Reader) *commandReq {
 		return &commandReq{Data: r.BytesCopy(), Pipeline: r.Bool(),
-			Notify: actor.Ref{Name: r.String(), Node: r.String()}, Correlation: r.Uvarint()}
+			Notify: actor.Ref{Name: r.String(), Node: r.String()}, Correlation: r.Uvarint(),
+			Session: r.Bool(), Client: r.Uint64(), Seq: r.Uvarint(), Responded: r.Uvarint()}
 	})
 	register(102, func(b []byte, m *commandResult) []byte {
 		b = wire.AppendBytes(b, m.Reply)
@@ -308,7 +324,18 @@ func init() {
 		}
 		b = appendID(b, m.Leader)
 		b = appendIDs(b, m.Voters)
-		return appendIDs(b, m.NonVoters)
+		b = appendIDs(b, m.NonVoters)
+		keys := make([]string, 0, len(m.Machine))
+		for k := range m.Machine {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		b = wire.AppendUvarint(b, uint64(len(keys)))
+		for _, k := range keys {
+			b = wire.AppendString(b, k)
+			b = wire.AppendString(b, m.Machine[k])
+		}
+		return b
 	}, func(r *wire.Reader) *ServerStatus {
 		m := &ServerStatus{ID: readID(r), UID: r.String(), Cluster: r.String(), MachineKind: r.String(), Role: r.String()}
 		for _, p := range []*uint64{&m.Term, &m.Commit, &m.LastApplied, &m.FirstIndex, &m.LastIndex, &m.LastTerm} {
@@ -317,6 +344,13 @@ func init() {
 		m.Leader = readID(r)
 		m.Voters = readIDs(r)
 		m.NonVoters = readIDs(r)
+		if n := r.Len(2); n > 0 {
+			m.Machine = make(map[string]string, n)
+			for range n {
+				k := r.String()
+				m.Machine[k] = r.String()
+			}
+		}
 		return m
 	})
 	register(120, func(b []byte, m *systemReq) []byte {

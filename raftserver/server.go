@@ -31,7 +31,8 @@ type server struct {
 	machine Machine
 	applied uint64
 
-	ctx *actor.Context // valid during Receive
+	ctx  *actor.Context // valid during Receive
+	role core.Role      // last role reported by RoleChanged
 
 	// Client commands wait in cmdBuf until the flush message the first of
 	// them posted comes round: everything queued in the mailbox by then
@@ -56,6 +57,26 @@ type server struct {
 	notifyOrder []actor.Ref
 
 	appliedSaved uint64 // last applied index written to the meta store
+
+	sessions *sessionTable
+	// poisoned holds the indexes of commands that made the machine panic:
+	// a rebuild replays the log around them.
+	poisoned map[uint64]bool
+	// effectsFloor: entries up to this index were applied before the last
+	// restart (as far as the meta store knows), so their effects are not
+	// carried out again.
+	effectsFloor  uint64
+	pending       []effect // effects of the entries being applied
+	releaseCursor uint64   // highest ReleaseCursor index seen
+
+	// Effect state; the leader's only, dropped when leadership changes.
+	effMons      map[actor.Ref]actor.MonitorRef
+	effMonRefs   map[actor.MonitorRef]actor.Ref
+	effNodes     map[string]bool
+	effTimers    map[string]machineTimer
+	effTimerGen  uint64
+	tickArmed    bool
+	machineTickT actor.TimerRef
 }
 
 // Tokens: the core hands them back in Apply.Tokens or Reply actions.
@@ -72,6 +93,12 @@ type (
 	}
 )
 
+type answer struct {
+	tok   any
+	reply []byte
+	err   error
+}
+
 type parkedQuery struct {
 	readIndex uint64
 	tok       queryToken
@@ -82,6 +109,14 @@ type (
 	flushCommands   struct{}
 	electionTimeout struct{}
 	tickMsg         struct{}
+	machineTickMsg  struct{}
+	// machineTimer is a timer the machine set; gen tells a restarted timer
+	// from the one it replaced.
+	machineTimer struct {
+		name string
+		gen  uint64
+		ref  actor.TimerRef
+	}
 )
 
 // appliedSaveEvery is how many applied entries may pass before the last
@@ -141,7 +176,29 @@ func (s *server) Receive(ctx *actor.Context, msg actor.Message) {
 			leader := s.monitoring
 			s.monitoring = ServerID{}
 			s.step(core.LeaderDown{Leader: leader})
+			return
 		}
+		if ref, ok := s.effMonRefs[m.Monitor]; ok {
+			delete(s.effMonRefs, m.Monitor)
+			delete(s.effMons, ref)
+			s.observe(ProcessDown{Ref: ref, Reason: m.Reason.String()})
+		}
+	case actor.NodeDown:
+		if s.effNodes[m.Node] {
+			s.observe(NodeDown{Node: m.Node})
+		}
+	case actor.NodeUp:
+		if s.effNodes[m.Node] {
+			s.observe(NodeUp{Node: m.Node})
+		}
+	case machineTimer:
+		if t, ok := s.effTimers[m.name]; ok && t.gen == m.gen {
+			delete(s.effTimers, m.name)
+			s.observe(TimerFired{Name: m.name})
+		}
+	case machineTickMsg:
+		s.tickArmed = false
+		s.machineTick()
 	case *queryReq:
 		rt, _ := ctx.ReplyTo()
 		s.step(core.Query{Kind: m.Kind, Token: queryToken{rt: rt, req: m}})
@@ -174,6 +231,9 @@ func (s *server) start() error {
 		return fmt.Errorf("%w: meta of %s: %w", ErrStorage, s.uid, err)
 	}
 	s.appliedSaved = applied
+	s.effectsFloor = applied
+	s.sessions = newSessionTable(s.sys.cfg.SessionTTLEntries, s.sys.cfg.MaxSessions)
+	s.poisoned = map[uint64]bool{}
 	m, err := s.sys.newMachine(s.cfg.Machine)
 	if err != nil {
 		return err
@@ -279,7 +339,11 @@ func (s *server) queueCommand(m *commandReq) {
 		rt, _ := s.ctx.ReplyTo()
 		tok = syncToken{rt: rt}
 	}
-	s.cmdBuf = append(s.cmdBuf, core.Command{Data: m.Data, Token: tok})
+	data := encodeUserCommand(m.Data)
+	if m.Session {
+		data = encodeSessionCommand(m.Client, m.Seq, m.Responded, m.Data)
+	}
+	s.cmdBuf = append(s.cmdBuf, core.Command{Data: data, Token: tok})
 	if !s.flushPending {
 		s.flushPending = true
 		_ = s.ctx.Send(s.ctx.Self(), flushCommands{})
@@ -315,25 +379,36 @@ func (s *server) memberRequest(m *memberReq) {
 	}
 }
 
-// apply applies the committed entries From..To and answers their tokens.
+// apply applies the committed entries From..To, answers their tokens and,
+// on the leader, carries out the effects the machine recorded.
 func (s *server) apply(a core.Apply) error {
 	toks := a.Tokens
+	// Replies wait until the batch's effects were carried out: a caller
+	// that has its reply knows the leader issued the effects.
+	var answers []answer
 	for lo := a.From; lo <= a.To; {
 		ents, err := s.raft.Entries(lo, a.To+1, 4<<20)
 		if err != nil {
 			return err
 		}
 		for _, e := range ents {
-			reply, err := s.applyEntry(e)
+			reply, err := s.applyEntry(e, true)
+			if errors.Is(err, ErrStorage) {
+				return err
+			}
 			s.applied = e.Index
 			for len(toks) > 0 && toks[0].Index <= e.Index {
 				if toks[0].Index == e.Index {
-					s.reply(toks[0].Token, reply, err)
+					answers = append(answers, answer{tok: toks[0].Token, reply: reply, err: err})
 				}
 				toks = toks[1:]
 			}
 		}
 		lo = ents[len(ents)-1].Index + 1
+	}
+	s.carryOutEffects()
+	for _, a := range answers {
+		s.reply(a.tok, a.reply, a.err)
 	}
 	s.runReadyQueries()
 	if s.applied-s.appliedSaved >= appliedSaveEvery {
@@ -342,27 +417,310 @@ func (s *server) apply(a core.Apply) error {
 	return nil
 }
 
-func (s *server) applyEntry(e core.Entry) (reply []byte, err error) {
+// applyEntry applies one committed entry. live is false while a rebuild
+// replays the log: nothing leaves the server then.
+func (s *server) applyEntry(e core.Entry, live bool) (reply []byte, err error) {
 	switch e.Type {
 	case core.EntryNormal:
-		return s.applyCommand(e)
+		reply, err = s.applyNormal(e, live)
 	case core.EntryConfig:
-		s.configApplied(e.Index)
+		if live {
+			s.configApplied(e.Index)
+		}
 	}
-	return nil, nil
+	if e.Index%sessionExpiryEvery == 0 {
+		s.sessions.expire(e.Index)
+	}
+	return reply, err
 }
 
-// applyCommand runs the machine on one command. A panic is turned into an
-// error reply and logged with the index; every member meets the same panic
-// at the same index and does the same.
-func (s *server) applyCommand(e core.Entry) (reply []byte, err error) {
+func (s *server) applyNormal(e core.Entry, live bool) ([]byte, error) {
+	cmd, err := decodeCommand(e.Data)
+	if err != nil {
+		// Every member holds the same bytes and fails the same way.
+		s.logger.Error("log entry does not decode", "index", e.Index, "err", err)
+		return nil, fmt.Errorf("%w: entry %d: %v", ErrMachine, e.Index, err)
+	}
+	switch cmd.kind {
+	case cmdSession:
+		if reply, err, known := s.sessions.lookup(cmd.client, cmd.seq); known {
+			return reply, err
+		}
+		reply, err := s.runMachine(e, live, func(ctx *ApplyContext) []byte { return s.machine.Apply(ctx, cmd.data) })
+		if errors.Is(err, ErrStorage) {
+			return nil, err
+		}
+		s.sessions.record(e.Index, cmd.client, cmd.seq, cmd.responded, reply, err)
+		return reply, err
+	case cmdObservation:
+		o, ok := capability[Observer](s.machine)
+		if !ok {
+			return nil, nil
+		}
+		return s.runMachine(e, live, func(ctx *ApplyContext) []byte { o.Observe(ctx, cmd.obs); return nil })
+	}
+	return s.runMachine(e, live, func(ctx *ApplyContext) []byte { return s.machine.Apply(ctx, cmd.data) })
+}
+
+// runMachine runs one machine callback for entry e. A panic is a poison
+// command: the caller gets ErrMachine, the machine is rebuilt to its state
+// before e by replaying the log, and the index is remembered so that
+// later rebuilds skip it. Every member meets the same panic at the same
+// index and does the same, so replicas never diverge.
+func (s *server) runMachine(e core.Entry, live bool, run func(*ApplyContext) []byte) ([]byte, error) {
+	if s.poisoned[e.Index] {
+		return nil, fmt.Errorf("%w: command at index %d panicked", ErrMachine, e.Index)
+	}
+	ctx := &ApplyContext{Index: e.Index, Term: e.Term}
+	reply, panicked := callMachine(ctx, run)
+	if panicked != nil {
+		s.poisoned[e.Index] = true
+		if live {
+			s.logger.Error("machine panicked applying a command; its state is rebuilt without it",
+				"index", e.Index, "panic", fmt.Sprint(panicked.value), "stack", panicked.stack)
+		}
+		if err := s.rebuild(e.Index - 1); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: command at index %d panicked: %v", ErrMachine, e.Index, panicked.value)
+	}
+	for _, eff := range ctx.list {
+		// The snapshot hint counts on every member, not only the leader.
+		if eff.kind == effReleaseCursor {
+			s.releaseCursor = max(s.releaseCursor, eff.index)
+		}
+	}
+	if live && e.Index > s.effectsFloor {
+		s.pending = append(s.pending, ctx.list...)
+	}
+	return reply, nil
+}
+
+type machinePanic struct {
+	value any
+	stack string
+}
+
+func callMachine(ctx *ApplyContext, run func(*ApplyContext) []byte) (reply []byte, p *machinePanic) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.logger.Error("machine panicked applying a command", "index", e.Index, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			reply, err = nil, fmt.Errorf("%w: command at index %d panicked: %v", ErrMachine, e.Index, r)
+			p = &machinePanic{value: r, stack: string(debug.Stack())}
 		}
 	}()
-	return s.machine.Apply(&ApplyContext{Index: e.Index, Term: e.Term}, e.Data), nil
+	return run(ctx), nil
+}
+
+// rebuild replaces the machine and the session table by fresh ones that
+// replayed the log up to index upTo. Replays skip the commands known to
+// panic, so they do not panic again.
+func (s *server) rebuild(upTo uint64) error {
+	m, err := s.sys.newMachine(s.cfg.Machine)
+	if err != nil {
+		return fmt.Errorf("%w: rebuilding the machine: %w", ErrStorage, err)
+	}
+	s.machine = m
+	s.sessions = newSessionTable(s.sys.cfg.SessionTTLEntries, s.sys.cfg.MaxSessions)
+	for lo := uint64(1); lo <= upTo; {
+		ents, err := s.raft.Entries(lo, upTo+1, 4<<20)
+		if err != nil {
+			return fmt.Errorf("%w: rebuilding the machine: %w", ErrStorage, err)
+		}
+		for _, e := range ents {
+			if _, err := s.applyEntry(e, false); errors.Is(err, ErrStorage) {
+				return err
+			}
+		}
+		lo = ents[len(ents)-1].Index + 1
+	}
+	return nil
+}
+
+// capability returns the machine, or the typed machine it wraps, as T.
+func capability[T any](m Machine) (T, bool) {
+	if t, ok := m.(T); ok {
+		return t, true
+	}
+	if u, ok := m.(interface{ Unwrap() any }); ok {
+		if t, ok := u.Unwrap().(T); ok {
+			return t, true
+		}
+	}
+	var zero T
+	return zero, false
+}
+
+// observe commits an observation to the log, if this server leads.
+func (s *server) observe(o Observation) {
+	if s.raft.Role() != core.RoleLeader {
+		return
+	}
+	s.step(core.Command{Data: encodeObservation(o)})
+}
+
+// carryOutEffects runs the effects of the entries just applied, on the
+// leader only; followers drop them.
+func (s *server) carryOutEffects() {
+	if len(s.pending) == 0 {
+		return
+	}
+	effs := s.pending
+	s.pending = nil
+	if s.raft.Role() == core.RoleLeader {
+		s.runEffects(effs, 0)
+	}
+}
+
+// maxReadLogDepth bounds ReadLog callbacks that record ReadLog effects.
+const maxReadLogDepth = 4
+
+func (s *server) runEffects(effs []effect, depth int) {
+	for _, e := range effs {
+		switch e.kind {
+		case effSend:
+			if err := s.ctx.Send(e.to, e.msg); err != nil {
+				s.logger.Warn("machine effect: send failed", "to", e.to.String(), "err", err)
+			}
+		case effCall:
+			s.safely("call", e.fn)
+		case effMonitor:
+			if _, ok := s.effMons[e.to]; !ok {
+				if s.effMons == nil {
+					s.effMons, s.effMonRefs = map[actor.Ref]actor.MonitorRef{}, map[actor.MonitorRef]actor.Ref{}
+				}
+				mon := s.ctx.Monitor(e.to)
+				s.effMons[e.to], s.effMonRefs[mon] = mon, e.to
+			}
+		case effDemonitor:
+			if mon, ok := s.effMons[e.to]; ok {
+				s.ctx.Demonitor(mon)
+				delete(s.effMons, e.to)
+				delete(s.effMonRefs, mon)
+			}
+		case effMonitorNode:
+			if !s.effNodes[e.node] {
+				if s.effNodes == nil {
+					s.effNodes = map[string]bool{}
+				}
+				s.effNodes[e.node] = true
+				s.ctx.MonitorNode(e.node)
+			}
+		case effDemonitorNode:
+			if s.effNodes[e.node] {
+				delete(s.effNodes, e.node)
+				s.ctx.DemonitorNode(e.node)
+			}
+		case effTimer:
+			if t, ok := s.effTimers[e.name]; ok {
+				s.ctx.CancelTimer(t.ref)
+				delete(s.effTimers, e.name)
+			}
+			if e.after > 0 {
+				if s.effTimers == nil {
+					s.effTimers = map[string]machineTimer{}
+				}
+				s.effTimerGen++
+				t := machineTimer{name: e.name, gen: s.effTimerGen}
+				t.ref = s.ctx.SendAfter(e.after, machineTimer{name: e.name, gen: t.gen})
+				s.effTimers[e.name] = t
+			}
+		case effReadLog:
+			out := &Effects{}
+			cmds := s.readCommands(e.indexes)
+			s.safely("read log", func() { e.read(cmds, out) })
+			if depth < maxReadLogDepth {
+				s.runEffects(out.list, depth+1)
+			}
+		}
+	}
+}
+
+func (s *server) safely(what string, fn func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.logger.Error("machine effect panicked", "effect", what, "panic", fmt.Sprint(r))
+		}
+	}()
+	fn()
+}
+
+// readCommands returns the user data of the commands at indexes (nil for
+// an index that holds no command or is no longer in the log).
+func (s *server) readCommands(indexes []uint64) [][]byte {
+	out := make([][]byte, len(indexes))
+	for i, idx := range indexes {
+		if idx == 0 || idx > s.raft.LastIndex() {
+			continue
+		}
+		ents, err := s.raft.Entries(idx, idx+1, 0)
+		if err != nil || len(ents) == 0 || ents[0].Type != core.EntryNormal {
+			continue
+		}
+		if cmd, err := decodeCommand(ents[0].Data); err == nil && cmd.kind != cmdObservation {
+			out[i] = cmd.data
+		}
+	}
+	return out
+}
+
+// leadershipChanged drops the leader's effect state when leadership is
+// lost, and lets the machine re-create it when it is won.
+func (s *server) leadershipChanged(role core.Role) {
+	if role != core.RoleLeader {
+		for mon := range s.effMonRefs {
+			s.ctx.Demonitor(mon)
+		}
+		for node := range s.effNodes {
+			s.ctx.DemonitorNode(node)
+		}
+		for _, t := range s.effTimers {
+			s.ctx.CancelTimer(t.ref)
+		}
+		s.effMons, s.effMonRefs, s.effNodes, s.effTimers = nil, nil, nil, nil
+		if s.tickArmed {
+			s.ctx.CancelTimer(s.machineTickT)
+			s.tickArmed = false
+		}
+	}
+	if se, ok := capability[StateEnterer](s.machine); ok {
+		out := &Effects{}
+		s.safely("state enter", func() { se.StateEnter(roleOf(role), out) })
+		if role == core.RoleLeader {
+			s.runEffects(out.list, 0)
+		}
+	}
+	if role == core.RoleLeader {
+		s.armMachineTick()
+	}
+}
+
+func roleOf(r core.Role) Role {
+	switch r {
+	case core.RoleLeader:
+		return RoleLeader
+	case core.RoleCandidate:
+		return RoleCandidate
+	case core.RolePreVote:
+		return RolePreVote
+	}
+	return RoleFollower
+}
+
+func (s *server) armMachineTick() {
+	if _, ok := capability[Ticker](s.machine); ok && !s.tickArmed {
+		s.machineTickT = s.ctx.SendAfter(s.sys.cfg.MachineTick, machineTickMsg{})
+		s.tickArmed = true
+	}
+}
+
+func (s *server) machineTick() {
+	t, ok := capability[Ticker](s.machine)
+	if !ok || s.raft.Role() != core.RoleLeader {
+		return
+	}
+	out := &Effects{}
+	s.safely("tick", func() { t.Tick(time.Now(), out) })
+	s.runEffects(out.list, 0)
+	s.armMachineTick()
 }
 
 // configApplied records a committed membership change in the directory,
@@ -488,6 +846,10 @@ func (s *server) runQuery(t queryToken) {
 // leader's process, whose Down triggers an election here.
 func (s *server) roleChanged(a core.RoleChanged) {
 	s.sys.board.Record(s.cfg.Cluster, a.Leader, s.raft.Status().Members.Voters, a.Term)
+	if a.Role != s.role {
+		s.role = a.Role
+		s.leadershipChanged(a.Role)
+	}
 	want := a.Leader
 	if want == s.self {
 		want = ServerID{}
@@ -524,5 +886,15 @@ func (s *server) status() *ServerStatus {
 		LastTerm:    st.LastTerm,
 		Voters:      st.Members.Voters,
 		NonVoters:   st.Members.NonVoters,
+		Machine:     s.machineOverview(),
 	}
+}
+
+func (s *server) machineOverview() (out map[string]string) {
+	o, ok := capability[Overviewer](s.machine)
+	if !ok {
+		return nil
+	}
+	s.safely("overview", func() { out = o.Overview() })
+	return out
 }

@@ -52,6 +52,15 @@ type SystemConfig struct {
 	ServerRestartPeriod    time.Duration
 	// ShutdownTimeout bounds each step of Stop. Default 10s.
 	ShutdownTimeout time.Duration
+	// MachineTick is how often leaders call Tick on machines that
+	// implement Ticker. Default 1s.
+	MachineTick time.Duration
+	// SessionTTLEntries: a client session unused for this many log entries
+	// is forgotten (default 1<<20). MaxSessions bounds the sessions of one
+	// cluster (default 10000; the least recently used goes). Both must be
+	// the same on every node of a cluster.
+	SessionTTLEntries uint64
+	MaxSessions       int
 }
 
 func (c SystemConfig) withDefaults() SystemConfig {
@@ -63,6 +72,15 @@ func (c SystemConfig) withDefaults() SystemConfig {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.MachineTick == 0 {
+		c.MachineTick = time.Second
+	}
+	if c.SessionTTLEntries == 0 {
+		c.SessionTTLEntries = 1 << 20
+	}
+	if c.MaxSessions == 0 {
+		c.MaxSessions = 10000
 	}
 	if c.WALMaxFileBytes == 0 {
 		c.WALMaxFileBytes = 16 << 20
@@ -80,6 +98,8 @@ func (c SystemConfig) Validate() error {
 		return fmt.Errorf("%w: DataDir is required", ErrInvalidConfig)
 	case c.Address == "":
 		return fmt.Errorf("%w: Address is required", ErrInvalidConfig)
+	case c.MachineTick < 0 || c.MaxSessions < 0:
+		return fmt.Errorf("%w: negative MachineTick %v or MaxSessions %d", ErrInvalidConfig, c.MachineTick, c.MaxSessions)
 	case c.WALMaxFileBytes < 0 || c.WALMaxClosedFiles < 0:
 		return fmt.Errorf("%w: negative WALMaxFileBytes %d or WALMaxClosedFiles %d", ErrInvalidConfig, c.WALMaxFileBytes, c.WALMaxClosedFiles)
 	case c.ServerRestartIntensity < 0 || c.ServerRestartPeriod < 0 || c.ShutdownTimeout < 0:
@@ -170,8 +190,10 @@ func StartSystem(cfg SystemConfig) (sys *System, err error) {
 		return nil, err
 	}
 	// The manager restarts the recorded servers as its first act; wait
-	// for that so the caller sees them.
-	if _, err := s.node.Call(s.manager, &managerSync{}, cfg.ShutdownTimeout); err != nil {
+	// for that so the caller sees them. It is local work that always
+	// ends, however many servers there are, so the wait has no deadline
+	// worth choosing.
+	if _, err := s.node.Call(s.manager, &managerSync{}, time.Hour); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -18,7 +18,8 @@ func testSystemConfig(t testing.TB, dir string) SystemConfig {
 	return SystemConfig{
 		DataDir:         dir,
 		Address:         "127.0.0.1:0",
-		Machines:        map[string]MachineFactory{"kv": newKV},
+		Machines:        map[string]MachineFactory{"kv": newKV, "fx": newFX},
+		MachineTick:     20 * time.Millisecond,
 		WALSync:         wal.SyncData,
 		ShutdownTimeout: 5 * time.Second,
 	}
