@@ -233,9 +233,13 @@ func parentGone() <-chan struct{} {
 }
 
 const leaveHelp = `
-Removes a node from the cluster, through any node (--addr). The removed node's
-member stops; stop its process yourself. Its data stays in its --data
-directory, and it cannot come back with it: join it again with a new --data.`
+Removes a node from the cluster, through any node (--addr), and deletes the
+removed member's replica on its node. The node's process keeps running and
+answers 503 not_member until you stop it; 'kvstore join' adds it again, as a
+new member that receives the whole log.
+
+If the node is down when it is removed, its replica cannot be deleted: delete
+its --data directory before you start it again.`
 
 func runLeave(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("leave", stderr, leaveHelp)
@@ -261,6 +265,9 @@ func runLeave(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "removed %s; the members are now %s\n", *id, membersText(res.Members))
+	if !res.ReplicaDeleted {
+		fmt.Fprintf(stdout, "%s did not answer, so its replica is still in its data directory: delete that before starting it again\n", *id)
+	}
 	return nil
 }
 

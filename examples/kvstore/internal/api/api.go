@@ -228,4 +228,8 @@ type MembersResult struct {
 	// asked (the node was already a member).
 	Changed bool   `json:"changed"`
 	Members []Node `json:"members"`
+	// ReplicaDeleted says, for a removal, that the removed member's
+	// replica was deleted on its node. When false (its node was down),
+	// delete the node's data directory before starting it again.
+	ReplicaDeleted bool `json:"replica_deleted,omitempty"`
 }

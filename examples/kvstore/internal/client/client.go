@@ -3,6 +3,8 @@
 // the leader when it knows it (any node would forward a write, but the
 // leader saves a hop), moves on to the next node when one does not answer,
 // and retries while the cluster has no leader, until its context ends.
+// Local reads, which ask for one node's own state, go to the nodes in the
+// order given instead.
 //
 // It retries only what cannot have been applied: a request whose
 // connection was refused, and answers 503 (the node says nothing was
@@ -39,6 +41,8 @@ var ErrOutcomeUnknown = errors.New("kvstore: outcome unknown")
 type Client struct {
 	http *http.Client
 
+	given []string // the addresses as given, for local reads
+
 	mu     sync.Mutex
 	addrs  []string // the node most likely to be the leader first
 	probed bool     // asked for the leader once already
@@ -65,6 +69,7 @@ func New(addrs []string) (*Client, error) {
 	if len(c.addrs) == 0 {
 		return nil, fmt.Errorf("kvstore: no node address given")
 	}
+	c.given = append([]string(nil), c.addrs...)
 	return c, nil
 }
 
@@ -100,7 +105,7 @@ func (c *Client) findLeader(ctx context.Context) {
 		return
 	}
 	var cl api.Cluster
-	if addr, err := c.once(ctx, http.MethodGet, "/cluster", nil, &cl, false); err == nil && cl.LeaderHTTP != "" {
+	if addr, err := c.once(ctx, c.Addrs(), http.MethodGet, "/cluster", nil, &cl, false); err == nil && cl.LeaderHTTP != "" {
 		c.prefer(addr)
 		c.prefer(strings.TrimRight(cl.LeaderHTTP, "/"))
 	}
@@ -110,9 +115,20 @@ func (c *Client) findLeader(ctx context.Context) {
 // decodes a 2xx answer into out. A 4xx or 5xx answer is an *api.Error.
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any, write bool) error {
 	c.findLeader(ctx)
+	return c.retry(ctx, func() (string, error) { return c.once(ctx, c.Addrs(), method, path, body, out, write) })
+}
+
+// doLocal sends a read that asks for the answering node's own state to the
+// nodes in the order given: following the leader would defeat its purpose.
+func (c *Client) doLocal(ctx context.Context, path string, out any) error {
+	return c.retry(ctx, func() (string, error) { return c.once(ctx, c.given, http.MethodGet, path, nil, out, false) })
+}
+
+// retry runs attempt until it succeeds, fails for good, or ctx ends.
+func (c *Client) retry(ctx context.Context, attempt func() (string, error)) error {
 	backoff := 100 * time.Millisecond
 	for {
-		addr, err := c.once(ctx, method, path, body, out, write)
+		addr, err := attempt()
 		if err == nil {
 			c.prefer(addr)
 			return nil
@@ -143,11 +159,11 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 // see the cluster differently (a removed node has no member; a node cut
 // off from the others sees no quorum), so the next node gets its chance;
 // the last 503 is returned if none does better.
-func (c *Client) once(ctx context.Context, method, path string, body []byte, out any, write bool) (string, error) {
+func (c *Client) once(ctx context.Context, addrs []string, method, path string, body []byte, out any, write bool) (string, error) {
 	var errs []error
 	var unavailable *api.Error
 	var unavailableAddr string
-	for _, addr := range c.Addrs() {
+	for _, addr := range addrs {
 		req, err := http.NewRequestWithContext(ctx, method, addr+path, bytes.NewReader(body))
 		if err != nil {
 			return "", err
@@ -229,6 +245,9 @@ func (c *Client) Get(ctx context.Context, key, consistency string) (api.GetResul
 	if consistency != "" {
 		path += "?consistency=" + url.QueryEscape(consistency)
 	}
+	if consistency == "local" {
+		return r, c.doLocal(ctx, path, &r)
+	}
 	err := c.do(ctx, http.MethodGet, path, nil, &r, false)
 	return r, err
 }
@@ -273,21 +292,25 @@ func (c *Client) List(ctx context.Context, prefix, after string, limit int, cons
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
+	if consistency == "local" {
+		return r, c.doLocal(ctx, path, &r)
+	}
 	err := c.do(ctx, http.MethodGet, path, nil, &r, false)
 	return r, err
 }
 
-// Status returns the status of the first node that answers.
+// Status returns the status of the first node given that answers.
 func (c *Client) Status(ctx context.Context) (api.Status, error) {
 	var r api.Status
-	_, err := c.once(ctx, http.MethodGet, "/status", nil, &r, false)
+	_, err := c.once(ctx, c.given, http.MethodGet, "/status", nil, &r, false)
 	return r, err
 }
 
-// Cluster returns the cluster as the first node that answers sees it.
+// Cluster returns the cluster as the first node given that answers sees
+// it.
 func (c *Client) Cluster(ctx context.Context) (api.Cluster, error) {
 	var r api.Cluster
-	_, err := c.once(ctx, http.MethodGet, "/cluster", nil, &r, false)
+	_, err := c.once(ctx, c.given, http.MethodGet, "/cluster", nil, &r, false)
 	return r, err
 }
 

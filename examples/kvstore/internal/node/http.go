@@ -452,6 +452,15 @@ func (n *Node) handleRemoveMember(w http.ResponseWriter, r *http.Request, idText
 	if _, _, err := n.client.Process(ctx, n.self, kv.Command{Op: kv.OpForgetNode, Node: &kv.NodeInfo{ID: target.Name}}); err != nil {
 		n.log.Warn("member removed but its directory entry kept", "member", target.String(), "err", err)
 	}
+	// A removed member is not told of its removal (the leader stops
+	// replicating to it), so it would go on believing it belongs. Delete it
+	// on its node: its node then answers not_member, and can join again.
+	deleted := true
+	if err := n.sys.ForceDeleteServer(ctx, target); err != nil {
+		deleted = false
+		n.log.Warn("member removed but its replica not deleted (is its node down?); delete its data before starting it again",
+			"member", target.String(), "err", err)
+	}
 	var voters, nonVoters []raftserver.ServerID
 	for _, m := range st.Voters {
 		if m != target {
@@ -463,7 +472,7 @@ func (n *Node) handleRemoveMember(w http.ResponseWriter, r *http.Request, idText
 			nonVoters = append(nonVoters, m)
 		}
 	}
-	writeJSON(w, http.StatusOK, api.MembersResult{Changed: true, Members: n.nodeList(ctx, voters, nonVoters)})
+	writeJSON(w, http.StatusOK, api.MembersResult{Changed: true, Members: n.nodeList(ctx, voters, nonVoters), ReplicaDeleted: deleted})
 }
 
 func (n *Node) nodeList(ctx context.Context, voters, nonVoters []raftserver.ServerID) []api.Node {

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+)
+
+// findChromium returns the path of a Chromium or Chrome binary, or "".
+func findChromium() string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "headless-shell"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// testWebPage drives the web page in a headless Chromium: it puts a key
+// through the form and waits for it on every member's panel, then kills
+// the leader and watches the page mark it unreachable and name a new
+// leader, then restarts it and watches it come back.
+func testWebPage(t *testing.T, c *testCluster) {
+	bin := findChromium()
+	if bin == "" {
+		t.Skip("no chromium binary found (looked for chromium, chromium-browser, google-chrome, headless-shell in PATH); install Debian's chromium to run the browser test")
+	}
+	// Chromium's own background connections (updates, sync) would go
+	// nowhere on a machine without outside network: switch them off, and
+	// start from a fresh profile.
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(bin),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 1000),
+	)
+	defer cancelAlloc()
+	browser, cancelBrowser := chromedp.NewContext(alloc)
+	defer cancelBrowser()
+	// The first run starts the browser and must not carry a timeout (it
+	// would stop the browser); later steps get one each.
+	require.NoError(t, chromedp.Do(browser))
+	step := func(actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(browser, waitFor)
+		defer cancel()
+		require.NoError(t, chromedp.Do(ctx, actions...))
+	}
+	poll := func(expr string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(browser, waitFor)
+		defer cancel()
+		v, err := chromedp.Run(ctx, chromedp.Poll[string](expr, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(waitFor)))
+		require.NoError(t, err, "waiting in the page for %s", expr)
+		return v
+	}
+
+	// The page of a follower, so that the leader can be killed under it.
+	page := c.followers()[0]
+	step(chromedp.Navigate(page.url() + "/"))
+	for _, p := range c.nodes {
+		step(chromedp.WaitVisible(chromedp.CSS(`.member[data-member="` + p.id + `"]`)))
+	}
+
+	const key, value = "from-the-browser", "typed into the form"
+	step(
+		chromedp.SendKeys(chromedp.CSS("#key"), key),
+		chromedp.SendKeys(chromedp.CSS("#value"), value),
+		chromedp.Click(chromedp.CSS("#put")),
+		chromedp.WaitVisible(chromedp.CSS("#result.ok")),
+	)
+	got, err := chromedp.Run(browser, chromedp.Text(chromedp.CSS("#result")))
+	require.NoError(t, err)
+	require.Contains(t, got, "created "+key)
+
+	// Every member's panel lists the key among the changes it applied,
+	// and the recent-keys table shows its value.
+	for _, p := range c.nodes {
+		step(chromedp.WaitVisible(chromedp.CSS(`.member[data-member="` + p.id + `"] .recent-keys li[data-key="` + key + `"]`)))
+	}
+	step(chromedp.WaitVisible(chromedp.CSS(`#recent tr[data-key="` + key + `"]`)))
+	row, err := chromedp.Run(browser, chromedp.Text(chromedp.CSS(`#recent tr[data-key="`+key+`"]`)))
+	require.NoError(t, err)
+	require.Contains(t, row, value)
+
+	// Get through the form, linearizably.
+	step(chromedp.Click(chromedp.CSS("#get")))
+	poll(`document.querySelector("#result").textContent.includes("linearizable read served by") && document.querySelector("#result").textContent`)
+	got, err = chromedp.Run(browser, chromedp.Text(chromedp.CSS("#result")))
+	require.NoError(t, err)
+	require.Contains(t, got, `"`+value+`"`)
+
+	// Kill the leader: its panel turns unreachable and another member is
+	// highlighted as the leader.
+	old := c.leader(page)
+	step(chromedp.WaitVisible(chromedp.CSS(`.member.leader[data-member="` + old.id + `"]`)))
+	c.kill(old)
+	step(chromedp.WaitVisible(chromedp.CSS(`.member.unreachable[data-member="` + old.id + `"]`)))
+	newLeader := poll(`(() => { const l = document.querySelector(".member.leader"); return l && l.dataset.member !== "` + old.id + `" ? l.dataset.member : ""; })()`)
+	require.NotEqual(t, old.id, newLeader)
+	require.NotNil(t, c.node(newLeader))
+
+	// Restart it: the page shows it reachable again, back from an absence.
+	c.start(old)
+	state := poll(`(() => { const m = document.querySelector('.member[data-member="` + old.id + `"]'); return m && !m.classList.contains("unreachable") ? m.querySelector(".state").textContent : ""; })()`)
+	require.True(t, strings.Contains(state, "back") || strings.Contains(state, "catching up"), "state %q", state)
+	c.waitHealthy()
+}

@@ -1,0 +1,331 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rago-raft/rago/examples/kvstore/internal/api"
+	"github.com/rago-raft/rago/examples/kvstore/internal/client"
+	"github.com/stretchr/testify/require"
+)
+
+// The test binary is also the kvstore program: with runMainEnv set it runs
+// the command line in os.Args, so the tests start real node processes (and
+// the demo's children) without building anything else.
+const runMainEnv = "KVSTORE_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// waitFor bounds every wait of the tests for the cluster to reach a state.
+// It is a deadline, not a measurement: the states come much sooner, also
+// under the race detector on two cores.
+const waitFor = 60 * time.Second
+
+// proc is one kvstore node run as an OS process.
+type proc struct {
+	id, raft, http, data string
+	peers                string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  *bytes.Buffer
+}
+
+func (p *proc) url() string { return "http://" + p.http }
+
+// testCluster is a cluster of node processes on free ports with temporary
+// data directories.
+type testCluster struct {
+	t     *testing.T
+	nodes []*proc
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startCluster starts n nodes at once (the cluster forms itself) and waits
+// until they have a leader and every node answers.
+func startCluster(t *testing.T, n int) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t}
+	var peers []string
+	for i := range n {
+		p := &proc{id: fmt.Sprintf("n%d", i+1), raft: freePort(t), http: freePort(t), data: filepath.Join(t.TempDir(), "data")}
+		peers = append(peers, p.id+"="+p.raft)
+		c.nodes = append(c.nodes, p)
+	}
+	for _, p := range c.nodes {
+		p.peers = strings.Join(peers, ",")
+		c.start(p)
+	}
+	t.Cleanup(func() {
+		for _, p := range c.nodes {
+			c.kill(p)
+		}
+		for _, p := range c.nodes {
+			// Under -race the nodes run with the race detector too; it
+			// reports in their output.
+			if strings.Contains(p.tail(1<<30), "WARNING: DATA RACE") {
+				t.Errorf("node %s reported a data race", p.id)
+			}
+		}
+		if t.Failed() {
+			for _, p := range c.nodes {
+				t.Logf("--- log of %s (last lines) ---\n%s", p.id, p.tail(60))
+			}
+		}
+	})
+	c.waitHealthy()
+	return c
+}
+
+// start runs "kvstore serve" for p and waits until its HTTP API answers.
+func (c *testCluster) start(p *proc, extra ...string) {
+	c.t.Helper()
+	args := []string{"serve", "--id", p.id, "--raft", p.raft, "--http", p.http, "--data", p.data, "--peers", p.peers, "--log-level", "debug"}
+	c.startArgs(p, append(args, extra...))
+}
+
+func (c *testCluster) startArgs(p *proc, args []string) {
+	c.t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), runMainEnv+"=1")
+	p.mu.Lock()
+	if p.log == nil {
+		p.log = &bytes.Buffer{}
+	}
+	w := &lockedWriter{mu: &p.mu, w: p.log}
+	p.mu.Unlock()
+	cmd.Stdout, cmd.Stderr = w, w
+	require.NoError(c.t, cmd.Start())
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	p.mu.Lock()
+	p.cmd, p.done = cmd, done
+	p.mu.Unlock()
+	require.Eventually(c.t, func() bool {
+		select {
+		case <-done:
+			return true // exited: reported below
+		default:
+		}
+		resp, err := http.Get(p.url() + "/status")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return true
+	}, waitFor, 20*time.Millisecond, "node %s to answer", p.id)
+	select {
+	case <-done:
+		c.t.Fatalf("node %s exited at start:\n%s", p.id, p.tail(40))
+	default:
+	}
+}
+
+// kill sends SIGKILL to p and waits for it to exit.
+func (c *testCluster) kill(p *proc) {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	<-done
+}
+
+// stop sends SIGTERM to p and waits for its clean exit.
+func (c *testCluster) stop(p *proc) {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	<-done
+}
+
+func (p *proc) tail(n int) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.log == nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(p.log.String(), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+// cluster returns the /cluster view of node p.
+func (c *testCluster) cluster(p *proc) (api.Cluster, error) {
+	var v api.Cluster
+	resp, err := http.Get(p.url() + "/cluster")
+	if err != nil {
+		return v, err
+	}
+	defer resp.Body.Close()
+	err = json.NewDecoder(resp.Body).Decode(&v)
+	return v, err
+}
+
+// waitHealthy waits until every running node sees a leader and every
+// member reachable, in the same term.
+func (c *testCluster) waitHealthy() {
+	c.t.Helper()
+	require.Eventually(c.t, func() bool {
+		for _, p := range c.nodes {
+			v, err := c.cluster(p)
+			if err != nil || v.Leader == "" || v.Reachable != v.Voters || v.Voters != len(c.nodes) {
+				return false
+			}
+		}
+		return true
+	}, waitFor, 50*time.Millisecond, "a healthy cluster")
+}
+
+// leader returns the node that leads, as node from sees it.
+func (c *testCluster) leader(from *proc) *proc {
+	c.t.Helper()
+	var out *proc
+	require.Eventually(c.t, func() bool {
+		v, err := c.cluster(from)
+		if err != nil || v.Leader == "" {
+			return false
+		}
+		out = c.node(v.Leader)
+		return out != nil
+	}, waitFor, 50*time.Millisecond)
+	return out
+}
+
+func (c *testCluster) node(id string) *proc {
+	for _, p := range c.nodes {
+		if p.id == id {
+			return p
+		}
+	}
+	return nil
+}
+
+// followers returns the nodes other than the leader.
+func (c *testCluster) followers() []*proc {
+	l := c.leader(c.nodes[0])
+	var out []*proc
+	for _, p := range c.nodes {
+		if p != l {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// client returns a client of the given nodes only.
+func (c *testCluster) client(ps ...*proc) *client.Client {
+	c.t.Helper()
+	var addrs []string
+	for _, p := range ps {
+		addrs = append(addrs, p.url())
+	}
+	cl, err := client.New(addrs)
+	require.NoError(c.t, err)
+	return cl
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// rawResponse is an HTTP answer as the tests look at it.
+type rawResponse struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r rawResponse) apiError(t *testing.T) api.Error {
+	t.Helper()
+	var e api.Error
+	require.NoError(t, json.Unmarshal(r.body, &e), "error body %s", r.body)
+	return e
+}
+
+func do(t *testing.T, method, url string, body io.Reader) rawResponse {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	require.NoError(t, err)
+	return send(t, req)
+}
+
+// doPath sends path as it is, even when it is not a valid URL path (the
+// way a sloppy client might).
+func doPath(t *testing.T, method, base, path string, body io.Reader) rawResponse {
+	t.Helper()
+	req, err := http.NewRequest(method, base, body)
+	require.NoError(t, err)
+	req.URL.Opaque = path
+	return send(t, req)
+}
+
+func send(t *testing.T, req *http.Request) rawResponse {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return rawResponse{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// httpGetJSON gets url and decodes its JSON body into v (unless nil).
+func httpGetJSON(url string, v any) (int, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if v == nil {
+		return resp.StatusCode, nil
+	}
+	return resp.StatusCode, json.NewDecoder(resp.Body).Decode(v)
+}
