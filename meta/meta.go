@@ -29,6 +29,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rago-raft/rago/internal/pebblesched"
 	"github.com/rago-raft/rago/internal/wire"
 )
 
@@ -72,7 +73,11 @@ func Open(dir string, opts Options) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	db, err := pebble.Open(dir, &pebble.Options{FS: opts.FS, Logger: pebbleLogger{logger}})
+	popts := &pebble.Options{FS: opts.FS, Logger: pebbleLogger{logger}}
+	// Compactions are granted on events, not on a 100 ms clock: an idle
+	// node must not wake up for nothing.
+	popts.Experimental.CompactionScheduler = pebblesched.New()
+	db, err := pebble.Open(dir, popts)
 	if err != nil {
 		return nil, fmt.Errorf("meta: open %s: %w", dir, err)
 	}

@@ -347,6 +347,8 @@ func (s *System) startCluster(ctx context.Context, cluster string, machine Machi
 		}
 		return nil, members, fmt.Errorf("%w: started %d of %d: %w", ErrNotEnoughMembers, len(started), len(members), joined)
 	}
+	// Do not wait for an election timer: ask one member to stand now.
+	_ = s.node.Send(Ref(started[0]), &memberReq{Op: opTriggerElection})
 	if err := s.waitForLeader(ctx, started); err != nil {
 		return started, notStarted, err
 	}
@@ -365,7 +367,7 @@ func (s *System) waitForLeader(ctx context.Context, members []ServerID) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w: no leader elected in time among %v", ErrNoLeader, members)
-		case <-time.After(retryBackoff):
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }

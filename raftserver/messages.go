@@ -87,6 +87,9 @@ const (
 	opAddNonVoter
 	opRemoveMember
 	opTransfer
+	// opTriggerElection makes a member without a leader start an election
+	// at once instead of waiting for its timer (a new cluster).
+	opTriggerElection
 )
 
 type memberReq struct {

@@ -374,6 +374,10 @@ func (s *server) memberRequest(m *memberReq) {
 		s.step(core.RemoveMember{Member: m.Member, Token: tok})
 	case opTransfer:
 		s.step(core.TransferLeadership{To: m.Member, Token: tok})
+	case opTriggerElection:
+		if s.raft.Role() != core.RoleLeader && s.raft.Leader().IsZero() {
+			s.step(core.ElectionTimeout{})
+		}
 	default:
 		_ = s.ctx.Reply(&memberResult{Err: toRemote(fmt.Errorf("%w: membership operation %d", ErrInvalidConfig, m.Op))})
 	}

@@ -273,11 +273,12 @@ type manager struct {
 }
 
 type managed struct {
-	uid     string
-	cfg     ServerConfig
-	sup     actor.Ref
-	supMon  actor.MonitorRef
-	running bool
+	uid      string
+	cfg      ServerConfig
+	ref      actor.Ref
+	mon      actor.MonitorRef
+	running  bool
+	restarts []time.Time // recent restarts, for the intensity limit
 }
 
 type (
@@ -285,8 +286,6 @@ type (
 	managerStopAll struct{}
 	managerList    struct{}
 )
-
-func supervisorName(server string) string { return "rago.sup/" + server }
 
 func (m *manager) Receive(ctx *actor.Context, msg actor.Message) {
 	switch r := msg.(type) {
@@ -303,23 +302,19 @@ func (m *manager) Receive(ctx *actor.Context, msg actor.Message) {
 		}
 		_ = ctx.Reply(out)
 	case *managerStopAll:
-		for _, s := range m.servers {
-			m.stop(ctx, s)
-		}
+		m.stopAll(ctx)
 		_ = ctx.Reply(true)
 	case *systemReq:
 		_ = ctx.Reply(&systemResult{Err: toRemote(m.handle(ctx, r))})
 	case actor.Down:
 		for name, s := range m.servers {
-			if s.running && s.supMon == r.Monitor {
+			if s.running && s.mon == r.Monitor {
 				s.running = false
-				m.sys.logger.Error("server stopped restarting after repeated failures", "server", name, "reason", r.Reason.String())
+				m.serverDown(ctx, name, s, r.Reason)
 			}
 		}
 	case actor.Terminating:
-		for _, s := range m.servers {
-			m.stop(ctx, s)
-		}
+		m.stopAll(ctx)
 	}
 }
 
@@ -419,41 +414,83 @@ func (m *manager) create(ctx *actor.Context, cfg ServerConfig) error {
 	return m.start(ctx, s)
 }
 
+// start spawns the server process and monitors it. The manager is the
+// supervisor of the node's servers: it restarts a server that failed (see
+// serverDown), each with a restart budget of its own, so one server in a
+// crash loop gives up alone. It costs no process per server.
 func (m *manager) start(ctx *actor.Context, s *managed) error {
 	sys := m.sys
-	cfg, uid := s.cfg, s.uid
-	ref, err := sys.node.StartSupervisor(supervisorName(cfg.ID.Name), actor.SupervisorSpec{
-		Strategy:  actor.OneForOne,
-		Intensity: sys.cfg.ServerRestartIntensity,
-		Period:    sys.cfg.ServerRestartPeriod,
-		Children: []actor.ChildSpec{{
-			Name:    cfg.ID.Name,
-			Start:   func() actor.Process { return newServer(sys, cfg, uid) },
-			Restart: actor.Transient,
-		}},
-	})
+	ref, err := sys.node.SpawnNamed(s.cfg.ID.Name, newServer(sys, s.cfg, s.uid))
 	if err != nil {
 		if errors.Is(err, actor.ErrNameTaken) {
-			return fmt.Errorf("%w: the name %s is taken on %s", ErrClusterExists, cfg.ID.Name, sys.node.Name())
+			return fmt.Errorf("%w: the name %s is taken on %s", ErrClusterExists, s.cfg.ID.Name, sys.node.Name())
 		}
 		return err
 	}
-	s.sup, s.supMon, s.running = ref, ctx.Monitor(ref), true
+	s.ref, s.mon, s.running = ref, ctx.Monitor(ref), true
 	return nil
+}
+
+// serverDown handles the exit of a running server: a failure is restarted
+// unless the server failed more than ServerRestartIntensity times within
+// ServerRestartPeriod; a normal exit (a removed member) is final.
+func (m *manager) serverDown(ctx *actor.Context, name string, s *managed, why actor.Reason) {
+	if !why.Abnormal() {
+		return
+	}
+	now := time.Now()
+	kept := s.restarts[:0]
+	for _, t := range s.restarts {
+		if now.Sub(t) < m.sys.cfg.ServerRestartPeriod {
+			kept = append(kept, t)
+		}
+	}
+	s.restarts = kept
+	if len(s.restarts) >= m.sys.cfg.ServerRestartIntensity {
+		m.sys.logger.Error("server keeps failing; not restarting it", "server", name, "reason", why.String(),
+			"restarts", len(s.restarts), "period", m.sys.cfg.ServerRestartPeriod)
+		return
+	}
+	s.restarts = append(s.restarts, now)
+	m.sys.logger.Warn("server failed; restarting it", "server", name, "reason", why.String())
+	if err := m.start(ctx, s); err != nil {
+		m.sys.logger.Error("restarting a server failed", "server", name, "err", err)
+	}
+}
+
+// stopAll stops every running server, all at once, and waits for them.
+func (m *manager) stopAll(ctx *actor.Context) {
+	var refs []actor.Ref
+	for _, s := range m.servers {
+		if s.running {
+			ctx.Demonitor(s.mon)
+			s.running = false
+			if m.sys.node.Exit(s.ref, actor.Shutdown) == nil {
+				refs = append(refs, s.ref)
+			}
+		}
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), m.sys.cfg.ShutdownTimeout)
+	defer cancel()
+	for _, ref := range refs {
+		if err := m.sys.node.Wait(wctx, ref); err != nil {
+			m.sys.logger.Error("server did not stop in time", "server", ref.String(), "err", err)
+		}
+	}
 }
 
 func (m *manager) stop(ctx *actor.Context, s *managed) {
 	if !s.running {
 		return
 	}
-	ctx.Demonitor(s.supMon)
+	ctx.Demonitor(s.mon)
 	s.running = false
-	if err := m.sys.node.Exit(s.sup, actor.Shutdown); err != nil {
+	if err := m.sys.node.Exit(s.ref, actor.Shutdown); err != nil {
 		return
 	}
 	wctx, cancel := context.WithTimeout(context.Background(), m.sys.cfg.ShutdownTimeout)
 	defer cancel()
-	if err := m.sys.node.Wait(wctx, s.sup); err != nil {
+	if err := m.sys.node.Wait(wctx, s.ref); err != nil {
 		m.sys.logger.Error("server did not stop in time", "server", s.cfg.ID.String(), "err", err)
 	}
 }

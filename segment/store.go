@@ -10,6 +10,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rago-raft/rago/internal/pebblesched"
 	"github.com/rago-raft/rago/wal"
 )
 
@@ -70,6 +71,9 @@ func Open(dir string, opts Options) (*Store, error) {
 		FS:         opts.FS,
 		Logger:     pebbleLogger{logger},
 	}
+	// Compactions are granted on events, not on a 100 ms clock: an idle
+	// node must not wake up for nothing.
+	popts.Experimental.CompactionScheduler = pebblesched.New()
 	db, err := pebble.Open(dir, popts)
 	if err != nil {
 		return nil, fmt.Errorf("segment: open %s: %w", dir, err)

@@ -7,6 +7,7 @@
 //
 //	go run ./cmd/ragobench -topology inproc -mode sync -clients 1 -payload 16 -duration 10s
 //	go run ./cmd/ragobench -topology procs -mode pipeline -clients 8 -inflight 1000
+//	go run ./cmd/ragobench -scenario clusters -clusters 10000 -idle 30s
 //
 // docs/benchmarks.md has the figures and the script that runs the matrix.
 package main
@@ -47,6 +48,9 @@ type options struct {
 
 func main() {
 	var o options
+	scenario := flag.String("scenario", "commands", "commands: throughput and latency; clusters: start many idle clusters and measure memory and idle CPU")
+	clusters := flag.Int("clusters", 1000, "clusters scenario: how many 3-member clusters")
+	idle := flag.Duration("idle", 30*time.Second, "clusters scenario: how long to measure idle CPU")
 	flag.StringVar(&o.topology, "topology", "inproc", "inproc: 3 nodes in this process; procs: 3 nodes as OS processes")
 	flag.StringVar(&o.mode, "mode", "sync", "sync: each caller waits for its command; pipeline: each caller keeps -inflight commands in flight")
 	flag.IntVar(&o.clients, "clients", 1, "concurrent callers")
@@ -74,6 +78,21 @@ func main() {
 			log.Fatal(err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *scenario == "clusters" {
+		dir := o.dir
+		if dir == "" {
+			d, err := os.MkdirTemp("", "ragobench")
+			if err != nil {
+				log.Fatal(err)
+			}
+			defer os.RemoveAll(d)
+			dir = d
+		}
+		if err := runClusters(*clusters, *idle, dir); err != nil {
+			log.Fatal(err)
+		}
+		return
 	}
 	if err := run(o); err != nil {
 		log.Fatal(err)

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rago-raft/rago/raftserver"
+)
+
+// runClusters starts n idle 3-member clusters on 3 nodes in this process
+// and reports the start time, the resident memory each server adds, and
+// the CPU the idle nodes use over idle.
+func runClusters(n int, idle time.Duration, dir string) error {
+	var systems []*raftserver.System
+	for i := range 3 {
+		s, err := raftserver.StartSystem(systemConfig(filepath.Join(dir, fmt.Sprint("n", i)), "127.0.0.1:0"))
+		if err != nil {
+			return err
+		}
+		defer s.Stop()
+		systems = append(systems, s)
+	}
+	runtime.GC()
+	debug.FreeOSMemory()
+	rssBefore := rssKiB(os.Getpid())
+
+	start := time.Now()
+	work := make(chan int)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				var members []raftserver.ServerID
+				for _, s := range systems {
+					members = append(members, raftserver.ServerID{Name: fmt.Sprint("c", i), Node: s.Name()})
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				_, _, err := systems[i%3].StartCluster(ctx, fmt.Sprint("c", i), raftserver.MachineSpec{Kind: "bench"}, members)
+				cancel()
+				if err != nil {
+					errs <- fmt.Errorf("cluster %d: %w", i, err)
+				}
+			}
+		}()
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		return err
+	}
+	took := time.Since(start)
+
+	// Let elections settle, then measure memory and idle CPU.
+	time.Sleep(2 * time.Second)
+	runtime.GC()
+	debug.FreeOSMemory()
+	rssAfter := rssKiB(os.Getpid())
+	if p := os.Getenv("RAGOBENCH_IDLE_PROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			_ = pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
+	cpu0, wall0 := cpuTime(), time.Now()
+	time.Sleep(idle)
+	cpu := cpuTime() - cpu0
+	wall := time.Since(wall0)
+	servers := 3 * n
+	fmt.Printf("scenario=clusters clusters=%d servers=%d start=%v rss_before=%dMiB rss_after=%dMiB rss_per_server=%.1fKiB idle_cpu=%.2f%%_of_one_core over=%v\n",
+		n, servers, took.Round(time.Millisecond), rssBefore/1024, rssAfter/1024,
+		float64(rssAfter-rssBefore)/float64(servers), 100*cpu.Seconds()/wall.Seconds(), idle)
+	return nil
+}
+
+// cpuTime is the user plus system CPU time this process used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
