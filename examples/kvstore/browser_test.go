@@ -24,7 +24,8 @@ func findChromium() string {
 // testWebPage drives the web page in a headless Chromium: it puts a key
 // through the form and waits for it on every member's panel, then kills
 // the leader and watches the page mark it unreachable and name a new
-// leader, then restarts it and watches it come back.
+// leader, then restarts it and watches it come back. Last it kills the
+// page's own node, and the page carries on through another one.
 func testWebPage(t *testing.T, c *testCluster) {
 	bin := findChromium()
 	if bin == "" {
@@ -117,5 +118,15 @@ func testWebPage(t *testing.T, c *testCluster) {
 	c.start(old)
 	state := poll(`(() => { const m = document.querySelector('.member[data-member="` + old.id + `"]'); return m && !m.classList.contains("unreachable") ? m.querySelector(".state").textContent : ""; })()`)
 	require.True(t, strings.Contains(state, "back") || strings.Contains(state, "catching up"), "state %q", state)
+	c.waitHealthy()
+
+	// Kill the node that served the page: the page goes on with another
+	// member's view and says so; when its node returns, it goes back.
+	c.kill(page)
+	banner := poll(`(() => { const b = document.querySelector("#banner.show"); return b ? b.textContent : ""; })()`)
+	require.Contains(t, banner, "does not answer")
+	step(chromedp.WaitVisible(chromedp.CSS(`.member.unreachable[data-member="` + page.id + `"]`)))
+	c.start(page)
+	poll(`!document.querySelector("#banner.show") && !document.querySelector('.member.unreachable[data-member="` + page.id + `"]') ? "back" : ""`)
 	c.waitHealthy()
 }

@@ -341,7 +341,7 @@ role, term, commit and applied index, keys and whether it is reachable.`)
 		return err
 	}
 	defer cancel()
-	cl, err := c.Cluster(ctx)
+	cl, err := c.Cluster(ctx, true)
 	if err != nil {
 		return explain(err)
 	}

@@ -164,7 +164,13 @@ func (c *Client) once(ctx context.Context, addrs []string, method, path string, 
 	var unavailable *api.Error
 	var unavailableAddr string
 	for _, addr := range addrs {
-		req, err := http.NewRequestWithContext(ctx, method, addr+path, bytes.NewReader(body))
+		// Each node gets a bounded try, so that a frozen node (which
+		// accepts connections and never answers) does not hold the request
+		// until the caller gives up. A write that runs out of this time has
+		// an unknown outcome, like any write without an answer.
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout(path))
+		defer cancel()
+		req, err := http.NewRequestWithContext(actx, method, addr+path, bytes.NewReader(body))
 		if err != nil {
 			return "", err
 		}
@@ -174,7 +180,7 @@ func (c *Client) once(ctx context.Context, addrs []string, method, path string, 
 		resp, err := c.http.Do(req)
 		if err != nil {
 			if ctx.Err() != nil {
-				return "", ctx.Err()
+				return "", fmt.Errorf("%w (%w)", ctx.Err(), err)
 			}
 			if write && !refused(err) {
 				return addr, fmt.Errorf("%w: %s %s: the connection broke after the request was sent: %w", ErrOutcomeUnknown, method, addr+path, err)
@@ -217,6 +223,17 @@ func (c *Client) once(ctx context.Context, addrs []string, method, path string, 
 		return unavailableAddr, unavailable
 	}
 	return "", fmt.Errorf("%w: %w", ErrUnreachable, errors.Join(errs...))
+}
+
+// attemptTimeout is how long one node may take to answer path. A node
+// answers /status and /cluster from memory, and anything else within its
+// own request timeout (5 s by default), with a 503 or 504 if the cluster
+// cannot answer in time.
+func attemptTimeout(path string) time.Duration {
+	if strings.HasPrefix(path, "/status") || strings.HasPrefix(path, "/cluster?") || path == "/cluster" {
+		return 2 * time.Second
+	}
+	return 8 * time.Second
 }
 
 // refused reports whether err happened before the request could reach a
@@ -307,10 +324,15 @@ func (c *Client) Status(ctx context.Context) (api.Status, error) {
 }
 
 // Cluster returns the cluster as the first node given that answers sees
-// it.
-func (c *Client) Cluster(ctx context.Context) (api.Cluster, error) {
+// it: from its last probe, or, with fresh, from a probe made for this
+// request.
+func (c *Client) Cluster(ctx context.Context, fresh bool) (api.Cluster, error) {
 	var r api.Cluster
-	_, err := c.once(ctx, c.given, http.MethodGet, "/cluster", nil, &r, false)
+	path := "/cluster"
+	if fresh {
+		path += "?fresh=true"
+	}
+	_, err := c.once(ctx, c.given, http.MethodGet, path, nil, &r, false)
 	return r, err
 }
 

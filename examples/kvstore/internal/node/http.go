@@ -360,7 +360,17 @@ func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, st)
 }
 
-func (n *Node) handleCluster(w http.ResponseWriter, _ *http.Request) {
+func (n *Node) handleCluster(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Query().Get("fresh") {
+	case "", "false", "0":
+	case "true", "1":
+		// Probe now rather than answer from the last probe, which may be
+		// up to a probe interval old.
+		n.watch.probe(r.Context())
+	default:
+		n.fail(w, badArg("fresh must be true or false"))
+		return
+	}
 	cors(w)
 	writeJSON(w, http.StatusOK, n.watch.snapshot())
 }

@@ -29,6 +29,8 @@ type watcher struct {
 	mu   sync.Mutex
 	view api.Cluster
 	at   time.Time // when view was built; zero before the first probe
+	// started is when the probe behind view started.
+	started time.Time
 	// members is the last membership known, used when this node's own
 	// member cannot say (it is stopping, or was removed).
 	members  []member
@@ -85,8 +87,12 @@ func (w *watcher) quorum() (reachable, quorum int, ok bool) {
 	return w.view.Reachable, w.view.Quorum, fresh && w.view.Quorum > 0
 }
 
+// probe asks every member for its status and stores the view. It runs
+// once per interval, and also for GET /cluster?fresh=true, so two may run
+// at once; the one that started last wins.
 func (w *watcher) probe(ctx context.Context) {
 	n := w.n
+	started := time.Now()
 	timeout := n.cfg.ProbeInterval * 9 / 10
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -141,6 +147,9 @@ func (w *watcher) probe(ctx context.Context) {
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if started.Before(w.started) {
+		return
+	}
 	for i := range views {
 		m := &views[i]
 		if m.Reachable {
@@ -165,7 +174,7 @@ func (w *watcher) probe(ctx context.Context) {
 			m.RejoinedSeconds = &s
 		}
 	}
-	w.view, w.at = v, now
+	w.view, w.at, w.started = v, now, started
 }
 
 // currentMembers asks this node's member for the configuration, falling
