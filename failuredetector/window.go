@@ -37,11 +37,16 @@ import (
 // that never answers is suspected after the same silence as one that went
 // quiet, and a peer is not judged by two or three samples.
 //
-// A sample longer than the current Timeout (the peer was suspected when
-// its heartbeat came) is recorded as Timeout: a 30 s freeze must not make
-// the window insensitive for the next WindowSize heartbeats, yet a peer
-// that truly heartbeats more slowly than expected still pulls the mean up
-// until the window fits it.
+// A gap longer than the current Timeout (the peer was suspected when its
+// heartbeat came) is a failure, not a sample of the peer's pace, and is
+// not recorded: otherwise every freeze would widen the window, each
+// widening would lengthen the next recorded gap, and repeated freezes
+// would push the timeout up without bound. The one exception is a window
+// still relying on its prior (fewer than MinSamples samples): there the
+// gap is recorded as Timeout, so that a peer that heartbeats more slowly
+// than Interval (up to the prior's timeout plus AcceptablePause and a few
+// deviations, ~1.5 s with the defaults) is learned instead of suspected
+// forever.
 type Window struct {
 	// Parameters, fixed at creation. Durations are float64 nanoseconds.
 	pause      float64
@@ -62,7 +67,7 @@ type Window struct {
 	mean, std float64
 
 	// last is the reference the silence is measured from: the last
-	// heartbeat, or the window's start, or a Rebase. lastIsArrival tells
+	// heartbeat or the window's start, moved on by Excuse. lastIsArrival tells
 	// whether it was a heartbeat, since only the time between two
 	// heartbeats is a sample.
 	last          time.Time
@@ -104,29 +109,36 @@ func (w *Window) Heartbeat(now time.Time) {
 		now = w.last
 	}
 	if w.lastIsArrival {
-		iv := float64(now.Sub(w.last))
-		if timeout := float64(w.Timeout()); iv > timeout {
-			iv = timeout
+		iv, timeout := float64(now.Sub(w.last)), float64(w.Timeout())
+		switch {
+		case iv < timeout:
+			w.push(iv)
+		case len(w.samples) < w.minSamples:
+			w.push(timeout)
 		}
-		w.push(iv)
 	}
 	w.last = now
 	w.lastIsArrival = true
 }
 
-// Rebase restarts the silence at now without recording a sample. The
-// detector calls it after it was itself unable to run for a while (its
-// process was frozen or starved): it could not have seen heartbeats in
-// that time, so the silence says nothing about the peer.
-func (w *Window) Rebase(now time.Time) {
-	if now.After(w.last) {
-		w.last = now
+// Excuse removes up to blind of the current silence, never moving its
+// start past now, and makes the next heartbeat's interval not count as a
+// sample. The detector calls it when it was itself unable to run for
+// blind (its process was frozen, starved or stopped by the runtime): it
+// could not have seen heartbeats in that time, so that part of the silence
+// says nothing about the peer.
+func (w *Window) Excuse(now time.Time, blind time.Duration) {
+	if blind > 0 {
+		w.last = w.last.Add(blind)
+		if w.last.After(now) {
+			w.last = now
+		}
 	}
 	w.lastIsArrival = false
 }
 
 // Elapsed returns the silence at now: the time since the last heartbeat
-// (or the start, or the last Rebase), zero if now is earlier.
+// (or the start), less what Excuse removed; zero if now is earlier.
 func (w *Window) Elapsed(now time.Time) time.Duration {
 	return max(now.Sub(w.last), 0)
 }
