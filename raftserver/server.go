@@ -306,7 +306,8 @@ func (s *server) execute(acts []core.Action) {
 			if s.electionArmed {
 				s.ctx.CancelTimer(s.electionTimer)
 			}
-			s.electionTimer = s.ctx.SendAfter(time.Duration(a.Ms)*time.Millisecond, electionTimeout{})
+			d := s.sys.pacer.delay(time.Now(), time.Duration(a.Ms)*time.Millisecond)
+			s.electionTimer = s.ctx.SendAfter(d, electionTimeout{})
 			s.electionArmed = true
 		case core.CancelElectionTimer:
 			if s.electionArmed {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/rago-raft/rago/actor"
@@ -61,6 +62,12 @@ type SystemConfig struct {
 	// the same on every node of a cluster.
 	SessionTTLEntries uint64
 	MaxSessions       int
+	// ElectionRate and ElectionBurst pace the elections of this node's
+	// servers: a burst of ElectionBurst starts at once, then at most
+	// ElectionRate per second (defaults 2000 and 200), so that the
+	// clusters that lost their leaders with a node re-elect without a storm.
+	ElectionRate  int
+	ElectionBurst int
 }
 
 func (c SystemConfig) withDefaults() SystemConfig {
@@ -72,6 +79,12 @@ func (c SystemConfig) withDefaults() SystemConfig {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.ElectionRate == 0 {
+		c.ElectionRate = 2000
+	}
+	if c.ElectionBurst == 0 {
+		c.ElectionBurst = 200
 	}
 	if c.MachineTick == 0 {
 		c.MachineTick = time.Second
@@ -98,6 +111,8 @@ func (c SystemConfig) Validate() error {
 		return fmt.Errorf("%w: DataDir is required", ErrInvalidConfig)
 	case c.Address == "":
 		return fmt.Errorf("%w: Address is required", ErrInvalidConfig)
+	case c.ElectionRate < 0 || c.ElectionBurst < 0:
+		return fmt.Errorf("%w: negative ElectionRate %d or ElectionBurst %d", ErrInvalidConfig, c.ElectionRate, c.ElectionBurst)
 	case c.MachineTick < 0 || c.MaxSessions < 0:
 		return fmt.Errorf("%w: negative MachineTick %v or MaxSessions %d", ErrInvalidConfig, c.MachineTick, c.MaxSessions)
 	case c.WALMaxFileBytes < 0 || c.WALMaxClosedFiles < 0:
@@ -127,6 +142,10 @@ type System struct {
 	wal      *wal.WAL
 	board    leaderboard.Board[ServerID]
 	manager  actor.Ref
+	pacer    *electionPacer
+
+	stopOnce sync.Once
+	stopErr  error
 }
 
 // managerName is the registered name of every node's system manager, which
@@ -145,7 +164,7 @@ func StartSystem(cfg SystemConfig) (sys *System, err error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &System{cfg: cfg, logger: logger}
+	s := &System{cfg: cfg, logger: logger, pacer: newElectionPacer(cfg.ElectionRate, cfg.ElectionBurst)}
 	var closers []func()
 	defer func() {
 		if err != nil {
@@ -211,7 +230,13 @@ func (s *System) Leaderboard() *leaderboard.Board[ServerID] { return &s.board }
 
 // Stop shuts the system down in order: the servers first, then the WAL
 // after a final sync, then the segment writer, the node and the stores.
+// Later calls return the first call's result.
 func (s *System) Stop() error {
+	s.stopOnce.Do(func() { s.stopErr = s.stop() })
+	return s.stopErr
+}
+
+func (s *System) stop() error {
 	var errs []error
 	if _, err := s.node.Call(s.manager, &managerStopAll{}, s.cfg.ShutdownTimeout); err != nil && !errors.Is(err, actor.ErrNodeStopped) {
 		errs = append(errs, err)
@@ -244,7 +269,20 @@ func (s *System) newMachine(spec MachineSpec) (Machine, error) {
 	return m, nil
 }
 
-func (s *System) raftConfig() core.Config { return s.cfg.Raft }
+// defaultLeaderLostTimeoutMs is the base delay before a follower whose
+// leader is known gone (its process is down, or its node suspected) starts
+// a pre-vote: short, because the evidence is direct and an idle cluster
+// has no heartbeats to lose, but randomized over [base, 2*base) so the
+// followers of one cluster do not all stand at once.
+const defaultLeaderLostTimeoutMs = 60
+
+func (s *System) raftConfig() core.Config {
+	c := s.cfg.Raft
+	if c.LeaderLostTimeoutMs == 0 && (c.ElectionTimeoutMs == 0 || c.ElectionTimeoutMs >= defaultLeaderLostTimeoutMs) {
+		c.LeaderLostTimeoutMs = defaultLeaderLostTimeoutMs
+	}
+	return c
+}
 
 // directoryMembers updates the member list of uid's directory record.
 func (s *System) directoryMembers(uid string, members []meta.ServerID) error {

@@ -84,6 +84,40 @@ func runClusters(n int, idle time.Duration, dir string) error {
 	fmt.Printf("scenario=clusters clusters=%d servers=%d start=%v rss_before=%dMiB rss_after=%dMiB rss_per_server=%.1fKiB idle_cpu=%.2f%%_of_one_core over=%v\n",
 		n, servers, took.Round(time.Millisecond), rssBefore/1024, rssAfter/1024,
 		float64(rssAfter-rssBefore)/float64(servers), 100*cpu.Seconds()/wall.Seconds(), idle)
+
+	// Re-election: stop the node that leads the most clusters and time how
+	// long until every cluster has a leader on the surviving nodes.
+	counts := map[string]int{}
+	for i := range n {
+		if l, _, ok := systems[1].Leaderboard().Lookup(fmt.Sprint("c", i)); ok {
+			counts[l.Node]++
+		}
+	}
+	victim := 0
+	for i, s := range systems {
+		if counts[s.Name()] > counts[systems[victim].Name()] {
+			victim = i
+		}
+	}
+	lost := systems[victim].Name()
+	survivor := systems[(victim+1)%3]
+	start = time.Now()
+	if err := systems[victim].Stop(); err != nil {
+		return err
+	}
+	for i := range n {
+		for {
+			l, _, ok := survivor.Leaderboard().Lookup(fmt.Sprint("c", i))
+			if ok && !l.IsZero() && l.Node != lost {
+				break
+			}
+			if time.Since(start) > 5*time.Minute {
+				return fmt.Errorf("cluster %d has no new leader", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	fmt.Printf("scenario=reelection clusters=%d leaders_lost=%d all_reelected_after=%v\n", n, counts[lost], time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

@@ -8,6 +8,7 @@
 //	go run ./cmd/ragobench -topology inproc -mode sync -clients 1 -payload 16 -duration 10s
 //	go run ./cmd/ragobench -topology procs -mode pipeline -clients 8 -inflight 1000
 //	go run ./cmd/ragobench -scenario clusters -clusters 10000 -idle 30s
+//	go run ./cmd/ragobench -scenario failover -signal KILL -rounds 5
 //
 // docs/benchmarks.md has the figures and the script that runs the matrix.
 package main
@@ -51,6 +52,8 @@ func main() {
 	scenario := flag.String("scenario", "commands", "commands: throughput and latency; clusters: start many idle clusters and measure memory and idle CPU")
 	clusters := flag.Int("clusters", 1000, "clusters scenario: how many 3-member clusters")
 	idle := flag.Duration("idle", 30*time.Second, "clusters scenario: how long to measure idle CPU")
+	signal := flag.String("signal", "KILL", "failover scenario: KILL or STOP the leader's node process")
+	rounds := flag.Int("rounds", 5, "failover scenario: how many failovers")
 	flag.StringVar(&o.topology, "topology", "inproc", "inproc: 3 nodes in this process; procs: 3 nodes as OS processes")
 	flag.StringVar(&o.mode, "mode", "sync", "sync: each caller waits for its command; pipeline: each caller keeps -inflight commands in flight")
 	flag.IntVar(&o.clients, "clients", 1, "concurrent callers")
@@ -79,7 +82,7 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if *scenario == "clusters" {
+	if *scenario == "clusters" || *scenario == "failover" {
 		dir := o.dir
 		if dir == "" {
 			d, err := os.MkdirTemp("", "ragobench")
@@ -89,7 +92,18 @@ func main() {
 			defer os.RemoveAll(d)
 			dir = d
 		}
-		if err := runClusters(*clusters, *idle, dir); err != nil {
+		var err error
+		switch {
+		case *scenario == "clusters":
+			err = runClusters(*clusters, *idle, dir)
+		case *signal == "KILL":
+			err = runFailover(syscall.SIGKILL, *rounds, dir)
+		case *signal == "STOP":
+			err = runFailover(syscall.SIGSTOP, *rounds, dir)
+		default:
+			err = fmt.Errorf("unknown signal %q", *signal)
+		}
+		if err != nil {
 			log.Fatal(err)
 		}
 		return

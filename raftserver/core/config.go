@@ -34,6 +34,12 @@ type Config struct {
 	// for lasts base + jitter in [0, base), doubled per failed round up to
 	// 2^MaxElectionBackoff times base.
 	ElectionTimeoutMs int64
+	// LeaderLostTimeoutMs is the base of the timer armed when the leader
+	// is known to be gone (LeaderDown, NodeSuspected) or a voter came back:
+	// base + jitter in [0, base). The evidence is direct, so it may be
+	// shorter than ElectionTimeoutMs; default ElectionTimeoutMs, at most
+	// ElectionTimeoutMs.
+	LeaderLostTimeoutMs int64
 	// MaxElectionBackoff caps the doubling of the election timeout after
 	// rounds that did not elect anyone (so a lone survivor retries rarely).
 	MaxElectionBackoff int
@@ -95,6 +101,9 @@ func (c Config) withDefaults() Config {
 	if c.ElectionTimeoutMs == 0 {
 		c.ElectionTimeoutMs = DefaultElectionTimeoutMs
 	}
+	if c.LeaderLostTimeoutMs == 0 {
+		c.LeaderLostTimeoutMs = c.ElectionTimeoutMs
+	}
 	if c.MaxElectionBackoff == 0 {
 		c.MaxElectionBackoff = DefaultMaxElectionBackoff
 	}
@@ -121,6 +130,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: MaxAppendBytes is %d, must be at least 1", ErrInvalidConfig, c.MaxAppendBytes)
 	case c.ElectionTimeoutMs < 1:
 		return fmt.Errorf("%w: ElectionTimeoutMs is %d, must be at least 1", ErrInvalidConfig, c.ElectionTimeoutMs)
+	case c.LeaderLostTimeoutMs < 1 || c.LeaderLostTimeoutMs > c.ElectionTimeoutMs:
+		return fmt.Errorf("%w: LeaderLostTimeoutMs is %d, must be in [1, ElectionTimeoutMs %d]", ErrInvalidConfig, c.LeaderLostTimeoutMs, c.ElectionTimeoutMs)
 	case c.MaxElectionBackoff < 0 || c.MaxElectionBackoff > 16:
 		return fmt.Errorf("%w: MaxElectionBackoff is %d, must be in [0, 16]", ErrInvalidConfig, c.MaxElectionBackoff)
 	case c.TickMs < 1:

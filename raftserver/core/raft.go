@@ -278,7 +278,7 @@ func (r *Raft) electionTimeoutMs() int64 {
 	base := r.cfg.ElectionTimeoutMs
 	shift := min(r.electionAttempts, r.cfg.MaxElectionBackoff)
 	if r.rearmShort {
-		shift = 0
+		base, shift = r.cfg.LeaderLostTimeoutMs, 0
 	}
 	return base<<shift + r.rng.Int64N(base)
 }

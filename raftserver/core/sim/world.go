@@ -39,6 +39,7 @@ type World struct {
 	// Per-seed regime (see Options.Vary).
 	walMaxDelayMs  int64
 	maxInFlight    uint64
+	leaderLostMs   int64
 	maxAppendBytes int
 	applyBuf       []core.Entry
 	encodeBuf      []byte
@@ -102,12 +103,16 @@ func newWorld(opts Options) *World {
 		checker: newChecker(),
 	}
 	w.walMaxDelayMs, w.maxInFlight, w.maxAppendBytes = 6, 64, 4096
+	w.leaderLostMs = electionTimeoutMs
 	if opts.Vary {
 		w.walMaxDelayMs = []int64{2, 6, 45}[w.rng.IntN(3)]
 		w.maxInFlight = []uint64{1, 4, 64, 1000}[w.rng.IntN(4)]
 		w.maxAppendBytes = []int{1, 200, 4096}[w.rng.IntN(3)]
 		w.opts.Faults.MaxDelayMs = []int64{3, 12, 40}[w.rng.IntN(3)]
 		w.opts.Faults.DropRate = []float64{0, 0.05, 0.2}[w.rng.IntN(3)]
+		// Half the worlds react to a lost leader faster than they time
+		// out an election, as servers do.
+		w.leaderLostMs = []int64{electionTimeoutMs, electionTimeoutMs / 3}[w.rng.IntN(2)]
 	}
 	var initial core.Membership
 	for i := 0; i < opts.Members; i++ {
@@ -141,15 +146,16 @@ func (w *World) addMember(initial core.Membership) *member {
 
 func (w *World) config(m *member) core.Config {
 	return core.Config{
-		ID:                m.id,
-		InitialMembers:    m.initial,
-		ElectionTimeoutMs: electionTimeoutMs,
-		TickMs:            tickMs,
-		CheckQuorumMs:     checkQuorumMs,
-		MaxInFlight:       w.maxInFlight,
-		MaxAppendBytes:    w.maxAppendBytes,
-		Seed:              w.opts.Seed*1000003 + uint64(m.idx)*7919 + uint64(m.inc),
-		Sabotage:          w.opts.Sabotage,
+		ID:                  m.id,
+		InitialMembers:      m.initial,
+		ElectionTimeoutMs:   electionTimeoutMs,
+		LeaderLostTimeoutMs: w.leaderLostMs,
+		TickMs:              tickMs,
+		CheckQuorumMs:       checkQuorumMs,
+		MaxInFlight:         w.maxInFlight,
+		MaxAppendBytes:      w.maxAppendBytes,
+		Seed:                w.opts.Seed*1000003 + uint64(m.idx)*7919 + uint64(m.inc),
+		Sabotage:            w.opts.Sabotage,
 	}
 }
 
