@@ -42,7 +42,7 @@ type NodeStatus struct {
 	// Phi is the suspicion level at At.
 	Phi float64
 	// Silence is the time since the last heartbeat (or since tracking
-	// began, or since the detector itself was paused) at At.
+	// began) at At, less any time the detector itself could not run.
 	Silence time.Duration
 	// Timeout is the silence at which the node is suspected, given its
 	// window.
