@@ -2,10 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -460,4 +464,51 @@ func TestFailover(t *testing.T) {
 	c.start(c.nodes[1])
 	c.waitHealthy()
 	require.True(t, check(c.nodes[1], "linearizable"))
+}
+
+// TestServeRefusesBadStarts: a node that cannot start says why and exits
+// with status 1, leaving nothing running.
+func TestServeRefusesBadStarts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts node processes")
+	}
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer busy.Close()
+	dir := t.TempDir()
+	serve := func(args ...string) (int, string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, os.Args[0], append([]string{"serve"}, args...)...)
+		cmd.Env = append(os.Environ(), runMainEnv+"=1")
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		require.ErrorAs(t, err, &exit, "serve %v should fail; output:\n%s", args, out)
+		return exit.ExitCode(), string(out)
+	}
+	raft := freePort(t)
+	peers := "--peers=n1=" + raft + ",n2=" + freePort(t) + ",n3=" + freePort(t)
+
+	code, out := serve("--id", "n1", "--raft", raft, "--http", busy.Addr().String(), "--data", dir+"/a", peers)
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "address already in use")
+	require.NotContains(t, out, "panic")
+
+	code, out = serve("--id", "n1", "--raft", raft, "--http", freePort(t), "--data", dir+"/b")
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "give --peers to form a new cluster")
+
+	// A data directory remembers its node.
+	code, out = serve("--id", "n2", "--raft", raft, "--http", freePort(t), "--data", dir+"/a", "--peers=n1="+freePort(t)+",n2="+raft)
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "belongs to node n1")
+
+	code, out = serve("--id", "n1", "--raft", raft, "--http", freePort(t), "--data", dir+"/c", "--peers=n2=127.0.0.1:1")
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "must include this node")
+
+	code, out = serve("--id", "n1", "--http", freePort(t), "--data", dir+"/d")
+	require.Equal(t, 2, code, out)
+	require.Contains(t, out, "--raft is required")
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -104,6 +105,10 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 			d.stopAll()
 			return err
 		}
+	}
+	if err := d.waitUp(time.Minute); err != nil {
+		d.stopAll()
+		return err
 	}
 	d.banner(fresh)
 
@@ -249,6 +254,35 @@ func (d *demo) start(id string) error {
 			d.exited <- id
 		}
 	}()
+	return nil
+}
+
+// waitUp waits until every node's HTTP API answers, and fails as soon as
+// one of them exits instead (a port in use, a data directory of another
+// node): its log, streamed above, says why.
+func (d *demo) waitUp(limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	hc := &http.Client{Timeout: time.Second}
+	for _, n := range d.layout.Nodes {
+		d.mu.Lock()
+		p := d.procs[n.ID]
+		d.mu.Unlock()
+		for {
+			select {
+			case <-p.done:
+				return fmt.Errorf("%s stopped while starting; its log above says why", n.ID)
+			default:
+			}
+			if resp, err := hc.Get("http://" + n.HTTP + "/status"); err == nil {
+				resp.Body.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s does not answer on http://%s/ after %v", n.ID, n.HTTP, limit)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 	return nil
 }
 

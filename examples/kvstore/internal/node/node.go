@@ -248,16 +248,17 @@ type Node struct {
 // Start starts a node: its rago system (which restarts a member found in
 // DataDir), its member if new, the watcher and the HTTP server. It returns
 // once the HTTP server listens; the cluster may still be electing.
-func Start(cfg Config) (n *Node, err error) {
+func Start(cfg Config) (_ *Node, err error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
 	if err := checkIdentity(cfg.DataDir, cfg.ID, cfg.RaftAddr); err != nil {
 		return nil, err
 	}
-	n = &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), started: time.Now()}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), started: time.Now()}
 	n.stopCtx, n.stop = context.WithCancel(context.Background())
 	defer func() {
+		// Undo what started if a later step failed.
 		if err != nil {
 			n.stop()
 			if n.sys != nil {
@@ -386,7 +387,7 @@ func (n *Node) register(ctx context.Context) {
 func (n *Node) registerOnce(ctx context.Context, me kv.NodeInfo) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
-	nodes, err := n.nodes(ctx, raftserver.ServerID{}, true)
+	nodes, err := n.nodes(ctx, true)
 	if err != nil {
 		return err
 	}
@@ -402,16 +403,16 @@ func (n *Node) registerOnce(ctx context.Context, me kv.NodeInfo) error {
 	return err
 }
 
-// nodes reads the directory: linearizably through this node's member when
-// consistent, else from the given member's machine as it is.
-func (n *Node) nodes(ctx context.Context, from raftserver.ServerID, consistent bool) ([]kv.NodeInfo, error) {
+// nodes reads the directory through this node's member: linearizably
+// when consistent, else from its own machine as it is.
+func (n *Node) nodes(ctx context.Context, consistent bool) ([]kv.NodeInfo, error) {
 	q, _ := json.Marshal(kv.Query{Op: kv.QueryNodes})
 	var b []byte
 	var err error
 	if consistent {
 		b, _, err = n.sys.ConsistentQuery(ctx, n.self, q)
 	} else {
-		b, _, err = n.sys.LocalQuery(ctx, from, q)
+		b, _, err = n.sys.LocalQuery(ctx, n.self, q)
 	}
 	if err != nil {
 		return nil, err

@@ -209,7 +209,7 @@ func (w *watcher) currentMembers(ctx context.Context) []member {
 // it changes rarely, and a stale HTTP address only hides a link.
 func (n *Node) directory(ctx context.Context) map[string]kv.NodeInfo {
 	out := map[string]kv.NodeInfo{}
-	nodes, err := n.nodes(ctx, n.self, false)
+	nodes, err := n.nodes(ctx, false)
 	if err != nil {
 		return out
 	}
