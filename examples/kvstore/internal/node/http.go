@@ -197,7 +197,7 @@ func wantsRaw(r *http.Request) bool {
 }
 
 func (n *Node) handlePut(w http.ResponseWriter, r *http.Request, key string) {
-	value, e := n.readBody(w, r, n.cfg.MaxValueBytes, "value")
+	value, e := n.readBody(w, r, n.cfg.MaxValueBytes, "value (--max-value)")
 	if e != nil {
 		n.fail(w, e)
 		return
@@ -224,7 +224,9 @@ func (n *Node) handleDelete(w http.ResponseWriter, r *http.Request, key string) 
 }
 
 func (n *Node) handleCAS(w http.ResponseWriter, r *http.Request, key string) {
-	body, e := n.readBody(w, r, 2*n.cfg.MaxValueBytes+maxJSONOverhead, "cas request")
+	// Two values and the JSON around them; values heavy in escapes (\"
+	// and \u0000 take 2 and 6 bytes) may hit this before --max-value.
+	body, e := n.readBody(w, r, 2*n.cfg.MaxValueBytes+maxJSONOverhead, "cas request (twice --max-value plus 64 KiB)")
 	if e != nil {
 		n.fail(w, e)
 		return
@@ -264,7 +266,7 @@ func (n *Node) handleCAS(w http.ResponseWriter, r *http.Request, key string) {
 		cmd.Value = []byte(*req.Value)
 	}
 	if len(cmd.Value) > n.cfg.MaxValueBytes || len(cmd.Expect.Value) > n.cfg.MaxValueBytes {
-		n.fail(w, n.tooLarge("value"))
+		n.fail(w, tooLarge("value (--max-value)", n.cfg.MaxValueBytes))
 		return
 	}
 	res, leader, e := n.write(r.Context(), cmd)
@@ -501,22 +503,22 @@ func (n *Node) nodeList(ctx context.Context, voters, nonVoters []raftserver.Serv
 // the 413 message.
 func (n *Node) readBody(w http.ResponseWriter, r *http.Request, limit int, what string) ([]byte, *api.Error) {
 	if r.ContentLength > int64(limit) {
-		return nil, n.tooLarge(what)
+		return nil, tooLarge(what, limit)
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
-		return nil, n.tooLarge(what)
+		return nil, tooLarge(what, limit)
 	case err != nil:
 		return nil, &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidArgument, Message: "reading the body: " + err.Error()}
 	}
 	return b, nil
 }
 
-func (n *Node) tooLarge(what string) *api.Error {
+func tooLarge(what string, limit int) *api.Error {
 	return &api.Error{Status: http.StatusRequestEntityTooLarge, Code: api.CodeTooLarge,
-		Message: fmt.Sprintf("the %s is larger than this node's limit of %d bytes (--max-value); nothing was written", what, n.cfg.MaxValueBytes)}
+		Message: fmt.Sprintf("the %s is larger than this node's limit of %d bytes; nothing was written", what, limit)}
 }
 
 // decodeJSON decodes exactly one JSON object with known fields.
