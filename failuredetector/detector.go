@@ -335,16 +335,13 @@ func (p *process) Receive(ctx *actor.Context, msg actor.Message) {
 	case heartbeatTick:
 		p.hbArmed = false
 		p.sendRound(ctx)
+		if p.checkWithHeartbeat() {
+			p.runCheck(ctx)
+		}
 		p.armTimers(ctx)
 	case checkTick:
 		p.checkArmed = false
-		p.check(ctx)
-		p.publish()
-		if len(p.peers) == 0 {
-			// The timer stops here; when it starts again, its first
-			// check must not take the gap for a pause of its own.
-			p.lastCheck = time.Time{}
-		}
+		p.runCheck(ctx)
 		p.armTimers(ctx)
 	case actor.Down:
 		p.watcherDown(ctx, m.Ref)
@@ -581,6 +578,21 @@ func (p *process) notify(ctx *actor.Context, who actor.Ref, msg actor.Message) {
 	_ = ctx.Send(who, msg)
 }
 
+// checkWithHeartbeat reports whether checks ride on the heartbeat timer:
+// when they are as frequent as heartbeats, one timer is enough, and an
+// idle node wakes up half as often.
+func (p *process) checkWithHeartbeat() bool { return p.cfg.CheckInterval >= p.cfg.Interval }
+
+func (p *process) runCheck(ctx *actor.Context) {
+	p.check(ctx)
+	p.publish()
+	if len(p.peers) == 0 {
+		// The timer stops here; when it starts again, its first check
+		// must not take the gap for a pause of its own.
+		p.lastCheck = time.Time{}
+	}
+}
+
 // armTimers starts the timers that are off, if any node is tracked.
 func (p *process) armTimers(ctx *actor.Context) {
 	if len(p.peers) == 0 {
@@ -590,7 +602,7 @@ func (p *process) armTimers(ctx *actor.Context) {
 		ctx.SendAfter(p.cfg.Interval, heartbeatTick{})
 		p.hbArmed = true
 	}
-	if !p.checkArmed {
+	if !p.checkArmed && !p.checkWithHeartbeat() {
 		ctx.SendAfter(p.cfg.CheckInterval, checkTick{})
 		p.checkArmed = true
 	}

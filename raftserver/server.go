@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rago-raft/rago/actor"
+	"github.com/rago-raft/rago/failuredetector"
 	"github.com/rago-raft/rago/meta"
 	"github.com/rago-raft/rago/raftserver/core"
 	"github.com/rago-raft/rago/segment"
@@ -57,6 +58,8 @@ type server struct {
 	notifyOrder []actor.Ref
 
 	appliedSaved uint64 // last applied index written to the meta store
+
+	watching map[string]bool // nodes the failure detector watches for us
 
 	sessions *sessionTable
 	// poisoned holds the indexes of commands that made the machine panic:
@@ -206,6 +209,10 @@ func (s *server) Receive(ctx *actor.Context, msg actor.Message) {
 		s.memberRequest(m)
 	case *statusReq:
 		_ = ctx.Reply(s.status())
+	case failuredetector.Suspected:
+		s.step(core.NodeSuspected{Node: m.Node})
+	case failuredetector.Up:
+		s.step(core.NodeUp{Node: m.Node})
 	case actor.Terminating:
 		if s.raft != nil {
 			s.saveApplied()
@@ -250,7 +257,41 @@ func (s *server) start() error {
 	}
 	s.raft = r
 	s.step(core.Started{})
+	s.syncWatches()
 	return nil
+}
+
+// syncWatches has the failure detector watch the nodes of the cluster's
+// other members, and no others: suspicions of the leader's node start an
+// election, and a member coming back lets a leaderless member retry at
+// once. The detector heartbeats once per pair of nodes however many
+// servers watch.
+func (s *server) syncWatches() {
+	members := s.raft.Status().Members
+	want := map[string]bool{}
+	for _, list := range [][]ServerID{members.Voters, members.NonVoters} {
+		for _, id := range list {
+			if id.Node != s.self.Node {
+				want[id.Node] = true
+			}
+		}
+	}
+	for node := range s.watching {
+		if !want[node] {
+			_ = s.sys.fd.Unwatch(s.ctx.Self(), node)
+			delete(s.watching, node)
+		}
+	}
+	for node := range want {
+		if !s.watching[node] {
+			if s.watching == nil {
+				s.watching = map[string]bool{}
+			}
+			if err := s.sys.fd.Watch(s.ctx.Self(), node); err == nil {
+				s.watching[node] = true
+			}
+		}
+	}
 }
 
 // fail stops the server after a storage failure; its supervisor restarts
@@ -285,6 +326,13 @@ func (s *server) execute(acts []core.Action) {
 			if err := s.log.append(a.Entries); err != nil {
 				s.fail(err)
 				return
+			}
+			for _, e := range a.Entries {
+				if e.Type == core.EntryConfig {
+					// Membership takes effect when appended.
+					s.syncWatches()
+					break
+				}
 			}
 		case core.Send:
 			_ = s.ctx.Send(Ref(a.To), &peerMsg{From: s.self, Msg: a.Msg})
@@ -854,6 +902,7 @@ func (s *server) roleChanged(a core.RoleChanged) {
 	if a.Role != s.role {
 		s.role = a.Role
 		s.leadershipChanged(a.Role)
+		s.syncWatches()
 	}
 	want := a.Leader
 	if want == s.self {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rago-raft/rago/actor"
+	"github.com/rago-raft/rago/failuredetector"
 	"github.com/rago-raft/rago/internal/wire"
 	"github.com/rago-raft/rago/leaderboard"
 	"github.com/rago-raft/rago/meta"
@@ -62,6 +63,10 @@ type SystemConfig struct {
 	// the same on every node of a cluster.
 	SessionTTLEntries uint64
 	MaxSessions       int
+	// FailureDetector configures the node's failure detector; nil means
+	// failuredetector.DefaultConfig() with CheckInterval = Interval and
+	// Disconnect off. Its Logger defaults to Logger.
+	FailureDetector *failuredetector.Config
 	// ElectionRate and ElectionBurst pace the elections of this node's
 	// servers: a burst of ElectionBurst starts at once, then at most
 	// ElectionRate per second (defaults 2000 and 200), so that the
@@ -143,6 +148,7 @@ type System struct {
 	board    leaderboard.Board[ServerID]
 	manager  actor.Ref
 	pacer    *electionPacer
+	fd       *failuredetector.Detector
 
 	stopOnce sync.Once
 	stopErr  error
@@ -193,6 +199,25 @@ func StartSystem(cfg SystemConfig) (sys *System, err error) {
 		return nil, err
 	}
 	closers = append(closers, s.node.Stop)
+	fdcfg := failuredetector.DefaultConfig()
+	// Checks ride on the heartbeat timer: one wake-up per interval on an
+	// idle node instead of three, for up to one interval later detection.
+	fdcfg.CheckInterval = fdcfg.Interval
+	// A suspicion only starts pre-votes in the clusters led from the
+	// suspected node; breaking the connection as well would fire every
+	// monitor on it and drop the messages in flight, which turns a false
+	// suspicion under load into an election in every cluster.
+	fdcfg.Disconnect = false
+	if cfg.FailureDetector != nil {
+		fdcfg = *cfg.FailureDetector
+	}
+	if fdcfg.Logger == nil {
+		fdcfg.Logger = logger
+	}
+	if s.fd, err = failuredetector.Start(s.node, fdcfg); err != nil {
+		return nil, err
+	}
+	closers = append(closers, s.fd.Stop)
 	if s.segw, err = segment.StartWriter(s.node, s.segments, segment.WriterOptions{Logger: logger}); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
@@ -224,6 +249,10 @@ func (s *System) Node() *actor.Node { return s.node }
 // Name returns the node's name (its address).
 func (s *System) Name() string { return s.node.Name() }
 
+// FailureDetector returns the node's failure detector (its Status shows
+// what it thinks of the peers).
+func (s *System) FailureDetector() *failuredetector.Detector { return s.fd }
+
 // Leaderboard returns the node's table of known leaders, kept current by
 // the servers on this node.
 func (s *System) Leaderboard() *leaderboard.Board[ServerID] { return &s.board }
@@ -247,6 +276,7 @@ func (s *System) stop() error {
 	if err := s.segw.Stop(s.cfg.ShutdownTimeout); err != nil {
 		errs = append(errs, err)
 	}
+	s.fd.Stop()
 	s.node.Stop()
 	if err := s.segments.Close(); err != nil {
 		errs = append(errs, err)
