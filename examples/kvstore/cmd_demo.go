@@ -29,7 +29,7 @@ Running the demo again restarts the same cluster with its data.
 While it runs, type a command and Enter to break things:
 
 	kill n2     SIGKILL the node: its peers see it go at once
-	stop n2     SIGSTOP (freeze) it: nobody notices but the page's probes
+	stop n2     SIGSTOP (freeze) it: its connections stay open, its silence gives it away
 	cont n2     SIGCONT: let a frozen node go on
 	start n2    start a node that is not running
 	ps          list the nodes and their process ids
@@ -408,7 +408,7 @@ func (d *demo) control(verb, id string) error {
 	}
 	switch verb {
 	case "stop":
-		d.say("froze %s (pid %d): its peers do not notice; the page shows it unreachable; 'cont %s' resumes it", id, p.cmd.Process.Pid, id)
+		d.say("froze %s (pid %d): its connections stay open, but its peers will notice its silence; 'cont %s' resumes it", id, p.cmd.Process.Pid, id)
 	case "cont":
 		d.say("resumed %s", id)
 	case "kill":
