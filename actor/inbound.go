@@ -26,6 +26,10 @@ func (n *Node) receiveFrame(b []byte) {
 		n.badInput.log(n, "dropped a malformed frame", err)
 		return
 	}
+	if _, in := n.blockedTo(f.src); in {
+		n.stats.droppedLinkDown.Add(uint64(f.count))
+		return
+	}
 	for i := 0; i < f.count; i++ {
 		it := readItem(f.items)
 		if err := f.items.Err(); err != nil {

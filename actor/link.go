@@ -91,6 +91,11 @@ func (l *link) signal() {
 // It reports whether the item was queued: false means it was dropped at
 // once, so it certainly never reaches the peer.
 func (l *link) enqueue(item []byte) bool {
+	if out, _ := l.node.blockedTo(l.peer); out {
+		// A partition loses messages without telling the sender.
+		l.node.stats.droppedLinkDown.Add(1)
+		return true
+	}
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()

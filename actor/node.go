@@ -126,6 +126,11 @@ type Node struct {
 
 	stats    nodeStats
 	badInput badInputLog
+
+	// blocked holds the peers a partition test cut off (peer -> block);
+	// anyBlocked keeps the lookup off the hot paths when there are none.
+	blocked    sync.Map
+	anyBlocked atomic.Bool
 	stopping atomic.Bool
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -470,4 +475,35 @@ func (h levelCapHandler) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h levelCapHandler) WithGroup(name string) slog.Handler {
 	return levelCapHandler{inner: h.inner.WithGroup(name), level: h.level}
+}
+
+// block is what Node.Block cut between this node and one peer.
+type block struct{ out, in bool }
+
+// Block cuts traffic between this node and peer, to test partitions: with
+// out, everything this node sends to peer is silently dropped; with in,
+// everything it receives from peer is. Connections stay open, as in a real
+// partition, so only the failure detector notices. Block(peer, false,
+// false) heals it. It is a fault-injection switch for tests and drills.
+func (n *Node) Block(peer string, out, in bool) {
+	if !out && !in {
+		n.blocked.Delete(peer)
+	} else {
+		n.blocked.Store(peer, block{out: out, in: in})
+	}
+	some := false
+	n.blocked.Range(func(_, _ any) bool { some = true; return false })
+	n.anyBlocked.Store(some)
+}
+
+func (n *Node) blockedTo(peer string) (out, in bool) {
+	if !n.anyBlocked.Load() {
+		return false, false
+	}
+	v, ok := n.blocked.Load(peer)
+	if !ok {
+		return false, false
+	}
+	b := v.(block)
+	return b.out, b.in
 }

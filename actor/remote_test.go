@@ -318,3 +318,25 @@ func unusedAddress(t testing.TB) string {
 	require.NoError(t, ln.Close())
 	return addr
 }
+
+func TestBlockCutsOneDirection(t *testing.T) {
+	a, b := startNode(t), startNode(t)
+	ibA, ibB := newInbox(t, a), newInbox(t, b)
+	require.NoError(t, a.Send(ibB.Ref(), "before"))
+	require.Equal(t, "before", recv[string](t, ibB))
+
+	a.Block(b.Name(), true, false) // a cannot reach b; b still reaches a
+	require.NoError(t, a.Send(ibB.Ref(), "lost"))
+	require.NoError(t, b.Send(ibA.Ref(), "b to a"))
+	require.Equal(t, "b to a", recv[string](t, ibA))
+	noMessage(t, ibB, 100*time.Millisecond)
+
+	b.Block(a.Name(), false, true) // b also refuses what a sends
+	a.Block(b.Name(), false, false)
+	require.NoError(t, a.Send(ibB.Ref(), "still lost"))
+	noMessage(t, ibB, 100*time.Millisecond)
+
+	b.Block(a.Name(), false, false) // healed
+	require.NoError(t, a.Send(ibB.Ref(), "after"))
+	require.Equal(t, "after", recv[string](t, ibB))
+}
