@@ -131,9 +131,9 @@ type Node struct {
 	// anyBlocked keeps the lookup off the hot paths when there are none.
 	blocked    sync.Map
 	anyBlocked atomic.Bool
-	stopping atomic.Bool
-	stopOnce sync.Once
-	stopped  chan struct{}
+	stopping   atomic.Bool
+	stopOnce   sync.Once
+	stopped    chan struct{}
 }
 
 // StartNode starts a node listening on cfg.Address.
