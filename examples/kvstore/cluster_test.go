@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -345,8 +346,8 @@ func testJoinAndLeave(t *testing.T, c *testCluster) {
 	require.NoError(t, err)
 }
 
-// TestFailover: SIGKILL of the leader, its return, a full restart, and a
-// loss of quorum; no acknowledged write is ever lost.
+// TestFailover: SIGKILL of the leader, its return, a full restart, a loss
+// of quorum, and SIGSTOP of the leader; no acknowledged write is ever lost.
 func TestFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts node processes")
@@ -464,6 +465,23 @@ func TestFailover(t *testing.T) {
 	c.start(c.nodes[1])
 	c.waitHealthy()
 	require.True(t, check(c.nodes[1], "linearizable"))
+
+	// SIGSTOP the leader: its connections stay open, the failure detector
+	// notices its silence, and writes resume on a new leader. After
+	// SIGCONT it follows the new leader and catches up.
+	frozen := c.leader(c.nodes[0])
+	require.NoError(t, frozen.cmd.Process.Signal(syscall.SIGSTOP))
+	var others []*proc
+	for _, p := range c.nodes {
+		if p != frozen {
+			others = append(others, p)
+		}
+	}
+	write(c.client(others...), 300, 400)
+	require.GreaterOrEqual(t, len(acked), 380, "writes resume while the leader is frozen (maybe: %d)", len(maybe))
+	require.NoError(t, frozen.cmd.Process.Signal(syscall.SIGCONT))
+	require.Eventually(t, func() bool { return check(frozen, "local") }, waitFor, 100*time.Millisecond, "%s catches up after SIGCONT", frozen.id)
+	c.waitHealthy()
 }
 
 // TestServeRefusesBadStarts: a node that cannot start says why and exits

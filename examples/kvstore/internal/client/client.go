@@ -3,8 +3,8 @@
 // the leader when it knows it (any node would forward a write, but the
 // leader saves a hop), moves on to the next node when one does not answer,
 // and retries while the cluster has no leader, until its context ends.
-// Local reads, which ask for one node's own state, go to the nodes in the
-// order given instead.
+// It only ever talks to the nodes it was given. Local reads, which ask for
+// one node's own state, go to them in the order given.
 //
 // It retries only what cannot have been applied: a request whose
 // connection was refused, and answers 503 (the node says nothing was
@@ -22,6 +22,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -94,8 +95,22 @@ func (c *Client) prefer(addr string) {
 	c.addrs = append([]string{addr}, c.addrs...)
 }
 
-// findLeader asks the nodes once for the cluster's leader and prefers its
-// address. Failing that, the order stays as it is.
+// demote moves addr to the back, after a try that went wrong.
+func (c *Client) demote(addr string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, a := range c.addrs {
+		if a == addr {
+			c.addrs = append(append(c.addrs[:i:i], c.addrs[i+1:]...), addr)
+			return
+		}
+	}
+}
+
+// findLeader asks the nodes once for the cluster's leader and, if it is
+// one of the addresses given, prefers it. Only those: a caller that leaves
+// a node out means it (and a leader that froze may still be named as the
+// leader for a moment).
 func (c *Client) findLeader(ctx context.Context) {
 	c.mu.Lock()
 	done := c.probed
@@ -105,9 +120,13 @@ func (c *Client) findLeader(ctx context.Context) {
 		return
 	}
 	var cl api.Cluster
-	if addr, err := c.once(ctx, c.Addrs(), http.MethodGet, "/cluster", nil, &cl, false); err == nil && cl.LeaderHTTP != "" {
-		c.prefer(addr)
-		c.prefer(strings.TrimRight(cl.LeaderHTTP, "/"))
+	addr, err := c.once(ctx, c.Addrs(), http.MethodGet, "/cluster", nil, &cl, false)
+	if err != nil {
+		return
+	}
+	c.prefer(addr)
+	if leader := strings.TrimRight(cl.LeaderHTTP, "/"); slices.Contains(c.given, leader) {
+		c.prefer(leader)
 	}
 }
 
@@ -182,6 +201,7 @@ func (c *Client) once(ctx context.Context, addrs []string, method, path string, 
 			if ctx.Err() != nil {
 				return "", fmt.Errorf("%w (%w)", ctx.Err(), err)
 			}
+			c.demote(addr)
 			if write && !refused(err) {
 				return addr, fmt.Errorf("%w: %s %s: the connection broke after the request was sent: %w", ErrOutcomeUnknown, method, addr+path, err)
 			}

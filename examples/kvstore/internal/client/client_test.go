@@ -135,7 +135,8 @@ func TestBrokenConnectionAfterSendIsUnknown(t *testing.T) {
 	require.Zero(t, second.Load(), "an unknown write is not sent again elsewhere")
 }
 
-// Local reads go to the nodes as given, not to the leader.
+// Local reads go to the nodes as given, not to the leader; other requests
+// go to the leader when it is among the nodes given.
 func TestLocalReadsStayOnTheGivenNode(t *testing.T) {
 	var leaderHits atomic.Int32
 	leader := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -151,7 +152,7 @@ func TestLocalReadsStayOnTheGivenNode(t *testing.T) {
 		w.Write([]byte(`{"key":"k","value":"local","served_by":"n2","consistency":"` + r.URL.Query().Get("consistency") + `"}`))
 	}))
 	defer follower.Close()
-	c, err := New([]string{follower.URL})
+	c, err := New([]string{follower.URL, leader.URL})
 	require.NoError(t, err)
 	got, err := c.Get(ctx(t), "k", "local")
 	require.NoError(t, err)
@@ -162,6 +163,14 @@ func TestLocalReadsStayOnTheGivenNode(t *testing.T) {
 	got, err = c.Get(ctx(t), "k", "")
 	require.NoError(t, err)
 	require.Equal(t, "from the leader", got.Value)
+	require.Equal(t, int32(1), leaderHits.Load())
+
+	// A leader that was not given is not used.
+	c, err = New([]string{follower.URL})
+	require.NoError(t, err)
+	got, err = c.Get(ctx(t), "k", "")
+	require.NoError(t, err)
+	require.Equal(t, "local", got.Value)
 	require.Equal(t, int32(1), leaderHits.Load())
 }
 
