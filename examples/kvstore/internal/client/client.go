@@ -183,47 +183,24 @@ func (c *Client) once(ctx context.Context, addrs []string, method, path string, 
 	var unavailable *api.Error
 	var unavailableAddr string
 	for _, addr := range addrs {
-		// Each node gets a bounded try, so that a frozen node (which
-		// accepts connections and never answers) does not hold the request
-		// until the caller gives up. A write that runs out of this time has
-		// an unknown outcome, like any write without an answer.
-		actx, cancel := context.WithTimeout(ctx, attemptTimeout(path))
-		defer cancel()
-		req, err := http.NewRequestWithContext(actx, method, addr+path, bytes.NewReader(body))
-		if err != nil {
-			return "", err
-		}
-		if body != nil {
-			req.Header.Set("Content-Type", "application/octet-stream")
-		}
-		resp, err := c.http.Do(req)
-		if err != nil {
-			if ctx.Err() != nil {
-				return "", fmt.Errorf("%w (%w)", ctx.Err(), err)
-			}
+		status, b, retryAfter, err := c.send(ctx, addr, method, path, body)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return "", fmt.Errorf("%w (%w)", ctx.Err(), err)
+		case err != nil:
 			c.demote(addr)
 			if write && !refused(err) {
-				return addr, fmt.Errorf("%w: %s %s: the connection broke after the request was sent: %w", ErrOutcomeUnknown, method, addr+path, err)
+				return addr, fmt.Errorf("%w: %s %s: no answer after the request was sent: %w", ErrOutcomeUnknown, method, addr+path, err)
 			}
 			errs = append(errs, err)
 			continue
-		}
-		b, err := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		if err != nil {
-			if write {
-				return addr, fmt.Errorf("%w: reading the answer of %s: %w", ErrOutcomeUnknown, addr, err)
-			}
-			errs = append(errs, err)
-			continue
-		}
-		if resp.StatusCode >= 400 {
+		case status >= 400:
 			ae := &api.Error{}
 			if json.Unmarshal(b, ae) != nil || ae.Code == "" {
 				ae = &api.Error{Code: api.CodeInternal, Message: strings.TrimSpace(string(b))}
 			}
-			ae.Status = resp.StatusCode
-			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
+			ae.Status = status
+			if s, err := strconv.Atoi(retryAfter); err == nil {
 				ae.RetryAfterSeconds = s
 			}
 			if ae.Status == http.StatusServiceUnavailable {
@@ -243,6 +220,33 @@ func (c *Client) once(ctx context.Context, addrs []string, method, path string, 
 		return unavailableAddr, unavailable
 	}
 	return "", fmt.Errorf("%w: %w", ErrUnreachable, errors.Join(errs...))
+}
+
+// send makes one request to one node and reads its whole answer. Each node
+// gets a bounded try, so that a frozen node (which accepts connections and
+// never answers) does not hold the request until the caller gives up; a
+// write that runs out of this time has an unknown outcome, like any write
+// without an answer.
+func (c *Client) send(ctx context.Context, addr, method, path string, body []byte) (status int, answer []byte, retryAfter string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, attemptTimeout(path))
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, addr+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, "", err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/octet-stream")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, "", err
+	}
+	defer resp.Body.Close()
+	answer, err = io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, nil, "", fmt.Errorf("reading the answer: %w", err)
+	}
+	return resp.StatusCode, answer, resp.Header.Get("Retry-After"), nil
 }
 
 // attemptTimeout is how long one node may take to answer path. A node
