@@ -1,0 +1,216 @@
+package snapshot
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+)
+
+// Pending is a snapshot being written: Store.Begin writes its header to a
+// temporary file, Write streams the machine's data into checksummed
+// blocks, and Commit makes it durable and visible. Until Commit returns
+// nil nothing of it is visible; Abort (or a failed Commit) removes it.
+//
+// A Pending is used by one goroutine at a time. The writer process uses
+// one per Write request on its job goroutine; a server may also use one
+// directly, off its own goroutine.
+type Pending struct {
+	store *Store
+	uid   string
+	gen   uint64
+	hdr   header
+	path  string
+	f     File
+
+	buf     []byte // the block being filled: 5 header bytes, then data
+	off     int64  // file offset where buf's block goes
+	fileCRC uint32 // over every byte written so far
+	data    int64  // data bytes in flushed blocks
+
+	// stopped, if set, is polled by Write: once it reports true, Write
+	// fails with ErrStopped (the writer process is shutting down).
+	stopped func() bool
+
+	err  error // first write error; sticks
+	done bool  // committed or aborted
+}
+
+// Begin starts writing snapshot index/term of uid with the server's meta
+// blob (opaque here; at most MaxMetaBytes). It fails with ErrStale when a
+// snapshot at index or above is already durable, ErrInvalid for bad
+// arguments, ErrIO when the file cannot be created.
+func (s *Store) Begin(uid string, index, term uint64, meta []byte) (*Pending, error) {
+	if err := validUID(uid); err != nil {
+		return nil, err
+	}
+	if index == 0 {
+		return nil, fmt.Errorf("%w: snapshot index 0", ErrInvalid)
+	}
+	if len(meta) > MaxMetaBytes {
+		return nil, fmt.Errorf("%w: meta of %d bytes exceeds %d", ErrInvalid, len(meta), MaxMetaBytes)
+	}
+	st := s.state(uid)
+	st.mu.Lock()
+	gen := st.gen
+	err := s.ensureDirLocked(uid, st)
+	if err == nil {
+		err = s.staleLocked(uid, st, index)
+	}
+	st.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(s.uidDir(uid), tempName(index, term))
+	f, err := s.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) && s.generation(uid) != gen {
+			return nil, fmt.Errorf("%w: %s while starting snapshot %d", ErrDeleted, uid, index)
+		}
+		return nil, ioErr("create "+path, err)
+	}
+	p := &Pending{
+		store: s, uid: uid, gen: gen, path: path, f: f,
+		hdr: header{index: index, term: term, id: newFileID()},
+		buf: make([]byte, blockHeaderBytes, blockHeaderBytes+s.blockBytes+crcBytes),
+	}
+	h := appendHeader(make([]byte, 0, fixedHeaderBytes+len(meta)+crcBytes), p.hdr, meta)
+	if _, err := f.Write(h); err != nil {
+		p.Abort()
+		return nil, ioErr("write header of "+path, err)
+	}
+	p.off = int64(len(h))
+	p.fileCRC = crc(h)
+	return p, nil
+}
+
+func (s *Store) generation(uid string) uint64 {
+	st := s.state(uid)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.gen
+}
+
+// newFileID returns a random non-zero file identity.
+func newFileID() uint64 {
+	for {
+		if id := rand.Uint64(); id != 0 {
+			return id
+		}
+	}
+}
+
+// Write appends machine data. It never keeps p. After the first error
+// every call returns it (the snapshot is then lost: Commit fails).
+func (p *Pending) Write(b []byte) (int, error) {
+	if p.done {
+		return 0, ErrFinished
+	}
+	if p.err != nil {
+		return 0, p.err
+	}
+	if p.stopped != nil && p.stopped() {
+		p.err = ErrStopped
+		return 0, p.err
+	}
+	written := 0
+	for len(b) > 0 {
+		room := p.store.blockBytes - (len(p.buf) - blockHeaderBytes)
+		n := min(room, len(b))
+		p.buf = append(p.buf, b[:n]...)
+		b = b[n:]
+		written += n
+		if n == room {
+			if err := p.flushBlock(); err != nil {
+				return written, err
+			}
+		}
+	}
+	return written, nil
+}
+
+// flushBlock writes the block in buf, if it holds data.
+func (p *Pending) flushBlock() error {
+	l := len(p.buf) - blockHeaderBytes
+	if l == 0 {
+		return nil
+	}
+	p.buf[0] = kindData
+	binary.LittleEndian.PutUint32(p.buf[1:], uint32(l))
+	p.buf = binary.LittleEndian.AppendUint32(p.buf, blockCRC(p.off, p.buf))
+	p.fileCRC = crcUpdate(p.fileCRC, p.buf)
+	if _, err := p.f.Write(p.buf); err != nil {
+		p.err = ioErr("write "+p.path, err)
+		return p.err
+	}
+	p.off += int64(len(p.buf))
+	p.data += int64(l)
+	p.buf = p.buf[:blockHeaderBytes]
+	return nil
+}
+
+// Commit finishes the file (last block, trailer), fsyncs it, renames it
+// to its final name and fsyncs the directory; only then is the snapshot
+// visible, and older snapshots beyond Options.Keep are removed. On any
+// error (an earlier Write's included) the temporary file is removed and
+// nothing becomes visible: ErrIO, ErrStale (a snapshot at this index or
+// above became durable meanwhile), ErrDeleted, ErrStopped.
+func (p *Pending) Commit() (Info, error) {
+	if p.done {
+		return Info{}, ErrFinished
+	}
+	if p.err == nil {
+		_ = p.flushBlock()
+	}
+	if p.err == nil {
+		t := make([]byte, 0, trailerBytes)
+		t = append(t, kindEnd)
+		t = binary.LittleEndian.AppendUint64(t, uint64(p.data))
+		t = binary.LittleEndian.AppendUint32(t, crcUpdate(p.fileCRC, t))
+		if _, err := p.f.Write(t); err != nil {
+			p.err = ioErr("write trailer of "+p.path, err)
+		} else {
+			p.off += int64(len(t))
+		}
+	}
+	if p.err == nil {
+		if err := p.f.Sync(); err != nil {
+			p.err = ioErr("sync "+p.path, err)
+		}
+	}
+	if p.err != nil {
+		err := p.err
+		p.Abort()
+		return Info{}, err
+	}
+	p.done = true
+	if err := p.f.Close(); err != nil {
+		p.store.removeQuietly(p.path)
+		return Info{}, ioErr("close "+p.path, err)
+	}
+	info := Info{UID: p.uid, Index: p.hdr.index, Term: p.hdr.term, ID: p.hdr.id, Size: p.off, DataSize: p.data}
+	if err := p.store.install(p.path, p.gen, info); err != nil {
+		return Info{}, err
+	}
+	return info, nil
+}
+
+// Abort discards the snapshot and removes its temporary file. It does
+// nothing after Commit or a previous Abort.
+func (p *Pending) Abort() {
+	if p.done {
+		return
+	}
+	p.done = true
+	_ = p.f.Close()
+	p.store.removeQuietly(p.path)
+}
+
+func (s *Store) removeQuietly(path string) {
+	if err := s.fs.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.logger.Error("snapshot: could not remove a discarded file", "file", path, "err", err)
+	}
+}
