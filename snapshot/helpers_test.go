@@ -172,4 +172,6 @@ func flipBit(t testing.TB, path string, bit int64) {
 }
 
 // isPrefix reports whether got is a prefix of want.
-func isPrefix(got, want []byte) bool { return len(got) <= len(want) && bytes.Equal(got, want[:len(got)]) }
+func isPrefix(got, want []byte) bool {
+	return len(got) <= len(want) && bytes.Equal(got, want[:len(got)])
+}
