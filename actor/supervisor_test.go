@@ -129,17 +129,26 @@ func TestCrashLoopGivesUpAndReports(t *testing.T) {
 		Period:    time.Minute,
 		Children: []ChildSpec{{Name: "flaky", Start: func() Process {
 			return ProcessFunc(func(ctx *Context, msg Message) {
-				if msg == (Started{}) {
+				switch msg {
+				case Started{}:
 					starts.Add(1)
-					panic("cannot start")
+				case "crash":
+					panic("asked to crash")
 				}
 			})
 		}}},
 	})
 	require.NoError(t, err)
 	ib.Monitor(sup)
+	// Crash the child three times, each incarnation once it started: the
+	// first start and two restarts use the budget, the third crash ends
+	// the supervisor.
+	for i := range 3 {
+		eventually(t, func() bool { return starts.Load() == int32(i+1) }, "start %d", i+1)
+		require.NoError(t, n.Send(Ref{Name: "flaky", Node: n.Name()}, "crash"))
+	}
 	d := recv[Down](t, ib)
-	require.Equal(t, ReasonError, d.Reason.Kind)
+	require.Equal(t, ReasonError, d.Reason.Kind, "%v", d.Reason)
 	require.Contains(t, d.Reason.Detail, "max restart intensity")
 	require.Contains(t, d.Reason.Detail, "flaky")
 	require.Equal(t, int32(3), starts.Load(), "the first start and two restarts")
