@@ -152,6 +152,9 @@ func DecodeChunk(data []byte) (Chunk, error) {
 	if err := r.Done(); err != nil {
 		return Chunk{}, err
 	}
+	if len(data) != chunkHeaderBytes+wire.UvarintLen(uint64(len(d)))+len(d) {
+		return Chunk{}, fmt.Errorf("%w: overlong data length prefix", wire.ErrMalformed)
+	}
 	c.Data = d
 	if err := c.check(); err != nil {
 		return Chunk{}, fmt.Errorf("%w: %v", wire.ErrMalformed, err)
