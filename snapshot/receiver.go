@@ -139,6 +139,10 @@ func (r *Receiver) Receive(c Chunk, now time.Time) Received {
 		return r.reply(c, AckResend, next, 0)
 	}
 	key := snapKey{index: c.Index, term: c.Term, id: c.ID, size: c.Size}
+	if cur != nil && cur.transfer == c.Transfer && cur.key != key {
+		r.logger.Warn("snapshot: dropping a chunk that names another snapshot than its transfer", "uid", r.uid, "transfer", c.Transfer)
+		return Received{}
+	}
 	if cur != nil && cur.transfer != c.Transfer {
 		switch {
 		case cur.key == key && c.Transfer < cur.transfer:

@@ -95,7 +95,8 @@ type uidState struct {
 
 // Open opens (creating if needed) the store rooted at dir and removes the
 // temporary files a crash left behind. Partly received snapshots (.part)
-// are kept so a transfer can resume; they are verified before reuse.
+// newer than the UID's newest snapshot are kept so a transfer can resume;
+// they are verified before reuse.
 func Open(dir string, opts Options) (*Store, error) {
 	if opts.FS == nil {
 		opts.FS = OSFS{}
@@ -134,27 +135,38 @@ func Open(dir string, opts Options) (*Store, error) {
 		if !e.IsDir() || validUID(e.Name()) != nil {
 			continue
 		}
-		if err := s.removeTemps(filepath.Join(dir, e.Name())); err != nil {
+		if err := s.cleanDir(filepath.Join(dir, e.Name())); err != nil {
 			return nil, err
 		}
 	}
 	return s, nil
 }
 
-func (s *Store) removeTemps(udir string) error {
+// cleanDir removes what a crash or an abandoned transfer left in one UID
+// directory: every .tmp file, and .part files at or below the newest
+// durable snapshot (they can never be installed).
+func (s *Store) cleanDir(udir string) error {
 	ents, err := s.fs.ReadDir(udir)
 	if err != nil {
 		return ioErr("list "+udir, err)
 	}
+	var newest uint64
+	for _, e := range ents {
+		if k, p := parseName(e.Name()); k == nameSnap {
+			newest = max(newest, p.index)
+		}
+	}
 	removed := 0
 	for _, e := range ents {
-		if kind, _ := parseName(e.Name()); kind != nameTemp {
+		kind, p := parseName(e.Name())
+		if kind != nameTemp && !(kind == namePart && p.index <= newest) {
 			continue
 		}
-		if err := s.fs.Remove(filepath.Join(udir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return ioErr("remove leftover "+e.Name(), err)
+		path := filepath.Join(udir, e.Name())
+		if err := s.fs.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return ioErr("remove leftover "+path, err)
 		}
-		s.logger.Info("snapshot: removed a temporary file left by a crash", "file", filepath.Join(udir, e.Name()))
+		s.logger.Info("snapshot: removed a leftover file", "file", path)
 		removed++
 	}
 	if removed > 0 {

@@ -143,6 +143,8 @@ func TestCrashLeftoversAreCleanedAtOpen(t *testing.T) {
 	require.NoError(t, p2.flushBlock())
 	part := filepath.Join(dir, "u", partName(9, 1, 0xabc))
 	require.NoError(t, os.WriteFile(part, []byte("partial"), 0o644))
+	useless := filepath.Join(dir, "u", partName(5, 1, 0xdef))
+	require.NoError(t, os.WriteFile(useless, []byte("partial"), 0o644))
 	require.Equal(t, 2, countSuffix(dirNames(t, s, "u"), ".tmp"))
 	// (p and p2 are abandoned as a crash would.)
 
@@ -150,6 +152,7 @@ func TestCrashLeftoversAreCleanedAtOpen(t *testing.T) {
 	names := dirNames(t, s2, "u")
 	require.Zero(t, countSuffix(names, ".tmp"))
 	require.Contains(t, names, filepath.Base(part), "partial transfers are kept for resume")
+	require.NotContains(t, names, filepath.Base(useless), "unless a durable snapshot covers them")
 	info, corrupt, err := s2.Latest("u")
 	require.NoError(t, err)
 	require.Empty(t, corrupt)

@@ -348,6 +348,13 @@ func TestTransferOlderAttemptIsIgnored(t *testing.T) {
 	c := Chunk{Transfer: 10, Index: p.info.Index, Term: p.info.Term, ID: p.info.ID, Size: uint64(p.info.Size), Offset: uint64(got), Data: []byte{1}}
 	c.CRC = c.Checksum()
 	require.False(t, rcv.Receive(c, time.Unix(2, 0)).Reply)
+	// So are chunks of the current transfer that name another snapshot.
+	c.Transfer, c.ID = 11, c.ID+1
+	c.CRC = c.Checksum()
+	require.False(t, rcv.Receive(c, time.Unix(2, 0)).Reply)
+	_, still, ok := rcv.Active()
+	require.True(t, ok)
+	require.Equal(t, got, still)
 }
 
 func TestTransferStaleAndAlreadyInstalled(t *testing.T) {
