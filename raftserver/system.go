@@ -267,7 +267,9 @@ func (s *System) Stop() error {
 
 func (s *System) stop() error {
 	var errs []error
-	if _, err := s.node.Call(s.manager, &managerStopAll{}, s.cfg.ShutdownTimeout); err != nil && !errors.Is(err, actor.ErrNodeStopped) {
+	// The manager waits at most ShutdownTimeout for its servers; give the
+	// call room for that wait and for exiting them all first.
+	if _, err := s.node.Call(s.manager, &managerStopAll{}, 2*s.cfg.ShutdownTimeout+time.Minute); err != nil && !errors.Is(err, actor.ErrNodeStopped) {
 		errs = append(errs, err)
 	}
 	if err := s.wal.Stop(s.cfg.ShutdownTimeout); err != nil {
