@@ -15,6 +15,9 @@ package core
 //   - Apply, Reply and RunQuery may be executed in batch order right away.
 //     Apply ranges are contiguous and increasing across batches.
 //   - Timer and ticker actions replace whatever was armed before.
+//   - RestoreSnapshot must be complete before any later action of its batch
+//     (the reply that follows it says the snapshot is installed).
+//   - Compact and SendSnapshot are asynchronous.
 //
 // The slice returned by Step is reused by the next Step: execute or copy it
 // first. The set of action types is closed.
@@ -45,7 +48,9 @@ type Send struct {
 // machine in order. Read them with Raft.Entries (the newest may not be in
 // the log's storage yet). Tokens are the client commands and membership
 // changes among them that this member accepted as leader: reply to each
-// once its entry is applied.
+// once its entry is applied. An EntryMachineVersion entry switches the
+// machine to its version at that index; the core never names one whose
+// version is above Config.MachineVersion (it stops just before it).
 type Apply struct {
 	From, To uint64
 	Tokens   []IndexedToken
@@ -101,7 +106,52 @@ type RoleChanged struct {
 	Leader ServerID
 }
 
+// Compact: the entries up to and including Through are covered by the
+// member's durable snapshot at Through (the last one SnapshotTaken or
+// RestoreSnapshot named) and are durable in the log. Drop them from the log
+// whenever convenient (now or later, in one go or in pieces). While and after
+// dropping, the LogReader's FirstIndex is at most Through+1 and
+// Term(Through) keeps answering (the snapshot's term); a read below
+// FirstIndex fails with ErrCompacted. The core asks for nothing else to be
+// dropped: the server never truncates the log's head on its own.
+type Compact struct {
+	Through uint64
+}
+
+// SendSnapshot: stream the member's snapshot that Msg.Snapshot names (the
+// last one SnapshotTaken recorded) to follower To, which lags behind the
+// log's first index. When To's server holds the whole snapshot durably
+// (staged: it is not To's snapshot yet), it steps
+// Receive{From: this member, Msg: Msg}; nothing else of the transfer
+// concerns the core. A transfer may fail silently: the core sends the
+// snapshot again after Config.SnapshotRetryMs (doubling per attempt) or
+// when the follower restarts or its node comes back. A SendSnapshot to a
+// follower still receiving an earlier one replaces that transfer.
+type SendSnapshot struct {
+	To  ServerID
+	Msg *InstallSnapshot
+}
+
+// RestoreSnapshot: install the staged snapshot named by Snapshot (Index and
+// Term), which is the one received last: the core installs only the latest
+// received snapshot, and only once no Append of this member is in flight.
+// Before executing any later action: make it the member's durable snapshot,
+// reset the log to hold no entry (FirstIndex Index+1, LastIndex Index,
+// Term(Index) == Snapshot.Term) and restore the machine from it, with the
+// version Snapshot.MachineVersion. Apply actions continue at Index+1.
+//
+// A received snapshot that no RestoreSnapshot names (it was stale, or the
+// member has the entries already) may be deleted once another one is
+// received or the member restarts; the core may also name it in a later
+// batch, once its in-flight writes are durable.
+type RestoreSnapshot struct {
+	Snapshot Snapshot
+}
+
 func (PersistState) isAction()        {}
+func (Compact) isAction()             {}
+func (SendSnapshot) isAction()        {}
+func (RestoreSnapshot) isAction()     {}
 func (Append) isAction()              {}
 func (Send) isAction()                {}
 func (Apply) isAction()               {}

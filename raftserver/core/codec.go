@@ -13,19 +13,24 @@ import (
 //	AppendEntries   tag=1 term prev_index prev_term commit count
 //	                count x { term type(u8) data(bytes) }   index = prev_index+1+i
 //	AppendReply     tag=2 term success(bool) last_index last_term next_index rejected_prev commit
-//	PreVoteRequest  tag=3 term last_index last_term
+//	                machine_version
+//	PreVoteRequest  tag=3 term last_index last_term machine_version
 //	PreVoteReply    tag=4 term granted(bool)
-//	VoteRequest     tag=5 term last_index last_term transfer(bool)
+//	VoteRequest     tag=5 term last_index last_term transfer(bool) machine_version
 //	VoteReply       tag=6 term granted(bool)
 //	TimeoutNow      tag=7 term
 //	Heartbeat       tag=8 term seq commit
-//	HeartbeatReply  tag=9 term seq commit
+//	HeartbeatReply  tag=9 term seq commit machine_version
 //	NotLeader       tag=10 term
+//	InstallSnapshot tag=11 term index snapshot_term machine_version members
+//	                (members as in Membership.AppendBinary)
 //
 // Entry indexes are implied by prev_index, so a decoded AppendEntries always
 // carries consecutive entries. Decoders also reject entry types they do not
-// know, entry terms that go backwards or exceed the message term, and
-// trailing bytes.
+// know, machine version entries whose data is not one uvarint, entry terms
+// that go backwards or exceed the message term, a snapshot whose term
+// exceeds the message term or that sits at index 0 with a term, invalid
+// members, and trailing bytes.
 
 // AppendBinary implements Message.
 func (m *AppendEntries) AppendBinary(b []byte) []byte {
@@ -53,7 +58,8 @@ func (m *AppendReply) AppendBinary(b []byte) []byte {
 	b = wire.AppendUvarint(b, m.LastTerm)
 	b = wire.AppendUvarint(b, m.NextIndex)
 	b = wire.AppendUvarint(b, m.RejectedPrev)
-	return wire.AppendUvarint(b, m.Commit)
+	b = wire.AppendUvarint(b, m.Commit)
+	return wire.AppendUvarint(b, m.MachineVersion)
 }
 
 // AppendBinary implements Message.
@@ -61,7 +67,8 @@ func (m *PreVoteRequest) AppendBinary(b []byte) []byte {
 	b = append(b, byte(kindPreVoteRequest))
 	b = wire.AppendUvarint(b, m.Term)
 	b = wire.AppendUvarint(b, m.LastIndex)
-	return wire.AppendUvarint(b, m.LastTerm)
+	b = wire.AppendUvarint(b, m.LastTerm)
+	return wire.AppendUvarint(b, m.MachineVersion)
 }
 
 // AppendBinary implements Message.
@@ -77,7 +84,8 @@ func (m *VoteRequest) AppendBinary(b []byte) []byte {
 	b = wire.AppendUvarint(b, m.Term)
 	b = wire.AppendUvarint(b, m.LastIndex)
 	b = wire.AppendUvarint(b, m.LastTerm)
-	return wire.AppendBool(b, m.Transfer)
+	b = wire.AppendBool(b, m.Transfer)
+	return wire.AppendUvarint(b, m.MachineVersion)
 }
 
 // AppendBinary implements Message.
@@ -106,13 +114,24 @@ func (m *HeartbeatReply) AppendBinary(b []byte) []byte {
 	b = append(b, byte(kindHeartbeatReply))
 	b = wire.AppendUvarint(b, m.Term)
 	b = wire.AppendUvarint(b, m.Seq)
-	return wire.AppendUvarint(b, m.Commit)
+	b = wire.AppendUvarint(b, m.Commit)
+	return wire.AppendUvarint(b, m.MachineVersion)
 }
 
 // AppendBinary implements Message.
 func (m *NotLeader) AppendBinary(b []byte) []byte {
 	b = append(b, byte(kindNotLeader))
 	return wire.AppendUvarint(b, m.Term)
+}
+
+// AppendBinary implements Message.
+func (m *InstallSnapshot) AppendBinary(b []byte) []byte {
+	b = append(b, byte(kindInstallSnapshot))
+	b = wire.AppendUvarint(b, m.Term)
+	b = wire.AppendUvarint(b, m.Snapshot.Index)
+	b = wire.AppendUvarint(b, m.Snapshot.Term)
+	b = wire.AppendUvarint(b, m.Snapshot.MachineVersion)
+	return m.Snapshot.Members.AppendBinary(b)
 }
 
 // DecodeMessage decodes one message produced by a Message's AppendBinary.
@@ -130,13 +149,15 @@ func DecodeMessage(b []byte) (Message, error) {
 		m = decodeAppendEntries(r)
 	case kindAppendReply:
 		m = &AppendReply{Term: r.Uvarint(), Success: r.Bool(), LastIndex: r.Uvarint(),
-			LastTerm: r.Uvarint(), NextIndex: r.Uvarint(), RejectedPrev: r.Uvarint(), Commit: r.Uvarint()}
+			LastTerm: r.Uvarint(), NextIndex: r.Uvarint(), RejectedPrev: r.Uvarint(), Commit: r.Uvarint(),
+			MachineVersion: r.Uvarint()}
 	case kindPreVoteRequest:
-		m = &PreVoteRequest{Term: r.Uvarint(), LastIndex: r.Uvarint(), LastTerm: r.Uvarint()}
+		m = &PreVoteRequest{Term: r.Uvarint(), LastIndex: r.Uvarint(), LastTerm: r.Uvarint(), MachineVersion: r.Uvarint()}
 	case kindPreVoteReply:
 		m = &PreVoteReply{Term: r.Uvarint(), Granted: r.Bool()}
 	case kindVoteRequest:
-		m = &VoteRequest{Term: r.Uvarint(), LastIndex: r.Uvarint(), LastTerm: r.Uvarint(), Transfer: r.Bool()}
+		m = &VoteRequest{Term: r.Uvarint(), LastIndex: r.Uvarint(), LastTerm: r.Uvarint(), Transfer: r.Bool(),
+			MachineVersion: r.Uvarint()}
 	case kindVoteReply:
 		m = &VoteReply{Term: r.Uvarint(), Granted: r.Bool()}
 	case kindTimeoutNow:
@@ -144,9 +165,11 @@ func DecodeMessage(b []byte) (Message, error) {
 	case kindHeartbeat:
 		m = &Heartbeat{Term: r.Uvarint(), Seq: r.Uvarint(), Commit: r.Uvarint()}
 	case kindHeartbeatReply:
-		m = &HeartbeatReply{Term: r.Uvarint(), Seq: r.Uvarint(), Commit: r.Uvarint()}
+		m = &HeartbeatReply{Term: r.Uvarint(), Seq: r.Uvarint(), Commit: r.Uvarint(), MachineVersion: r.Uvarint()}
 	case kindNotLeader:
 		m = &NotLeader{Term: r.Uvarint()}
+	case kindInstallSnapshot:
+		m = decodeInstallSnapshot(r)
 	default:
 		return nil, fmt.Errorf("%w: unknown message tag %d", ErrMalformed, b[0])
 	}
@@ -188,11 +211,38 @@ func decodeAppendEntries(r *wire.Reader) *AppendEntries {
 			r.Fail("entry %d has unknown type %d", e.Index, e.Type)
 			return m
 		}
+		if e.Type == EntryMachineVersion {
+			if _, err := DecodeMachineVersion(e.Data); err != nil {
+				r.Fail("entry %d: %v", e.Index, err)
+				return m
+			}
+		}
 		if e.Term < lastTerm || e.Term > m.Term {
 			r.Fail("entry %d has term %d outside [%d, %d]", e.Index, e.Term, lastTerm, m.Term)
 			return m
 		}
 		lastTerm = e.Term
+	}
+	return m
+}
+
+func decodeInstallSnapshot(r *wire.Reader) *InstallSnapshot {
+	m := &InstallSnapshot{Term: r.Uvarint()}
+	s := &m.Snapshot
+	s.Index, s.Term, s.MachineVersion = r.Uvarint(), r.Uvarint(), r.Uvarint()
+	s.Members = readMembership(r)
+	if r.Err() != nil {
+		return m
+	}
+	switch {
+	case s.Term > m.Term:
+		r.Fail("snapshot term %d above message term %d", s.Term, m.Term)
+	case s.Index == 0 && s.Term != 0:
+		r.Fail("snapshot at index 0 has term %d", s.Term)
+	default:
+		if err := s.Members.Validate(); err != nil {
+			r.Fail("snapshot members: %v", err)
+		}
 	}
 	return m
 }

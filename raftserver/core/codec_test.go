@@ -16,18 +16,22 @@ func sampleMessages() []Message {
 			{Index: 42, Term: 6, Type: EntryNormal, Data: []byte("put x")},
 			{Index: 43, Term: 7, Type: EntryNoop},
 			{Index: 44, Term: 7, Type: EntryConfig, Data: Membership{Voters: []ServerID{{"a", "n1"}}}.AppendBinary(nil)},
+			{Index: 45, Term: 7, Type: EntryMachineVersion, Data: EncodeMachineVersion(3)},
 		}},
 		&AppendEntries{Term: 1},
-		&AppendReply{Term: 3, Success: true, LastIndex: 1 << 40, LastTerm: 3, Commit: 9},
+		&AppendReply{Term: 3, Success: true, LastIndex: 1 << 40, LastTerm: 3, Commit: 9, MachineVersion: 2},
 		&AppendReply{Term: 3, LastIndex: 5, LastTerm: 2, NextIndex: 6, RejectedPrev: 10},
-		&PreVoteRequest{Term: 4, LastIndex: 9, LastTerm: 3},
+		&PreVoteRequest{Term: 4, LastIndex: 9, LastTerm: 3, MachineVersion: 1},
 		&PreVoteReply{Term: 4, Granted: true},
-		&VoteRequest{Term: 4, LastIndex: 9, LastTerm: 3, Transfer: true},
+		&VoteRequest{Term: 4, LastIndex: 9, LastTerm: 3, Transfer: true, MachineVersion: 5},
 		&VoteReply{Term: 4},
 		&TimeoutNow{Term: 12},
 		&Heartbeat{Term: 5, Seq: 77, Commit: 100},
-		&HeartbeatReply{Term: 5, Seq: 77, Commit: 99},
+		&HeartbeatReply{Term: 5, Seq: 77, Commit: 99, MachineVersion: ^uint64(0)},
 		&NotLeader{Term: ^uint64(0)},
+		&InstallSnapshot{Term: 9, Snapshot: Snapshot{Index: 1000, Term: 8, MachineVersion: 2,
+			Members: Membership{Voters: []ServerID{{"a", "n1"}, {"b", "n2"}}, NonVoters: []ServerID{{"c", "n3"}}}}},
+		&InstallSnapshot{Term: 1, Snapshot: Snapshot{Index: 3, Term: 1}},
 	}
 }
 
@@ -70,6 +74,16 @@ func TestDecodeMessageRejectsMalformed(t *testing.T) {
 		"prev above msg term":  ae(&AppendEntries{Term: 2, PrevTerm: 3}),
 		"index overflow": ae(&AppendEntries{Term: 2, PrevIndex: ^uint64(0), PrevTerm: 1,
 			Entries: []Entry{{Term: 2, Type: EntryNormal}}}),
+		"version entry without data": ae(&AppendEntries{Term: 2, Entries: []Entry{{Term: 2, Type: EntryMachineVersion}}}),
+		"version entry with trailing data": ae(&AppendEntries{Term: 2, Entries: []Entry{
+			{Term: 2, Type: EntryMachineVersion, Data: append(EncodeMachineVersion(1), 0)}}}),
+		"snapshot term above msg term": (&InstallSnapshot{Term: 2, Snapshot: Snapshot{Index: 5, Term: 3}}).AppendBinary(nil),
+		"snapshot at 0 with a term":    (&InstallSnapshot{Term: 2, Snapshot: Snapshot{Term: 1}}).AppendBinary(nil),
+		"snapshot with duplicate members": (&InstallSnapshot{Term: 2, Snapshot: Snapshot{Index: 5, Term: 1,
+			Members: Membership{Voters: []ServerID{{"a", "n1"}}, NonVoters: []ServerID{{"a", "n1"}}}}}).AppendBinary(nil),
+		"snapshot truncated": (&InstallSnapshot{Term: 2, Snapshot: Snapshot{Index: 5, Term: 1,
+			Members: Membership{Voters: []ServerID{{"a", "n1"}}}}}).AppendBinary(nil)[:8],
+		"reply without version": (&HeartbeatReply{Term: 1, Seq: 1, Commit: 1}).AppendBinary(nil)[:4],
 	}
 	for name, b := range cases {
 		_, err := DecodeMessage(b)

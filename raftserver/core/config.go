@@ -13,7 +13,12 @@ const (
 	DefaultMaxElectionBackoff = 4
 	DefaultTickMs             = 100
 	DefaultCheckQuorumMs      = 1000
+	DefaultSnapshotRetryMs    = 30000
 )
+
+// maxSnapshotBackoff caps the doubling of SnapshotRetryMs between
+// transfers of a snapshot to the same follower (so up to 16x).
+const maxSnapshotBackoff = 4
 
 // Config configures one member. Zero-valued optional fields take the
 // defaults above; Validate reports the fields that are still out of range.
@@ -50,6 +55,25 @@ type Config struct {
 	// hearing from a quorum before it steps down. Also the time a leader
 	// transfer may take. At least 2*TickMs.
 	CheckQuorumMs int64
+	// SnapshotRetryMs is how long a leader waits for a follower to confirm
+	// that it installed a snapshot before it sends the snapshot again,
+	// doubled per attempt up to 16 times. Set it above the time a transfer
+	// takes: a transfer that outlasts it is started afresh (the doubling
+	// lets a slow one fit eventually). At least TickMs.
+	SnapshotRetryMs int64
+	// MachineVersion is the highest machine version this member's code
+	// supports. The leader raises the cluster's version (an
+	// EntryMachineVersion entry) once a quorum of voters supports more than
+	// the effective version. A member never applies entries past a version
+	// it does not support, and never leads a cluster whose version is above
+	// it. Default 0.
+	MachineVersion uint64
+	// Snapshot is durable state, not configuration: the latest snapshot the
+	// member holds durably (zero if none). The LogReader handed to New must
+	// continue it: FirstIndex() <= Snapshot.Index+1 <= LastIndex()+1 and
+	// Term(Snapshot.Index) == Snapshot.Term. The server has restored the
+	// machine from it; Apply actions start at Snapshot.Index+1.
+	Snapshot Snapshot
 	// Seed seeds the election jitter. Two members should use different
 	// seeds; the same seed replays the same jitter.
 	Seed uint64
@@ -88,6 +112,15 @@ type Sabotage struct {
 	ReadWithoutQuorum bool
 	// NoResend stops leaders from re-sending to followers that went quiet.
 	NoResend bool
+	// ApplyUnsupportedVersion lets a member apply entries past a machine
+	// version bump its code does not support.
+	ApplyUnsupportedVersion bool
+	// InstallStaleSnapshot makes a follower install every snapshot it
+	// receives, even one at or below its commit index.
+	InstallStaleSnapshot bool
+	// InstallWithoutReset makes a follower that installs a snapshot keep
+	// its old view of the log instead of resetting it to the snapshot.
+	InstallWithoutReset bool
 }
 
 // withDefaults returns c with zero-valued optional fields set.
@@ -112,6 +145,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CheckQuorumMs == 0 {
 		c.CheckQuorumMs = DefaultCheckQuorumMs
+	}
+	if c.SnapshotRetryMs == 0 {
+		c.SnapshotRetryMs = DefaultSnapshotRetryMs
 	}
 	return c
 }
@@ -138,11 +174,23 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: TickMs is %d, must be at least 1", ErrInvalidConfig, c.TickMs)
 	case c.CheckQuorumMs < 2*c.TickMs:
 		return fmt.Errorf("%w: CheckQuorumMs is %d, must be at least twice TickMs (%d)", ErrInvalidConfig, c.CheckQuorumMs, c.TickMs)
+	case c.SnapshotRetryMs < c.TickMs:
+		return fmt.Errorf("%w: SnapshotRetryMs is %d, must be at least TickMs (%d)", ErrInvalidConfig, c.SnapshotRetryMs, c.TickMs)
+	case c.Snapshot.Index == 0 && c.Snapshot.Term != 0:
+		return fmt.Errorf("%w: Snapshot has term %d at index 0", ErrInvalidConfig, c.Snapshot.Term)
 	}
 	if err := c.InitialMembers.Validate(); err != nil {
 		return fmt.Errorf("%w: InitialMembers: %w", ErrInvalidConfig, err)
 	}
+	if err := c.Snapshot.Members.Validate(); err != nil {
+		return fmt.Errorf("%w: Snapshot.Members: %w", ErrInvalidConfig, err)
+	}
 	return nil
+}
+
+// snapshotRetryTicks is SnapshotRetryMs in ticks (at least one).
+func (c Config) snapshotRetryTicks() int {
+	return int((c.SnapshotRetryMs + c.TickMs - 1) / c.TickMs)
 }
 
 // checkQuorumTicks is the check-quorum window in ticks.

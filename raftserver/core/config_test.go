@@ -31,6 +31,9 @@ func TestConfigValidateNamesTheBadValues(t *testing.T) {
 		{func(c *Config) { c.TickMs = 0 }, "TickMs is 0"},
 		{func(c *Config) { c.TickMs, c.CheckQuorumMs = 100, 150 }, "CheckQuorumMs is 150, must be at least twice TickMs (100)"},
 		{func(c *Config) { c.InitialMembers.NonVoters = []ServerID{{"a", "n1"}} }, "member a@n1 listed twice"},
+		{func(c *Config) { c.SnapshotRetryMs = 50 }, "SnapshotRetryMs is 50, must be at least TickMs (100)"},
+		{func(c *Config) { c.Snapshot = Snapshot{Term: 2} }, "Snapshot has term 2 at index 0"},
+		{func(c *Config) { c.Snapshot = Snapshot{Index: 3, Term: 1, Members: Membership{Voters: []ServerID{{}}}} }, "Snapshot.Members"},
 	}
 	for _, tc := range cases {
 		c := validConfig()

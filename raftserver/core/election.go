@@ -27,16 +27,17 @@ func (r *Raft) receive(from ServerID, m Message) {
 				return
 			}
 			r.becomeFollower(t, ServerID{})
-		case *AppendEntries, *Heartbeat, *TimeoutNow:
+		case *AppendEntries, *Heartbeat, *TimeoutNow, *InstallSnapshot:
 			r.becomeFollower(t, from)
 		default:
 			r.becomeFollower(t, ServerID{})
 		}
 	case t < r.term:
 		switch m.(type) {
-		case *AppendEntries, *Heartbeat:
-			// A deposed leader: tell it our term so it steps down.
-			r.send(from, &AppendReply{Term: r.term})
+		case *AppendEntries, *Heartbeat, *InstallSnapshot:
+			// A deposed leader: tell it our term so it steps down. (The
+			// server drops a stale snapshot: no RestoreSnapshot names it.)
+			r.send(from, &AppendReply{Term: r.term, MachineVersion: r.cfg.MachineVersion})
 		case *PreVoteRequest:
 			r.send(from, &PreVoteReply{Term: r.term})
 		}
@@ -67,6 +68,7 @@ func (r *Raft) handlePreVoteRequest(from ServerID, m *PreVoteRequest) {
 	// until LeaderDown or NodeSuspected says otherwise.
 	grant := m.Term > r.term &&
 		r.voteLogOK(m.LastIndex, m.LastTerm) &&
+		r.voteVersionOK(m.MachineVersion) &&
 		(!r.liveLeader() || from == r.lead)
 	if grant {
 		r.send(from, &PreVoteReply{Term: m.Term, Granted: true})
@@ -92,7 +94,7 @@ func (r *Raft) handlePreVoteRequest(from ServerID, m *PreVoteRequest) {
 
 func (r *Raft) handleVoteRequest(from ServerID, m *VoteRequest) {
 	canVote := r.vote == from || (r.vote.IsZero() && r.lead.IsZero())
-	if canVote && r.voteLogOK(m.LastIndex, m.LastTerm) {
+	if canVote && r.voteLogOK(m.LastIndex, m.LastTerm) && r.voteVersionOK(m.MachineVersion) {
 		r.vote = from
 		r.electionAttempts = 0
 		// The vote is persisted by finish before this reply is sent
@@ -123,6 +125,9 @@ func (r *Raft) handleElectionTimeout() {
 		case !r.isVoter():
 			r.electionAttempts++
 			r.announce()
+		case !r.mayCampaign():
+			// Our code cannot run the cluster's machine version: leave the
+			// election to upgraded members (no timer is armed again).
 		default:
 			r.becomePreVote()
 		}
@@ -157,7 +162,7 @@ func (r *Raft) handleNodeUp(node string) {
 	case RoleLeader:
 		r.ldr.nodeUp(r, node)
 	default:
-		if r.liveLeader() || !r.isVoter() {
+		if r.liveLeader() || !r.mayCampaign() {
 			return
 		}
 		for _, v := range r.members.current.Voters {
@@ -180,8 +185,7 @@ func (r *Raft) becomeFollower(term uint64, lead ServerID) {
 	if term > r.term {
 		r.term = term
 		r.vote = ServerID{}
-		r.matchedTo, r.ackedTo = 0, 0
-		r.deferred = nil
+		r.resetMatched()
 		r.deadLead = ServerID{}
 	}
 	r.role = RoleFollower
@@ -203,7 +207,8 @@ func (r *Raft) becomePreVote() {
 		r.becomeCandidate(false)
 		return
 	}
-	req := &PreVoteRequest{Term: r.term + 1, LastIndex: r.log.lastIndex(), LastTerm: r.log.lastTerm()}
+	req := &PreVoteRequest{Term: r.term + 1, LastIndex: r.log.lastIndex(), LastTerm: r.log.lastTerm(),
+		MachineVersion: r.cfg.MachineVersion}
 	for _, v := range r.sortedVoters() {
 		if v != r.id {
 			r.send(v, req)
@@ -214,8 +219,7 @@ func (r *Raft) becomePreVote() {
 func (r *Raft) becomeCandidate(transfer bool) {
 	r.term++
 	r.vote = r.id
-	r.matchedTo, r.ackedTo = 0, 0
-	r.deferred = nil
+	r.resetMatched()
 	r.deadLead = ServerID{}
 	r.role = RoleCandidate
 	r.step = stepCandidate
@@ -226,7 +230,8 @@ func (r *Raft) becomeCandidate(transfer bool) {
 		r.becomeLeader()
 		return
 	}
-	req := &VoteRequest{Term: r.term, LastIndex: r.log.lastIndex(), LastTerm: r.log.lastTerm(), Transfer: transfer}
+	req := &VoteRequest{Term: r.term, LastIndex: r.log.lastIndex(), LastTerm: r.log.lastTerm(), Transfer: transfer,
+		MachineVersion: r.cfg.MachineVersion}
 	for _, v := range r.sortedVoters() {
 		if v != r.id {
 			r.send(v, req)
@@ -264,7 +269,7 @@ func stepPreVote(r *Raft, from ServerID, m Message) {
 			r.becomeFollower(r.term, ServerID{})
 			r.rearmTimer = true
 		}
-	case *AppendEntries, *Heartbeat:
+	case *AppendEntries, *Heartbeat, *InstallSnapshot:
 		// A leader of our term exists.
 		r.becomeFollower(r.term, from)
 		stepFollower(r, from, m)
@@ -283,8 +288,15 @@ func stepCandidate(r *Raft, from ServerID, m Message) {
 			r.becomeFollower(r.term, ServerID{})
 			r.rearmTimer = true
 		}
-	case *AppendEntries, *Heartbeat:
+	case *AppendEntries, *Heartbeat, *InstallSnapshot:
 		r.becomeFollower(r.term, from)
 		stepFollower(r, from, m)
 	}
+}
+
+// resetMatched forgets what was known to match the previous term's leader.
+// Entries up to the snapshot are committed, so they match every leader.
+func (r *Raft) resetMatched() {
+	r.matchedTo, r.ackedTo = r.log.snapIndex, 0
+	r.deferred, r.deferredSnap = nil, nil
 }

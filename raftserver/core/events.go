@@ -114,7 +114,24 @@ type TransferLeadership struct {
 	Token any
 }
 
+// SnapshotTaken: the server made a snapshot of the machine durable (written,
+// synced, renamed into place). Snapshot.Index must be at most what the core
+// has handed out in Apply actions, and Snapshot.Term the term of the entry
+// there; Members and MachineVersion are those in effect at Index, as the
+// server tracked them while applying (see Snapshot). A snapshot at or below
+// the member's current one is ignored, as is one that breaks these rules
+// (logged).
+//
+// The core makes it the snapshot it sends to followers that lag behind the
+// log, and asks for the log below it to be dropped with a Compact action
+// once the entries up to Index are durable in the log. The server never
+// drops log entries on its own.
+type SnapshotTaken struct {
+	Snapshot Snapshot
+}
+
 func (Started) isEvent()            {}
+func (SnapshotTaken) isEvent()      {}
 func (Receive) isEvent()            {}
 func (Written) isEvent()            {}
 func (Command) isEvent()            {}

@@ -5,12 +5,15 @@ func stepFollower(r *Raft, from ServerID, m Message) {
 	case *AppendEntries:
 		r.adoptLeader(from)
 		r.handleAppend(from, m)
+	case *InstallSnapshot:
+		r.adoptLeader(from)
+		r.handleInstallSnapshot(from, m)
 	case *Heartbeat:
 		r.adoptLeader(from)
 		if c := min(m.Commit, r.matchedTo); c > r.commit {
 			r.commit = c
 		}
-		r.send(from, &HeartbeatReply{Term: r.term, Seq: m.Seq, Commit: r.commit})
+		r.send(from, &HeartbeatReply{Term: r.term, Seq: m.Seq, Commit: r.commit, MachineVersion: r.cfg.MachineVersion})
 	case *NotLeader:
 		if from == r.lead {
 			r.logger.Info("leader says it stepped down", "leader", from.String(), "term", r.term)
@@ -20,7 +23,7 @@ func stepFollower(r *Raft, from ServerID, m Message) {
 		}
 	case *TimeoutNow:
 		r.adoptLeader(from)
-		if r.isVoter() {
+		if r.mayCampaign() {
 			r.logger.Info("leader transfer: campaigning at once", "term", r.term+1)
 			r.becomeCandidate(true)
 		}
@@ -99,12 +102,13 @@ func (r *Raft) handleAppend(from ServerID, m *AppendEntries) {
 				return
 			}
 			r.members.truncated(ents[0].Index)
+			r.versions.truncated(ents[0].Index)
 		}
 		if err := r.log.append(ents); err != nil {
 			r.fail(err)
 			return
 		}
-		r.noteConfigs(ents)
+		r.noteEntries(ents)
 		r.emit(Append{Entries: ents})
 		wrote = true
 	}
@@ -146,13 +150,13 @@ func (r *Raft) replyAppend(to ServerID, onlyIfNew bool) {
 	}
 	r.ackedTo = max(r.ackedTo, last)
 	r.send(to, &AppendReply{Term: r.term, Success: true, LastIndex: last, LastTerm: t,
-		NextIndex: r.matchedTo + 1, Commit: r.commit})
+		NextIndex: r.matchedTo + 1, Commit: r.commit, MachineVersion: r.cfg.MachineVersion})
 }
 
 // rejectAppend answers an AppendEntries whose previous entry does not
 // match, with a hint that lets the leader skip a whole term per round trip.
 func (r *Raft) rejectAppend(to ServerID, prev, prevTerm uint64) {
-	reply := &AppendReply{Term: r.term, RejectedPrev: prev, Commit: r.commit}
+	reply := &AppendReply{Term: r.term, RejectedPrev: prev, Commit: r.commit, MachineVersion: r.cfg.MachineVersion}
 	if prev > r.log.lastIndex() {
 		// We lack entries: resume right after our last one.
 		reply.LastIndex, reply.LastTerm = r.log.lastIndex(), r.log.lastTerm()
@@ -180,6 +184,12 @@ func (r *Raft) handleWritten(ev Written) {
 	case RoleFollower:
 		if !r.lead.IsZero() {
 			r.replyAppend(r.lead, true)
+		}
+		if m := r.deferredSnap; m != nil && !r.log.inFlight() {
+			r.deferredSnap = nil
+			if m.Term == r.term && !r.lead.IsZero() {
+				r.handleInstallSnapshot(r.lead, m)
+			}
 		}
 		if m := r.deferred; m != nil && !r.log.inFlight() {
 			r.deferred = nil

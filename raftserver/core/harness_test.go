@@ -26,19 +26,25 @@ type envelope struct {
 }
 
 type testNode struct {
-	id      ServerID
-	r       *Raft
-	log     *memLog
-	hard    HardState
-	pending []Entry // last entry of each Append not yet reported Written
-	timerMs int64   // armed election timer, 0 if none
-	timers  []int64 // every SetElectionTimer duration, in order
-	ticker  bool
-	applied uint64
-	tokens  []IndexedToken
-	replies []Reply
-	queries []RunQuery
-	down    bool
+	id   ServerID
+	r    *Raft
+	cfg  Config // as last started
+	log  *memLog
+	hard HardState
+	snap Snapshot // durable snapshot
+	// Snapshot actions seen.
+	compacts  []uint64
+	snapSends []SendSnapshot
+	restores  []Snapshot
+	pending   []Entry // last entry of each Append not yet reported Written
+	timerMs   int64   // armed election timer, 0 if none
+	timers    []int64 // every SetElectionTimer duration, in order
+	ticker    bool
+	applied   uint64
+	tokens    []IndexedToken
+	replies   []Reply
+	queries   []RunQuery
+	down      bool
 }
 
 func id(i int) ServerID { return ServerID{Name: fmt.Sprintf("s%d", i), Node: fmt.Sprintf("n%d", i)} }
@@ -54,13 +60,24 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 	return c
 }
 
+// testConfig is the config test members start with.
+func testConfig(sid ServerID, initial Membership, seed int) Config {
+	return Config{ID: sid, InitialMembers: initial, ElectionTimeoutMs: 100, TickMs: 10, CheckQuorumMs: 50,
+		MaxInFlight: 8, SnapshotRetryMs: 100, Seed: uint64(seed)}
+}
+
 // add starts a member with the given durable state.
 func (c *testCluster) add(sid ServerID, initial Membership, hs HardState, log *memLog) *testNode {
-	cfg := Config{ID: sid, InitialMembers: initial, ElectionTimeoutMs: 100, TickMs: 10, CheckQuorumMs: 50,
-		MaxInFlight: 8, Seed: uint64(len(c.ids) + 1)}
+	return c.start(testConfig(sid, initial, len(c.ids)+1), hs, log)
+}
+
+// start starts a member with the given config (which carries its durable
+// snapshot) and durable state.
+func (c *testCluster) start(cfg Config, hs HardState, log *memLog) *testNode {
+	sid := cfg.ID
 	r, err := New(cfg, hs, log)
 	require.NoError(c.t, err)
-	nd := &testNode{id: sid, r: r, log: log, hard: hs}
+	nd := &testNode{id: sid, r: r, cfg: cfg, log: log, hard: hs, snap: cfg.Snapshot, applied: cfg.Snapshot.Index}
 	if _, ok := c.nodes[sid]; !ok {
 		c.ids = append(c.ids, sid)
 	}
@@ -70,11 +87,16 @@ func (c *testCluster) add(sid ServerID, initial Membership, hs HardState, log *m
 }
 
 // restart replaces a member with a fresh Raft over its durable state
-// (pending writes are lost).
-func (c *testCluster) restart(sid ServerID) *testNode {
+// (pending writes are lost), running code that supports machine version
+// version.
+func (c *testCluster) restart(sid ServerID, version ...uint64) *testNode {
 	old := c.nodes[sid]
-	durable := old.log.ents[:old.r.log.stable]
-	return c.add(sid, old.r.cfg.InitialMembers, old.hard, newMemLog(slices.Clone(durable)...))
+	cfg := old.cfg
+	cfg.Snapshot = old.snap
+	if len(version) > 0 {
+		cfg.MachineVersion = version[0]
+	}
+	return c.start(cfg, old.hard, old.log.durable(old.r.log.stable))
 }
 
 func (c *testCluster) node(sid ServerID) *testNode { return c.nodes[sid] }
@@ -107,6 +129,22 @@ func (c *testCluster) step(sid ServerID, ev Event) []Action {
 			require.Equal(c.t, nd.applied+1, a.From)
 			nd.applied = a.To
 			nd.tokens = append(nd.tokens, a.Tokens...)
+		case Compact:
+			require.LessOrEqual(c.t, a.Through, nd.snap.Index, "compacting what no snapshot covers")
+			nd.log.compact(a.Through)
+			nd.compacts = append(nd.compacts, a.Through)
+		case SendSnapshot:
+			require.Equal(c.t, nd.snap, a.Msg.Snapshot, "sending a snapshot the member does not hold")
+			nd.snapSends = append(nd.snapSends, a)
+			// The transfer's end: the receiver steps the message.
+			c.sent++
+			c.inbox = append(c.inbox, envelope{from: sid, to: a.To, msg: a.Msg})
+		case RestoreSnapshot:
+			require.Empty(c.t, nd.pending, "install with writes in flight")
+			nd.snap = a.Snapshot
+			nd.log.reset(a.Snapshot.Index, a.Snapshot.Term)
+			nd.applied = a.Snapshot.Index
+			nd.restores = append(nd.restores, a.Snapshot)
 		case Reply:
 			nd.replies = append(nd.replies, a)
 		case RunQuery:
@@ -186,6 +224,17 @@ func (c *testCluster) isolate(sid ServerID) {
 }
 
 func (c *testCluster) heal() { c.cut = map[[2]ServerID]bool{} }
+
+// snapshot has sid take a durable snapshot at its applied index, with the
+// given members and machine version.
+func (c *testCluster) snapshot(sid ServerID, members Membership, version uint64) {
+	nd := c.nodes[sid]
+	i := nd.applied
+	t, err := nd.r.log.term(i)
+	require.NoError(c.t, err)
+	nd.snap = Snapshot{Index: i, Term: t, Members: members, MachineVersion: version}
+	c.step(sid, SnapshotTaken{Snapshot: nd.snap})
+}
 
 // elect makes sid campaign and settles; it must win.
 func (c *testCluster) elect(sid ServerID) {

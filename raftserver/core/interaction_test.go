@@ -127,7 +127,7 @@ func (it *interaction) addMember(sid ServerID) {
 		MaxInFlight: 8, Seed: uint64(len(it.c.ids) + 1)}
 	r, err := New(cfg, HardState{}, newMemLog())
 	require.NoError(it.t, err)
-	it.c.nodes[sid] = &testNode{id: sid, r: r, log: r.log.reader.(*memLog)}
+	it.c.nodes[sid] = &testNode{id: sid, r: r, cfg: cfg, log: r.log.reader.(*memLog)}
 	it.c.ids = append(it.c.ids, sid)
 	it.step(sid, Started{})
 }

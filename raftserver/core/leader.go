@@ -66,7 +66,7 @@ func (r *Raft) appendOwn(ents []Entry, token any) {
 	if token != nil {
 		r.ldr.tokens = append(r.ldr.tokens, IndexedToken{Index: ents[len(ents)-1].Index, Token: token})
 	}
-	r.noteConfigs(ents)
+	r.noteEntries(ents)
 	for _, id := range r.ldr.peers {
 		r.sendAppend(id)
 	}
@@ -155,6 +155,8 @@ func (ls *leaderState) nodeUp(r *Raft, node string) {
 		pr.resendWait, pr.resendBackoff = 0, 0
 		pr.rejectProbed = false
 		if pr.match < r.log.lastIndex() {
+			// A snapshot transfer to it, if any, may have died with the
+			// link: becomeProbe starts it afresh if it is still needed.
 			pr.becomeProbe(pr.match + 1)
 			r.sendAppend(id)
 		}

@@ -33,25 +33,69 @@ type LogReader interface {
 
 // raftLog is the member's log as the core sees it: entries up to stable are
 // durable and read through the LogReader; entries after stable are held in
-// unstable until a Written event reports them durable.
+// unstable until a Written event reports them durable. Entries up to
+// snapIndex are covered by the member's snapshot and may be gone from the
+// reader (ErrCompacted).
 //
 // Invariants: unstable[i].Index == stable+1+i; terms never decrease along
 // the log; an overwrite (truncation) happens only when unstable is empty,
-// so no write is in flight for any index an overwrite replaces.
+// so no write is in flight for any index an overwrite replaces; the reader
+// holds every index above floor() up to stable; snapIndex is committed.
 type raftLog struct {
 	reader     LogReader
 	stable     uint64 // last index known durable
 	stableTerm uint64 // term at stable
 	unstable   []Entry
+	snapIndex  uint64 // index of the member's snapshot, 0 if none
+	snapTerm   uint64
 }
 
-func newRaftLog(reader LogReader) (raftLog, error) {
-	last := reader.LastIndex()
+// newRaftLog opens the log as the reader holds it, continuing snap (zero
+// if none). The log must not leave a gap after the snapshot, and must agree
+// with it on the term at its index.
+func newRaftLog(reader LogReader, snap Snapshot) (raftLog, error) {
+	first, last := reader.FirstIndex(), reader.LastIndex()
+	if snap.Index > 0 {
+		switch {
+		case first > snap.Index+1:
+			return raftLog{}, fmt.Errorf("%w: log starts at %d, after the snapshot at %d", ErrInvalidState, first, snap.Index)
+		case last < snap.Index:
+			return raftLog{}, fmt.Errorf("%w: log ends at %d, below the snapshot at %d (reset it to the snapshot)", ErrInvalidState, last, snap.Index)
+		}
+		t, err := reader.Term(snap.Index)
+		if err != nil {
+			return raftLog{}, fmt.Errorf("%w: term of snapshot index %d: %w", ErrStorage, snap.Index, err)
+		}
+		if t != snap.Term {
+			return raftLog{}, fmt.Errorf("%w: log has term %d at %d, the snapshot there term %d (reset it to the snapshot)", ErrInvalidState, t, snap.Index, snap.Term)
+		}
+	}
 	t, err := reader.Term(last)
 	if err != nil {
 		return raftLog{}, fmt.Errorf("%w: term of last index %d: %w", ErrStorage, last, err)
 	}
-	return raftLog{reader: reader, stable: last, stableTerm: t}, nil
+	return raftLog{reader: reader, stable: last, stableTerm: t, snapIndex: snap.Index, snapTerm: snap.Term}, nil
+}
+
+// restore resets the log to hold nothing after the snapshot s, as the
+// server's log is once it executed RestoreSnapshot. Writes still in flight
+// (none, when the core installs) would be ignored when reported.
+func (l *raftLog) restore(s Snapshot) {
+	l.stable, l.stableTerm = s.Index, s.Term
+	l.unstable = l.unstable[:0]
+	l.snapIndex, l.snapTerm = s.Index, s.Term
+}
+
+// snapshotTaken records a newer snapshot of the member's own.
+func (l *raftLog) snapshotTaken(s Snapshot) {
+	l.snapIndex, l.snapTerm = s.Index, s.Term
+}
+
+// floor is the highest index whose term is known without the reader
+// holding entries below it: the snapshot's, or the one before the reader's
+// first entry. Terms at and above it can always be read.
+func (l *raftLog) floor() uint64 {
+	return max(l.reader.FirstIndex()-1, l.snapIndex)
 }
 
 func (l *raftLog) lastIndex() uint64 { return l.stable + uint64(len(l.unstable)) }
@@ -74,6 +118,8 @@ func (l *raftLog) term(i uint64) (uint64, error) {
 	switch {
 	case i == l.stable:
 		return l.stableTerm, nil
+	case i == l.snapIndex && i > 0:
+		return l.snapTerm, nil
 	case i > l.lastIndex():
 		return 0, fmt.Errorf("%w: term at %d, last is %d", ErrUnavailable, i, l.lastIndex())
 	case i > l.stable:
@@ -197,16 +243,22 @@ func (l *raftLog) isUpToDate(lastIndex, lastTerm uint64) bool {
 
 // conflictHint returns the largest index j <= index whose term is <= t, and
 // its term: the leader and follower logs cannot agree beyond j, so the
-// leader may resume there instead of walking back one entry at a time.
+// leader may resume there instead of walking back one entry at a time. The
+// walk stops at floor(): entries up to the snapshot are committed, so they
+// agree with every leader's log, and below the reader's first entry no term
+// is known. An index below floor() is returned as it is, with term 0.
 func (l *raftLog) conflictHint(index, t uint64) (uint64, uint64, error) {
 	index = min(index, l.lastIndex())
-	first := l.firstIndex()
+	floor := l.floor()
+	if index < floor {
+		return index, 0, nil
+	}
 	for {
 		got, err := l.term(index)
 		if err != nil {
 			return 0, 0, err
 		}
-		if got <= t || index+1 <= first {
+		if got <= t || index <= floor {
 			return index, got, nil
 		}
 		index--

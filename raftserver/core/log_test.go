@@ -16,7 +16,7 @@ func ents(first, term uint64, n int) []Entry {
 
 func TestRaftLogStableToIgnoresStaleReports(t *testing.T) {
 	store := newMemLog(ents(1, 1, 3)...)
-	l, err := newRaftLog(store)
+	l, err := newRaftLog(store, Snapshot{})
 	require.NoError(t, err)
 	require.EqualValues(t, 3, l.stable)
 
@@ -45,7 +45,7 @@ func TestRaftLogStableToIgnoresStaleReports(t *testing.T) {
 
 func TestRaftLogSliceSpansStorageAndMemory(t *testing.T) {
 	store := newMemLog(ents(1, 1, 5)...)
-	l, err := newRaftLog(store)
+	l, err := newRaftLog(store, Snapshot{})
 	require.NoError(t, err)
 	require.NoError(t, l.append(ents(6, 1, 5)))
 	got, err := l.slice(3, 9, 1<<20)
@@ -66,7 +66,7 @@ func TestRaftLogSliceSpansStorageAndMemory(t *testing.T) {
 func TestRaftLogConflictHintSkipsWholeTerms(t *testing.T) {
 	// Terms: 1 1 1 2 2 2 2 4 4 4
 	log := append(append(ents(1, 1, 3), ents(4, 2, 4)...), ents(8, 4, 3)...)
-	l, err := newRaftLog(newMemLog(log...))
+	l, err := newRaftLog(newMemLog(log...), Snapshot{})
 	require.NoError(t, err)
 	i, term, err := l.conflictHint(10, 3)
 	require.NoError(t, err)

@@ -96,6 +96,18 @@ func (m Membership) AppendBinary(b []byte) []byte {
 // (and wire.ErrMalformed); it never panics.
 func DecodeMembership(b []byte) (Membership, error) {
 	r := wire.NewReader(b)
+	m := readMembership(r)
+	if err := r.Done(); err != nil {
+		return Membership{}, fmt.Errorf("%w: membership: %w", ErrMalformed, err)
+	}
+	if err := m.Validate(); err != nil {
+		return Membership{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return m, nil
+}
+
+// readMembership reads what AppendBinary wrote, without validating it.
+func readMembership(r *wire.Reader) Membership {
 	var m Membership
 	// Each ServerID takes at least two length bytes.
 	if n := r.Len(2); n > 0 {
@@ -110,13 +122,7 @@ func DecodeMembership(b []byte) (Membership, error) {
 			m.NonVoters[i] = readServerID(r)
 		}
 	}
-	if err := r.Done(); err != nil {
-		return Membership{}, fmt.Errorf("%w: membership: %w", ErrMalformed, err)
-	}
-	if err := m.Validate(); err != nil {
-		return Membership{}, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	return m, nil
+	return m
 }
 
 func appendServerID(b []byte, id ServerID) []byte {

@@ -17,20 +17,29 @@ type configAt struct {
 // fall back to the right one; current is the last element's members (or
 // initial when configs is empty).
 type membershipLog struct {
-	initial Membership
-	configs []configAt
-	current Membership
+	// initial is the config in effect below every entry of configs: the
+	// snapshot's, or Config.InitialMembers.
+	initial   Membership
+	baseIndex uint64 // index initial holds from: the snapshot's, or 0
+	configs   []configAt
+	current   Membership
 	// voter caches current.IsVoter(self) for the config at voterFor-1.
 	voter    bool
 	voterFor uint64
 }
 
-// index is the log index of the config in effect, 0 for the initial one.
+// index is the log index of the config in effect: its entry's, or the
+// snapshot's when the config comes from the snapshot (0 without one).
 func (ml *membershipLog) index() uint64 {
 	if n := len(ml.configs); n > 0 {
 		return ml.configs[n-1].index
 	}
-	return 0
+	return ml.baseIndex
+}
+
+// reset makes the config that of a snapshot at index: m from there on.
+func (ml *membershipLog) reset(index uint64, m Membership) {
+	*ml = membershipLog{initial: m, baseIndex: index, current: m, configs: ml.configs[:0]}
 }
 
 func (ml *membershipLog) appended(index uint64, m Membership) {
@@ -66,42 +75,73 @@ func (ml *membershipLog) committed(commit uint64) {
 	}
 }
 
-// loadMembership finds the last two config entries of a restarted log by
-// scanning it backwards. Two, because at most one config entry in any log
-// is uncommitted (a leader proposes a change only after the previous one
-// committed), so the second-to-last is the fallback if the last one is
-// truncated. The scan reads the whole log when it holds fewer than two
-// config entries; a snapshot (later) bounds it.
-func loadMembership(reader LogReader, initial Membership) (membershipLog, error) {
-	ml := membershipLog{initial: initial, current: initial}
+// loadLogMeta restores, for a restarted member, the configs and the machine
+// version bumps of its log, by scanning the log backwards from its end down
+// to the snapshot (entries at or below it are covered by the snapshot's
+// members and version). It stops early once it has found:
+//   - the last two config entries. Two, because at most one config entry in
+//     any log is uncommitted (a leader proposes a change only after the
+//     previous one committed), so the second-to-last is the fallback if the
+//     last one is truncated;
+//   - the bumps down to the first one this member's code supports (and at
+//     least the last two, for the same reason as configs). Versions increase
+//     along the log, so the bumps it does not support form the tail, and
+//     the first of them is where it must stop applying.
+//
+// Without a snapshot, a log with fewer such entries is read to its start.
+func loadLogMeta(reader LogReader, snap Snapshot, initial Membership, supported uint64) (membershipLog, versionLog, error) {
+	base := initial
+	if len(snap.Members.Voters) > 0 {
+		base = snap.Members.Clone()
+	}
+	ml := membershipLog{initial: base, current: base, baseIndex: snap.Index}
+	vl := versionLog{base: snap.MachineVersion, baseIndex: snap.Index}
 	const chunk = 256
-	first, last := reader.FirstIndex(), reader.LastIndex()
-	var found []configAt
-	for hi := last + 1; hi > first && len(found) < 2; {
+	first, last := max(reader.FirstIndex(), snap.Index+1), reader.LastIndex()
+	var configs []configAt
+	var bumps []versionAt
+	done := func() bool {
+		n := len(bumps)
+		return len(configs) >= 2 && n >= 2 && bumps[n-1].version <= supported
+	}
+	for hi := last + 1; hi > first && !done(); {
 		lo := first
 		if hi-first > chunk {
 			lo = hi - chunk
 		}
 		ents, err := readAll(reader, lo, hi)
 		if err != nil {
-			return ml, err
+			return ml, vl, err
 		}
-		for i := len(ents) - 1; i >= 0 && len(found) < 2; i-- {
-			if ents[i].Type != EntryConfig {
-				continue
+		for i := len(ents) - 1; i >= 0 && !done(); i-- {
+			e := &ents[i]
+			switch e.Type {
+			case EntryConfig:
+				if len(configs) >= 2 {
+					continue
+				}
+				m, err := DecodeMembership(e.Data)
+				if err != nil {
+					return ml, vl, fmt.Errorf("%w: config entry %d: %w", ErrInvalidState, e.Index, err)
+				}
+				configs = append(configs, configAt{index: e.Index, members: m})
+			case EntryMachineVersion:
+				v, err := DecodeMachineVersion(e.Data)
+				if err != nil {
+					return ml, vl, fmt.Errorf("%w: machine version entry %d: %w", ErrInvalidState, e.Index, err)
+				}
+				bumps = append(bumps, versionAt{index: e.Index, version: v})
 			}
-			m, err := DecodeMembership(ents[i].Data)
-			if err != nil {
-				return ml, fmt.Errorf("%w: config entry %d: %w", ErrInvalidState, ents[i].Index, err)
-			}
-			found = append(found, configAt{index: ents[i].Index, members: m})
 		}
 		hi = lo
 	}
-	for i := len(found) - 1; i >= 0; i-- {
-		ml.appended(found[i].index, found[i].members)
+	for i := len(configs) - 1; i >= 0; i-- {
+		ml.appended(configs[i].index, configs[i].members)
 	}
-	return ml, nil
+	for i := len(bumps) - 1; i >= 0; i-- {
+		vl.appended(bumps[i].index, bumps[i].version)
+	}
+	return ml, vl, nil
 }
 
 // readAll reads [lo, hi) through the reader, however many calls it takes.
@@ -119,26 +159,6 @@ func readAll(reader LogReader, lo, hi uint64) ([]Entry, error) {
 		lo += uint64(len(ents))
 	}
 	return out, nil
-}
-
-// noteConfigs records the config entries among ents, just appended.
-func (r *Raft) noteConfigs(ents []Entry) {
-	for i := range ents {
-		if ents[i].Type != EntryConfig {
-			continue
-		}
-		m, err := DecodeMembership(ents[i].Data)
-		if err != nil {
-			// Entries come from a leader that encoded them; a bad one means
-			// corruption we cannot repair here.
-			r.fail(fmt.Errorf("config entry %d: %w", ents[i].Index, err))
-			return
-		}
-		r.members.appended(ents[i].Index, m)
-		if r.role == RoleLeader {
-			r.ldr.syncPeers(r, m)
-		}
-	}
 }
 
 // followMembership acts on committed membership: a leader removed by a

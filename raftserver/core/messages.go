@@ -19,16 +19,17 @@ type Message interface {
 type msgKind uint8
 
 const (
-	kindAppendEntries  msgKind = 1
-	kindAppendReply    msgKind = 2
-	kindPreVoteRequest msgKind = 3
-	kindPreVoteReply   msgKind = 4
-	kindVoteRequest    msgKind = 5
-	kindVoteReply      msgKind = 6
-	kindTimeoutNow     msgKind = 7
-	kindHeartbeat      msgKind = 8
-	kindHeartbeatReply msgKind = 9
-	kindNotLeader      msgKind = 10
+	kindAppendEntries   msgKind = 1
+	kindAppendReply     msgKind = 2
+	kindPreVoteRequest  msgKind = 3
+	kindPreVoteReply    msgKind = 4
+	kindVoteRequest     msgKind = 5
+	kindVoteReply       msgKind = 6
+	kindTimeoutNow      msgKind = 7
+	kindHeartbeat       msgKind = 8
+	kindHeartbeatReply  msgKind = 9
+	kindNotLeader       msgKind = 10
+	kindInstallSnapshot msgKind = 11
 )
 
 // AppendEntries carries entries PrevIndex+1 .. PrevIndex+len(Entries) from
@@ -66,6 +67,9 @@ type AppendReply struct {
 	// Commit is the follower's commit index, so the leader knows when every
 	// follower has heard the latest one and it may go quiet.
 	Commit uint64
+	// MachineVersion is the highest machine version the follower's code
+	// supports (Config.MachineVersion), for the leader's version bumps.
+	MachineVersion uint64
 }
 
 // PreVoteRequest asks whether the receiver would vote for the sender in
@@ -74,6 +78,10 @@ type PreVoteRequest struct {
 	Term      uint64
 	LastIndex uint64
 	LastTerm  uint64
+	// MachineVersion is the highest machine version the sender's code
+	// supports. A voter whose log has raised the cluster's version above it
+	// refuses: old code must not lead.
+	MachineVersion uint64
 }
 
 // PreVoteReply answers PreVoteRequest. A granted reply carries the
@@ -91,6 +99,8 @@ type VoteRequest struct {
 	LastIndex uint64
 	LastTerm  uint64
 	Transfer  bool
+	// MachineVersion: as in PreVoteRequest.
+	MachineVersion uint64
 }
 
 // VoteReply answers VoteRequest. Granted votes are durable before the reply
@@ -115,12 +125,13 @@ type Heartbeat struct {
 	Commit uint64
 }
 
-// HeartbeatReply acknowledges Heartbeat Seq in Term. Commit is the
-// follower's commit index (as in AppendReply).
+// HeartbeatReply acknowledges Heartbeat Seq in Term. Commit and
+// MachineVersion are as in AppendReply.
 type HeartbeatReply struct {
-	Term   uint64
-	Seq    uint64
-	Commit uint64
+	Term           uint64
+	Seq            uint64
+	Commit         uint64
+	MachineVersion uint64
 }
 
 // NotLeader tells a member that still follows the sender in Term that the
@@ -130,6 +141,18 @@ type HeartbeatReply struct {
 // tell a follower that its live leader stopped leading.
 type NotLeader struct {
 	Term uint64
+}
+
+// InstallSnapshot tells a follower that the leader of Term sent it the
+// snapshot that Snapshot describes. It never travels alone: the leader's
+// server streams the snapshot's bytes (SendSnapshot), and the follower's
+// server steps this message once it holds all of them durably. The follower
+// installs the snapshot (RestoreSnapshot) unless it already holds the
+// entries it covers, and answers with an AppendReply whose LastIndex is at
+// least Snapshot.Index once it holds them.
+type InstallSnapshot struct {
+	Term     uint64
+	Snapshot Snapshot
 }
 
 // MessageTerm implements Message.
@@ -162,13 +185,17 @@ func (m *HeartbeatReply) MessageTerm() uint64 { return m.Term }
 // MessageTerm implements Message.
 func (m *NotLeader) MessageTerm() uint64 { return m.Term }
 
-func (m *AppendEntries) kind() msgKind  { return kindAppendEntries }
-func (m *AppendReply) kind() msgKind    { return kindAppendReply }
-func (m *PreVoteRequest) kind() msgKind { return kindPreVoteRequest }
-func (m *PreVoteReply) kind() msgKind   { return kindPreVoteReply }
-func (m *VoteRequest) kind() msgKind    { return kindVoteRequest }
-func (m *VoteReply) kind() msgKind      { return kindVoteReply }
-func (m *TimeoutNow) kind() msgKind     { return kindTimeoutNow }
-func (m *Heartbeat) kind() msgKind      { return kindHeartbeat }
-func (m *HeartbeatReply) kind() msgKind { return kindHeartbeatReply }
-func (m *NotLeader) kind() msgKind      { return kindNotLeader }
+// MessageTerm implements Message.
+func (m *InstallSnapshot) MessageTerm() uint64 { return m.Term }
+
+func (m *AppendEntries) kind() msgKind   { return kindAppendEntries }
+func (m *AppendReply) kind() msgKind     { return kindAppendReply }
+func (m *PreVoteRequest) kind() msgKind  { return kindPreVoteRequest }
+func (m *PreVoteReply) kind() msgKind    { return kindPreVoteReply }
+func (m *VoteRequest) kind() msgKind     { return kindVoteRequest }
+func (m *VoteReply) kind() msgKind       { return kindVoteReply }
+func (m *TimeoutNow) kind() msgKind      { return kindTimeoutNow }
+func (m *Heartbeat) kind() msgKind       { return kindHeartbeat }
+func (m *HeartbeatReply) kind() msgKind  { return kindHeartbeatReply }
+func (m *NotLeader) kind() msgKind       { return kindNotLeader }
+func (m *InstallSnapshot) kind() msgKind { return kindInstallSnapshot }

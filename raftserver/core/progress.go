@@ -4,7 +4,9 @@ package core
 //
 // Invariants: match < next; in replicate state next-1-match <= MaxInFlight
 // (the pipelining window); in probe state at most one AppendEntries is
-// outstanding (paused is set after sending it).
+// outstanding (paused is set after sending it); during a snapshot transfer
+// (snapIndex > 0) the follower is probing and paused, next is
+// snapIndex+1, and no AppendEntries but the tick's small check is sent.
 type progress struct {
 	match uint64 // highest index known durable on the follower and matching
 	next  uint64 // next index to send
@@ -31,6 +33,22 @@ type progress struct {
 	// ticks, doubling resendBackoff (bounded) each time it stays silent.
 	resendWait    int
 	resendBackoff int
+
+	// version is the machine version the follower's code supports, as its
+	// latest reply in this term said (versionKnown).
+	version      uint64
+	versionKnown bool
+
+	// A snapshot transfer: the snapshot at snapIndex (term snapTerm) was
+	// sent (snapSent; false while the follower's code cannot use it), and
+	// is sent again after snapWait more ticks unless the follower confirms
+	// it. snapAttempts counts transfers since the last confirmed one, for
+	// the backoff.
+	snapIndex    uint64
+	snapTerm     uint64
+	snapWait     int
+	snapAttempts int
+	snapSent     bool
 }
 
 // maxResendBackoffTicks bounds the ticks between re-sends to a silent
@@ -38,10 +56,19 @@ type progress struct {
 // ticks while the leader ticks at all.
 const maxResendBackoffTicks = 32
 
+// becomeProbe also ends a snapshot transfer in progress: the callers probe
+// because the follower restarted, came back or must be asked again, and
+// a transfer it needs after all starts afresh.
 func (pr *progress) becomeProbe(next uint64) {
+	pr.endSnapshot()
 	pr.probing = true
 	pr.paused = false
 	pr.next = max(next, pr.match+1)
+}
+
+// endSnapshot leaves the snapshot transfer state, if in it.
+func (pr *progress) endSnapshot() {
+	pr.snapIndex, pr.snapTerm, pr.snapWait, pr.snapSent = 0, 0, 0, false
 }
 
 func (pr *progress) becomeReplicate() {

@@ -32,12 +32,24 @@ type Raft struct {
 	commit  uint64
 	applied uint64 // highest index handed out in an Apply
 
-	members membershipLog
+	// snapshot is the member's latest durable snapshot (SnapshotTaken,
+	// RestoreSnapshot or Config.Snapshot); compacted is the highest index
+	// the server was told it may drop through (or had dropped at start).
+	// Invariant: snapshot.Index <= applied <= commit (except under the
+	// ApplyUncommitted sabotage).
+	snapshot  Snapshot
+	compacted uint64
+
+	members  membershipLog
+	versions versionLog
 
 	// Follower state, valid for the current term.
 	matchedTo uint64 // highest index known to match the leader's log
 	ackedTo   uint64 // LastIndex of the last successful AppendReply sent
 	deferred  *AppendEntries
+	// deferredSnap is the last received snapshot, parked until no write is
+	// in flight (an install replaces the log, like an overwrite).
+	deferredSnap *InstallSnapshot
 
 	// Elections.
 	votes            map[ServerID]bool
@@ -56,12 +68,15 @@ type Raft struct {
 }
 
 // New restores a member from its durable state: the HardState last made
-// durable by PersistState and the log as its storage holds it now (only
-// durable entries). It validates cfg (after filling defaults) and returns
-// errors wrapping ErrInvalidConfig, ErrInvalidState or ErrStorage.
+// durable by PersistState, the latest durable snapshot (cfg.Snapshot, zero
+// if none; the server has restored the machine from it) and the log as its
+// storage holds it now (only durable entries, continuing the snapshot). It
+// validates cfg (after filling defaults) and returns errors wrapping
+// ErrInvalidConfig, ErrInvalidState or ErrStorage.
 //
-// The member starts as a follower that knows no leader. Step(Started{})
-// must be the first call; it arms the election timer.
+// The member starts as a follower that knows no leader, with its commit and
+// applied indexes at the snapshot's. Step(Started{}) must be the first
+// call; it arms the election timer.
 func New(cfg Config, state HardState, log LogReader) (*Raft, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -70,14 +85,18 @@ func New(cfg Config, state HardState, log LogReader) (*Raft, error) {
 	if log == nil {
 		return nil, fmt.Errorf("%w: nil LogReader", ErrInvalidState)
 	}
-	rl, err := newRaftLog(log)
+	snap := cfg.Snapshot.Clone()
+	if snap.Term > state.Term {
+		return nil, fmt.Errorf("%w: snapshot term %d is above the persisted term %d", ErrInvalidState, snap.Term, state.Term)
+	}
+	rl, err := newRaftLog(log, snap)
 	if err != nil {
 		return nil, err
 	}
 	if rl.lastTerm() > state.Term {
 		return nil, fmt.Errorf("%w: last log term %d is above the persisted term %d", ErrInvalidState, rl.lastTerm(), state.Term)
 	}
-	members, err := loadMembership(log, cfg.InitialMembers)
+	members, versions, err := loadLogMeta(log, snap, cfg.InitialMembers, cfg.MachineVersion)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +116,13 @@ func New(cfg Config, state HardState, log LogReader) (*Raft, error) {
 		suspected: map[string]bool{},
 		step:      stepFollower,
 		log:       rl,
+		commit:    snap.Index,
+		applied:   snap.Index,
+		matchedTo: snap.Index,
+		snapshot:  snap,
+		compacted: log.FirstIndex() - 1,
 		members:   members,
+		versions:  versions,
 	}
 	return r, nil
 }
@@ -119,6 +144,8 @@ func (r *Raft) Step(ev Event) ([]Action, error) {
 	case Started:
 		r.reportRole = RoleChanged{}
 		r.announce()
+	case SnapshotTaken:
+		r.handleSnapshotTaken(ev.Snapshot)
 	case Receive:
 		r.receive(ev.From, ev.Msg)
 	case Written:
@@ -173,9 +200,15 @@ func (r *Raft) emit(a Action) { r.actions = append(r.actions, a) }
 
 func (r *Raft) send(to ServerID, m Message) { r.actions = append(r.actions, Send{To: to, Msg: m}) }
 
-// finish runs after every event: it advances apply, follows the membership,
-// arms or cancels timers, reports role changes and puts PersistState first.
+// finish runs after every event: it raises the machine version, advances
+// apply (never past a version bump this member's code does not support),
+// asks for compaction, follows the membership, arms or cancels timers,
+// reports role changes and puts PersistState first.
 func (r *Raft) finish() {
+	if r.err != nil {
+		return
+	}
+	r.maybeBumpVersion()
 	if r.err != nil {
 		return
 	}
@@ -183,13 +216,24 @@ func (r *Raft) finish() {
 	if r.cfg.Sabotage.ApplyUncommitted {
 		applyTo = max(applyTo, r.log.lastIndex())
 	}
+	if !r.cfg.Sabotage.ApplyUnsupportedVersion {
+		applyTo = min(applyTo, r.versions.applyLimit(r.applied, r.cfg.MachineVersion))
+	}
 	if applyTo > r.applied {
 		a := Apply{From: r.applied + 1, To: applyTo}
 		if r.role == RoleLeader {
-			a.Tokens = r.ldr.takeTokens(r.commit)
+			a.Tokens = r.ldr.takeTokens(min(applyTo, r.commit))
 		}
 		r.applied = applyTo
 		r.emit(a)
+	}
+	r.versions.applied(min(r.applied, r.commit))
+	if s := r.snapshot.Index; s > r.compacted && r.log.stable >= s {
+		// The entries the snapshot covers are durable in the log too (a
+		// follower may have applied some before its log had them), so the
+		// log's head may go.
+		r.compacted = s
+		r.emit(Compact{Through: s})
 	}
 	r.followMembership()
 	r.syncElectionTimer()
@@ -247,7 +291,7 @@ func (r *Raft) liveLeader() bool {
 // follower under load does not arm and cancel a timer per message.
 func (r *Raft) syncElectionTimer() {
 	live := r.liveLeader()
-	campaign := r.isVoter() && (r.role == RolePreVote || r.role == RoleCandidate ||
+	campaign := r.mayCampaign() && (r.role == RolePreVote || r.role == RoleCandidate ||
 		(r.role == RoleFollower && !live))
 	announce := !r.isVoter() && r.role == RoleFollower && !live && len(r.members.current.peers(r.id)) > 0
 	watchdog := r.role == RoleFollower && live && r.commit < r.log.lastIndex()
@@ -299,11 +343,15 @@ func (r *Raft) syncTicker() {
 
 // Entries returns the entries in [lo, hi), at most maxBytes of them but at
 // least one when lo < hi, reading from memory or the LogReader. The server
-// uses it to read the entries an Apply names. Errors wrap ErrStorage,
-// ErrCompacted or ErrUnavailable.
+// uses it to read the entries an Apply names. Errors wrap ErrCompacted (lo
+// is at or below the snapshot and the log no longer holds it),
+// ErrUnavailable (hi is beyond the log) or ErrStorage (the reader failed).
 func (r *Raft) Entries(lo, hi uint64, maxBytes int) ([]Entry, error) {
 	if hi > r.log.lastIndex()+1 {
 		return nil, fmt.Errorf("%w: entries up to %d requested, last is %d", ErrUnavailable, hi-1, r.log.lastIndex())
+	}
+	if lo < hi && lo < r.log.reader.FirstIndex() {
+		return nil, fmt.Errorf("%w: entries from %d requested, the log starts at %d", ErrCompacted, lo, r.log.reader.FirstIndex())
 	}
 	ents, err := r.log.slice(lo, hi, maxBytes)
 	if err != nil {

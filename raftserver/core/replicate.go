@@ -1,10 +1,14 @@
 package core
 
+import "errors"
+
 // sendAppend sends the follower what it lacks, as far as its state allows:
-// one message while probing, a pipeline bounded by MaxInFlight otherwise.
+// one message while probing, a pipeline bounded by MaxInFlight otherwise,
+// nothing during a snapshot transfer. A follower that needs entries the log
+// no longer holds is switched to a snapshot transfer.
 func (r *Raft) sendAppend(to ServerID) {
 	pr := r.ldr.progress[to]
-	if pr == nil {
+	if pr == nil || pr.snapIndex > 0 {
 		return
 	}
 	last := r.log.lastIndex()
@@ -23,11 +27,19 @@ func (r *Raft) sendAppend(to ServerID) {
 		}
 		prev := pr.next - 1
 		prevTerm, err := r.log.term(prev)
+		if errors.Is(err, ErrCompacted) {
+			r.sendSnapshot(to, pr)
+			return
+		}
 		if err != nil {
 			r.fail(err)
 			return
 		}
 		ents, err := r.log.slice(pr.next, hi, r.cfg.MaxAppendBytes)
+		if errors.Is(err, ErrCompacted) {
+			r.sendSnapshot(to, pr)
+			return
+		}
 		if err != nil {
 			r.fail(err)
 			return
@@ -45,15 +57,18 @@ func (r *Raft) sendAppend(to ServerID) {
 }
 
 // sendCommit tells a follower the commit index, anchored at its match
-// index (known to be in its log), so it cannot be rejected.
+// index (known to be in its log), so it cannot be rejected. If the log no
+// longer holds the match index, the anchor is the snapshot: a follower
+// that lacks it rejects, and the rejection starts its repair.
 func (r *Raft) sendCommit(to ServerID) {
 	pr := r.ldr.progress[to]
-	prevTerm, err := r.log.term(pr.match)
+	anchor := max(pr.match, r.log.floor())
+	prevTerm, err := r.log.term(anchor)
 	if err != nil {
 		r.fail(err)
 		return
 	}
-	r.send(to, &AppendEntries{Term: r.term, PrevIndex: pr.match, PrevTerm: prevTerm, Commit: r.commit})
+	r.send(to, &AppendEntries{Term: r.term, PrevIndex: anchor, PrevTerm: prevTerm, Commit: r.commit})
 }
 
 func stepLeader(r *Raft, from ServerID, m Message) {
@@ -63,18 +78,21 @@ func stepLeader(r *Raft, from ServerID, m Message) {
 	case *HeartbeatReply:
 		if pr := r.ldr.progress[from]; pr != nil {
 			pr.heard()
+			pr.version, pr.versionKnown = m.MachineVersion, true
 			pr.commitAcked = m.Commit
 			pr.ackedSeq = max(pr.ackedSeq, m.Seq)
 			r.checkReads()
 		}
 	case *NotLeader:
-		// A follower restarted (or lost track of us): show it we lead.
+		// A follower restarted (or lost track of us): show it we lead. It
+		// may run other code now; a transfer to it starts afresh.
 		if pr := r.ldr.progress[from]; pr != nil {
 			pr.commitAcked = 0
+			pr.versionKnown = false
 			pr.becomeProbe(pr.match + 1)
 			r.sendAppend(from)
 		}
-	case *AppendEntries, *Heartbeat:
+	case *AppendEntries, *Heartbeat, *InstallSnapshot:
 		r.logger.Error("second leader in one term", "term", r.term, "other", from.String())
 	}
 }
@@ -86,17 +104,42 @@ func (r *Raft) handleAppendReply(from ServerID, m *AppendReply) {
 	}
 	pr.heard()
 	pr.commitAcked = m.Commit
+	pr.version, pr.versionKnown = m.MachineVersion, true
 	if m.Success {
 		if m.LastIndex > pr.match && m.LastIndex <= r.log.lastIndex() {
-			ok, err := r.log.matchTerm(m.LastIndex, m.LastTerm)
-			if err != nil {
-				r.fail(err)
-				return
+			// A success in our term is about entries that match our log;
+			// the term check is a guard. At or below the snapshot, our log
+			// may no longer hold them, and they are committed anyway.
+			ok := m.LastIndex <= r.log.snapIndex
+			if !ok {
+				var err error
+				ok, err = r.log.matchTerm(m.LastIndex, m.LastTerm)
+				if err != nil {
+					r.fail(err)
+					return
+				}
 			}
 			if ok {
 				pr.match = m.LastIndex
 				r.maybeCommit()
 			}
+		}
+		if pr.snapIndex > 0 {
+			if r.unblockSnapshot(from, pr) {
+				return
+			}
+			if pr.match < pr.snapIndex {
+				// Not installed yet (or a reply from before the transfer).
+				return
+			}
+			// The follower holds what the snapshot covers: replicate the rest.
+			pr.endSnapshot()
+			pr.snapAttempts = 0
+			pr.becomeReplicate()
+			pr.next = max(pr.next, min(m.NextIndex, r.log.lastIndex()+1))
+			r.sendAppend(from)
+			r.ldr.maybeSendTimeoutNow(r, from)
+			return
 		}
 		if pr.probing {
 			pr.becomeReplicate()
@@ -111,7 +154,12 @@ func (r *Raft) handleAppendReply(from ServerID, m *AppendReply) {
 	}
 	// A rejection. One at or below the known match is stale (a later
 	// success overtook it); while probing, only the probe's own answer
-	// counts.
+	// counts; during a snapshot transfer, none does (the follower lacks the
+	// entries until it installs).
+	if pr.snapIndex > 0 {
+		r.unblockSnapshot(from, pr)
+		return
+	}
 	if m.RejectedPrev <= pr.match || (pr.probing && pr.paused && m.RejectedPrev != pr.probePrev) {
 		return
 	}
@@ -132,6 +180,17 @@ func (r *Raft) handleAppendReply(from ServerID, m *AppendReply) {
 	}
 	pr.becomeProbe(next)
 	r.sendAppend(from)
+}
+
+// unblockSnapshot starts the transfer held back because the follower's code
+// could not use the snapshot, once a reply says it now can.
+func (r *Raft) unblockSnapshot(from ServerID, pr *progress) bool {
+	if pr.snapSent || pr.version < r.snapshot.MachineVersion {
+		return false
+	}
+	pr.becomeProbe(pr.match + 1)
+	r.sendAppend(from)
+	return true
 }
 
 // maybeCommit advances the commit index to the highest index a majority of

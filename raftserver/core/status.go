@@ -18,9 +18,21 @@ type Status struct {
 	LastTerm    uint64
 	StableIndex uint64
 	// Members is the configuration in effect (the latest in the log), and
-	// MembersIndex the index of its entry (0: the initial members).
+	// MembersIndex the index of its entry (the snapshot's index when the
+	// configuration comes from the snapshot; 0: the initial members).
 	Members      Membership
 	MembersIndex uint64
+	// SnapshotIndex and SnapshotTerm describe the member's latest snapshot
+	// (0 if none).
+	SnapshotIndex uint64
+	SnapshotTerm  uint64
+	// MachineVersion is the cluster's effective machine version as this
+	// member's log has it (the latest EntryMachineVersion entry, committed or
+	// not, else the snapshot's). SupportedVersion is Config.MachineVersion.
+	// A member whose code does not support the version stops applying just
+	// before the bump: Applied then stays below Commit.
+	MachineVersion   uint64
+	SupportedVersion uint64
 }
 
 // Status returns the member's current status. Members is a copy.
@@ -39,6 +51,11 @@ func (r *Raft) Status() Status {
 		StableIndex:  r.log.stable,
 		Members:      r.members.current.Clone(),
 		MembersIndex: r.members.index(),
+
+		SnapshotIndex:    r.snapshot.Index,
+		SnapshotTerm:     r.snapshot.Term,
+		MachineVersion:   r.versions.current(),
+		SupportedVersion: r.cfg.MachineVersion,
 	}
 }
 
@@ -53,6 +70,10 @@ func (r *Raft) Leader() ServerID { return r.lead }
 
 // Commit returns the member's commit index.
 func (r *Raft) Commit() uint64 { return r.commit }
+
+// Applied returns the highest index handed out in an Apply action (or the
+// snapshot's index, after an install or at start).
+func (r *Raft) Applied() uint64 { return r.applied }
 
 // LastIndex returns the index of the last entry in the member's log.
 func (r *Raft) LastIndex() uint64 { return r.log.lastIndex() }

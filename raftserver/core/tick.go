@@ -35,13 +35,16 @@ func (ls *leaderState) resetWindow() {
 	}
 }
 
-// leaderTick re-sends to followers that went quiet, spreads the commit
-// index, runs check-quorum and times out a transfer.
+// leaderTick re-sends to followers that went quiet, times snapshot
+// transfers, spreads the commit index, runs check-quorum and times out a
+// leader transfer.
 func (r *Raft) leaderTick() {
 	last := r.log.lastIndex()
 	for _, id := range r.ldr.peers {
 		pr := r.ldr.progress[id]
 		switch {
+		case pr.snapIndex > 0:
+			r.snapshotTick(id, pr)
 		case pr.match < last && !pr.heardSinceTick && !r.cfg.Sabotage.NoResend:
 			if pr.resendWait > 0 {
 				pr.resendWait--

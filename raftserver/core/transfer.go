@@ -21,7 +21,7 @@ func (r *Raft) handleTransfer(ev TransferLeadership) {
 		r.logger.Info("leader transfer started", "to", ev.To.String(), "term", r.term)
 		r.ldr.transfer = &transferState{to: ev.To, token: ev.Token}
 		pr := r.ldr.progress[ev.To]
-		if pr.match < r.log.lastIndex() {
+		if pr.match < r.log.lastIndex() && pr.snapIndex == 0 {
 			// Bring the target up to date now, from what it surely has,
 			// rather than at the next tick.
 			pr.becomeProbe(pr.match + 1)

@@ -1,6 +1,10 @@
 package core
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/rago-raft/rago/internal/wire"
+)
 
 // ServerID names one member of one cluster: a locally registered actor name
 // plus the node it lives on. It outlives process restarts. The zero value
@@ -42,11 +46,18 @@ const (
 	// EntryConfig carries an encoded Membership (see Membership.AppendBinary).
 	// A member uses the latest config entry in its log, committed or not.
 	EntryConfig EntryType = 3
+	// EntryMachineVersion raises the cluster's machine version: its data is
+	// the new version (see EncodeMachineVersion). The leader appends one
+	// when a quorum of voters runs code that supports a higher version than
+	// the effective one. Every member applies it at the same index and
+	// switches its machine there; a member whose code does not support the
+	// version stops applying just before it.
+	EntryMachineVersion EntryType = 4
 )
 
 // maxEntryType is the highest EntryType this version knows. Later types
-// (machine version bumps, snapshots markers) get the next numbers.
-const maxEntryType = EntryConfig
+// get the next numbers.
+const maxEntryType = EntryMachineVersion
 
 // String names the entry type.
 func (t EntryType) String() string {
@@ -57,6 +68,8 @@ func (t EntryType) String() string {
 		return "noop"
 	case EntryConfig:
 		return "config"
+	case EntryMachineVersion:
+		return "machine_version"
 	default:
 		return fmt.Sprintf("EntryType(%d)", uint8(t))
 	}
@@ -74,6 +87,50 @@ type Entry struct {
 
 // size is the entry's rough byte cost, used for message and read budgets.
 func (e *Entry) size() int { return len(e.Data) + 24 }
+
+// EncodeMachineVersion returns the data of an EntryMachineVersion entry
+// for version v: one uvarint.
+func EncodeMachineVersion(v uint64) []byte { return wire.AppendUvarint(nil, v) }
+
+// DecodeMachineVersion decodes the data of an EntryMachineVersion entry.
+// Anything but exactly one uvarint yields an error wrapping ErrMalformed
+// (and wire.ErrMalformed).
+func DecodeMachineVersion(data []byte) (uint64, error) {
+	r := wire.NewReader(data)
+	v := r.Uvarint()
+	if err := r.Done(); err != nil {
+		return 0, fmt.Errorf("%w: machine version: %w", ErrMalformed, err)
+	}
+	return v, nil
+}
+
+// Snapshot describes a durable snapshot of the machine: its state after
+// applying every entry up to Index. The server writes the snapshot itself
+// (package snapshot); the core only sees this description, in
+// Config.Snapshot at start, in SnapshotTaken, in the InstallSnapshot message
+// and in the SendSnapshot and RestoreSnapshot actions.
+type Snapshot struct {
+	// Index and Term are those of the last entry the snapshot covers.
+	Index uint64
+	Term  uint64
+	// Members is the configuration in effect at Index: that of the last
+	// EntryConfig entry at or below Index. A snapshot taken before any config
+	// entry carries no voters, which stands for the initial members
+	// (Config.InitialMembers of whoever restores it).
+	Members Membership
+	// MachineVersion is the machine version in effect at Index: that of the
+	// last EntryMachineVersion entry at or below Index, 0 if none.
+	MachineVersion uint64
+}
+
+// IsZero reports whether s describes no snapshot (Index 0).
+func (s Snapshot) IsZero() bool { return s.Index == 0 }
+
+// Clone returns a deep copy of s.
+func (s Snapshot) Clone() Snapshot {
+	s.Members = s.Members.Clone()
+	return s
+}
 
 // HardState is what a member must have durable before it acts on it: the
 // current term and the vote cast in that term (zero ServerID for none).

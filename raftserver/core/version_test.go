@@ -1,0 +1,155 @@
+package core
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// versionEntries returns the EntryMachineVersion entries of a log.
+func versionEntries(t *testing.T, l *memLog) map[uint64]uint64 {
+	out := map[uint64]uint64{}
+	for _, e := range l.ents {
+		if e.Type == EntryMachineVersion {
+			v, err := DecodeMachineVersion(e.Data)
+			require.NoError(t, err)
+			out[e.Index] = v
+		}
+	}
+	return out
+}
+
+// versionedCluster starts 3 members whose code supports versions vs.
+func versionedCluster(t *testing.T, vs ...uint64) *testCluster {
+	c := &testCluster{t: t, nodes: map[ServerID]*testNode{}, cut: map[[2]ServerID]bool{}}
+	for i := range vs {
+		c.members.Voters = append(c.members.Voters, id(i+1))
+	}
+	for i, v := range vs {
+		cfg := testConfig(id(i+1), c.members, i+1)
+		cfg.MachineVersion = v
+		c.start(cfg, HardState{}, newMemLog())
+	}
+	return c
+}
+
+func TestVersionBumpWaitsForAQuorum(t *testing.T) {
+	c := versionedCluster(t, 2, 1, 0)
+	c.elect(id(1))
+	c.tick(id(1), 3)
+	// A quorum (s1, s2) supports 1; only s1 supports 2.
+	require.Equal(t, map[uint64]uint64{2: 1}, versionEntries(t, c.node(id(1)).log))
+	require.EqualValues(t, 1, c.node(id(1)).r.Status().MachineVersion)
+	// s3 runs old code: it holds the bump but stops applying before it.
+	s3 := c.node(id(3))
+	require.EqualValues(t, 2, s3.r.Commit())
+	require.EqualValues(t, 1, s3.applied)
+	tok := c.propose(id(1), "x")
+	c.settle()
+	c.tick(id(1), 3)
+	require.True(t, c.node(id(1)).hasToken(tok), "two upgraded members commit")
+	require.EqualValues(t, 3, s3.r.LastIndex(), "old code keeps its log current")
+	require.EqualValues(t, 3, s3.r.Commit())
+	require.EqualValues(t, 1, s3.applied)
+
+	// s3 is restarted with newer code: it applies again, and the cluster
+	// moves to version 2, which now has a quorum.
+	s3 = c.restart(id(3), 2)
+	c.settle()
+	c.tick(id(1), 5)
+	require.Equal(t, map[uint64]uint64{2: 1, 4: 2}, versionEntries(t, s3.log))
+	require.EqualValues(t, 4, s3.applied)
+	require.EqualValues(t, 4, c.node(id(2)).r.Commit())
+	require.EqualValues(t, 3, c.node(id(2)).applied, "s2 stops before version 2")
+}
+
+func TestNoBumpBeforeTheTermsFirstCommit(t *testing.T) {
+	c := versionedCluster(t, 1, 1, 1)
+	c.step(id(1), ElectionTimeout{})
+	c.deliver()
+	require.Equal(t, RoleLeader, c.node(id(1)).r.Role())
+	require.Empty(t, versionEntries(t, c.node(id(1)).log), "versions unknown, noop uncommitted")
+	c.settle()
+	require.Equal(t, map[uint64]uint64{2: 1}, versionEntries(t, c.node(id(1)).log))
+	// One bump only, even as more replies arrive.
+	c.tick(id(1), 5)
+	require.Len(t, versionEntries(t, c.node(id(1)).log), 1)
+}
+
+func TestOldCodeNeverLeadsAfterABump(t *testing.T) {
+	c := versionedCluster(t, 1, 1, 0)
+	c.elect(id(1))
+	c.tick(id(1), 3)
+	s3 := c.node(id(3))
+	require.EqualValues(t, 1, s3.r.Status().MachineVersion)
+	// The leader dies; s3 does not even try.
+	c.node(id(1)).down = true
+	c.step(id(3), LeaderDown{Leader: id(1)})
+	require.Zero(t, s3.timerMs, "old code arms no election timer")
+	c.step(id(3), ElectionTimeout{})
+	require.Equal(t, RoleFollower, s3.r.Role())
+	// Nor is it granted a vote when it asks (as a candidate whose log lacks
+	// the bump would), by a voter that knows the leader is gone.
+	c.step(id(2), LeaderDown{Leader: id(1)})
+	acts := c.step(id(2), Receive{From: id(3), Msg: &PreVoteRequest{Term: 2, LastIndex: 9, LastTerm: 1, MachineVersion: 0}})
+	require.False(t, sends(acts)[0].Msg.(*PreVoteReply).Granted)
+	acts = c.step(id(2), Receive{From: id(3), Msg: &VoteRequest{Term: 2, LastIndex: 9, LastTerm: 1, MachineVersion: 0}})
+	require.False(t, sends(acts)[0].Msg.(*VoteReply).Granted)
+	// An upgraded member wins with s3's vote.
+	c.elect(id(2))
+	require.Equal(t, id(2), s3.r.Leader())
+}
+
+func TestSnapshotIsNotSentToCodeThatCannotRunIt(t *testing.T) {
+	c := versionedCluster(t, 1, 1, 0)
+	c.elect(id(1))
+	c.node(id(3)).down = true
+	c.propose(id(1), "a")
+	c.settle()
+	c.tick(id(1), 3)
+	ldr := c.node(id(1))
+	require.EqualValues(t, 1, ldr.r.Status().MachineVersion)
+	c.snapshot(id(1), Membership{}, 1)
+	c.node(id(3)).down = false
+	s3 := c.restart(id(3))
+	c.settle()
+	require.Empty(t, ldr.snapSends, "s3's code does not support version 1")
+	c.tick(id(1), 30)
+	require.Empty(t, ldr.snapSends)
+	// Upgraded, s3 gets it.
+	s3 = c.restart(id(3), 1)
+	c.settle()
+	require.Len(t, ldr.snapSends, 1)
+	require.Len(t, s3.restores, 1)
+	require.EqualValues(t, 1, s3.r.Status().MachineVersion)
+}
+
+func TestMachineVersionCodec(t *testing.T) {
+	for _, v := range []uint64{0, 1, 300, ^uint64(0)} {
+		got, err := DecodeMachineVersion(EncodeMachineVersion(v))
+		require.NoError(t, err)
+		require.Equal(t, v, got)
+	}
+	for _, b := range [][]byte{nil, {0x80}, {1, 0}} {
+		_, err := DecodeMachineVersion(b)
+		require.ErrorIs(t, err, ErrMalformed)
+	}
+}
+
+// FuzzDecodeMachineVersion: the version entry decoder never panics and
+// accepts exactly the canonical encodings' values.
+func FuzzDecodeMachineVersion(f *testing.F) {
+	f.Add(EncodeMachineVersion(7))
+	f.Add([]byte{0x80, 0x01})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, err := DecodeMachineVersion(b)
+		if err != nil {
+			require.ErrorIs(t, err, ErrMalformed)
+			return
+		}
+		again, err := DecodeMachineVersion(EncodeMachineVersion(v))
+		require.NoError(t, err)
+		require.Equal(t, v, again)
+	})
+}
