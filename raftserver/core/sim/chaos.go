@@ -14,7 +14,11 @@ func (w *World) chaosDelay() int64 {
 // chaos picks one fault by weight and applies it.
 func (w *World) chaos() {
 	f := w.opts.Faults
-	weights := []float64{f.Crash, f.Partition, f.OneWay, f.Heal, f.Suspect, f.Membership, f.Transfer}
+	upgrade := f.Upgrade
+	if w.targetVersion == 0 {
+		upgrade = 0
+	}
+	weights := []float64{f.Crash, f.Partition, f.OneWay, f.Heal, f.Suspect, f.Membership, f.Transfer, upgrade}
 	total := 0.0
 	for _, x := range weights {
 		total += x
@@ -70,7 +74,32 @@ func (w *World) chaos() {
 		w.changeMembership()
 	case 6:
 		w.transfer()
+	case 7:
+		if m := w.randomMember(func(m *member) bool { return !m.stopped && m.version < w.targetVersion }); m != nil {
+			w.upgrade(m, m.version+1)
+		}
 	}
+}
+
+// upgrade restarts m with code that supports version v, as an operator
+// rolling out new code does: stop it, then start it again.
+func (w *World) upgrade(m *member, v uint64) {
+	w.traceEvent("upgrade", m.idx, []byte{byte(v)})
+	w.stats.Upgrades++
+	m.version = v
+	if m.up {
+		w.crash(m, false)
+	}
+}
+
+// releasedVersion is the newest code any member runs: what a new member
+// starts with.
+func (w *World) releasedVersion() uint64 {
+	var v uint64
+	for _, m := range w.members {
+		v = max(v, m.version)
+	}
+	return v
 }
 
 func (w *World) randomMember(ok func(*member) bool) *member {
@@ -102,7 +131,7 @@ func (w *World) changeMembership() {
 	switch x := w.rng.IntN(3); {
 	case x == 0 && len(w.members) < maxMembers:
 		// The joiner starts empty and waits for the leader.
-		m := w.addMember(core.Membership{})
+		m := w.addMember(core.Membership{}, w.releasedVersion())
 		w.traceEvent("add", m.idx, nil)
 		w.stepMember(l, core.AddMember{Member: m.id, Voter: w.rng.IntN(3) > 0, Token: &adminOp{"add"}})
 	case x == 1 && len(cur.NonVoters) > 0:

@@ -19,6 +19,7 @@ const (
 	CommitMonotonic    Invariant = "commit monotonic"     // a member's commit index never goes back
 	AckedLost          Invariant = "acknowledged lost"    // an acknowledged command vanished
 	VoteForgotten      Invariant = "vote forgotten"       // a vote granted that the durable state does not hold
+	VersionSafety      Invariant = "version safety"       // old code applies past a bump, switches elsewhere, or leads
 	Linearizability    Invariant = "linearizability"      // client history against the KV model
 	Liveness           Invariant = "liveness"             // no convergence after healing
 	CoreError          Invariant = "core error"           // the core returned an error or broke its contract
@@ -67,8 +68,14 @@ type checker struct {
 	committed  []uint64
 	commitTerm []uint64
 	applied    []uint64 // entryHash of the entry applied at i, first seen
-	acked      []ackedEntry
-	votes      map[voteKey]core.ServerID
+	// state[i-1] is the digest of the machine after applying up to i, as
+	// first seen: every member must hold the same state at i, whether it
+	// applied the entries or installed a snapshot.
+	state []uint64
+	acked []ackedEntry
+	votes map[voteKey]core.ServerID
+	// bumps maps a machine version to the index where members switch to it.
+	bumps map[uint64]uint64
 }
 
 func newChecker() checker {
@@ -76,6 +83,7 @@ func newChecker() checker {
 		leaders: map[uint64]int{},
 		prefix:  map[idxTerm]uint64{},
 		votes:   map[voteKey]core.ServerID{},
+		bumps:   map[uint64]uint64{},
 	}
 }
 
@@ -83,7 +91,7 @@ func newChecker() checker {
 func (w *World) checkAppend(m *member, ents []core.Entry) {
 	for i := range ents {
 		e := &ents[i]
-		h := m.disk.hashes[e.Index-1]
+		h, _ := m.disk.hashAt(e.Index)
 		k := idxTerm{e.Index, e.Term}
 		if prev, ok := w.prefix[k]; ok && prev != h {
 			w.violate(LogMatching, "member %s holds entry (%d, term %d) after a prefix that differs from another log's", m.id, e.Index, e.Term)
@@ -113,23 +121,43 @@ func (w *World) checkSend(m *member, s core.Send) {
 	w.votes[k] = s.To
 }
 
-// checkNewLeader: election safety, and the new leader holds every
-// acknowledged command acknowledged in an earlier term.
+// checkNewLeader: election safety, the new leader holds every command
+// acknowledged in an earlier term, and it runs code that supports the
+// machine version its log has reached.
 func (w *World) checkNewLeader(m *member, term uint64) {
 	if prev, ok := w.leaders[term]; ok && prev != m.idx {
 		w.violate(ElectionSafety, "%s and %s both lead term %d", w.members[prev].id, m.id, term)
 		return
 	}
 	w.leaders[term] = m.idx
+	if v := m.raft.Status().MachineVersion; v > m.version {
+		w.violate(VersionSafety, "%s leads term %d at machine version %d, its code supports %d", m.id, term, v, m.version)
+		return
+	}
 	for _, a := range w.acked {
 		if a.term >= term {
 			continue
 		}
-		if a.index > uint64(len(m.disk.volatile)) || entryHash(&m.disk.volatile[a.index-1]) != a.hash {
+		if !w.holdsAcked(m, a) {
 			w.violate(AckedLost, "new leader %s of term %d lacks the command acknowledged at index %d in term %d", m.id, term, a.index, a.term)
 			return
 		}
 	}
+}
+
+// holdsAcked reports whether m's log, or the snapshot below it, holds the
+// acknowledged entry a.
+func (w *World) holdsAcked(m *member, a ackedEntry) bool {
+	if e, ok := m.disk.entryAt(a.index); ok {
+		return entryHash(e) == a.hash
+	}
+	b := m.disk.base
+	if a.index > b || b > uint64(len(w.committed)) {
+		return false
+	}
+	// Compacted: the snapshot covers the committed prefix up to base, in
+	// which a is the entry applied at its index.
+	return m.disk.baseHash == w.committed[b-1] && w.applied[a.index-1] == a.hash
 }
 
 // checkApplied: state machine safety.
@@ -147,6 +175,37 @@ func (w *World) checkApplied(m *member, e *core.Entry) {
 	}
 }
 
+// checkState: state machine safety for the whole machine state, right
+// after m applied an entry.
+func (w *World) checkState(m *member) {
+	i, d := m.machine.index, m.machine.digest()
+	switch {
+	case i <= uint64(len(w.state)):
+		if w.state[i-1] != d {
+			w.violate(StateMachineSafety, "member %s holds a different machine state after applying %d", m.id, i)
+		}
+	case i == uint64(len(w.state))+1:
+		w.state = append(w.state, d)
+	default:
+		w.violate(CoreError, "member %s reaches state %d before %d", m.id, i, len(w.state)+1)
+	}
+}
+
+// checkSnapshot: a snapshot (taken or installed) holds exactly the state
+// after applying the committed entries up to its index, and describes it.
+func (w *World) checkSnapshot(m *member, what string, s core.Snapshot, st *machineState) {
+	i := s.Index
+	switch {
+	case i == 0 || i > uint64(len(w.state)) || i > uint64(len(w.committed)):
+		w.violate(StateMachineSafety, "member %s %s a snapshot at %d beyond what any member applied and committed", m.id, what, i)
+	case st.index != i || st.term != s.Term || st.version != s.MachineVersion:
+		w.violate(CoreError, "member %s %s a snapshot (%d, term %d, version %d) of a machine at (%d, term %d, version %d)",
+			m.id, what, i, s.Term, s.MachineVersion, st.index, st.term, st.version)
+	case st.hash != w.committed[i-1] || st.digest() != w.state[i-1]:
+		w.violate(StateMachineSafety, "member %s %s a snapshot at %d whose state differs from the committed state there", m.id, what, i)
+	}
+}
+
 // checkAcked records a command acknowledged to a client.
 func (w *World) checkAcked(m *member, e *core.Entry) {
 	w.acked = append(w.acked, ackedEntry{index: e.Index, term: m.raft.Term(), hash: entryHash(e)})
@@ -156,9 +215,16 @@ func (w *World) checkAcked(m *member, e *core.Entry) {
 // going back, committed prefixes agreeing, and leader completeness.
 func (w *World) checkMember(m *member) {
 	r := m.raft
-	if r.LastIndex() != uint64(len(m.disk.volatile)) {
-		w.violate(CoreError, "member %s: core log ends at %d, its disk at %d", m.id, r.LastIndex(), len(m.disk.volatile))
+	if r.LastIndex() != m.disk.last() {
+		w.violate(CoreError, "member %s: core log ends at %d, its disk at %d", m.id, r.LastIndex(), m.disk.last())
 		return
+	}
+	if ap := r.Applied(); ap != m.applied {
+		w.violate(CoreError, "member %s: core says applied %d, the machine holds %d", m.id, ap, m.applied)
+		return
+	}
+	if held := int(r.Commit() - min(r.Commit(), m.applied)); held > w.stats.StalledMax {
+		w.stats.StalledMax = held
 	}
 	c := r.Commit()
 	if c < m.lastCommit {
@@ -168,17 +234,26 @@ func (w *World) checkMember(m *member) {
 	m.lastCommit = c
 	if c > 0 {
 		n := uint64(len(w.committed))
-		at := min(c, n)
-		if at > 0 && m.disk.hashes[at-1] != w.committed[at-1] {
-			w.violate(StateMachineSafety, "member %s committed a prefix up to %d that differs from the one committed before", m.id, at)
-			return
+		// Compare the committed prefix at the highest index both know: the
+		// member's log knows nothing below its base (the snapshot's hash).
+		at := max(min(c, n), m.disk.base)
+		if at > 0 && at <= n {
+			if h, ok := m.disk.hashAt(at); !ok || h != w.committed[at-1] {
+				w.violate(StateMachineSafety, "member %s committed a prefix up to %d that differs from the one committed before", m.id, at)
+				return
+			}
 		}
 		t := r.Term()
 		for i := n + 1; i <= c; i++ {
 			if k := len(w.commitTerm); k > 0 && w.commitTerm[k-1] > t {
 				t = w.commitTerm[k-1]
 			}
-			w.committed = append(w.committed, m.disk.hashes[i-1])
+			h, ok := m.disk.hashAt(i)
+			if !ok {
+				w.violate(CoreError, "member %s commits %d, which its log no longer holds and nobody committed before", m.id, i)
+				return
+			}
+			w.committed = append(w.committed, h)
 			w.commitTerm = append(w.commitTerm, t)
 		}
 	}
@@ -188,11 +263,16 @@ func (w *World) checkMember(m *member) {
 			w.violate(ElectionSafety, "%s and %s both lead term %d", w.members[prev].id, m.id, term)
 			return
 		}
-		// The highest index known committed before this term.
-		i := sort.Search(len(w.commitTerm), func(k int) bool { return w.commitTerm[k] >= term })
-		if i > 0 && (uint64(i) > uint64(len(m.disk.hashes)) || m.disk.hashes[i-1] != w.committed[i-1]) {
-			w.violate(LeaderCompleteness, "leader %s of term %d lacks entries committed up to %d before its term", m.id, term, i)
+		// The highest index known committed before this term (or the
+		// leader's snapshot, if that covers more: it holds all below it).
+		i := uint64(sort.Search(len(w.commitTerm), func(k int) bool { return w.commitTerm[k] >= term }))
+		at := max(i, m.disk.base)
+		if i > 0 && at <= uint64(len(w.committed)) {
+			if h, ok := m.disk.hashAt(at); !ok || h != w.committed[at-1] {
+				w.violate(LeaderCompleteness, "leader %s of term %d lacks entries committed up to %d before its term", m.id, term, i)
+			}
 		}
+
 	}
 }
 
@@ -208,7 +288,7 @@ func (w *World) finalChecks() {
 	for _, id := range append(st.Members.Voters, st.Members.NonVoters...) {
 		m := w.members[w.byID[id]]
 		for _, a := range w.acked {
-			if a.index > uint64(len(m.disk.volatile)) || entryHash(&m.disk.volatile[a.index-1]) != a.hash {
+			if !w.holdsAcked(m, a) {
 				w.violate(AckedLost, "member %s lacks the command acknowledged at index %d", m.id, a.index)
 				return
 			}

@@ -35,15 +35,27 @@ func (w *World) exec(m *member, a core.Action) {
 		}
 		m.disk.hard = a.State
 	case core.Append:
-		if err := m.disk.write(a.Entries); err != nil {
+		if err := m.disk.writeEntries(a.Entries); err != nil {
 			w.violate(CoreError, "member %s: %v", m.id, err)
 			return
 		}
 		w.checkAppend(m, a.Entries)
-		if !m.syncQueued {
-			m.syncQueued = true
-			w.schedule(1+w.rng.Int64N(w.walMaxDelayMs), evSync{m: m.idx, inc: m.inc})
+		w.queueSync(m)
+	case core.Compact:
+		// The core may drop only what a durable snapshot covers.
+		if a.Through > m.disk.snap.Index {
+			w.violate(CoreError, "member %s compacts through %d, its durable snapshot is at %d", m.id, a.Through, m.disk.snap.Index)
+			return
 		}
+		if err := m.disk.compact(a.Through); err != nil {
+			w.violate(CoreError, "member %s: %v", m.id, err)
+			return
+		}
+		w.stats.Compactions++
+	case core.SendSnapshot:
+		w.sendSnapshot(m, a)
+	case core.RestoreSnapshot:
+		w.restoreSnapshot(m, a.Snapshot)
 	case core.Send:
 		w.checkSend(m, a)
 		if w.opts.Trace != nil {
@@ -87,8 +99,66 @@ func (w *World) exec(m *member, a core.Action) {
 	}
 }
 
-// send puts an encoded message on the simulated network.
-func (w *World) send(from *member, to core.ServerID, msg core.Message) {
+func (w *World) queueSync(m *member) {
+	if !m.syncQueued {
+		m.syncQueued = true
+		w.schedule(1+w.rng.Int64N(w.walMaxDelayMs), evSync{m: m.idx, inc: m.inc})
+	}
+}
+
+// sendSnapshot carries out a SendSnapshot: the snapshot travels as one
+// message, lost, duplicated and delayed like the others (a transfer takes
+// a while), carrying the sender's durable snapshot. The receiver's server
+// stages it and steps the InstallSnapshot message on arrival.
+func (w *World) sendSnapshot(from *member, a core.SendSnapshot) {
+	w.stats.SnapSends++
+	s := a.Msg.Snapshot
+	if s.Index != from.disk.snap.Index || s.Term != from.disk.snap.Term {
+		w.violate(CoreError, "member %s sends snapshot (%d, term %d), its durable one is (%d, term %d)",
+			from.id, s.Index, s.Term, from.disk.snap.Index, from.disk.snap.Term)
+		return
+	}
+	if w.opts.Trace != nil {
+		fmt.Fprintf(w.opts.Trace, "%8s snapshot %s -> %s %+v\n", "", from.id.Name, a.To.Name, a.Msg)
+	}
+	staged := &stagedSnapshot{snap: from.disk.snap.Clone(), state: from.disk.state.clone()}
+	w.send(from, a.To, a.Msg, staged)
+}
+
+// restoreSnapshot carries out a RestoreSnapshot: the staged snapshot
+// becomes the member's, its log is reset (the reset is a write that a
+// crash may lose, leaving the old log with the new snapshot), and the
+// machine is restored.
+func (w *World) restoreSnapshot(m *member, s core.Snapshot) {
+	st := m.staged
+	switch {
+	case st == nil || st.snap.Index != s.Index || st.snap.Term != s.Term:
+		w.violate(CoreError, "member %s restores snapshot (%d, term %d), which is not the one staged", m.id, s.Index, s.Term)
+		return
+	case m.disk.entryWritesPending() > 0:
+		w.violate(CoreError, "member %s installs a snapshot with %d writes in flight", m.id, m.disk.entryWritesPending())
+		return
+	case s.Index < m.applied:
+		w.violate(StateMachineSafety, "member %s installs a snapshot at %d: its machine goes back from %d", m.id, s.Index, m.applied)
+		return
+	case st.state.version > m.version:
+		w.violate(VersionSafety, "member %s installs a snapshot of machine version %d, its code supports %d", m.id, st.state.version, m.version)
+		return
+	}
+	w.checkSnapshot(m, "installs", s, &st.state)
+	w.stats.Installs++
+	m.disk.snap, m.disk.state = st.snap, st.state.clone()
+	m.disk.resetLog(s.Index, s.Term, st.state.hash)
+	w.queueSync(m)
+	m.machine = st.state
+	m.applied = s.Index
+	m.snapFrom = s.Index
+	m.staged = nil
+}
+
+// send puts an encoded message on the simulated network; staged rides
+// along with an InstallSnapshot.
+func (w *World) send(from *member, to core.ServerID, msg core.Message, staged ...*stagedSnapshot) {
 	ti, ok := w.byID[to]
 	if !ok {
 		return
@@ -103,17 +173,28 @@ func (w *World) send(from *member, to core.ServerID, msg core.Message) {
 	if !w.healed && w.rng.Float64() < f.DupRate {
 		copies = 2
 	}
+	ev := evDeliver{from: from.idx, to: ti, data: data}
+	if len(staged) > 0 {
+		ev.staged = staged[0]
+	}
 	for i := 0; i < copies; i++ {
 		d := 1 + w.rng.Int64N(max(1, f.MaxDelayMs))
+		if ev.staged != nil {
+			d += w.rng.Int64N(max(1, 4*f.MaxDelayMs))
+		}
 		if !w.healed && w.rng.Float64() < f.SlowRate {
 			d *= 10
 		}
-		w.schedule(d, evDeliver{from: from.idx, to: ti, data: data})
+		w.schedule(d, ev)
 	}
 }
 
 // apply hands committed entries to m's machine and answers tokens.
 func (w *World) apply(m *member, a core.Apply) {
+	if a.From != m.applied+1 || a.To < a.From {
+		w.violate(CoreError, "member %s: Apply %d..%d after applying up to %d", m.id, a.From, a.To, m.applied)
+		return
+	}
 	for lo := a.From; lo <= a.To; {
 		ents, err := m.raft.Entries(lo, a.To+1, 1<<16)
 		if err != nil {
@@ -123,15 +204,27 @@ func (w *World) apply(m *member, a core.Apply) {
 		for i := range ents {
 			e := &ents[i]
 			w.checkApplied(m, e)
+			if m.machine.version > m.version {
+				w.violate(VersionSafety, "member %s applies entry %d under machine version %d, its code supports %d",
+					m.id, e.Index, m.machine.version, m.version)
+				return
+			}
+			if err := m.machine.apply(e); err != nil {
+				w.violate(CoreError, "member %s: entry %d: %v", m.id, e.Index, err)
+				return
+			}
+			w.checkState(m)
 			switch e.Type {
-			case core.EntryNormal:
-				if k, v, ok := decodePut(e.Data); ok {
-					m.kv[k] = v
-				}
 			case core.EntryConfig:
 				w.configCommitted(e)
+			case core.EntryMachineVersion:
+				w.versionApplied(m, e)
 			}
 			m.applied = e.Index
+			if w.violation != nil {
+				return
+			}
+			w.maybeSnapshot(m)
 		}
 		lo += uint64(len(ents))
 	}
@@ -210,5 +303,48 @@ func (w *World) reply(m *member, a core.Reply) {
 }
 
 func (w *World) answerQuery(m *member, o *op) {
-	w.finishOK(o, m.kv[o.key])
+	w.finishOK(o, m.machine.kv[o.key])
+}
+
+// maybeSnapshot starts a snapshot of m's machine at the entry just applied,
+// per the run's policy. Writing it takes a while; then it is durable, and
+// the core hears of it.
+func (w *World) maybeSnapshot(m *member) {
+	if w.snapEvery == 0 || m.snapWriting || m.applied < m.snapFrom+w.snapEvery {
+		return
+	}
+	m.snapWriting = true
+	m.snapFrom = m.applied
+	st := &stagedSnapshot{snap: m.machine.snapshot(), state: m.machine.clone()}
+	w.schedule(1+w.rng.Int64N(3*w.walMaxDelayMs), evSnapshotDone{m: m.idx, inc: m.inc, st: st})
+}
+
+// snapshotDone: m's snapshot is durable; it replaces an older one.
+func (w *World) snapshotDone(m *member, st *stagedSnapshot) {
+	m.snapWriting = false
+	if st.snap.Index <= m.disk.snap.Index {
+		return // an installed snapshot overtook it
+	}
+	w.checkSnapshot(m, "takes", st.snap, &st.state)
+	m.disk.snap, m.disk.state = st.snap, st.state
+	w.stats.Snapshots++
+	w.stepMember(m, core.SnapshotTaken{Snapshot: st.snap.Clone()})
+}
+
+// versionApplied checks that every member switches to a version at the
+// same index.
+func (w *World) versionApplied(m *member, e *core.Entry) {
+	v := m.machine.version
+	if v > m.version {
+		w.violate(VersionSafety, "member %s applies the bump to machine version %d at %d, its code supports %d", m.id, v, e.Index, m.version)
+		return
+	}
+	if at, ok := w.bumps[v]; ok && at != e.Index {
+		w.violate(VersionSafety, "member %s switches to machine version %d at %d, another member at %d", m.id, v, e.Index, at)
+		return
+	}
+	if _, ok := w.bumps[v]; !ok {
+		w.bumps[v] = e.Index
+		w.stats.Bumps++
+	}
 }

@@ -28,6 +28,12 @@ type Options struct {
 	// tick), the message delay and drop rate, the pipelining window and the
 	// message size budget, so a sweep covers many regimes.
 	Vary bool
+	// SnapshotEvery, when set, makes members snapshot every this many
+	// entries applied, whatever Vary draws.
+	SnapshotEvery uint64
+	// TargetVersion, when set, makes the run a rolling upgrade to this
+	// machine version, whatever Vary draws.
+	TargetVersion uint64
 	// Trace, when set, receives one line per event.
 	Trace io.Writer
 }
@@ -46,6 +52,7 @@ type Faults struct {
 	Suspect       float64 // weight: a false failure-detector suspicion
 	Membership    float64 // weight: add, promote or remove a member
 	Transfer      float64 // weight: ask the leader to transfer leadership
+	Upgrade       float64 // weight: restart a member with newer code (upgrade runs only)
 }
 
 // DefaultFaults is the adversary the tests use.
@@ -54,7 +61,7 @@ func DefaultFaults() Faults {
 		DropRate: 0.05, DupRate: 0.03, MaxDelayMs: 12, SlowRate: 0.02,
 		ChaosPeriodMs: 60,
 		Crash:         3, Partition: 2, OneWay: 1, Heal: 4, Suspect: 1,
-		Membership: 1.5, Transfer: 1,
+		Membership: 1.5, Transfer: 1, Upgrade: 1.5,
 	}
 }
 

@@ -11,6 +11,11 @@ type (
 	evDeliver struct {
 		from, to int
 		data     []byte
+		staged   *stagedSnapshot // the snapshot an InstallSnapshot stands for
+	}
+	evSnapshotDone struct {
+		m, inc int
+		st     *stagedSnapshot
 	}
 	evSync     struct{ m, inc int }
 	evElection struct {
@@ -66,6 +71,13 @@ func Run(opts Options) Result {
 		healedAt := w.events
 		for w.violation == nil {
 			if (w.events-healedAt)%16 == 0 && w.converged() != nil {
+				if m := w.oldMember(); m != nil {
+					// The cluster converged with a member on old code held
+					// back; upgrade it now: it must catch up.
+					w.keepOld = -1
+					w.upgrade(m, w.targetVersion)
+					continue
+				}
 				break
 			}
 			if w.events-healedAt >= opts.LivenessEvents {
@@ -105,6 +117,10 @@ func (w *World) stepOne() bool {
 			w.violate(CoreError, "decode: %v", err)
 			return true
 		}
+		if ev.staged != nil {
+			// The whole snapshot arrived and is durable, staged.
+			m.staged = &stagedSnapshot{snap: ev.staged.snap.Clone(), state: ev.staged.state.clone()}
+		}
 		w.stepMember(m, core.Receive{From: w.members[ev.from].id, Msg: msg})
 	case evSync:
 		w.traceEvent("sync", ev.m, nil)
@@ -118,8 +134,12 @@ func (w *World) stepOne() bool {
 			return true
 		}
 		k := 1 + w.rng.IntN(n)
-		lasts := m.disk.sync(k)
-		if w.rng.IntN(2) == 0 {
+		lasts, err := m.disk.sync(k)
+		if err != nil {
+			w.violate(CoreError, "member %s: sync: %v", m.id, err)
+			return true
+		}
+		if len(lasts) > 1 && w.rng.IntN(2) == 0 {
 			// One report for the whole batch, as a WAL does per fsync.
 			lasts = lasts[len(lasts)-1:]
 		}
@@ -160,6 +180,12 @@ func (w *World) stepOne() bool {
 		if c.cur == ev.o {
 			w.traceEvent("timeout", ev.c, nil)
 			w.finishUnknown(c, ev.o)
+		}
+	case evSnapshotDone:
+		w.traceEvent("snapshot", ev.m, nil)
+		m := w.members[ev.m]
+		if m.up && m.inc == ev.inc {
+			w.snapshotDone(m, ev.st)
 		}
 	case evChaos:
 		w.traceEvent("chaos", 0, nil)
@@ -220,11 +246,29 @@ func (w *World) fdNotify(a, b *member, ev core.Event) {
 }
 
 // heal ends the fault phase: no more chaos, drops or partitions; crashed
-// members restart; clients finish what they have in flight.
+// members restart; clients finish what they have in flight. In an upgrade
+// run every member gets the new code, except, in half the runs, one that
+// stays on old code until the cluster has converged without it.
 func (w *World) heal() {
 	w.healed = true
 	w.traceEvent("heal", 0, nil)
 	w.blocked = [maxMembers][maxMembers]bool{}
+	if w.targetVersion > 0 {
+		var old []*member
+		for _, m := range w.members {
+			if !m.stopped && m.version < w.targetVersion {
+				old = append(old, m)
+			}
+		}
+		if len(old) > 0 && w.rng.IntN(2) == 0 {
+			k := w.rng.IntN(len(old))
+			w.keepOld = old[k].idx
+			old = append(old[:k], old[k+1:]...)
+		}
+		for _, m := range old {
+			w.upgrade(m, w.targetVersion)
+		}
+	}
 	for _, m := range w.members {
 		if !m.up && !m.stopped {
 			w.schedule(1+w.rng.Int64N(50), evRestart{m: m.idx})
@@ -232,23 +276,62 @@ func (w *World) heal() {
 	}
 }
 
+// oldMember is the member kept on old code after healing, if it still is.
+func (w *World) oldMember() *member {
+	if w.keepOld < 0 {
+		return nil
+	}
+	m := w.members[w.keepOld]
+	if m.stopped || m.version >= w.targetVersion {
+		return nil
+	}
+	return m
+}
+
 // converged returns a leader that has committed its whole log while every
 // member of its configuration is up, holds the same log, has applied all of
-// it and has the same machine state; nil if there is none.
+// it and has the same machine state; nil if there is none. A member on old
+// code must instead have stopped just before the first version bump it
+// does not support, or be stuck behind the leader's snapshot (which its
+// code could not run) without having applied that far. In an upgrade run with every member upgraded, the
+// cluster must also have reached the target version.
 func (w *World) converged() *member {
 	for _, l := range w.members {
 		if !l.up || l.raft.Role() != core.RoleLeader {
 			continue
 		}
 		st := l.raft.Status()
-		if st.Commit != st.LastIndex || st.LastTerm != st.Term {
+		if st.Commit != st.LastIndex || st.LastTerm != st.Term || l.applied != st.Commit {
 			return nil
 		}
+		if w.targetVersion > 0 && w.oldMember() == nil && st.MachineVersion != w.targetVersion {
+			return nil
+		}
+		lh, _ := l.disk.hashAt(st.LastIndex)
 		for _, id := range append(st.Members.Voters, st.Members.NonVoters...) {
 			m := w.members[w.byID[id]]
-			if !m.up || m.raft.LastIndex() != st.LastIndex || m.raft.Commit() != st.Commit ||
-				m.applied != st.Commit || m.disk.hashes[st.LastIndex-1] != l.disk.hashes[st.LastIndex-1] ||
-				!sameKV(m.kv, l.kv) || m.raft.Term() != st.Term {
+			if !m.up {
+				return nil
+			}
+			stall, old := w.stalledAt(m)
+			if old && m.applied < stall && m.raft.LastIndex() < st.FirstIndex-1 {
+				// Behind the leader's snapshot, which its code cannot run:
+				// it waits for newer code.
+				continue
+			}
+			if m.raft.LastIndex() != st.LastIndex || m.raft.Commit() != st.Commit || m.raft.Term() != st.Term {
+				return nil
+			}
+			if h, ok := m.disk.hashAt(st.LastIndex); !ok || h != lh {
+				return nil
+			}
+			if old {
+				if m.applied != stall-1 {
+					return nil
+				}
+				continue
+			}
+			if m.applied != st.Commit || m.machine.digest() != l.machine.digest() {
 				return nil
 			}
 		}
@@ -257,16 +340,16 @@ func (w *World) converged() *member {
 	return nil
 }
 
-func sameKV(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
+// stalledAt returns the index of the first version bump that m's code does
+// not support, if some member applied one.
+func (w *World) stalledAt(m *member) (uint64, bool) {
+	first, ok := uint64(0), false
+	for v, at := range w.bumps {
+		if v > m.version && (!ok || at < first) {
+			first, ok = at, true
 		}
 	}
-	return true
+	return first, ok
 }
 
 // describe summarises every member for failure messages.
@@ -278,8 +361,9 @@ func (w *World) describe() string {
 			continue
 		}
 		st := m.raft.Status()
-		s += fmt.Sprintf(" [%s %s term=%d lead=%s commit=%d last=%d stable=%d members=%v]",
-			m.id.Name, st.Role, st.Term, st.Leader.Name, st.Commit, st.LastIndex, st.StableIndex, st.Members.Voters)
+		s += fmt.Sprintf(" [%s %s term=%d lead=%s commit=%d applied=%d first=%d last=%d stable=%d snap=%d version=%d/%d members=%v]",
+			m.id.Name, st.Role, st.Term, st.Leader.Name, st.Commit, m.applied, st.FirstIndex, st.LastIndex, st.StableIndex,
+			st.SnapshotIndex, st.MachineVersion, m.version, st.Members.Voters)
 	}
 	return s
 }

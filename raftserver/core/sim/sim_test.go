@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -57,6 +58,7 @@ func TestSimulationSeeds(t *testing.T) {
 	var mu sync.Mutex
 	var failed []Result
 	var totals Stats
+	stalledRuns := 0
 	var wg sync.WaitGroup
 	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
 		wg.Add(1)
@@ -76,6 +78,15 @@ func TestSimulationSeeds(t *testing.T) {
 				totals.Transfers += res.Stats.Transfers
 				totals.ConfigsDone += res.Stats.ConfigsDone
 				totals.TransfersOK += res.Stats.TransfersOK
+				totals.Snapshots += res.Stats.Snapshots
+				totals.Compactions += res.Stats.Compactions
+				totals.SnapSends += res.Stats.SnapSends
+				totals.Installs += res.Stats.Installs
+				totals.Upgrades += res.Stats.Upgrades
+				totals.Bumps += res.Stats.Bumps
+				if res.Stats.StalledMax > 0 {
+					stalledRuns++
+				}
 				mu.Unlock()
 			}
 		}()
@@ -86,9 +97,13 @@ func TestSimulationSeeds(t *testing.T) {
 	close(seeds)
 	wg.Wait()
 	t.Logf("%d seeds from %d: %d events, %d elections, %d client ops acknowledged, %d crashes, "+
-		"%d membership changes asked (%d committed), %d transfers asked (%d done)",
+		"%d membership changes asked (%d committed), %d transfers asked (%d done), "+
+		"%d snapshots taken, %d compactions, %d snapshots sent, %d installed, "+
+		"%d upgrades, %d version bumps, %d runs with a member held back by old code",
 		n, first, totals.Events, totals.Elections, totals.OpsOK, totals.Crashes,
-		totals.Changes, totals.ConfigsDone, totals.Transfers, totals.TransfersOK)
+		totals.Changes, totals.ConfigsDone, totals.Transfers, totals.TransfersOK,
+		totals.Snapshots, totals.Compactions, totals.SnapSends, totals.Installs,
+		totals.Upgrades, totals.Bumps, stalledRuns)
 	for _, res := range failed {
 		t.Errorf("seed %d: %v\n\treplay: %s=%d %s=/tmp/trace.txt go test ./raftserver/core/sim -run TestSimulationSeeds -v",
 			res.Seed, res.Violation, envSeed, res.Seed, envTrace)
@@ -132,16 +147,21 @@ func TestSabotageIsCaught(t *testing.T) {
 		name     string
 		sabotage core.Sabotage
 		want     Invariant
+		detail   string // the violation's detail must contain it, if set
 	}{
-		{"two leaders when half the votes win", core.Sabotage{HalfQuorumElections: true}, ElectionSafety},
-		{"appending after a mismatched previous entry", core.Sabotage{SkipPrevCheck: true}, LogMatching},
-		{"voting for stale logs", core.Sabotage{SkipUpToDateCheck: true}, LeaderCompleteness},
-		{"applying entries before they commit", core.Sabotage{ApplyUncommitted: true}, StateMachineSafety},
-		{"taking a commit index from a stale message", core.Sabotage{CommitRegress: true}, CommitMonotonic},
-		{"counting entries that are not durable", core.Sabotage{CountUndurable: true}, AckedLost},
-		{"not persisting the vote", core.Sabotage{ForgetVote: true}, VoteForgotten},
-		{"reads without a quorum round", core.Sabotage{ReadWithoutQuorum: true}, Linearizability},
-		{"never re-sending to silent followers", core.Sabotage{NoResend: true}, Liveness},
+		{"two leaders when half the votes win", core.Sabotage{HalfQuorumElections: true}, ElectionSafety, ""},
+		{"appending after a mismatched previous entry", core.Sabotage{SkipPrevCheck: true}, LogMatching, ""},
+		{"voting for stale logs", core.Sabotage{SkipUpToDateCheck: true}, LeaderCompleteness, ""},
+		{"applying entries before they commit", core.Sabotage{ApplyUncommitted: true}, StateMachineSafety, ""},
+		{"taking a commit index from a stale message", core.Sabotage{CommitRegress: true}, CommitMonotonic, ""},
+		{"counting entries that are not durable", core.Sabotage{CountUndurable: true}, AckedLost, ""},
+		{"not persisting the vote", core.Sabotage{ForgetVote: true}, VoteForgotten, ""},
+		{"reads without a quorum round", core.Sabotage{ReadWithoutQuorum: true}, Linearizability, ""},
+		{"never re-sending to silent followers", core.Sabotage{NoResend: true}, Liveness, ""},
+		{"old code applying past a version bump", core.Sabotage{ApplyUnsupportedVersion: true}, VersionSafety, ""},
+		{"installing a snapshot behind the commit index", core.Sabotage{InstallStaleSnapshot: true}, StateMachineSafety, ""},
+		{"installing a snapshot without resetting the log", core.Sabotage{InstallWithoutReset: true}, CoreError,
+			"core log ends at"},
 	}
 	const maxSeeds = 3000
 	for _, tc := range cases {
@@ -154,7 +174,7 @@ func TestSabotageIsCaught(t *testing.T) {
 				if res.Violation == nil {
 					continue
 				}
-				if res.Violation.Invariant == tc.want {
+				if res.Violation.Invariant == tc.want && strings.Contains(res.Violation.Detail, tc.detail) {
 					t.Logf("caught at seed %d (after %d other violations %v): %v", seed, sum(others), others, res.Violation)
 					return
 				}

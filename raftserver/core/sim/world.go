@@ -41,8 +41,15 @@ type World struct {
 	maxInFlight    uint64
 	leaderLostMs   int64
 	maxAppendBytes int
-	applyBuf       []core.Entry
-	encodeBuf      []byte
+	snapEvery      uint64 // a member snapshots every this many entries applied, 0: never
+	snapRetryMs    int64
+	// targetVersion is the machine version a rolling upgrade moves every
+	// member to (0: no upgrade in this run); keepOld is the member kept on
+	// old code after healing until the cluster has converged (-1: none).
+	targetVersion uint64
+	keepOld       int
+	applyBuf      []core.Entry
+	encodeBuf     []byte
 }
 
 // member is one simulated server: a core plus its disk, timers and machine.
@@ -61,10 +68,24 @@ type member struct {
 	timerGen   uint64
 	tickGen    uint64
 	lastCommit uint64
-	kv         map[string]string
+	machine    machineState
 	applied    uint64
 	queries    []waitingQuery
 	fdTold     [maxMembers]bool // suspicions this incarnation was told about
+	// version is the machine version this member's code supports; a
+	// rolling upgrade restarts it with a higher one.
+	version uint64
+	// staged is the last snapshot received (durable, not yet installed).
+	staged *stagedSnapshot
+	// snapWriting: a snapshot of this member is being written.
+	snapWriting bool
+	snapFrom    uint64 // applied index of the last snapshot started
+}
+
+// stagedSnapshot is a snapshot as it travels and waits to be installed.
+type stagedSnapshot struct {
+	snap  core.Snapshot
+	state machineState
 }
 
 type waitingQuery struct {
@@ -89,6 +110,13 @@ type Stats struct {
 	TransfersOK int // transfers that completed
 	CoreSteps   int
 	MessagesOut int
+	Snapshots   int // snapshots taken (SnapshotTaken stepped)
+	Compactions int // Compact actions
+	SnapSends   int // SendSnapshot actions
+	Installs    int // RestoreSnapshot actions
+	Upgrades    int // members restarted with newer code
+	Bumps       int // machine version bumps committed
+	StalledMax  int // most entries a member on old code held back at once
 }
 
 func newWorld(opts Options) *World {
@@ -104,6 +132,8 @@ func newWorld(opts Options) *World {
 	}
 	w.walMaxDelayMs, w.maxInFlight, w.maxAppendBytes = 6, 64, 4096
 	w.leaderLostMs = electionTimeoutMs
+	w.snapRetryMs = 10 * tickMs
+	w.keepOld = -1
 	if opts.Vary {
 		w.walMaxDelayMs = []int64{2, 6, 45}[w.rng.IntN(3)]
 		w.maxInFlight = []uint64{1, 4, 64, 1000}[w.rng.IntN(4)]
@@ -113,13 +143,32 @@ func newWorld(opts Options) *World {
 		// Half the worlds react to a lost leader faster than they time
 		// out an election, as servers do.
 		w.leaderLostMs = []int64{electionTimeoutMs, electionTimeoutMs / 3}[w.rng.IntN(2)]
+		// Snapshots: never, or every few entries applied (so that lagging,
+		// restarted and new members need them), with transfers retried
+		// soon or late.
+		w.snapEvery = []uint64{0, 3, 10, 40}[w.rng.IntN(4)]
+		w.snapRetryMs = []int64{4 * tickMs, 25 * tickMs}[w.rng.IntN(2)]
+		// A third of the runs upgrade the members' code one by one.
+		if w.rng.IntN(3) == 0 {
+			w.targetVersion = 1 + w.rng.Uint64N(2)
+		}
+	}
+	if opts.SnapshotEvery > 0 {
+		w.snapEvery = opts.SnapshotEvery
+	}
+	if opts.TargetVersion > 0 {
+		w.targetVersion = opts.TargetVersion
 	}
 	var initial core.Membership
 	for i := 0; i < opts.Members; i++ {
 		initial.Voters = append(initial.Voters, memberID(i))
 	}
 	for i := 0; i < opts.Members; i++ {
-		m := w.addMember(initial)
+		var v uint64
+		if w.targetVersion > 0 {
+			v = w.rng.Uint64N(w.targetVersion)
+		}
+		m := w.addMember(initial, v)
 		m.everMember = true
 	}
 	for i := 0; i < opts.Clients; i++ {
@@ -135,9 +184,10 @@ func memberID(i int) core.ServerID {
 	return core.ServerID{Name: fmt.Sprintf("s%d", i+1), Node: fmt.Sprintf("n%d", i+1)}
 }
 
-// addMember creates and starts a member with the given initial config.
-func (w *World) addMember(initial core.Membership) *member {
-	m := &member{idx: len(w.members), id: memberID(len(w.members)), initial: initial}
+// addMember creates and starts a member with the given initial config and
+// machine version.
+func (w *World) addMember(initial core.Membership, version uint64) *member {
+	m := &member{idx: len(w.members), id: memberID(len(w.members)), initial: initial, version: version}
 	w.members = append(w.members, m)
 	w.byID[m.id] = m.idx
 	w.start(m)
@@ -154,13 +204,18 @@ func (w *World) config(m *member) core.Config {
 		CheckQuorumMs:       checkQuorumMs,
 		MaxInFlight:         w.maxInFlight,
 		MaxAppendBytes:      w.maxAppendBytes,
+		SnapshotRetryMs:     w.snapRetryMs,
+		MachineVersion:      m.version,
+		Snapshot:            m.disk.snap.Clone(),
 		Seed:                w.opts.Seed*1000003 + uint64(m.idx)*7919 + uint64(m.inc),
 		Sabotage:            w.opts.Sabotage,
 	}
 }
 
-// start boots m from its durable state.
+// start boots m from its durable state, as the server does: the log is
+// made to continue the snapshot, the machine restored from the snapshot.
 func (w *World) start(m *member) {
+	m.disk.reconcile()
 	r, err := core.New(w.config(m), m.disk.hard, reader{&m.disk})
 	if err != nil {
 		w.violate(CoreError, "member %s: New: %v", m.id, err)
@@ -168,8 +223,14 @@ func (w *World) start(m *member) {
 	}
 	m.raft = r
 	m.up = true
-	m.kv = map[string]string{}
-	m.applied = 0
+	m.machine = newMachineState()
+	if m.disk.snap.Index > 0 {
+		m.machine = m.disk.state.clone()
+	}
+	m.applied = m.machine.index
+	m.snapFrom = m.applied
+	m.snapWriting = false
+	m.staged = nil
 	m.lastCommit = 0
 	m.queries = nil
 	m.fdTold = [maxMembers]bool{}
@@ -183,7 +244,10 @@ func (w *World) crash(m *member, stop bool) {
 		m.stopped = m.stopped || stop
 		return
 	}
-	m.disk.crash(w.rng.IntN(len(m.disk.pending) + 1))
+	if err := m.disk.crash(w.rng.IntN(len(m.disk.pending) + 1)); err != nil {
+		w.violate(CoreError, "member %s: crash: %v", m.id, err)
+		return
+	}
 	m.raft = nil
 	m.up = false
 	m.stopped = stop
