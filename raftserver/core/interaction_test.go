@@ -71,15 +71,32 @@ func (it *interaction) run(cmd string) string {
 		f := strings.Fields(line)
 		switch f[0] {
 		case "cluster":
+			// cluster N [versions=v1,v2,...]
 			n, err := strconv.Atoi(f[1])
 			require.NoError(it.t, err)
+			versions := make([]uint64, n)
+			if len(f) > 2 {
+				list, ok := strings.CutPrefix(f[2], "versions=")
+				require.True(it.t, ok, "cluster N [versions=v1,v2,...]")
+				for i, v := range strings.Split(list, ",") {
+					versions[i] = it.uint(v)
+				}
+			}
 			it.c = newTestCluster(it.t, 0)
 			for i := 1; i <= n; i++ {
 				it.c.members.Voters = append(it.c.members.Voters, id(i))
 			}
 			for i := 1; i <= n; i++ {
-				it.addMember(id(i))
+				it.addMember(id(i), versions[i-1])
 			}
+		case "restart":
+			// restart sN [vV]: the member restarts from its durable state,
+			// with code that supports version V if given.
+			it.restart(it.sid(f[1]), f[2:])
+		case "snapshot":
+			// snapshot sN: the member made a snapshot at its applied index
+			// durable.
+			it.snapshot(it.sid(f[1]))
 		case "timeout":
 			it.step(it.sid(f[1]), ElectionTimeout{})
 		case "tick":
@@ -112,8 +129,15 @@ func (it *interaction) run(cmd string) string {
 		case "status":
 			for _, sid := range it.c.ids {
 				st := it.c.node(sid).r.Status()
-				fmt.Fprintf(it.out, "%s %s term=%d lead=%s commit=%d applied=%d last=%d stable=%d\n",
+				fmt.Fprintf(it.out, "%s %s term=%d lead=%s commit=%d applied=%d last=%d stable=%d",
 					sid.Name, st.Role, st.Term, st.Leader.Name, st.Commit, st.Applied, st.LastIndex, st.StableIndex)
+				if st.SnapshotIndex > 0 || st.FirstIndex > 1 {
+					fmt.Fprintf(it.out, " first=%d snapshot=%d@%d", st.FirstIndex, st.SnapshotIndex, st.SnapshotTerm)
+				}
+				if st.MachineVersion > 0 || st.SupportedVersion > 0 {
+					fmt.Fprintf(it.out, " version=%d supported=%d", st.MachineVersion, st.SupportedVersion)
+				}
+				fmt.Fprintln(it.out)
 			}
 		default:
 			it.t.Fatalf("unknown command %q", line)
@@ -122,14 +146,58 @@ func (it *interaction) run(cmd string) string {
 	return b.String()
 }
 
-func (it *interaction) addMember(sid ServerID) {
+func (it *interaction) addMember(sid ServerID, version uint64) {
 	cfg := Config{ID: sid, InitialMembers: it.c.members, ElectionTimeoutMs: 100, TickMs: 10, CheckQuorumMs: 30,
-		MaxInFlight: 8, Seed: uint64(len(it.c.ids) + 1)}
+		MaxInFlight: 8, SnapshotRetryMs: 50, MachineVersion: version, Seed: uint64(len(it.c.ids) + 1)}
 	r, err := New(cfg, HardState{}, newMemLog())
 	require.NoError(it.t, err)
 	it.c.nodes[sid] = &testNode{id: sid, r: r, cfg: cfg, log: r.log.reader.(*memLog)}
 	it.c.ids = append(it.c.ids, sid)
 	it.step(sid, Started{})
+}
+
+// restart replaces sid by a fresh Raft over its durable state; args may
+// name the version its new code supports (vN).
+func (it *interaction) restart(sid ServerID, args []string) {
+	old := it.c.node(sid)
+	cfg := old.cfg
+	cfg.Snapshot = old.snap
+	for _, a := range args {
+		v, ok := strings.CutPrefix(a, "v")
+		require.True(it.t, ok, "restart sN [vV]")
+		cfg.MachineVersion = it.uint(v)
+	}
+	log := old.log.durable(old.r.log.stable)
+	r, err := New(cfg, old.hard, log)
+	require.NoError(it.t, err)
+	it.c.nodes[sid] = &testNode{id: sid, r: r, cfg: cfg, log: log, hard: old.hard, snap: cfg.Snapshot, applied: cfg.Snapshot.Index}
+	fmt.Fprintf(it.out, "%s restarted, supports version %d\n", sid.Name, cfg.MachineVersion)
+	it.step(sid, Started{})
+}
+
+// snapshot has sid take a snapshot at its applied index. The version is the
+// one its applied entries reached; the members are the initial ones (the
+// scripts change no membership).
+func (it *interaction) snapshot(sid ServerID) {
+	nd := it.c.node(sid)
+	version := nd.snap.MachineVersion
+	for _, e := range nd.log.ents {
+		if e.Index <= nd.applied && e.Type == EntryMachineVersion {
+			v, err := DecodeMachineVersion(e.Data)
+			require.NoError(it.t, err)
+			version = v
+		}
+	}
+	t, err := nd.r.log.term(nd.applied)
+	require.NoError(it.t, err)
+	nd.snap = Snapshot{Index: nd.applied, Term: t, MachineVersion: version}
+	it.step(sid, SnapshotTaken{Snapshot: nd.snap})
+}
+
+func (it *interaction) uint(s string) uint64 {
+	v, err := strconv.ParseUint(s, 10, 64)
+	require.NoError(it.t, err)
+	return v
 }
 
 func (it *interaction) sid(name string) ServerID {
@@ -181,11 +249,22 @@ func describeEvent(ev Event) string {
 		return fmt.Sprintf("Query %v", ev.Token)
 	case LeaderDown:
 		return "LeaderDown " + ev.Leader.Name
+	case SnapshotTaken:
+		return fmt.Sprintf("SnapshotTaken %d@%d version=%d", ev.Snapshot.Index, ev.Snapshot.Term, ev.Snapshot.MachineVersion)
 	case TransferLeadership:
 		return "TransferLeadership " + ev.To.Name
 	default:
 		return strings.TrimPrefix(fmt.Sprintf("%T", ev), "core.")
 	}
+}
+
+// versionNote shows a machine version in a message when it is not 0, so
+// that traces without versions read as before.
+func versionNote(v uint64) string {
+	if v == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" v%d", v)
 }
 
 func describeMsg(m Message) string {
@@ -198,15 +277,15 @@ func describeMsg(m Message) string {
 		return fmt.Sprintf("AppendEntries t%d prev=%d@%d commit=%d [%s]", m.Term, m.PrevIndex, m.PrevTerm, m.Commit, strings.Join(es, " "))
 	case *AppendReply:
 		if m.Success {
-			return fmt.Sprintf("AppendReply t%d ok last=%d@%d commit=%d", m.Term, m.LastIndex, m.LastTerm, m.Commit)
+			return fmt.Sprintf("AppendReply t%d ok last=%d@%d commit=%d%s", m.Term, m.LastIndex, m.LastTerm, m.Commit, versionNote(m.MachineVersion))
 		}
-		return fmt.Sprintf("AppendReply t%d reject prev=%d hint=%d@%d commit=%d", m.Term, m.RejectedPrev, m.LastIndex, m.LastTerm, m.Commit)
+		return fmt.Sprintf("AppendReply t%d reject prev=%d hint=%d@%d commit=%d%s", m.Term, m.RejectedPrev, m.LastIndex, m.LastTerm, m.Commit, versionNote(m.MachineVersion))
 	case *PreVoteRequest:
-		return fmt.Sprintf("PreVoteRequest t%d last=%d@%d", m.Term, m.LastIndex, m.LastTerm)
+		return fmt.Sprintf("PreVoteRequest t%d last=%d@%d%s", m.Term, m.LastIndex, m.LastTerm, versionNote(m.MachineVersion))
 	case *PreVoteReply:
 		return fmt.Sprintf("PreVoteReply t%d granted=%v", m.Term, m.Granted)
 	case *VoteRequest:
-		return fmt.Sprintf("VoteRequest t%d last=%d@%d transfer=%v", m.Term, m.LastIndex, m.LastTerm, m.Transfer)
+		return fmt.Sprintf("VoteRequest t%d last=%d@%d transfer=%v%s", m.Term, m.LastIndex, m.LastTerm, m.Transfer, versionNote(m.MachineVersion))
 	case *VoteReply:
 		return fmt.Sprintf("VoteReply t%d granted=%v", m.Term, m.Granted)
 	case *TimeoutNow:
@@ -214,7 +293,9 @@ func describeMsg(m Message) string {
 	case *Heartbeat:
 		return fmt.Sprintf("Heartbeat t%d seq=%d commit=%d", m.Term, m.Seq, m.Commit)
 	case *HeartbeatReply:
-		return fmt.Sprintf("HeartbeatReply t%d seq=%d commit=%d", m.Term, m.Seq, m.Commit)
+		return fmt.Sprintf("HeartbeatReply t%d seq=%d commit=%d%s", m.Term, m.Seq, m.Commit, versionNote(m.MachineVersion))
+	case *InstallSnapshot:
+		return fmt.Sprintf("InstallSnapshot t%d snapshot=%d@%d version=%d", m.Term, m.Snapshot.Index, m.Snapshot.Term, m.Snapshot.MachineVersion)
 	case *NotLeader:
 		return fmt.Sprintf("NotLeader t%d", m.Term)
 	}
@@ -227,7 +308,20 @@ func describeAction(a Action) string {
 		return fmt.Sprintf("PersistState term=%d vote=%s", a.State.Term, a.State.VotedFor.Name)
 	case Append:
 		first, last := a.Entries[0], a.Entries[len(a.Entries)-1]
-		return fmt.Sprintf("Append %d..%d@%d", first.Index, last.Index, last.Term)
+		var bumps []string
+		for _, e := range a.Entries {
+			if e.Type == EntryMachineVersion {
+				v, _ := DecodeMachineVersion(e.Data)
+				bumps = append(bumps, fmt.Sprintf(" (%d: version %d)", e.Index, v))
+			}
+		}
+		return fmt.Sprintf("Append %d..%d@%d%s", first.Index, last.Index, last.Term, strings.Join(bumps, ""))
+	case Compact:
+		return fmt.Sprintf("Compact through=%d", a.Through)
+	case SendSnapshot:
+		return fmt.Sprintf("SendSnapshot -> %s %s", a.To.Name, describeMsg(a.Msg))
+	case RestoreSnapshot:
+		return fmt.Sprintf("RestoreSnapshot %d@%d version=%d", a.Snapshot.Index, a.Snapshot.Term, a.Snapshot.MachineVersion)
 	case Send:
 		return "-> " + a.To.Name + " " + describeMsg(a.Msg)
 	case Apply:
