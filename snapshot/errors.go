@@ -87,6 +87,7 @@ const (
 	RejectStorage RejectReason = 3
 )
 
+// String names the reason.
 func (r RejectReason) String() string {
 	switch r {
 	case RejectStale:

@@ -61,6 +61,7 @@ const (
 	AckRejected AckStatus = 4
 )
 
+// String names the status.
 func (s AckStatus) String() string {
 	switch s {
 	case AckProgress:
@@ -79,10 +80,10 @@ func (s AckStatus) String() string {
 // ChunkAck is a receiver's answer to a Chunk, from the follower's server to
 // the leader's. It names the transfer and snapshot it answers.
 type ChunkAck struct {
-	Transfer    uint64
-	Index, Term uint64
-	Next        uint64 // next byte offset the receiver wants
-	Status      AckStatus
+	Transfer    uint64       // the transfer of the chunk answered
+	Index, Term uint64       // its snapshot, for the server's routing and logs
+	Next        uint64       // next byte offset the receiver wants
+	Status      AckStatus    // what the ack means
 	Reason      RejectReason // with AckRejected only, else 0
 }
 

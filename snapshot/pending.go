@@ -103,7 +103,7 @@ func newFileID() uint64 {
 	}
 }
 
-// Write appends machine data. It never keeps p. After the first error
+// Write appends machine data. It never keeps b. After the first error
 // every call returns it (the snapshot is then lost: Commit fails).
 func (p *Pending) Write(b []byte) (int, error) {
 	if p.done {

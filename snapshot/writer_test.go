@@ -257,3 +257,22 @@ func TestWriterStop(t *testing.T) {
 	require.ErrorIs(t, w.Submit(Write{UID: "a", Index: 2, Data: BytesSource("x")}), ErrStopped)
 	require.NoError(t, w.Stop(waitFor))
 }
+
+func TestSourceFunc(t *testing.T) {
+	_, s, w, ib := startWriter(t, Options{}, WriterOptions{})
+	var freed atomic.Int32
+	src := SourceFunc{
+		Write: func(w io.Writer) (int64, error) {
+			n, err := w.Write([]byte("view"))
+			return int64(n), err
+		},
+		Free: func() { freed.Add(1) },
+	}
+	require.NoError(t, w.Submit(Write{UID: "f", Index: 1, Term: 1, Data: src, Notify: ib.Ref()}))
+	m := recv[Written](t, ib)
+	require.Equal(t, int32(1), freed.Load())
+	_, data, err := readAll(s, m.Info)
+	require.NoError(t, err)
+	require.Equal(t, "view", string(data))
+	SourceFunc{Write: src.Write}.Release() // no Free: nothing to call
+}
