@@ -60,7 +60,7 @@ func (s *Store) Open(info Info) (*Reader, error) {
 	r := &Reader{
 		info: info,
 		f:    f,
-		br:   bufio.NewReaderSize(f, 256<<10),
+		br:   bufio.NewReaderSize(f, int(min(256<<10, max(size, 16)))),
 		size: size,
 		v:    newVerifier(path, &header{index: info.Index, term: info.Term, id: info.ID}),
 	}

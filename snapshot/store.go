@@ -445,8 +445,16 @@ func (s *Store) verifyFile(path string, expect *header) (Info, error) {
 		return Info{}, openErr(path, err)
 	}
 	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		return Info{}, ioErr("seek "+path, err)
+	}
 	v := newVerifier(path, expect)
-	buf := make([]byte, 1<<20)
+	// Small snapshots (most of a node's many servers) get a small buffer.
+	buf := make([]byte, min(1<<20, max(size, 1)))
 	for {
 		n, rerr := f.Read(buf)
 		if n > 0 {

@@ -544,7 +544,7 @@ func liveHeap() uint64 {
 }
 
 func TestTransferHugeStateIsStreamed(t *testing.T) {
-	size := int64(96 << 20)
+	size := int64(64 << 20)
 	if testing.Short() {
 		size = 16 << 20
 	}
