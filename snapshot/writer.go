@@ -25,9 +25,9 @@ const DefaultConcurrency = 2
 // server on its own node; it does not cross nodes. After sending it the
 // server must not touch Meta or Data (see Source for Data's rules).
 //
-// The writer answers Notify with exactly one Written or WriteFailed
-// (none if Notify is the zero Ref). Data's Release is called exactly once
-// whatever happens.
+// The writer answers Notify with exactly one Written or WriteFailed (none
+// if Notify is the zero Ref, or for a write still running when the node
+// itself stops). Data's Release is called exactly once whatever happens.
 type Write struct {
 	UID    string
 	Index  uint64
@@ -231,6 +231,7 @@ func (p *writerProcess) Receive(ctx *actor.Context, msg actor.Message) {
 		p.stopping.Store(true)
 		for _, q := range p.queue {
 			p.release(q)
+			p.fail(ctx, q, ErrStopped)
 		}
 		p.queue = nil
 		go func() {
