@@ -153,3 +153,56 @@ func FuzzDecodeMachineVersion(f *testing.F) {
 		require.Equal(t, v, again)
 	})
 }
+
+func TestFollowerRefusesASnapshotItsCodeCannotRun(t *testing.T) {
+	c := versionedCluster(t, 1, 1, 0)
+	c.elect(id(1))
+	c.tick(id(1), 3)
+	s3 := c.node(id(3))
+	acts := c.step(id(3), Receive{From: id(1), Msg: &InstallSnapshot{Term: 1, Snapshot: Snapshot{Index: 9, Term: 1, MachineVersion: 1}}})
+	require.Empty(t, s3.restores)
+	reply := sends(acts)[0].Msg.(*AppendReply)
+	require.EqualValues(t, 2, reply.LastIndex, "it answers with its position")
+	require.EqualValues(t, 0, reply.MachineVersion, "and its version")
+}
+
+func TestHeldBackTransferStartsWhenTheFollowerReportsNewCode(t *testing.T) {
+	c := versionedCluster(t, 1, 1, 0)
+	c.elect(id(1))
+	c.node(id(3)).down = true
+	c.propose(id(1), "a")
+	c.settle()
+	c.tick(id(1), 3)
+	ldr := c.node(id(1))
+	c.snapshot(id(1), Membership{}, 1)
+	c.node(id(3)).down = false
+	c.restart(id(3))
+	c.settle()
+	require.Empty(t, ldr.snapSends, "held back: s3 runs version 0")
+	// s3 gets new code, but its announcement is lost: the leader learns of
+	// it from the answer to its next small check.
+	c.cut[[2]ServerID{id(3), id(1)}] = true
+	s3 := c.restart(id(3), 1)
+	c.deliver()
+	c.heal()
+	c.tick(id(1), 3) // SnapshotRetryMs is 10 ticks
+	require.Len(t, ldr.snapSends, 1, "sent before the retry time is up")
+	require.Len(t, s3.restores, 1)
+}
+
+func TestDowngradedMemberAppliesNothingPastItsVersion(t *testing.T) {
+	cfg := testConfig(id(1), Membership{Voters: []ServerID{id(1), id(2), id(3)}}, 1)
+	cfg.Snapshot = Snapshot{Index: 4, Term: 1, MachineVersion: 2}
+	cfg.MachineVersion = 1
+	log := &memLog{base: 4, baseTerm: 1, ents: ents(5, 1, 3)}
+	r, err := New(cfg, HardState{Term: 1}, log)
+	require.NoError(t, err)
+	acts, err := r.Step(Receive{From: id(2), Msg: &AppendEntries{Term: 1, PrevIndex: 7, PrevTerm: 1, Commit: 7}})
+	require.NoError(t, err)
+	for _, a := range acts {
+		_, isApply := a.(Apply)
+		require.False(t, isApply, "version 2 is in effect; the code supports 1")
+	}
+	require.EqualValues(t, 7, r.Commit())
+	require.EqualValues(t, 4, r.Applied())
+}
