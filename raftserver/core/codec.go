@@ -21,7 +21,7 @@ import (
 //	TimeoutNow      tag=7 term
 //	Heartbeat       tag=8 term seq commit
 //	HeartbeatReply  tag=9 term seq commit machine_version
-//	NotLeader       tag=10 term
+//	NotLeader       tag=10 term lost(bool)
 //	InstallSnapshot tag=11 term index snapshot_term machine_version members
 //	                (members as in Membership.AppendBinary)
 //
@@ -121,7 +121,8 @@ func (m *HeartbeatReply) AppendBinary(b []byte) []byte {
 // AppendBinary implements Message.
 func (m *NotLeader) AppendBinary(b []byte) []byte {
 	b = append(b, byte(kindNotLeader))
-	return wire.AppendUvarint(b, m.Term)
+	b = wire.AppendUvarint(b, m.Term)
+	return wire.AppendBool(b, m.Lost)
 }
 
 // AppendBinary implements Message.
@@ -167,7 +168,7 @@ func DecodeMessage(b []byte) (Message, error) {
 	case kindHeartbeatReply:
 		m = &HeartbeatReply{Term: r.Uvarint(), Seq: r.Uvarint(), Commit: r.Uvarint(), MachineVersion: r.Uvarint()}
 	case kindNotLeader:
-		m = &NotLeader{Term: r.Uvarint()}
+		m = &NotLeader{Term: r.Uvarint(), Lost: r.Bool()}
 	case kindInstallSnapshot:
 		m = decodeInstallSnapshot(r)
 	default:

@@ -29,6 +29,7 @@ func sampleMessages() []Message {
 		&Heartbeat{Term: 5, Seq: 77, Commit: 100},
 		&HeartbeatReply{Term: 5, Seq: 77, Commit: 99, MachineVersion: ^uint64(0)},
 		&NotLeader{Term: ^uint64(0)},
+		&NotLeader{Term: 3, Lost: true},
 		&InstallSnapshot{Term: 9, Snapshot: Snapshot{Index: 1000, Term: 8, MachineVersion: 2,
 			Members: Membership{Voters: []ServerID{{"a", "n1"}, {"b", "n2"}}, NonVoters: []ServerID{{"c", "n3"}}}}},
 		&InstallSnapshot{Term: 1, Snapshot: Snapshot{Index: 3, Term: 1}},

@@ -74,6 +74,18 @@ type Config struct {
 	// Term(Snapshot.Index) == Snapshot.Term. The server has restored the
 	// machine from it; Apply actions start at Snapshot.Index+1.
 	Snapshot Snapshot
+	// RecoverTo and RecoverTerm are durable state too, nonzero when the
+	// member lost log entries it may have acknowledged: its newest snapshot
+	// failed verification at start, and the server reset the log to an
+	// older snapshot (or to none). They are the index and term of the last
+	// entry of the lost log. Until the member's log again holds, durably and
+	// matching a leader, the committed entries up to RecoverTo, it does not
+	// campaign (it could lead without entries a quorum relies on), and it
+	// grants (pre-)votes only to logs at least as up to date as the lost
+	// one, as it would have with its log intact. It replicates and counts
+	// for commits as usual. Status().RecoverTo says when recovery is over
+	// (0); the server then forgets the persisted values.
+	RecoverTo, RecoverTerm uint64
 	// Seed seeds the election jitter. Two members should use different
 	// seeds; the same seed replays the same jitter.
 	Seed uint64
@@ -121,6 +133,10 @@ type Sabotage struct {
 	// InstallWithoutReset makes a follower that installs a snapshot keep
 	// its old view of the log instead of resetting it to the snapshot.
 	InstallWithoutReset bool
+	// VoteWhileRecovering makes a member that lost log entries (RecoverTo)
+	// vote by the log it has left and campaign as if it had the lost
+	// entries.
+	VoteWhileRecovering bool
 }
 
 // withDefaults returns c with zero-valued optional fields set.

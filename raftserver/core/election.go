@@ -106,8 +106,18 @@ func (r *Raft) handleVoteRequest(from ServerID, m *VoteRequest) {
 	r.send(from, &VoteReply{Term: r.term})
 }
 
+// voteLogOK is Raft's election restriction: the candidate's log must be at
+// least as up to date as ours, and, while we recover lost entries, as the
+// log we lost (its last entry still stands for what we acknowledged).
 func (r *Raft) voteLogOK(lastIndex, lastTerm uint64) bool {
-	return r.cfg.Sabotage.SkipUpToDateCheck || r.log.isUpToDate(lastIndex, lastTerm)
+	if r.cfg.Sabotage.SkipUpToDateCheck {
+		return true
+	}
+	if r.recoverTo > 0 && !r.cfg.Sabotage.VoteWhileRecovering &&
+		(lastTerm < r.recoverTerm || lastTerm == r.recoverTerm && lastIndex < r.recoverTo) {
+		return false
+	}
+	return r.log.isUpToDate(lastIndex, lastTerm)
 }
 
 func (r *Raft) handleElectionTimeout() {
@@ -117,12 +127,17 @@ func (r *Raft) handleElectionTimeout() {
 	case RoleFollower:
 		switch {
 		case r.liveLeader():
-			if r.commit < r.log.lastIndex() {
+			if r.recoverTo > 0 {
+				// The leader may think we hold what we lost: make it
+				// probe us (as after a restart) until we have it back.
+				r.electionAttempts++
+				r.send(r.lead, &NotLeader{Term: r.term, Lost: true})
+			} else if r.commit < r.log.lastIndex() {
 				// Our commit index lags: remind the leader (it re-sends it).
 				r.electionAttempts++
 				r.replyAppend(r.lead, false)
 			}
-		case !r.isVoter():
+		case !r.mayStand() || r.recoverTo > 0:
 			r.electionAttempts++
 			r.announce()
 		case !r.mayCampaign():

@@ -161,6 +161,19 @@ func readAll(reader LogReader, lo, hi uint64) ([]Entry, error) {
 	return out, nil
 }
 
+// previous returns the config in effect before the latest config entry,
+// if that entry is above commit (uncommitted).
+func (ml *membershipLog) previous(commit uint64) (Membership, bool) {
+	n := len(ml.configs)
+	switch {
+	case n == 0 || ml.configs[n-1].index <= commit:
+		return Membership{}, false
+	case n == 1:
+		return ml.initial, true
+	}
+	return ml.configs[n-2].members, true
+}
+
 // followMembership acts on committed membership: a leader removed by a
 // committed config steps down; a follower forgets a leader that a
 // committed config removed (that leader will not come back to tell it).

@@ -141,6 +141,10 @@ type HeartbeatReply struct {
 // tell a follower that its live leader stopped leading.
 type NotLeader struct {
 	Term uint64
+	// Lost: the sender is recovering log entries it lost (see
+	// Config.RecoverTo). A leader forgets what it knew the sender holds
+	// and finds out again.
+	Lost bool
 }
 
 // InstallSnapshot tells a follower that the leader of Term sent it the

@@ -39,6 +39,8 @@ type Raft struct {
 	// ApplyUncommitted sabotage).
 	snapshot  Snapshot
 	compacted uint64
+	// recoverTo, recoverTerm: see Config.RecoverTo; 0 once recovered.
+	recoverTo, recoverTerm uint64
 
 	members  membershipLog
 	versions versionLog
@@ -123,6 +125,11 @@ func New(cfg Config, state HardState, log LogReader) (*Raft, error) {
 		compacted: log.FirstIndex() - 1,
 		members:   members,
 		versions:  versions,
+	}
+	if cfg.RecoverTo > snap.Index {
+		r.recoverTo, r.recoverTerm = cfg.RecoverTo, cfg.RecoverTerm
+		r.logger.Warn("recovering lost log entries: no campaigns until they are back",
+			"recover_to", cfg.RecoverTo, "recover_term", cfg.RecoverTerm)
 	}
 	return r, nil
 }
@@ -228,6 +235,13 @@ func (r *Raft) finish() {
 		r.emit(a)
 	}
 	r.versions.applied(min(r.applied, r.commit))
+	if r.recoverTo > 0 && (r.snapshot.Index >= r.recoverTo || min(r.commit, r.log.stable) >= r.recoverTo) {
+		// The log holds, durably, a leader's committed prefix up to
+		// recoverTo: every entry this member could have acknowledged and
+		// lost that mattered is back.
+		r.logger.Info("lost log entries recovered", "recover_to", r.recoverTo)
+		r.recoverTo, r.recoverTerm = 0, 0
+	}
 	if s := r.snapshot.Index; s > r.compacted && r.log.stable >= s {
 		// The entries the snapshot covers are durable in the log too (a
 		// follower may have applied some before its log had them), so the
@@ -255,7 +269,20 @@ func (r *Raft) finish() {
 	}
 }
 
-// isVoter reports whether this member may vote and campaign.
+// mayStand reports whether this member may stand for election: as a voter
+// of the config in effect, or as a voter of the previous one while the
+// change that removed it (or made it a non-voter) is uncommitted. It may
+// then still be needed to commit that change (Ongaro's thesis, 4.2.2); its
+// own vote does not count, as tallies count the voters in effect only.
+func (r *Raft) mayStand() bool {
+	if r.isVoter() {
+		return true
+	}
+	prev, ok := r.members.previous(r.commit)
+	return ok && prev.IsVoter(r.id)
+}
+
+// isVoter reports whether this member is a voter of the config in effect.
 func (r *Raft) isVoter() bool {
 	if r.members.voterFor != r.members.index()+1 {
 		r.members.voter = r.members.current.IsVoter(r.id)
@@ -281,10 +308,12 @@ func (r *Raft) liveLeader() bool {
 //   - a voter in pre_vote or candidate, or a voting follower without a
 //     live leader, campaigns when it fires;
 //   - a non-voter without a live leader re-announces NotLeader (it may be
-//     a restarted ex-leader that followers still believe in);
+//     a restarted ex-leader that followers still believe in), and so does
+//     a member recovering lost entries, so that a leader finds it;
 //   - a follower whose commit index is below its last index pings its
 //     leader, which then re-sends what the follower lacks and the commit
-//     index. (In an idle cluster every follower's log equals the leader's,
+//     index; a follower recovering lost entries tells its leader it
+//     restarted, since the leader may believe it holds them. (In an idle cluster every follower's log equals the leader's,
 //     whose noop aligned them, and is committed: no timer.)
 //
 // The last one is cancelled lazily (left to fire and be ignored), so a
@@ -293,8 +322,9 @@ func (r *Raft) syncElectionTimer() {
 	live := r.liveLeader()
 	campaign := r.mayCampaign() && (r.role == RolePreVote || r.role == RoleCandidate ||
 		(r.role == RoleFollower && !live))
-	announce := !r.isVoter() && r.role == RoleFollower && !live && len(r.members.current.peers(r.id)) > 0
-	watchdog := r.role == RoleFollower && live && r.commit < r.log.lastIndex()
+	recovering := r.recoverTo > 0
+	announce := (!r.mayStand() || recovering) && r.role == RoleFollower && !live && len(r.members.current.peers(r.id)) > 0
+	watchdog := r.role == RoleFollower && live && (r.commit < r.log.lastIndex() || recovering)
 	want := campaign || announce || watchdog
 	lazy := r.role == RoleFollower && live
 	switch {
@@ -310,10 +340,11 @@ func (r *Raft) syncElectionTimer() {
 
 // announce tells every peer that this member leads nothing in its term: a
 // follower that still follows it (it may have led before a restart, or
-// stepped down) forgets it; a leader learns the member lost its state.
+// stepped down) forgets it; a leader learns the member restarted (and,
+// while it recovers, that it lost log entries).
 func (r *Raft) announce() {
 	for _, id := range r.members.current.peers(r.id) {
-		r.send(id, &NotLeader{Term: r.term})
+		r.send(id, &NotLeader{Term: r.term, Lost: r.recoverTo > 0})
 	}
 }
 

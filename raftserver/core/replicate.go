@@ -89,6 +89,13 @@ func stepLeader(r *Raft, from ServerID, m Message) {
 		if pr := r.ldr.progress[from]; pr != nil {
 			pr.commitAcked = 0
 			pr.versionKnown = false
+			if m.Lost {
+				// It no longer holds what it acknowledged: counting less
+				// for it is always safe, and its answers to the probe
+				// tell where it stands.
+				pr.match = 0
+				pr.endSnapshot()
+			}
 			pr.becomeProbe(pr.match + 1)
 			r.sendAppend(from)
 		}

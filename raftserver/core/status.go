@@ -33,6 +33,9 @@ type Status struct {
 	// before the bump: Applied then stays below Commit.
 	MachineVersion   uint64
 	SupportedVersion uint64
+	// RecoverTo is nonzero while the member recovers log entries it lost
+	// (see Config.RecoverTo): it does not campaign meanwhile.
+	RecoverTo uint64
 }
 
 // Status returns the member's current status. Members is a copy.
@@ -56,8 +59,12 @@ func (r *Raft) Status() Status {
 		SnapshotTerm:     r.snapshot.Term,
 		MachineVersion:   r.versions.current(),
 		SupportedVersion: r.cfg.MachineVersion,
+		RecoverTo:        r.recoverTo,
 	}
 }
+
+// RecoverTo returns Status().RecoverTo without copying the whole Status.
+func (r *Raft) RecoverTo() uint64 { return r.recoverTo }
 
 // Role returns the member's role without copying the whole Status.
 func (r *Raft) Role() Role { return r.role }

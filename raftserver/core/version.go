@@ -133,7 +133,8 @@ func (r *Raft) noteEntries(ents []Entry) {
 // it cannot apply (it could not answer any command); voters refuse it too
 // (see voteVersionOK), so it cannot win even with a log that lacks the bump.
 func (r *Raft) mayCampaign() bool {
-	return r.isVoter() && r.versions.current() <= r.cfg.MachineVersion
+	return r.mayStand() && r.versions.current() <= r.cfg.MachineVersion &&
+		(r.recoverTo == 0 || r.cfg.Sabotage.VoteWhileRecovering)
 }
 
 // voteVersionOK reports whether a candidate whose code supports version v

@@ -23,6 +23,10 @@ func (w *World) stepMember(m *member, ev core.Event) {
 			return
 		}
 	}
+	if m.disk.recoverTo != 0 && m.raft.RecoverTo() == 0 {
+		// Recovered: the server forgets the persisted mark.
+		m.disk.recoverTo, m.disk.recoverTerm = 0, 0
+	}
 	w.checkMember(m)
 }
 
@@ -148,6 +152,9 @@ func (w *World) restoreSnapshot(m *member, s core.Snapshot) {
 	w.checkSnapshot(m, "installs", s, &st.state)
 	w.stats.Installs++
 	m.disk.snap, m.disk.state = st.snap, st.state.clone()
+	if len(st.state.members.Voters) > 0 {
+		m.disk.members = st.state.members.Clone()
+	}
 	m.disk.resetLog(s.Index, s.Term, st.state.hash)
 	w.queueSync(m)
 	m.machine = st.state
@@ -216,6 +223,7 @@ func (w *World) apply(m *member, a core.Apply) {
 			w.checkState(m)
 			switch e.Type {
 			case core.EntryConfig:
+				m.disk.members = m.machine.members.Clone()
 				w.configCommitted(e)
 			case core.EntryMachineVersion:
 				w.versionApplied(m, e)

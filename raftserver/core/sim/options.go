@@ -53,6 +53,11 @@ type Faults struct {
 	Membership    float64 // weight: add, promote or remove a member
 	Transfer      float64 // weight: ask the leader to transfer leadership
 	Upgrade       float64 // weight: restart a member with newer code (upgrade runs only)
+	// SnapshotLoss is the chance that a member holding a snapshot finds it
+	// corrupt when it restarts during the fault phase: it falls back to no
+	// snapshot and, if its log started after it, loses the log too and
+	// recovers (core.Config.RecoverTo).
+	SnapshotLoss float64
 }
 
 // DefaultFaults is the adversary the tests use.
@@ -62,6 +67,7 @@ func DefaultFaults() Faults {
 		ChaosPeriodMs: 60,
 		Crash:         3, Partition: 2, OneWay: 1, Heal: 4, Suspect: 1,
 		Membership: 1.5, Transfer: 1, Upgrade: 1.5,
+		SnapshotLoss: 0.2,
 	}
 }
 

@@ -200,6 +200,16 @@ func (w *World) stepOne() bool {
 		m := w.members[ev.m]
 		if !m.up && !m.stopped {
 			w.traceEvent("restart", ev.m, nil)
+			if !w.healed && m.disk.snap.Index > 0 && w.noneRecovering() && w.rng.Float64() < w.opts.Faults.SnapshotLoss {
+				w.traceEvent("snaplost", ev.m, nil)
+				w.stats.SnapshotsLost++
+				m.disk.loseSnapshot()
+				if len(m.disk.members.Voters) > 0 {
+					// The server restarts it with the members its
+					// directory recorded.
+					m.initial = m.disk.members.Clone()
+				}
+			}
 			w.start(m)
 		}
 	case evStop:
@@ -207,6 +217,19 @@ func (w *World) stepOne() bool {
 		if !m.stopped {
 			w.traceEvent("stop", ev.m, nil)
 			w.crash(m, true)
+		}
+	}
+	return true
+}
+
+// noneRecovering reports whether no member is recovering lost log entries.
+// Snapshots are lost on one member at a time: two members that lose
+// acknowledged entries at once may have lost a committed one for good, and
+// no protocol can get it back.
+func (w *World) noneRecovering() bool {
+	for _, m := range w.members {
+		if m.disk.recoverTo != 0 {
+			return false
 		}
 	}
 	return true
@@ -247,8 +270,9 @@ func (w *World) fdNotify(a, b *member, ev core.Event) {
 
 // heal ends the fault phase: no more chaos, drops or partitions; crashed
 // members restart; clients finish what they have in flight. In an upgrade
-// run every member gets the new code, except, in half the runs, one that
-// stays on old code until the cluster has converged without it.
+// run every member gets the new code, except, in half the runs (if no
+// member is recovering lost entries), one that stays on old code until the
+// cluster has converged without it.
 func (w *World) heal() {
 	w.healed = true
 	w.traceEvent("heal", 0, nil)
@@ -260,7 +284,10 @@ func (w *World) heal() {
 				old = append(old, m)
 			}
 		}
-		if len(old) > 0 && w.rng.IntN(2) == 0 {
+		// Not while a member recovers lost entries: with one member that
+		// cannot lead and another that may not, a cluster of three can be
+		// left with no possible leader until the old code is upgraded.
+		if len(old) > 0 && w.rng.IntN(2) == 0 && w.noneRecovering() {
 			k := w.rng.IntN(len(old))
 			w.keepOld = old[k].idx
 			old = append(old[:k], old[k+1:]...)

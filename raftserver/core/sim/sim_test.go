@@ -84,6 +84,7 @@ func TestSimulationSeeds(t *testing.T) {
 				totals.Installs += res.Stats.Installs
 				totals.Upgrades += res.Stats.Upgrades
 				totals.Bumps += res.Stats.Bumps
+				totals.SnapshotsLost += res.Stats.SnapshotsLost
 				if res.Stats.StalledMax > 0 {
 					stalledRuns++
 				}
@@ -99,11 +100,12 @@ func TestSimulationSeeds(t *testing.T) {
 	t.Logf("%d seeds from %d: %d events, %d elections, %d client ops acknowledged, %d crashes, "+
 		"%d membership changes asked (%d committed), %d transfers asked (%d done), "+
 		"%d snapshots taken, %d compactions, %d snapshots sent, %d installed, "+
-		"%d upgrades, %d version bumps, %d runs with a member held back by old code",
+		"%d upgrades, %d version bumps, %d runs with a member held back by old code, "+
+		"%d snapshots found corrupt at restart",
 		n, first, totals.Events, totals.Elections, totals.OpsOK, totals.Crashes,
 		totals.Changes, totals.ConfigsDone, totals.Transfers, totals.TransfersOK,
 		totals.Snapshots, totals.Compactions, totals.SnapSends, totals.Installs,
-		totals.Upgrades, totals.Bumps, stalledRuns)
+		totals.Upgrades, totals.Bumps, stalledRuns, totals.SnapshotsLost)
 	for _, res := range failed {
 		t.Errorf("seed %d: %v\n\treplay: %s=%d %s=/tmp/trace.txt go test ./raftserver/core/sim -run TestSimulationSeeds -v",
 			res.Seed, res.Violation, envSeed, res.Seed, envTrace)
@@ -162,6 +164,7 @@ func TestSabotageIsCaught(t *testing.T) {
 		{"installing a snapshot behind the commit index", core.Sabotage{InstallStaleSnapshot: true}, StateMachineSafety, ""},
 		{"installing a snapshot without resetting the log", core.Sabotage{InstallWithoutReset: true}, CoreError,
 			"core log ends at"},
+		{"voting after losing log entries", core.Sabotage{VoteWhileRecovering: true}, AckedLost, ""},
 	}
 	const maxSeeds = 3000
 	for _, tc := range cases {

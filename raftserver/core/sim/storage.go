@@ -34,6 +34,15 @@ type disk struct {
 	durable          []core.Entry
 
 	pending []write
+
+	// recoverTo and recoverTerm are durable like hard: the last entry of
+	// the log this member lost when a corrupt snapshot cut it off (see
+	// core.Config.RecoverTo).
+	recoverTo, recoverTerm uint64
+	// members is the last configuration the member applied, kept apart
+	// from the log as the server's directory keeps it: a member that lost
+	// its log and snapshot still knows its peers.
+	members core.Membership
 }
 
 // write is one pending write: entries, or a reset of the log to hold
@@ -175,18 +184,34 @@ func (d *disk) crash(survive int) error {
 	return nil
 }
 
+// loseSnapshot models a snapshot that fails verification at start: the
+// member is left with no snapshot (the server would take an older one if
+// it had one; none is kept here).
+func (d *disk) loseSnapshot() {
+	d.snap = core.Snapshot{}
+	d.state = newMachineState()
+}
+
 // reconcile runs before a restart, as the server does: a log that does not
 // continue the durable snapshot (it ends below it, or holds another term at
 // its index, when a crash cut an install short or lost writes the snapshot
-// covers) is reset to the snapshot.
+// covers) is reset to the snapshot. A log that starts after the snapshot
+// (the newer snapshot it continued was lost) is reset too, and the member
+// records that it lost entries up to the log's end.
 func (d *disk) reconcile() {
 	s := d.snap
-	if s.Index == 0 {
-		return
-	}
-	t, ok := d.termAt(s.Index)
-	if ok && t == s.Term {
-		return
+	if d.base > s.Index {
+		if t, ok := d.termAt(d.last()); ok && d.last() > d.recoverTo {
+			d.recoverTo, d.recoverTerm = d.last(), t
+		}
+	} else {
+		if s.Index == 0 {
+			return
+		}
+		t, ok := d.termAt(s.Index)
+		if ok && t == s.Term {
+			return
+		}
 	}
 	d.resetLog(s.Index, s.Term, d.state.hash)
 	d.pending = d.pending[:0]

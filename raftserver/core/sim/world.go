@@ -117,6 +117,8 @@ type Stats struct {
 	Upgrades    int // members restarted with newer code
 	Bumps       int // machine version bumps committed
 	StalledMax  int // most entries a member on old code held back at once
+	// SnapshotsLost counts restarts whose snapshot was found corrupt.
+	SnapshotsLost int
 }
 
 func newWorld(opts Options) *World {
@@ -207,6 +209,8 @@ func (w *World) config(m *member) core.Config {
 		SnapshotRetryMs:     w.snapRetryMs,
 		MachineVersion:      m.version,
 		Snapshot:            m.disk.snap.Clone(),
+		RecoverTo:           m.disk.recoverTo,
+		RecoverTerm:         m.disk.recoverTerm,
 		Seed:                w.opts.Seed*1000003 + uint64(m.idx)*7919 + uint64(m.inc),
 		Sabotage:            w.opts.Sabotage,
 	}

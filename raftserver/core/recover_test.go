@@ -1,0 +1,137 @@
+package core
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// loseLog restarts sid with an empty log, as the server does when the
+// snapshot its log continued fails verification: the member records the
+// last entry of the log it lost.
+func (c *testCluster) loseLog(sid ServerID) *testNode {
+	old := c.node(sid)
+	cfg := old.cfg
+	cfg.Snapshot = Snapshot{}
+	st := old.r.Status()
+	cfg.RecoverTo, cfg.RecoverTerm = st.LastIndex, st.LastTerm
+	return c.start(cfg, old.hard, newMemLog())
+}
+
+func TestMemberThatLostItsLogVotesAsIfItHadIt(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.elect(id(1))
+	c.propose(id(1), "a")
+	c.settle()
+	// s2 misses "b", which s1 and s3 commit.
+	c.isolate(id(2))
+	tok := c.propose(id(1), "b")
+	c.settle()
+	c.tick(id(1), 2)
+	require.True(t, c.node(id(1)).hasToken(tok))
+
+	// s3 loses its log, and s1 goes down.
+	c.node(id(1)).down = true
+	s3 := c.loseLog(id(3))
+	c.heal()
+	require.NotZero(t, s3.r.RecoverTo())
+	require.Zero(t, s3.r.LastIndex())
+
+	// s3 does not stand: its timer only tells the others it lost entries.
+	acts := c.step(id(3), ElectionTimeout{})
+	require.Equal(t, RoleFollower, s3.r.Role())
+	for _, s := range sends(acts) {
+		require.Equal(t, &NotLeader{Term: s3.r.Term(), Lost: true}, s.Msg)
+	}
+	c.deliver()
+
+	// s2 lacks the committed "b": with an empty log s3 would elect it;
+	// remembering the log it lost, it refuses.
+	c.step(id(2), ElectionTimeout{})
+	c.settle()
+	require.NotEqual(t, RoleLeader, c.node(id(2)).r.Role(), "s3 helped elect a leader without a committed entry")
+
+	// s1 returns and wins with s3's vote (its log is as good as the lost one).
+	c.node(id(1)).down = false
+	c.restart(id(1))
+	c.settle()
+	c.elect(id(1))
+	c.tick(id(1), 5)
+	require.Equal(t, c.node(id(1)).log.ents, s3.log.ents, "s3 got its log back")
+	require.Zero(t, s3.r.RecoverTo(), "recovered")
+	require.EqualValues(t, c.node(id(1)).r.Commit(), s3.applied)
+
+	// Recovered, s3 may stand again.
+	c.node(id(1)).down = true
+	c.step(id(2), LeaderDown{Leader: id(1)})
+	c.step(id(3), LeaderDown{Leader: id(1)})
+	c.elect(id(3))
+}
+
+func TestLeaderForgetsWhatALostFollowerHeld(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.elect(id(1))
+	for _, d := range []string{"a", "b", "c"} {
+		c.propose(id(1), d)
+	}
+	c.settle()
+	c.tick(id(1), 3)
+	ldr := c.node(id(1))
+	require.False(t, ldr.ticker, "idle: the leader sends nothing more")
+
+	// s3 loses its log while the leader believes it holds everything.
+	s3 := c.loseLog(id(3))
+	c.settle()
+	c.tick(id(1), 5)
+	require.Equal(t, ldr.log.ents, s3.log.ents, "the leader re-sent what s3 lost")
+	require.Zero(t, s3.r.RecoverTo())
+
+	// Without the announcement (lost), the watchdog repeats it.
+	s3 = c.loseLog(id(3))
+	c.inbox = nil
+	require.NotZero(t, s3.timerMs, "a recovering member keeps a timer to find a leader")
+	c.step(id(3), ElectionTimeout{})
+	c.settle()
+	c.tick(id(1), 5)
+	require.Equal(t, ldr.log.ents, s3.log.ents)
+	require.Zero(t, s3.r.RecoverTo())
+}
+
+func TestRemovedMemberStandsUntilItsRemovalCommits(t *testing.T) {
+	c := newTestCluster(t, 4)
+	c.elect(id(1))
+	c.settle()
+	// s1 removes itself, but the change reaches nobody; check-quorum then
+	// makes it step down.
+	s1 := c.node(id(1))
+	c.isolate(id(1))
+	c.step(id(1), RemoveMember{Member: id(1), Token: "rm1"})
+	c.settle()
+	c.tick(id(1), 20)
+	require.Equal(t, RoleFollower, s1.r.Role())
+	st := s1.r.Status()
+	require.False(t, st.Members.Contains(id(1)), "s1 holds the change that removes it")
+	require.Greater(t, st.MembersIndex, st.Commit, "uncommitted")
+	c.heal()
+	for _, o := range []int{2, 3, 4} {
+		c.step(id(o), LeaderDown{Leader: id(1)})
+	}
+
+	// Its change may still need it: it stands, not counting its own vote,
+	// wins, commits the change with the others, and steps down.
+	acts := c.step(id(1), ElectionTimeout{})
+	require.Len(t, sends(acts), 3, "pre-votes to the voters of the new config")
+	c.settle()
+	c.tick(id(1), 5)
+	require.Equal(t, st.MembersIndex, c.node(id(2)).r.Status().MembersIndex, "the entry only s1 held reached s2")
+	require.GreaterOrEqual(t, s1.r.Commit(), st.MembersIndex, "s1 committed it")
+	require.Equal(t, RoleFollower, s1.r.Role(), "s1 stepped down once its removal committed")
+
+	// Removed for good, it stands no more; the others go on without it.
+	acts = c.step(id(1), ElectionTimeout{})
+	for _, s := range sends(acts) {
+		require.IsType(t, &NotLeader{}, s.Msg)
+	}
+	c.elect(id(2))
+	require.GreaterOrEqual(t, c.node(id(2)).r.Commit(), st.MembersIndex)
+}
