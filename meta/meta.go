@@ -14,6 +14,8 @@
 //
 //	's' | uid  ->  u8 version (1) | uvarint term | string voted.Name | string voted.Node
 //	'a' | uid  ->  uvarint last applied index
+//	'l' | uid  ->  uvarint index | uvarint term   (the last entry of a log the
+//	               server lost; see SetLost)
 //	'd' | uid  ->  u8 version (1) | string server name | string cluster name |
 //	               bytes machine config | uvarint n | n x (string name | string node)
 //
@@ -44,6 +46,7 @@ var (
 const (
 	kindState     byte = 's'
 	kindApplied   byte = 'a'
+	kindLost      byte = 'l'
 	kindDirectory byte = 'd'
 	valueVersion  byte = 1
 )
@@ -157,14 +160,65 @@ func (s *Store) SetLastApplied(uid string, index uint64) error {
 	return nil
 }
 
-// Delete removes uid's term, vote and last applied index (synced).
+// SetLost records, with a synced commit, the last entry (index and term)
+// of a log that uid lost: its newest snapshot failed verification and the
+// log that continued it had to go. The server keeps refusing to stand for
+// election until it has the entries back (see raftserver/core's
+// Config.RecoverTo), across restarts. A later call keeps the higher index.
+func (s *Store) SetLost(uid string, index, term uint64) error {
+	if err := checkUID(uid); err != nil {
+		return err
+	}
+	if old, _, err := s.Lost(uid); err != nil {
+		return err
+	} else if old >= index {
+		return nil
+	}
+	v := wire.AppendUvarint(wire.AppendUvarint(nil, index), term)
+	if err := s.db.Set(key(kindLost, uid), v, pebble.Sync); err != nil {
+		return fmt.Errorf("meta: set lost log of %s: %w", uid, err)
+	}
+	return nil
+}
+
+// Lost returns what SetLost recorded for uid (zeros if nothing).
+func (s *Store) Lost(uid string) (index, term uint64, err error) {
+	if err := checkUID(uid); err != nil {
+		return 0, 0, err
+	}
+	v, ok, err := s.get(key(kindLost, uid))
+	if err != nil || !ok {
+		return 0, 0, err
+	}
+	r := wire.NewReader(v)
+	index, term = r.Uvarint(), r.Uvarint()
+	if err := r.Done(); err != nil {
+		return 0, 0, fmt.Errorf("%w: lost log of %s: %w", ErrCorrupt, uid, err)
+	}
+	return index, term, nil
+}
+
+// ClearLost forgets the lost log of uid once it recovered. It does not sync:
+// losing the deletion in a crash only makes the server recover again.
+func (s *Store) ClearLost(uid string) error {
+	if err := checkUID(uid); err != nil {
+		return err
+	}
+	if err := s.db.Delete(key(kindLost, uid), pebble.NoSync); err != nil {
+		return fmt.Errorf("meta: clear lost log of %s: %w", uid, err)
+	}
+	return nil
+}
+
+// Delete removes uid's term, vote, last applied index and lost log (synced).
 func (s *Store) Delete(uid string) error {
 	if err := checkUID(uid); err != nil {
 		return err
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	err := errors.Join(b.Delete(key(kindState, uid), nil), b.Delete(key(kindApplied, uid), nil))
+	err := errors.Join(b.Delete(key(kindState, uid), nil), b.Delete(key(kindApplied, uid), nil),
+		b.Delete(key(kindLost, uid), nil))
 	if err == nil {
 		err = b.Commit(pebble.Sync)
 	}

@@ -112,3 +112,33 @@ func FuzzDecodeState(f *testing.F) {
 		require.Equal(t, voted, v2)
 	})
 }
+
+func TestLostLogIsDurableKeepsTheHighestAndGoesWithDelete(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	s := open(t, fs)
+	require.NoError(t, s.SetLost("u", 40, 3))
+	require.NoError(t, s.SetLost("u", 30, 2), "a lower index is kept out")
+	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	s2 := open(t, crashed)
+	i, term, err := s2.Lost("u")
+	require.NoError(t, err)
+	require.Equal(t, [2]uint64{40, 3}, [2]uint64{i, term}, "synced before SetLost returns")
+	require.NoError(t, s2.Close())
+
+	require.NoError(t, s.SetLost("u", 50, 4))
+	i, term, err = s.Lost("u")
+	require.NoError(t, err)
+	require.Equal(t, [2]uint64{50, 4}, [2]uint64{i, term})
+	require.NoError(t, s.ClearLost("u"))
+	i, _, err = s.Lost("u")
+	require.NoError(t, err)
+	require.Zero(t, i)
+	require.NoError(t, s.SetLost("u", 7, 1))
+	require.NoError(t, s.Delete("u"))
+	i, _, err = s.Lost("u")
+	require.NoError(t, err)
+	require.Zero(t, i)
+	_, _, err = s.Lost("")
+	require.ErrorIs(t, err, ErrInvalid)
+	require.NoError(t, s.Close())
+}

@@ -1,6 +1,7 @@
 package segment
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -20,7 +21,8 @@ type FlushResult struct {
 //
 // Applying a table is idempotent, so a file replayed after a crash that
 // happened after its flush but before its removal changes nothing:
-//   - a reset table deletes all of the UID's entries, then writes its own;
+//   - a reset table deletes all of the UID's entries, sets the UID's floor
+//     to just below its first entry, then writes its own;
 //   - any other table deletes the UID's entries at index >= First (the
 //     suffix it replaces, which is how a follower's overwrite reaches the
 //     segments), then writes its own;
@@ -72,6 +74,15 @@ func (s *Store) applyTable(b *pebble.Batch, t wal.ClosedTable) error {
 	}
 	if err := b.DeleteRange(lower, upper, nil); err != nil {
 		return err
+	}
+	if t.Reset && floor != t.First-1 {
+		// The log restarts after First-1 (a snapshot there): that is its
+		// floor now, also when an older floor was higher (the snapshot it
+		// came from was lost and the log restarted from an older one).
+		floor = t.First - 1
+		if err := b.Set(floorKey(t.UID), binary.AppendUvarint(nil, floor), nil); err != nil {
+			return err
+		}
 	}
 	for _, e := range t.Entries {
 		if e.Index <= floor {

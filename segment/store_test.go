@@ -112,3 +112,32 @@ func TestFlushIsDurableWithoutPebbleWAL(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "77@1", string(e.Payload))
 }
+
+func TestResetMovesTheFloorBothWays(t *testing.T) {
+	s := openMem(t, vfs.NewMem())
+	defer s.Close()
+	flush(t, s, 1, table("a", false, entries(1, 1, 30)))
+	require.NoError(t, s.Truncate("a", 20))
+	requireBounds(t, s, "a", 21, 30)
+
+	// The snapshot at 20 was lost; the log restarts after an older one at
+	// 10: entries 11..20 are written again and must stay.
+	flush(t, s, 2, table("a", true, entries(11, 2, 15)))
+	requireBounds(t, s, "a", 11, 25)
+	floor, err := s.Floor("a")
+	require.NoError(t, err)
+	require.EqualValues(t, 10, floor)
+	flush(t, s, 3, table("a", false, entries(26, 2, 5)))
+	requireBounds(t, s, "a", 11, 30)
+
+	// An install at 40: the log restarts at 41. Replaying the files still
+	// on disk after a crash (in order) changes nothing.
+	flush(t, s, 4, table("a", true, entries(41, 3, 2)))
+	requireBounds(t, s, "a", 41, 42)
+	flush(t, s, 3, table("a", false, entries(26, 2, 5)))
+	flush(t, s, 4, table("a", true, entries(41, 3, 2)))
+	requireBounds(t, s, "a", 41, 42)
+	floor, err = s.Floor("a")
+	require.NoError(t, err)
+	require.EqualValues(t, 40, floor)
+}

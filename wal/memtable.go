@@ -156,6 +156,26 @@ func (m *MemLog) DropFile(seq uint64) {
 	}
 }
 
+// Release drops the oldest tables while they hold only entries at or
+// below through: a snapshot covers those, and the owning server no longer
+// reads below it, so their memory can go before the segment writer is done
+// with their files (it holds closed files' entries itself until flushed,
+// and the flush skips what the segments' truncation floor covers). Only a
+// prefix of the tables goes: newer tables shadow older ones, so dropping
+// the oldest never uncovers anything above through.
+func (m *MemLog) Release(through uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := m.state.Load().tables
+	n := 0
+	for n < len(old) && old[n].hi() <= through {
+		n++
+	}
+	if n > 0 {
+		m.state.Store(&memState{tables: append([]*table(nil), old[n:]...)})
+	}
+}
+
 // dropAll empties the MemLog (the UID's data is being deleted).
 func (m *MemLog) dropAll() {
 	m.mu.Lock()

@@ -139,3 +139,39 @@ func TestMemLogConcurrentReaders(t *testing.T) {
 	stop.Store(true)
 	wg.Wait()
 }
+
+func TestMemLogReleaseDropsOnlyCoveredOldestTables(t *testing.T) {
+	m := newMemLog("u")
+	m.publish(1, writesOf(false, 1, 1, 10)) // file 1: 1..10
+	m.publish(2, writesOf(false, 11, 1, 5)) // file 2: 11..15
+	m.publish(3, writesOf(false, 16, 1, 5)) // file 3: 16..20
+	before := m.View()
+
+	m.Release(12) // file 2 still holds 13..15: only file 1 goes
+	v := m.View()
+	_, p := v.Get(5)
+	require.Equal(t, Unknown, p, "below the mem tables now")
+	e, p := v.Get(13)
+	require.Equal(t, Present, p)
+	require.Equal(t, "13@1", string(e.Payload))
+	_, p = before.Get(5)
+	require.Equal(t, Present, p, "a view taken before is unchanged")
+
+	m.Release(15)
+	_, p = m.View().Get(14)
+	require.Equal(t, Unknown, p)
+	last, _, ok := m.View().Last()
+	require.True(t, ok)
+	require.Equal(t, uint64(20), last)
+
+	// A newer table that overwrote an older one's suffix keeps shadowing
+	// it: the older one is kept while it has entries above through.
+	m2 := newMemLog("v")
+	m2.publish(1, writesOf(false, 1, 1, 10)) // 1..10 @1
+	m2.publish(2, writesOf(false, 4, 2, 2))  // overwrite: 4..5 @2, the log ends at 5
+	m2.Release(5)
+	_, p = m2.View().Get(8)
+	require.Equal(t, Absent, p, "the overwritten suffix stays hidden")
+	m2.Release(10)
+	require.True(t, m2.View().Empty())
+}
