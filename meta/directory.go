@@ -14,6 +14,10 @@ type Server struct {
 	ClusterName   string
 	MachineConfig []byte     // opaque to the store: how to rebuild the machine
 	Members       []ServerID // the last known member list, if the caller keeps one
+	// InitialMembers is the member list the server was created with (the
+	// cluster's first configuration; empty for a server that joined). It
+	// never changes. Records of version 1 had none: they read as Members.
+	InitialMembers []ServerID
 }
 
 // PutServer adds or replaces the directory record of srv.UID (synced).
@@ -78,36 +82,57 @@ func (s *Store) Servers() ([]Server, error) {
 	return out, nil
 }
 
+// directoryVersion is the version byte of directory records this code
+// writes; version 1 records (no initial members) are still read.
+const directoryVersion = 2
+
 func encodeServer(srv Server) []byte {
-	b := []byte{valueVersion}
+	b := []byte{directoryVersion}
 	b = wire.AppendString(b, srv.ServerName)
 	b = wire.AppendString(b, srv.ClusterName)
 	b = wire.AppendBytes(b, srv.MachineConfig)
-	b = wire.AppendUvarint(b, uint64(len(srv.Members)))
-	for _, m := range srv.Members {
+	b = appendIDs(b, srv.Members)
+	return appendIDs(b, srv.InitialMembers)
+}
+
+func appendIDs(b []byte, ids []ServerID) []byte {
+	b = wire.AppendUvarint(b, uint64(len(ids)))
+	for _, m := range ids {
 		b = wire.AppendString(b, m.Name)
 		b = wire.AppendString(b, m.Node)
 	}
 	return b
 }
 
+func readIDs(r *wire.Reader) []ServerID {
+	n := r.Len(2) // each member is at least two empty strings
+	if n == 0 {
+		return nil
+	}
+	ids := make([]ServerID, n)
+	for i := range ids {
+		ids[i].Name = r.String()
+		ids[i].Node = r.String()
+	}
+	return ids
+}
+
 // decodeServer decodes a directory value; it never panics on bad input.
 func decodeServer(uid string, v []byte) (Server, error) {
 	r := wire.NewReader(v)
-	if ver := r.Uint8(); ver != valueVersion && r.Err() == nil {
+	ver := r.Uint8()
+	if ver != 1 && ver != directoryVersion && r.Err() == nil {
 		r.Fail("unknown version %d", ver)
 	}
 	srv := Server{UID: uid}
 	srv.ServerName = r.String()
 	srv.ClusterName = r.String()
 	srv.MachineConfig = r.BytesCopy()
-	n := r.Len(2) // each member is at least two empty strings
-	if n > 0 {
-		srv.Members = make([]ServerID, n)
-		for i := range srv.Members {
-			srv.Members[i].Name = r.String()
-			srv.Members[i].Node = r.String()
-		}
+	srv.Members = readIDs(r)
+	if ver == 1 {
+		srv.InitialMembers = srv.Members
+	} else {
+		srv.InitialMembers = readIDs(r)
 	}
 	if err := r.Done(); err != nil {
 		return Server{}, fmt.Errorf("%w: directory record of %s: %w", ErrCorrupt, uid, err)

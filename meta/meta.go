@@ -16,8 +16,10 @@
 //	'a' | uid  ->  uvarint last applied index
 //	'l' | uid  ->  uvarint index | uvarint term   (the last entry of a log the
 //	               server lost; see SetLost)
-//	'd' | uid  ->  u8 version (1) | string server name | string cluster name |
-//	               bytes machine config | uvarint n | n x (string name | string node)
+//	'd' | uid  ->  u8 version (2) | string server name | string cluster name |
+//	               bytes machine config | members | initial members
+//	               (members: uvarint n | n x (string name | string node);
+//	               version 1 records end after the members)
 //
 // (string and bytes are a uvarint length followed by the bytes; see
 // internal/wire.)

@@ -56,7 +56,8 @@ func TestLastAppliedMayLagAfterCrashButNeverLeads(t *testing.T) {
 func TestDirectory(t *testing.T) {
 	fs := vfs.NewMem()
 	s := open(t, fs)
-	a := Server{UID: "uidA", ServerName: "kv1", ClusterName: "kv", MachineConfig: []byte("cfg"), Members: []ServerID{{"kv1", "n1"}, {"kv2", "n2"}}}
+	a := Server{UID: "uidA", ServerName: "kv1", ClusterName: "kv", MachineConfig: []byte("cfg"),
+		Members: []ServerID{{"kv1", "n1"}, {"kv2", "n2"}}, InitialMembers: []ServerID{{"kv1", "n1"}}}
 	b := Server{UID: "uidB", ServerName: "q1", ClusterName: "queue"}
 	require.NoError(t, s.PutServer(b))
 	require.NoError(t, s.PutServer(a))
@@ -83,8 +84,22 @@ func TestDirectory(t *testing.T) {
 	require.ErrorIs(t, s2.Put("", 1, ServerID{}), ErrInvalid)
 }
 
+func TestDirectoryReadsVersionOneRecords(t *testing.T) {
+	// A version 1 record: name, cluster, config, members; no initial
+	// members, which read as the members.
+	v := []byte{1, 2, 'k', '1', 2, 'k', 'v', 1, 'c', 1, 2, 'k', '1', 2, 'n', '1'}
+	srv, err := decodeServer("u", v)
+	require.NoError(t, err)
+	want := []ServerID{{"k1", "n1"}}
+	require.Equal(t, Server{UID: "u", ServerName: "k1", ClusterName: "kv", MachineConfig: []byte("c"),
+		Members: want, InitialMembers: want}, srv)
+	_, err = decodeServer("u", append([]byte{3}, v[1:]...))
+	require.ErrorIs(t, err, ErrCorrupt)
+}
+
 func FuzzDecodeServer(f *testing.F) {
 	f.Add(encodeServer(Server{UID: "u", ServerName: "a", ClusterName: "b", MachineConfig: []byte{1}, Members: []ServerID{{"x", "y"}}}))
+	f.Add([]byte{1, 2, 'k', '1', 2, 'k', 'v', 1, 'c', 1, 2, 'k', '1', 2, 'n', '1'})
 	f.Add([]byte{1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, v []byte) {
 		srv, err := decodeServer("u", v)

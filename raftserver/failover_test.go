@@ -48,8 +48,7 @@ func startFixedCluster(t testing.TB, n int) *cluster {
 
 // restart starts system i again on its address and data.
 func (c *cluster) restart(i int) {
-	cfg := testSystemConfig(c.t, c.dirs[i])
-	cfg.Address = c.members[i].Node
+	cfg := c.config(c.dirs[i], c.members[i].Node)
 	var s *System
 	require.Eventually(c.t, func() bool {
 		var err error

@@ -15,21 +15,38 @@ import (
 // entries it has not yet seen durable in memory itself, so reads here only
 // cover durable entries and never message anyone.
 //
+// With a snapshot, the log holds first..last with first <= snapIndex+1,
+// and Term(snapIndex) answers the snapshot's term even once the entries up
+// to it are compacted away. After a snapshot install (or a reset at start)
+// the log holds nothing after the snapshot until the next write, which is a
+// wal.WriteReset: it hides every older entry of the server, in the mem
+// tables at once and in the segments when flushed.
+//
 // A log entry's payload in the WAL is its core.EntryType byte followed by
 // its data (wire format).
 type logStore struct {
-	uid    string
-	writer *wal.Writer
-	log    *segment.Log
-	first  uint64 // first index held: 1 until snapshots truncate
-	last   uint64 // last index written or being written
+	uid      string
+	writer   *wal.Writer
+	log      *segment.Log
+	segments *segment.Store
+	first    uint64 // first index held
+	last     uint64 // last index written or being written
+	// snapIndex and snapTerm describe the server's snapshot (0 if none).
+	snapIndex, snapTerm uint64
+	// resetNext: the next write restarts the log (WriteReset).
+	resetNext bool
 	// pending holds writes the WAL refused for backpressure, oldest first;
 	// later writes queue behind them so the WAL sees them in order.
-	pending [][]wal.Entry
+	pending []pendingWrite
 }
 
-func openLogStore(uid string, writer *wal.Writer, log *segment.Log) (*logStore, error) {
-	l := &logStore{uid: uid, writer: writer, log: log, first: 1}
+type pendingWrite struct {
+	ents  []wal.Entry
+	reset bool
+}
+
+func openLogStore(uid string, writer *wal.Writer, log *segment.Log, segments *segment.Store) (*logStore, error) {
+	l := &logStore{uid: uid, writer: writer, log: log, segments: segments, first: 1}
 	first, last, _, ok, err := log.Bounds()
 	if err != nil {
 		return nil, fmt.Errorf("%w: log bounds of %s: %w", ErrStorage, uid, err)
@@ -38,6 +55,70 @@ func openLogStore(uid string, writer *wal.Writer, log *segment.Log) (*logStore, 
 		l.first, l.last = first, last
 	}
 	return l, nil
+}
+
+// setSnapshot records the server's newest durable snapshot.
+func (l *logStore) setSnapshot(index, term uint64) {
+	if index > l.snapIndex {
+		l.snapIndex, l.snapTerm = index, term
+	}
+}
+
+// continues reports whether the log continues the snapshot at index with
+// term: it holds that entry (or was compacted exactly through it) and
+// nothing is missing between the snapshot and its first entry.
+func (l *logStore) continues(index, term uint64) (bool, error) {
+	switch {
+	case index == 0:
+		return l.first <= 1, nil
+	case l.first > index+1 || l.last < index:
+		return false, nil
+	case l.first == index+1:
+		// Compacted through the snapshot (its entry is gone): the log
+		// after it was written on top of it.
+		return true, nil
+	}
+	e, err := l.log.Entry(index)
+	if err != nil {
+		return false, fmt.Errorf("%w: %s entry %d: %w", ErrStorage, l.uid, index, err)
+	}
+	return e.Term == term, nil
+}
+
+// reset makes the log hold nothing after the snapshot at index (term): for
+// an installed snapshot, or at start when the log does not continue the
+// snapshot. The next write restarts the log in the WAL; the segments drop
+// what the snapshot covers now and the rest when that write is flushed.
+func (l *logStore) reset(index, term uint64) error {
+	l.snapIndex, l.snapTerm = index, term
+	l.first, l.last = index+1, index
+	l.resetNext = true
+	l.pending = nil
+	return l.dropThrough(index)
+}
+
+// compact drops the entries up to through (covered by the snapshot there):
+// from the segments at once (pebble's DeleteRange), from the mem tables as
+// whole tables fall under it.
+func (l *logStore) compact(through uint64) error {
+	if through < l.first {
+		return nil
+	}
+	l.first = through + 1
+	return l.dropThrough(through)
+}
+
+func (l *logStore) dropThrough(index uint64) error {
+	if index == 0 {
+		return nil
+	}
+	if err := l.segments.Truncate(l.uid, index); err != nil {
+		return fmt.Errorf("%w: truncate %s through %d: %w", ErrStorage, l.uid, index, err)
+	}
+	if m := l.writer.Mem(); m != nil {
+		m.Release(index)
+	}
+	return nil
 }
 
 // FirstIndex implements core.LogReader.
@@ -51,6 +132,8 @@ func (l *logStore) Term(index uint64) (uint64, error) {
 	switch {
 	case index == 0:
 		return 0, nil
+	case index == l.snapIndex:
+		return l.snapTerm, nil
 	case index < l.first:
 		return 0, fmt.Errorf("%w: %d < first %d", core.ErrCompacted, index, l.first)
 	case index > l.last:
@@ -117,17 +200,24 @@ func (l *logStore) append(ents []core.Entry) error {
 		ws[i] = encodeEntry(e)
 	}
 	l.last = ents[len(ents)-1].Index
+	w := pendingWrite{ents: ws, reset: l.resetNext}
+	l.resetNext = false
 	if len(l.pending) > 0 {
-		l.pending = append(l.pending, ws)
+		l.pending = append(l.pending, w)
 		return nil
 	}
-	return l.write(ws)
+	return l.write(w)
 }
 
-func (l *logStore) write(ws []wal.Entry) error {
-	err := l.writer.Write(ws...)
+func (l *logStore) write(w pendingWrite) error {
+	var err error
+	if w.reset {
+		err = l.writer.WriteReset(w.ents...)
+	} else {
+		err = l.writer.Write(w.ents...)
+	}
 	if errors.Is(err, wal.ErrBackpressure) {
-		l.pending = append(l.pending, ws)
+		l.pending = append(l.pending, w)
 		return nil
 	}
 	if err != nil {
@@ -140,14 +230,20 @@ func (l *logStore) write(ws []wal.Entry) error {
 // answered (its in-flight count dropped).
 func (l *logStore) retry() error {
 	for len(l.pending) > 0 {
-		err := l.writer.Write(l.pending[0]...)
+		w := l.pending[0]
+		var err error
+		if w.reset {
+			err = l.writer.WriteReset(w.ents...)
+		} else {
+			err = l.writer.Write(w.ents...)
+		}
 		if errors.Is(err, wal.ErrBackpressure) {
 			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("%w: %s: %w", ErrStorage, l.uid, err)
 		}
-		l.pending[0] = nil
+		l.pending[0] = pendingWrite{}
 		l.pending = l.pending[1:]
 	}
 	return nil
@@ -160,6 +256,11 @@ func (l *logStore) resend(from uint64, read func(lo, hi uint64) ([]core.Entry, e
 	if from > l.last {
 		return nil
 	}
+	// A reset still waiting in pending must not be lost with it.
+	reset := l.resetNext
+	for _, w := range l.pending {
+		reset = reset || w.reset
+	}
 	l.pending = nil
 	end := l.last
 	for lo := from; lo <= end; {
@@ -170,6 +271,7 @@ func (l *logStore) resend(from uint64, read func(lo, hi uint64) ([]core.Entry, e
 		if len(ents) == 0 {
 			break
 		}
+		l.resetNext = reset && lo == from
 		if err := l.append(ents); err != nil {
 			return err
 		}

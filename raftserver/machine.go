@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+
+	"github.com/rago-raft/rago/snapshot"
 )
 
 // Machine is the user's replicated state machine. Every member applies the
@@ -35,7 +38,63 @@ type ApplyContext struct {
 	// Index and Term of the command's log entry.
 	Index uint64
 	Term  uint64
+	// MachineVersion is the cluster's machine version in effect at Index:
+	// apply the command with that version's logic (see Versioned). It is 0
+	// for machines that are not Versioned.
+	MachineVersion uint64
 	Effects
+}
+
+// Snapshotter is implemented by machines whose state can be snapshotted,
+// so that the log does not grow forever and a member far behind catches up
+// with one transfer instead of replaying everything. A machine that is
+// not a Snapshotter keeps its whole log.
+//
+// When is up to the machine and the server together: the machine records
+// Effects.ReleaseCursor(ctx.Index) while applying a command after which
+// its state stands on its own, and the server's SnapshotPolicy decides
+// whether to snapshot there. Then, in the same step, the server calls
+// Snapshot, hands the view to the node's snapshot writer and goes on
+// applying; once the file is durable (checksummed, fsynced, renamed) the
+// log up to the index is dropped.
+type Snapshotter interface {
+	// Snapshot returns a point-in-time view of the state as it is now,
+	// right after the command being applied. It runs on the server's
+	// goroutine and must return quickly: capture an immutable view (a
+	// persistent structure's root, a frozen copy-on-write generation, or a
+	// copy of a small state) and let the returned Source write it later on
+	// another goroutine while Apply goes on. See snapshot.Source for the
+	// threading rules. An error (or a panic) skips this snapshot.
+	Snapshot() (snapshot.Source, error)
+	// Restore loads a state that a Source of this machine wrote, reading r
+	// to io.EOF. The server calls it on a machine fresh from the factory,
+	// on its goroutine, before any Apply: at start (the newest snapshot
+	// that verifies) and when it installs a snapshot from the leader. An
+	// error stops the server: it restarts, and gives up if restoring keeps
+	// failing.
+	Restore(r io.Reader) error
+}
+
+// Versioned is implemented by machines whose logic changes from one
+// release of their code to the next (Ra's machine versions). Members of a
+// cluster may run different releases during a rolling upgrade, yet must
+// apply every command identically, so the version in effect is part of
+// the log: the leader commits a version bump once a quorum of voters runs
+// code that supports it, every member switches at that index, and a member
+// whose code is older stops applying just before the bump (it keeps
+// replicating) until it is upgraded.
+//
+// The machine keeps the logic of every version it supports and applies
+// each command with the logic of ApplyContext.MachineVersion.
+type Versioned interface {
+	// Version is the highest machine version this code implements.
+	// Versions start at 0 (the version of machines that are not
+	// Versioned).
+	Version() uint64
+	// MigrateVersion is applied, like a command, at the log index where
+	// the cluster switches from version from to ctx.MachineVersion: it
+	// converts the state, deterministically, and may record effects.
+	MigrateVersion(ctx *ApplyContext, from uint64)
 }
 
 // MachineFactory builds a machine's initial state from its configuration.

@@ -6,6 +6,7 @@ import (
 	"github.com/rago-raft/rago/actor"
 	"github.com/rago-raft/rago/internal/wire"
 	"github.com/rago-raft/rago/raftserver/core"
+	"github.com/rago-raft/rago/snapshot"
 )
 
 // Messages between servers, clients and systems. Each is registered with
@@ -122,6 +123,13 @@ type ServerStatus struct {
 	NonVoters   []ServerID
 	// Machine is what the machine reports about itself (Overviewer).
 	Machine map[string]string
+	// SnapshotIndex is the index of the server's newest snapshot (0 if
+	// none), MachineVersion the machine version it applies commands with,
+	// and RecoverTo nonzero while it recovers log entries it lost to a
+	// corrupt snapshot (it does not stand for election meanwhile).
+	SnapshotIndex  uint64
+	MachineVersion uint64
+	RecoverTo      uint64
 }
 
 // ServerConfig describes one server to start.
@@ -338,7 +346,9 @@ func init() {
 			b = wire.AppendString(b, k)
 			b = wire.AppendString(b, m.Machine[k])
 		}
-		return b
+		b = wire.AppendUvarint(b, m.SnapshotIndex)
+		b = wire.AppendUvarint(b, m.MachineVersion)
+		return wire.AppendUvarint(b, m.RecoverTo)
 	}, func(r *wire.Reader) *ServerStatus {
 		m := &ServerStatus{ID: readID(r), UID: r.String(), Cluster: r.String(), MachineKind: r.String(), Role: r.String()}
 		for _, p := range []*uint64{&m.Term, &m.Commit, &m.LastApplied, &m.FirstIndex, &m.LastIndex, &m.LastTerm} {
@@ -354,6 +364,34 @@ func init() {
 				m.Machine[k] = r.String()
 			}
 		}
+		m.SnapshotIndex, m.MachineVersion, m.RecoverTo = r.Uvarint(), r.Uvarint(), r.Uvarint()
+		return m
+	})
+	register(111, func(b []byte, m *snapChunk) []byte {
+		b = appendID(b, m.From)
+		b = wire.AppendUvarint(b, m.Term)
+		b, _ = m.Chunk.AppendBinary(b)
+		return b
+	}, func(r *wire.Reader) *snapChunk {
+		m := &snapChunk{From: readID(r), Term: r.Uvarint()}
+		c, err := snapshot.DecodeChunk(r.Raw(r.Remaining()))
+		if err != nil {
+			r.Fail("snapshot chunk: %v", err)
+		}
+		m.Chunk = c
+		return m
+	})
+	register(112, func(b []byte, m *snapAck) []byte {
+		b = appendID(b, m.From)
+		b, _ = m.Ack.AppendBinary(b)
+		return b
+	}, func(r *wire.Reader) *snapAck {
+		m := &snapAck{From: readID(r)}
+		a, err := snapshot.DecodeChunkAck(r.Raw(r.Remaining()))
+		if err != nil {
+			r.Fail("snapshot ack: %v", err)
+		}
+		m.Ack = a
 		return m
 	})
 	register(120, func(b []byte, m *systemReq) []byte {

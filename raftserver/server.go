@@ -13,6 +13,7 @@ import (
 	"github.com/rago-raft/rago/meta"
 	"github.com/rago-raft/rago/raftserver/core"
 	"github.com/rago-raft/rago/segment"
+	"github.com/rago-raft/rago/snapshot"
 	"github.com/rago-raft/rago/wal"
 )
 
@@ -72,6 +73,17 @@ type server struct {
 	pending       []effect // effects of the entries being applied
 	releaseCursor uint64   // highest ReleaseCursor index seen
 
+	// members and machineVersion are the config and machine version in
+	// effect at the applied index (members empty: the initial members),
+	// which a snapshot records. initial is the cluster's first config.
+	members        core.Membership
+	machineVersion uint64
+	initial        core.Membership
+	// lost is the persisted index of a log this server lost (see
+	// core.Config.RecoverTo), until the core says it recovered.
+	lost uint64
+	snap snapState
+
 	// Effect state; the leader's only, dropped when leadership changes.
 	effMons      map[actor.Ref]actor.MonitorRef
 	effMonRefs   map[actor.MonitorRef]actor.Ref
@@ -126,13 +138,17 @@ type (
 // applied index is written to the meta store (unsynced); see docs.
 const appliedSaveEvery = 1024
 
-func newServer(sys *System, cfg ServerConfig, uid string) *server {
+// newServer builds the process of a server; initial is the cluster's first
+// configuration as the server was created with it (empty for a member that
+// joined).
+func newServer(sys *System, cfg ServerConfig, uid string, initial []ServerID) *server {
 	return &server{
-		sys:    sys,
-		cfg:    cfg,
-		uid:    uid,
-		self:   cfg.ID,
-		logger: sys.logger.With("server", cfg.ID.String(), "cluster", cfg.Cluster),
+		sys:     sys,
+		cfg:     cfg,
+		uid:     uid,
+		self:    cfg.ID,
+		initial: core.Membership{Voters: initial},
+		logger:  sys.logger.With("server", cfg.ID.String(), "cluster", cfg.Cluster),
 	}
 }
 
@@ -161,7 +177,17 @@ func (s *server) Receive(ctx *actor.Context, msg actor.Message) {
 		s.fail(fmt.Errorf("%w: entries %d..%d: %w", ErrStorage, m.From, m.To, m.Err))
 	case segment.Flushed:
 		// Entries moved from the WAL to the segments; reads follow by
-		// themselves (segment.Log). Snapshots will use this.
+		// themselves (segment.Log).
+	case snapshot.Written:
+		s.snapshotWritten(m.Info)
+	case snapshot.WriteFailed:
+		s.snapshotFailed(m)
+	case *snapChunk:
+		s.chunkReceived(m)
+	case *snapAck:
+		s.chunkAcked(m)
+	case snapTickMsg:
+		s.snapTick()
 	case *commandReq:
 		s.queueCommand(m)
 	case flushCommands:
@@ -214,6 +240,10 @@ func (s *server) Receive(ctx *actor.Context, msg actor.Message) {
 	case failuredetector.Up:
 		s.step(core.NodeUp{Node: m.Node})
 	case actor.Terminating:
+		s.stopTransfers()
+		if s.snap.receiver != nil {
+			s.snap.receiver.Close()
+		}
 		if s.raft != nil {
 			s.saveApplied()
 			s.sys.board.Record(s.cfg.Cluster, ServerID{}, s.raft.Status().Members.Voters, s.raft.Term())
@@ -221,14 +251,15 @@ func (s *server) Receive(ctx *actor.Context, msg actor.Message) {
 	}
 }
 
-// start builds the core from durable state: the WAL and segments for the
-// log, the meta store for term and vote.
+// start builds the core from durable state: the newest snapshot that
+// verifies (the machine is restored from it), the WAL and segments for the
+// log after it, the meta store for term and vote.
 func (s *server) start() error {
 	w, err := s.sys.wal.Register(s.uid, s.ctx.Self())
 	if err != nil {
 		return fmt.Errorf("%w: register %s with the wal: %w", ErrStorage, s.uid, err)
 	}
-	l, err := openLogStore(s.uid, w, segment.NewLog(s.uid, s.sys.segments, w.Mem))
+	l, err := openLogStore(s.uid, w, segment.NewLog(s.uid, s.sys.segments, w.Mem), s.sys.segments)
 	if err != nil {
 		return err
 	}
@@ -238,7 +269,6 @@ func (s *server) start() error {
 		return fmt.Errorf("%w: meta of %s: %w", ErrStorage, s.uid, err)
 	}
 	s.appliedSaved = applied
-	s.effectsFloor = applied
 	s.sessions = newSessionTable(s.sys.cfg.SessionTTLEntries, s.sys.cfg.MaxSessions)
 	s.poisoned = map[uint64]bool{}
 	m, err := s.sys.newMachine(s.cfg.Machine)
@@ -246,9 +276,29 @@ func (s *server) start() error {
 		return err
 	}
 	s.machine = m
+	desc, err := s.loadSnapshot()
+	if err != nil {
+		return err
+	}
+	if err := s.reconcileLog(desc); err != nil {
+		return err
+	}
+	lost, lostTerm, err := s.sys.meta.Lost(s.uid)
+	if err != nil {
+		return fmt.Errorf("%w: meta of %s: %w", ErrStorage, s.uid, err)
+	}
+	s.lost = lost
+	s.applied = desc.Index
+	s.effectsFloor = max(applied, desc.Index)
+	if s.snap.receiver, err = snapshot.NewReceiver(s.sys.snapshots, s.uid, snapshot.ReceiverConfig{Logger: s.logger}); err != nil {
+		return fmt.Errorf("%w: snapshot receiver of %s: %w", ErrStorage, s.uid, err)
+	}
 	rc := s.sys.raftConfig()
 	rc.ID = s.self
 	rc.InitialMembers = core.Membership{Voters: s.cfg.InitialMembers}
+	rc.MachineVersion = s.supportedVersion()
+	rc.Snapshot = desc
+	rc.RecoverTo, rc.RecoverTerm = lost, lostTerm
 	rc.Seed = rand.Uint64()
 	rc.Logger = s.logger
 	r, err := core.New(rc, core.HardState{Term: term, VotedFor: ServerID(voted)}, l)
@@ -258,6 +308,63 @@ func (s *server) start() error {
 	s.raft = r
 	s.step(core.Started{})
 	s.syncWatches()
+	return nil
+}
+
+// loadSnapshot restores the machine from the newest snapshot that
+// verifies, if any. Corrupt ones are set aside by the store and reported;
+// they are never used.
+func (s *server) loadSnapshot() (core.Snapshot, error) {
+	info, corrupt, err := s.sys.snapshots.Latest(s.uid)
+	for _, c := range corrupt {
+		s.logger.Error("snapshot failed verification; not used", "file", c.File, "offset", c.Offset, "reason", c.Reason)
+	}
+	switch {
+	case errors.Is(err, snapshot.ErrNotFound):
+		return core.Snapshot{}, nil
+	case err != nil:
+		return core.Snapshot{}, fmt.Errorf("%w: snapshots of %s: %w", ErrStorage, s.uid, err)
+	}
+	m, desc, sessions, err := s.restoreMachine(info)
+	if err != nil {
+		return core.Snapshot{}, err
+	}
+	s.machine, s.sessions = m, sessions
+	s.members, s.machineVersion = desc.Members, desc.MachineVersion
+	s.snap.info, s.snap.desc = info, desc
+	s.snap.at = time.Now()
+	return desc, nil
+}
+
+// reconcileLog makes the log continue the snapshot desc. A log that ends
+// below it or disagrees with it at its index (a crash cut an install short)
+// is reset to it. A log that starts after it (compacted through a newer
+// snapshot that no longer verifies) is lost: it is reset too, after its
+// last entry was recorded durably, so that the member recovers safely (see
+// core.Config.RecoverTo).
+func (s *server) reconcileLog(desc core.Snapshot) error {
+	l := s.log
+	ok, err := l.continues(desc.Index, desc.Term)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if l.first > desc.Index+1 && l.last >= l.first {
+			e, err := l.log.Entry(l.last)
+			if err != nil {
+				return fmt.Errorf("%w: last entry of %s: %w", ErrStorage, s.uid, err)
+			}
+			s.logger.Error("the log starts after the newest usable snapshot: dropping it and recovering",
+				"snapshot", desc.Index, "log_first", l.first, "log_last", l.last)
+			if err := s.sys.meta.SetLost(s.uid, e.Index, e.Term); err != nil {
+				return fmt.Errorf("%w: record lost log of %s: %w", ErrStorage, s.uid, err)
+			}
+		}
+		if err := l.reset(desc.Index, desc.Term); err != nil {
+			return err
+		}
+	}
+	l.setSnapshot(desc.Index, desc.Term)
 	return nil
 }
 
@@ -308,6 +415,13 @@ func (s *server) step(ev core.Event) {
 		return
 	}
 	s.execute(acts)
+	if s.lost != 0 && s.raft.RecoverTo() == 0 {
+		if err := s.sys.meta.ClearLost(s.uid); err != nil {
+			s.logger.Warn("could not clear the lost log mark", "err", err)
+			return
+		}
+		s.lost = 0
+	}
 }
 
 // execute carries out one batch of actions, in order (see core.Action for
@@ -375,6 +489,18 @@ func (s *server) execute(acts []core.Action) {
 			}
 		case core.RoleChanged:
 			s.roleChanged(a)
+		case core.Compact:
+			if err := s.log.compact(a.Through); err != nil {
+				s.fail(err)
+				return
+			}
+		case core.SendSnapshot:
+			s.sendSnapshot(a)
+		case core.RestoreSnapshot:
+			if err := s.restoreSnapshot(a.Snapshot); err != nil {
+				s.fail(err)
+				return
+			}
 		}
 	}
 	s.flushNotifications()
@@ -450,6 +576,7 @@ func (s *server) apply(a core.Apply) error {
 				return err
 			}
 			s.applied = e.Index
+			s.counted(e)
 			for len(toks) > 0 && toks[0].Index <= e.Index {
 				if toks[0].Index == e.Index {
 					answers = append(answers, answer{tok: toks[0].Token, reply: reply, err: err})
@@ -464,6 +591,7 @@ func (s *server) apply(a core.Apply) error {
 		s.reply(a.tok, a.reply, a.err)
 	}
 	s.runReadyQueries()
+	s.maybeAdoptStaged()
 	if s.applied-s.appliedSaved >= appliedSaveEvery {
 		s.saveApplied()
 	}
@@ -477,9 +605,16 @@ func (s *server) applyEntry(e core.Entry, live bool) (reply []byte, err error) {
 	case core.EntryNormal:
 		reply, err = s.applyNormal(e, live)
 	case core.EntryConfig:
+		m, derr := core.DecodeMembership(e.Data)
+		if derr != nil {
+			return nil, fmt.Errorf("%w: config entry %d: %w", ErrStorage, e.Index, derr)
+		}
+		s.members = m
 		if live {
 			s.configApplied(e.Index)
 		}
+	case core.EntryMachineVersion:
+		reply, err = s.applyVersion(e, live)
 	}
 	if e.Index%sessionExpiryEvery == 0 {
 		s.sessions.expire(e.Index)
@@ -524,7 +659,7 @@ func (s *server) runMachine(e core.Entry, live bool, run func(*ApplyContext) []b
 	if s.poisoned[e.Index] {
 		return nil, fmt.Errorf("%w: command at index %d panicked", ErrMachine, e.Index)
 	}
-	ctx := &ApplyContext{Index: e.Index, Term: e.Term}
+	ctx := &ApplyContext{Index: e.Index, Term: e.Term, MachineVersion: s.machineVersion}
 	reply, panicked := callMachine(ctx, run)
 	if panicked != nil {
 		s.poisoned[e.Index] = true
@@ -541,6 +676,9 @@ func (s *server) runMachine(e core.Entry, live bool, run func(*ApplyContext) []b
 		// The snapshot hint counts on every member, not only the leader.
 		if eff.kind == effReleaseCursor {
 			s.releaseCursor = max(s.releaseCursor, eff.index)
+			if live && eff.index >= e.Index {
+				s.snap.releaseAt = e.Index
+			}
 		}
 	}
 	if live && e.Index > s.effectsFloor {
@@ -564,16 +702,28 @@ func callMachine(ctx *ApplyContext, run func(*ApplyContext) []byte) (reply []byt
 }
 
 // rebuild replaces the machine and the session table by fresh ones that
-// replayed the log up to index upTo. Replays skip the commands known to
-// panic, so they do not panic again.
+// replayed the log up to index upTo, starting from the server's snapshot.
+// Replays skip the commands known to panic, so they do not panic again.
 func (s *server) rebuild(upTo uint64) error {
-	m, err := s.sys.newMachine(s.cfg.Machine)
-	if err != nil {
-		return fmt.Errorf("%w: rebuilding the machine: %w", ErrStorage, err)
+	from := uint64(1)
+	if info := s.snap.info; info.Index > 0 {
+		m, desc, sessions, err := s.restoreMachine(info)
+		if err != nil {
+			return fmt.Errorf("%w: rebuilding the machine: %w", ErrStorage, err)
+		}
+		s.machine, s.sessions = m, sessions
+		s.members, s.machineVersion = desc.Members, desc.MachineVersion
+		from = desc.Index + 1
+	} else {
+		m, err := s.sys.newMachine(s.cfg.Machine)
+		if err != nil {
+			return fmt.Errorf("%w: rebuilding the machine: %w", ErrStorage, err)
+		}
+		s.machine = m
+		s.sessions = newSessionTable(s.sys.cfg.SessionTTLEntries, s.sys.cfg.MaxSessions)
+		s.members, s.machineVersion = core.Membership{}, 0
 	}
-	s.machine = m
-	s.sessions = newSessionTable(s.sys.cfg.SessionTTLEntries, s.sys.cfg.MaxSessions)
-	for lo := uint64(1); lo <= upTo; {
+	for lo := from; lo <= upTo; {
 		ents, err := s.raft.Entries(lo, upTo+1, 4<<20)
 		if err != nil {
 			return fmt.Errorf("%w: rebuilding the machine: %w", ErrStorage, err)
@@ -586,6 +736,25 @@ func (s *server) rebuild(upTo uint64) error {
 		lo = ents[len(ents)-1].Index + 1
 	}
 	return nil
+}
+
+// applyVersion applies a machine version bump: from this index on the
+// machine runs the new version's logic, after migrating its state.
+func (s *server) applyVersion(e core.Entry, live bool) ([]byte, error) {
+	v, err := core.DecodeMachineVersion(e.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: version entry %d: %w", ErrStorage, e.Index, err)
+	}
+	from := s.machineVersion
+	s.machineVersion = v
+	vm, ok := capability[Versioned](s.machine)
+	if !ok || v == from {
+		return nil, nil
+	}
+	if live {
+		s.logger.Info("machine version changes", "index", e.Index, "from", from, "to", v)
+	}
+	return s.runMachine(e, live, func(ctx *ApplyContext) []byte { vm.MigrateVersion(ctx, from); return nil })
 }
 
 // capability returns the machine, or the typed machine it wraps, as T.
@@ -901,6 +1070,9 @@ func (s *server) roleChanged(a core.RoleChanged) {
 	s.sys.board.Record(s.cfg.Cluster, a.Leader, s.raft.Status().Members.Voters, a.Term)
 	if a.Role != s.role {
 		s.role = a.Role
+		if a.Role != core.RoleLeader {
+			s.stopTransfers()
+		}
 		s.leadershipChanged(a.Role)
 		s.syncWatches()
 	}
@@ -941,6 +1113,10 @@ func (s *server) status() *ServerStatus {
 		Voters:      st.Members.Voters,
 		NonVoters:   st.Members.NonVoters,
 		Machine:     s.machineOverview(),
+
+		SnapshotIndex:  st.SnapshotIndex,
+		MachineVersion: s.machineVersion,
+		RecoverTo:      st.RecoverTo,
 	}
 }
 

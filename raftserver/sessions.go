@@ -6,8 +6,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/rago-raft/rago/internal/wire"
 )
 
 // Sessions give retried commands exactly-once effect on the machine. A
@@ -72,10 +76,61 @@ func (t *sessionTable) lookup(client, seq uint64) (reply []byte, err error, know
 		}
 		return r.data, nil, true
 	}
-	if seq <= s.lastSeq {
+	if seq <= s.responded {
+		// Its reply is gone: the client confirmed it (or it was dropped
+		// for space, which raises responded too).
 		return nil, fmt.Errorf("%w: session %x seq %d (last %d, confirmed %d)", ErrSessionStale, client, seq, s.lastSeq, s.responded), true
 	}
+	// Not applied yet: a command's reply stays until confirmed, and the
+	// commands of one session may arrive out of order.
 	return nil, nil, false
+}
+
+// appendBinary encodes the table for a snapshot, in a fixed order so that
+// every member writes the same bytes (wire format):
+//
+//	uvarint n | n x { u64 client | uvarint lastSeq | uvarint responded |
+//	  uvarint lastIndex | uvarint m | m x { uvarint seq | bytes data | string err } }
+//
+// sessions by client id, replies by seq.
+func (t *sessionTable) appendBinary(b []byte) []byte {
+	ids := slices.Sorted(maps.Keys(t.clients))
+	b = wire.AppendUvarint(b, uint64(len(ids)))
+	for _, id := range ids {
+		s := t.clients[id]
+		b = wire.AppendUint64(b, id)
+		b = wire.AppendUvarint(b, s.lastSeq)
+		b = wire.AppendUvarint(b, s.responded)
+		b = wire.AppendUvarint(b, s.lastIndex)
+		seqs := slices.Sorted(maps.Keys(s.replies))
+		b = wire.AppendUvarint(b, uint64(len(seqs)))
+		for _, seq := range seqs {
+			r := s.replies[seq]
+			b = wire.AppendUvarint(b, seq)
+			b = wire.AppendBytes(b, r.data)
+			b = wire.AppendString(b, r.err)
+		}
+	}
+	return b
+}
+
+// readSessions decodes what appendBinary wrote into a table with the given
+// expiry settings.
+func readSessions(r *wire.Reader, ttl uint64, max int) *sessionTable {
+	t := newSessionTable(ttl, max)
+	n := r.Len(13)
+	for range n {
+		id := r.Uint64()
+		s := &session{lastSeq: r.Uvarint(), responded: r.Uvarint(), lastIndex: r.Uvarint()}
+		m := r.Len(3)
+		s.replies = make(map[uint64]sessionReply, m)
+		for range m {
+			seq := r.Uvarint()
+			s.replies[seq] = sessionReply{data: r.BytesCopy(), err: r.String()}
+		}
+		t.clients[id] = s
+	}
+	return t
 }
 
 // record stores the outcome of (client, seq) applied at index and forgets

@@ -17,6 +17,7 @@ import (
 	"github.com/rago-raft/rago/meta"
 	"github.com/rago-raft/rago/raftserver/core"
 	"github.com/rago-raft/rago/segment"
+	"github.com/rago-raft/rago/snapshot"
 	"github.com/rago-raft/rago/wal"
 )
 
@@ -73,6 +74,13 @@ type SystemConfig struct {
 	// clusters that lost their leaders with a node re-elect without a storm.
 	ElectionRate  int
 	ElectionBurst int
+	// Snapshots decides when servers snapshot machines that implement
+	// Snapshotter (see SnapshotPolicy; zero fields take its defaults).
+	Snapshots SnapshotPolicy
+	// SnapshotStore tunes the node's snapshot store (its FS, block size);
+	// its Logger defaults to Logger. Keep stays 1: a server drops its log up
+	// to its newest snapshot, so an older one could not be used.
+	SnapshotStore snapshot.Options
 }
 
 func (c SystemConfig) withDefaults() SystemConfig {
@@ -106,6 +114,7 @@ func (c SystemConfig) withDefaults() SystemConfig {
 	if c.WALMaxClosedFiles == 0 {
 		c.WALMaxClosedFiles = 4
 	}
+	c.Snapshots = c.Snapshots.withDefaults()
 	return c
 }
 
@@ -122,6 +131,10 @@ func (c SystemConfig) Validate() error {
 		return fmt.Errorf("%w: negative MachineTick %v or MaxSessions %d", ErrInvalidConfig, c.MachineTick, c.MaxSessions)
 	case c.WALMaxFileBytes < 0 || c.WALMaxClosedFiles < 0:
 		return fmt.Errorf("%w: negative WALMaxFileBytes %d or WALMaxClosedFiles %d", ErrInvalidConfig, c.WALMaxFileBytes, c.WALMaxClosedFiles)
+	case c.Snapshots.Bytes < 0 || c.Snapshots.MinInterval < 0:
+		return fmt.Errorf("%w: negative snapshot policy bytes %d or interval %v", ErrInvalidConfig, c.Snapshots.Bytes, c.Snapshots.MinInterval)
+	case c.SnapshotStore.Keep > 1:
+		return fmt.Errorf("%w: SnapshotStore.Keep is %d; servers keep their log only from the newest snapshot, so only 1 makes sense", ErrInvalidConfig, c.SnapshotStore.Keep)
 	case c.ServerRestartIntensity < 0 || c.ServerRestartPeriod < 0 || c.ShutdownTimeout < 0:
 		return fmt.Errorf("%w: negative restart intensity %d, period %v or shutdown timeout %v",
 			ErrInvalidConfig, c.ServerRestartIntensity, c.ServerRestartPeriod, c.ShutdownTimeout)
@@ -138,13 +151,15 @@ func (c SystemConfig) Validate() error {
 // segment store and writer, the meta store, the leaderboard, and the
 // servers on this node. Its methods are safe for concurrent use.
 type System struct {
-	cfg      SystemConfig
-	logger   *slog.Logger
-	node     *actor.Node
-	meta     *meta.Store
-	segments *segment.Store
-	segw     *segment.Writer
-	wal      *wal.WAL
+	cfg       SystemConfig
+	logger    *slog.Logger
+	node      *actor.Node
+	meta      *meta.Store
+	segments  *segment.Store
+	segw      *segment.Writer
+	snapshots *snapshot.Store
+	snapw     *snapshot.Writer
+	wal       *wal.WAL
 	board    leaderboard.Board[ServerID]
 	manager  actor.Ref
 	pacer    *electionPacer
@@ -179,7 +194,7 @@ func StartSystem(cfg SystemConfig) (sys *System, err error) {
 			}
 		}
 	}()
-	for _, d := range []string{"meta", "segments", "wal"} {
+	for _, d := range []string{"meta", "segments", "wal", "snapshots"} {
 		if err := os.MkdirAll(filepath.Join(cfg.DataDir, d), 0o755); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrStorage, err)
 		}
@@ -192,6 +207,13 @@ func StartSystem(cfg SystemConfig) (sys *System, err error) {
 		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
 	closers = append(closers, func() { _ = s.segments.Close() })
+	sopts := cfg.SnapshotStore
+	if sopts.Logger == nil {
+		sopts.Logger = logger
+	}
+	if s.snapshots, err = snapshot.Open(filepath.Join(cfg.DataDir, "snapshots"), sopts); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
+	}
 
 	ncfg := cfg.Node
 	ncfg.Address, ncfg.Logger = cfg.Address, logger
@@ -222,6 +244,10 @@ func StartSystem(cfg SystemConfig) (sys *System, err error) {
 		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
 	closers = append(closers, func() { _ = s.segw.Stop(cfg.ShutdownTimeout) })
+	if s.snapw, err = snapshot.StartWriter(s.node, s.snapshots, snapshot.WriterOptions{Logger: logger}); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	closers = append(closers, func() { _ = s.snapw.Stop(cfg.ShutdownTimeout) })
 	wcfg := wal.DefaultConfig(filepath.Join(cfg.DataDir, "wal"))
 	wcfg.Sync, wcfg.Logger = cfg.WALSync, logger
 	wcfg.MaxFileBytes = cfg.WALMaxFileBytes
@@ -270,6 +296,9 @@ func (s *System) stop() error {
 	// The manager waits at most ShutdownTimeout for its servers; give the
 	// call room for that wait and for exiting them all first.
 	if _, err := s.node.Call(s.manager, &managerStopAll{}, 2*s.cfg.ShutdownTimeout+time.Minute); err != nil && !errors.Is(err, actor.ErrNodeStopped) {
+		errs = append(errs, err)
+	}
+	if err := s.snapw.Stop(s.cfg.ShutdownTimeout); err != nil {
 		errs = append(errs, err)
 	}
 	if err := s.wal.Stop(s.cfg.ShutdownTimeout); err != nil {
@@ -345,6 +374,7 @@ type manager struct {
 type managed struct {
 	uid      string
 	cfg      ServerConfig
+	initial  []ServerID // the cluster's first config, as created
 	ref      actor.Ref
 	mon      actor.MonitorRef
 	running  bool
@@ -404,7 +434,11 @@ func (m *manager) restartRecorded(ctx *actor.Context) {
 		for i, id := range rec.Members {
 			members[i] = ServerID(id)
 		}
-		s := &managed{uid: rec.UID, cfg: ServerConfig{
+		initial := make([]ServerID, len(rec.InitialMembers))
+		for i, id := range rec.InitialMembers {
+			initial[i] = ServerID(id)
+		}
+		s := &managed{uid: rec.UID, initial: initial, cfg: ServerConfig{
 			ID:             ServerID{Name: rec.ServerName, Node: m.sys.node.Name()},
 			Cluster:        rec.ClusterName,
 			Machine:        spec,
@@ -473,13 +507,14 @@ func (m *manager) create(ctx *actor.Context, cfg ServerConfig) error {
 		UID:           uid,
 		ServerName:    cfg.ID.Name,
 		ClusterName:   cfg.Cluster,
-		MachineConfig: encodeSpec(cfg.Machine),
-		Members:       members,
+		MachineConfig:  encodeSpec(cfg.Machine),
+		Members:        members,
+		InitialMembers: members,
 	})
 	if err != nil {
 		return fmt.Errorf("%w: record server %s: %w", ErrStorage, cfg.ID, err)
 	}
-	s := &managed{uid: uid, cfg: cfg}
+	s := &managed{uid: uid, cfg: cfg, initial: cfg.InitialMembers}
 	m.servers[cfg.ID.Name] = s
 	return m.start(ctx, s)
 }
@@ -490,7 +525,7 @@ func (m *manager) create(ctx *actor.Context, cfg ServerConfig) error {
 // crash loop gives up alone. It costs no process per server.
 func (m *manager) start(ctx *actor.Context, s *managed) error {
 	sys := m.sys
-	ref, err := sys.node.SpawnNamed(s.cfg.ID.Name, newServer(sys, s.cfg, s.uid))
+	ref, err := sys.node.SpawnNamed(s.cfg.ID.Name, newServer(sys, s.cfg, s.uid, s.initial))
 	if err != nil {
 		if errors.Is(err, actor.ErrNameTaken) {
 			return fmt.Errorf("%w: the name %s is taken on %s", ErrClusterExists, s.cfg.ID.Name, sys.node.Name())
@@ -581,6 +616,9 @@ func (m *manager) delete(ctx *actor.Context, name string, s *managed) error {
 		errs = append(errs, err)
 	}
 	if err := sys.meta.DeleteServer(s.uid); err != nil {
+		errs = append(errs, err)
+	}
+	if err := sys.snapshots.Delete(s.uid); err != nil {
 		errs = append(errs, err)
 	}
 	delete(m.servers, name)

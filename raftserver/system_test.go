@@ -40,6 +40,18 @@ type cluster struct {
 	systems []*System
 	dirs    []string
 	members []ServerID
+	// mod, if set, adjusts every system's configuration (restarts too).
+	mod func(*SystemConfig)
+}
+
+// config is the configuration of a system of c on dir and addr.
+func (c *cluster) config(dir, addr string) SystemConfig {
+	cfg := testSystemConfig(c.t, dir)
+	cfg.Address = addr
+	if c.mod != nil {
+		c.mod(&cfg)
+	}
+	return cfg
 }
 
 func startCluster(t testing.TB, n int) *cluster {

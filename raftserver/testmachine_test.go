@@ -2,12 +2,17 @@ package raftserver
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
+
+	"github.com/rago-raft/rago/snapshot"
 )
 
 // kvMachine is the test machine: commands "set k v", "del k", "panic";
-// queries "get k" and "len". Replies are the previous value.
+// queries "get k" and "len". Replies are the previous value. It releases
+// the log at every command, and snapshots as a JSON copy of its map.
 type kvMachine struct {
 	data    map[string]string
 	applied uint64
@@ -17,6 +22,7 @@ func newKV([]byte) (Machine, error) { return &kvMachine{data: map[string]string{
 
 func (m *kvMachine) Apply(ctx *ApplyContext, cmd []byte) []byte {
 	m.applied = ctx.Index
+	ctx.ReleaseCursor(ctx.Index)
 	parts := strings.SplitN(string(cmd), " ", 3)
 	switch parts[0] {
 	case "set":
@@ -52,4 +58,26 @@ func (m *kvMachine) Query(q []byte) ([]byte, error) {
 		return []byte(fmt.Sprint(len(m.data))), nil
 	}
 	return nil, fmt.Errorf("unknown query %q", q)
+}
+
+type kvState struct {
+	Data    map[string]string
+	Applied uint64
+}
+
+func (m *kvMachine) Snapshot() (snapshot.Source, error) {
+	b, err := json.Marshal(kvState{Data: m.data, Applied: m.applied})
+	return snapshot.BytesSource(b), err
+}
+
+func (m *kvMachine) Restore(r io.Reader) error {
+	var st kvState
+	if err := json.NewDecoder(r).Decode(&st); err != nil {
+		return err
+	}
+	m.data, m.applied = st.Data, st.Applied
+	if m.data == nil {
+		m.data = map[string]string{}
+	}
+	return nil
 }

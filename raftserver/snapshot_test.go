@@ -1,0 +1,255 @@
+package raftserver
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// snapPolicy snapshots every 100 entries, without a minimum interval.
+var snapPolicy = SnapshotPolicy{Entries: 100, MinInterval: time.Millisecond}
+
+// startSnapCluster is startFixedCluster with frequent snapshots; restarts
+// (c.restart) keep the policy.
+func startSnapCluster(t *testing.T, n int) *cluster {
+	t.Helper()
+	c := &cluster{t: t, mod: func(cfg *SystemConfig) { cfg.Snapshots = snapPolicy }}
+	for i := range n {
+		dir := t.TempDir()
+		cfg := c.config(dir, freeAddress(t))
+		s, err := StartSystem(cfg)
+		require.NoError(t, err)
+		c.systems = append(c.systems, s)
+		c.dirs = append(c.dirs, dir)
+		c.members = append(c.members, ServerID{Name: fmt.Sprint("kv", i+1), Node: s.Name()})
+	}
+	t.Cleanup(func() {
+		for _, s := range c.systems {
+			if s != nil {
+				_ = s.Stop()
+			}
+		}
+	})
+	_, _, err := c.systems[0].StartCluster(c.ctx(), "kv", MachineSpec{Kind: "kv"}, c.members)
+	require.NoError(t, err)
+	return c
+}
+
+// status returns member i's status, asked through a live system.
+func (c *cluster) status(i int) *ServerStatus {
+	for _, s := range c.systems {
+		if s == nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		st, err := s.Overview(ctx, c.members[i])
+		cancel()
+		if err == nil {
+			return st
+		}
+	}
+	return nil
+}
+
+// waitStatus waits until member i's status satisfies ok.
+func (c *cluster) waitStatus(i int, what string, ok func(*ServerStatus) bool) *ServerStatus {
+	c.t.Helper()
+	var st *ServerStatus
+	deadline := time.Now().Add(waitFor)
+	for time.Now().Before(deadline) {
+		if st = c.status(i); st != nil && ok(st) {
+			return st
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.t.Fatalf("member %d: %s: not reached; last status %+v", i, what, st)
+	return nil
+}
+
+// localGet reads key on member i only.
+func (c *cluster) localGet(i int, key string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	r, _, err := c.systems[i].LocalQuery(ctx, c.members[i], []byte("get "+key))
+	return string(r), err
+}
+
+// snapshotFiles lists member i's snapshot files with the given suffix.
+func (c *cluster) snapshotFiles(i int, suffix string) []string {
+	st := c.status(i)
+	require.NotNil(c.t, st)
+	ents, err := os.ReadDir(filepath.Join(c.dirs[i], "snapshots", st.UID))
+	require.NoError(c.t, err)
+	var out []string
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), suffix) {
+			out = append(out, filepath.Join(c.dirs[i], "snapshots", st.UID, e.Name()))
+		}
+	}
+	return out
+}
+
+func TestSnapshotsCompactTheLogAndRestartsUseThem(t *testing.T) {
+	c := startSnapCluster(t, 3)
+	sess := c.systems[0].NewSession()
+	first, _, err := sess.ProcessCommand(c.ctx(), c.members[0], []byte("set s first"))
+	require.NoError(t, err)
+	acked := c.load(c.systems[0], "k", 1500, 16)
+	require.Len(t, acked, 1500)
+	for i := range c.members {
+		st := c.waitStatus(i, "snapshot and compaction", func(st *ServerStatus) bool {
+			return st.SnapshotIndex >= 1000 && st.FirstIndex == st.SnapshotIndex+1
+		})
+		// A newer snapshot may be between its rename and the pruning.
+		require.Eventually(t, func() bool { return len(c.snapshotFiles(i, ".snap")) == 1 },
+			waitFor, 10*time.Millisecond, "older snapshots are pruned: %+v", st)
+	}
+
+	// A full restart starts from the snapshots and replays the rest.
+	for i, s := range c.systems {
+		require.NoError(t, s.Stop())
+		c.systems[i] = nil
+	}
+	for i := range c.systems {
+		c.restart(i)
+	}
+	for i := range c.members {
+		st := c.waitStatus(i, "restarted from a snapshot", func(st *ServerStatus) bool {
+			return st.SnapshotIndex >= 1000 && st.LastApplied >= st.SnapshotIndex
+		})
+		require.Greater(t, st.FirstIndex, uint64(1000))
+	}
+	c.check(c.systems[1], acked)
+
+	// The session table came back with the machine: a retry of an applied
+	// command gets its first reply and is not applied again.
+	again, _, err := c.systems[0].processCommand(c.ctx(), c.members[0],
+		&commandReq{Data: []byte("set s second"), Session: true, Client: sess.ID(), Seq: 1})
+	require.NoError(t, err)
+	require.Equal(t, string(first), string(again))
+	v, _, err := c.systems[0].ConsistentQuery(c.ctx(), c.members[0], []byte("get s"))
+	require.NoError(t, err)
+	require.Equal(t, "first", string(v))
+}
+
+func TestFollowerFarBehindCatchesUpBySnapshot(t *testing.T) {
+	c := startSnapCluster(t, 3)
+	c.load(c.systems[0], "a", 200, 8)
+	before := c.waitStatus(2, "caught up", func(st *ServerStatus) bool { return st.LastApplied >= 200 })
+	require.NoError(t, c.systems[2].Stop())
+	c.systems[2] = nil
+
+	acked := c.load(c.systems[0], "b", 2000, 16)
+	ldr := c.waitStatus(0, "leader compacted past the follower", func(st *ServerStatus) bool {
+		return st.FirstIndex > before.LastIndex+1
+	})
+	c.restart(2)
+	st := c.waitStatus(2, "installed the leader's snapshot", func(st *ServerStatus) bool {
+		return st.SnapshotIndex >= ldr.FirstIndex-1 && st.LastApplied >= ldr.Commit
+	})
+	require.Greater(t, st.SnapshotIndex, before.LastIndex, "only a snapshot covers what the leader dropped")
+	for k, v := range acked {
+		got, err := c.localGet(2, k)
+		require.NoError(t, err)
+		require.Equal(t, v, got, "key %s on the follower", k)
+	}
+	// Replication goes on from the log after the snapshot.
+	more := c.load(c.systems[0], "c", 50, 4)
+	c.waitStatus(2, "applies after the install", func(s *ServerStatus) bool { return s.LastApplied >= ldr.Commit+50 })
+	for k, v := range more {
+		got, err := c.localGet(2, k)
+		require.NoError(t, err)
+		require.Equal(t, v, got)
+	}
+}
+
+func TestCorruptSnapshotIsDetectedAndSurvived(t *testing.T) {
+	c := startSnapCluster(t, 3)
+	acked := c.load(c.systems[0], "a", 600, 8)
+	c.waitStatus(2, "snapshot and compaction", func(st *ServerStatus) bool {
+		return st.SnapshotIndex >= 300 && st.FirstIndex == st.SnapshotIndex+1
+	})
+	files := c.snapshotFiles(2, ".snap")
+	require.Len(t, files, 1)
+	require.NoError(t, c.systems[2].Stop())
+	c.systems[2] = nil
+
+	// Rot one byte in the middle of the file.
+	b, err := os.ReadFile(files[0])
+	require.NoError(t, err)
+	b[len(b)/2] ^= 0x40
+	require.NoError(t, os.WriteFile(files[0], b, 0o644))
+
+	more := c.load(c.systems[0], "b", 300, 8)
+	logs := &syncBuffer{}
+	c.mod = func(cfg *SystemConfig) {
+		cfg.Snapshots = snapPolicy
+		cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	}
+	c.restart(2)
+	require.Len(t, c.snapshotFiles(2, ".corrupt"), 1, "the corrupt file is set aside, never used")
+	require.Contains(t, logs.String(), "snapshot failed verification")
+	require.Contains(t, logs.String(), "the log starts after the newest usable snapshot", "the log it continued is dropped")
+	st := c.waitStatus(2, "recovered", func(st *ServerStatus) bool {
+		return st.RecoverTo == 0 && st.LastApplied >= 900
+	})
+	require.NotZero(t, st.SnapshotIndex, "it got a snapshot again")
+	for _, set := range []map[string]string{acked, more} {
+		for k, v := range set {
+			got, err := c.localGet(2, k)
+			require.NoError(t, err)
+			require.Equal(t, v, got, "key %s", k)
+		}
+	}
+}
+
+func TestPoisonCommandAfterASnapshotRebuildsFromIt(t *testing.T) {
+	c := startSnapCluster(t, 3)
+	acked := c.load(c.systems[0], "a", 300, 8)
+	for i := range c.members {
+		c.waitStatus(i, "snapshot", func(st *ServerStatus) bool { return st.SnapshotIndex >= 200 })
+	}
+	_, _, err := c.systems[0].ProcessCommand(c.ctx(), c.members[0], []byte("panic"))
+	require.ErrorIs(t, err, ErrMachine)
+	more := c.load(c.systems[0], "b", 50, 4)
+	for k, v := range more {
+		acked[k] = v
+	}
+	c.check(c.systems[0], acked)
+	for i := range c.members {
+		for k, v := range acked {
+			var got string
+			require.Eventually(t, func() bool {
+				got, err = c.localGet(i, k)
+				return err == nil && got == v
+			}, waitFor, 10*time.Millisecond, "member %d key %s: %q", i, k, got)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer for logs written from many goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}

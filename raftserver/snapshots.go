@@ -1,0 +1,474 @@
+package raftserver
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/rago-raft/rago/actor"
+	"github.com/rago-raft/rago/internal/wire"
+	"github.com/rago-raft/rago/raftserver/core"
+	"github.com/rago-raft/rago/snapshot"
+)
+
+// SnapshotPolicy decides when a server snapshots its machine. A machine
+// that implements Snapshotter says where it may be snapshotted by
+// recording Effects.ReleaseCursor(ctx.Index); the server snapshots at
+// such a command when, since its last snapshot, at least Entries entries
+// or Bytes bytes of commands were applied, and at least MinInterval has
+// passed. Every member decides for itself (they snapshot at different
+// indexes, which is fine: each snapshot is the state at its own index).
+type SnapshotPolicy struct {
+	// Entries applied since the last snapshot that make one due. Default
+	// 4096.
+	Entries uint64
+	// Bytes of command data applied since the last snapshot that make one
+	// due. Default 64 MiB.
+	Bytes int64
+	// MinInterval between two snapshots of one server, so a large state is
+	// not written over and over under heavy load. Default 1s.
+	MinInterval time.Duration
+}
+
+func (p SnapshotPolicy) withDefaults() SnapshotPolicy {
+	if p.Entries == 0 {
+		p.Entries = 4096
+	}
+	if p.Bytes == 0 {
+		p.Bytes = 64 << 20
+	}
+	if p.MinInterval == 0 {
+		p.MinInterval = time.Second
+	}
+	return p
+}
+
+// The meta blob of a snapshot file (wire format): what the server needs
+// besides the machine's bytes to continue from the snapshot.
+//
+//	u8 version (1) | bytes members (core.Membership.AppendBinary) |
+//	uvarint machine version | sessions (sessionTable.appendBinary)
+const snapMetaVersion = 1
+
+func encodeSnapMeta(desc core.Snapshot, sessions *sessionTable) []byte {
+	b := []byte{snapMetaVersion}
+	b = wire.AppendBytes(b, desc.Members.AppendBinary(nil))
+	b = wire.AppendUvarint(b, desc.MachineVersion)
+	return sessions.appendBinary(b)
+}
+
+// decodeSnapMeta reads a snapshot's meta blob; info gives index and term.
+func decodeSnapMeta(info snapshot.Info, meta []byte, ttl uint64, maxSessions int) (core.Snapshot, *sessionTable, error) {
+	r := wire.NewReader(meta)
+	if v := r.Uint8(); v != snapMetaVersion && r.Err() == nil {
+		r.Fail("unknown snapshot meta version %d", v)
+	}
+	mb := r.Bytes()
+	version := r.Uvarint()
+	sessions := readSessions(r, ttl, maxSessions)
+	if err := r.Done(); err != nil {
+		return core.Snapshot{}, nil, fmt.Errorf("%w: snapshot %s meta: %w", ErrStorage, info, err)
+	}
+	members, err := core.DecodeMembership(mb)
+	if err != nil {
+		return core.Snapshot{}, nil, fmt.Errorf("%w: snapshot %s members: %w", ErrStorage, info, err)
+	}
+	return core.Snapshot{Index: info.Index, Term: info.Term, Members: members, MachineVersion: version}, sessions, nil
+}
+
+// Messages of a snapshot transfer between two servers: the chunks of the
+// snapshot file, sent by the leader with its term, and the follower's
+// acknowledgements (see snapshot.Sender and snapshot.Receiver).
+type (
+	snapChunk struct {
+		From  ServerID
+		Term  uint64
+		Chunk snapshot.Chunk
+	}
+	snapAck struct {
+		From ServerID
+		Ack  snapshot.ChunkAck
+	}
+	// snapTickMsg drives the transfers' timeouts while any is running.
+	snapTickMsg struct{}
+)
+
+// snapTickEvery is how often running transfers are given the time: half
+// the sender's default retry time.
+const snapTickEvery = time.Second
+
+// snapState is a server's snapshot bookkeeping.
+type snapState struct {
+	info snapshot.Info // the newest snapshot the core knows (zero if none)
+	desc core.Snapshot
+	// taking is a snapshot handed to the writer, not yet durable.
+	taking *core.Snapshot
+	// Counters of the policy, since the last snapshot was taken.
+	entries uint64
+	bytes   int64
+	at      time.Time
+	// force makes the next release cursor take a snapshot whatever the
+	// policy says (the one a transfer sent turned out corrupt).
+	force bool
+	// releaseAt is the index of the entry being applied if the machine
+	// released the log up to it.
+	releaseAt uint64
+
+	// staged is the newest snapshot received from a leader: durable and
+	// visible in the store, not (yet) restored or adopted.
+	staged     snapshot.Info
+	stagedDesc core.Snapshot
+	receiver   *snapshot.Receiver
+	senders    map[ServerID]*snapshot.Sender
+	tickArmed  bool
+	tickTimer  actor.TimerRef
+}
+
+// snapshotter returns the machine as a Snapshotter, if it is one.
+func (s *server) snapshotter() (Snapshotter, bool) { return capability[Snapshotter](s.machine) }
+
+// restoreMachine builds a fresh machine and restores it from the snapshot
+// info, returning its description and session table.
+func (s *server) restoreMachine(info snapshot.Info) (Machine, core.Snapshot, *sessionTable, error) {
+	rd, err := s.sys.snapshots.Open(info)
+	if err != nil {
+		return nil, core.Snapshot{}, nil, fmt.Errorf("%w: open snapshot %s: %w", ErrStorage, info, err)
+	}
+	defer rd.Close()
+	desc, sessions, err := decodeSnapMeta(info, rd.Meta(), s.sys.cfg.SessionTTLEntries, s.sys.cfg.MaxSessions)
+	if err != nil {
+		return nil, core.Snapshot{}, nil, err
+	}
+	if desc.MachineVersion > s.supportedVersion() {
+		return nil, core.Snapshot{}, nil, fmt.Errorf("%w: snapshot %s holds machine version %d, this code supports %d: upgrade it",
+			ErrMachine, info, desc.MachineVersion, s.supportedVersion())
+	}
+	m, err := s.sys.newMachine(s.cfg.Machine)
+	if err != nil {
+		return nil, core.Snapshot{}, nil, err
+	}
+	sn, ok := capability[Snapshotter](m)
+	if !ok {
+		return nil, core.Snapshot{}, nil, fmt.Errorf("%w: machine %q cannot restore snapshot %s: it is no Snapshotter", ErrMachine, s.cfg.Machine.Kind, info)
+	}
+	if err := restoreSafely(sn, rd); err != nil {
+		return nil, core.Snapshot{}, nil, fmt.Errorf("%w: restore snapshot %s: %w", ErrMachine, info, err)
+	}
+	// The machine must have read everything, and the trailer verified.
+	if n, err := io.Copy(io.Discard, rd); err != nil || n > 0 {
+		return nil, core.Snapshot{}, nil, fmt.Errorf("%w: restore snapshot %s: %d bytes left unread (%v)", ErrMachine, info, n, err)
+	}
+	return m, desc, sessions, nil
+}
+
+func restoreSafely(sn Snapshotter, r io.Reader) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("Restore panicked: %v", p)
+		}
+	}()
+	return sn.Restore(r)
+}
+
+// supportedVersion is the highest machine version this server's code runs.
+func (s *server) supportedVersion() uint64 {
+	if v, ok := capability[Versioned](s.machine); ok {
+		return v.Version()
+	}
+	return 0
+}
+
+// appliedMembers returns the members in effect at the applied index, as a
+// snapshot records them (the initial members until a config entry).
+func (s *server) appliedMembers() core.Membership {
+	if len(s.members.Voters) > 0 {
+		return s.members.Clone()
+	}
+	return s.initial.Clone()
+}
+
+// counted records an applied entry for the snapshot policy and, if the
+// machine released the log up to it and a snapshot is due, takes one.
+func (s *server) counted(e core.Entry) {
+	s.snap.entries++
+	s.snap.bytes += int64(len(e.Data))
+	if s.snap.releaseAt != e.Index {
+		return
+	}
+	s.snap.releaseAt = 0
+	p := s.sys.cfg.Snapshots
+	due := s.snap.force || s.snap.entries >= p.Entries || s.snap.bytes >= p.Bytes
+	if !due || s.snap.taking != nil || e.Index <= s.snap.desc.Index || time.Since(s.snap.at) < p.MinInterval {
+		return
+	}
+	s.takeSnapshot(e)
+}
+
+// takeSnapshot hands the machine's state after e to the snapshot writer.
+func (s *server) takeSnapshot(e core.Entry) {
+	sn, ok := s.snapshotter()
+	if !ok {
+		return
+	}
+	var src snapshot.Source
+	var err error
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("Snapshot panicked: %v", p)
+			}
+		}()
+		src, err = sn.Snapshot()
+	}()
+	if err == nil && src == nil {
+		err = errors.New("Snapshot returned no source")
+	}
+	if err != nil {
+		s.logger.Error("machine did not snapshot", "index", e.Index, "err", err)
+		return
+	}
+	desc := core.Snapshot{Index: e.Index, Term: e.Term, Members: s.appliedMembers(), MachineVersion: s.machineVersion}
+	err = s.sys.snapw.Submit(snapshot.Write{UID: s.uid, Index: e.Index, Term: e.Term,
+		Meta: encodeSnapMeta(desc, s.sessions), Data: src, Notify: s.ctx.Self()})
+	if err != nil {
+		src.Release()
+		s.logger.Warn("snapshot not submitted", "index", e.Index, "err", err)
+		return
+	}
+	s.snap.taking = &desc
+	s.snap.entries, s.snap.bytes, s.snap.at, s.snap.force = 0, 0, time.Now(), false
+}
+
+// snapshotWritten: a snapshot of ours is durable. The core learns of it and
+// asks, in turn, for the log below it to go (Compact).
+func (s *server) snapshotWritten(info snapshot.Info) {
+	t := s.snap.taking
+	if t == nil || t.Index != info.Index {
+		return
+	}
+	s.snap.taking = nil
+	if info.Index <= s.snap.desc.Index {
+		return // an installed snapshot overtook it
+	}
+	s.adopt(info, *t)
+}
+
+// adopt makes a durable snapshot at or below the applied index the
+// server's and tells the core.
+func (s *server) adopt(info snapshot.Info, desc core.Snapshot) {
+	s.snap.info, s.snap.desc = info, desc.Clone()
+	if s.snap.staged.Index <= info.Index {
+		s.snap.staged = snapshot.Info{}
+	}
+	s.log.setSnapshot(desc.Index, desc.Term)
+	for i := range s.poisoned {
+		if i <= desc.Index {
+			delete(s.poisoned, i)
+		}
+	}
+	s.step(core.SnapshotTaken{Snapshot: desc})
+}
+
+func (s *server) snapshotFailed(m snapshot.WriteFailed) {
+	if t := s.snap.taking; t != nil && t.Index == m.Index {
+		s.snap.taking = nil
+	}
+	if errors.Is(m.Err, snapshot.ErrStale) || errors.Is(m.Err, snapshot.ErrSuperseded) {
+		s.logger.Debug("snapshot not written", "index", m.Index, "err", m.Err)
+		return
+	}
+	s.logger.Warn("snapshot not written; the log stays until the next one", "index", m.Index, "err", m.Err)
+}
+
+// restoreSnapshot carries out core.RestoreSnapshot: the staged snapshot
+// becomes the server's, the machine is restored from it, and the log is
+// reset to hold nothing after it.
+func (s *server) restoreSnapshot(want core.Snapshot) error {
+	info := s.snap.staged
+	if info.Index != want.Index || info.Term != want.Term {
+		return fmt.Errorf("%w: restore snapshot (%d, term %d), staged is (%d, term %d)",
+			ErrStorage, want.Index, want.Term, info.Index, info.Term)
+	}
+	m, desc, sessions, err := s.restoreMachine(info)
+	if err != nil {
+		return err
+	}
+	if err := s.log.reset(desc.Index, desc.Term); err != nil {
+		return err
+	}
+	s.machine, s.sessions = m, sessions
+	s.members, s.machineVersion = desc.Members, desc.MachineVersion
+	s.applied = desc.Index
+	s.poisoned = map[uint64]bool{}
+	s.snap.info, s.snap.desc, s.snap.staged = info, desc, snapshot.Info{}
+	s.snap.entries, s.snap.bytes, s.snap.at = 0, 0, time.Now()
+	s.logger.Info("installed snapshot", "index", desc.Index, "term", desc.Term, "bytes", info.Size)
+	return nil
+}
+
+// sendSnapshot carries out core.SendSnapshot: stream our snapshot to a
+// follower, replacing a transfer to it in progress. The core names the
+// snapshot it knows; a newer one received meanwhile is as good.
+func (s *server) sendSnapshot(a core.SendSnapshot) {
+	info := s.snap.info
+	if s.snap.staged.Index > info.Index {
+		info = s.snap.staged
+	}
+	if old := s.snap.senders[a.To]; old != nil {
+		_ = old.Close()
+		delete(s.snap.senders, a.To)
+	}
+	if info.Index < a.Msg.Snapshot.Index {
+		s.logger.Error("snapshot to send is missing", "to", a.To.String(), "index", a.Msg.Snapshot.Index)
+		return
+	}
+	snd, err := snapshot.NewSender(s.sys.snapshots, info, snapshot.SenderConfig{})
+	if err != nil {
+		// The core sends it again later; meanwhile a new snapshot of ours
+		// replaces a file that went missing or bad.
+		s.logger.Error("cannot send snapshot", "to", a.To.String(), "snapshot", info.String(), "err", err)
+		s.snap.force = true
+		return
+	}
+	chunks, err := snd.Start(time.Now())
+	if err != nil {
+		_ = snd.Close()
+		return
+	}
+	if s.snap.senders == nil {
+		s.snap.senders = map[ServerID]*snapshot.Sender{}
+	}
+	s.snap.senders[a.To] = snd
+	s.sendChunks(a.To, chunks)
+	s.armSnapTick()
+}
+
+func (s *server) sendChunks(to ServerID, chunks []snapshot.Chunk) {
+	term := s.raft.Term()
+	for _, c := range chunks {
+		_ = s.ctx.Send(Ref(to), &snapChunk{From: s.self, Term: term, Chunk: c})
+	}
+}
+
+// chunkAcked feeds a follower's ack to its transfer.
+func (s *server) chunkAcked(m *snapAck) {
+	snd := s.snap.senders[m.From]
+	if snd == nil {
+		return
+	}
+	chunks, err := snd.HandleAck(m.Ack, time.Now())
+	s.sendChunks(m.From, chunks)
+	s.transferProgress(m.From, snd, err)
+}
+
+// transferProgress ends a finished transfer. A follower that found our
+// file corrupt makes us check it, and take a new snapshot if it fails.
+func (s *server) transferProgress(to ServerID, snd *snapshot.Sender, err error) {
+	if !snd.Finished() {
+		return
+	}
+	delete(s.snap.senders, to)
+	_ = snd.Close()
+	var rej *snapshot.RejectedError
+	switch {
+	case snd.Done():
+		s.logger.Info("snapshot sent", "to", to.String(), "snapshot", snd.Info().String())
+	case errors.As(err, &rej) && rej.Reason == snapshot.RejectCorrupt:
+		if verr := s.sys.snapshots.Verify(snd.Info()); verr != nil {
+			s.logger.Error("our snapshot is corrupt; taking a new one at the next release cursor", "err", verr)
+			s.snap.force = true
+		}
+	case err != nil:
+		// The core starts a new transfer later (the follower resumes).
+		s.logger.Warn("snapshot transfer ended", "to", to.String(), "err", err)
+	}
+}
+
+// chunkReceived is the follower's side: take the chunk if it comes from a
+// leader of at least our term, answer it, and once the whole snapshot is
+// durable, tell the core.
+func (s *server) chunkReceived(m *snapChunk) {
+	if m.Term < s.raft.Term() {
+		return // a deposed leader; its other messages tell it so
+	}
+	res := s.snap.receiver.Receive(m.Chunk, time.Now())
+	if res.Reply {
+		_ = s.ctx.Send(Ref(m.From), &snapAck{From: s.self, Ack: res.Ack})
+	}
+	if res.Err != nil {
+		s.logger.Warn("snapshot transfer failed", "from", m.From.String(), "err", res.Err)
+	}
+	s.armSnapTick()
+	if !res.Installed {
+		return
+	}
+	desc, err := s.describeSnapshot(res.Info)
+	if err != nil {
+		s.logger.Error("received snapshot unreadable", "snapshot", res.Info.String(), "err", err)
+		return
+	}
+	s.snap.staged, s.snap.stagedDesc = res.Info, desc
+	s.step(core.Receive{From: m.From, Msg: &core.InstallSnapshot{Term: m.Term, Snapshot: desc}})
+	s.maybeAdoptStaged()
+}
+
+// describeSnapshot reads a snapshot's description from its meta.
+func (s *server) describeSnapshot(info snapshot.Info) (core.Snapshot, error) {
+	rd, err := s.sys.snapshots.Open(info)
+	if err != nil {
+		return core.Snapshot{}, fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	defer rd.Close()
+	desc, _, err := decodeSnapMeta(info, rd.Meta(), s.sys.cfg.SessionTTLEntries, s.sys.cfg.MaxSessions)
+	return desc, err
+}
+
+// maybeAdoptStaged makes a received snapshot that the core did not install
+// (this member held the entries already) the server's own once the
+// machine has applied that far: the store keeps only the newest snapshot,
+// so it has replaced ours on disk.
+func (s *server) maybeAdoptStaged() {
+	st := s.snap.staged
+	if st.Index == 0 || st.Index <= s.snap.desc.Index || s.applied < st.Index || s.raft == nil {
+		return
+	}
+	s.adopt(st, s.snap.stagedDesc)
+}
+
+// snapTick gives running transfers the time, and re-arms itself while any
+// runs.
+func (s *server) snapTick() {
+	s.snap.tickArmed = false
+	now := time.Now()
+	for to, snd := range s.snap.senders {
+		chunks, err := snd.Tick(now)
+		s.sendChunks(to, chunks)
+		s.transferProgress(to, snd, err)
+	}
+	if s.snap.receiver != nil {
+		s.snap.receiver.Tick(now)
+	}
+	s.armSnapTick()
+}
+
+func (s *server) armSnapTick() {
+	active := len(s.snap.senders) > 0
+	if s.snap.receiver != nil {
+		_, _, receiving := s.snap.receiver.Active()
+		active = active || receiving
+	}
+	if active && !s.snap.tickArmed {
+		s.snap.tickTimer = s.ctx.SendAfter(snapTickEvery, snapTickMsg{})
+		s.snap.tickArmed = true
+	}
+}
+
+// stopTransfers ends the transfers this server sends (it no longer leads,
+// or it stops); followers keep what they received for a resume.
+func (s *server) stopTransfers() {
+	for to, snd := range s.snap.senders {
+		_ = snd.Close()
+		delete(s.snap.senders, to)
+	}
+}
