@@ -160,10 +160,10 @@ type System struct {
 	snapshots *snapshot.Store
 	snapw     *snapshot.Writer
 	wal       *wal.WAL
-	board    leaderboard.Board[ServerID]
-	manager  actor.Ref
-	pacer    *electionPacer
-	fd       *failuredetector.Detector
+	board     leaderboard.Board[ServerID]
+	manager   actor.Ref
+	pacer     *electionPacer
+	fd        *failuredetector.Detector
 
 	stopOnce sync.Once
 	stopErr  error
@@ -504,9 +504,9 @@ func (m *manager) create(ctx *actor.Context, cfg ServerConfig) error {
 		members[i] = meta.ServerID(id)
 	}
 	err := m.sys.meta.PutServer(meta.Server{
-		UID:           uid,
-		ServerName:    cfg.ID.Name,
-		ClusterName:   cfg.Cluster,
+		UID:            uid,
+		ServerName:     cfg.ID.Name,
+		ClusterName:    cfg.Cluster,
 		MachineConfig:  encodeSpec(cfg.Machine),
 		Members:        members,
 		InitialMembers: members,
