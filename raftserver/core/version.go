@@ -151,12 +151,12 @@ func (r *Raft) voteVersionOK(v uint64) bool {
 // membership change, a bump waits until the leader has committed an entry
 // of its term and until the previous bump committed, so at most one bump in
 // any log is uncommitted (the restart scan relies on it).
+//
+// A leader whose own code is older than what such a quorum supports hands
+// leadership to an up-to-date voter that supports it (a leader transfer),
+// so a rolling upgrade completes whichever member it restarts last.
 func (r *Raft) maybeBumpVersion() {
 	if r.role != RoleLeader || r.ldr.transfer != nil || r.commit < r.ldr.termStart || r.versions.index() > r.commit {
-		return
-	}
-	cur := r.versions.current()
-	if r.cfg.MachineVersion <= cur {
 		return
 	}
 	vs := r.ldr.matchBuf[:0]
@@ -173,11 +173,35 @@ func (r *Raft) maybeBumpVersion() {
 	r.ldr.matchBuf = vs
 	// The same maths as the commit index: the highest value a majority has
 	// at or above it.
-	target := min(committedIndex(vs), r.cfg.MachineVersion)
+	supported := committedIndex(vs)
+	if supported > r.cfg.MachineVersion {
+		r.handOffForVersion(supported)
+		return
+	}
+	cur := r.versions.current()
+	target := min(supported, r.cfg.MachineVersion)
 	if target <= cur {
 		return
 	}
 	r.logger.Info("raising the machine version", "from", cur, "to", target, "term", r.term)
 	e := Entry{Index: r.log.lastIndex() + 1, Term: r.term, Type: EntryMachineVersion, Data: EncodeMachineVersion(target)}
 	r.appendOwn([]Entry{e}, nil)
+}
+
+// handOffForVersion starts a leader transfer to the voter that supports
+// version v and holds the most of our log.
+func (r *Raft) handOffForVersion(v uint64) {
+	var to ServerID
+	var best uint64
+	for _, id := range r.ldr.peers {
+		pr := r.ldr.progress[id]
+		if r.members.current.IsVoter(id) && pr.versionKnown && pr.version >= v && (to.IsZero() || pr.match > best) {
+			to, best = id, pr.match
+		}
+	}
+	if to.IsZero() {
+		return
+	}
+	r.logger.Info("handing leadership to newer code", "to", to.String(), "version", v, "own", r.cfg.MachineVersion)
+	r.handleTransfer(TransferLeadership{To: to})
 }

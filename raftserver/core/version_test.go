@@ -206,3 +206,23 @@ func TestDowngradedMemberAppliesNothingPastItsVersion(t *testing.T) {
 	require.EqualValues(t, 7, r.Commit())
 	require.EqualValues(t, 4, r.Applied())
 }
+
+func TestLeaderOnOldCodeHandsOverToNewCode(t *testing.T) {
+	c := versionedCluster(t, 0, 1, 1)
+	c.step(id(1), ElectionTimeout{})
+	c.settle()
+	c.tick(id(1), 5)
+	// s2 and s3 support version 1, a quorum; the leader does not: it hands
+	// leadership to one of them, which raises the version.
+	var leader *testNode
+	for _, i := range []int{2, 3} {
+		if c.node(id(i)).r.Role() == RoleLeader {
+			leader = c.node(id(i))
+		}
+	}
+	require.NotNil(t, leader, "an upgraded member leads")
+	c.tick(leader.id, 5)
+	require.EqualValues(t, 1, leader.r.Status().MachineVersion)
+	require.Equal(t, RoleFollower, c.node(id(1)).r.Role())
+	require.Less(t, c.node(id(1)).applied, leader.applied, "old code stops before the bump")
+}
