@@ -188,6 +188,8 @@ func (s *server) Receive(ctx *actor.Context, msg actor.Message) {
 		s.chunkAcked(m)
 	case snapTickMsg:
 		s.snapTick()
+	case snapDueMsg:
+		s.snapDue()
 	case *commandReq:
 		s.queueCommand(m)
 	case flushCommands:

@@ -92,6 +92,7 @@ type (
 	}
 	// snapTickMsg drives the transfers' timeouts while any is running.
 	snapTickMsg struct{}
+	snapDueMsg  struct{}
 )
 
 // snapTickEvery is how often running transfers are given the time: half
@@ -112,8 +113,13 @@ type snapState struct {
 	// policy says (the one a transfer sent turned out corrupt).
 	force bool
 	// releaseAt is the index of the entry being applied if the machine
-	// released the log up to it.
+	// released the log up to it; released is the last such entry.
 	releaseAt uint64
+	released  core.Entry
+	// dueArmed: a snapshot is due but for MinInterval; a timer fires when
+	// it has passed, so a burst shorter than the interval is snapshotted
+	// too (if the state still stands on its own then).
+	dueArmed bool
 
 	// staged is the newest snapshot received from a leader: durable and
 	// visible in the store, not (yet) restored or adopted.
@@ -197,12 +203,33 @@ func (s *server) counted(e core.Entry) {
 		return
 	}
 	s.snap.releaseAt = 0
+	s.snap.released = core.Entry{Index: e.Index, Term: e.Term}
+	s.maybeSnapshot()
+}
+
+// maybeSnapshot takes a snapshot at the last released entry if it is the
+// last applied one and the policy says one is due.
+func (s *server) maybeSnapshot() {
+	e := s.snap.released
 	p := s.sys.cfg.Snapshots
 	due := s.snap.force || s.snap.entries >= p.Entries || s.snap.bytes >= p.Bytes
-	if !due || s.snap.taking != nil || e.Index <= s.snap.desc.Index || time.Since(s.snap.at) < p.MinInterval {
+	if !due || s.snap.taking != nil || e.Index != s.applied || e.Index <= s.snap.desc.Index {
+		return
+	}
+	if wait := p.MinInterval - time.Since(s.snap.at); wait > 0 {
+		if !s.snap.dueArmed {
+			s.snap.dueArmed = true
+			s.ctx.SendAfter(wait, snapDueMsg{})
+		}
 		return
 	}
 	s.takeSnapshot(e)
+}
+
+// snapDue: the minimum interval of a due snapshot has passed.
+func (s *server) snapDue() {
+	s.snap.dueArmed = false
+	s.maybeSnapshot()
 }
 
 // takeSnapshot hands the machine's state after e to the snapshot writer.
