@@ -15,8 +15,22 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// snapPolicy snapshots every 100 entries, without a minimum interval.
-var snapPolicy = SnapshotPolicy{Entries: 100, MinInterval: time.Millisecond}
+// snapPolicy snapshots every 100 entries, without a minimum interval or a
+// log ratio.
+var snapPolicy = SnapshotPolicy{Entries: 100, MinInterval: time.Millisecond, LogRatio: -1}
+
+func TestSnapshotPolicy(t *testing.T) {
+	p := SnapshotPolicy{}.withDefaults()
+	require.Equal(t, SnapshotPolicy{Entries: 4096, Bytes: 64 << 20, MinInterval: time.Second, LogRatio: 0.5}, p)
+	require.False(t, p.due(4095, 1000, 0))
+	require.True(t, p.due(4096, 1000, 0), "entries")
+	require.True(t, p.due(10, 64<<20, 0), "bytes")
+	// A large state is not rewritten for a few commands.
+	require.False(t, p.due(5000, 1<<20, 100<<20))
+	require.True(t, p.due(5000, 50<<20, 100<<20))
+	p.LogRatio = -1
+	require.True(t, p.due(5000, 1<<20, 100<<20), "ratio off")
+}
 
 // startSnapCluster is startFixedCluster with frequent snapshots; restarts
 // (c.restart) keep the policy.

@@ -16,9 +16,16 @@ import (
 // that implements Snapshotter says where it may be snapshotted by
 // recording Effects.ReleaseCursor(ctx.Index); the server snapshots at
 // such a command when, since its last snapshot, at least Entries entries
-// or Bytes bytes of commands were applied, and at least MinInterval has
-// passed. Every member decides for itself (they snapshot at different
-// indexes, which is fine: each snapshot is the state at its own index).
+// or Bytes bytes of commands were applied, the commands applied add up to
+// at least LogRatio times the last snapshot's size, and at least
+// MinInterval has passed. Every member decides for itself (they snapshot
+// at different indexes, which is fine: each snapshot is the state at its
+// own index).
+//
+// LogRatio bounds the cost of snapshots for large states: with 0.5, a
+// state is written at most once per half its size of commands, so
+// snapshots at most double the bytes written, and the disk holds at most
+// about the state, half of it again as log, and a snapshot being written.
 type SnapshotPolicy struct {
 	// Entries applied since the last snapshot that make one due. Default
 	// 4096.
@@ -29,6 +36,10 @@ type SnapshotPolicy struct {
 	// MinInterval between two snapshots of one server, so a large state is
 	// not written over and over under heavy load. Default 1s.
 	MinInterval time.Duration
+	// LogRatio: command bytes applied since the last snapshot, as a
+	// fraction of that snapshot's size, below which no snapshot is due.
+	// Default 0.5; negative turns the condition off.
+	LogRatio float64
 }
 
 func (p SnapshotPolicy) withDefaults() SnapshotPolicy {
@@ -41,7 +52,17 @@ func (p SnapshotPolicy) withDefaults() SnapshotPolicy {
 	if p.MinInterval == 0 {
 		p.MinInterval = time.Second
 	}
+	if p.LogRatio == 0 {
+		p.LogRatio = 0.5
+	}
 	return p
+}
+
+// due reports whether, entries and bytes of commands after the last
+// snapshot, whose data was lastSize bytes, a new one is due (MinInterval
+// aside).
+func (p SnapshotPolicy) due(entries uint64, bytes, lastSize int64) bool {
+	return (entries >= p.Entries || bytes >= p.Bytes) && float64(bytes) >= p.LogRatio*float64(lastSize)
 }
 
 // The meta blob of a snapshot file (wire format): what the server needs
@@ -212,7 +233,7 @@ func (s *server) counted(e core.Entry) {
 func (s *server) maybeSnapshot() {
 	e := s.snap.released
 	p := s.sys.cfg.Snapshots
-	due := s.snap.force || s.snap.entries >= p.Entries || s.snap.bytes >= p.Bytes
+	due := s.snap.force || p.due(s.snap.entries, s.snap.bytes, s.snap.info.DataSize)
 	if !due || s.snap.taking != nil || e.Index != s.applied || e.Index <= s.snap.desc.Index {
 		return
 	}
