@@ -7,7 +7,7 @@ type Event interface{ isEvent() }
 // Started must be the first event a new Raft sees. It arms the election
 // timer (a member restarts knowing no leader), reports the role, and
 // announces NotLeader to the peers (a restarted ex-leader must not stay
-// followed).
+// followed). The only voter of its cluster elects itself at once.
 type Started struct{}
 
 // Receive: a message from peer From arrived.

@@ -151,6 +151,11 @@ func (r *Raft) Step(ev Event) ([]Action, error) {
 	case Started:
 		r.reportRole = RoleChanged{}
 		r.announce()
+		if v := r.members.current.Voters; len(v) == 1 && v[0] == r.id && r.mayCampaign() {
+			// The only voter has nobody to wait for or to disrupt: a
+			// single-member cluster serves again at once after a restart.
+			r.becomePreVote()
+		}
 	case SnapshotTaken:
 		r.handleSnapshotTaken(ev.Snapshot)
 	case Receive:

@@ -135,3 +135,16 @@ func TestRemovedMemberStandsUntilItsRemovalCommits(t *testing.T) {
 	c.elect(id(2))
 	require.GreaterOrEqual(t, c.node(id(2)).r.Commit(), st.MembersIndex)
 }
+
+func TestTheOnlyVoterLeadsAtOnceAfterARestart(t *testing.T) {
+	c := newTestCluster(t, 1)
+	s1 := c.node(id(1))
+	require.Equal(t, RoleLeader, s1.r.Role(), "no timer to wait for")
+	tok := c.propose(id(1), "a")
+	c.settle()
+	require.True(t, s1.hasToken(tok))
+	s1 = c.restart(id(1))
+	require.Equal(t, RoleLeader, s1.r.Role())
+	c.settle()
+	require.EqualValues(t, 3, s1.applied, "the log is applied again at once")
+}
