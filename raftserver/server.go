@@ -708,7 +708,7 @@ func callMachine(ctx *ApplyContext, run func(*ApplyContext) []byte) (reply []byt
 // Replays skip the commands known to panic, so they do not panic again.
 func (s *server) rebuild(upTo uint64) error {
 	from := uint64(1)
-	if info := s.snap.info; info.Index > 0 {
+	if info, ok := s.snapshotOnDisk(upTo); ok {
 		m, desc, sessions, err := s.restoreMachine(info)
 		if err != nil {
 			return fmt.Errorf("%w: rebuilding the machine: %w", ErrStorage, err)

@@ -198,6 +198,27 @@ func restoreSafely(sn Snapshotter, r io.Reader) (err error) {
 	return sn.Restore(r)
 }
 
+// snapshotOnDisk returns the newest durable snapshot of this server at or
+// below index limit, if any. It is usually the one the core knows, but the
+// store keeps only the newest snapshot, and a newer one (ours, not yet
+// reported Written, or one received from a leader) may have replaced it.
+func (s *server) snapshotOnDisk(limit uint64) (snapshot.Info, bool) {
+	list, err := s.sys.snapshots.List(s.uid)
+	if err != nil {
+		s.logger.Warn("cannot list snapshots", "err", err)
+	}
+	for _, in := range list { // newest first
+		if in.Index > limit {
+			continue
+		}
+		if in.Index == s.snap.info.Index && in.Term == s.snap.info.Term {
+			return s.snap.info, true
+		}
+		return in, true
+	}
+	return snapshot.Info{}, false
+}
+
 // supportedVersion is the highest machine version this server's code runs.
 func (s *server) supportedVersion() uint64 {
 	if v, ok := capability[Versioned](s.machine); ok {
@@ -359,15 +380,12 @@ func (s *server) restoreSnapshot(want core.Snapshot) error {
 // follower, replacing a transfer to it in progress. The core names the
 // snapshot it knows; a newer one received meanwhile is as good.
 func (s *server) sendSnapshot(a core.SendSnapshot) {
-	info := s.snap.info
-	if s.snap.staged.Index > info.Index {
-		info = s.snap.staged
-	}
 	if old := s.snap.senders[a.To]; old != nil {
 		_ = old.Close()
 		delete(s.snap.senders, a.To)
 	}
-	if info.Index < a.Msg.Snapshot.Index {
+	info, ok := s.snapshotOnDisk(^uint64(0))
+	if !ok || info.Index < a.Msg.Snapshot.Index {
 		s.logger.Error("snapshot to send is missing", "to", a.To.String(), "index", a.Msg.Snapshot.Index)
 		return
 	}
