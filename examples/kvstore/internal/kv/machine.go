@@ -12,6 +12,10 @@
 // Every command is validated before the state changes, and Apply never
 // panics on input: a bad command gets a Result with StatusInvalid on every
 // member alike.
+//
+// The machine is a raftserver.Snapshotter: Snapshot takes a cheap
+// point-in-time view that is written in a compact binary format in the
+// background, and Restore reads it back (see snapshot.go).
 package kv
 
 import (
@@ -232,6 +236,8 @@ func (c *Command) validate() error {
 // Apply applies one committed command. It depends only on the state, the
 // command and the entry's index, as a Raft machine must.
 func (m *Machine) Apply(ctx *raftserver.ApplyContext, c Command) Result {
+	// The state never refers back to the log, so a snapshot may replace the log up to any command.
+	ctx.ReleaseCursor(ctx.Index)
 	if err := c.validate(); err != nil {
 		return Result{Status: StatusInvalid, Error: err.Error()}
 	}
