@@ -242,6 +242,9 @@ func (s *server) Receive(ctx *actor.Context, msg actor.Message) {
 	case failuredetector.Up:
 		s.step(core.NodeUp{Node: m.Node})
 	case actor.Terminating:
+		if m.Reason == actor.Shutdown && s.raft != nil {
+			s.snapshotOnStop()
+		}
 		s.stopTransfers()
 		if s.snap.receiver != nil {
 			s.snap.receiver.Close()

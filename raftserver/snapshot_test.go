@@ -267,3 +267,36 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+func TestOrderlyStopSnapshotsALongLog(t *testing.T) {
+	for _, skip := range []bool{false, true} {
+		t.Run(fmt.Sprint("skip=", skip), func(t *testing.T) {
+			c := &cluster{t: t, mod: func(cfg *SystemConfig) {
+				// One regular snapshot, then none for an hour.
+				cfg.Snapshots = SnapshotPolicy{Entries: 100, MinInterval: time.Hour, LogRatio: -1, SkipOnStop: skip}
+			}}
+			dir := t.TempDir()
+			s, err := StartSystem(c.config(dir, freeAddress(t)))
+			require.NoError(t, err)
+			c.systems, c.dirs = []*System{s}, []string{dir}
+			c.members = []ServerID{{Name: "kv1", Node: s.Name()}}
+			t.Cleanup(func() { _ = c.systems[0].Stop() })
+			_, _, err = s.StartCluster(c.ctx(), "kv", MachineSpec{Kind: "kv"}, c.members)
+			require.NoError(t, err)
+			acked := c.load(s, "k", 500, 4)
+			first := c.waitStatus(0, "first snapshot", func(st *ServerStatus) bool { return st.SnapshotIndex >= 100 })
+			require.Less(t, first.SnapshotIndex, uint64(400))
+			last := c.status(0).LastApplied
+
+			require.NoError(t, s.Stop())
+			c.restart(0)
+			st := c.waitStatus(0, "restarted", func(st *ServerStatus) bool { return st.LastApplied >= last })
+			if skip {
+				require.Equal(t, first.SnapshotIndex, st.SnapshotIndex, "the log after the snapshot is replayed")
+			} else {
+				require.GreaterOrEqual(t, st.SnapshotIndex, last, "the stop snapshotted what was applied")
+			}
+			c.check(c.systems[0], acked)
+		})
+	}
+}

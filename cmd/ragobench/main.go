@@ -9,6 +9,9 @@
 //	go run ./cmd/ragobench -topology procs -mode pipeline -clients 8 -inflight 1000
 //	go run ./cmd/ragobench -scenario clusters -clusters 10000 -idle 30s
 //	go run ./cmd/ragobench -scenario failover -signal KILL -rounds 5
+//	go run ./cmd/ragobench -scenario storage-tax -png docs/storage-tax.png
+//	go run ./cmd/ragobench -scenario restart -clusters 1000
+//	go run ./cmd/ragobench -scenario install -state-mb 100
 //
 // docs/benchmarks.md has the figures and the script that runs the matrix.
 package main
@@ -49,7 +52,8 @@ type options struct {
 
 func main() {
 	var o options
-	scenario := flag.String("scenario", "commands", "commands: throughput and latency; clusters: start many idle clusters and measure memory and idle CPU")
+	scenario := flag.String("scenario", "commands", "commands: throughput and latency; clusters: start many idle clusters and measure memory and idle CPU; "+
+		"failover; storage-tax: disk bytes against live data over time; restart: time to serve again; install: a follower's catch-up by snapshot")
 	clusters := flag.Int("clusters", 1000, "clusters scenario: how many 3-member clusters")
 	idle := flag.Duration("idle", 30*time.Second, "clusters scenario: how long to measure idle CPU")
 	signal := flag.String("signal", "KILL", "failover scenario: KILL or STOP the leader's node process")
@@ -63,6 +67,14 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured time before it")
 	flag.StringVar(&o.dir, "dir", "", "data directory (default: a new temporary one, removed afterwards)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured run (this process only)")
+	keys := flag.Int("keys", 50000, "storage-tax scenario: distinct keys")
+	value := flag.Int("value", 1024, "storage-tax scenario: value size in bytes")
+	writes := flag.Int("writes", 600000, "storage-tax scenario: commands in all (the first -keys fill, the rest overwrite)")
+	settle := flag.Duration("settle", 15*time.Second, "storage-tax scenario: sampling after the writes")
+	csvOut := flag.String("csv", "", "storage-tax scenario: write the samples here")
+	pngOut := flag.String("png", "", "storage-tax scenario: write the chart here")
+	perCluster := flag.Int("per-cluster", 100, "restart scenario: commands per cluster of the many-clusters case")
+	stateMB := flag.Int("state-mb", 100, "install scenario: the machine's state in MiB")
 	node := flag.String("node", "", "internal: run as a node process at this address")
 	nodeDir := flag.String("node-dir", "", "internal: the node process's data directory")
 	flag.Parse()
@@ -82,7 +94,7 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if *scenario == "clusters" || *scenario == "failover" {
+	if *scenario != "commands" {
 		dir := o.dir
 		if dir == "" {
 			d, err := os.MkdirTemp("", "ragobench")
@@ -96,6 +108,14 @@ func main() {
 		switch {
 		case *scenario == "clusters":
 			err = runClusters(*clusters, *idle, dir)
+		case *scenario == "storage-tax":
+			err = runStorageTax(dir, *keys, *value, *writes, *settle, *csvOut, *pngOut)
+		case *scenario == "restart":
+			err = runRestart(dir, []int{100_000, 1_000_000}, *clusters, *perCluster)
+		case *scenario == "install":
+			err = runInstall(dir, *stateMB)
+		case *scenario != "failover":
+			err = fmt.Errorf("unknown scenario %q", *scenario)
 		case *signal == "KILL":
 			err = runFailover(syscall.SIGKILL, *rounds, dir)
 		case *signal == "STOP":
