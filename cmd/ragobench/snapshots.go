@@ -124,8 +124,10 @@ func (m *storeMachine) Restore(r io.Reader) error {
 // plainStore is storeMachine without snapshots: its log is kept whole.
 type plainStore struct{ m *storeMachine }
 
-func (p plainStore) Apply(ctx *raftserver.ApplyContext, cmd []byte) []byte { return p.m.Apply(ctx, cmd) }
-func (p plainStore) Query(q []byte) ([]byte, error)                         { return p.m.Query(q) }
+func (p plainStore) Apply(ctx *raftserver.ApplyContext, cmd []byte) []byte {
+	return p.m.Apply(ctx, cmd)
+}
+func (p plainStore) Query(q []byte) ([]byte, error) { return p.m.Query(q) }
 
 func init() {
 	machines["store"] = newStore
