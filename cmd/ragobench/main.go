@@ -73,6 +73,8 @@ func main() {
 	settle := flag.Duration("settle", 15*time.Second, "storage-tax scenario: sampling after the writes")
 	csvOut := flag.String("csv", "", "storage-tax scenario: write the samples here")
 	pngOut := flag.String("png", "", "storage-tax scenario: write the chart here")
+	logRatio := flag.Float64("log-ratio", 0, "storage-tax scenario: SnapshotPolicy.LogRatio (0: the default)")
+	noSnapshots := flag.Bool("no-snapshots", false, "storage-tax scenario: a machine without snapshots (the baseline)")
 	perCluster := flag.Int("per-cluster", 100, "restart scenario: commands per cluster of the many-clusters case")
 	stateMB := flag.Int("state-mb", 100, "install scenario: the machine's state in MiB")
 	node := flag.String("node", "", "internal: run as a node process at this address")
@@ -109,7 +111,11 @@ func main() {
 		case *scenario == "clusters":
 			err = runClusters(*clusters, *idle, dir)
 		case *scenario == "storage-tax":
-			err = runStorageTax(dir, *keys, *value, *writes, *settle, *csvOut, *pngOut)
+			kind := "store"
+			if *noSnapshots {
+				kind = "plain"
+			}
+			err = runStorageTax(dir, kind, *keys, *value, *writes, *logRatio, *settle, *csvOut, *pngOut)
 		case *scenario == "restart":
 			err = runRestart(dir, []int{100_000, 1_000_000}, *clusters, *perCluster)
 		case *scenario == "install":

@@ -261,8 +261,8 @@ func stopAll(systems []*raftserver.System) {
 // on disk against the bytes of live data every 250 ms, through the writes
 // and for settle after them. It prints a summary, and writes the samples
 // as CSV and a chart as PNG if asked.
-func runStorageTax(dir string, keys, valueBytes, writes int, settle time.Duration, csvPath, pngPath string) error {
-	systems, members, err := startTrio(dir, "tax", "store", nil)
+func runStorageTax(dir, kind string, keys, valueBytes, writes int, logRatio float64, settle time.Duration, csvPath, pngPath string) error {
+	systems, members, err := startTrio(dir, "tax", kind, func(cfg *raftserver.SystemConfig) { cfg.Snapshots.LogRatio = logRatio })
 	if err != nil {
 		return err
 	}
@@ -320,7 +320,13 @@ func runStorageTax(dir string, keys, valueBytes, writes int, settle time.Duratio
 		}
 	}()
 	rng := rand.New(rand.NewPCG(1, 2))
-	value := make([]byte, valueBytes)
+	// Values are random bytes (windows of a random pool), so that neither
+	// pebble's block compression nor anything else can shrink them: the
+	// tax is about copies, not about how well zeros compress.
+	pool := make([]byte, 8<<20+valueBytes)
+	for i := 0; i+8 <= len(pool); i += 8 {
+		binary.LittleEndian.PutUint64(pool[i:], rng.Uint64())
+	}
 	fillEnd := 0.0
 	err = p.run(writes, func(i int) []byte {
 		k := i
@@ -329,8 +335,8 @@ func runStorageTax(dir string, keys, valueBytes, writes int, settle time.Duratio
 		} else if i == keys-1 {
 			fillEnd = time.Since(start).Seconds()
 		}
-		binary.LittleEndian.PutUint64(value, uint64(i))
-		return storeCommand(keyOf(k), value)
+		off := rng.IntN(len(pool) - valueBytes)
+		return storeCommand(keyOf(k), pool[off:off+valueBytes])
 	})
 	if err != nil {
 		return err
@@ -357,9 +363,9 @@ func runStorageTax(dir string, keys, valueBytes, writes int, settle time.Duratio
 		}
 	}
 	last := samples[len(samples)-1]
-	fmt.Printf("scenario=storage-tax keys=%d value=%dB writes=%d live=%.1fMiB fill=%.1fs writes_done=%.1fs "+
+	fmt.Printf("scenario=storage-tax snapshots=%v keys=%d value=%dB writes=%d live=%.1fMiB fill=%.1fs writes_done=%.1fs "+
 		"steady_mean=%.2f steady_peak=%.2f final=[%.2f %.2f %.2f] samples=%d\n",
-		keys, valueBytes, writes, live(int64(keys))/(1<<20), fillEnd, writeEnd, sum/float64(max(n, 1)), peak,
+		kind == "store", keys, valueBytes, writes, live(int64(keys))/(1<<20), fillEnd, writeEnd, sum/float64(max(n, 1)), peak,
 		last.ratio[0], last.ratio[1], last.ratio[2], len(samples))
 
 	if csvPath != "" {
@@ -382,11 +388,13 @@ func runStorageTax(dir string, keys, valueBytes, writes int, settle time.Duratio
 	if pngPath != "" {
 		colors := []color.RGBA{{31, 119, 180, 255}, {255, 127, 14, 255}, {44, 160, 44, 255}}
 		chart := plotChart{
-			Title: fmt.Sprintf("Storage tax: %d keys x %d B, %d writes (fill done at %.0fs, writes at %.0fs)",
-				keys, valueBytes, writes, fillEnd, writeEnd),
+			Title: fmt.Sprintf("Storage tax%s: %d keys x %d B, %d writes (fill done at %.0fs, writes at %.0fs)",
+				map[bool]string{true: "", false: " without snapshots"}[kind == "store"], keys, valueBytes, writes, fillEnd, writeEnd),
 			XLabel: "seconds", YLabel: "bytes on disk / live data",
 			HLines: []plotHLine{{Y: 2, Label: "goal 2.0"}},
-			YMax:   6,
+		}
+		if kind == "store" {
+			chart.YMax = 6
 		}
 		for i := range 3 {
 			s := plotSeries{Name: fmt.Sprintf("node %d", i+1), Color: colors[i]}
