@@ -174,7 +174,10 @@ type Status struct {
 	LastApplied uint64 `json:"last_applied"`
 	FirstIndex  uint64 `json:"first_index"`
 	LastIndex   uint64 `json:"last_index"`
-	Members     []Node `json:"members"`
+	// SnapshotIndex is the index of the member's newest snapshot (0: none
+	// yet): the log before FirstIndex is covered by it.
+	SnapshotIndex uint64 `json:"snapshot_index"`
+	Members       []Node `json:"members"`
 	Keys        int    `json:"keys"`
 	// RecentKeys are the keys of this member's latest changes, newest
 	// first, as its own machine has applied them.

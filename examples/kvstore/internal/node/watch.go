@@ -231,7 +231,7 @@ func (n *Node) memberStatus(ctx context.Context, id raftserver.ServerID, dir map
 	st.Role, st.Term = ov.Role, ov.Term
 	st.Leader, st.LeaderHTTP = ov.Leader.Name, dir[ov.Leader.Name].HTTP
 	st.CommitIndex, st.LastApplied = ov.Commit, ov.LastApplied
-	st.FirstIndex, st.LastIndex = ov.FirstIndex, ov.LastIndex
+	st.FirstIndex, st.LastIndex, st.SnapshotIndex = ov.FirstIndex, ov.LastIndex, ov.SnapshotIndex
 	for _, v := range ov.Voters {
 		st.Members = append(st.Members, api.Node{ID: v.Name, Raft: v.Node, HTTP: dir[v.Name].HTTP, Voter: true})
 	}
