@@ -47,6 +47,13 @@
 //
 // A command that makes Apply panic gets an ErrMachine reply; the panic is
 // logged with the entry's index, and every member meets it at the same
-// index. The machine must leave its state unchanged when it panics (check
-// before changing), or replicas may diverge from what the leader replied.
+// index. The server then rebuilds the machine as it was before the command
+// (from its newest snapshot and the log, skipping commands known to
+// panic), so whatever the machine changed before panicking is undone.
+//
+// Machines that implement Snapshotter are snapshotted at release cursors
+// (Effects.ReleaseCursor) as SnapshotPolicy decides; the log before a
+// snapshot is dropped, and members far behind get the snapshot in chunks.
+// Machines that implement Versioned change their logic at a log index
+// agreed by the cluster, for rolling upgrades. See docs/machines.md.
 package raftserver
