@@ -60,8 +60,20 @@ func Example() {
 		}
 		fmt.Println("total:", total)
 	}
+	// A client that knows only the cluster's name asks its node's
+	// leaderboard first and falls back to any member, which redirects.
+	via, _, err := systems[2].Leader("counter")
+	if err != nil {
+		via = members[2]
+	}
+	total, _, err := client.Process(ctx, via, add{N: 4})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("total:", total)
 	// Output:
 	// total: 1
 	// total: 3
 	// total: 6
+	// total: 10
 }
