@@ -21,14 +21,17 @@ func freeAddress(t testing.TB) string {
 
 // startFixedCluster is startCluster on fixed addresses, so a system can be
 // stopped and started again as the same node.
-func startFixedCluster(t testing.TB, n int) *cluster {
+func startFixedCluster(t testing.TB, n int) *cluster { return startClusterOf(t, n, "kv", nil) }
+
+// startClusterOf starts n systems on fixed addresses, each configured by
+// mod (restarts too), and a cluster "kv" of the given machine kind with a
+// member on each.
+func startClusterOf(t testing.TB, n int, kind string, mod func(*SystemConfig)) *cluster {
 	t.Helper()
-	c := &cluster{t: t}
+	c := &cluster{t: t, mod: mod}
 	for i := range n {
 		dir := t.TempDir()
-		cfg := testSystemConfig(t, dir)
-		cfg.Address = freeAddress(t)
-		s, err := StartSystem(cfg)
+		s, err := StartSystem(c.config(dir, freeAddress(t)))
 		require.NoError(t, err)
 		c.systems = append(c.systems, s)
 		c.dirs = append(c.dirs, dir)
@@ -41,7 +44,7 @@ func startFixedCluster(t testing.TB, n int) *cluster {
 			}
 		}
 	})
-	_, _, err := c.systems[0].StartCluster(c.ctx(), "kv", MachineSpec{Kind: "kv"}, c.members)
+	_, _, err := c.systems[0].StartCluster(c.ctx(), "kv", MachineSpec{Kind: kind}, c.members)
 	require.NoError(t, err)
 	return c
 }

@@ -36,26 +36,7 @@ func TestSnapshotPolicy(t *testing.T) {
 // (c.restart) keep the policy.
 func startSnapCluster(t *testing.T, n int) *cluster {
 	t.Helper()
-	c := &cluster{t: t, mod: func(cfg *SystemConfig) { cfg.Snapshots = snapPolicy }}
-	for i := range n {
-		dir := t.TempDir()
-		cfg := c.config(dir, freeAddress(t))
-		s, err := StartSystem(cfg)
-		require.NoError(t, err)
-		c.systems = append(c.systems, s)
-		c.dirs = append(c.dirs, dir)
-		c.members = append(c.members, ServerID{Name: fmt.Sprint("kv", i+1), Node: s.Name()})
-	}
-	t.Cleanup(func() {
-		for _, s := range c.systems {
-			if s != nil {
-				_ = s.Stop()
-			}
-		}
-	})
-	_, _, err := c.systems[0].StartCluster(c.ctx(), "kv", MachineSpec{Kind: "kv"}, c.members)
-	require.NoError(t, err)
-	return c
+	return startClusterOf(t, n, "kv", func(cfg *SystemConfig) { cfg.Snapshots = snapPolicy })
 }
 
 // status returns member i's status, asked through a live system.
@@ -271,24 +252,18 @@ func (b *syncBuffer) String() string {
 func TestOrderlyStopSnapshotsALongLog(t *testing.T) {
 	for _, skip := range []bool{false, true} {
 		t.Run(fmt.Sprint("skip=", skip), func(t *testing.T) {
-			c := &cluster{t: t, mod: func(cfg *SystemConfig) {
+			c := startClusterOf(t, 1, "kv", func(cfg *SystemConfig) {
 				// One regular snapshot, then none for an hour.
 				cfg.Snapshots = SnapshotPolicy{Entries: 100, MinInterval: time.Hour, LogRatio: -1, SkipOnStop: skip}
-			}}
-			dir := t.TempDir()
-			s, err := StartSystem(c.config(dir, freeAddress(t)))
-			require.NoError(t, err)
-			c.systems, c.dirs = []*System{s}, []string{dir}
-			c.members = []ServerID{{Name: "kv1", Node: s.Name()}}
-			t.Cleanup(func() { _ = c.systems[0].Stop() })
-			_, _, err = s.StartCluster(c.ctx(), "kv", MachineSpec{Kind: "kv"}, c.members)
-			require.NoError(t, err)
+			})
+			s := c.systems[0]
 			acked := c.load(s, "k", 500, 4)
 			first := c.waitStatus(0, "first snapshot", func(st *ServerStatus) bool { return st.SnapshotIndex >= 100 })
 			require.Less(t, first.SnapshotIndex, uint64(400))
 			last := c.status(0).LastApplied
 
 			require.NoError(t, s.Stop())
+			c.systems[0] = nil
 			c.restart(0)
 			st := c.waitStatus(0, "restarted", func(st *ServerStatus) bool { return st.LastApplied >= last })
 			if skip {

@@ -279,14 +279,9 @@ func (s *server) snapDue() {
 	s.maybeSnapshot()
 }
 
-// takeSnapshot hands the machine's state after e to the snapshot writer.
-func (s *server) takeSnapshot(e core.Entry) {
-	sn, ok := s.snapshotter()
-	if !ok {
-		return
-	}
-	var src snapshot.Source
-	var err error
+// viewAt asks the machine for a view of its state, which is the state
+// after entry e, and describes it. A panic or a missing source is an error.
+func (s *server) viewAt(sn Snapshotter, e core.Entry) (src snapshot.Source, desc core.Snapshot, err error) {
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
@@ -298,11 +293,21 @@ func (s *server) takeSnapshot(e core.Entry) {
 	if err == nil && src == nil {
 		err = errors.New("Snapshot returned no source")
 	}
+	desc = core.Snapshot{Index: e.Index, Term: e.Term, Members: s.appliedMembers(), MachineVersion: s.machineVersion}
+	return src, desc, err
+}
+
+// takeSnapshot hands the machine's state after e to the snapshot writer.
+func (s *server) takeSnapshot(e core.Entry) {
+	sn, ok := s.snapshotter()
+	if !ok {
+		return
+	}
+	src, desc, err := s.viewAt(sn, e)
 	if err != nil {
 		s.logger.Error("machine did not snapshot", "index", e.Index, "err", err)
 		return
 	}
-	desc := core.Snapshot{Index: e.Index, Term: e.Term, Members: s.appliedMembers(), MachineVersion: s.machineVersion}
 	err = s.sys.snapw.Submit(snapshot.Write{UID: s.uid, Index: e.Index, Term: e.Term,
 		Meta: encodeSnapMeta(desc, s.sessions), Data: src, Notify: s.ctx.Self()})
 	if err != nil {
@@ -555,22 +560,12 @@ func (s *server) snapshotOnStop() {
 		return
 	}
 	start := time.Now()
-	var src snapshot.Source
-	var err error
-	func() {
-		defer func() {
-			if r := recover(); r != nil {
-				err = fmt.Errorf("Snapshot panicked: %v", r)
-			}
-		}()
-		src, err = sn.Snapshot()
-	}()
-	if err != nil || src == nil {
+	src, desc, err := s.viewAt(sn, e)
+	if err != nil {
 		s.logger.Warn("no snapshot at stop", "err", err)
 		return
 	}
 	defer src.Release()
-	desc := core.Snapshot{Index: e.Index, Term: e.Term, Members: s.appliedMembers(), MachineVersion: s.machineVersion}
 	pend, err := s.sys.snapshots.Begin(s.uid, e.Index, e.Term, encodeSnapMeta(desc, s.sessions))
 	if err != nil {
 		s.logger.Debug("no snapshot at stop", "err", err)

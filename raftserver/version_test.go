@@ -42,29 +42,12 @@ func (m *vkvMachine) Apply(ctx *ApplyContext, cmd []byte) []byte {
 func TestRollingUpgradeUnderLoad(t *testing.T) {
 	var mu sync.Mutex
 	code := map[string]uint64{} // data dir -> code version
-	c := &cluster{t: t, mod: func(cfg *SystemConfig) {
+	c := startClusterOf(t, 3, "vkv", func(cfg *SystemConfig) {
 		mu.Lock()
 		defer mu.Unlock()
 		cfg.Machines = map[string]MachineFactory{"vkv": newVKV(code[cfg.DataDir])}
 		cfg.Snapshots = snapPolicy
-	}}
-	for i := range 3 {
-		dir := t.TempDir()
-		s, err := StartSystem(c.config(dir, freeAddress(t)))
-		require.NoError(t, err)
-		c.systems = append(c.systems, s)
-		c.dirs = append(c.dirs, dir)
-		c.members = append(c.members, ServerID{Name: fmt.Sprint("kv", i+1), Node: s.Name()})
-	}
-	t.Cleanup(func() {
-		for _, s := range c.systems {
-			if s != nil {
-				_ = s.Stop()
-			}
-		}
 	})
-	_, _, err := c.systems[0].StartCluster(c.ctx(), "kv", MachineSpec{Kind: "vkv"}, c.members)
-	require.NoError(t, err)
 
 	// Load through the whole upgrade, from a client of its own.
 	client, err := StartSystem(SystemConfig{DataDir: t.TempDir(), Address: "127.0.0.1:0"})
