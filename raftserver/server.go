@@ -82,7 +82,9 @@ type server struct {
 	// lost is the persisted index of a log this server lost (see
 	// core.Config.RecoverTo), until the core says it recovered.
 	lost uint64
-	snap snapState
+	// raftTerm is the persisted term as the server started.
+	raftTerm uint64
+	snap     snapState
 
 	// Effect state; the leader's only, dropped when leadership changes.
 	effMons      map[actor.Ref]actor.MonitorRef
@@ -281,6 +283,7 @@ func (s *server) start() error {
 		return err
 	}
 	s.machine = m
+	s.raftTerm = term
 	desc, err := s.loadSnapshot()
 	if err != nil {
 		return err
@@ -344,8 +347,10 @@ func (s *server) loadSnapshot() (core.Snapshot, error) {
 // reconcileLog makes the log continue the snapshot desc. A log that ends
 // below it or disagrees with it at its index (a crash cut an install short)
 // is reset to it. A log that starts after it (compacted through a newer
-// snapshot that no longer verifies) is lost: it is reset too, after its
-// last entry was recorded durably, so that the member recovers safely (see
+// snapshot that no longer verifies) is lost: it is reset too. Whenever the
+// server lost entries it held (the log's, or those of a snapshot set aside
+// as corrupt that the log does not reach), the last of them is recorded
+// durably first, so that the member recovers safely (see
 // core.Config.RecoverTo).
 func (s *server) reconcileLog(desc core.Snapshot) error {
 	l := s.log
@@ -353,18 +358,45 @@ func (s *server) reconcileLog(desc core.Snapshot) error {
 	if err != nil {
 		return err
 	}
-	if !ok {
-		if l.first > desc.Index+1 && l.last >= l.first {
-			e, err := l.log.Entry(l.last)
-			if err != nil {
-				return fmt.Errorf("%w: last entry of %s: %w", ErrStorage, s.uid, err)
-			}
-			s.logger.Error("the log starts after the newest usable snapshot: dropping it and recovering",
-				"snapshot", desc.Index, "log_first", l.first, "log_last", l.last)
-			if err := s.sys.meta.SetLost(s.uid, e.Index, e.Term); err != nil {
-				return fmt.Errorf("%w: record lost log of %s: %w", ErrStorage, s.uid, err)
-			}
+	var lost core.Entry
+	if !ok && l.first > desc.Index+1 && l.last >= l.first {
+		e, err := l.log.Entry(l.last)
+		if err != nil {
+			return fmt.Errorf("%w: last entry of %s: %w", ErrStorage, s.uid, err)
 		}
+		lost = core.Entry{Index: e.Index, Term: e.Term}
+	}
+	aside, err := s.sys.snapshots.SetAside(s.uid)
+	if err != nil {
+		return fmt.Errorf("%w: snapshots of %s: %w", ErrStorage, s.uid, err)
+	}
+	for _, c := range aside {
+		if c.Index > desc.Index && c.Index > l.last && c.Index > lost.Index {
+			lost = core.Entry{Index: c.Index, Term: c.Term}
+		}
+	}
+	// The segments remember how far the log was compacted. Compacted past
+	// the snapshot, with nothing else to tell what went (a snapshot file
+	// removed by hand), the entry's term is unknown: the current term is
+	// a safe stand-in, since the member then votes only for logs at least
+	// that recent.
+	floor, err := s.sys.segments.Floor(s.uid)
+	if err != nil {
+		return fmt.Errorf("%w: log floor of %s: %w", ErrStorage, s.uid, err)
+	}
+	if floor > desc.Index && floor > l.last && floor > lost.Index {
+		lost = core.Entry{Index: floor, Term: s.raftTerm}
+	}
+	if lost.Index > 0 {
+		s.logger.Error("the log no longer reaches back to a usable snapshot: recovering lost entries from the leader",
+			"snapshot", desc.Index, "log_first", l.first, "log_last", l.last, "lost_to", lost.Index)
+		if err := s.sys.meta.SetLost(s.uid, lost.Index, lost.Term); err != nil {
+			return fmt.Errorf("%w: record lost log of %s: %w", ErrStorage, s.uid, err)
+		}
+	}
+	// After a loss the next write restarts the log, so that the segments'
+	// floor comes back down to the snapshot with it.
+	if !ok || lost.Index > 0 {
 		if err := l.reset(desc.Index, desc.Term); err != nil {
 			return err
 		}

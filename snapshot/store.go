@@ -377,6 +377,28 @@ func (s *Store) Latest(uid string) (info Info, corrupt []*CorruptError, err erro
 	return Info{}, corrupt, fmt.Errorf("%w: no valid snapshot of %s", ErrNotFound, uid)
 }
 
+// SetAside returns the snapshots of uid that Latest set aside as corrupt
+// and that are still on disk (the next durable snapshot removes them),
+// newest first, with Index and Term from their names. A server uses them
+// to know how far its state reached before the damage.
+func (s *Store) SetAside(uid string) ([]Info, error) {
+	if err := validUID(uid); err != nil {
+		return nil, err
+	}
+	st := s.state(uid)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	_, parsed, err := s.listLocked(uid, nameCorrupt)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Info, len(parsed))
+	for i, p := range parsed {
+		out[i] = Info{UID: uid, Index: p.index, Term: p.term}
+	}
+	return out, nil
+}
+
 // List returns the durable snapshots of uid, newest first, without
 // verifying them: Index, Term and Size are filled, ID and DataSize are 0.
 // An unknown UID has none.

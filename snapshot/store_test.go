@@ -41,11 +41,18 @@ func TestCorruptNewestIsSkippedForAnOlderValidOne(t *testing.T) {
 	require.Equal(t, old, info)
 	_, err = s.Open(newer)
 	require.ErrorIs(t, err, ErrNotFound)
+	// ...but is still known for what it covered.
+	aside, err := s.SetAside("u")
+	require.NoError(t, err)
+	require.Equal(t, []Info{{UID: "u", Index: 20, Term: 2}}, aside)
 
 	// ...a snapshot at the same index can be installed again, and the
 	// next durable snapshot removes the corrupt file.
 	again := writeSnap(t, s, "u", 20, 2, []byte("again"), pattern(21, 10), 10)
 	require.NotContains(t, dirNames(t, s, "u"), snapName(20, 2)+".corrupt")
+	aside, err = s.SetAside("u")
+	require.NoError(t, err)
+	require.Empty(t, aside)
 	info, _, err = s.Latest("u")
 	require.NoError(t, err)
 	require.Equal(t, again, info)
