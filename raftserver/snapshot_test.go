@@ -201,7 +201,9 @@ func TestCorruptSnapshotIsDetectedAndSurvived(t *testing.T) {
 		cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	}
 	c.restart(2)
-	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "the log no longer reaches back to a usable snapshot") },
+	require.Eventually(t, func() bool {
+		return strings.Contains(logs.String(), "the log no longer reaches back to a usable snapshot")
+	},
 		waitFor, 10*time.Millisecond, "the log it continued is dropped")
 	// (The .corrupt file it was renamed to goes with the next snapshot.)
 	require.Contains(t, logs.String(), "snapshot failed verification; not used")
