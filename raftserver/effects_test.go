@@ -98,6 +98,44 @@ func TestEffectMonitorOfAMissingProcessAndANode(t *testing.T) {
 	c.fxEvents(members, "nodeup")
 }
 
+func TestEffectDemonitorAndNodeDown(t *testing.T) {
+	c := startFixedCluster(t, 3)
+	members := c.startFX()
+	_, leader := c.fx(members, "incr")
+	l := c.index2(leader)
+	j, k := (l+1)%3, (l+2)%3
+
+	// A demonitored process goes down unobserved.
+	watched, err := c.systems[k].Node().Spawn(actor.ProcessFunc(func(*actor.Context, actor.Message) {}))
+	require.NoError(t, err)
+	c.fx(members, fmt.Sprintf("monitor %s %s", watched.Name, watched.Node))
+	c.fx(members, fmt.Sprintf("demonitor %s %s", watched.Name, watched.Node))
+	require.NoError(t, c.systems[k].Node().Exit(watched, actor.Reason{Kind: actor.ReasonKilled}))
+
+	// A monitored node that stops is observed as down by every member
+	// left; once demonitored, its next stop is not.
+	node := c.systems[j].Name()
+	c.fx(members, "monitornode "+node)
+	c.fxEvents(members, "nodeup")
+	require.NoError(t, c.systems[j].Stop())
+	c.systems[j] = nil
+	alive := []ServerID{members[l], members[k]}
+	c.fxEvents(alive, "nodedown")
+	c.restart(j)
+	c.fxEvents(alive, "nodedown,nodeup")
+	c.fx(members, "demonitornode "+node)
+	require.NoError(t, c.systems[j].Stop())
+	c.systems[j] = nil
+	c.fx(members, "incr") // something to apply after the stop
+	time.Sleep(500 * time.Millisecond)
+	for _, m := range alive {
+		got, _, err := c.systems[c.index2(m)].LocalQuery(c.ctx(), m, []byte("events"))
+		require.NoError(t, err)
+		require.Equal(t, 1, strings.Count(string(got), "nodedown"), "%s: %s", m, got)
+		require.NotContains(t, string(got), "down:"+watched.Name, "%s: the demonitored process", m)
+	}
+}
+
 func TestEffectTimers(t *testing.T) {
 	c := startCluster(t, 3)
 	members := c.startFX()

@@ -29,6 +29,8 @@ func fxCallCount(id string) int64 {
 //	call ID                    Call a function that counts ID
 //	monitor NAME NODE          Monitor the process
 //	monitornode NODE           MonitorNode
+//	demonitor NAME NODE        Demonitor the process
+//	demonitornode NODE         DemonitorNode
 //	timer NAME MS              SetTimer (0 cancels); re-armed on StateEnter
 //	store DATA                 reply with the entry's index
 //	readlog IDX NAME NODE      ReadLog([IDX]) and Send the command there
@@ -67,6 +69,10 @@ func (m *fxMachine) Apply(ctx *ApplyContext, cmd []byte) []byte {
 		ctx.Monitor(actor.Ref{Name: f[1], Node: f[2]})
 	case "monitornode":
 		ctx.MonitorNode(f[1])
+	case "demonitor":
+		ctx.Demonitor(actor.Ref{Name: f[1], Node: f[2]})
+	case "demonitornode":
+		ctx.DemonitorNode(f[1])
 	case "timer":
 		ms, _ := strconv.Atoi(f[2])
 		d := time.Duration(ms) * time.Millisecond
