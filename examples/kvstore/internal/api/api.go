@@ -178,7 +178,7 @@ type Status struct {
 	// yet): the log before FirstIndex is covered by it.
 	SnapshotIndex uint64 `json:"snapshot_index"`
 	Members       []Node `json:"members"`
-	Keys        int    `json:"keys"`
+	Keys          int    `json:"keys"`
 	// RecentKeys are the keys of this member's latest changes, newest
 	// first, as its own machine has applied them.
 	RecentKeys    []string `json:"recent_keys"`
