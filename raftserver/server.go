@@ -35,6 +35,8 @@ type server struct {
 
 	ctx  *actor.Context // valid during Receive
 	role core.Role      // last role reported by RoleChanged
+	// executing is set while the actions of one step are carried out.
+	executing bool
 
 	// Client commands wait in cmdBuf until the flush message the first of
 	// them posted comes round: everything queued in the mailbox by then
@@ -446,12 +448,21 @@ func (s *server) fail(err error) {
 }
 
 func (s *server) step(ev core.Event) {
+	if s.executing {
+		// The core reuses its slice of actions: a step while they are
+		// being executed would overwrite them. A bug, made loud.
+		s.fail(fmt.Errorf("raftserver: internal error: %T stepped while executing the actions of another event", ev))
+		return
+	}
 	acts, err := s.raft.Step(ev)
 	if err != nil {
 		s.fail(err)
 		return
 	}
 	s.execute(acts)
+	// Steps that follow from this one come after it: the core reuses the
+	// slice of actions, so nothing executed above may step.
+	s.maybeAdoptStaged()
 	if s.lost != 0 && s.raft.RecoverTo() == 0 {
 		if err := s.sys.meta.ClearLost(s.uid); err != nil {
 			s.logger.Warn("could not clear the lost log mark", "err", err)
@@ -464,6 +475,8 @@ func (s *server) step(ev core.Event) {
 // execute carries out one batch of actions, in order (see core.Action for
 // the ordering rules it relies on).
 func (s *server) execute(acts []core.Action) {
+	s.executing = true
+	defer func() { s.executing = false }()
 	for _, a := range acts {
 		switch a := a.(type) {
 		case core.PersistState:
@@ -628,7 +641,6 @@ func (s *server) apply(a core.Apply) error {
 		s.reply(a.tok, a.reply, a.err)
 	}
 	s.runReadyQueries()
-	s.maybeAdoptStaged()
 	if s.applied-s.appliedSaved >= appliedSaveEvery {
 		s.saveApplied()
 	}

@@ -486,7 +486,6 @@ func (s *server) chunkReceived(m *snapChunk) {
 	}
 	s.snap.staged, s.snap.stagedDesc = res.Info, desc
 	s.step(core.Receive{From: m.From, Msg: &core.InstallSnapshot{Term: m.Term, Snapshot: desc}})
-	s.maybeAdoptStaged()
 }
 
 // describeSnapshot reads a snapshot's description from its meta.
