@@ -339,10 +339,7 @@ func TestAcrossProcessesStoppedNodeCatchesUpBySnapshot(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join(c.dirs[2], "snapshots", before.UID, "*.snap"))
 	require.NoError(t, err)
 	require.Len(t, files, 1)
-	b, err := os.ReadFile(files[0])
-	require.NoError(t, err)
-	b[len(b)/2] ^= 0x01
-	require.NoError(t, os.WriteFile(files[0], b, 0o644))
+	rotByte(t, files[0], 0x01)
 
 	if leader.Node == c.members[2].Node {
 		_, leader, err = client.ProcessCommand(c.ctx(), c.members[0], []byte("set after kill"))

@@ -93,6 +93,16 @@ func (c *cluster) snapshotFiles(i int, suffix string) []string {
 	return out
 }
 
+// rotByte flips the bits of mask in the middle byte of the file at path,
+// as a disk that rots would.
+func rotByte(t *testing.T, path string, mask byte) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	b[len(b)/2] ^= mask
+	require.NoError(t, os.WriteFile(path, b, 0o644))
+}
+
 // stopAndListSnapshots stops system i and lists its member's snapshot
 // files then (a stop may write one).
 func (c *cluster) stopAndListSnapshots(i int) []string {
@@ -189,10 +199,7 @@ func TestCorruptSnapshotIsDetectedAndSurvived(t *testing.T) {
 	require.Len(t, files, 1)
 
 	// Rot one byte in the middle of the file.
-	b, err := os.ReadFile(files[0])
-	require.NoError(t, err)
-	b[len(b)/2] ^= 0x40
-	require.NoError(t, os.WriteFile(files[0], b, 0o644))
+	rotByte(t, files[0], 0x40)
 
 	more := c.load(c.systems[0], "b", 300, 8)
 	logs := &syncBuffer{}
@@ -304,10 +311,7 @@ func TestCorruptSnapshotOfAnEmptyLogIsSurvived(t *testing.T) {
 	})
 	files := c.stopAndListSnapshots(2)
 	require.Len(t, files, 1)
-	b, err := os.ReadFile(files[0])
-	require.NoError(t, err)
-	b[len(b)/2] ^= 0x08
-	require.NoError(t, os.WriteFile(files[0], b, 0o644))
+	rotByte(t, files[0], 0x08)
 
 	more := c.load(c.systems[0], "b", 100, 4)
 	c.restart(2)
