@@ -104,13 +104,41 @@ func startCluster(t *testing.T, n int) *testCluster {
 }
 
 // start runs "kvstore serve" for p and waits until its HTTP API answers.
+// Free ports are picked before the nodes start, so another process may
+// take one meanwhile: a node that cannot listen is started again, on a new
+// HTTP port (its Raft address is its identity, so that one is retried as
+// it is, in case it was held only for a moment).
 func (c *testCluster) start(p *proc, extra ...string) {
 	c.t.Helper()
-	args := []string{"serve", "--id", p.id, "--raft", p.raft, "--http", p.http, "--data", p.data, "--peers", p.peers, "--log-level", "debug"}
-	c.startArgs(p, append(args, extra...))
+	for attempt := 1; ; attempt++ {
+		args := []string{"serve", "--id", p.id, "--raft", p.raft, "--http", p.http, "--data", p.data, "--peers", p.peers, "--log-level", "debug"}
+		inUse := c.launch(p, append(args, extra...))
+		switch {
+		case inUse == "":
+			return
+		case attempt == 5:
+			c.t.Fatalf("node %s could not listen after %d attempts:\n%s", p.id, attempt, p.tail(40))
+		case inUse == "HTTP":
+			p.http = freePort(c.t)
+		default:
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
 }
 
+// startArgs runs the kvstore command line args for p and waits until its
+// HTTP API answers.
 func (c *testCluster) startArgs(p *proc, args []string) {
+	c.t.Helper()
+	if what := c.launch(p, args); what != "" {
+		c.t.Fatalf("node %s could not listen for %s:\n%s", p.id, what, p.tail(40))
+	}
+}
+
+// launch starts p with args and waits until p itself answers /status. It
+// returns "HTTP" or "Raft" if p exited because the address was in use, and
+// fails the test if it exited for another reason.
+func (c *testCluster) launch(p *proc, args []string) string {
 	c.t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), runMainEnv+"=1")
@@ -136,18 +164,28 @@ func (c *testCluster) startArgs(p *proc, args []string) {
 			return true // exited: reported below
 		default:
 		}
+		// Another process may answer on a port it took: only p counts.
 		resp, err := http.Get(p.url() + "/status")
 		if err != nil {
 			return false
 		}
-		resp.Body.Close()
-		return true
+		defer resp.Body.Close()
+		var st api.Status
+		return json.NewDecoder(resp.Body).Decode(&st) == nil && st.ID == p.id
 	}, waitFor, 20*time.Millisecond, "node %s to answer", p.id)
 	select {
 	case <-done:
-		c.t.Fatalf("node %s exited at start:\n%s", p.id, p.tail(40))
+		out := p.tail(40)
+		if strings.Contains(out, "address already in use") {
+			if strings.Contains(out, "listen for HTTP") {
+				return "HTTP"
+			}
+			return "Raft"
+		}
+		c.t.Fatalf("node %s exited at start:\n%s", p.id, out)
 	default:
 	}
+	return ""
 }
 
 // kill sends SIGKILL to p and waits for it to exit.
