@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
-	"sync"
 	"syscall"
 	"time"
 
@@ -33,34 +32,17 @@ func runClusters(n int, idle time.Duration, dir string) error {
 	rssBefore := rssKiB(os.Getpid())
 
 	start := time.Now()
-	work := make(chan int)
-	errs := make(chan error, n)
-	var wg sync.WaitGroup
-	for range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				var members []raftserver.ServerID
-				for _, s := range systems {
-					members = append(members, raftserver.ServerID{Name: fmt.Sprint("c", i), Node: s.Name()})
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				_, _, err := systems[i%3].StartCluster(ctx, fmt.Sprint("c", i), raftserver.MachineSpec{Kind: "bench"}, members)
-				cancel()
-				if err != nil {
-					errs <- fmt.Errorf("cluster %d: %w", i, err)
-				}
-			}
-		}()
-	}
-	for i := range n {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	err := forEachCluster(n, func(i int) error {
+		var members []raftserver.ServerID
+		for _, s := range systems {
+			members = append(members, raftserver.ServerID{Name: fmt.Sprint("c", i), Node: s.Name()})
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, _, err := systems[i%3].StartCluster(ctx, fmt.Sprint("c", i), raftserver.MachineSpec{Kind: "bench"}, members)
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	took := time.Since(start)

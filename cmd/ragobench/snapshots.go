@@ -542,29 +542,7 @@ func restartMany(dir string, clusters, perCluster int) error {
 		}
 		return ms
 	}
-	forEach := func(f func(c int) error) error {
-		work := make(chan int)
-		errs := make(chan error, clusters)
-		var wg sync.WaitGroup
-		for range 64 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for c := range work {
-					if err := f(c); err != nil {
-						errs <- fmt.Errorf("cluster %d: %w", c, err)
-					}
-				}
-			}()
-		}
-		for c := range clusters {
-			work <- c
-		}
-		close(work)
-		wg.Wait()
-		close(errs)
-		return <-errs
-	}
+	forEach := func(f func(c int) error) error { return forEachCluster(clusters, f) }
 	value := make([]byte, 26)
 	err := forEach(func(c int) error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -740,4 +718,30 @@ func runInstall(dir string, stateMB int) error {
 		stateMB, keys, fillTook.Round(time.Millisecond), float64(snapBytes)/(1<<20), ls.Commit-fs.LastIndex,
 		took.Round(time.Millisecond), float64(snapBytes)/(1<<20)/took.Seconds(), st.SnapshotIndex)
 	return nil
+}
+
+// forEachCluster runs f for clusters 0..n-1 on 64 goroutines and returns
+// the first error, naming its cluster.
+func forEachCluster(n int, f func(c int) error) error {
+	work := make(chan int)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range work {
+				if err := f(c); err != nil {
+					errs <- fmt.Errorf("cluster %d: %w", c, err)
+				}
+			}
+		}()
+	}
+	for c := range n {
+		work <- c
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	return <-errs
 }
