@@ -165,10 +165,30 @@ func (r *Raft) handleLeaderDown(leader ServerID) {
 
 func (r *Raft) handleNodeSuspected(node string) {
 	r.suspected[node] = true
-	if r.role == RoleFollower && r.lead.Node == node && !r.lead.IsZero() {
+	switch {
+	case r.role == RoleFollower && r.lead.Node == node && !r.lead.IsZero():
 		r.electionAttempts = 0
 		r.rearmShort = true
+	case r.role == RoleLeader && !r.quorumUnsuspected():
+		// An idle leader runs no check-quorum (it sends nothing), so
+		// without this it would report itself leader for ever while a
+		// majority of its voters is cut off.
+		r.logger.Info("stepping down: the failure detector suspects the nodes of a majority of the voters", "term", r.term, "node", node)
+		r.becomeFollower(r.term, ServerID{})
 	}
+}
+
+// quorumUnsuspected reports whether the voters on nodes the failure
+// detector does not suspect (this member counts) make a quorum.
+func (r *Raft) quorumUnsuspected() bool {
+	voters := r.members.current.Voters
+	up := 0
+	for _, v := range voters {
+		if v == r.id || !r.suspected[v.Node] {
+			up++
+		}
+	}
+	return up >= quorumSize(len(voters))
 }
 
 func (r *Raft) handleNodeUp(node string) {

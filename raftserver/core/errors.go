@@ -37,9 +37,11 @@ var (
 	// being leader before it committed. The outcome is unknown: the entry
 	// may still commit under the next leader, or be discarded.
 	ErrLeadershipLost = errors.New("core: leadership lost, outcome unknown")
-	// ErrMembershipChangePending: a membership change is refused because an
-	// earlier one has not committed yet, or the leader has not yet committed
-	// an entry of its own term. Nothing was appended; retry later.
+	// ErrMembershipChangePending: a membership change is refused because
+	// too many changes already wait for earlier ones to commit (a leader
+	// queues changes while an earlier one has not committed yet, or it has
+	// not yet committed an entry of its own term). Nothing was appended;
+	// retry later.
 	ErrMembershipChangePending = errors.New("core: membership change pending")
 	// ErrUnknownMember: the request names a member that is not in the
 	// cluster (remove, transfer) or is already in it (add).

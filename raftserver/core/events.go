@@ -75,7 +75,9 @@ type LeaderDown struct {
 }
 
 // NodeSuspected: the failure detector suspects Node. A follower whose leader
-// lives there forgets the leader and arms an election timer.
+// lives there forgets the leader and arms an election timer. A leader that
+// now suspects the nodes of a majority of its voters steps down (it could
+// commit nothing), so that it stops reporting itself leader.
 type NodeSuspected struct {
 	Node string
 }
@@ -130,7 +132,18 @@ type SnapshotTaken struct {
 	Snapshot Snapshot
 }
 
+// Stopping: the server is about to stop this member (shutdown, removal,
+// deletion or a failure). Every client token the core holds is answered
+// now, since nothing will step the member again: a leader steps down as if
+// it had lost leadership (uncommitted commands: ErrLeadershipLost;
+// queries and queued membership changes: ErrNoLeader; a transfer:
+// ErrTransferFailed) and tells its followers, which then elect a new
+// leader without waiting for a timeout. No durable state changes; the
+// server needs to execute only the Reply and Send actions.
+type Stopping struct{}
+
 func (Started) isEvent()            {}
+func (Stopping) isEvent()           {}
 func (SnapshotTaken) isEvent()      {}
 func (Receive) isEvent()            {}
 func (Written) isEvent()            {}

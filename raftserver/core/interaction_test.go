@@ -89,6 +89,13 @@ func (it *interaction) run(cmd string) string {
 			for i := 1; i <= n; i++ {
 				it.addMember(id(i), versions[i-1])
 			}
+		case "join":
+			// join sN: a new member outside any configuration starts, to
+			// be added later.
+			members := it.c.members
+			it.c.members = Membership{}
+			it.addMember(it.sid(f[1]), 0)
+			it.c.members = members
 		case "restart":
 			// restart sN [vV]: the member restarts from its durable state,
 			// with code that supports version V if given.
@@ -107,6 +114,17 @@ func (it *interaction) run(cmd string) string {
 			it.step(it.sid(f[1]), Query{Kind: QueryConsistent, Token: f[2]})
 		case "transfer":
 			it.step(it.sid(f[1]), TransferLeadership{To: it.sid(f[2]), Token: "transfer"})
+		case "add-member":
+			// add-member sN sM [voter]: sN is asked to add sM.
+			it.step(it.sid(f[1]), AddMember{Member: it.sid(f[2]), Voter: len(f) > 3 && f[3] == "voter", Token: "add-" + f[2]})
+		case "remove-member":
+			// remove-member sN sM: sN is asked to remove sM.
+			it.step(it.sid(f[1]), RemoveMember{Member: it.sid(f[2]), Token: "remove-" + f[2]})
+		case "suspect":
+			// suspect sN sM: the failure detector of sN's node suspects sM's node.
+			it.step(it.sid(f[1]), NodeSuspected{Node: it.sid(f[2]).Node})
+		case "stopping":
+			it.step(it.sid(f[1]), Stopping{})
 		case "leader-down":
 			it.step(it.sid(f[1]), LeaderDown{Leader: it.sid(f[2])})
 		case "deliver":
@@ -253,6 +271,12 @@ func describeEvent(ev Event) string {
 		return fmt.Sprintf("SnapshotTaken %d@%d version=%d", ev.Snapshot.Index, ev.Snapshot.Term, ev.Snapshot.MachineVersion)
 	case TransferLeadership:
 		return "TransferLeadership " + ev.To.Name
+	case AddMember:
+		return fmt.Sprintf("AddMember %s voter=%v", ev.Member.Name, ev.Voter)
+	case RemoveMember:
+		return "RemoveMember " + ev.Member.Name
+	case NodeSuspected:
+		return "NodeSuspected " + ev.Node
 	default:
 		return strings.TrimPrefix(fmt.Sprintf("%T", ev), "core.")
 	}

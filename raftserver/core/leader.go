@@ -19,6 +19,10 @@ type leaderState struct {
 
 	reads    readState
 	transfer *transferState
+	// changes are membership changes (AddMember, RemoveMember) waiting
+	// for the previous one, or the term's first entry, to commit; oldest
+	// first, at most maxQueuedChanges.
+	changes []Event
 
 	cqTicks  int // ticks into the current check-quorum window
 	matchBuf []uint64
@@ -128,6 +132,15 @@ func (ls *leaderState) stepDown(r *Raft, higherTerm bool) {
 		r.emit(Reply{Token: t.Token, Err: ErrLeadershipLost})
 	}
 	ls.reads.rejectAll(r)
+	for _, ev := range ls.changes {
+		// Never appended: safe to retry with the next leader.
+		switch ev := ev.(type) {
+		case AddMember:
+			r.emit(Reply{Token: ev.Token, Err: ErrNoLeader})
+		case RemoveMember:
+			r.emit(Reply{Token: ev.Token, Err: ErrNoLeader})
+		}
+	}
 	if !higherTerm {
 		// Followers still believe in us and nothing else would tell them.
 		for _, id := range ls.peers {

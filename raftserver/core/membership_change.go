@@ -5,7 +5,68 @@ import (
 	"slices"
 )
 
+// maxQueuedChanges bounds the membership changes a leader holds while an
+// earlier one is in progress; more are refused with
+// ErrMembershipChangePending.
+const maxQueuedChanges = 64
+
+// queueChange holds a membership change (AddMember or RemoveMember) until
+// the leader may propose it: single-server changes go one at a time, and
+// only after the leader committed an entry of its own term. Callers
+// routinely add members right after a cluster elected its first leader,
+// so refusing them would only make every caller retry. It reports whether
+// ev was queued (or refused because the queue is full); false means it may
+// be handled now.
+func (r *Raft) queueChange(ev Event, token any) bool {
+	if r.role != RoleLeader || r.ldr.transfer != nil || r.changePermitted() && len(r.ldr.changes) == 0 {
+		return false
+	}
+	if len(r.ldr.changes) >= maxQueuedChanges {
+		r.emit(Reply{Token: token, Err: fmt.Errorf("%w: %d changes already wait", ErrMembershipChangePending, len(r.ldr.changes)), Leader: r.id})
+		return true
+	}
+	r.ldr.changes = append(r.ldr.changes, ev)
+	return true
+}
+
+// changePermitted reports whether a leader may append a membership change
+// now: it committed an entry of its term, and the last change committed.
+func (r *Raft) changePermitted() bool {
+	return r.commit >= r.ldr.termStart && r.members.index() <= r.commit
+}
+
+// proposeQueuedChanges proposes the changes that waited, oldest first,
+// while the leader may: each is checked against the configuration in
+// effect now (an add may have become a duplicate meanwhile).
+func (r *Raft) proposeQueuedChanges() {
+	for r.role == RoleLeader && r.ldr.transfer == nil && len(r.ldr.changes) > 0 && r.changePermitted() {
+		ev := r.ldr.changes[0]
+		r.ldr.changes[0] = nil
+		r.ldr.changes = r.ldr.changes[1:]
+		switch ev := ev.(type) {
+		case AddMember:
+			r.addMember(ev)
+		case RemoveMember:
+			r.removeMember(ev)
+		}
+	}
+}
+
 func (r *Raft) handleAddMember(ev AddMember) {
+	if r.queueChange(ev, ev.Token) {
+		return
+	}
+	r.addMember(ev)
+}
+
+func (r *Raft) handleRemoveMember(ev RemoveMember) {
+	if r.queueChange(ev, ev.Token) {
+		return
+	}
+	r.removeMember(ev)
+}
+
+func (r *Raft) addMember(ev AddMember) {
 	cur := r.members.current
 	if err := (Membership{Voters: []ServerID{ev.Member}}).Validate(); err != nil {
 		r.emit(Reply{Token: ev.Token, Err: fmt.Errorf("%w: %w", ErrUnknownMember, err), Leader: r.lead})
@@ -28,7 +89,7 @@ func (r *Raft) handleAddMember(ev AddMember) {
 	r.proposeMembership(next, ev.Token)
 }
 
-func (r *Raft) handleRemoveMember(ev RemoveMember) {
+func (r *Raft) removeMember(ev RemoveMember) {
 	cur := r.members.current
 	if !cur.Contains(ev.Member) {
 		r.rejectChange(ev.Token, ErrUnknownMember)
@@ -56,14 +117,15 @@ func (r *Raft) rejectChange(token any, err error) {
 // proposeMembership appends a config entry, which takes effect at once.
 // Single-server changes are safe only one at a time and only after the
 // leader committed an entry of its own term (otherwise a change from an
-// earlier term may still be uncommitted in some log).
+// earlier term may still be uncommitted in some log): queueChange holds
+// the others back until then.
 func (r *Raft) proposeMembership(next Membership, token any) {
 	switch {
 	case r.role != RoleLeader:
 		r.rejectNotLeader(token)
 	case r.ldr.transfer != nil:
 		r.emit(Reply{Token: token, Err: ErrTransferInProgress, Leader: r.id})
-	case r.commit < r.ldr.termStart || r.members.index() > r.commit:
+	case !r.changePermitted():
 		r.emit(Reply{Token: token, Err: ErrMembershipChangePending, Leader: r.id})
 	default:
 		r.logger.Info("membership change proposed", "members", next.String(), "term", r.term)

@@ -156,6 +156,11 @@ func (r *Raft) Step(ev Event) ([]Action, error) {
 			// single-member cluster serves again at once after a restart.
 			r.becomePreVote()
 		}
+	case Stopping:
+		if r.role == RoleLeader {
+			r.logger.Info("stepping down: stopping", "term", r.term)
+			r.becomeFollower(r.term, ServerID{})
+		}
 	case SnapshotTaken:
 		r.handleSnapshotTaken(ev.Snapshot)
 	case Receive:
@@ -212,14 +217,15 @@ func (r *Raft) emit(a Action) { r.actions = append(r.actions, a) }
 
 func (r *Raft) send(to ServerID, m Message) { r.actions = append(r.actions, Send{To: to, Msg: m}) }
 
-// finish runs after every event: it raises the machine version, advances
-// apply (never past a version bump this member's code does not support),
+// finish runs after every event: it proposes the membership changes that
+// waited, raises the machine version, advances apply (never past a version bump this member's code does not support),
 // asks for compaction, follows the membership, arms or cancels timers,
 // reports role changes and puts PersistState first.
 func (r *Raft) finish() {
 	if r.err != nil {
 		return
 	}
+	r.proposeQueuedChanges()
 	r.maybeBumpVersion()
 	if r.err != nil {
 		return
@@ -231,13 +237,18 @@ func (r *Raft) finish() {
 	if !r.cfg.Sabotage.ApplyUnsupportedVersion {
 		applyTo = min(applyTo, r.versions.applyLimit(r.applied, r.cfg.MachineVersion))
 	}
+	// The Apply is emitted after followMembership: a leader that a
+	// committed change removed sends its step-down notices before the
+	// change's caller hears of the commit, so that a caller who then asks
+	// a remaining member over the same link is not sent back to it.
+	var apply *Apply
 	if applyTo > r.applied {
 		a := Apply{From: r.applied + 1, To: applyTo}
 		if r.role == RoleLeader {
 			a.Tokens = r.ldr.takeTokens(min(applyTo, r.commit))
 		}
 		r.applied = applyTo
-		r.emit(a)
+		apply = &a
 	}
 	r.versions.applied(min(r.applied, r.commit))
 	if r.recoverTo > 0 && (r.snapshot.Index >= r.recoverTo || min(r.commit, r.log.stable) >= r.recoverTo) {
@@ -255,6 +266,9 @@ func (r *Raft) finish() {
 		r.emit(Compact{Through: s})
 	}
 	r.followMembership()
+	if apply != nil {
+		r.emit(*apply)
+	}
 	r.syncElectionTimer()
 	r.syncTicker()
 	rc := RoleChanged{Role: r.role, Term: r.term, Leader: r.lead}

@@ -288,28 +288,30 @@ func TestQueryBeforeFirstCommitWaitsForIt(t *testing.T) {
 	require.Equal(t, []RunQuery{{Token: "q", ReadIndex: 1}}, c.node(id(1)).queries)
 }
 
-func TestMembershipChangesOneAtATime(t *testing.T) {
+func TestMembershipChangesWaitTheirTurn(t *testing.T) {
 	c := newTestCluster(t, 3)
 	c.step(id(1), ElectionTimeout{})
-	c.deliver()
-	c.step(id(1), AddMember{Member: id(4), Voter: true, Token: "early"})
-	require.ErrorIs(t, c.node(id(1)).lastReply().Err, ErrMembershipChangePending, "no change before the term's first commit")
-	c.settle()
-
+	c.deliver() // votes arrive; the noop is not durable anywhere yet
+	require.Equal(t, RoleLeader, c.node(id(1)).r.Role())
 	joiner := c.add(id(4), Membership{}, HardState{}, newMemLog())
 	require.Zero(t, joiner.timerMs, "a joiner outside any config does not campaign")
-	c.step(id(1), AddMember{Member: id(4), Voter: false, Token: "add4"})
-	c.step(id(1), AddMember{Member: id(5), Voter: true, Token: "add5"})
-	require.ErrorIs(t, c.node(id(1)).lastReply().Err, ErrMembershipChangePending, "one change at a time")
-	c.settle()
-	require.True(t, c.node(id(1)).hasToken("add4"))
-	require.Equal(t, c.node(id(1)).log.ents, joiner.log.ents, "the non-voter caught up")
-	require.True(t, joiner.r.Status().Members.IsNonVoter(id(4)))
 
+	// Before the term's first commit, and while one change is uncommitted,
+	// changes wait in order instead of being refused; each is checked
+	// against the configuration when its turn comes.
+	c.step(id(1), AddMember{Member: id(4), Voter: false, Token: "add4"})
 	c.step(id(1), AddMember{Member: id(4), Voter: true, Token: "promote"})
+	c.step(id(1), AddMember{Member: id(2), Voter: true, Token: "dup"})
+	require.Empty(t, c.node(id(1)).replies, "nothing refused")
 	c.settle()
-	require.True(t, c.node(id(1)).hasToken("promote"))
+	ld := c.node(id(1))
+	require.True(t, ld.hasToken("add4"))
+	require.True(t, ld.hasToken("promote"))
+	require.Less(t, ld.tokens[len(ld.tokens)-2].Index, ld.tokens[len(ld.tokens)-1].Index, "add4 commits before promote")
+	require.Equal(t, []Reply{{Token: "dup", Err: ErrMemberExists, Leader: id(1)}}, ld.replies)
+	require.Equal(t, ld.log.ents, joiner.log.ents, "the new member caught up")
 	require.True(t, c.node(id(2)).r.Status().Members.IsVoter(id(4)))
+	require.True(t, joiner.r.Status().Members.IsVoter(id(4)))
 
 	c.step(id(1), RemoveMember{Member: id(9), Token: "nobody"})
 	require.ErrorIs(t, c.node(id(1)).lastReply().Err, ErrUnknownMember)
@@ -334,6 +336,30 @@ func TestMembershipChangesOneAtATime(t *testing.T) {
 	tok := c.propose(id(2), "after removal")
 	c.settle()
 	require.True(t, c.node(id(2)).hasToken(tok))
+}
+
+func TestQueuedMembershipChangesAreBoundedAndAnsweredOnStepDown(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.elect(id(1))
+	c.isolate(id(1))
+	ld := c.node(id(1))
+	// The first change is appended (it cannot commit); the next ones wait,
+	// up to the bound; beyond it they are refused at once.
+	for i := 10; i < 10+1+maxQueuedChanges+1; i++ {
+		c.step(id(1), AddMember{Member: id(i), Voter: false, Token: i})
+	}
+	require.Len(t, ld.replies, 1)
+	require.Equal(t, 10+1+maxQueuedChanges, ld.replies[0].Token)
+	require.ErrorIs(t, ld.replies[0].Err, ErrMembershipChangePending)
+	// Check-quorum steps the isolated leader down: the appended change's
+	// outcome is unknown, the queued ones were never appended.
+	c.tick(id(1), 20)
+	require.Equal(t, RoleFollower, ld.r.Role())
+	require.Len(t, ld.replies, 2+maxQueuedChanges)
+	require.Equal(t, Reply{Token: 10, Err: ErrLeadershipLost}, ld.replies[1])
+	for i, rep := range ld.replies[2:] {
+		require.Equal(t, Reply{Token: 11 + i, Err: ErrNoLeader}, rep)
+	}
 }
 
 func TestLeaderTransfer(t *testing.T) {

@@ -88,7 +88,7 @@ func (w *World) upgrade(m *member, v uint64) {
 	w.stats.Upgrades++
 	m.version = v
 	if m.up {
-		w.crash(m, false)
+		w.stopGracefully(m, false)
 	}
 }
 

@@ -216,7 +216,7 @@ func (w *World) stepOne() bool {
 		m := w.members[ev.m]
 		if !m.stopped {
 			w.traceEvent("stop", ev.m, nil)
-			w.crash(m, true)
+			w.stopGracefully(m, true)
 		}
 	}
 	return true

@@ -241,6 +241,15 @@ func (w *World) start(m *member) {
 	w.stepMember(m, core.Started{})
 }
 
+// stopGracefully stops m the way its server does on a shutdown, a removal
+// or an upgrade: the core answers what it holds (core.Stopping) and a
+// leader tells its followers, then m goes down like a crash (writes still
+// in flight are not waited for).
+func (w *World) stopGracefully(m *member, stop bool) {
+	w.stepMember(m, core.Stopping{})
+	w.crash(m, stop)
+}
+
 // crash kills m: unsynced writes are lost (some may survive unreported),
 // clients waiting on it learn nothing.
 func (w *World) crash(m *member, stop bool) {
