@@ -133,13 +133,13 @@ type SnapshotTaken struct {
 }
 
 // Stopping: the server is about to stop this member (shutdown, removal,
-// deletion or a failure). Every client token the core holds is answered
-// now, since nothing will step the member again: a leader steps down as if
-// it had lost leadership (uncommitted commands: ErrLeadershipLost;
-// queries and queued membership changes: ErrNoLeader; a transfer:
-// ErrTransferFailed) and tells its followers, which then elect a new
-// leader without waiting for a timeout. No durable state changes; the
-// server needs to execute only the Reply and Send actions.
+// deletion or a failure), and will not step it again. Every client token
+// the core holds is answered now: a leader steps down as if it had lost
+// leadership (uncommitted commands: ErrLeadershipLost; queries and queued
+// membership changes: ErrNoLeader; a transfer: ErrTransferFailed) and
+// tells its followers, which then elect a new leader without waiting for
+// a timeout. The batch holds only Reply and Send actions, and no durable
+// state changes. Stopping works on a Raft broken by ErrStorage too.
 type Stopping struct{}
 
 func (Started) isEvent()            {}

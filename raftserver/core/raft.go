@@ -143,6 +143,9 @@ func New(cfg Config, state HardState, log LogReader) (*Raft, error) {
 // returns the same error). The server must stop it and restart the member
 // from durable state; nothing it was asked to do in this step was done.
 func (r *Raft) Step(ev Event) ([]Action, error) {
+	if _, ok := ev.(Stopping); ok {
+		return r.stop(), nil
+	}
 	if r.err != nil {
 		return nil, r.err
 	}
@@ -155,11 +158,6 @@ func (r *Raft) Step(ev Event) ([]Action, error) {
 			// The only voter has nobody to wait for or to disrupt: a
 			// single-member cluster serves again at once after a restart.
 			r.becomePreVote()
-		}
-	case Stopping:
-		if r.role == RoleLeader {
-			r.logger.Info("stepping down: stopping", "term", r.term)
-			r.becomeFollower(r.term, ServerID{})
 		}
 	case SnapshotTaken:
 		r.handleSnapshotTaken(ev.Snapshot)
@@ -200,6 +198,19 @@ func (r *Raft) Step(ev Event) ([]Action, error) {
 		return nil, r.err
 	}
 	return r.actions, nil
+}
+
+// stop answers every token a stopping member holds (see Stopping). It
+// works on a broken Raft too: the tokens are in memory, and their callers
+// must not wait for answers that cannot come.
+func (r *Raft) stop() []Action {
+	r.actions = r.actions[:0]
+	if r.role == RoleLeader {
+		r.logger.Info("stepping down: stopping", "term", r.term)
+		r.ldr.stepDown(r, false)
+		r.role, r.step, r.lead = RoleFollower, stepFollower, ServerID{}
+	}
+	return r.actions
 }
 
 // fail records a storage failure; it sticks.

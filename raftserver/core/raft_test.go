@@ -472,3 +472,33 @@ func TestCommandsBatchIsOneAppendAndOneMessagePerFollower(t *testing.T) {
 		require.ErrorIs(t, r.Err, ErrNotLeader)
 	}
 }
+
+func TestStoppingAnswersWhatABrokenLeaderHolds(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.elect(id(1))
+	c.settle()
+	c.isolate(id(1))
+	tok := c.propose(id(1), "held")
+	c.step(id(1), Query{Kind: QueryConsistent, Token: "q"})
+	nd := c.node(id(1))
+	nd.r.fail(errBoom)
+	_, err := nd.r.Step(Tick{})
+	require.ErrorIs(t, err, ErrStorage)
+	acts, err := nd.r.Step(Stopping{})
+	require.NoError(t, err, "a broken member still answers as it stops")
+	var replies []Reply
+	for _, a := range acts {
+		switch a := a.(type) {
+		case Reply:
+			replies = append(replies, a)
+		case Send:
+			require.IsType(t, &NotLeader{}, a.Msg)
+		default:
+			t.Fatalf("Stopping emitted %T", a)
+		}
+	}
+	require.Equal(t, []Reply{{Token: tok, Err: ErrLeadershipLost}, {Token: "q", Err: ErrNoLeader}}, replies)
+	acts, err = c.node(id(2)).r.Step(Stopping{})
+	require.NoError(t, err)
+	require.Empty(t, acts, "a follower holds nothing")
+}
