@@ -4,20 +4,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/rago-raft/rago/actor"
 	"github.com/rago-raft/rago/raftserver/core"
 )
 
-// maxRedirects bounds how often one request follows not-leader answers
-// before it gives up, so two members that name each other cannot bounce a
-// request forever.
+// maxRedirects bounds how many not-leader hints in a row one request
+// follows before it goes back to the member the caller named, so that
+// members that name each other cannot bounce a request for ever.
 const maxRedirects = 8
 
-// retryBackoff is how long a request waits before asking again when no
-// leader is known.
-const retryBackoff = 20 * time.Millisecond
+// Pauses between rounds of a request that found no leader: the first is
+// short (an election usually takes a few tens of milliseconds), then they
+// double up to the cap.
+const (
+	retryBackoffMin = 10 * time.Millisecond
+	retryBackoffMax = 320 * time.Millisecond
+)
 
 // call makes a call to a server and maps the actor layer's errors.
 func (s *System) call(ctx context.Context, to ServerID, req actor.Message) (actor.Message, error) {
@@ -37,32 +42,67 @@ func (s *System) call(ctx context.Context, to ServerID, req actor.Message) (acto
 	return nil, err
 }
 
-// redirect runs one request against the leader: it asks target, follows
-// not-leader answers to the leader they name, and waits and asks again
-// while no leader is known, until ctx ends. once sends the request to one
-// server and returns the leader it named and the error it answered.
-func (s *System) redirect(ctx context.Context, target ServerID, once func(to ServerID) (ServerID, error)) (ServerID, error) {
+// redirect runs one request against the leader; see followLeader.
+func (s *System) redirect(ctx context.Context, via ServerID, once func(to ServerID) (ServerID, error)) (ServerID, error) {
+	return followLeader(ctx, via, once, sleepCtx)
+}
+
+// followLeader runs one request against the leader of via's cluster. once
+// sends the request to one server and returns the leader it named and the
+// error it answered. A not-leader answer that names another leader is
+// followed at once. Otherwise, while the answer says the request was not
+// served and may be tried again, it goes back to via after a pause
+// (doubling from retryBackoffMin to retryBackoffMax), until ctx ends:
+//   - via knows no leader, or its node is reconnecting;
+//   - a hinted leader knows none, is unreachable, is gone (the hint was
+//     stale: it was removed or stopped) or is shutting down.
+//
+// Going back to via rather than asking the hint again matters: a leader
+// that removed itself may still be named by members that have not heard
+// it stepped down, and only via is known to be a member the caller meant.
+// Any other answer (success, a machine error, an unknown outcome) ends the
+// request. wait pauses for d or until ctx ends (tests pass their own).
+func followLeader(ctx context.Context, via ServerID, once func(to ServerID) (ServerID, error), wait func(context.Context, time.Duration) error) (ServerID, error) {
+	target := via
 	redirects := 0
+	backoff := retryBackoffMin
 	for {
 		leader, err := once(target)
+		if err == nil {
+			return leader, nil
+		}
 		var nl *NotLeaderError
 		switch {
-		case err == nil:
-			return leader, nil
 		case errors.As(err, &nl) && !nl.Leader.IsZero() && nl.Leader != target && redirects < maxRedirects:
 			redirects++
 			target = nl.Leader
 			continue
 		case errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader), errors.Is(err, ErrUnreachable):
-			// No leader yet, or its node is reconnecting: wait and ask again.
+			// No leader known here, or its node is reconnecting.
+		case target != via && (errors.Is(err, ErrNoSuchServer) || errors.Is(err, ErrShuttingDown)):
+			// The hint led to a server that is gone or going.
 		default:
 			return leader, err
 		}
-		select {
-		case <-ctx.Done():
+		if werr := wait(ctx, backoff); werr != nil {
 			return leader, err
-		case <-time.After(retryBackoff):
 		}
+		backoff = min(2*backoff, retryBackoffMax)
+		target, redirects = via, 0
+	}
+}
+
+// sleepCtx waits for d with up to 50% jitter (so that callers that failed
+// together do not retry together), or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	d += time.Duration(rand.Int64N(int64(d)/2 + 1))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
@@ -195,8 +235,15 @@ func (s *System) member(ctx context.Context, via ServerID, op uint8, m ServerID)
 
 // AddMember adds member to the cluster of via as a voter, through its
 // leader, and returns once the change is committed. Start the member first
-// (StartServer with no InitialMembers) so the leader can replicate to it;
-// one change at a time (ErrMembershipChange otherwise).
+// (StartServer with no InitialMembers) so the leader can replicate to it.
+//
+// Changes take effect one at a time. A change that arrives while another
+// one, or a new leader's first entry, is uncommitted waits its turn at the
+// leader (so AddMember right after StartCluster simply waits), and is
+// checked against the membership when its turn comes. ErrMembershipChange
+// means it was refused: the member is already there, or too many changes
+// wait already. If the leader changes meanwhile the request follows the
+// new one, until ctx ends.
 func (s *System) AddMember(ctx context.Context, via, member ServerID) (ServerID, error) {
 	return s.member(ctx, via, opAddMember, member)
 }

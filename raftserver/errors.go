@@ -39,9 +39,10 @@ var (
 	ErrNotEnoughMembers = errors.New("raftserver: not enough members for a quorum")
 	// ErrShuttingDown: the system (or the server) is stopping.
 	ErrShuttingDown = errors.New("raftserver: shutting down")
-	// ErrMembershipChange: a membership change was refused: another one is
-	// still in progress, or the member is unknown / already present. The
-	// wrapped core error says which.
+	// ErrMembershipChange: a membership change was refused: the member is
+	// unknown or already present, or too many changes already wait at the
+	// leader for earlier ones to commit. The wrapped core error says which.
+	// Nothing was appended.
 	ErrMembershipChange = errors.New("raftserver: membership change refused")
 	// ErrTransfer: a leadership transfer was refused or did not complete.
 	ErrTransfer = errors.New("raftserver: leadership transfer failed")

@@ -246,6 +246,7 @@ func (s *server) Receive(ctx *actor.Context, msg actor.Message) {
 	case failuredetector.Up:
 		s.step(core.NodeUp{Node: m.Node})
 	case actor.Terminating:
+		s.answerAll()
 		if m.Reason == actor.Shutdown && s.raft != nil {
 			s.snapshotOnStop()
 		}
@@ -258,6 +259,38 @@ func (s *server) Receive(ctx *actor.Context, msg actor.Message) {
 			s.sys.board.Record(s.cfg.Cluster, ServerID{}, s.raft.Status().Members.Voters, s.raft.Term())
 		}
 	}
+}
+
+// answerAll answers every request the server still holds as it stops:
+// commands not yet handed to the core and parked queries get
+// ErrShuttingDown (they were not served: safe to retry elsewhere), and the
+// core answers its own tokens (core.Stopping: a leader's uncommitted
+// commands lose their leader, its queries and queued changes are refused)
+// and tells its followers it no longer leads. Nothing steps the core
+// again, so a caller would otherwise wait out its deadline.
+func (s *server) answerAll() {
+	if s.raft == nil {
+		return
+	}
+	stopping := fmt.Errorf("%w: %s is stopping", ErrShuttingDown, s.self)
+	for _, c := range s.cmdBuf {
+		s.reply(c.Token, nil, stopping)
+	}
+	s.cmdBuf = nil
+	for _, q := range s.queries {
+		s.reply(q.tok, nil, stopping)
+	}
+	s.queries = nil
+	acts, _ := s.raft.Step(core.Stopping{})
+	for _, a := range acts {
+		switch a := a.(type) {
+		case core.Reply:
+			s.reply(a.Token, nil, fromCore(a.Err, s.self, a.Leader))
+		case core.Send:
+			_ = s.ctx.Send(Ref(a.To), &peerMsg{From: s.self, Msg: a.Msg})
+		}
+	}
+	s.flushNotifications()
 }
 
 // start builds the core from durable state: the newest snapshot that

@@ -254,6 +254,7 @@ func (c *Session) responded() uint64 {
 func (c *Session) ProcessCommand(ctx context.Context, via ServerID, cmd []byte) ([]byte, ServerID, error) {
 	seq := c.begin()
 	defer c.end(seq)
+	backoff := retryBackoffMin
 	for {
 		attempt, cancel := context.WithTimeout(ctx, sessionAttemptTimeout(ctx))
 		req := &commandReq{Data: cmd, Session: true, Client: c.id, Seq: seq, Responded: c.responded()}
@@ -267,14 +268,12 @@ func (c *Session) ProcessCommand(ctx context.Context, via ServerID, cmd []byte) 
 		if !retry || ctx.Err() != nil {
 			return nil, leader, err
 		}
-		if !leader.IsZero() {
-			via = leader
-		}
-		select {
-		case <-ctx.Done():
+		// Each attempt starts at via again: a leader named by a failed
+		// attempt may be gone by now, and via finds the current one.
+		if sleepCtx(ctx, backoff) != nil {
 			return nil, leader, err
-		case <-time.After(retryBackoff):
 		}
+		backoff = min(2*backoff, retryBackoffMax)
 	}
 }
 
