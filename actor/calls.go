@@ -14,40 +14,88 @@ type callResult struct {
 // callTable holds the callers waiting for replies, by call id. It is
 // sharded because every call adds and removes an entry and many processes
 // call at once.
+//
+// Calls to other nodes are also kept in one list per node in each shard,
+// so that a lost connection ends just the calls that wait for that node
+// (failNode) without a lock or a scan over every call.
 type callTable struct {
 	next   atomic.Uint64
 	shards [16]callShard
 }
 
 type callShard struct {
-	mu sync.Mutex
-	m  map[uint64]chan callResult
+	mu    sync.Mutex
+	m     map[uint64]*pendingCall
+	nodes map[string]*pendingCall // head of each node's list
+}
+
+// pendingCall is one waiting caller.
+type pendingCall struct {
+	id uint64
+	ch chan callResult // buffered: delivering never blocks
+	// node is the node the request went to; empty for local calls, which
+	// are in no node list.
+	node string
+	// epoch is the link epoch (connection) the request was queued in, set
+	// by the link under its lock once queued; 0 until then.
+	epoch      atomic.Uint64
+	prev, next *pendingCall // the node's list, under the shard's lock
 }
 
 func (t *callTable) init() {
 	for i := range t.shards {
-		t.shards[i].m = make(map[uint64]chan callResult)
+		t.shards[i].m = make(map[uint64]*pendingCall)
+		t.shards[i].nodes = make(map[string]*pendingCall)
 	}
 }
 
 func (t *callTable) shard(id uint64) *callShard { return &t.shards[id%uint64(len(t.shards))] }
 
-// add registers a new call and returns its id and the channel its result
-// arrives on (buffered, so delivering never blocks).
-func (t *callTable) add(string) (uint64, chan callResult) {
-	id := t.next.Add(1)
-	ch := make(chan callResult, 1)
-	s := t.shard(id)
+// add registers a new call to node (empty for a call within this node).
+func (t *callTable) add(node string) *pendingCall {
+	c := &pendingCall{id: t.next.Add(1), ch: make(chan callResult, 1), node: node}
+	s := t.shard(c.id)
 	s.mu.Lock()
-	s.m[id] = ch
+	s.m[c.id] = c
+	if node != "" {
+		if head := s.nodes[node]; head != nil {
+			head.prev = c
+			c.next = head
+		}
+		s.nodes[node] = c
+	}
 	s.mu.Unlock()
-	return id, ch
+	return c
+}
+
+// takeLocked removes the call id and returns it, or nil if it is not
+// waiting any more. Whoever takes a call is the only one that answers it.
+func (s *callShard) takeLocked(id uint64) *pendingCall {
+	c, ok := s.m[id]
+	if !ok {
+		return nil
+	}
+	delete(s.m, id)
+	if c.node != "" {
+		if c.prev != nil {
+			c.prev.next = c.next
+		} else if c.next != nil {
+			s.nodes[c.node] = c.next
+		} else {
+			delete(s.nodes, c.node)
+		}
+		if c.next != nil {
+			c.next.prev = c.prev
+		}
+		c.prev, c.next = nil, nil
+	}
+	return c
 }
 
 func (t *callTable) remove(id uint64) {
 	s := t.shard(id)
 	s.mu.Lock()
-	delete(s.m, id)
+	s.takeLocked(id)
 	s.mu.Unlock()
 }
 
@@ -56,11 +104,33 @@ func (t *callTable) remove(id uint64) {
 func (t *callTable) deliver(id uint64, r callResult) {
 	s := t.shard(id)
 	s.mu.Lock()
-	ch, ok := s.m[id]
-	delete(s.m, id)
+	c := s.takeLocked(id)
 	s.mu.Unlock()
-	if ok {
-		ch <- r
+	if c != nil {
+		c.ch <- r
+	}
+}
+
+// failNode ends with err every call to node whose request was queued in
+// a link epoch up to epoch: those requests went out on connections that
+// are gone, so no reply can come. Calls not queued yet (epoch 0) or
+// queued on a later connection keep waiting.
+func (t *callTable) failNode(node string, epoch uint64, err error) {
+	var failed []*pendingCall
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		for c := s.nodes[node]; c != nil; {
+			next := c.next
+			if e := c.epoch.Load(); e != 0 && e <= epoch {
+				failed = append(failed, s.takeLocked(c.id))
+			}
+			c = next
+		}
+		s.mu.Unlock()
+	}
+	for _, c := range failed {
+		c.ch <- callResult{err: err}
 	}
 }
 
@@ -69,10 +139,11 @@ func (t *callTable) failAll() {
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.Lock()
-		for id, ch := range s.m {
-			ch <- callResult{err: ErrNodeStopped}
+		for id, c := range s.m {
+			c.ch <- callResult{err: ErrNodeStopped}
 			delete(s.m, id)
 		}
+		clear(s.nodes)
 		s.mu.Unlock()
 	}
 }

@@ -35,6 +35,17 @@
 // (Config.LinkQueueBytes) and are dropped when it is full or the node is
 // lost; Stats counts the drops.
 //
+// # Calls
+//
+// A call (Node.Call, Node.CallContext) ends as soon as its outcome is
+// known: in the reply, or in an error that says whether the request was
+// processed. A request that the process never took, because it exited
+// first, fails with ErrNoProcess (not processed); a call whose connection
+// to the callee's node broke while it waited fails with ErrNodeLost
+// (outcome unknown). Only a callee that is slow, never answers (or exits
+// without answering a request it took), or sits behind a partition leaves
+// its caller waiting until the deadline.
+//
 // # The wire
 //
 // The processes, mailboxes and dispatching are protoactor-go's. Traffic

@@ -10,17 +10,24 @@ var (
 	// ErrInvalidName: a process name is empty, too long, or uses the
 	// reserved '$' prefix.
 	ErrInvalidName = errors.New("actor: invalid process name")
-	// ErrNoProcess: no process is registered under the name on its node.
-	// A call that fails with it was not processed.
+	// ErrNoProcess: no process is registered under the name on its node,
+	// or it exited before it took the request. A call that fails with it
+	// was not processed: it is safe to retry.
 	ErrNoProcess = errors.New("actor: no such process")
 	// ErrTimeout: a call got no reply in time. The target may or may not
 	// have processed the request (its node may be down or slow).
 	ErrTimeout = errors.New("actor: call timed out")
 	// ErrNodeDown: a call's request was not sent because its node is known
 	// to be unreachable (its connection broke less than
-	// Config.ReconnectInterval ago, or its queue is full). The request was
-	// not processed; retry later or elsewhere.
+	// Config.ReconnectInterval ago, its queue is full, or the connection
+	// attempt the request waited for failed). The request was not
+	// processed; retry later or elsewhere.
 	ErrNodeDown = errors.New("actor: node not connected")
+	// ErrNodeLost: the connection to the call's node broke (or the node
+	// was found to have restarted, or Node.Disconnect gave it up) while the
+	// call waited for its reply. The request may or may not have been
+	// processed.
+	ErrNodeLost = errors.New("actor: connection to node lost during call")
 	// ErrNotSerializable: a message for another node has no registered
 	// codec, or its codec failed to encode it.
 	ErrNotSerializable = errors.New("actor: message type has no codec")

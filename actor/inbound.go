@@ -74,7 +74,10 @@ func (n *Node) deliverItem(src string, epoch uint64, it item) {
 			n.sendReplyErr(src, it.callID, replyErrBadCall)
 			return
 		}
-		p.post(&callRequest{msg: msg, from: ReplyTo{Node: src, ID: it.callID}})
+		if !p.postCall(&callRequest{msg: msg, from: ReplyTo{Node: src, ID: it.callID}}) {
+			// It exited since the lookup.
+			n.sendReplyErr(src, it.callID, replyErrNoProcess)
+		}
 	case opReply:
 		msg, err := it.msg.decode()
 		if err != nil {
@@ -93,8 +96,9 @@ func (n *Node) deliverItem(src string, epoch uint64, it item) {
 	}
 }
 
-// sendRemote encodes one send or call item and queues it for the peer.
-func (n *Node) sendRemote(to Ref, op uint8, callID uint64, msg Message) error {
+// sendRemote encodes one send or call item and queues it for the peer;
+// call is the waiting call of a call item (nil for a send).
+func (n *Node) sendRemote(to Ref, op uint8, call *pendingCall, msg Message) error {
 	e, err := codecFor(msg)
 	if err != nil {
 		return err
@@ -104,7 +108,7 @@ func (n *Node) sendRemote(to Ref, op uint8, callID uint64, msg Message) error {
 	b := append((*buf)[:0], op)
 	b = wire.AppendString(b, to.Name)
 	if op == opCall {
-		b = wire.AppendUvarint(b, callID)
+		b = wire.AppendUvarint(b, call.id)
 	}
 	head := len(b)
 	b, err = appendMessage(b, e, msg)
@@ -115,7 +119,7 @@ func (n *Node) sendRemote(to Ref, op uint8, callID uint64, msg Message) error {
 	if size := len(b) - head; size > n.cfg.MaxMessageBytes {
 		return fmt.Errorf("%w: %T encodes to %d bytes, limit %d", ErrMessageTooLarge, msg, size, n.cfg.MaxMessageBytes)
 	}
-	if !n.linkFor(to.Node).enqueue(b) && op == opCall {
+	if !n.linkFor(to.Node).enqueueCall(b, call) && op == opCall {
 		return fmt.Errorf("%w: %s (request not sent)", ErrNodeDown, to.Node)
 	}
 	return nil
@@ -174,8 +178,9 @@ func putItemBuf(b *[]byte) {
 
 // Disconnect treats peer as lost, as if its connection had broken:
 // monitors on its processes get Down with ReasonNoConnection, node
-// monitors get NodeDown, queued messages are dropped and the connection is
-// closed. The failure detector calls it for peers that are frozen or
+// monitors get NodeDown, calls waiting for its replies fail with
+// ErrNodeLost, queued messages are dropped and the connection is closed.
+// The failure detector calls it for peers that are frozen or
 // partitioned, which TCP does not notice. Messages sent to peer within
 // Config.ReconnectInterval are dropped; the next one after reconnects.
 func (n *Node) Disconnect(peer string) {

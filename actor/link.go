@@ -90,10 +90,24 @@ func (l *link) signal() {
 //
 // It reports whether the item was queued: false means it was dropped at
 // once, so it certainly never reaches the peer.
-func (l *link) enqueue(item []byte) bool {
+func (l *link) enqueue(item []byte) bool { return l.enqueueCall(item, nil) }
+
+// enqueueCall is enqueue for a call's request: once the item is queued, it
+// records in c the epoch it was queued in, under the lock that orders it
+// with markDownLocked, so the loss of that connection ends the call and a
+// loss before it does not.
+func (l *link) enqueueCall(item []byte, c *pendingCall) bool {
 	if out, _ := l.node.blockedTo(l.peer); out {
-		// A partition loses messages without telling the sender.
+		// A partition loses messages without telling the sender; its call
+		// ends when the connection is given up (Node.Disconnect).
 		l.node.stats.droppedLinkDown.Add(1)
+		if c != nil {
+			l.mu.Lock()
+			if l.state == linkConnecting || l.state == linkUp {
+				c.epoch.Store(l.epoch)
+			}
+			l.mu.Unlock()
+		}
 		return true
 	}
 	l.mu.Lock()
@@ -116,6 +130,9 @@ func (l *link) enqueue(item []byte) bool {
 		return false
 	}
 	l.appendLocked(item)
+	if c != nil {
+		c.epoch.Store(l.epoch)
+	}
 	l.mu.Unlock()
 	l.signal()
 	return true
@@ -169,14 +186,23 @@ func (l *link) lost(epoch uint64, cause error) {
 		l.mu.Unlock()
 		return
 	}
-	l.markDownLocked()
+	lostEpoch, callErr := l.markDownLocked()
 	l.mu.Unlock()
 	l.node.logger.Info("peer lost", "peer", l.peer, "cause", cause)
+	l.node.calls.failNode(l.peer, lostEpoch, callErr)
 	l.node.onPeerLost(l.peer)
 	l.node.notifyNode(l.peer, false)
 }
 
-func (l *link) markDownLocked() {
+// markDownLocked ends the current epoch. It returns that epoch and the
+// error its waiting calls end with (callTable.failNode): ErrNodeDown if
+// the epoch never had a connection, so none of its requests was sent, and
+// ErrNodeLost if some may have been.
+func (l *link) markDownLocked() (uint64, error) {
+	callErr := ErrNodeDown
+	if l.conn != nil {
+		callErr = ErrNodeLost
+	}
 	dropped := l.open.count
 	for _, f := range l.frames {
 		dropped += f.count
@@ -191,6 +217,7 @@ func (l *link) markDownLocked() {
 		l.conn.Close()
 		l.conn = nil
 	}
+	return l.epoch, callErr
 }
 
 // onHello handles a peer's hello: remember its incarnation (a new one means
@@ -200,13 +227,20 @@ func (l *link) onHello(inc, epoch uint64) {
 	restarted := l.peerInc != 0 && l.peerInc != inc
 	l.peerInc = inc
 	wasOpen := l.state == linkUp || l.state == linkConnecting
+	var (
+		lostEpoch uint64
+		callErr   error
+	)
 	if restarted && wasOpen {
-		l.markDownLocked()
+		lostEpoch, callErr = l.markDownLocked()
 		l.retryAt = time.Time{} // it is back: answer at once
 	}
 	l.mu.Unlock()
 	if restarted {
 		l.node.logger.Info("peer restarted", "peer", l.peer)
+		if wasOpen {
+			l.node.calls.failNode(l.peer, lostEpoch, callErr)
+		}
 		l.node.onPeerLost(l.peer)
 		if wasOpen {
 			l.node.notifyNode(l.peer, false)
@@ -236,6 +270,8 @@ func (l *link) onHelloAck(inc, epoch uint64) {
 	l.state = linkUp
 	l.mu.Unlock()
 	if restarted {
+		// Calls of earlier epochs ended when their connections did; this
+		// epoch's requests went to the new incarnation and stand.
 		l.node.onPeerLost(l.peer)
 	}
 	l.node.logger.Debug("peer up", "peer", l.peer)

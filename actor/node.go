@@ -360,7 +360,7 @@ func (n *Node) Send(to Ref, msg Message) error {
 		}
 		return nil
 	}
-	return n.sendRemote(to, opSend, 0, msg)
+	return n.sendRemote(to, opSend, nil, msg)
 }
 
 // Call sends msg to the process to and waits up to timeout for its reply.
@@ -372,31 +372,53 @@ func (n *Node) Call(to Ref, msg Message, timeout time.Duration) (Message, error)
 }
 
 // CallContext sends msg to the process to as a call and waits for the
-// reply (Context.Reply or Node.Reply) until ctx ends. Errors:
-// ErrNoProcess if no process has that name (the request was not
-// processed); ErrNodeDown if the node is known to be unreachable (the
-// request was not sent); ErrTimeout if no reply came in time (it may have
-// been processed: the process may be slow or its node lost meanwhile);
-// ErrNotSerializable / ErrMessageTooLarge for requests that cannot cross
-// nodes; ErrNodeStopped if this node stops while waiting.
+// reply (Context.Reply or Node.Reply) until ctx ends. A call ends as soon
+// as its outcome is known, in a reply or one of these errors:
+//   - ErrNoProcess: no process has that name, or the process exited
+//     before it took the request (it was queued behind the process's
+//     exit, or the process was being killed). The request was not
+//     processed: it is safe to retry.
+//   - ErrNodeDown: the node is known to be unreachable, or the connection
+//     attempt the request waited for failed. The request was not sent.
+//   - ErrNodeLost: the connection to the node broke (or the node was found
+//     restarted, or Node.Disconnect gave it up) while the call waited. The
+//     request may or may not have been processed.
+//   - ErrTimeout: no reply came before ctx ended. The request may or may
+//     not have been processed: the process may be slow, may never reply,
+//     or its node may be frozen or partitioned away.
+//   - ErrNotSerializable / ErrMessageTooLarge: the request cannot cross
+//     nodes.
+//   - ErrNodeStopped: this node is stopping or stopped.
+//
+// A process that takes a request and exits without replying (or hands the
+// ReplyTo on to someone who never replies) leaves its caller waiting until
+// ctx ends.
 func (n *Node) CallContext(ctx context.Context, to Ref, msg Message) (Message, error) {
 	if n.stopping.Load() {
 		return nil, ErrNodeStopped
 	}
-	id, ch := n.calls.add(to.Node)
-	defer n.calls.remove(id)
-	rt := ReplyTo{Node: n.name, ID: id}
-	if to.Node == n.name {
+	local := to.Node == n.name
+	var c *pendingCall
+	if local {
+		c = n.calls.add("")
+	} else {
+		c = n.calls.add(to.Node)
+	}
+	defer n.calls.remove(c.id)
+	if n.stopping.Load() {
+		// Stop may have failed the waiting calls before this one was added.
+		return nil, ErrNodeStopped
+	}
+	if local {
 		p := n.lookup(to.Name)
-		if p == nil {
+		if p == nil || !p.postCall(&callRequest{msg: msg, from: ReplyTo{Node: n.name, ID: c.id}}) {
 			return nil, fmt.Errorf("%w: %s", ErrNoProcess, to)
 		}
-		p.post(&callRequest{msg: msg, from: rt})
-	} else if err := n.sendRemote(to, opCall, id, msg); err != nil {
+	} else if err := n.sendRemote(to, opCall, c, msg); err != nil {
 		return nil, err
 	}
 	select {
-	case r := <-ch:
+	case r := <-c.ch:
 		if r.err != nil {
 			return nil, fmt.Errorf("call %s: %w", to, r.err)
 		}
@@ -417,6 +439,16 @@ func (n *Node) Reply(rt ReplyTo, msg Message) error {
 		return nil
 	}
 	return n.sendReply(rt, msg)
+}
+
+// replyNotProcessed ends the call rt with ErrNoProcess: the process ref
+// exited before it took the request.
+func (n *Node) replyNotProcessed(rt ReplyTo, ref Ref) {
+	if rt.Node == n.name {
+		n.calls.deliver(rt.ID, callResult{err: fmt.Errorf("%w: %s exited before it took the request", ErrNoProcess, ref)})
+		return
+	}
+	n.sendReplyErr(rt.Node, rt.ID, replyErrNoProcess)
 }
 
 // Exit tells the process ref to exit with reason (use ReasonKilled or your

@@ -64,9 +64,14 @@ type NodeUp struct {
 
 // Internal mailbox messages.
 type (
+	// callRequest is a call in a mailbox. From post to dequeue it is also
+	// in its process's list of queued calls (proc.calls), so that the
+	// process answers it if it exits before it takes it.
 	callRequest struct {
-		msg  Message
-		from ReplyTo
+		msg        Message
+		from       ReplyTo
+		queued     bool // in proc.calls, under proc.mu
+		prev, next *callRequest
 	}
 	timerFired struct {
 		id uint64
@@ -108,6 +113,7 @@ type proc struct {
 	watchers map[watcherKey]*proc // monitors on this process; nil value = remote watcher
 	owned    map[uint64]Ref       // monitors this process holds
 	nodeMons map[string]int       // nodes this process monitors (count of MonitorNode calls)
+	calls    *callRequest         // calls posted and not yet taken, newest first
 	done     chan struct{}        // closed once fully terminated
 
 	// Owned by the process goroutine.
@@ -143,6 +149,53 @@ func (p *proc) post(msg any) {
 	t.p.SendUserMessage(p.pid, msg)
 }
 
+// postCall posts a call's request. If the process is already dead it
+// does not, and returns false: the request will never be processed, and
+// the caller must be told so. Otherwise the request is queued, and exactly
+// one of the process taking it (Receive) and the process exiting first
+// (terminate) answers it.
+func (p *proc) postCall(req *callRequest) bool {
+	p.mu.Lock()
+	if p.dead {
+		// Dead, or the spawn failed: no actor will ever take it.
+		p.mu.Unlock()
+		return false
+	}
+	req.queued = true
+	req.next = p.calls
+	if p.calls != nil {
+		p.calls.prev = req
+	}
+	p.calls = req
+	// Not dead under mu means spawn published the target (it holds mu
+	// until it did or marked the process dead).
+	t := p.target.Load()
+	p.mu.Unlock()
+	t.p.SendUserMessage(p.pid, req)
+	return true
+}
+
+// takeCall removes req from the queued calls as the process dequeues it.
+// It returns false if req was already answered by terminate.
+func (p *proc) takeCall(req *callRequest) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !req.queued {
+		return false
+	}
+	req.queued = false
+	if req.prev != nil {
+		req.prev.next = req.next
+	} else {
+		p.calls = req.next
+	}
+	if req.next != nil {
+		req.next.prev = req.prev
+	}
+	req.prev, req.next = nil, nil
+	return true
+}
+
 // Receive implements protoactor's Actor.
 func (p *proc) Receive(c pa.Context) {
 	switch m := c.Message().(type) {
@@ -156,6 +209,14 @@ func (p *proc) Receive(c pa.Context) {
 	case *pa.Stopped:
 		p.terminate()
 	case *callRequest:
+		if !p.takeCall(m) {
+			return
+		}
+		if p.stopping {
+			// Exiting after the current message: this one was not taken.
+			p.node.replyNotProcessed(m.from, p.ref)
+			return
+		}
 		p.invoke(c, m.msg, m.from)
 	case timerFired:
 		if e, ok := p.timers[m.id]; ok {
@@ -260,10 +321,25 @@ func (p *proc) terminate() {
 	p.owned = nil
 	nodeMons := p.nodeMons
 	p.nodeMons = nil
+	queued := p.calls
+	p.calls = nil
+	for req := queued; req != nil; req = req.next {
+		req.queued = false
+	}
 	p.mu.Unlock()
 
 	// Free the name first: a supervisor reacting to Down may register it again.
 	p.node.unregister(p)
+
+	// The runtime drops what is still in the mailbox; the calls in it are
+	// answered here, so their callers need not wait out their deadlines.
+	// Calls posted from now on see dead and are answered by their poster.
+	for req := queued; req != nil; {
+		next := req.next
+		req.prev, req.next = nil, nil
+		p.node.replyNotProcessed(req.from, p.ref)
+		req = next
+	}
 
 	p.stopping = false
 	p.invokeLast(reason)
@@ -382,8 +458,11 @@ func (c *Context) CancelTimer(t TimerRef) bool {
 }
 
 // Stop ends the process normally after the current message. Messages still
-// in its mailbox are dropped.
+// in its mailbox are dropped, except calls: each of those fails at once
+// with ErrNoProcess (not processed), as does every call that arrives
+// later.
 func (c *Context) Stop() { c.proc.exit(Normal) }
 
-// Exit ends the process with reason after the current message.
+// Exit ends the process with reason after the current message. Queued
+// calls fail as with Stop.
 func (c *Context) Exit(reason Reason) { c.proc.exit(reason) }

@@ -2,7 +2,6 @@ package actor
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -36,6 +35,11 @@ func runHelperNode(addr string) {
 		os.Exit(1)
 	}
 	if _, err := n.SpawnNamed("echo", echoServer(Ref{})); err != nil {
+		fmt.Println("ERROR", err)
+		os.Exit(1)
+	}
+	// silent takes calls and never answers them.
+	if _, err := n.SpawnNamed("silent", ProcessFunc(func(*Context, Message) {})); err != nil {
 		fmt.Println("ERROR", err)
 		os.Exit(1)
 	}
@@ -99,11 +103,15 @@ func TestAcrossProcessesKillAndReturn(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, echo{N: 1, Text: "across"}, reply)
 	mon := ib.Monitor(echoRef)
-	// Make sure the monitor reached the helper before killing it.
+	// A call that waits for a reply when the node dies.
+	inFlight := callAsync(n, Ref{Name: "silent", Node: h.addr}, "anyone?", 1)
+	// Make sure the monitor and the call reached the helper before
+	// killing it.
 	_, err = n.Call(echoRef, "sync", waitFor)
 	require.NoError(t, err)
 
 	h.signal(syscall.SIGKILL)
+	require.ErrorIs(t, collect(t, inFlight, 1)[0], ErrNodeLost)
 	gotDown, gotNodeDown := false, false
 	for !gotDown || !gotNodeDown {
 		switch m := recvUntil[any](t, ib).(type) {
@@ -118,15 +126,14 @@ func TestAcrossProcessesKillAndReturn(t *testing.T) {
 	_ = h.cmd.Wait()
 
 	// The node is gone. Right after the loss a call fails at once: its
-	// request is not even sent. Later, a request that waits for a
-	// connection attempt which then fails ends in a timeout instead
-	// (unless the node monitor's retries keep the node marked down).
-	// Sends return at once either way.
-	_, err = n.Call(echoRef, "anyone?", 300*time.Millisecond)
+	// request is not even sent. Later, a request waits for a connection
+	// attempt, which fails, and so does the call (or the node monitor's
+	// retries keep the node marked down). Sends return at once either way.
+	_, err = n.Call(echoRef, "anyone?", callDeadline)
 	require.ErrorIs(t, err, ErrNodeDown)
 	time.Sleep(n.cfg.ReconnectInterval)
-	_, err = n.Call(echoRef, "anyone?", 300*time.Millisecond)
-	require.True(t, errors.Is(err, ErrTimeout) || errors.Is(err, ErrNodeDown), "got %v", err)
+	_, err = n.Call(echoRef, "anyone?", callDeadline)
+	require.ErrorIs(t, err, ErrNodeDown)
 	start := time.Now()
 	for range 10000 {
 		require.NoError(t, n.Send(echoRef, echo{N: 2}))
