@@ -226,7 +226,8 @@ func StartSystem(cfg SystemConfig) (sys *System, err error) {
 	// idle node instead of three, for up to one interval later detection.
 	fdcfg.CheckInterval = fdcfg.Interval
 	// A suspicion only starts pre-votes in the clusters led from the
-	// suspected node; breaking the connection as well would fire every
+	// suspected node (and steps down leaders cut off from a majority);
+	// breaking the connection as well would fire every
 	// monitor on it and drop the messages in flight, which turns a false
 	// suspicion under load into an election in every cluster.
 	fdcfg.Disconnect = false
