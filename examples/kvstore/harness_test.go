@@ -71,6 +71,18 @@ func freePort(t *testing.T) string {
 // until they have a leader and every node answers.
 func startCluster(t *testing.T, n int) *testCluster {
 	t.Helper()
+	c := newTestCluster(t, n)
+	for _, p := range c.nodes {
+		c.start(p)
+	}
+	c.waitHealthy()
+	return c
+}
+
+// newTestCluster lays out n nodes on free ports, with the same peers, and
+// starts none of them; the nodes it started are killed when the test ends.
+func newTestCluster(t *testing.T, n int) *testCluster {
+	t.Helper()
 	c := &testCluster{t: t}
 	var peers []string
 	for i := range n {
@@ -80,7 +92,6 @@ func startCluster(t *testing.T, n int) *testCluster {
 	}
 	for _, p := range c.nodes {
 		p.peers = strings.Join(peers, ",")
-		c.start(p)
 	}
 	t.Cleanup(func() {
 		for _, p := range c.nodes {
@@ -99,7 +110,6 @@ func startCluster(t *testing.T, n int) *testCluster {
 			}
 		}
 	})
-	c.waitHealthy()
 	return c
 }
 
@@ -111,8 +121,7 @@ func startCluster(t *testing.T, n int) *testCluster {
 func (c *testCluster) start(p *proc, extra ...string) {
 	c.t.Helper()
 	for attempt := 1; ; attempt++ {
-		args := []string{"serve", "--id", p.id, "--raft", p.raft, "--http", p.http, "--data", p.data, "--peers", p.peers, "--log-level", "debug"}
-		inUse := c.launch(p, append(args, extra...))
+		inUse := c.launch(p, append(p.serveArgs(), extra...))
 		switch {
 		case inUse == "":
 			return
@@ -124,6 +133,11 @@ func (c *testCluster) start(p *proc, extra ...string) {
 			time.Sleep(300 * time.Millisecond)
 		}
 	}
+}
+
+// serveArgs is the command line of "kvstore serve" for p.
+func (p *proc) serveArgs() []string {
+	return []string{"serve", "--id", p.id, "--raft", p.raft, "--http", p.http, "--data", p.data, "--peers", p.peers, "--log-level", "debug"}
 }
 
 // startArgs runs the kvstore command line args for p and waits until its
@@ -139,6 +153,13 @@ func (c *testCluster) startArgs(p *proc, args []string) {
 // returns "HTTP" or "Raft" if p exited because the address was in use, and
 // fails the test if it exited for another reason.
 func (c *testCluster) launch(p *proc, args []string) string {
+	c.t.Helper()
+	c.spawn(p, args)
+	return c.awaitAnswer(p)
+}
+
+// spawn starts p with args and returns at once.
+func (c *testCluster) spawn(p *proc, args []string) {
 	c.t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), runMainEnv+"=1")
@@ -157,6 +178,16 @@ func (c *testCluster) launch(p *proc, args []string) string {
 	}()
 	p.mu.Lock()
 	p.cmd, p.done = cmd, done
+	p.mu.Unlock()
+}
+
+// awaitAnswer waits until p, spawned, answers /status itself. It returns
+// "HTTP" or "Raft" if p exited because the address was in use, and fails
+// the test if it exited for another reason.
+func (c *testCluster) awaitAnswer(p *proc) string {
+	c.t.Helper()
+	p.mu.Lock()
+	done := p.done
 	p.mu.Unlock()
 	require.Eventually(c.t, func() bool {
 		select {

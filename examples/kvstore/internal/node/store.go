@@ -27,7 +27,7 @@ const retryAfterSeconds = 1
 // leader, and waits until it is applied. It answers 503 at once when the
 // watcher sees too few members to commit anything.
 func (n *Node) write(ctx context.Context, cmd kv.Command) (kv.Result, string, *api.Error) {
-	if e := n.quorumCheck(); e != nil {
+	if e := n.quorumCheck(ctx); e != nil {
 		return kv.Result{}, "", e
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
@@ -49,7 +49,7 @@ func (n *Node) write(ctx context.Context, cmd kv.Command) (kv.Result, string, *a
 // this node's machine as it is.
 func (n *Node) read(ctx context.Context, q kv.Query, consistency string) (kv.Answer, string, *api.Error) {
 	if consistency == Linearizable {
-		if e := n.quorumCheck(); e != nil {
+		if e := n.quorumCheck(ctx); e != nil {
 			return kv.Answer{}, "", e
 		}
 	}
@@ -89,14 +89,14 @@ func parseConsistency(s string) (string, *api.Error) {
 	return "", badArg("consistency must be linearizable, leader or local, not %q", s)
 }
 
-// quorumCheck answers 503 no_quorum when the watcher's last probe reached
-// fewer voters than a quorum: a write would wait for its timeout and end
-// with an unknown outcome, while nothing can commit. The probe is at most
-// a few seconds old; when it is older (or there was none yet) the request
-// goes ahead and Raft decides.
-func (n *Node) quorumCheck() *api.Error {
-	reachable, quorum, ok := n.watch.quorum()
-	if !ok || reachable >= quorum {
+// quorumCheck answers 503 no_quorum when the watcher has current evidence
+// that nothing can commit through this node (see watcher.noQuorum): a
+// write would wait for its timeout and end with an unknown outcome. Without
+// such evidence the request goes ahead and Raft decides: a leader that can
+// commit takes every write.
+func (n *Node) quorumCheck(ctx context.Context) *api.Error {
+	reachable, quorum, refuse := n.watch.noQuorum(ctx)
+	if !refuse {
 		return nil
 	}
 	return &api.Error{

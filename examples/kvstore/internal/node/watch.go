@@ -17,20 +17,32 @@ import (
 // recentKeysShown is how many of a member's latest keys its status lists.
 const recentKeysShown = 5
 
+// epochPoll is how often the watcher looks whether this node's member saw
+// a new leader or term since the last probe, to probe again at once.
+const epochPoll = 50 * time.Millisecond
+
 // watcher probes every member of the cluster once per ProbeInterval,
 // through rago (Overview and a local query of each member's machine, both
 // of which travel to the member's node), and keeps the last result for
 // GET /cluster and for the early no-quorum answer. A member that does not
 // answer within the interval counts as unreachable: a killed node is seen
-// at once (its connection breaks), a frozen one after one interval.
+// at once (its connection breaks), a frozen one after one interval. It
+// also probes as soon as this node's member sees a new leader or a new
+// term: an election changes what the view should say (a node that starts
+// first probes its peers before they run, and is elected a moment later).
 type watcher struct {
 	n *Node
 
 	mu   sync.Mutex
 	view api.Cluster
 	at   time.Time // when view was built; zero before the first probe
-	// started is when the probe behind view started.
+	// started is when the probe behind view started, and epoch what this
+	// node's member knew of the leadership then.
 	started time.Time
+	epoch   epoch
+	// reprobing is closed when the probe made for requests that found the
+	// view too old to refuse on ends; nil when none runs.
+	reprobing chan struct{}
 	// members is the last membership known, used when this node's own
 	// member cannot say (it is stopping, or was removed).
 	members  []member
@@ -53,17 +65,52 @@ func newWatcher(n *Node) *watcher {
 	return w
 }
 
+// epoch is what this node's member knows of its cluster's leadership: the
+// leader it follows (itself when it leads) and the term. It changes with
+// every election the member takes part in or hears of, and a view of the
+// cluster probed before that may no longer hold.
+type epoch struct {
+	known  bool
+	leader raftserver.ServerID
+	term   uint64
+}
+
+// epoch reads this node's leaderboard, which its member updates on every
+// change of role, leader or term; it sends no message.
+func (n *Node) epoch() epoch {
+	e, ok := n.sys.Leaderboard().Get(ClusterName)
+	return epoch{known: ok, leader: e.Leader, term: e.Term}
+}
+
 func (w *watcher) run(ctx context.Context) {
-	t := time.NewTicker(w.n.cfg.ProbeInterval)
-	defer t.Stop()
+	tick := time.NewTicker(w.n.cfg.ProbeInterval)
+	defer tick.Stop()
+	poll := time.NewTicker(min(epochPoll, w.n.cfg.ProbeInterval))
+	defer poll.Stop()
 	for {
 		w.probe(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				break wait
+			case <-poll.C:
+				if w.outdated() {
+					break wait
+				}
+			}
 		}
 	}
+}
+
+// outdated reports whether this node's member saw a new leader or term
+// since the probe behind the view started.
+func (w *watcher) outdated() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.epoch != w.n.epoch()
 }
 
 // snapshot returns the last view, with its age filled in.
@@ -78,13 +125,78 @@ func (w *watcher) snapshot() api.Cluster {
 	return v
 }
 
-// quorum returns the reachable voters and the quorum of the last probe; ok
-// is false when there is no recent probe to go by.
-func (w *watcher) quorum() (reachable, quorum int, ok bool) {
+// noQuorum reports whether a request that needs a quorum (a write, a
+// linearizable read) is to be refused at once, and with which numbers. It
+// refuses only on positive, current evidence that nothing can commit
+// through this node: a probe that reached fewer voters than a quorum, none
+// of which leads but this node itself, that started after the last change
+// of leader or term this node's member knows of, and that finished less
+// than one and a half probe intervals ago (the watcher finishes one every
+// interval). A view that says so but is older is checked by a new probe
+// first; when even that one is overtaken by an election, or does not
+// finish in time, the request goes ahead and Raft decides. A refusal saves
+// the client a wait for its timeout and an unknown outcome; a wrong one
+// refuses a write that a working leader could commit.
+func (w *watcher) noQuorum(ctx context.Context) (reachable, quorum int, refuse bool) {
+	for probed := false; ; probed = true {
+		v, current := w.evidence()
+		switch {
+		case !lacksQuorum(v, w.n.cfg.ID):
+			return 0, 0, false
+		case current:
+			return v.Reachable, v.Quorum, true
+		case probed:
+			return 0, 0, false
+		}
+		w.reprobe(ctx)
+	}
+}
+
+// evidence returns the last view and whether it is current: probed since
+// the last change of leader or term, and recently.
+func (w *watcher) evidence() (api.Cluster, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	fresh := !w.at.IsZero() && time.Since(w.at) < 3*w.n.cfg.ProbeInterval+time.Second
-	return w.view.Reachable, w.view.Quorum, fresh && w.view.Quorum > 0
+	interval := w.n.cfg.ProbeInterval
+	current := !w.at.IsZero() && w.epoch == w.n.epoch() && time.Since(w.at) < interval+interval/2
+	return w.view, current
+}
+
+// lacksQuorum reports whether view v shows that nothing can commit through
+// node self: it reached fewer voters than a quorum, and none of them leads
+// but self. A node that reaches another member that leads forwards to it,
+// and whether that leader reaches a quorum is not in this node's view.
+func lacksQuorum(v api.Cluster, self string) bool {
+	if v.Quorum == 0 || v.Reachable >= v.Quorum {
+		return false
+	}
+	return v.Leader == "" || v.Leader == self
+}
+
+// reprobe probes the members now, for the requests that found the view too
+// old to refuse on; requests that come while it runs wait for the same
+// probe. It returns when the probe ends or ctx does.
+func (w *watcher) reprobe(ctx context.Context) {
+	w.mu.Lock()
+	done := w.reprobing
+	if done != nil {
+		w.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+		return
+	}
+	done = make(chan struct{})
+	w.reprobing = done
+	w.mu.Unlock()
+	// The probe is for every waiting request, so it does not end with
+	// this one's context; it is bounded by the probe timeout.
+	w.probe(w.n.stopCtx)
+	w.mu.Lock()
+	w.reprobing = nil
+	w.mu.Unlock()
+	close(done)
 }
 
 // probe asks every member for its status and stores the view. It runs
@@ -93,6 +205,9 @@ func (w *watcher) quorum() (reachable, quorum int, ok bool) {
 func (w *watcher) probe(ctx context.Context) {
 	n := w.n
 	started := time.Now()
+	// Read before anything is probed: a change of leader or term during
+	// the probe leaves the view outdated, and the watcher probes again.
+	ep := n.epoch()
 	timeout := n.cfg.ProbeInterval * 9 / 10
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -174,7 +289,7 @@ func (w *watcher) probe(ctx context.Context) {
 			m.RejoinedSeconds = &s
 		}
 	}
-	w.view, w.at, w.started = v, now, started
+	w.view, w.at, w.started, w.epoch = v, now, started, ep
 }
 
 // currentMembers asks this node's member for the configuration, falling
