@@ -18,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/rago-raft/rago/examples/kvstore/internal/api"
 )
 
 const demoHelp = `
@@ -109,6 +111,10 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	if err := d.waitUp(time.Minute); err != nil {
 		d.stopAll()
 		return err
+	}
+	// The banner invites a write: show it once the cluster can take one.
+	if !d.waitLeader(30 * time.Second) {
+		d.say("the nodes answer but have elected no leader yet; writes answer 503 until they do (their logs above say why)")
 	}
 	d.banner(fresh)
 
@@ -284,6 +290,38 @@ func (d *demo) waitUp(limit time.Duration) error {
 		}
 	}
 	return nil
+}
+
+// waitLeader waits until a node says it leads, and reports whether one
+// did within limit. It gives up early when a node exits: the main loop
+// reports that.
+func (d *demo) waitLeader(limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	hc := &http.Client{Timeout: time.Second}
+	for time.Now().Before(deadline) {
+		for _, n := range d.layout.Nodes {
+			d.mu.Lock()
+			p := d.procs[n.ID]
+			d.mu.Unlock()
+			select {
+			case <-p.done:
+				return false
+			default:
+			}
+			var st api.Status
+			resp, err := hc.Get("http://" + n.HTTP + "/status")
+			if err != nil {
+				continue
+			}
+			err = json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+			if err == nil && st.Role == "leader" && st.Leader == st.ID {
+				return true
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
 }
 
 func exitText(err error) string {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -161,6 +162,10 @@ func TestDemo(t *testing.T) {
 	for _, u := range urls {
 		d.out.waitFor(t, u+"/")
 	}
+	// The banner's own suggestion works as soon as it shows.
+	d.out.waitFor(t, "curl -X PUT "+urls[0]+"/kv/greeting")
+	r := do(t, http.MethodPut, urls[0]+"/kv/greeting", strings.NewReader("hello, raft"))
+	require.Equal(t, http.StatusOK, r.status, "the write the banner suggests: %s", r.body)
 	healthy()
 	require.Contains(t, kv("put", "demo-key", "survives restarts"), "created demo-key")
 	d.out.waitFor(t, "n1  | ") // the nodes' logs come through, prefixed
