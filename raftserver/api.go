@@ -27,19 +27,30 @@ const (
 // call makes a call to a server and maps the actor layer's errors.
 func (s *System) call(ctx context.Context, to ServerID, req actor.Message) (actor.Message, error) {
 	reply, err := s.node.CallContext(ctx, Ref(to), req)
-	switch {
-	case err == nil:
-		return reply, nil
-	case errors.Is(err, actor.ErrNoProcess):
-		return nil, fmt.Errorf("%w: %s: %w", ErrNoSuchServer, to, err)
-	case errors.Is(err, actor.ErrNodeDown):
-		return nil, fmt.Errorf("%w: %s: %w", ErrUnreachable, to, err)
-	case errors.Is(err, actor.ErrTimeout):
-		return nil, fmt.Errorf("%w: %s: %w", ErrTimeout, to, err)
-	case errors.Is(err, actor.ErrNodeStopped):
-		return nil, fmt.Errorf("%w: %w", ErrShuttingDown, err)
+	if err != nil {
+		return nil, callError(to.String(), err)
 	}
-	return nil, err
+	return reply, nil
+}
+
+// callError maps the actor layer's call errors onto ours; what names the
+// process called.
+func callError(what string, err error) error {
+	switch {
+	case errors.Is(err, actor.ErrNoProcess):
+		return fmt.Errorf("%w: %s: %w", ErrNoSuchServer, what, err)
+	case errors.Is(err, actor.ErrNodeDown):
+		return fmt.Errorf("%w: %s: %w", ErrUnreachable, what, err)
+	case errors.Is(err, actor.ErrTimeout):
+		return fmt.Errorf("%w: %s: %w", ErrTimeout, what, err)
+	case errors.Is(err, actor.ErrNodeLost):
+		// The request may have been served: its outcome is unknown, as
+		// after a timeout, but the caller learns it at once.
+		return fmt.Errorf("%w: %s: no answer will come: %w", ErrTimeout, what, err)
+	case errors.Is(err, actor.ErrNodeStopped):
+		return fmt.Errorf("%w: %w", ErrShuttingDown, err)
+	}
+	return err
 }
 
 // redirect runs one request against the leader; see followLeader.
@@ -294,13 +305,7 @@ func (s *System) systemCall(ctx context.Context, node string, req *systemReq) er
 		if errors.Is(err, actor.ErrNoProcess) {
 			return fmt.Errorf("%w: no rago system on node %s", ErrNoSuchServer, node)
 		}
-		if errors.Is(err, actor.ErrTimeout) {
-			return fmt.Errorf("%w: system on node %s: %w", ErrTimeout, node, err)
-		}
-		if errors.Is(err, actor.ErrNodeDown) {
-			return fmt.Errorf("%w: system on node %s: %w", ErrUnreachable, node, err)
-		}
-		return err
+		return callError("system on node "+node, err)
 	}
 	return res.(*systemResult).Err.err(ServerID{Name: managerName, Node: node})
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/rago-raft/rago/actor"
 )
 
 func TestLeaderWithoutQuorumAnswersInsteadOfHanging(t *testing.T) {
@@ -126,5 +128,21 @@ func TestRedirectNamesTheLeader(t *testing.T) {
 		require.ErrorAs(t, err, &nl)
 		require.Equal(t, leader, nl.Leader)
 		require.ErrorIs(t, err, ErrNotLeader)
+	}
+}
+
+func TestCallErrorsMapOntoOurs(t *testing.T) {
+	for _, tc := range []struct {
+		actor, ours error
+	}{
+		{actor.ErrNoProcess, ErrNoSuchServer},
+		{actor.ErrNodeDown, ErrUnreachable},
+		{actor.ErrTimeout, ErrTimeout},
+		{actor.ErrNodeLost, ErrTimeout}, // outcome unknown, known at once
+		{actor.ErrNodeStopped, ErrShuttingDown},
+	} {
+		err := callError("kv1@n1", fmt.Errorf("call kv1: %w", tc.actor))
+		require.ErrorIs(t, err, tc.ours, "%v", tc.actor)
+		require.ErrorIs(t, err, tc.actor, "the cause stays visible")
 	}
 }
