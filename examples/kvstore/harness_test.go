@@ -43,6 +43,8 @@ const waitFor = 60 * time.Second
 type proc struct {
 	id, raft, http, data string
 	peers                string
+	// flags go to every "kvstore serve" of the node, restarts included.
+	flags []string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -67,12 +69,14 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// startCluster starts n nodes at once (the cluster forms itself) and waits
-// until they have a leader and every node answers.
-func startCluster(t *testing.T, n int) *testCluster {
+// startCluster starts n nodes at once (the cluster forms itself), each
+// with the given flags of "kvstore serve", and waits until they have a
+// leader and every node answers.
+func startCluster(t *testing.T, n int, flags ...string) *testCluster {
 	t.Helper()
 	c := newTestCluster(t, n)
 	for _, p := range c.nodes {
+		p.flags = flags
 		c.start(p)
 	}
 	c.waitHealthy()
@@ -137,7 +141,8 @@ func (c *testCluster) start(p *proc, extra ...string) {
 
 // serveArgs is the command line of "kvstore serve" for p.
 func (p *proc) serveArgs() []string {
-	return []string{"serve", "--id", p.id, "--raft", p.raft, "--http", p.http, "--data", p.data, "--peers", p.peers, "--log-level", "debug"}
+	args := []string{"serve", "--id", p.id, "--raft", p.raft, "--http", p.http, "--data", p.data, "--peers", p.peers, "--log-level", "debug"}
+	return append(args, p.flags...)
 }
 
 // startArgs runs the kvstore command line args for p and waits until its
@@ -277,7 +282,9 @@ func (c *testCluster) cluster(p *proc) (api.Cluster, error) {
 }
 
 // waitHealthy waits until every running node sees a leader and every
-// member reachable, in the same term.
+// member reachable, and knows every node's current HTTP address: each node
+// records its address in the replicated directory after it starts (a
+// write), so a test that counts log entries must not begin before.
 func (c *testCluster) waitHealthy() {
 	c.t.Helper()
 	require.Eventually(c.t, func() bool {
@@ -285,6 +292,11 @@ func (c *testCluster) waitHealthy() {
 			v, err := c.cluster(p)
 			if err != nil || v.Leader == "" || v.Reachable != v.Voters || v.Voters != len(c.nodes) {
 				return false
+			}
+			for _, m := range v.Members {
+				if q := c.node(m.ID); q == nil || m.HTTP != q.url() {
+					return false
+				}
 			}
 		}
 		return true
