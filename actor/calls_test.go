@@ -245,7 +245,7 @@ func TestCallInFlightEndsWhenItsNodeIsLost(t *testing.T) {
 		{"peer restarted", func(a, b *Node) {
 			// As if a hello from a new incarnation of b arrived before
 			// the loss of the old connection was noticed.
-			a.linkFor(b.Name()).onHello(b.incarnation+1, 0)
+			a.linkFor(b.Name()).onHello(nil, b.incarnation+1, 0)
 		}},
 		{"partitioned then disconnected", func(a, b *Node) {
 			// The request is cut off on its way; only giving up on the

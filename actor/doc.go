@@ -82,7 +82,11 @@
 // A node learns that a peer is lost from its connection to the peer: a
 // killed process's kernel closes it at once. A frozen or partitioned peer
 // keeps its connection open; the failure detector package notices those
-// and calls Node.Disconnect.
+// and calls Node.Disconnect. As in Erlang, the connection state with a
+// peer is one for both directions: a node that loses a peer closes the
+// connections the peer opened to it too, so the peer loses it at once in
+// turn (its monitors fire, its calls end) rather than waiting for replies
+// that are now dropped.
 //
 // # Supervision
 //

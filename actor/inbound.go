@@ -11,7 +11,10 @@ import (
 
 // receiveFrame decodes one frame and delivers its items in order. Bad input
 // is dropped and logged; it never panics into protoactor's reader.
-func (n *Node) receiveFrame(b []byte) {
+func (n *Node) receiveFrame(b []byte) { n.receiveFrameOn(nil, b) }
+
+// receiveFrameOn is receiveFrame for a frame read from ic (nil in tests).
+func (n *Node) receiveFrameOn(ic *inConn, b []byte) {
 	defer func() {
 		if r := recover(); r != nil {
 			n.stats.droppedBadMessage.Add(1)
@@ -26,9 +29,21 @@ func (n *Node) receiveFrame(b []byte) {
 		n.badInput.log(n, "dropped a malformed frame", err)
 		return
 	}
+	first := ic != nil && !ic.framed
+	if ic != nil {
+		ic.framed = true
+	}
 	if _, in := n.blockedTo(f.src); in {
 		n.stats.droppedLinkDown.Add(uint64(f.count))
 		return
+	}
+	if ic != nil && ic.link == nil && !first {
+		// Its hello never arrived (a partition test dropped it): list the
+		// connection before handling its traffic, so that a loss from
+		// now on closes it.
+		if v, ok := n.links.Load(f.src); ok {
+			v.(*link).adopt(ic)
+		}
 	}
 	for i := 0; i < f.count; i++ {
 		it := readItem(f.items)
@@ -38,7 +53,7 @@ func (n *Node) receiveFrame(b []byte) {
 			n.badInput.log(n, "dropped the rest of a malformed frame", fmt.Errorf("%w: item %d of %d from %s: %w", ErrBadMessage, i, f.count, f.src, err))
 			return
 		}
-		n.deliverItem(f.src, f.epoch, it)
+		n.deliverItem(ic, f.src, f.epoch, it)
 	}
 	if err := f.items.Done(); err != nil {
 		n.stats.droppedBadMessage.Add(1)
@@ -46,7 +61,7 @@ func (n *Node) receiveFrame(b []byte) {
 	}
 }
 
-func (n *Node) deliverItem(src string, epoch uint64, it item) {
+func (n *Node) deliverItem(ic *inConn, src string, epoch uint64, it item) {
 	switch it.op {
 	case opSend:
 		p := n.lookup(it.target)
@@ -92,7 +107,7 @@ func (n *Node) deliverItem(src string, epoch uint64, it item) {
 		}
 		n.calls.deliver(it.callID, callResult{err: fmt.Errorf("%w (reported by %s)", err, src)})
 	case opControl:
-		n.handleControl(src, epoch, it)
+		n.handleControl(ic, src, epoch, it)
 	}
 }
 
@@ -180,9 +195,12 @@ func putItemBuf(b *[]byte) {
 // monitors on its processes get Down with ReasonNoConnection, node
 // monitors get NodeDown, calls waiting for its replies fail with
 // ErrNodeLost, queued messages are dropped and the connection is closed.
-// The failure detector calls it for peers that are frozen or
-// partitioned, which TCP does not notice. Messages sent to peer within
-// Config.ReconnectInterval are dropped; the next one after reconnects.
+// The connections peer opened to this node are closed too, so peer loses
+// this node in the same way at once (unless Block cuts traffic with it:
+// a partition closes nothing). The failure detector calls it for peers
+// that are frozen or partitioned, which TCP does not notice. Messages
+// sent to peer within Config.ReconnectInterval are dropped; the next one
+// after reconnects, and so does a hello from peer.
 func (n *Node) Disconnect(peer string) {
 	if peer == n.name {
 		return

@@ -42,6 +42,14 @@ const (
 // Each connection starts a new epoch whose first item is our hello. The
 // link is up once the peer's helloAck for that epoch arrives (over the
 // peer's own connection to us).
+//
+// The connection state with a peer is one thing in both directions, as in
+// Erlang: the link also lists the connections the peer opened to us that
+// we heard from (inbound), and losing the link closes them. The peer's
+// link sees its connection end at once and is lost too, so its calls to
+// us (whose replies we now drop for Config.ReconnectInterval) end with
+// ErrNodeLost and its monitors of our processes (which we forget) fire
+// with noconnection, instead of waiting for deadlines or for ever.
 type link struct {
 	node *Node
 	peer string
@@ -58,6 +66,11 @@ type link struct {
 	conn    net.Conn       // the current epoch's connection, once dialled
 	busy    bool           // the pump holds a frame or unflushed bytes
 	closed  bool
+	// inbound: the peer's connections to us that delivered its hello (or,
+	// when a partition test dropped that, some later frame) since the
+	// last loss; a loss closes them. Connections heard from after a loss
+	// belong to the peer's next epoch and are kept.
+	inbound map[*inConn]struct{}
 }
 
 type pendingFrame struct {
@@ -217,13 +230,69 @@ func (l *link) markDownLocked() (uint64, error) {
 		l.conn.Close()
 		l.conn = nil
 	}
+	l.closeInboundLocked()
 	return l.epoch, callErr
 }
 
-// onHello handles a peer's hello: remember its incarnation (a new one means
-// it restarted, so everything about the old one is lost) and answer.
-func (l *link) onHello(inc, epoch uint64) {
+// closeInboundLocked closes the peer's connections to us, so that the
+// peer learns of the loss. A partition test (Node.Block) keeps every
+// connection open, as a real partition does; the connections stay listed
+// for a loss after it heals.
+func (l *link) closeInboundLocked() {
+	if len(l.inbound) == 0 {
+		return
+	}
+	if out, in := l.node.blockedTo(l.peer); out || in {
+		return
+	}
+	for ic := range l.inbound {
+		ic.c.Close()
+	}
+	clear(l.inbound)
+}
+
+// adoptLocked lists ic as a connection from the peer. It runs on ic's
+// reader goroutine, which owns ic.link.
+func (l *link) adoptLocked(ic *inConn) {
+	if l.inbound == nil {
+		l.inbound = make(map[*inConn]struct{})
+	}
+	l.inbound[ic] = struct{}{}
+	ic.link = l
+}
+
+// adopt lists ic as a connection from the peer that delivered traffic but
+// no hello (a partition test dropped it).
+func (l *link) adopt(ic *inConn) {
 	l.mu.Lock()
+	l.adoptLocked(ic)
+	l.mu.Unlock()
+}
+
+// release unlists ic once its reader ends.
+func (l *link) release(ic *inConn) {
+	l.mu.Lock()
+	delete(l.inbound, ic)
+	l.mu.Unlock()
+}
+
+// onHello handles a peer's hello, which came on ic (nil in tests):
+// remember its incarnation (a new one means it restarted, so everything
+// about the old one is lost), list ic among the peer's connections, and
+// answer.
+func (l *link) onHello(ic *inConn, inc, epoch uint64) {
+	if ic != nil && ic.link != nil && ic.link != l {
+		ic.link.release(ic) // a connection that changed its name
+		ic.link = nil
+	}
+	l.mu.Lock()
+	if ic != nil {
+		// Not closed by a restart's loss below: it is the new
+		// incarnation's. Listed under the same lock as the hello is
+		// handled, so a loss closes it if and only if the loss came
+		// after the hello.
+		delete(l.inbound, ic)
+	}
 	restarted := l.peerInc != 0 && l.peerInc != inc
 	l.peerInc = inc
 	wasOpen := l.state == linkUp || l.state == linkConnecting
@@ -234,6 +303,11 @@ func (l *link) onHello(inc, epoch uint64) {
 	if restarted && wasOpen {
 		lostEpoch, callErr = l.markDownLocked()
 		l.retryAt = time.Time{} // it is back: answer at once
+	} else if restarted {
+		l.closeInboundLocked() // the old incarnation's, if any are left
+	}
+	if ic != nil {
+		l.adoptLocked(ic)
 	}
 	l.mu.Unlock()
 	if restarted {

@@ -254,10 +254,10 @@ func (n *Node) onPeerLost(peer string) {
 }
 
 // handleControl acts on a control item from peer src.
-func (n *Node) handleControl(src string, epoch uint64, it item) {
+func (n *Node) handleControl(ic *inConn, src string, epoch uint64, it item) {
 	switch it.ctl {
 	case ctlHello:
-		n.linkFor(src).onHello(it.inc, epoch)
+		n.linkFor(src).onHello(ic, it.inc, epoch)
 	case ctlHelloAck:
 		n.linkFor(src).onHelloAck(it.inc, it.epoch)
 	case ctlMonitor:

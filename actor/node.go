@@ -515,7 +515,9 @@ type block struct{ out, in bool }
 // Block cuts traffic between this node and peer, to test partitions: with
 // out, everything this node sends to peer is silently dropped; with in,
 // everything it receives from peer is. Connections stay open, as in a real
-// partition, so only the failure detector notices. Block(peer, false,
+// partition, so only the failure detector notices; while the block lasts,
+// a loss of peer (Disconnect) does not close the connections peer opened
+// to this node, so peer is not told either. Block(peer, false,
 // false) heals it. It is a fault-injection switch for tests and drills.
 func (n *Node) Block(peer string, out, in bool) {
 	if !out && !in {

@@ -57,8 +57,23 @@ func (n *Node) maxFrameLen() int {
 	return max(n.cfg.MaxFrameBytes, n.cfg.MaxMessageBytes) + 64<<10
 }
 
+// inConn is a connection a peer opened to us. Its fields belong to its
+// reader goroutine.
+type inConn struct {
+	c net.Conn
+	// link is the peer's link once the connection is listed there (see
+	// link.inbound).
+	link *link
+	// framed: a frame arrived on it, delivered or dropped.
+	framed bool
+}
+
 func (l *listener) read(c net.Conn) {
+	ic := &inConn{c: c}
 	defer func() {
+		if ic.link != nil {
+			ic.link.release(ic)
+		}
 		l.mu.Lock()
 		delete(l.conns, c)
 		l.mu.Unlock()
@@ -95,7 +110,7 @@ func (l *listener) read(c net.Conn) {
 			return
 		}
 		// Decoders copy what they keep, so buf can be reused.
-		l.node.receiveFrame(buf)
+		l.node.receiveFrameOn(ic, buf)
 		if cap(buf) > 4<<20 {
 			buf = nil
 		}
