@@ -134,8 +134,18 @@ func (n *Node) raftError(err error, write bool) *api.Error {
 			return unavailable(api.CodeNotMember, fmt.Sprintf("node %s runs no member of the cluster (it was removed, or is not added yet): ask another node", n.cfg.ID))
 		}
 		return unavailable(api.CodeNoLeader, "the member the request was sent to is gone; nothing was written: "+err.Error())
+	case errors.Is(err, raftserver.ErrUnreachable):
+		// The request was not sent: the node of the leader this node's
+		// member knows of is not connected (it went down, or is
+		// reconnecting), until the request's time ran out.
+		return unavailable(api.CodeNoLeader, "the leader's node is not reachable from this node right now; nothing was written: "+err.Error())
 	case errors.Is(err, raftserver.ErrShuttingDown):
-		return unavailable(api.CodeShuttingDown, "the node is shutting down")
+		if n.stopCtx.Err() != nil {
+			return unavailable(api.CodeShuttingDown, "the node is shutting down")
+		}
+		// Another node is: the leader the request went to was stopping,
+		// and did not take it.
+		return unavailable(api.CodeNoLeader, "the leader was stopping and did not take the request; nothing was written: "+err.Error())
 	case errors.Is(err, raftserver.ErrMembershipChange):
 		return &api.Error{Status: http.StatusConflict, Code: api.CodeMembership, Message: err.Error()}
 	}
