@@ -19,6 +19,7 @@ type callResult struct {
 // so that a lost connection ends just the calls that wait for that node
 // (failNode) without a lock or a scan over every call.
 type callTable struct {
+	self   string // this node's name
 	next   atomic.Uint64
 	shards [16]callShard
 }
@@ -38,11 +39,16 @@ type pendingCall struct {
 	node string
 	// epoch is the link epoch (connection) the request was queued in, set
 	// by the link under its lock once queued; 0 until then.
-	epoch      atomic.Uint64
+	epoch atomic.Uint64
+	// req is the request of a local call, as its callee holds it: a reply
+	// finds it here to settle it there, and the caller abandons it there
+	// if it stops waiting.
+	req        *callRequest
 	prev, next *pendingCall // the node's list, under the shard's lock
 }
 
-func (t *callTable) init() {
+func (t *callTable) init(self string) {
+	t.self = self
 	for i := range t.shards {
 		t.shards[i].m = make(map[uint64]*pendingCall)
 		t.shards[i].nodes = make(map[string]*pendingCall)
@@ -51,9 +57,13 @@ func (t *callTable) init() {
 
 func (t *callTable) shard(id uint64) *callShard { return &t.shards[id%uint64(len(t.shards))] }
 
-// add registers a new call to node (empty for a call within this node).
-func (t *callTable) add(node string) *pendingCall {
-	c := &pendingCall{id: t.next.Add(1), ch: make(chan callResult, 1), node: node}
+// add registers a new call to node (empty for a call within this node,
+// whose request req is then; its from is set here).
+func (t *callTable) add(node string, req *callRequest) *pendingCall {
+	c := &pendingCall{id: t.next.Add(1), ch: make(chan callResult, 1), node: node, req: req}
+	if req != nil {
+		req.from = ReplyTo{Node: t.self, ID: c.id}
+	}
 	s := t.shard(c.id)
 	s.mu.Lock()
 	s.m[c.id] = c
@@ -92,21 +102,24 @@ func (s *callShard) takeLocked(id uint64) *pendingCall {
 	return c
 }
 
-func (t *callTable) remove(id uint64) {
-	s := t.shard(id)
-	s.mu.Lock()
-	s.takeLocked(id)
-	s.mu.Unlock()
-}
-
-// deliver hands r to the caller of id, if it is still waiting. The entry
-// is removed so that a second reply is dropped.
-func (t *callTable) deliver(id uint64, r callResult) {
+// take removes the call id and returns it, or nil if it is not waiting
+// any more. Whoever takes a call is the only one that answers it.
+func (t *callTable) take(id uint64) *pendingCall {
 	s := t.shard(id)
 	s.mu.Lock()
 	c := s.takeLocked(id)
 	s.mu.Unlock()
-	if c != nil {
+	return c
+}
+
+// remove ends the call id without an answer; it reports whether the call
+// was still waiting.
+func (t *callTable) remove(id uint64) bool { return t.take(id) != nil }
+
+// deliver hands r to the caller of id, if it is still waiting. The entry
+// is removed so that a second reply is dropped.
+func (t *callTable) deliver(id uint64, r callResult) {
+	if c := t.take(id); c != nil {
 		c.ch <- r
 	}
 }
@@ -146,4 +159,59 @@ func (t *callTable) failAll() {
 		clear(s.nodes)
 		s.mu.Unlock()
 	}
+}
+
+// keptTable indexes, by ReplyTo, the calls from other nodes taken by this
+// node's processes whose ReplyTo a process has read (Context.ReplyTo) and
+// not answered yet: those are the calls Node.Reply may answer, from any
+// goroutine, and it must find the call's process to settle the call
+// there. Calls a process answers with Context.Reply without reading their
+// ReplyTo never enter it, nor do calls from this node, which Node.Reply
+// finds through the call table.
+type keptTable struct {
+	shards [16]keptShard
+}
+
+type keptShard struct {
+	mu sync.Mutex
+	m  map[ReplyTo]*callRequest
+}
+
+func (t *keptTable) init() {
+	for i := range t.shards {
+		t.shards[i].m = make(map[ReplyTo]*callRequest)
+	}
+}
+
+func (t *keptTable) shard(rt ReplyTo) *keptShard {
+	return &t.shards[rt.ID%uint64(len(t.shards))]
+}
+
+func (t *keptTable) add(req *callRequest) {
+	s := t.shard(req.from)
+	s.mu.Lock()
+	s.m[req.from] = req
+	s.mu.Unlock()
+}
+
+// take removes and returns the call rt, or nil if it is not listed.
+func (t *keptTable) take(rt ReplyTo) *callRequest {
+	s := t.shard(rt)
+	s.mu.Lock()
+	req := s.m[rt]
+	if req != nil {
+		delete(s.m, rt)
+	}
+	s.mu.Unlock()
+	return req
+}
+
+// remove unlists req if it is still listed.
+func (t *keptTable) remove(req *callRequest) {
+	s := t.shard(req.from)
+	s.mu.Lock()
+	if s.m[req.from] == req {
+		delete(s.m, req.from)
+	}
+	s.mu.Unlock()
 }

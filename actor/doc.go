@@ -40,11 +40,14 @@
 // A call (Node.Call, Node.CallContext) ends as soon as its outcome is
 // known: in the reply, or in an error that says whether the request was
 // processed. A request that the process never took, because it exited
-// first, fails with ErrNoProcess (not processed); a call whose connection
-// to the callee's node broke while it waited fails with ErrNodeLost
-// (outcome unknown). Only a callee that is slow, never answers (or exits
-// without answering a request it took), or sits behind a partition leaves
-// its caller waiting until the deadline.
+// first, fails with ErrNoProcess (not processed); a request it took and
+// did not answer before it exited (however it exited, and even if it
+// handed the ReplyTo on) fails with ErrProcessExited (outcome unknown); a
+// call whose connection to the callee's node broke, on either side, while
+// it waited fails with ErrNodeLost (outcome unknown). Only a callee that
+// is slow, alive and never answering, or behind a partition leaves its
+// caller waiting until the deadline. Each call is answered once: a reply
+// after the call was answered is dropped.
 //
 // # The wire
 //

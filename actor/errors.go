@@ -28,6 +28,11 @@ var (
 	// call waited for its reply. The request may or may not have been
 	// processed.
 	ErrNodeLost = errors.New("actor: connection to node lost during call")
+	// ErrProcessExited: the process took the call's request and exited
+	// (it stopped, was killed, or crashed while handling it or later)
+	// before anyone answered it. The request may or may not have been
+	// processed.
+	ErrProcessExited = errors.New("actor: process exited before replying")
 	// ErrNotSerializable: a message for another node has no registered
 	// codec, or its codec failed to encode it.
 	ErrNotSerializable = errors.New("actor: message type has no codec")

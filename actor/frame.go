@@ -19,6 +19,11 @@ import (
 //	  call     = op=2 target:string callID:uvarint message
 //	  reply    = op=3 callID:uvarint message
 //	  replyErr = op=4 callID:uvarint code:u8
+//	    code 1: no such process, or it exited before it took the request
+//	    code 2: the request did not decode
+//	    code 3: the process took the request and exited unanswered
+//	    (a receiver takes any other code as a failed call of unknown
+//	    outcome, so new codes need no new version)
 //	  control  = op=5 ctl:u8 ...
 //	    hello     ctl=1 incarnation:u64
 //	    helloAck  ctl=2 incarnation:u64 helloEpoch:uvarint
@@ -51,8 +56,9 @@ const (
 	ctlExit      = 6
 
 	// Reply error codes.
-	replyErrNoProcess = 1
-	replyErrBadCall   = 2
+	replyErrNoProcess     = 1
+	replyErrBadCall       = 2
+	replyErrProcessExited = 3
 )
 
 // preamble opens every connection, so that a stray client (an HTTP request

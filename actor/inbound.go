@@ -101,9 +101,16 @@ func (n *Node) deliverItem(ic *inConn, src string, epoch uint64, it item) {
 		}
 		n.calls.deliver(it.callID, callResult{msg: msg})
 	case opReplyErr:
-		err := ErrBadMessage
-		if it.code == replyErrNoProcess {
+		var err error
+		switch it.code {
+		case replyErrNoProcess:
 			err = ErrNoProcess
+		case replyErrProcessExited:
+			err = ErrProcessExited
+		default:
+			// replyErrBadCall, or a code from a newer peer: the call
+			// failed there, how is unknown.
+			err = ErrBadMessage
 		}
 		n.calls.deliver(it.callID, callResult{err: fmt.Errorf("%w (reported by %s)", err, src)})
 	case opControl:
@@ -140,26 +147,26 @@ func (n *Node) sendRemote(to Ref, op uint8, call *pendingCall, msg Message) erro
 	return nil
 }
 
-func (n *Node) sendReply(rt ReplyTo, msg Message) error {
+// encodeReply encodes a reply item into a pooled buffer; the caller puts
+// back the buffer if it is not nil.
+func (n *Node) encodeReply(rt ReplyTo, msg Message) (*[]byte, error) {
 	e, err := codecFor(msg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	buf := getItemBuf()
-	defer putItemBuf(buf)
 	b := append((*buf)[:0], opReply)
 	b = wire.AppendUvarint(b, rt.ID)
 	head := len(b)
 	b, err = appendMessage(b, e, msg)
-	*buf = b
 	if err != nil {
-		return err
+		return buf, err
 	}
+	*buf = b
 	if size := len(b) - head; size > n.cfg.MaxMessageBytes {
-		return fmt.Errorf("%w: reply %T encodes to %d bytes, limit %d", ErrMessageTooLarge, msg, size, n.cfg.MaxMessageBytes)
+		return buf, fmt.Errorf("%w: reply %T encodes to %d bytes, limit %d", ErrMessageTooLarge, msg, size, n.cfg.MaxMessageBytes)
 	}
-	_ = n.linkFor(rt.Node).enqueue(b)
-	return nil
+	return buf, nil
 }
 
 func (n *Node) sendReplyErr(peer string, callID uint64, code uint8) {

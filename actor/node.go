@@ -120,6 +120,7 @@ type Node struct {
 	nextPID atomic.Uint64
 
 	calls  callTable
+	kept   keptTable
 	mons   monitorTable
 	links  sync.Map // peer node name -> *link
 	nextID atomic.Uint64
@@ -165,7 +166,8 @@ func StartNode(cfg Config) (*Node, error) {
 	}
 	n.mons.init()
 	n.mons.node = n
-	n.calls.init()
+	n.calls.init(name)
+	n.kept.init()
 	// protoactor logs at info and error level about things that are
 	// routine for us; they go to debug.
 	paLogger := slog.New(levelCapHandler{inner: logger.Handler(), level: slog.LevelDebug}).With("lib", "protoactor")
@@ -378,21 +380,21 @@ func (n *Node) Call(to Ref, msg Message, timeout time.Duration) (Message, error)
 //     before it took the request (it was queued behind the process's
 //     exit, or the process was being killed). The request was not
 //     processed: it is safe to retry.
+//   - ErrProcessExited: the process took the request and exited (stopped,
+//     was killed or crashed, while handling it or later) before anyone
+//     replied, even if it had handed the ReplyTo on. The request may or
+//     may not have been processed.
 //   - ErrNodeDown: the node is known to be unreachable, or the connection
 //     attempt the request waited for failed. The request was not sent.
 //   - ErrNodeLost: the connection to the node broke (or the node was found
-//     restarted, or Node.Disconnect gave it up) while the call waited. The
-//     request may or may not have been processed.
+//     restarted, or Node.Disconnect on either side gave it up) while the
+//     call waited. The request may or may not have been processed.
 //   - ErrTimeout: no reply came before ctx ended. The request may or may
-//     not have been processed: the process may be slow, may never reply,
-//     or its node may be frozen or partitioned away.
+//     not have been processed: the process may be slow, or alive and never
+//     replying, or its node may be frozen or partitioned away.
 //   - ErrNotSerializable / ErrMessageTooLarge: the request cannot cross
 //     nodes.
 //   - ErrNodeStopped: this node is stopping or stopped.
-//
-// A process that takes a request and exits without replying (or hands the
-// ReplyTo on to someone who never replies) leaves its caller waiting until
-// ctx ends.
 func (n *Node) CallContext(ctx context.Context, to Ref, msg Message) (Message, error) {
 	if n.stopping.Load() {
 		return nil, ErrNodeStopped
@@ -400,18 +402,23 @@ func (n *Node) CallContext(ctx context.Context, to Ref, msg Message) (Message, e
 	local := to.Node == n.name
 	var c *pendingCall
 	if local {
-		c = n.calls.add("")
+		c = n.calls.add("", &callRequest{msg: msg})
 	} else {
-		c = n.calls.add(to.Node)
+		c = n.calls.add(to.Node, nil)
 	}
-	defer n.calls.remove(c.id)
+	defer func() {
+		if n.calls.remove(c.id) && c.req != nil && c.req.owner != nil {
+			// Unanswered: the callee need not keep it for an answer.
+			c.req.owner.abandon(c.req)
+		}
+	}()
 	if n.stopping.Load() {
 		// Stop may have failed the waiting calls before this one was added.
 		return nil, ErrNodeStopped
 	}
 	if local {
 		p := n.lookup(to.Name)
-		if p == nil || !p.postCall(&callRequest{msg: msg, from: ReplyTo{Node: n.name, ID: c.id}}) {
+		if p == nil || !p.postCall(c.req) {
 			return nil, fmt.Errorf("%w: %s", ErrNoProcess, to)
 		}
 	} else if err := n.sendRemote(to, opCall, c, msg); err != nil {
@@ -428,17 +435,70 @@ func (n *Node) CallContext(ctx context.Context, to Ref, msg Message) (Message, e
 	}
 }
 
-// Reply answers the call rt with msg. A reply for a caller that stopped
-// waiting is dropped. For a caller on another node msg needs a Codec.
+// Reply answers the call rt with msg, from any goroutine. A call is
+// answered once: a reply for a call already answered (by an earlier reply,
+// or with ErrProcessExited because the process that took it exited) or for
+// a caller that stopped waiting is dropped. For a caller on another node
+// msg needs a Codec.
 func (n *Node) Reply(rt ReplyTo, msg Message) error {
 	if rt.IsZero() {
 		return fmt.Errorf("%w: empty ReplyTo", ErrNoProcess)
 	}
+	return n.reply(rt, msg, nil)
+}
+
+// reply answers rt with msg. req is its call if the replier knows it
+// (Context.Reply).
+//
+// A caller on this node is answered by whoever takes its call from the
+// call table: the reply, or the exit of the process that took it. The
+// reply then settles the request in that process so that it is not kept.
+//
+// A caller on another node is answered if settling the request finds it
+// unanswered; the request is found among the kept calls when req is nil.
+// A ReplyTo this node does not list (a call taken on another node and
+// handed here, or one answered already) is answered anyway: the caller's
+// call table drops a second answer.
+func (n *Node) reply(rt ReplyTo, msg Message, req *callRequest) error {
 	if rt.Node == n.name {
-		n.calls.deliver(rt.ID, callResult{msg: msg})
+		c := n.calls.take(rt.ID)
+		if req == nil && c != nil {
+			req = c.req
+		}
+		if req != nil && req.owner != nil {
+			req.owner.settle(req)
+		}
+		if c != nil {
+			c.ch <- callResult{msg: msg}
+		}
 		return nil
 	}
-	return n.sendReply(rt, msg)
+	// Encode before settling: a reply that cannot be sent leaves the call
+	// unanswered, for another reply or the process's exit to answer.
+	buf, err := n.encodeReply(rt, msg)
+	if buf != nil {
+		defer putItemBuf(buf)
+	}
+	if err != nil {
+		return err
+	}
+	if n.settleReply(rt, req) {
+		_ = n.linkFor(rt.Node).enqueue(*buf)
+	}
+	return nil
+}
+
+// settleReply settles the request of a call from another node; it
+// reports whether to send the reply.
+func (n *Node) settleReply(rt ReplyTo, req *callRequest) bool {
+	if req == nil {
+		if req = n.kept.take(rt); req == nil {
+			return true
+		}
+	} else if req.kept {
+		n.kept.remove(req)
+	}
+	return req.owner.settle(req)
 }
 
 // replyNotProcessed ends the call rt with ErrNoProcess: the process ref
@@ -449,6 +509,16 @@ func (n *Node) replyNotProcessed(rt ReplyTo, ref Ref) {
 		return
 	}
 	n.sendReplyErr(rt.Node, rt.ID, replyErrNoProcess)
+}
+
+// replyExited ends the call rt with ErrProcessExited: the process ref took
+// the request and exited with reason before anyone answered it.
+func (n *Node) replyExited(rt ReplyTo, ref Ref, reason Reason) {
+	if rt.Node == n.name {
+		n.calls.deliver(rt.ID, callResult{err: fmt.Errorf("%w: %s exited (%s) without answering the request", ErrProcessExited, ref, reason)})
+		return
+	}
+	n.sendReplyErr(rt.Node, rt.ID, replyErrProcessExited)
 }
 
 // Exit tells the process ref to exit with reason (use ReasonKilled or your

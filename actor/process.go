@@ -66,12 +66,23 @@ type NodeUp struct {
 type (
 	// callRequest is a call in a mailbox. From post to dequeue it is also
 	// in its process's list of queued calls (proc.calls), so that the
-	// process answers it if it exits before it takes it.
+	// process answers it (ErrNoProcess) if it exits before it takes it.
+	// From dequeue to its answer it is in the list of taken calls
+	// (proc.taken), so that the process answers it (ErrProcessExited) if
+	// it exits before anyone replies.
 	callRequest struct {
-		msg        Message
-		from       ReplyTo
-		queued     bool // in proc.calls, under proc.mu
-		prev, next *callRequest
+		msg   Message // nil once handed to Receive
+		from  ReplyTo
+		owner *proc
+		state callState // under owner.mu
+		// abandoned: its caller (on this node) stopped waiting while it
+		// was queued; once taken it is done at once. Under owner.mu.
+		abandoned bool
+		// kept: listed in the node's keptTable, because the process read
+		// the ReplyTo of a call from another node and may hand it on.
+		// Owned by the process goroutine.
+		kept       bool
+		prev, next *callRequest // the list state says, under owner.mu
 	}
 	timerFired struct {
 		id uint64
@@ -85,6 +96,17 @@ type (
 		node string
 		up   bool
 	}
+)
+
+// callState is where a call is in its callee: each call goes from queued
+// to taken (or straight to done) to done, under its process's mu, and
+// whoever moves it to done answers it: exactly once.
+type callState uint8
+
+const (
+	callQueued callState = iota // in proc.calls
+	callTaken                   // in proc.taken: handed to Receive, unanswered
+	callDone                    // answered, or being answered
 )
 
 // watcherKey names one monitor on its target: the watcher's node and the
@@ -114,6 +136,7 @@ type proc struct {
 	owned    map[uint64]Ref       // monitors this process holds
 	nodeMons map[string]int       // nodes this process monitors (count of MonitorNode calls)
 	calls    *callRequest         // calls posted and not yet taken, newest first
+	taken    *callRequest         // calls taken and not yet answered, newest first
 	done     chan struct{}        // closed once fully terminated
 
 	// Owned by the process goroutine.
@@ -161,12 +184,9 @@ func (p *proc) postCall(req *callRequest) bool {
 		p.mu.Unlock()
 		return false
 	}
-	req.queued = true
-	req.next = p.calls
-	if p.calls != nil {
-		p.calls.prev = req
-	}
-	p.calls = req
+	req.owner = p
+	req.state = callQueued
+	pushCall(&p.calls, req)
 	// Not dead under mu means spawn published the target (it holds mu
 	// until it did or marked the process dead).
 	t := p.target.Load()
@@ -175,25 +195,73 @@ func (p *proc) postCall(req *callRequest) bool {
 	return true
 }
 
-// takeCall removes req from the queued calls as the process dequeues it.
-// It returns false if req was already answered by terminate.
-func (p *proc) takeCall(req *callRequest) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !req.queued {
-		return false
+// pushCall puts req at the head of the list at head.
+func pushCall(head **callRequest, req *callRequest) {
+	req.prev = nil
+	req.next = *head
+	if *head != nil {
+		(*head).prev = req
 	}
-	req.queued = false
+	*head = req
+}
+
+// unlinkCall takes req out of the list at head.
+func unlinkCall(head **callRequest, req *callRequest) {
 	if req.prev != nil {
 		req.prev.next = req.next
 	} else {
-		p.calls = req.next
+		*head = req.next
 	}
 	if req.next != nil {
 		req.next.prev = req.prev
 	}
 	req.prev, req.next = nil, nil
+}
+
+// takeCall removes req from the queued calls as the process dequeues it,
+// into the taken calls if keep, or done. It returns false if req was
+// already answered by terminate.
+func (p *proc) takeCall(req *callRequest, keep bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if req.state != callQueued {
+		return false
+	}
+	unlinkCall(&p.calls, req)
+	if keep && !req.abandoned {
+		req.state = callTaken
+		pushCall(&p.taken, req)
+	} else {
+		req.state = callDone
+	}
 	return true
+}
+
+// settle marks a taken call answered. It reports whether it was still
+// unanswered.
+func (p *proc) settle(req *callRequest) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if req.state != callTaken {
+		return false
+	}
+	unlinkCall(&p.taken, req)
+	req.state = callDone
+	return true
+}
+
+// abandon lets go of a local call whose caller stopped waiting: nobody
+// needs its answer, so the process does not keep it for one.
+func (p *proc) abandon(req *callRequest) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch req.state {
+	case callQueued:
+		req.abandoned = true // still processed, as a message
+	case callTaken:
+		unlinkCall(&p.taken, req)
+		req.state = callDone
+	}
 }
 
 // Receive implements protoactor's Actor.
@@ -201,7 +269,7 @@ func (p *proc) Receive(c pa.Context) {
 	switch m := c.Message().(type) {
 	case *pa.Started:
 		p.ctx = Context{proc: p, pa: c, lifecycle: true}
-		p.invoke(c, Started{}, ReplyTo{})
+		p.invoke(c, Started{}, nil)
 		p.ctx.lifecycle = false
 	case *pa.Stopping, *pa.Restarting, *pa.ReceiveTimeout:
 		// Stopping: the Stopped that follows does the work. Restarting
@@ -209,19 +277,22 @@ func (p *proc) Receive(c pa.Context) {
 	case *pa.Stopped:
 		p.terminate()
 	case *callRequest:
-		if !p.takeCall(m) {
+		// Exiting after the current message: this one is not taken.
+		taking := !p.stopping
+		if !p.takeCall(m, taking) {
 			return
 		}
-		if p.stopping {
-			// Exiting after the current message: this one was not taken.
+		if !taking {
 			p.node.replyNotProcessed(m.from, p.ref)
 			return
 		}
-		p.invoke(c, m.msg, m.from)
+		msg := m.msg
+		m.msg = nil // a kept call holds on to its request no longer than Receive does
+		p.invoke(c, msg, m)
 	case timerFired:
 		if e, ok := p.timers[m.id]; ok {
 			delete(p.timers, m.id)
-			p.invoke(c, e.msg, ReplyTo{})
+			p.invoke(c, e.msg, nil)
 		}
 	case downSignal:
 		p.mu.Lock()
@@ -229,7 +300,7 @@ func (p *proc) Receive(c pa.Context) {
 		delete(p.owned, m.id)
 		p.mu.Unlock()
 		if ok {
-			p.invoke(c, Down{Monitor: MonitorRef{m.id}, Ref: m.ref, Reason: m.reason}, ReplyTo{})
+			p.invoke(c, Down{Monitor: MonitorRef{m.id}, Ref: m.ref, Reason: m.reason}, nil)
 		}
 	case nodeSignal:
 		p.mu.Lock()
@@ -244,24 +315,27 @@ func (p *proc) Receive(c pa.Context) {
 			}
 			p.nodeState[m.node] = m.up
 			if m.up {
-				p.invoke(c, NodeUp{Node: m.node}, ReplyTo{})
+				p.invoke(c, NodeUp{Node: m.node}, nil)
 			} else {
-				p.invoke(c, NodeDown{Node: m.node}, ReplyTo{})
+				p.invoke(c, NodeDown{Node: m.node}, nil)
 			}
 		}
 	default:
-		p.invoke(c, m, ReplyTo{})
+		p.invoke(c, m, nil)
 	}
 }
 
-// invoke runs the behaviour for one message, turning a panic into a crash
-// exit so that protoactor's supervision never restarts a process behind
-// its monitors' backs.
-func (p *proc) invoke(c pa.Context, msg Message, from ReplyTo) {
+// invoke runs the behaviour for one message (req is its call, if it came
+// in one), turning a panic into a crash exit so that protoactor's
+// supervision never restarts a process behind its monitors' backs.
+func (p *proc) invoke(c pa.Context, msg Message, req *callRequest) {
 	if p.stopping {
 		return
 	}
-	p.ctx.from = from
+	if req != nil {
+		p.ctx.from = req.from
+		p.ctx.req = req
+	}
 	p.ctx.pa = c
 	defer func() {
 		if r := recover(); r != nil {
@@ -269,6 +343,7 @@ func (p *proc) invoke(c pa.Context, msg Message, from ReplyTo) {
 			p.exit(Reason{Kind: ReasonCrash, Detail: fmt.Sprint(r)})
 		}
 		p.ctx.from = ReplyTo{}
+		p.ctx.req = nil
 	}()
 	p.behavior.Receive(&p.ctx, msg)
 }
@@ -324,7 +399,7 @@ func (p *proc) terminate() {
 	queued := p.calls
 	p.calls = nil
 	for req := queued; req != nil; req = req.next {
-		req.queued = false
+		req.state = callDone
 	}
 	p.mu.Unlock()
 
@@ -344,6 +419,29 @@ func (p *proc) terminate() {
 	p.stopping = false
 	p.invokeLast(reason)
 	p.stopping = true
+
+	// The calls the process took and nobody answered, not even its
+	// Terminating: no answer can come from it any more. A reply racing
+	// with this (from a process the ReplyTo was handed to) either settled
+	// its call before this takes the list, or finds it done and is
+	// dropped; for a caller on this node, whichever of the two takes the
+	// call-table entry first answers.
+	p.mu.Lock()
+	taken := p.taken
+	p.taken = nil
+	for req := taken; req != nil; req = req.next {
+		req.state = callDone
+	}
+	p.mu.Unlock()
+	for req := taken; req != nil; {
+		next := req.next
+		req.prev, req.next = nil, nil
+		if req.kept {
+			p.node.kept.remove(req)
+		}
+		p.node.replyExited(req.from, p.ref, reason)
+		req = next
+	}
 
 	for _, e := range p.timers {
 		e.t.Stop()
@@ -379,6 +477,9 @@ type Context struct {
 	proc *proc
 	pa   pa.Context
 	from ReplyTo
+	// req is the call being processed while it is unanswered by this
+	// Context's Reply.
+	req *callRequest
 	// lifecycle is set while the runtime delivers the process's own
 	// Started or Terminating (as opposed to one sent to it as data).
 	lifecycle bool
@@ -397,16 +498,31 @@ func (c *Context) Logger() *slog.Logger { return c.proc.logger }
 func (c *Context) Send(to Ref, msg Message) error { return c.proc.node.Send(to, msg) }
 
 // ReplyTo returns the caller of the current message if it came from a call.
-func (c *Context) ReplyTo() (ReplyTo, bool) { return c.from, !c.from.IsZero() }
+// The process may keep it and answer later with Node.Reply, or hand it to
+// another process to answer; if the process exits while the call is still
+// unanswered, the caller gets ErrProcessExited.
+func (c *Context) ReplyTo() (ReplyTo, bool) {
+	if req := c.req; req != nil && !req.kept && req.from.Node != c.proc.node.name {
+		// Node.Reply may answer it from now on, from anywhere. (A local
+		// caller's call is found through the call table.)
+		req.kept = true
+		c.proc.node.kept.add(req)
+	}
+	return c.from, !c.from.IsZero()
+}
 
 // Reply answers the call being processed. It returns ErrNoProcess if the
-// current message is not a call; replying twice sends the second reply to
-// a caller that is no longer waiting, where it is dropped.
+// current message is not a call. A call is answered once: a second reply
+// (or a reply to a call already answered through its ReplyTo) is dropped.
 func (c *Context) Reply(msg Message) error {
 	if c.from.IsZero() {
 		return fmt.Errorf("%w: the current message of %s is not a call", ErrNoProcess, c.proc.ref)
 	}
-	return c.proc.node.Reply(c.from, msg)
+	err := c.proc.node.reply(c.from, msg, c.req)
+	if err == nil {
+		c.req = nil
+	}
+	return err
 }
 
 // Monitor starts monitoring ref: the process gets exactly one Down for it,
@@ -460,9 +576,10 @@ func (c *Context) CancelTimer(t TimerRef) bool {
 // Stop ends the process normally after the current message. Messages still
 // in its mailbox are dropped, except calls: each of those fails at once
 // with ErrNoProcess (not processed), as does every call that arrives
-// later.
+// later. The calls it took and has not answered (the current one
+// included) fail with ErrProcessExited once its Terminating returned.
 func (c *Context) Stop() { c.proc.exit(Normal) }
 
 // Exit ends the process with reason after the current message. Queued
-// calls fail as with Stop.
+// and taken calls fail as with Stop.
 func (c *Context) Exit(reason Reason) { c.proc.exit(reason) }
