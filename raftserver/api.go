@@ -43,7 +43,7 @@ func callError(what string, err error) error {
 		return fmt.Errorf("%w: %s: %w", ErrUnreachable, what, err)
 	case errors.Is(err, actor.ErrTimeout):
 		return fmt.Errorf("%w: %s: %w", ErrTimeout, what, err)
-	case errors.Is(err, actor.ErrNodeLost):
+	case errors.Is(err, actor.ErrNodeLost), errors.Is(err, actor.ErrProcessExited):
 		// The request may have been served: its outcome is unknown, as
 		// after a timeout, but the caller learns it at once.
 		return fmt.Errorf("%w: %s: no answer will come: %w", ErrTimeout, what, err)

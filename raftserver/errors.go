@@ -18,7 +18,8 @@ var (
 	// few members are up to elect one). Nothing was appended; retry later.
 	ErrNoLeader = errors.New("raftserver: no leader")
 	// ErrTimeout: no answer came: none in time, or the connection to the
-	// server's node broke while the call waited (then at once). The outcome
+	// server's node broke, or the server exited, while the call waited
+	// (then at once). The outcome
 	// of a command is unknown: it may have been applied or may still be.
 	ErrTimeout = errors.New("raftserver: timed out")
 	// ErrLeadershipLost: the command was appended, and then its leader lost

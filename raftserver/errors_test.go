@@ -139,6 +139,7 @@ func TestCallErrorsMapOntoOurs(t *testing.T) {
 		{actor.ErrNodeDown, ErrUnreachable},
 		{actor.ErrTimeout, ErrTimeout},
 		{actor.ErrNodeLost, ErrTimeout}, // outcome unknown, known at once
+		{actor.ErrProcessExited, ErrTimeout},
 		{actor.ErrNodeStopped, ErrShuttingDown},
 	} {
 		err := callError("kv1@n1", fmt.Errorf("call kv1: %w", tc.actor))
