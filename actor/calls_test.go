@@ -454,3 +454,38 @@ func TestCallsRacingAnExitAllEnd(t *testing.T) {
 		})
 	}
 }
+
+func TestPeerRestartLeavesCallsOnAnUnacknowledgedConnection(t *testing.T) {
+	a := startNode(t)
+	b, err := StartNode(Config{Address: "127.0.0.1:0", ShutdownTimeout: 2 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(b.Stop)
+	taken := make(chan struct{}, 1)
+	silent, err := b.Spawn(ProcessFunc(func(ctx *Context, msg Message) {
+		if _, ok := ctx.ReplyTo(); ok {
+			taken <- struct{}{} // and never reply
+		}
+	}))
+	require.NoError(t, err)
+	// b's answers to a are cut, so a's first connection to b stays
+	// unacknowledged while its request reaches b.
+	b.Block(a.Name(), true, false)
+	errs := callAsync(a, silent, "anyone?", 1)
+	waitTaken(t, taken, errs)
+	l := a.linkFor(b.Name())
+	require.Equal(t, linkConnecting, l.currentState())
+	// a knew b's incarnation, then hears a hello from a newer one: the
+	// connection it is waiting on may well lead to that one.
+	l.onHello(nil, b.incarnation, 0)
+	l.onHello(nil, b.incarnation+1, 0)
+	require.Equal(t, linkConnecting, l.currentState())
+	require.Equal(t, 1, waitingCalls(a, b.Name()), "the call on the unacknowledged connection still stands")
+	select {
+	case err := <-errs:
+		t.Fatalf("the call ended: %v", err)
+	default:
+	}
+	// Giving up on b ends it.
+	a.Disconnect(b.Name())
+	require.ErrorIs(t, collect(t, errs, 1)[0], ErrNodeLost)
+}

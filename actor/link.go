@@ -295,7 +295,13 @@ func (l *link) onHello(ic *inConn, inc, epoch uint64) {
 	}
 	restarted := l.peerInc != 0 && l.peerInc != inc
 	l.peerInc = inc
-	wasOpen := l.state == linkUp || l.state == linkConnecting
+	// Only a link the old incarnation acknowledged is known to lead to it.
+	// A connection still waiting for its helloAck reached the new one (the
+	// old one no longer holds the address) or will break by itself: its
+	// requests stand, and its ack says which (see onHelloAck). Failing
+	// them would turn every call made while a peer restarts into
+	// ErrNodeLost.
+	wasOpen := l.state == linkUp
 	var (
 		lostEpoch uint64
 		callErr   error
