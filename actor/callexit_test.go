@@ -290,17 +290,7 @@ func TestReplyingTwiceAnswersOnce(t *testing.T) {
 // takenCalls counts the calls the live process ref took and nobody
 // answered.
 func takenCalls(n *Node, ref Ref) int {
-	p := n.lookup(ref.Name)
-	if p == nil {
-		return -1
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	c := 0
-	for r := p.taken; r != nil; r = r.next {
-		c++
-	}
-	return c
+	return countCalls(n, ref, func(p *proc) *callRequest { return p.taken })
 }
 
 func TestAnsweredCallsAreNotKept(t *testing.T) {

@@ -87,6 +87,12 @@ func collect(t *testing.T, errs <-chan error, count int) []error {
 
 // queuedCalls counts the calls posted to ref and not yet taken.
 func queuedCalls(n *Node, ref Ref) int {
+	return countCalls(n, ref, func(p *proc) *callRequest { return p.calls })
+}
+
+// countCalls counts the calls of one of the live process ref's lists; -1
+// if there is no such process.
+func countCalls(n *Node, ref Ref, list func(*proc) *callRequest) int {
 	p := n.lookup(ref.Name)
 	if p == nil {
 		return -1
@@ -94,10 +100,24 @@ func queuedCalls(n *Node, ref Ref) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c := 0
-	for r := p.calls; r != nil; r = r.next {
+	for r := list(p); r != nil; r = r.next {
 		c++
 	}
 	return c
+}
+
+// spawnSilent starts a process on n that takes calls and never answers;
+// each call it takes is signalled on the channel.
+func spawnSilent(t *testing.T, n *Node) (Ref, chan struct{}) {
+	t.Helper()
+	taken := make(chan struct{}, 1)
+	ref, err := n.Spawn(ProcessFunc(func(ctx *Context, msg Message) {
+		if _, ok := ctx.ReplyTo(); ok {
+			taken <- struct{}{} // and never reply
+		}
+	}))
+	require.NoError(t, err)
+	return ref, taken
 }
 
 func waitQueued(t *testing.T, n *Node, ref Ref, want int) {
@@ -259,13 +279,7 @@ func TestCallInFlightEndsWhenItsNodeIsLost(t *testing.T) {
 			b, err := StartNode(Config{Address: "127.0.0.1:0", ShutdownTimeout: 2 * time.Second})
 			require.NoError(t, err)
 			t.Cleanup(b.Stop)
-			taken := make(chan struct{}, 1)
-			silent, err := b.Spawn(ProcessFunc(func(ctx *Context, msg Message) {
-				if _, ok := ctx.ReplyTo(); ok {
-					taken <- struct{}{} // and never reply
-				}
-			}))
-			require.NoError(t, err)
+			silent, taken := spawnSilent(t, b)
 			echoRef, err := b.SpawnNamed("echo", echoServer(Ref{}))
 			require.NoError(t, err)
 			_, err = a.Call(echoRef, "connect", waitFor)
@@ -460,13 +474,7 @@ func TestPeerRestartLeavesCallsOnAnUnacknowledgedConnection(t *testing.T) {
 	b, err := StartNode(Config{Address: "127.0.0.1:0", ShutdownTimeout: 2 * time.Second})
 	require.NoError(t, err)
 	t.Cleanup(b.Stop)
-	taken := make(chan struct{}, 1)
-	silent, err := b.Spawn(ProcessFunc(func(ctx *Context, msg Message) {
-		if _, ok := ctx.ReplyTo(); ok {
-			taken <- struct{}{} // and never reply
-		}
-	}))
-	require.NoError(t, err)
+	silent, taken := spawnSilent(t, b)
 	// b's answers to a are cut, so a's first connection to b stays
 	// unacknowledged while its request reaches b.
 	b.Block(a.Name(), true, false)
