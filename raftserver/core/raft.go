@@ -229,9 +229,10 @@ func (r *Raft) emit(a Action) { r.actions = append(r.actions, a) }
 func (r *Raft) send(to ServerID, m Message) { r.actions = append(r.actions, Send{To: to, Msg: m}) }
 
 // finish runs after every event: it proposes the membership changes that
-// waited, raises the machine version, advances apply (never past a version bump this member's code does not support),
-// asks for compaction, follows the membership, arms or cancels timers,
-// reports role changes and puts PersistState first.
+// waited, raises the machine version, advances apply (never past a version
+// bump this member's code does not support), asks for compaction, follows
+// the membership, arms or cancels timers, reports role changes and puts
+// PersistState first.
 func (r *Raft) finish() {
 	if r.err != nil {
 		return
