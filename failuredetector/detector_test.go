@@ -126,8 +126,12 @@ func TestIdlePairExchangesOnlyHeartbeatsWhateverTheWatchers(t *testing.T) {
 		// One heartbeat per round to the watched node, whoever watches.
 		require.Equal(t, m.rounds, m.sent, "%s: heartbeats to b per round", name)
 		// Nothing but heartbeats leaves a: every frame carries at least
-		// one, and each is small.
-		require.LessOrEqual(t, m.frames, m.sent, "%s: frames sent by a", name)
+		// one, and each is small. The two counters are read one after the
+		// other while heartbeats flow, so at each end of the window one
+		// heartbeat may be counted on one side of it and its frame on the
+		// other: at most two frames more than heartbeats. Anything the
+		// watchers sent would be one per watcher and far beyond that.
+		require.LessOrEqual(t, m.frames, m.sent+2, "%s: frames sent by a", name)
 		require.Less(t, m.bytes/m.sent, uint64(64), "%s: bytes per heartbeat", name)
 		t.Logf("%s: %d rounds, %d heartbeats to b, %d frames, %d bytes", name, m.rounds, m.sent, m.frames, m.bytes)
 	}
