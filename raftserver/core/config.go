@@ -36,8 +36,8 @@ type Config struct {
 	// (one entry is always sent, however large).
 	MaxAppendBytes int
 	// ElectionTimeoutMs is the base election timeout. The timer the core asks
-	// for lasts base + jitter in [0, base), doubled per failed round up to
-	// 2^MaxElectionBackoff times base.
+	// for lasts d + jitter in [0, d), where d is base doubled per failed
+	// round, up to 2^MaxElectionBackoff times base.
 	ElectionTimeoutMs int64
 	// LeaderLostTimeoutMs is the base of the timer armed when the leader
 	// is known to be gone (LeaderDown, NodeSuspected) or a voter came back:

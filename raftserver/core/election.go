@@ -4,6 +4,9 @@ package core
 // function. Terms: a higher term makes us a follower of that term (with a
 // few exceptions below); a lower term marks the message stale.
 func (r *Raft) receive(from ServerID, m Message) {
+	if len(r.gone) > 0 {
+		delete(r.gone, from) // it is back (a restart, or a flapping monitor)
+	}
 	t := m.MessageTerm()
 	switch {
 	case t > r.term:
@@ -169,22 +172,68 @@ func (r *Raft) handleNodeSuspected(node string) {
 	case r.role == RoleFollower && r.lead.Node == node && !r.lead.IsZero():
 		r.electionAttempts = 0
 		r.rearmShort = true
-	case r.role == RoleLeader && !r.quorumUnsuspected():
-		// An idle leader runs no check-quorum (it sends nothing), so
-		// without this it would report itself leader for ever while a
-		// majority of its voters is cut off.
-		r.logger.Info("stepping down: the failure detector suspects the nodes of a majority of the voters", "term", r.term, "node", node)
-		r.becomeFollower(r.term, ServerID{})
+	}
+	// A leader checks its quorum in finish.
+}
+
+func (r *Raft) handlePeerDown(peer ServerID) {
+	if peer != r.id && r.members.current.Contains(peer) {
+		r.gone[peer] = true // a leader checks its quorum in finish
 	}
 }
 
-// quorumUnsuspected reports whether the voters on nodes the failure
-// detector does not suspect (this member counts) make a quorum.
-func (r *Raft) quorumUnsuspected() bool {
+// stepDownIfUnreachable steps a leader down when the voters it can reach
+// (see quorumReachable) make no quorum: it could commit nothing, and it must not
+// go on reporting itself leader (Leader(), LeaderQuery, Overview) or keep
+// its callers waiting. An idle leader sends nothing, so this is how it
+// learns it is cut off: from its node's failure detector and from the
+// monitors of its peers' processes.
+func (r *Raft) stepDownIfUnreachable() {
+	if r.role != RoleLeader || r.quorumReachable() {
+		return
+	}
+	var suspected, gone int
+	for _, v := range r.members.current.Voters {
+		if v != r.id && r.suspected[v.Node] {
+			suspected++
+		} else if v != r.id && r.gone[v] {
+			gone++
+		}
+	}
+	r.logger.Info("stepping down: no quorum of voters is reachable", "term", r.term,
+		"voters", len(r.members.current.Voters), "suspected", suspected, "gone", gone)
+	r.becomeFollower(r.term, ServerID{})
+}
+
+// quorumReachable reports whether the voters this leader can still count
+// on make a quorum. A voter counts if it was heard from in the current or
+// the previous check-quorum window, or if its process is not known gone
+// and its node is not suspected by the failure detector.
+//
+// Silence alone is not proof of loss. A leader whose followers are slow
+// (a busy machine, a long fsync, a scheduler that starves the process)
+// keeps leading: deposing it would only start elections that need the
+// same slow round trips, and each one adds work to a system already
+// behind, which is how a fixed timeout turns overload into a livelock.
+// The failure detector adapts to the heartbeats it sees and excuses its
+// own starvation; process monitors report a stopped or crashed member at
+// once.
+func (r *Raft) quorumReachable() bool {
+	if len(r.suspected) == 0 && len(r.gone) == 0 {
+		return true
+	}
+	// A window runs only while the leader ticks (it will, having work);
+	// an idle leader's marks are left from its last window.
+	windowed := r.role == RoleLeader && r.hasWork()
 	voters := r.members.current.Voters
 	up := 0
 	for _, v := range voters {
-		if v == r.id || !r.suspected[v.Node] {
+		switch {
+		case v == r.id:
+			up++
+		case windowed && r.ldr.progress[v] != nil && (r.ldr.progress[v].active || r.ldr.progress[v].activeBefore):
+			up++
+		case !r.suspected[v.Node] && !r.gone[v]:
 			up++
 		}
 	}

@@ -76,10 +76,19 @@ type LeaderDown struct {
 
 // NodeSuspected: the failure detector suspects Node. A follower whose leader
 // lives there forgets the leader and arms an election timer. A leader that
-// now suspects the nodes of a majority of its voters steps down (it could
-// commit nothing), so that it stops reporting itself leader.
+// can no longer reach a quorum of its voters (see PeerDown) steps down: it
+// could commit nothing, and it stops reporting itself leader.
 type NodeSuspected struct {
 	Node string
+}
+
+// PeerDown: the process of Peer is gone (a leader's server monitors its
+// peers' processes). Until Peer is heard from again it does not count as
+// reachable: a leader whose voters are not reachable in a quorum (gone,
+// on suspected nodes, and not heard from in the current check-quorum
+// window) steps down, and a gone peer is not re-sent to on ticks.
+type PeerDown struct {
+	Peer ServerID
 }
 
 // NodeUp: the failure detector sees Node again. A member with no leader
@@ -154,6 +163,7 @@ func (ElectionTimeout) isEvent()    {}
 func (LeaderDown) isEvent()         {}
 func (NodeSuspected) isEvent()      {}
 func (NodeUp) isEvent()             {}
+func (PeerDown) isEvent()           {}
 func (Tick) isEvent()               {}
 func (AddMember) isEvent()          {}
 func (RemoveMember) isEvent()       {}

@@ -223,6 +223,17 @@ func (c *testCluster) isolate(sid ServerID) {
 	}
 }
 
+// cutOff isolates sid, and its failure detector says so: sid suspects
+// every other node, as a partition shows it.
+func (c *testCluster) cutOff(sid ServerID) {
+	c.isolate(sid)
+	for _, o := range c.ids {
+		if o != sid {
+			c.step(sid, NodeSuspected{Node: o.Node})
+		}
+	}
+}
+
 func (c *testCluster) heal() { c.cut = map[[2]ServerID]bool{} }
 
 // snapshot has sid take a durable snapshot at its applied index, with the

@@ -24,8 +24,11 @@ type leaderState struct {
 	// first, at most maxQueuedChanges.
 	changes []Event
 
-	cqTicks  int // ticks into the current check-quorum window
-	matchBuf []uint64
+	cqTicks int // ticks into the current check-quorum window
+	// justElected: the voters' grants still count as heard when the
+	// first window starts.
+	justElected bool
+	matchBuf    []uint64
 }
 
 func (r *Raft) becomeLeader() {
@@ -33,10 +36,17 @@ func (r *Raft) becomeLeader() {
 	r.role = RoleLeader
 	r.step = stepLeader
 	r.lead = r.id
-	r.votes = nil
 	r.electionAttempts = 0
-	r.ldr = leaderState{progress: map[ServerID]*progress{}}
+	r.ldr = leaderState{progress: map[ServerID]*progress{}, justElected: true}
 	r.ldr.syncPeers(r, r.members.current)
+	for v, granted := range r.votes {
+		// Its voters were just heard from, whatever a detector's stale
+		// suspicion says.
+		if pr := r.ldr.progress[v]; pr != nil && granted {
+			pr.active = true
+		}
+	}
+	r.votes = nil
 	noop := Entry{Index: r.log.lastIndex() + 1, Term: r.term, Type: EntryNoop}
 	r.ldr.termStart = noop.Index
 	r.appendOwn([]Entry{noop}, nil)

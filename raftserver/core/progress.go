@@ -27,12 +27,16 @@ type progress struct {
 
 	heardSinceTick bool // any message from the follower since the last Tick
 	active         bool // any message from the follower in this check-quorum window
+	activeBefore   bool // any in the window before
 	ackedSeq       uint64
 
 	// Re-send backoff for a follower that stays silent: wait resendWait more
 	// ticks, doubling resendBackoff (bounded) each time it stays silent.
 	resendWait    int
 	resendBackoff int
+	// The same for check-quorum heartbeats (checkQuorumTick).
+	hbWait    int
+	hbBackoff int
 
 	// version is the machine version the follower's code supports, as its
 	// latest reply in this term said (versionKnown).
@@ -83,4 +87,6 @@ func (pr *progress) heard() {
 	pr.active = true
 	pr.resendWait = 0
 	pr.resendBackoff = 0
+	pr.hbWait = 0
+	pr.hbBackoff = 0
 }

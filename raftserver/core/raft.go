@@ -26,7 +26,10 @@ type Raft struct {
 	// delayed message from it must not make it look alive again.
 	deadLead  ServerID
 	suspected map[string]bool // nodes the failure detector suspects
-	step      func(r *Raft, from ServerID, m Message)
+	// gone are peers whose process PeerDown reported gone and that have
+	// not been heard from since.
+	gone map[ServerID]bool
+	step func(r *Raft, from ServerID, m Message)
 
 	log     raftLog
 	commit  uint64
@@ -116,6 +119,7 @@ func New(cfg Config, state HardState, log LogReader) (*Raft, error) {
 		persisted: state,
 		role:      RoleFollower,
 		suspected: map[string]bool{},
+		gone:      map[ServerID]bool{},
 		step:      stepFollower,
 		log:       rl,
 		commit:    snap.Index,
@@ -179,6 +183,8 @@ func (r *Raft) Step(ev Event) ([]Action, error) {
 		r.handleNodeSuspected(ev.Node)
 	case NodeUp:
 		r.handleNodeUp(ev.Node)
+	case PeerDown:
+		r.handlePeerDown(ev.Peer)
 	case Tick:
 		if r.role == RoleLeader && r.tickerOn {
 			r.leaderTick()
@@ -281,6 +287,9 @@ func (r *Raft) finish() {
 	if apply != nil {
 		r.emit(*apply)
 	}
+	// After the Apply: what committed in this step is answered as
+	// committed, not as lost with the leadership.
+	r.stepDownIfUnreachable()
 	r.syncElectionTimer()
 	r.syncTicker()
 	rc := RoleChanged{Role: r.role, Term: r.term, Leader: r.lead}
@@ -379,14 +388,19 @@ func (r *Raft) announce() {
 	}
 }
 
-// electionTimeoutMs is base*2^attempts (capped) plus jitter in [0, base).
+// electionTimeoutMs is d = base*2^attempts (capped) plus jitter in [0, d).
+// The jitter grows with the backoff: rounds fail again and again when
+// round trips are slow (a loaded machine, many clusters electing at once),
+// and candidates whose timers fire within a round trip of each other split
+// the vote, so the spread must widen as the rounds get longer.
 func (r *Raft) electionTimeoutMs() int64 {
 	base := r.cfg.ElectionTimeoutMs
 	shift := min(r.electionAttempts, r.cfg.MaxElectionBackoff)
 	if r.rearmShort {
 		base, shift = r.cfg.LeaderLostTimeoutMs, 0
 	}
-	return base<<shift + r.rng.Int64N(base)
+	d := base << shift
+	return d + r.rng.Int64N(d)
 }
 
 // syncTicker asks for ticks exactly while a leader has work in flight.
@@ -395,7 +409,7 @@ func (r *Raft) syncTicker() {
 	switch {
 	case want && !r.tickerOn:
 		r.tickerOn = true
-		r.ldr.resetWindow()
+		r.ldr.startWindow()
 		r.emit(StartTicker{Ms: r.cfg.TickMs})
 	case !want && r.tickerOn:
 		r.tickerOn = false

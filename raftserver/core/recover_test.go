@@ -101,13 +101,14 @@ func TestRemovedMemberStandsUntilItsRemovalCommits(t *testing.T) {
 	c := newTestCluster(t, 4)
 	c.elect(id(1))
 	c.settle()
-	// s1 removes itself, but the change reaches nobody; check-quorum then
-	// makes it step down.
+	// s1 removes itself, but the change reaches nobody; once its detector
+	// suspects the others' nodes, it steps down.
 	s1 := c.node(id(1))
 	c.isolate(id(1))
 	c.step(id(1), RemoveMember{Member: id(1), Token: "rm1"})
 	c.settle()
 	c.tick(id(1), 20)
+	c.cutOff(id(1))
 	require.Equal(t, RoleFollower, s1.r.Role())
 	st := s1.r.Status()
 	require.False(t, st.Members.Contains(id(1)), "s1 holds the change that removes it")

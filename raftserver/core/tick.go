@@ -17,7 +17,7 @@ func (r *Raft) hasWork() bool {
 	last := r.log.lastIndex()
 	for _, id := range r.ldr.peers {
 		pr := r.ldr.progress[id]
-		if r.suspected[id.Node] {
+		if r.suspected[id.Node] || r.gone[id] {
 			continue
 		}
 		if pr.match < last || pr.commitAcked < min(r.commit, pr.match) {
@@ -27,10 +27,24 @@ func (r *Raft) hasWork() bool {
 	return false
 }
 
+// startWindow starts the first check-quorum window of a ticking spell.
+// Marks left from an idle spell are stale, except a new leader's: its
+// voters were just heard from.
+func (ls *leaderState) startWindow() {
+	ls.cqTicks = 0
+	for _, pr := range ls.progress {
+		pr.active = pr.active && ls.justElected
+		pr.activeBefore = false
+		pr.heardSinceTick = false
+	}
+	ls.justElected = false
+}
+
+// resetWindow ends a check-quorum window and starts the next.
 func (ls *leaderState) resetWindow() {
 	ls.cqTicks = 0
 	for _, pr := range ls.progress {
-		pr.active = false
+		pr.activeBefore, pr.active = pr.active, false
 		pr.heardSinceTick = false
 	}
 }
@@ -66,9 +80,14 @@ func (r *Raft) leaderTick() {
 	}
 }
 
-// checkQuorumTick steps down a leader that has work in flight but has not
-// heard from a quorum of voters for a whole window. Voters it has not heard
-// from in this window (or that owe a read confirmation) get a Heartbeat.
+// checkQuorumTick runs the check-quorum window of a leader with work in
+// flight: voters it has not heard from in this window (or that owe a read
+// confirmation) get a Heartbeat, and at the window's end the marks of who
+// was heard move on (see quorumReachable; finish steps the leader down
+// when a quorum is out of reach). A voter that stays silent is asked less
+// and less often (every 1, 2, 4... ticks, up to maxResendBackoffTicks): a
+// slow voter is not deposed, and asking it every tick would only add to
+// the load that slows it.
 func (r *Raft) checkQuorumTick() {
 	if !r.workInFlight() {
 		r.ldr.resetWindow()
@@ -82,24 +101,17 @@ func (r *Raft) checkQuorumTick() {
 			continue
 		}
 		if !pr.active || (r.ldr.reads.pending() && pr.ackedSeq < seq) {
+			if pr.hbWait > 0 {
+				pr.hbWait--
+				continue
+			}
 			r.send(id, &Heartbeat{Term: r.term, Seq: seq, Commit: r.commit})
+			pr.hbBackoff = min(max(1, 2*pr.hbBackoff), maxResendBackoffTicks)
+			pr.hbWait = pr.hbBackoff - 1
 		}
 	}
 	r.ldr.cqTicks++
 	if r.ldr.cqTicks < r.cfg.checkQuorumTicks() {
-		return
-	}
-	active := 0
-	for _, v := range voters {
-		if v == r.id {
-			active++
-		} else if pr := r.ldr.progress[v]; pr != nil && pr.active {
-			active++
-		}
-	}
-	if active < quorumSize(len(voters)) {
-		r.logger.Info("check-quorum: no quorum heard, stepping down", "term", r.term, "heard", active)
-		r.becomeFollower(r.term, ServerID{})
 		return
 	}
 	r.ldr.resetWindow()

@@ -272,10 +272,12 @@ func (w *World) crash(m *member, stop bool) {
 			w.finishUnknown(c, o)
 		}
 	}
-	// Monitors of its actor fire where the network lets them.
+	// Monitors of its actor fire where the network lets them: a
+	// follower's of its leader, a leader's of its peers.
 	for _, o := range w.members {
 		if o.up && !w.blocked[m.idx][o.idx] {
 			w.schedule(1+w.rng.Int64N(10), evCore{m: o.idx, inc: o.inc, ev: core.LeaderDown{Leader: m.id}})
+			w.schedule(1+w.rng.Int64N(10), evCore{m: o.idx, inc: o.inc, ev: core.PeerDown{Peer: m.id}})
 		}
 	}
 	if !stop {
