@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -68,9 +69,14 @@ func TestThousandClusters(t *testing.T) {
 		close(work)
 		wg.Wait()
 		close(errs)
+		var failed []error
 		for err := range errs {
-			require.NoError(t, err)
+			failed = append(failed, err)
 		}
+		for _, err := range failed[:min(len(failed), 6)] {
+			t.Error(err)
+		}
+		require.Empty(t, failed)
 	}
 	start := time.Now()
 	parallel(func(i int) error {
@@ -107,7 +113,7 @@ func TestThousandClusters(t *testing.T) {
 		defer cancel()
 		got, _, err := c.systems[i%3].ConsistentQuery(ctx, membersOf(i)[(i+1)%3], []byte("get key"))
 		if err != nil {
-			return err
+			return fmt.Errorf("%w\n%s", err, c.describe(membersOf(i)))
 		}
 		if string(got) != fmt.Sprint(i) {
 			return fmt.Errorf("key is %q, want %d", got, i)
@@ -115,4 +121,22 @@ func TestThousandClusters(t *testing.T) {
 		return nil
 	})
 	t.Logf("%d clusters restarted and answered in %v", count, time.Since(start))
+}
+
+// describe reports each member's status, asked through its own node, for
+// a failure message.
+func (c *cluster) describe(members []ServerID) string {
+	var b strings.Builder
+	for i, m := range members {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		st, err := c.systems[i].Overview(ctx, m)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(&b, "  %s: %v\n", m, err)
+			continue
+		}
+		fmt.Fprintf(&b, "  %s: role %s term %d leader %s commit %d applied %d last %d/%d voters %v\n",
+			m, st.Role, st.Term, st.Leader, st.Commit, st.LastApplied, st.LastIndex, st.LastTerm, st.Voters)
+	}
+	return b.String()
 }

@@ -55,6 +55,11 @@ type server struct {
 	leaderMon  actor.MonitorRef
 	monitoring ServerID // the leader whose process we monitor
 
+	// A leader monitors its peers' processes (see syncPeerMonitors).
+	peerMons  map[actor.MonitorRef]ServerID
+	peerMonOf map[ServerID]actor.MonitorRef
+	peersGone map[ServerID]bool // Down seen, not heard from since
+
 	// Pipelined replies of the current Apply, by notify process, in the
 	// order the processes first appear.
 	notify      map[actor.Ref]*Applied
@@ -165,6 +170,10 @@ func (s *server) Receive(ctx *actor.Context, msg actor.Message) {
 			ctx.Exit(actor.ErrorReason(err))
 		}
 	case *peerMsg:
+		if s.peersGone[m.From] {
+			delete(s.peersGone, m.From) // back: watch it again
+			s.syncPeerMonitors()
+		}
 		s.step(core.Receive{From: m.From, Msg: m.Msg})
 	case wal.Written:
 		s.step(core.Written{Term: m.Term, To: m.To})
@@ -211,6 +220,16 @@ func (s *server) Receive(ctx *actor.Context, msg actor.Message) {
 			leader := s.monitoring
 			s.monitoring = ServerID{}
 			s.step(core.LeaderDown{Leader: leader})
+			return
+		}
+		if peer, ok := s.peerMons[m.Monitor]; ok {
+			delete(s.peerMons, m.Monitor)
+			delete(s.peerMonOf, peer)
+			if s.peersGone == nil {
+				s.peersGone = map[ServerID]bool{}
+			}
+			s.peersGone[peer] = true
+			s.step(core.PeerDown{Peer: peer})
 			return
 		}
 		if ref, ok := s.effMonRefs[m.Monitor]; ok {
@@ -473,6 +492,46 @@ func (s *server) syncWatches() {
 	}
 }
 
+// syncPeerMonitors has a leader monitor the processes of its cluster's
+// other members, and a non-leader none. A Down is evidence the core cannot
+// get from silence (core.PeerDown): a leader whose voters are gone in a
+// quorum steps down at once instead of holding its callers, while slow
+// voters, whose processes live, never depose it. A peer whose Down fired
+// is watched again once it is heard from (it restarted).
+func (s *server) syncPeerMonitors() {
+	var want map[ServerID]bool
+	if s.role == core.RoleLeader {
+		members := s.raft.Status().Members
+		want = make(map[ServerID]bool, len(members.Voters)+len(members.NonVoters))
+		for _, list := range [][]ServerID{members.Voters, members.NonVoters} {
+			for _, id := range list {
+				if id != s.self && !s.peersGone[id] {
+					want[id] = true
+				}
+			}
+		}
+	} else {
+		clear(s.peersGone)
+	}
+	for id, ref := range s.peerMonOf {
+		if !want[id] {
+			s.ctx.Demonitor(ref)
+			delete(s.peerMonOf, id)
+			delete(s.peerMons, ref)
+		}
+	}
+	for id := range want {
+		if _, ok := s.peerMonOf[id]; ok {
+			continue
+		}
+		if s.peerMonOf == nil {
+			s.peerMonOf, s.peerMons = map[ServerID]actor.MonitorRef{}, map[actor.MonitorRef]ServerID{}
+		}
+		ref := s.ctx.Monitor(Ref(id))
+		s.peerMonOf[id], s.peerMons[ref] = ref, id
+	}
+}
+
 // fail stops the server after a storage failure; its supervisor restarts
 // it from durable state, or gives up if it keeps failing.
 func (s *server) fail(err error) {
@@ -528,6 +587,7 @@ func (s *server) execute(acts []core.Action) {
 				if e.Type == core.EntryConfig {
 					// Membership takes effect when appended.
 					s.syncWatches()
+					s.syncPeerMonitors()
 					break
 				}
 			}
@@ -1157,6 +1217,7 @@ func (s *server) roleChanged(a core.RoleChanged) {
 		}
 		s.leadershipChanged(a.Role)
 		s.syncWatches()
+		s.syncPeerMonitors()
 	}
 	want := a.Leader
 	if want == s.self {
