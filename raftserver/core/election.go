@@ -206,9 +206,10 @@ func (r *Raft) stepDownIfUnreachable() {
 }
 
 // quorumReachable reports whether the voters this leader can still count
-// on make a quorum. A voter counts if it was heard from in the current or
-// the previous check-quorum window, or if its process is not known gone
-// and its node is not suspected by the failure detector.
+// on make a quorum. A voter whose process was reported gone does not count
+// until it is heard from again. Another counts if it was heard from in the
+// current or the previous check-quorum window (answers outweigh a
+// suspicion), or if its node is not suspected by the failure detector.
 //
 // Silence alone is not proof of loss. A leader whose followers are slow
 // (a busy machine, a long fsync, a scheduler that starves the process)
@@ -231,9 +232,12 @@ func (r *Raft) quorumReachable() bool {
 		switch {
 		case v == r.id:
 			up++
+		case r.gone[v]:
+			// Its Down came after anything it sent: what was heard in
+			// the window was its last word.
 		case windowed && r.ldr.progress[v] != nil && (r.ldr.progress[v].active || r.ldr.progress[v].activeBefore):
 			up++
-		case !r.suspected[v.Node] && !r.gone[v]:
+		case !r.suspected[v.Node]:
 			up++
 		}
 	}
@@ -269,6 +273,7 @@ func (r *Raft) becomeFollower(term uint64, lead ServerID) {
 	if term > r.term {
 		r.term = term
 		r.vote = ServerID{}
+		r.ownVotes = nil
 		r.resetMatched()
 		r.deadLead = ServerID{}
 	}
@@ -309,6 +314,7 @@ func (r *Raft) becomeCandidate(transfer bool) {
 	r.step = stepCandidate
 	r.lead = ServerID{}
 	r.votes = map[ServerID]bool{r.id: true}
+	r.ownVotes = r.votes
 	r.rearmTimer = true
 	if r.electionOutcome() == voteWon {
 		r.becomeLeader()
@@ -352,6 +358,20 @@ func stepPreVote(r *Raft, from ServerID, m Message) {
 			r.electionAttempts++
 			r.becomeFollower(r.term, ServerID{})
 			r.rearmTimer = true
+		}
+	case *VoteReply:
+		// A late answer to the candidacy this member gave up when its
+		// timer fired. It still holds its own vote in this term, and each
+		// voter grants one vote per term, so a quorum of grants makes it
+		// this term's only leader. On a loaded machine round trips outlast
+		// the timer; without this, such rounds would never conclude.
+		if m.Term != r.term || r.vote != r.id || r.ownVotes == nil {
+			return
+		}
+		r.ownVotes[from] = m.Granted
+		if tallyVotes(r.members.current.Voters, r.ownVotes) == voteWon {
+			r.votes = r.ownVotes
+			r.becomeLeader()
 		}
 	case *AppendEntries, *Heartbeat, *InstallSnapshot:
 		// A leader of our term exists.

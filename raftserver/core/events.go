@@ -86,7 +86,7 @@ type NodeSuspected struct {
 // peers' processes). Until Peer is heard from again it does not count as
 // reachable: a leader whose voters are not reachable in a quorum (gone,
 // on suspected nodes, and not heard from in the current check-quorum
-// window) steps down, and a gone peer is not re-sent to on ticks.
+// window) steps down.
 type PeerDown struct {
 	Peer ServerID
 }

@@ -46,7 +46,7 @@ func (r *Raft) becomeLeader() {
 			pr.active = true
 		}
 	}
-	r.votes = nil
+	r.votes, r.ownVotes = nil, nil
 	noop := Entry{Index: r.log.lastIndex() + 1, Term: r.term, Type: EntryNoop}
 	r.ldr.termStart = noop.Index
 	r.appendOwn([]Entry{noop}, nil)

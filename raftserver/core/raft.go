@@ -57,7 +57,10 @@ type Raft struct {
 	deferredSnap *InstallSnapshot
 
 	// Elections.
-	votes            map[ServerID]bool
+	votes map[ServerID]bool
+	// ownVotes are the answers to this member's candidacy in the current
+	// term, kept after its timer gave the round up (see stepPreVote).
+	ownVotes         map[ServerID]bool
 	electionAttempts int
 	timerArmed       bool
 	rearmTimer       bool

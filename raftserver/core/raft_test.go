@@ -586,3 +586,44 @@ func TestStoppingAnswersWhatABrokenLeaderHolds(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, acts, "a follower holds nothing")
 }
+
+// A candidate whose timer fires before its votes come back asks again with
+// a pre-vote, but it still holds its own vote in its term: a quorum of
+// grants that arrive late makes it that term's leader. On a loaded
+// machine, where round trips outlast the timer, rounds would otherwise
+// never conclude.
+func TestLateVotesStillElectAfterTheCandidateTimedOut(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.isolate(id(3))
+	c.step(id(1), ElectionTimeout{})
+	// Deliver until s2's grant is on its way back, and hold it there.
+	var late envelope
+	for len(c.inbox) > 0 {
+		e := c.inbox[0]
+		c.inbox = c.inbox[1:]
+		if v, ok := e.msg.(*VoteReply); ok && e.to == id(1) {
+			require.True(t, v.Granted)
+			late = e
+			continue
+		}
+		if !c.cut[[2]ServerID{e.from, e.to}] {
+			c.step(e.to, Receive{From: e.from, Msg: e.msg})
+		}
+	}
+	require.NotNil(t, late.msg)
+	s1 := c.node(id(1))
+	require.Equal(t, RoleCandidate, s1.r.Role())
+	require.EqualValues(t, 1, s1.r.Term())
+
+	c.step(id(1), ElectionTimeout{}) // the round is given up: pre-vote again
+	require.Equal(t, RolePreVote, s1.r.Role())
+	c.step(id(1), Receive{From: late.from, Msg: late.msg})
+	require.Equal(t, RoleLeader, s1.r.Role())
+	require.EqualValues(t, 1, s1.r.Term(), "the term its votes were for")
+	c.inbox = nil // its new pre-vote requests, now moot
+	c.heal()
+	c.settle()
+	c.tick(id(1), 5) // s3 gets what it missed
+	require.Equal(t, id(1), c.node(id(2)).r.Leader())
+	require.Equal(t, id(1), c.node(id(3)).r.Leader())
+}

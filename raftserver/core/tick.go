@@ -17,7 +17,10 @@ func (r *Raft) hasWork() bool {
 	last := r.log.lastIndex()
 	for _, id := range r.ldr.peers {
 		pr := r.ldr.progress[id]
-		if r.suspected[id.Node] || r.gone[id] {
+		if r.suspected[id.Node] {
+			// The detector says when it is back (NodeUp probes it). A
+			// peer reported gone is still ticked for: it may be back
+			// without a word (a member on old code does not campaign).
 			continue
 		}
 		if pr.match < last || pr.commitAcked < min(r.commit, pr.match) {

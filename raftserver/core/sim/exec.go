@@ -274,10 +274,19 @@ func (w *World) configCommitted(e *core.Entry) {
 		w.violate(CoreError, "config entry %d: %v", e.Index, err)
 		return
 	}
+	w.cfgCommitted = cfg
 	for _, m := range w.members {
 		switch {
 		case cfg.Contains(m.id):
 			m.everMember = true
+			if m.stopped {
+				// Added back after its removal shut it down (a change
+				// that waited behind the removal): its operator starts
+				// it again, as a removed server stays stopped.
+				m.stopped = false
+				w.traceEvent("readded", m.idx, nil)
+				w.schedule(50+w.rng.Int64N(500), evRestart{m: m.idx})
+			}
 		case m.everMember && !m.stopped:
 			w.schedule(5+w.rng.Int64N(50), evStop{m: m.idx})
 		}

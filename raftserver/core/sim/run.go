@@ -214,7 +214,7 @@ func (w *World) stepOne() bool {
 		}
 	case evStop:
 		m := w.members[ev.m]
-		if !m.stopped {
+		if !m.stopped && !w.cfgCommitted.Contains(m.id) {
 			w.traceEvent("stop", ev.m, nil)
 			w.stopGracefully(m, true)
 		}

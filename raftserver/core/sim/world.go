@@ -30,12 +30,13 @@ type World struct {
 	violation *Violation
 
 	checker
-	clients  []*client
-	history  []porcupine.Operation
-	unknown  []*op
-	cfgIndex uint64 // highest committed config entry applied anywhere
-	stats    Stats
-	nextOpID int
+	clients      []*client
+	history      []porcupine.Operation
+	unknown      []*op
+	cfgIndex     uint64          // highest committed config entry applied anywhere
+	cfgCommitted core.Membership // the configuration of cfgIndex
+	stats        Stats
+	nextOpID     int
 	// Per-seed regime (see Options.Vary).
 	walMaxDelayMs  int64
 	maxInFlight    uint64
