@@ -51,9 +51,11 @@ type Config struct {
 	// TickMs is the period of the ticker a leader asks for while it has work
 	// in flight (see StartTicker).
 	TickMs int64
-	// CheckQuorumMs is how long a leader with work in flight may go without
-	// hearing from a quorum before it steps down. Also the time a leader
-	// transfer may take. At least 2*TickMs.
+	// CheckQuorumMs is the check-quorum window: a voter heard from in this
+	// window or the one before counts as reachable whatever the failure
+	// detector says (silence alone never deposes a leader; see
+	// docs/raft-core.md). Also the time a leader transfer may take. At least
+	// 2*TickMs.
 	CheckQuorumMs int64
 	// SnapshotRetryMs is how long a leader waits for a follower to confirm
 	// that it installed a snapshot before it sends the snapshot again,
