@@ -181,3 +181,39 @@ func TestDisconnectDuringAPartitionKeepsConnectionsOpen(t *testing.T) {
 	p.b.Disconnect(p.a.Name())
 	require.ErrorIs(t, collect(t, errs, 1)[0], ErrNodeLost)
 }
+
+// A connection's reader handles monitor requests without waiting for the
+// link mutex that this node's senders take in turn: on a busy node it
+// queued behind hundreds of them for every request and fell minutes
+// behind, so calls whose replies sat behind it waited out their
+// deadlines.
+func TestMonitorRequestsDoNotWaitForTheNodesSenders(t *testing.T) {
+	p := startPair(t)
+	p.connect(t)
+	got := make(chan Message, 1)
+	probe, err := p.b.SpawnNamed("probe", ProcessFunc(func(_ *Context, msg Message) {
+		if s, ok := msg.(string); ok {
+			got <- s
+		}
+	}))
+	require.NoError(t, err)
+	// a process on a that monitors b's echo, then sends to b's probe
+	_, err = p.a.SpawnNamed("watcher", ProcessFunc(func(ctx *Context, msg Message) {
+		if msg == "go" {
+			ctx.Monitor(p.echo)
+			_ = ctx.Send(probe, "after the monitor request")
+		}
+	}))
+	require.NoError(t, err)
+
+	l := p.b.linkFor(p.a.Name())
+	l.mu.Lock() // a sender of b's, in the middle of queueing
+	require.NoError(t, p.a.Send(Ref{Name: "watcher", Node: p.a.Name()}, "go"))
+	select {
+	case m := <-got:
+		require.Equal(t, "after the monitor request", m)
+	case <-time.After(waitFor):
+		t.Error("b's reader is stuck behind the link mutex")
+	}
+	l.mu.Unlock()
+}

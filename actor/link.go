@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rago-raft/rago/internal/wire"
@@ -55,17 +56,22 @@ type link struct {
 	peer string
 	wake chan struct{}
 
-	mu      sync.Mutex
-	state   linkState
-	epoch   uint64
-	peerInc uint64         // the peer's incarnation, 0 until known
-	frames  []pendingFrame // sealed frames, oldest first
-	open    pendingFrame   // frame being filled
-	queued  int            // item bytes in frames and open
-	retryAt time.Time      // after a failure, no new attempt before this
-	conn    net.Conn       // the current epoch's connection, once dialled
-	busy    bool           // the pump holds a frame or unflushed bytes
-	closed  bool
+	mu    sync.Mutex
+	state linkState
+	// stateSeen mirrors state for readers that must not wait for mu:
+	// senders hold mu in turn, hundreds at a time on a busy node, and a
+	// connection's reader that queued behind them for every monitor
+	// request it handles fell minutes behind (see connect).
+	stateSeen atomic.Uint32
+	epoch     uint64
+	peerInc   uint64         // the peer's incarnation, 0 until known
+	frames    []pendingFrame // sealed frames, oldest first
+	open      pendingFrame   // frame being filled
+	queued    int            // item bytes in frames and open
+	retryAt   time.Time      // after a failure, no new attempt before this
+	conn      net.Conn       // the current epoch's connection, once dialled
+	busy      bool           // the pump holds a frame or unflushed bytes
+	closed    bool
 	// inbound: the peer's connections to us that delivered its hello (or,
 	// when a partition test dropped that, some later frame) since the
 	// last loss; a loss closes them. Connections heard from after a loss
@@ -164,16 +170,27 @@ func (l *link) appendLocked(item []byte) {
 // startConnectLocked begins a new epoch whose first item is our hello.
 // The queue is empty here: it is cleared whenever the link goes down.
 func (l *link) startConnectLocked() {
-	l.state = linkConnecting
+	l.setStateLocked(linkConnecting)
 	l.epoch++
 	hello := []byte{opControl, ctlHello}
 	hello = wire.AppendUint64(hello, l.node.incarnation)
 	l.appendLocked(hello)
 }
 
+func (l *link) setStateLocked(s linkState) {
+	l.state = s
+	l.stateSeen.Store(uint32(s))
+}
+
 // connect starts a connection attempt if there is none and returns the
 // state from before: linkDown means the peer is known to be unreachable.
+// A link that is up or connecting is left alone without taking mu: this
+// runs on connection readers (for every monitor request), which must not
+// queue behind the node's senders.
 func (l *link) connect() linkState {
+	if st := linkState(l.stateSeen.Load()); st == linkUp || st == linkConnecting {
+		return st
+	}
 	l.mu.Lock()
 	st := l.state
 	if !l.closed && (st == linkIdle || st == linkDown) {
@@ -221,7 +238,7 @@ func (l *link) markDownLocked() (uint64, error) {
 		dropped += f.count
 	}
 	l.node.stats.droppedLinkDown.Add(uint64(dropped))
-	l.state = linkDown
+	l.setStateLocked(linkDown)
 	l.frames = nil
 	l.open = pendingFrame{}
 	l.queued = 0
@@ -347,7 +364,7 @@ func (l *link) onHelloAck(inc, epoch uint64) {
 	}
 	restarted := l.peerInc != 0 && l.peerInc != inc
 	l.peerInc = inc
-	l.state = linkUp
+	l.setStateLocked(linkUp)
 	l.mu.Unlock()
 	if restarted {
 		// Calls of earlier epochs ended when their connections did; this
