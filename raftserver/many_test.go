@@ -3,6 +3,7 @@ package raftserver
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -100,8 +101,10 @@ func TestThousandClusters(t *testing.T) {
 		c.systems[i] = nil
 	}
 	start = time.Now()
+	links := &linkLog{}
 	for i := range c.systems {
 		cfg := testSystemConfig(t, c.dirs[i])
+		cfg.Logger = slog.New(links.handler(fmt.Sprint("system ", i)))
 		cfg.Address = c.members[i].Node
 		s, err := StartSystem(cfg)
 		require.NoError(t, err)
@@ -113,7 +116,11 @@ func TestThousandClusters(t *testing.T) {
 		defer cancel()
 		got, _, err := c.systems[i%3].ConsistentQuery(ctx, membersOf(i)[(i+1)%3], []byte("get key"))
 		if err != nil {
-			return fmt.Errorf("%w\n%s", err, c.describe(membersOf(i)))
+			var stats strings.Builder
+			for k, s := range c.systems {
+				fmt.Fprintf(&stats, "  system %d: %+v\n", k, s.Node().Stats())
+			}
+			return fmt.Errorf("%w\n%s%s%s", err, c.describe(membersOf(i)), &stats, links)
 		}
 		if string(got) != fmt.Sprint(i) {
 			return fmt.Errorf("key is %q, want %d", got, i)
@@ -140,3 +147,46 @@ func (c *cluster) describe(members []ServerID) string {
 	}
 	return b.String()
 }
+
+// linkLog keeps what the nodes log about their peers (connections lost,
+// peers restarted, nodes suspected), for a failure message.
+type linkLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *linkLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return "  node events:\n    " + strings.Join(l.lines, "\n    ") + "\n"
+}
+
+func (l *linkLog) handler(who string) slog.Handler {
+	return &linkLogHandler{log: l, who: who}
+}
+
+type linkLogHandler struct {
+	log *linkLog
+	who string
+}
+
+func (h *linkLogHandler) Enabled(_ context.Context, lv slog.Level) bool { return lv >= slog.LevelInfo }
+
+func (h *linkLogHandler) Handle(_ context.Context, r slog.Record) error {
+	if !strings.HasPrefix(r.Message, "peer") && !strings.HasPrefix(r.Message, "node") {
+		return nil
+	}
+	line := fmt.Sprintf("%s %s: %s", r.Time.Format("15:04:05.000"), h.who, r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		line += " " + a.String()
+		return true
+	})
+	h.log.mu.Lock()
+	h.log.lines = append(h.log.lines, line)
+	h.log.mu.Unlock()
+	return nil
+}
+
+func (h *linkLogHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+
+func (h *linkLogHandler) WithGroup(string) slog.Handler { return h }
