@@ -50,9 +50,12 @@ func TestWriterFlushesNotifiesAndRemoves(t *testing.T) {
 	m, err := server.ReceiveTimeout(10 * time.Second)
 	require.NoError(t, err)
 	require.Equal(t, Flushed{UID: "srv", First: 1, Last: 5}, m)
-	names, err := fs.List("/wal")
-	require.NoError(t, err)
-	require.Len(t, names, 1, "the flushed file is removed: %v", names)
+	// The file goes after the servers are told (durability first, then
+	// tables dropped and servers told, then the file), so wait for it.
+	require.Eventually(t, func() bool {
+		names, err := fs.List("/wal")
+		return err == nil && len(names) == 1
+	}, 10*time.Second, time.Millisecond, "the flushed file is removed")
 	_, p := w.Mem("srv").View().Get(3)
 	require.Equal(t, wal.Unknown, p, "flushed tables are dropped")
 	first, last, term, ok, err := log.Bounds()
