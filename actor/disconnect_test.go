@@ -182,8 +182,8 @@ func TestDisconnectDuringAPartitionKeepsConnectionsOpen(t *testing.T) {
 	require.ErrorIs(t, collect(t, errs, 1)[0], ErrNodeLost)
 }
 
-// A connection's reader handles monitor requests without waiting for the
-// link mutex that this node's senders take in turn: on a busy node it
+// A connection's reader handles monitor requests (and answers them) without
+// waiting for the link mutex that this node's senders take in turn: on a busy node it
 // queued behind hundreds of them for every request and fell minutes
 // behind, so calls whose replies sat behind it waited out their
 // deadlines.
@@ -197,11 +197,17 @@ func TestMonitorRequestsDoNotWaitForTheNodesSenders(t *testing.T) {
 		}
 	}))
 	require.NoError(t, err)
-	// a process on a that monitors b's echo, then sends to b's probe
+	// a process on a that monitors b's echo and a name b does not have
+	// (b's reader answers that one at once), then sends to b's probe
+	downs := make(chan Down, 1)
 	_, err = p.a.SpawnNamed("watcher", ProcessFunc(func(ctx *Context, msg Message) {
-		if msg == "go" {
+		switch msg := msg.(type) {
+		case string:
 			ctx.Monitor(p.echo)
-			_ = ctx.Send(probe, "after the monitor request")
+			ctx.Monitor(Ref{Name: "nobody", Node: p.b.Name()})
+			_ = ctx.Send(probe, "after the monitor requests")
+		case Down:
+			downs <- msg
 		}
 	}))
 	require.NoError(t, err)
@@ -211,9 +217,15 @@ func TestMonitorRequestsDoNotWaitForTheNodesSenders(t *testing.T) {
 	require.NoError(t, p.a.Send(Ref{Name: "watcher", Node: p.a.Name()}, "go"))
 	select {
 	case m := <-got:
-		require.Equal(t, "after the monitor request", m)
+		require.Equal(t, "after the monitor requests", m)
 	case <-time.After(waitFor):
 		t.Error("b's reader is stuck behind the link mutex")
 	}
 	l.mu.Unlock()
+	select {
+	case d := <-downs:
+		require.Equal(t, ReasonNoProc, d.Reason.Kind)
+	case <-time.After(waitFor):
+		t.Error("the monitor of a missing process never fired")
+	}
 }

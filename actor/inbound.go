@@ -173,7 +173,9 @@ func (n *Node) sendReplyErr(peer string, callID uint64, code uint8) {
 	b := []byte{opReplyErr}
 	b = wire.AppendUvarint(b, callID)
 	b = append(b, code)
-	_ = n.linkFor(peer).enqueue(b)
+	// Connection readers send most of these; they must not wait for the
+	// link's senders (see link.enqueueFromReader).
+	n.linkFor(peer).enqueueFromReader(b)
 }
 
 // sendControl queues a control item built by build.

@@ -63,15 +63,19 @@ type link struct {
 	// connection's reader that queued behind them for every monitor
 	// request it handles fell minutes behind (see connect).
 	stateSeen atomic.Uint32
-	epoch     uint64
-	peerInc   uint64         // the peer's incarnation, 0 until known
-	frames    []pendingFrame // sealed frames, oldest first
-	open      pendingFrame   // frame being filled
-	queued    int            // item bytes in frames and open
-	retryAt   time.Time      // after a failure, no new attempt before this
-	conn      net.Conn       // the current epoch's connection, once dialled
-	busy      bool           // the pump holds a frame or unflushed bytes
-	closed    bool
+	// fromReaders: items queued by connection readers, which the pump
+	// moves into the queue (see enqueueFromReader).
+	fromReadersMu sync.Mutex
+	fromReaders   [][]byte
+	epoch         uint64
+	peerInc       uint64         // the peer's incarnation, 0 until known
+	frames        []pendingFrame // sealed frames, oldest first
+	open          pendingFrame   // frame being filled
+	queued        int            // item bytes in frames and open
+	retryAt       time.Time      // after a failure, no new attempt before this
+	conn          net.Conn       // the current epoch's connection, once dialled
+	busy          bool           // the pump holds a frame or unflushed bytes
+	closed        bool
 	// inbound: the peer's connections to us that delivered its hello (or,
 	// when a partition test dropped that, some later frame) since the
 	// last loss; a loss closes them. Connections heard from after a loss
@@ -130,21 +134,28 @@ func (l *link) enqueueCall(item []byte, c *pendingCall) bool {
 		return true
 	}
 	l.mu.Lock()
+	ok := l.enqueueLocked(item, c)
+	l.mu.Unlock()
+	if ok {
+		l.signal()
+	}
+	return ok
+}
+
+// enqueueLocked is the part of enqueueCall done under mu.
+func (l *link) enqueueLocked(item []byte, c *pendingCall) bool {
 	if l.closed {
-		l.mu.Unlock()
 		l.node.stats.droppedLinkDown.Add(1)
 		return false
 	}
 	if l.state == linkIdle || l.state == linkDown {
 		if time.Now().Before(l.retryAt) {
-			l.mu.Unlock()
 			l.node.stats.droppedLinkDown.Add(1)
 			return false
 		}
 		l.startConnectLocked()
 	}
 	if l.queued > 0 && l.queued+len(item) > l.node.cfg.LinkQueueBytes {
-		l.mu.Unlock()
 		l.node.stats.droppedQueueFull.Add(1)
 		return false
 	}
@@ -152,9 +163,33 @@ func (l *link) enqueueCall(item []byte, c *pendingCall) bool {
 	if c != nil {
 		c.epoch.Store(l.epoch)
 	}
-	l.mu.Unlock()
-	l.signal()
 	return true
+}
+
+// enqueueFromReader queues an item that a connection's reader sends in
+// answer to what it read (a call error, a monitor's Down), without taking
+// mu: readers must not wait for the node's senders (see connect). The
+// pump queues such items, in their order, the next time it runs.
+func (l *link) enqueueFromReader(item []byte) {
+	if out, _ := l.node.blockedTo(l.peer); out {
+		l.node.stats.droppedLinkDown.Add(1)
+		return
+	}
+	l.fromReadersMu.Lock()
+	l.fromReaders = append(l.fromReaders, append([]byte(nil), item...))
+	l.fromReadersMu.Unlock()
+	l.signal()
+}
+
+// queueFromReadersLocked moves the readers' items into the queue.
+func (l *link) queueFromReadersLocked() {
+	l.fromReadersMu.Lock()
+	items := l.fromReaders
+	l.fromReaders = nil
+	l.fromReadersMu.Unlock()
+	for _, item := range items {
+		l.enqueueLocked(item, nil)
+	}
 }
 
 func (l *link) appendLocked(item []byte) {
@@ -412,6 +447,7 @@ func (l *link) pump() {
 		<-l.wake
 		for {
 			l.mu.Lock()
+			l.queueFromReadersLocked()
 			if l.closed {
 				l.busy = false
 				l.mu.Unlock()
@@ -506,8 +542,11 @@ func (l *link) drain(timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	l.signal()
 	for time.Now().Before(deadline) {
+		l.fromReadersMu.Lock()
+		fromReaders := len(l.fromReaders)
+		l.fromReadersMu.Unlock()
 		l.mu.Lock()
-		done := l.closed || l.state == linkDown || l.state == linkIdle || l.queued == 0 && !l.busy
+		done := l.closed || l.state == linkDown || l.state == linkIdle || l.queued == 0 && !l.busy && fromReaders == 0
 		l.mu.Unlock()
 		if done {
 			return

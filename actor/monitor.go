@@ -288,11 +288,9 @@ func (n *Node) handleControl(ic *inConn, src string, epoch uint64, it item) {
 
 func (n *Node) onRemoteMonitor(src string, id uint64, target string) {
 	reply := func(r Reason) {
-		_ = n.sendControl(src, func(b []byte) []byte {
-			b = append(b, opControl, ctlDown)
-			b = wire.AppendUvarint(b, id)
-			return appendReason(b, r)
-		})
+		// On the connection's reader: see link.enqueueFromReader.
+		b := append([]byte{opControl, ctlDown}, wire.AppendUvarint(nil, id)...)
+		n.linkFor(src).enqueueFromReader(appendReason(b, r))
 	}
 	t := n.lookup(target)
 	if t == nil {
