@@ -65,8 +65,9 @@ type SystemConfig struct {
 	SessionTTLEntries uint64
 	MaxSessions       int
 	// FailureDetector configures the node's failure detector; nil means
-	// failuredetector.DefaultConfig() with CheckInterval = Interval and
-	// Disconnect off. Its Logger defaults to Logger.
+	// failuredetector.DefaultConfig() with CheckInterval = Interval,
+	// AcceptablePause = 1.5s and Disconnect off. Its Logger defaults to
+	// Logger.
 	FailureDetector *failuredetector.Config
 	// ElectionRate and ElectionBurst pace the elections of this node's
 	// servers: a burst of ElectionBurst starts at once, then at most
@@ -231,6 +232,15 @@ func StartSystem(cfg SystemConfig) (sys *System, err error) {
 	// monitor on it and drop the messages in flight, which turns a false
 	// suspicion under load into an election in every cluster.
 	fdcfg.Disconnect = false
+	// A suspicion is costly here: every cluster led from the suspected
+	// node (thousands on one node) starts a pre-vote. A busy machine
+	// delays heartbeats by a second or more, and a node that just started
+	// has no history to tell a late heartbeat from a lost node, so each
+	// false suspicion added a burst of elections to a machine that was
+	// behind already. A stopped or killed node is seen at once anyway
+	// (its connections break and monitors fire); the pause only delays
+	// noticing a frozen or partitioned one.
+	fdcfg.AcceptablePause = 1500 * time.Millisecond
 	if cfg.FailureDetector != nil {
 		fdcfg = *cfg.FailureDetector
 	}
