@@ -33,6 +33,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rago-raft/rago/internal/pebblelog"
 	"github.com/rago-raft/rago/internal/pebblesched"
 	"github.com/rago-raft/rago/internal/wire"
 )
@@ -78,7 +79,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	popts := &pebble.Options{FS: opts.FS, Logger: pebbleLogger{logger}}
+	popts := &pebble.Options{FS: opts.FS, Logger: pebblelog.Logger{L: logger}}
 	// Compactions are granted on events, not on a 100 ms clock: an idle
 	// node must not wake up for nothing.
 	popts.Experimental.CompactionScheduler = pebblesched.New()
@@ -259,22 +260,4 @@ func decodeState(v []byte) (term uint64, voted ServerID, err error) {
 	voted.Name = r.String()
 	voted.Node = r.String()
 	return term, voted, r.Done()
-}
-
-// pebbleLogger routes pebble's logs to slog: informational chatter at
-// debug level, errors at error level.
-type pebbleLogger struct{ l *slog.Logger }
-
-func (p pebbleLogger) Infof(format string, args ...any) {
-	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
-}
-
-func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
-}
-
-// Fatalf keeps pebble's contract (it does not return) after logging.
-func (p pebbleLogger) Fatalf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble", "fatal", true)
-	pebble.DefaultLogger.Fatalf(format, args...)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rago-raft/rago/internal/pebblelog"
 	"github.com/rago-raft/rago/internal/pebblesched"
 	"github.com/rago-raft/rago/wal"
 )
@@ -69,7 +70,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	popts := &pebble.Options{
 		DisableWAL: true,
 		FS:         opts.FS,
-		Logger:     pebbleLogger{logger},
+		Logger:     pebblelog.Logger{L: logger},
 	}
 	// Compactions are granted on events, not on a 100 ms clock: an idle
 	// node must not wake up for nothing.
@@ -298,22 +299,4 @@ func (s *Store) readUvarint(key []byte) (uint64, error) {
 		return 0, fmt.Errorf("%w: bad uvarint under key %x", ErrCorrupt, key)
 	}
 	return x, nil
-}
-
-// pebbleLogger routes pebble's logs to slog: its informational chatter at
-// debug level, its errors at error level.
-type pebbleLogger struct{ l *slog.Logger }
-
-func (p pebbleLogger) Infof(format string, args ...any) {
-	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
-}
-
-func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
-}
-
-// Fatalf keeps pebble's contract (it does not return) after logging.
-func (p pebbleLogger) Fatalf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble", "fatal", true)
-	pebble.DefaultLogger.Fatalf(format, args...)
 }
