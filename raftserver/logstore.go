@@ -209,44 +209,44 @@ func (l *logStore) append(ents []core.Entry) error {
 	return l.write(w)
 }
 
+// write sends w, or queues it when the WAL refuses it for backpressure.
 func (l *logStore) write(w pendingWrite) error {
-	var err error
-	if w.reset {
-		err = l.writer.WriteReset(w.ents...)
-	} else {
-		err = l.writer.Write(w.ents...)
-	}
-	if errors.Is(err, wal.ErrBackpressure) {
+	sent, err := l.send(w)
+	if err == nil && !sent {
 		l.pending = append(l.pending, w)
-		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrStorage, l.uid, err)
-	}
-	return nil
+	return err
 }
 
 // retry sends writes held back by backpressure; call it whenever the WAL
 // answered (its in-flight count dropped).
 func (l *logStore) retry() error {
 	for len(l.pending) > 0 {
-		w := l.pending[0]
-		var err error
-		if w.reset {
-			err = l.writer.WriteReset(w.ents...)
-		} else {
-			err = l.writer.Write(w.ents...)
-		}
-		if errors.Is(err, wal.ErrBackpressure) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("%w: %s: %w", ErrStorage, l.uid, err)
+		if sent, err := l.send(l.pending[0]); !sent {
+			return err
 		}
 		l.pending[0] = pendingWrite{}
 		l.pending = l.pending[1:]
 	}
 	return nil
+}
+
+// send hands w to the WAL. It reports false with no error when the WAL
+// refused it for backpressure, so that the caller keeps it for retry.
+func (l *logStore) send(w pendingWrite) (bool, error) {
+	var err error
+	if w.reset {
+		err = l.writer.WriteReset(w.ents...)
+	} else {
+		err = l.writer.Write(w.ents...)
+	}
+	switch {
+	case errors.Is(err, wal.ErrBackpressure):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("%w: %s: %w", ErrStorage, l.uid, err)
+	}
+	return true, nil
 }
 
 // resend writes entries again from index from, after the WAL dropped a
