@@ -17,57 +17,9 @@ import (
 
 	"github.com/anishathalye/porcupine"
 	"github.com/rago-raft/rago/examples/kvstore/internal/api"
+	"github.com/rago-raft/rago/internal/kvmodel"
 	"github.com/stretchr/testify/require"
 )
-
-// kvInput and kvOutput are one operation of the history the checker
-// reads: a put of a unique value, or a linearizable get.
-type kvInput struct {
-	put   bool
-	key   string
-	value string
-}
-
-type kvOutput struct {
-	found bool
-	value string
-}
-
-// kvModel is a register per key: a get returns the last value put.
-var kvModel = porcupine.Model{
-	Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
-		byKey := map[string][]porcupine.Operation{}
-		var keys []string
-		for _, op := range h {
-			k := op.Input.(kvInput).key
-			if _, ok := byKey[k]; !ok {
-				keys = append(keys, k)
-			}
-			byKey[k] = append(byKey[k], op)
-		}
-		out := make([][]porcupine.Operation, 0, len(keys))
-		for _, k := range keys {
-			out = append(out, byKey[k])
-		}
-		return out
-	},
-	Init: func() any { return kvOutput{} },
-	Step: func(state, input, output any) (bool, any) {
-		s, in := state.(kvOutput), input.(kvInput)
-		if in.put {
-			return true, kvOutput{found: true, value: in.value}
-		}
-		return output.(kvOutput) == s, s
-	},
-	DescribeOperation: func(input, output any) string {
-		in := input.(kvInput)
-		if in.put {
-			return fmt.Sprintf("put(%s, %s)", in.key, in.value)
-		}
-		out := output.(kvOutput)
-		return fmt.Sprintf("get(%s) -> %v %q", in.key, out.found, out.value)
-	},
-}
 
 // TestLinearizableAcrossLeaderDeath: clients put and read linearizably
 // through all three nodes at once while the leader is killed and comes
@@ -106,9 +58,9 @@ func TestLinearizableAcrossLeaderDeath(t *testing.T) {
 				default:
 				}
 				node := c.nodes[rnd.IntN(len(c.nodes))]
-				in := kvInput{key: fmt.Sprint("lin/", rnd.IntN(3))}
+				in := kvmodel.Input{Key: fmt.Sprint("lin/", rnd.IntN(3))}
 				if rnd.IntN(2) == 0 {
-					in.put, in.value = true, fmt.Sprintf("c%d-%d", id, seq)
+					in.Put, in.Value = true, fmt.Sprintf("c%d-%d", id, seq)
 				}
 				if op, ok := linOp(hc, node.url(), in, now, id); ok {
 					record(op)
@@ -132,7 +84,7 @@ func TestLinearizableAcrossLeaderDeath(t *testing.T) {
 		switch {
 		case op.Return == math.MaxInt64:
 			unknown++
-		case op.Input.(kvInput).put:
+		case op.Input.(kvmodel.Input).Put:
 			puts++
 		default:
 			gets++
@@ -141,11 +93,11 @@ func TestLinearizableAcrossLeaderDeath(t *testing.T) {
 	t.Logf("history: %d puts, %d gets, %d writes of unknown outcome", puts, gets, unknown)
 	require.Positive(t, puts)
 	require.Positive(t, gets)
-	res, info := porcupine.CheckOperationsVerbose(kvModel, history, time.Minute)
+	res, info := porcupine.CheckOperationsVerbose(kvmodel.Model, history, time.Minute)
 	if res != porcupine.Ok {
 		// Kept after the test (unlike t.TempDir) for a person to open.
 		if f, err := os.CreateTemp("", "kvstore-history-*.html"); err == nil {
-			if porcupine.Visualize(kvModel, info, f) == nil {
+			if porcupine.Visualize(kvmodel.Model, info, f) == nil {
 				t.Logf("the history is drawn in %s", f.Name())
 			}
 			f.Close()
@@ -156,13 +108,13 @@ func TestLinearizableAcrossLeaderDeath(t *testing.T) {
 
 // linOp runs one operation against a node and returns it for the history,
 // or false when it had no effect.
-func linOp(hc *http.Client, base string, in kvInput, now func() int64, client int) (porcupine.Operation, bool) {
+func linOp(hc *http.Client, base string, in kvmodel.Input, now func() int64, client int) (porcupine.Operation, bool) {
 	op := porcupine.Operation{ClientId: client, Input: in, Call: now()}
 	var req *http.Request
-	if in.put {
-		req, _ = http.NewRequest(http.MethodPut, base+"/kv/"+in.key, strings.NewReader(in.value))
+	if in.Put {
+		req, _ = http.NewRequest(http.MethodPut, base+"/kv/"+in.Key, strings.NewReader(in.Value))
 	} else {
-		req, _ = http.NewRequest(http.MethodGet, base+"/kv/"+in.key, nil)
+		req, _ = http.NewRequest(http.MethodGet, base+"/kv/"+in.Key, nil)
 	}
 	resp, err := hc.Do(req)
 	var body []byte
@@ -176,26 +128,26 @@ func linOp(hc *http.Client, base string, in kvInput, now func() int64, client in
 	case err != nil && errors.As(err, &opErr) && opErr.Op == "dial":
 		return op, false // never sent
 	case err != nil || resp.StatusCode == http.StatusGatewayTimeout || resp.StatusCode >= 500 && resp.StatusCode != http.StatusServiceUnavailable:
-		if !in.put {
+		if !in.Put {
 			return op, false
 		}
 		op.Return = math.MaxInt64 // it may take effect at any later time
-		op.Output = kvOutput{}
+		op.Output = kvmodel.Output{}
 		return op, true
 	case resp.StatusCode == http.StatusServiceUnavailable:
 		return op, false // nothing was written
-	case in.put && resp.StatusCode == http.StatusOK:
-		op.Output = kvOutput{}
+	case in.Put && resp.StatusCode == http.StatusOK:
+		op.Output = kvmodel.Output{}
 		return op, true
-	case !in.put && resp.StatusCode == http.StatusNotFound:
-		op.Output = kvOutput{}
+	case !in.Put && resp.StatusCode == http.StatusNotFound:
+		op.Output = kvmodel.Output{}
 		return op, true
-	case !in.put && resp.StatusCode == http.StatusOK:
+	case !in.Put && resp.StatusCode == http.StatusOK:
 		var g api.GetResult
 		if json.Unmarshal(body, &g) != nil {
 			return op, false
 		}
-		op.Output = kvOutput{found: true, value: g.Value}
+		op.Output = kvmodel.Output{Found: true, Value: g.Value}
 		return op, true
 	}
 	// Anything else (a 4xx) would be a bug in this test's requests.

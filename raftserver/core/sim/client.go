@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/anishathalye/porcupine"
+	"github.com/rago-raft/rago/internal/kvmodel"
 	"github.com/rago-raft/rago/raftserver/core"
 )
 
@@ -86,7 +87,7 @@ func (w *World) clientDeliver(c *client, o *op) {
 }
 
 // finishOK records a completed operation with its output.
-func (w *World) finishOK(o *op, value string) {
+func (w *World) finishOK(o *op, out kvmodel.Output) {
 	c := w.clients[o.client]
 	if c.cur != o {
 		return // already given up on
@@ -94,8 +95,8 @@ func (w *World) finishOK(o *op, value string) {
 	w.stats.OpsOK++
 	if o.kind != opLocalGet {
 		w.history = append(w.history, porcupine.Operation{
-			ClientId: o.client, Input: kvInput{put: o.kind == opPut, key: o.key, value: o.value},
-			Call: o.call, Output: value, Return: w.now,
+			ClientId: o.client, Input: kvmodel.Input{Put: o.kind == opPut, Key: o.key, Value: o.value},
+			Call: o.call, Output: out, Return: w.now,
 		})
 	}
 	if o.kind != opLocalGet {

@@ -3,6 +3,7 @@ package sim
 import (
 	"fmt"
 
+	"github.com/rago-raft/rago/internal/kvmodel"
 	"github.com/rago-raft/rago/raftserver/core"
 )
 
@@ -247,7 +248,7 @@ func (w *World) apply(m *member, a core.Apply) {
 			return
 		}
 		w.checkAcked(m, &e[0])
-		w.finishOK(o, "")
+		w.finishOK(o, kvmodel.Output{})
 	}
 	// Queries waiting for this apply.
 	keep := m.queries[:0]
@@ -320,7 +321,8 @@ func (w *World) reply(m *member, a core.Reply) {
 }
 
 func (w *World) answerQuery(m *member, o *op) {
-	w.finishOK(o, m.machine.kv[o.key])
+	v, ok := m.machine.kv[o.key]
+	w.finishOK(o, kvmodel.Output{Found: ok, Value: v})
 }
 
 // maybeSnapshot starts a snapshot of m's machine at the entry just applied,
