@@ -8,6 +8,25 @@ type configAt struct {
 	members Membership
 }
 
+func (c configAt) logIndex() uint64 { return c.index }
+
+// dropSuperseded drops the elements of xs (sorted by index) below the last
+// one at or below upTo: from there on that one is in effect and can no
+// longer be truncated away, so the older ones can never be needed again.
+// It reuses xs's array.
+func dropSuperseded[T interface{ logIndex() uint64 }](xs []T, upTo uint64) []T {
+	keep := 0
+	for i := range xs {
+		if xs[i].logIndex() <= upTo {
+			keep = i
+		}
+	}
+	if keep > 0 {
+		xs = append(xs[:0], xs[keep:]...)
+	}
+	return xs
+}
+
 // membershipLog tracks the configuration in effect: the latest config entry
 // in the log, committed or not (single-server changes take effect when
 // appended), falling back to the initial members.
@@ -64,15 +83,7 @@ func (ml *membershipLog) truncated(from uint64) {
 
 // committed forgets config entries made obsolete by a later committed one.
 func (ml *membershipLog) committed(commit uint64) {
-	keep := 0
-	for i := range ml.configs {
-		if ml.configs[i].index <= commit {
-			keep = i
-		}
-	}
-	if keep > 0 {
-		ml.configs = append(ml.configs[:0], ml.configs[keep:]...)
-	}
+	ml.configs = dropSuperseded(ml.configs, commit)
 }
 
 // loadLogMeta restores, for a restarted member, the configs and the machine

@@ -11,6 +11,8 @@ type versionAt struct {
 	version uint64
 }
 
+func (v versionAt) logIndex() uint64 { return v.index }
+
 // versionLog tracks the machine version bumps in the log, as membershipLog
 // tracks config entries. The effective version is that of the latest bump in
 // the log, committed or not (it decides elections: see Raft.mayCampaign);
@@ -62,15 +64,7 @@ func (vl *versionLog) truncated(from uint64) {
 // applied forgets the bumps made obsolete by a later one at or below the
 // applied index.
 func (vl *versionLog) applied(applied uint64) {
-	keep := 0
-	for i := range vl.bumps {
-		if vl.bumps[i].index <= applied {
-			keep = i
-		}
-	}
-	if keep > 0 {
-		vl.bumps = append(vl.bumps[:0], vl.bumps[keep:]...)
-	}
+	vl.bumps = dropSuperseded(vl.bumps, applied)
 }
 
 // reset makes the versions those of a snapshot: version v from index on.
