@@ -297,3 +297,30 @@ func BenchmarkRemoteCall(b *testing.B) {
 type slogLogger = slog.Logger
 
 var discardLogger = slog.New(slog.DiscardHandler)
+
+// BenchmarkRemoteSendParallel has many goroutines send to one peer at once,
+// as a node's servers do: senders must not queue for each other.
+func BenchmarkRemoteSendParallel(b *testing.B) {
+	addr := startBenchPeer(b, "rago")
+	n, err := StartNode(Config{Address: "127.0.0.1:0", LinkQueueBytes: 1 << 30})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer n.Stop()
+	ref := Ref{Name: "sink", Node: addr}
+	ragoCount(b, n, ref, 0)
+	var msg Message = payload64
+	b.SetParallelism(64)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			_ = n.Send(ref, msg)
+		}
+	})
+	ragoCount(b, n, ref, b.N)
+	reportRate(b, start)
+	if d := n.Stats().DroppedQueueFull; d > 0 {
+		b.Fatalf("%d messages dropped", d)
+	}
+}

@@ -1,6 +1,7 @@
 package actor
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -228,4 +229,50 @@ func TestMonitorRequestsDoNotWaitForTheNodesSenders(t *testing.T) {
 	case <-time.After(waitFor):
 		t.Error("the monitor of a missing process never fired")
 	}
+}
+
+// TestSendersDoNotWaitForEachOther holds a's link to b locked, as a call's
+// sender or the pump does for a moment: sends to b go on regardless, and
+// what one process sends, calls included, arrives in the order it was
+// sent.
+func TestSendersDoNotWaitForEachOther(t *testing.T) {
+	p := startPair(t)
+	p.connect(t)
+	got := make(chan string, 64)
+	probe, err := p.b.SpawnNamed("probe", ProcessFunc(func(ctx *Context, msg Message) {
+		if s, ok := msg.(string); ok {
+			got <- s
+			if _, isCall := ctx.ReplyTo(); isCall {
+				_ = ctx.Reply(s)
+			}
+		}
+	}))
+	require.NoError(t, err)
+
+	l := p.a.linkFor(p.b.Name())
+	l.mu.Lock()
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for i := range 10 {
+			_ = p.a.Send(probe, fmt.Sprint("send ", i))
+		}
+	}()
+	select {
+	case <-sent:
+	case <-time.After(waitFor):
+		t.Error("a sender waited for the link's lock")
+	}
+	l.mu.Unlock()
+	<-sent
+
+	// A call's request takes the lock, and must not pass the sends before it.
+	_ = p.a.Send(probe, "send 10")
+	r, err := p.a.Call(probe, "call", waitFor)
+	require.NoError(t, err)
+	require.Equal(t, "call", r)
+	for i := range 11 {
+		require.Equal(t, fmt.Sprint("send ", i), <-got)
+	}
+	require.Equal(t, "call", <-got)
 }

@@ -141,7 +141,11 @@ func (n *Node) sendRemote(to Ref, op uint8, call *pendingCall, msg Message) erro
 	if size := len(b) - head; size > n.cfg.MaxMessageBytes {
 		return fmt.Errorf("%w: %T encodes to %d bytes, limit %d", ErrMessageTooLarge, msg, size, n.cfg.MaxMessageBytes)
 	}
-	if !n.linkFor(to.Node).enqueueCall(b, call) && op == opCall {
+	if call == nil {
+		n.linkFor(to.Node).enqueue(b)
+		return nil
+	}
+	if !n.linkFor(to.Node).enqueueCall(b, call) {
 		return fmt.Errorf("%w: %s (request not sent)", ErrNodeDown, to.Node)
 	}
 	return nil
@@ -173,9 +177,7 @@ func (n *Node) sendReplyErr(peer string, callID uint64, code uint8) {
 	b := []byte{opReplyErr}
 	b = wire.AppendUvarint(b, callID)
 	b = append(b, code)
-	// Connection readers send most of these; they must not wait for the
-	// link's senders (see link.enqueueFromReader).
-	n.linkFor(peer).enqueueFromReader(b)
+	n.linkFor(peer).enqueue(b)
 }
 
 // sendControl queues a control item built by build.
@@ -186,7 +188,7 @@ func (n *Node) sendControl(peer string, build func(b []byte) []byte) error {
 	buf := getItemBuf()
 	defer putItemBuf(buf)
 	*buf = build((*buf)[:0])
-	_ = n.linkFor(peer).enqueue(*buf)
+	n.linkFor(peer).enqueue(*buf)
 	return nil
 }
 

@@ -32,13 +32,25 @@ const (
 // TCP connection (the peer sends to us over its own).
 //
 // Senders encode items outside any lock, append them to the open frame
-// under mu and wake the pump. The pump goroutine alone writes to the
-// connection: it takes whatever frames accumulated, writes them through a
-// buffer and flushes when it runs out, so frames batch up by themselves
-// while a write is in progress. Bytes waiting for the pump count against
-// Config.LinkQueueBytes; beyond it new items are dropped. A peer that stops
-// reading fills its socket buffer, the pump blocks in Write, and the queue
-// fills and drops: memory stays bounded.
+// under mu if it is free and otherwise push them on the link's inbox (a
+// lock-free stack, see push), and wake the pump. The pump goroutine alone
+// writes to the connection: it moves the inbox into frames, writes
+// whatever frames accumulated through a buffer and flushes when it runs
+// out, so frames batch up by themselves while a write is in progress.
+// Bytes waiting for the pump count against Config.LinkQueueBytes; beyond it
+// new items are dropped. A peer that stops reading fills its socket buffer,
+// the pump blocks in Write, and the queue fills and drops: memory stays
+// bounded.
+//
+// Senders never wait for each other. When every send waited for mu, a
+// node whose thousand servers all sent to one peer formed a convoy on it:
+// once waiters queued for over a millisecond, Go's mutex handed it from
+// waiter to waiter, one scheduling round each, and on a loaded machine a
+// message (and the failure detector's heartbeats with it) waited seconds
+// for the lock. Only a call's request waits for mu, so that its epoch is
+// recorded in order with markDownLocked. Whoever holds mu moves the inbox
+// into frames before it appends its own item, which keeps every sender's
+// items in the order it sent them.
 //
 // Each connection starts a new epoch whose first item is our hello. The
 // link is up once the peer's helloAck for that epoch arrives (over the
@@ -56,26 +68,28 @@ type link struct {
 	peer string
 	wake chan struct{}
 
+	// inbox: items pushed by senders, newest first, which the pump (or a
+	// call's sender, under mu) moves into the frames; inboxBytes and
+	// inboxItems count them (see push).
+	inbox      atomic.Pointer[outItem]
+	inboxBytes atomic.Int64
+	inboxItems atomic.Int64
+
 	mu    sync.Mutex
 	state linkState
-	// stateSeen mirrors state for readers that must not wait for mu:
-	// senders hold mu in turn, hundreds at a time on a busy node, and a
-	// connection's reader that queued behind them for every monitor
-	// request it handles fell minutes behind (see connect).
+	// stateSeen mirrors state for connection readers, which must not wait
+	// for mu (see connect): a reader that queued for it behind a busy
+	// node's senders fell minutes behind.
 	stateSeen atomic.Uint32
-	// fromReaders: items queued by connection readers, which the pump
-	// moves into the queue (see enqueueFromReader).
-	fromReadersMu sync.Mutex
-	fromReaders   [][]byte
-	epoch         uint64
-	peerInc       uint64         // the peer's incarnation, 0 until known
-	frames        []pendingFrame // sealed frames, oldest first
-	open          pendingFrame   // frame being filled
-	queued        int            // item bytes in frames and open
-	retryAt       time.Time      // after a failure, no new attempt before this
-	conn          net.Conn       // the current epoch's connection, once dialled
-	busy          bool           // the pump holds a frame or unflushed bytes
-	closed        bool
+	epoch     uint64
+	peerInc   uint64         // the peer's incarnation, 0 until known
+	frames    []pendingFrame // sealed frames, oldest first
+	open      pendingFrame   // frame being filled
+	queued    int            // item bytes in frames and open
+	retryAt   time.Time      // after a failure, no new attempt before this
+	conn      net.Conn       // the current epoch's connection, once dialled
+	busy      bool           // the pump holds a frame or unflushed bytes
+	closed    bool
 	// inbound: the peer's connections to us that delivered its hello (or,
 	// when a partition test dropped that, some later frame) since the
 	// last loss; a loss closes them. Connections heard from after a loss
@@ -107,33 +121,49 @@ func (l *link) signal() {
 	}
 }
 
-// enqueue queues one encoded item. It never blocks. It drops the item if
-// the queue is full, the node is stopping, or the peer failed recently
+// enqueue queues one encoded item. It never blocks and never waits for
+// other senders (see link). It drops the item if the queue is full; the
+// pump drops it if the node is stopping or the peer failed recently
 // (within Config.ReconnectInterval).
+func (l *link) enqueue(item []byte) {
+	if out, _ := l.node.blockedTo(l.peer); out {
+		// A partition loses messages without telling the sender.
+		l.node.stats.droppedLinkDown.Add(1)
+		return
+	}
+	if !l.mu.TryLock() {
+		l.push(item) // never wait for whoever holds mu
+		return
+	}
+	// What was pushed before goes first: a sender's items stay in order.
+	l.takeInboxLocked()
+	ok := l.enqueueLocked(item, nil)
+	l.mu.Unlock()
+	if ok {
+		l.signal()
+	}
+}
+
+// enqueueCall queues a call's request and records in c the epoch it was
+// queued in, under the lock that orders it with markDownLocked, so the
+// loss of that connection ends the call and a loss before it does not.
 //
 // It reports whether the item was queued: false means it was dropped at
 // once, so it certainly never reaches the peer.
-func (l *link) enqueue(item []byte) bool { return l.enqueueCall(item, nil) }
-
-// enqueueCall is enqueue for a call's request: once the item is queued, it
-// records in c the epoch it was queued in, under the lock that orders it
-// with markDownLocked, so the loss of that connection ends the call and a
-// loss before it does not.
 func (l *link) enqueueCall(item []byte, c *pendingCall) bool {
 	if out, _ := l.node.blockedTo(l.peer); out {
-		// A partition loses messages without telling the sender; its call
-		// ends when the connection is given up (Node.Disconnect).
+		// Its call ends when the connection is given up (Node.Disconnect).
 		l.node.stats.droppedLinkDown.Add(1)
-		if c != nil {
-			l.mu.Lock()
-			if l.state == linkConnecting || l.state == linkUp {
-				c.epoch.Store(l.epoch)
-			}
-			l.mu.Unlock()
+		l.mu.Lock()
+		if l.state == linkConnecting || l.state == linkUp {
+			c.epoch.Store(l.epoch)
 		}
+		l.mu.Unlock()
 		return true
 	}
 	l.mu.Lock()
+	// What was pushed before goes first: a sender's items stay in order.
+	l.takeInboxLocked()
 	ok := l.enqueueLocked(item, c)
 	l.mu.Unlock()
 	if ok {
@@ -142,7 +172,62 @@ func (l *link) enqueueCall(item []byte, c *pendingCall) bool {
 	return ok
 }
 
-// enqueueLocked is the part of enqueueCall done under mu.
+// outItem is one item in a link's inbox.
+type outItem struct {
+	next *outItem
+	b    []byte
+}
+
+// push puts a copy of item on the inbox and wakes the pump. It is a
+// compare-and-swap loop on the inbox's head: a sender that loses a race
+// retries at once instead of sleeping until its turn (see link).
+func (l *link) push(item []byte) {
+	n := int64(len(item))
+	if queued := l.inboxBytes.Add(n); queued > n && queued > int64(l.node.cfg.LinkQueueBytes) {
+		l.inboxBytes.Add(-n)
+		l.node.stats.droppedQueueFull.Add(1)
+		return
+	}
+	it := &outItem{b: append([]byte(nil), item...)}
+	l.inboxItems.Add(1)
+	for {
+		head := l.inbox.Load()
+		it.next = head
+		if l.inbox.CompareAndSwap(head, it) {
+			break
+		}
+	}
+	l.signal()
+}
+
+// takeInboxLocked moves the inbox into the frames, oldest first, as
+// enqueueLocked would have queued each item when it was pushed.
+func (l *link) takeInboxLocked() {
+	head := l.inbox.Swap(nil)
+	if head == nil {
+		return
+	}
+	var oldest *outItem
+	for head != nil { // newest first: reverse
+		next := head.next
+		head.next = oldest
+		oldest, head = head, next
+	}
+	var bytes, count int64
+	for it := oldest; it != nil; {
+		next := it.next
+		bytes += int64(len(it.b))
+		count++
+		l.enqueueLocked(it.b, nil)
+		it = next
+	}
+	l.inboxBytes.Add(-bytes)
+	l.inboxItems.Add(-count)
+}
+
+// enqueueLocked queues item under mu. It drops the item if the link is
+// closed, or down and not to be retried yet, or its queue is full. c, if
+// not nil, is the call whose request item is.
 func (l *link) enqueueLocked(item []byte, c *pendingCall) bool {
 	if l.closed {
 		l.node.stats.droppedLinkDown.Add(1)
@@ -164,32 +249,6 @@ func (l *link) enqueueLocked(item []byte, c *pendingCall) bool {
 		c.epoch.Store(l.epoch)
 	}
 	return true
-}
-
-// enqueueFromReader queues an item that a connection's reader sends in
-// answer to what it read (a call error, a monitor's Down), without taking
-// mu: readers must not wait for the node's senders (see connect). The
-// pump queues such items, in their order, the next time it runs.
-func (l *link) enqueueFromReader(item []byte) {
-	if out, _ := l.node.blockedTo(l.peer); out {
-		l.node.stats.droppedLinkDown.Add(1)
-		return
-	}
-	l.fromReadersMu.Lock()
-	l.fromReaders = append(l.fromReaders, append([]byte(nil), item...))
-	l.fromReadersMu.Unlock()
-	l.signal()
-}
-
-// queueFromReadersLocked moves the readers' items into the queue.
-func (l *link) queueFromReadersLocked() {
-	l.fromReadersMu.Lock()
-	items := l.fromReaders
-	l.fromReaders = nil
-	l.fromReadersMu.Unlock()
-	for _, item := range items {
-		l.enqueueLocked(item, nil)
-	}
 }
 
 func (l *link) appendLocked(item []byte) {
@@ -387,7 +446,7 @@ func (l *link) onHello(ic *inConn, inc, epoch uint64) {
 	ack := []byte{opControl, ctlHelloAck}
 	ack = wire.AppendUint64(ack, l.node.incarnation)
 	ack = wire.AppendUvarint(ack, epoch)
-	_ = l.enqueue(ack)
+	l.enqueue(ack)
 }
 
 // onHelloAck marks the link up when the peer answered this epoch's hello.
@@ -447,7 +506,7 @@ func (l *link) pump() {
 		<-l.wake
 		for {
 			l.mu.Lock()
-			l.queueFromReadersLocked()
+			l.takeInboxLocked()
 			if l.closed {
 				l.busy = false
 				l.mu.Unlock()
@@ -542,11 +601,10 @@ func (l *link) drain(timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	l.signal()
 	for time.Now().Before(deadline) {
-		l.fromReadersMu.Lock()
-		fromReaders := len(l.fromReaders)
-		l.fromReadersMu.Unlock()
+		pushed := l.inboxItems.Load()
 		l.mu.Lock()
-		done := l.closed || l.state == linkDown || l.state == linkIdle || l.queued == 0 && !l.busy && fromReaders == 0
+		// Pushed items are the pump's to send or drop, whatever the state.
+		done := l.closed || pushed == 0 && (l.state == linkDown || l.state == linkIdle || l.queued == 0 && !l.busy)
 		l.mu.Unlock()
 		if done {
 			return

@@ -288,9 +288,8 @@ func (n *Node) handleControl(ic *inConn, src string, epoch uint64, it item) {
 
 func (n *Node) onRemoteMonitor(src string, id uint64, target string) {
 	reply := func(r Reason) {
-		// On the connection's reader: see link.enqueueFromReader.
 		b := append([]byte{opControl, ctlDown}, wire.AppendUvarint(nil, id)...)
-		n.linkFor(src).enqueueFromReader(appendReason(b, r))
+		n.linkFor(src).enqueue(appendReason(b, r))
 	}
 	t := n.lookup(target)
 	if t == nil {

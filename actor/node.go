@@ -483,7 +483,7 @@ func (n *Node) reply(rt ReplyTo, msg Message, req *callRequest) error {
 		return err
 	}
 	if n.settleReply(rt, req) {
-		_ = n.linkFor(rt.Node).enqueue(*buf)
+		n.linkFor(rt.Node).enqueue(*buf)
 	}
 	return nil
 }
