@@ -40,6 +40,11 @@ type logStore struct {
 	pending []pendingWrite
 }
 
+// entryReadBytes bounds the bytes of entries one read of the log returns
+// when the server walks a range of it (applying, rebuilding the machine,
+// re-sending to the WAL), so a long range sits in memory a chunk at a time.
+const entryReadBytes = 4 << 20
+
 type pendingWrite struct {
 	ents  []wal.Entry
 	reset bool

@@ -182,7 +182,7 @@ func (s *server) Receive(ctx *actor.Context, msg actor.Message) {
 		}
 	case wal.OutOfSequence:
 		s.logger.Warn("wal dropped a write that left a gap; resending", "expected", m.Expected, "got", m.Got)
-		err := s.log.resend(m.Expected, func(lo, hi uint64) ([]core.Entry, error) { return s.raft.Entries(lo, hi, 4<<20) })
+		err := s.log.resend(m.Expected, func(lo, hi uint64) ([]core.Entry, error) { return s.raft.Entries(lo, hi, entryReadBytes) })
 		if err != nil {
 			s.fail(err)
 		}
@@ -709,7 +709,7 @@ func (s *server) apply(a core.Apply) error {
 	// that has its reply knows the leader issued the effects.
 	var answers []answer
 	for lo := a.From; lo <= a.To; {
-		ents, err := s.raft.Entries(lo, a.To+1, 4<<20)
+		ents, err := s.raft.Entries(lo, a.To+1, entryReadBytes)
 		if err != nil {
 			return err
 		}
@@ -866,7 +866,7 @@ func (s *server) rebuild(upTo uint64) error {
 		s.members, s.machineVersion = core.Membership{}, 0
 	}
 	for lo := from; lo <= upTo; {
-		ents, err := s.raft.Entries(lo, upTo+1, 4<<20)
+		ents, err := s.raft.Entries(lo, upTo+1, entryReadBytes)
 		if err != nil {
 			return fmt.Errorf("%w: rebuilding the machine: %w", ErrStorage, err)
 		}
