@@ -74,7 +74,7 @@ func TestStoppingLeaderAnswersWhatItHolds(t *testing.T) {
 	// Neither check-quorum nor the failure detector may step the cut-off
 	// leader down during the test: only its stop answers the callers.
 	c := startClusterOf(t, 3, "kv", func(cfg *SystemConfig) {
-		cfg.Raft.CheckQuorumMs = 600_000
+		cfg.Raft.CheckQuorumWindow = 10 * time.Minute
 		fd := failuredetector.DefaultConfig()
 		fd.AcceptablePause = 10 * time.Minute
 		cfg.FailureDetector = &fd

@@ -355,7 +355,7 @@ func (s *server) start() error {
 	if s.snap.receiver, err = snapshot.NewReceiver(s.sys.snapshots, s.uid, snapshot.ReceiverConfig{Logger: s.logger}); err != nil {
 		return fmt.Errorf("%w: snapshot receiver of %s: %w", ErrStorage, s.uid, err)
 	}
-	rc := s.sys.raftConfig()
+	rc := s.sys.cfg.Raft.core()
 	rc.ID = s.self
 	rc.InitialMembers = core.Membership{Voters: s.cfg.InitialMembers}
 	rc.MachineVersion = s.supportedVersion()

@@ -15,138 +15,10 @@ import (
 	"github.com/rago-raft/rago/internal/wire"
 	"github.com/rago-raft/rago/leaderboard"
 	"github.com/rago-raft/rago/meta"
-	"github.com/rago-raft/rago/raftserver/core"
 	"github.com/rago-raft/rago/segment"
 	"github.com/rago-raft/rago/snapshot"
 	"github.com/rago-raft/rago/wal"
 )
-
-// SystemConfig configures a node's Raft system.
-type SystemConfig struct {
-	// DataDir holds the node's WAL, segments and meta store. Required.
-	DataDir string
-	// Address is the node's host:port, also its name. Required.
-	Address string
-	// Machines are the machine kinds this node can run, by name. A node
-	// must know the kind of every server it hosts, to rebuild them after a
-	// restart.
-	Machines map[string]MachineFactory
-	// Logger receives structured logs; nil discards them.
-	Logger *slog.Logger
-	// Node tunes the actor node (Address and Logger are taken from above).
-	Node actor.Config
-	// WALSync is how the WAL makes batches durable (default wal.SyncData).
-	WALSync wal.SyncMethod
-	// WALMaxFileBytes is the WAL file size at which it rolls over.
-	// Default 16 MiB. The entries of the current file and of closed files
-	// not yet in the segments stay in memory (the mem tables), so with
-	// WALMaxClosedFiles (default 4) they bound the log memory of a node at
-	// about (1 + WALMaxClosedFiles) x WALMaxFileBytes of entries.
-	WALMaxFileBytes   int64
-	WALMaxClosedFiles int
-	// Raft holds the core's timing and flow-control settings; zero fields
-	// take the core's defaults. ID, members, seed and logger are set per
-	// server.
-	Raft core.Config
-	// ServerRestartIntensity restarts of one server within
-	// ServerRestartPeriod are tolerated; beyond that the server stays down
-	// (a crash loop) until RestartServer. Defaults 5 in 10s.
-	ServerRestartIntensity int
-	ServerRestartPeriod    time.Duration
-	// ShutdownTimeout bounds each step of Stop. Default 10s.
-	ShutdownTimeout time.Duration
-	// MachineTick is how often leaders call Tick on machines that
-	// implement Ticker. Default 1s.
-	MachineTick time.Duration
-	// SessionTTLEntries: a client session unused for this many log entries
-	// is forgotten (default 1<<20). MaxSessions bounds the sessions of one
-	// cluster (default 10000; the least recently used goes). Both must be
-	// the same on every node of a cluster.
-	SessionTTLEntries uint64
-	MaxSessions       int
-	// FailureDetector configures the node's failure detector; nil means
-	// failuredetector.DefaultConfig() with CheckInterval = Interval,
-	// AcceptablePause = 1.5s and Disconnect off. Its Logger defaults to
-	// Logger.
-	FailureDetector *failuredetector.Config
-	// ElectionRate and ElectionBurst pace the elections of this node's
-	// servers: a burst of ElectionBurst starts at once, then at most
-	// ElectionRate per second (defaults 2000 and 200), so that the
-	// clusters that lost their leaders with a node re-elect without a storm.
-	ElectionRate  int
-	ElectionBurst int
-	// Snapshots decides when servers snapshot machines that implement
-	// Snapshotter (see SnapshotPolicy; zero fields take its defaults).
-	Snapshots SnapshotPolicy
-	// SnapshotStore tunes the node's snapshot store (its FS, block size);
-	// its Logger defaults to Logger. Keep stays 1: a server drops its log up
-	// to its newest snapshot, so an older one could not be used.
-	SnapshotStore snapshot.Options
-}
-
-func (c SystemConfig) withDefaults() SystemConfig {
-	if c.ServerRestartIntensity == 0 {
-		c.ServerRestartIntensity = 5
-	}
-	if c.ServerRestartPeriod == 0 {
-		c.ServerRestartPeriod = 10 * time.Second
-	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = 10 * time.Second
-	}
-	if c.ElectionRate == 0 {
-		c.ElectionRate = 2000
-	}
-	if c.ElectionBurst == 0 {
-		c.ElectionBurst = 200
-	}
-	if c.MachineTick == 0 {
-		c.MachineTick = time.Second
-	}
-	if c.SessionTTLEntries == 0 {
-		c.SessionTTLEntries = 1 << 20
-	}
-	if c.MaxSessions == 0 {
-		c.MaxSessions = 10000
-	}
-	if c.WALMaxFileBytes == 0 {
-		c.WALMaxFileBytes = 16 << 20
-	}
-	if c.WALMaxClosedFiles == 0 {
-		c.WALMaxClosedFiles = 4
-	}
-	c.Snapshots = c.Snapshots.withDefaults()
-	return c
-}
-
-// Validate checks the configuration.
-func (c SystemConfig) Validate() error {
-	switch {
-	case c.DataDir == "":
-		return fmt.Errorf("%w: DataDir is required", ErrInvalidConfig)
-	case c.Address == "":
-		return fmt.Errorf("%w: Address is required", ErrInvalidConfig)
-	case c.ElectionRate < 0 || c.ElectionBurst < 0:
-		return fmt.Errorf("%w: negative ElectionRate %d or ElectionBurst %d", ErrInvalidConfig, c.ElectionRate, c.ElectionBurst)
-	case c.MachineTick < 0 || c.MaxSessions < 0:
-		return fmt.Errorf("%w: negative MachineTick %v or MaxSessions %d", ErrInvalidConfig, c.MachineTick, c.MaxSessions)
-	case c.WALMaxFileBytes < 0 || c.WALMaxClosedFiles < 0:
-		return fmt.Errorf("%w: negative WALMaxFileBytes %d or WALMaxClosedFiles %d", ErrInvalidConfig, c.WALMaxFileBytes, c.WALMaxClosedFiles)
-	case c.Snapshots.Bytes < 0 || c.Snapshots.MinInterval < 0:
-		return fmt.Errorf("%w: negative snapshot policy bytes %d or interval %v", ErrInvalidConfig, c.Snapshots.Bytes, c.Snapshots.MinInterval)
-	case c.SnapshotStore.Keep > 1:
-		return fmt.Errorf("%w: SnapshotStore.Keep is %d; servers keep their log only from the newest snapshot, so only 1 makes sense", ErrInvalidConfig, c.SnapshotStore.Keep)
-	case c.ServerRestartIntensity < 0 || c.ServerRestartPeriod < 0 || c.ShutdownTimeout < 0:
-		return fmt.Errorf("%w: negative restart intensity %d, period %v or shutdown timeout %v",
-			ErrInvalidConfig, c.ServerRestartIntensity, c.ServerRestartPeriod, c.ShutdownTimeout)
-	}
-	for kind, f := range c.Machines {
-		if kind == "" || f == nil {
-			return fmt.Errorf("%w: machine kind %q has no factory", ErrInvalidConfig, kind)
-		}
-	}
-	return nil
-}
 
 // System is one node's Raft system: the actor node, the shared WAL, the
 // segment store and writer, the meta store, the leaderboard, and the
@@ -339,21 +211,6 @@ func (s *System) newMachine(spec MachineSpec) (Machine, error) {
 		return nil, fmt.Errorf("%w: machine %q: %w", ErrMachine, spec.Kind, err)
 	}
 	return m, nil
-}
-
-// defaultLeaderLostTimeoutMs is the base delay before a follower whose
-// leader is known gone (its process is down, or its node suspected) starts
-// a pre-vote: short, because the evidence is direct and an idle cluster
-// has no heartbeats to lose, but randomized over [base, 2*base) so the
-// followers of one cluster do not all stand at once.
-const defaultLeaderLostTimeoutMs = 60
-
-func (s *System) raftConfig() core.Config {
-	c := s.cfg.Raft
-	if c.LeaderLostTimeoutMs == 0 && (c.ElectionTimeoutMs == 0 || c.ElectionTimeoutMs >= defaultLeaderLostTimeoutMs) {
-		c.LeaderLostTimeoutMs = defaultLeaderLostTimeoutMs
-	}
-	return c
 }
 
 // directoryMembers updates the member list of uid's directory record.
