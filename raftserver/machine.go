@@ -3,6 +3,7 @@ package raftserver
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
@@ -43,6 +44,21 @@ type ApplyContext struct {
 	// for machines that are not Versioned.
 	MachineVersion uint64
 	Effects
+
+	rejected error // see Reject
+}
+
+// Reject answers the command's caller with an error instead of a reply:
+// the caller gets an error that wraps ErrMachine and carries err's text
+// (the text crosses the network, err's identity does not). The reply Apply
+// returns is then ignored. Reject is about the answer only: a machine that
+// rejects a command should leave its state as it found it, and effects it
+// recorded for the command still run.
+func (c *ApplyContext) Reject(err error) {
+	if err == nil {
+		err = errors.New("command rejected")
+	}
+	c.rejected = err
 }
 
 // Snapshotter is implemented by machines whose state can be snapshotted,
@@ -134,14 +150,6 @@ type TypedMachine[C, R any] interface {
 	Apply(ctx *ApplyContext, cmd C) R
 }
 
-// Typed replies start with one byte saying whether a reply or an error
-// follows, so that a command that does not decode (a client bug) gives the
-// client an error instead of a zero value.
-const (
-	typedOK    = 0
-	typedError = 1
-)
-
 type typedMachine[C, R any] struct {
 	m       TypedMachine[C, R]
 	cmds    Codec[C]
@@ -154,16 +162,23 @@ func NewTypedMachine[C, R any](m TypedMachine[C, R], cmds Codec[C], replies Code
 	return &typedMachine[C, R]{m: m, cmds: cmds, replies: replies}
 }
 
+// Apply decodes the command, applies it and encodes the reply. A command
+// that does not decode (a client bug) or a reply that does not encode is
+// rejected (ApplyContext.Reject): the caller gets an error, never a zero
+// value. The reply bytes are the reply codec's, so any client can decode
+// them with it.
 func (t *typedMachine[C, R]) Apply(ctx *ApplyContext, cmd []byte) []byte {
 	c, err := t.cmds.Decode(cmd)
 	if err != nil {
-		return append([]byte{typedError}, fmt.Sprintf("command at index %d does not decode: %v", ctx.Index, err)...)
+		ctx.Reject(fmt.Errorf("command at index %d does not decode: %w", ctx.Index, err))
+		return nil
 	}
 	b, err := t.replies.Encode(t.m.Apply(ctx, c))
 	if err != nil {
-		return append([]byte{typedError}, fmt.Sprintf("reply at index %d does not encode: %v", ctx.Index, err)...)
+		ctx.Reject(fmt.Errorf("reply at index %d does not encode: %w", ctx.Index, err))
+		return nil
 	}
-	return append([]byte{typedOK}, b...)
+	return b
 }
 
 // Query adapts a TypedQuerier's queries; a machine without one answers
@@ -181,23 +196,14 @@ func (t *typedMachine[C, R]) Query(q []byte) ([]byte, error) {
 // Unwrap returns the wrapped typed machine, for local query functions.
 func (t *typedMachine[C, R]) Unwrap() any { return t.m }
 
-// decodeTypedReply splits a typed machine's reply.
+// decodeTypedReply decodes a typed machine's reply.
 func decodeTypedReply[R any](b []byte, replies Codec[R]) (R, error) {
-	var zero R
-	if len(b) == 0 {
-		return zero, fmt.Errorf("%w: empty typed reply", ErrMachine)
+	r, err := replies.Decode(b)
+	if err != nil {
+		var zero R
+		return zero, fmt.Errorf("%w: reply does not decode: %w", ErrMachine, err)
 	}
-	switch b[0] {
-	case typedOK:
-		r, err := replies.Decode(b[1:])
-		if err != nil {
-			return zero, fmt.Errorf("%w: reply does not decode: %v", ErrMachine, err)
-		}
-		return r, nil
-	case typedError:
-		return zero, fmt.Errorf("%w: %s", ErrMachine, b[1:])
-	}
-	return zero, fmt.Errorf("%w: typed reply with marker %d", ErrMachine, b[0])
+	return r, nil
 }
 
 // TypedClient sends typed commands to a cluster whose machine was built

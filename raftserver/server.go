@@ -826,6 +826,9 @@ func (s *server) runMachine(e core.Entry, live bool, run func(*ApplyContext) []b
 	if live && e.Index > s.effectsFloor {
 		s.pending = append(s.pending, ctx.list...)
 	}
+	if ctx.rejected != nil {
+		return nil, fmt.Errorf("%w: %s", ErrMachine, ctx.rejected)
+	}
 	return reply, nil
 }
 

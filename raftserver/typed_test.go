@@ -1,0 +1,86 @@
+package raftserver
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+type addCmd struct{ N int }
+
+// sumMachine adds numbers and rejects negative ones.
+type sumMachine struct{ total int }
+
+func (m *sumMachine) Apply(ctx *ApplyContext, c addCmd) int {
+	if c.N < 0 {
+		ctx.Reject(errors.New("negative numbers are not added"))
+		return 0
+	}
+	m.total += c.N
+	return m.total
+}
+
+// TestTypedRepliesAreWhatTheMachineReturned: the reply bytes of a typed
+// machine decode with its reply codec, synchronous or pipelined, and a
+// command that does not decode or that the machine rejects ends in an
+// error, never in a reply.
+func TestTypedRepliesAreWhatTheMachineReturned(t *testing.T) {
+	cfg := testSystemConfig(t, t.TempDir())
+	cfg.Machines["sum"] = func([]byte) (Machine, error) {
+		return NewTypedMachine[addCmd, int](&sumMachine{}, JSON[addCmd]{}, JSON[int]{}), nil
+	}
+	s, err := StartSystem(cfg)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, s.Stop()) }()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	member := ServerID{Name: "sum", Node: s.Name()}
+	_, _, err = s.StartCluster(ctx, "sum", MachineSpec{Kind: "sum"}, []ServerID{member})
+	require.NoError(t, err)
+
+	reply, _, err := s.ProcessCommand(ctx, member, []byte(`{"N":2}`))
+	require.NoError(t, err)
+	got, err := JSON[int]{}.Decode(reply)
+	require.NoError(t, err, "reply %q", reply)
+	require.Equal(t, 2, got)
+
+	reply, _, err = s.ProcessCommand(ctx, member, []byte("not json"))
+	require.ErrorIs(t, err, ErrMachine)
+	require.ErrorContains(t, err, "does not decode")
+	require.Nil(t, reply)
+
+	client := TypedClient[addCmd, int]{System: s, Cmds: JSON[addCmd]{}, Replies: JSON[int]{}}
+	_, _, err = client.Process(ctx, member, addCmd{N: -1})
+	require.ErrorIs(t, err, ErrMachine)
+	require.ErrorContains(t, err, "negative numbers are not added")
+	total, _, err := client.Process(ctx, member, addCmd{N: 3})
+	require.NoError(t, err)
+	require.Equal(t, 5, total, "the rejected command changed nothing")
+
+	ib, err := s.Node().NewInbox()
+	require.NoError(t, err)
+	defer ib.Close()
+	require.NoError(t, s.PipelineCommand(member, []byte(`{"N":4}`), 1, ib.Ref()))
+	require.NoError(t, s.PipelineCommand(member, []byte(`{"N":-4}`), 2, ib.Ref()))
+	for answered := 0; answered < 2; {
+		m, err := ib.ReceiveTimeout(waitFor)
+		require.NoError(t, err)
+		switch m := m.(type) {
+		case *Applied:
+			require.Len(t, m.Results, 1)
+			require.EqualValues(t, 1, m.Results[0].Correlation)
+			got, err := JSON[int]{}.Decode(m.Results[0].Reply)
+			require.NoError(t, err)
+			require.Equal(t, 9, got)
+		case *Rejected:
+			require.EqualValues(t, 2, m.Correlation)
+			require.ErrorIs(t, m.Err, ErrMachine)
+		default:
+			t.Fatalf("got %T", m)
+		}
+		answered++
+	}
+}
