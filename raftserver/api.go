@@ -1,6 +1,7 @@
 package raftserver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -124,9 +125,12 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // Errors: ErrNoLeader if no leader emerged before ctx ended (nothing was
 // appended); ErrTimeout or ErrLeadershipLost if the outcome is unknown (the
 // command may have been applied); ErrNoSuchServer if via does not exist;
-// ErrMachine if the machine panicked on the command.
+// ErrMachine if the machine panicked on the command or rejected it
+// (ApplyContext.Reject). cmd's buffer may be reused once it returns.
 func (s *System) ProcessCommand(ctx context.Context, via ServerID, cmd []byte) (reply []byte, leader ServerID, err error) {
-	return s.processCommand(ctx, via, &commandReq{Data: cmd})
+	// A local server may still take the request after ctx ended: it must
+	// not see the caller reuse the buffer.
+	return s.processCommand(ctx, via, &commandReq{Data: bytes.Clone(cmd)})
 }
 
 func (s *System) processCommand(ctx context.Context, via ServerID, req *commandReq) (reply []byte, leader ServerID, err error) {
@@ -142,7 +146,8 @@ func (s *System) processCommand(ctx context.Context, via ServerID, req *commandR
 	return reply, leader, err
 }
 
-// PipelineCommand sends cmd to via without waiting. The notify process
+// PipelineCommand sends cmd to via without waiting; cmd's buffer may be
+// reused as soon as it returns. The notify process
 // later receives an *Applied carrying correlation and the reply (batched
 // with other commands applied together), or a *Rejected (ErrNotLeader with
 // the leader to resend to, ErrNoLeader, ErrLeadershipLost). Pipelined
@@ -153,8 +158,13 @@ func (s *System) processCommand(ctx context.Context, via ServerID, req *commandR
 // answered within a timeout as unknown, resending through another member.
 // PipelineCommand returns an error only when the request cannot be sent.
 func (s *System) PipelineCommand(via ServerID, cmd []byte, correlation uint64, notify actor.Ref) error {
-	if s.node.IsLocal(Ref(via)) && !s.node.Alive(Ref(via)) {
-		return fmt.Errorf("%w: %s", ErrNoSuchServer, via)
+	if s.node.IsLocal(Ref(via)) {
+		if !s.node.Alive(Ref(via)) {
+			return fmt.Errorf("%w: %s", ErrNoSuchServer, via)
+		}
+		// A local server gets the request itself, later: it must not see
+		// the caller reuse cmd's buffer. (A remote one gets it encoded now.)
+		cmd = bytes.Clone(cmd)
 	}
 	return s.node.Send(Ref(via), &commandReq{Data: cmd, Pipeline: true, Notify: notify, Correlation: correlation})
 }

@@ -157,7 +157,8 @@ type typedMachine[C, R any] struct {
 }
 
 // NewTypedMachine adapts m to Machine with the given codecs. If m also
-// implements TypedQuerier, queries are adapted too.
+// has a byte query method, Query(q []byte) ([]byte, error), the adapted
+// machine is a Querier that passes queries to it.
 func NewTypedMachine[C, R any](m TypedMachine[C, R], cmds Codec[C], replies Codec[R]) Machine {
 	return &typedMachine[C, R]{m: m, cmds: cmds, replies: replies}
 }
@@ -181,8 +182,8 @@ func (t *typedMachine[C, R]) Apply(ctx *ApplyContext, cmd []byte) []byte {
 	return b
 }
 
-// Query adapts a TypedQuerier's queries; a machine without one answers
-// ErrMachine.
+// Query passes q to the typed machine's Query method; a machine without
+// one answers ErrMachine.
 func (t *typedMachine[C, R]) Query(q []byte) ([]byte, error) {
 	tq, ok := t.m.(interface {
 		Query(q []byte) ([]byte, error)

@@ -3,6 +3,7 @@ package raftserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -82,5 +83,39 @@ func TestTypedRepliesAreWhatTheMachineReturned(t *testing.T) {
 			t.Fatalf("got %T", m)
 		}
 		answered++
+	}
+}
+
+// TestCommandBuffersMayBeReused: a caller that reuses its command buffer
+// right after PipelineCommand returns does not change the command the
+// local server appends. Each command sets one key to its number and
+// replies with the number before it, which a changed command would break.
+func TestCommandBuffersMayBeReused(t *testing.T) {
+	c := startCluster(t, 1)
+	s := c.systems[0]
+	_, leader, err := s.ProcessCommand(c.ctx(), c.members[0], []byte("set warm up"))
+	require.NoError(t, err)
+	ib, err := s.Node().NewInbox()
+	require.NoError(t, err)
+	defer ib.Close()
+	buf := []byte("set k 000")
+	const count = 300
+	for i := range count {
+		require.NoError(t, s.PipelineCommand(leader, buf, uint64(i), ib.Ref()))
+		copy(buf[len("set k "):], fmt.Sprintf("%03d", i+1)) // the next command, in place
+	}
+	for answered := 0; answered < count; {
+		m, err := ib.ReceiveTimeout(waitFor)
+		require.NoError(t, err)
+		ap, ok := m.(*Applied)
+		require.True(t, ok, "got %T %+v", m, m)
+		for _, r := range ap.Results {
+			want := ""
+			if r.Correlation > 0 {
+				want = fmt.Sprintf("%03d", r.Correlation-1)
+			}
+			require.Equal(t, want, string(r.Reply), "command %d", r.Correlation)
+			answered++
+		}
 	}
 }
