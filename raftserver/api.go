@@ -209,13 +209,15 @@ func (s *System) LeaderQuery(ctx context.Context, via ServerID, q []byte) ([]byt
 	return res.Reply, leader, nil
 }
 
-// LocalQuery runs q on server's own machine at whatever it has applied.
+// LocalQuery runs q on server's own machine at whatever it has applied,
+// whatever its role. It returns the reply and server, the member that
+// answered.
 func (s *System) LocalQuery(ctx context.Context, server ServerID, q []byte) ([]byte, ServerID, error) {
-	res, leader, err := s.query(ctx, server, &queryReq{Kind: core.QueryLocal, Query: q}, false)
+	res, _, err := s.query(ctx, server, &queryReq{Kind: core.QueryLocal, Query: q}, false)
 	if err != nil {
-		return nil, leader, err
+		return nil, server, err
 	}
-	return res.Reply, leader, nil
+	return res.Reply, server, nil
 }
 
 // QueryFunc runs fn over the machine of server with the given consistency,

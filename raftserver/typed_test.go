@@ -119,3 +119,24 @@ func TestCommandBuffersMayBeReused(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalQueryNamesTheServerThatAnswered: a local query runs on the
+// member asked, follower or leader, and says so.
+func TestLocalQueryNamesTheServerThatAnswered(t *testing.T) {
+	c := startCluster(t, 3)
+	_, _, err := c.systems[0].ProcessCommand(c.ctx(), c.members[0], []byte("set a 1"))
+	require.NoError(t, err)
+	for i, m := range c.members {
+		deadline := time.Now().Add(waitFor)
+		for {
+			got, who, err := c.systems[i].LocalQuery(c.ctx(), m, []byte("get a"))
+			require.NoError(t, err)
+			require.Equal(t, m, who)
+			if string(got) == "1" {
+				break
+			}
+			require.True(t, time.Now().Before(deadline), "%s never applied the command", m)
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
