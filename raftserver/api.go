@@ -300,6 +300,24 @@ func (s *System) Overview(ctx context.Context, server ServerID) (*ServerStatus, 
 	return res.(*ServerStatus), nil
 }
 
+// WaitForLeader waits until via's cluster has a leader and returns it:
+// for instance after StartCluster, or after a restart, before the first
+// commands. It asks via, follows the leader it names, and while no leader
+// is known (an election is under way, a node is reconnecting) asks via
+// again with backoff, until ctx ends with ErrNoLeader or ErrTimeout.
+func (s *System) WaitForLeader(ctx context.Context, via ServerID) (ServerID, error) {
+	return s.redirect(ctx, via, func(to ServerID) (ServerID, error) {
+		st, err := s.Overview(ctx, to)
+		switch {
+		case err != nil:
+			return ServerID{}, err
+		case st.Role == core.RoleLeader.String():
+			return to, nil
+		}
+		return st.Leader, &NotLeaderError{Server: to, Leader: st.Leader}
+	})
+}
+
 // Members returns the voters of via's cluster as via knows them, and the
 // leader it knows.
 func (s *System) Members(ctx context.Context, via ServerID) ([]ServerID, ServerID, error) {

@@ -140,3 +140,30 @@ func TestLocalQueryNamesTheServerThatAnswered(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitForLeader: after a restart of every node, WaitForLeader returns
+// the leader the cluster elects, asked through any member.
+func TestWaitForLeader(t *testing.T) {
+	c := startCluster(t, 3)
+	_, _, err := c.systems[0].ProcessCommand(c.ctx(), c.members[0], []byte("set a 1"))
+	require.NoError(t, err)
+	for _, s := range c.systems {
+		require.NoError(t, s.Stop())
+	}
+	for i := range c.systems {
+		c.restart(i)
+	}
+	for i, m := range c.members {
+		leader, err := c.systems[i].WaitForLeader(c.ctx(), m)
+		require.NoError(t, err)
+		require.Contains(t, c.members, leader)
+		got, _, err := c.systems[i].ConsistentQuery(c.ctx(), leader, []byte("get a"))
+		require.NoError(t, err)
+		require.Equal(t, "1", string(got))
+	}
+
+	short, cancel := context.WithTimeout(c.ctx(), 200*time.Millisecond)
+	defer cancel()
+	_, err = c.systems[0].WaitForLeader(short, ServerID{Name: "nobody", Node: c.systems[0].Name()})
+	require.ErrorIs(t, err, ErrNoSuchServer)
+}
