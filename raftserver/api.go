@@ -220,12 +220,33 @@ func (s *System) LocalQuery(ctx context.Context, server ServerID, q []byte) ([]b
 	return res.Reply, server, nil
 }
 
+// QueryKind is the consistency of a query: QueryConsistent, QueryLeader
+// or QueryLocal.
+type QueryKind = core.QueryKind
+
+// The query kinds, from the strongest to the cheapest.
+const (
+	// QueryConsistent runs on the leader after it confirmed with a quorum
+	// that it still leads: linearizable.
+	QueryConsistent = core.QueryConsistent
+	// QueryLeader runs on the member that believes it leads, without
+	// confirming it: possibly stale during a partition.
+	QueryLeader = core.QueryLeader
+	// QueryLocal runs on the member asked, at whatever it has applied.
+	QueryLocal = core.QueryLocal
+)
+
 // QueryFunc runs fn over the machine of server with the given consistency,
-// on the server's goroutine, and returns its result. The server that runs
-// fn (server itself for QueryLocal, the leader otherwise) must be on this
-// node: a function cannot travel; use the byte queries otherwise
-// (ErrNotLocal). fn must not modify the machine or keep it.
-func (s *System) QueryFunc(ctx context.Context, server ServerID, kind core.QueryKind, fn func(Machine) (any, error)) (any, ServerID, error) {
+// on the server's goroutine, and returns its result. fn gets the machine
+// its factory built: for a typed machine (NewTypedMachine), the
+// TypedMachine value; QueryMachine asserts its type for you. The server
+// that runs fn (server itself for QueryLocal, the leader otherwise) must
+// be on this node: a function cannot travel; use the byte queries
+// otherwise (ErrNotLocal). fn must not modify the machine or keep it.
+func (s *System) QueryFunc(ctx context.Context, server ServerID, kind QueryKind, fn func(machine any) (any, error)) (any, ServerID, error) {
+	if kind != QueryConsistent && kind != QueryLeader && kind != QueryLocal {
+		return nil, ServerID{}, fmt.Errorf("%w: query kind %d", ErrInvalidConfig, kind)
+	}
 	if !s.node.IsLocal(Ref(server)) {
 		return nil, ServerID{}, fmt.Errorf("%w: %s", ErrNotLocal, server)
 	}
@@ -243,6 +264,25 @@ func (s *System) QueryFunc(ctx context.Context, server ServerID, kind core.Query
 		}
 	}
 	return res.Value, leader, nil
+}
+
+// QueryMachine is QueryFunc for a machine of type M (for a typed machine,
+// the TypedMachine value given to NewTypedMachine): fn gets it typed. A
+// machine of another type fails with ErrMachine.
+func QueryMachine[M, T any](ctx context.Context, s *System, server ServerID, kind QueryKind, fn func(m M) (T, error)) (T, ServerID, error) {
+	var zero T
+	v, leader, err := s.QueryFunc(ctx, server, kind, func(machine any) (any, error) {
+		m, ok := machine.(M)
+		if !ok {
+			return nil, fmt.Errorf("%w: machine is a %T, not a %T", ErrMachine, machine, *new(M))
+		}
+		return fn(m)
+	})
+	if err != nil {
+		return zero, leader, err
+	}
+	t, _ := v.(T) // nil when fn returned a nil T
+	return t, leader, nil
 }
 
 func (s *System) member(ctx context.Context, via ServerID, op uint8, m ServerID) (ServerID, error) {

@@ -61,6 +61,15 @@ func TestTypedRepliesAreWhatTheMachineReturned(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 5, total, "the rejected command changed nothing")
 
+	// Query functions get the typed machine itself.
+	total, _, err = QueryMachine(ctx, s, member, QueryConsistent, func(m *sumMachine) (int, error) { return m.total, nil })
+	require.NoError(t, err)
+	require.Equal(t, 5, total)
+	_, _, err = QueryMachine(ctx, s, member, QueryLocal, func(m *kvMachine) (int, error) { return 0, nil })
+	require.ErrorIs(t, err, ErrMachine)
+	_, _, err = s.QueryFunc(ctx, member, QueryKind(0), func(any) (any, error) { return nil, nil })
+	require.ErrorIs(t, err, ErrInvalidConfig)
+
 	ib, err := s.Node().NewInbox()
 	require.NoError(t, err)
 	defer ib.Close()

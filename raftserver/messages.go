@@ -72,7 +72,7 @@ type Rejected struct {
 type queryReq struct {
 	Kind  core.QueryKind
 	Query []byte
-	fn    func(Machine) (any, error) // local only; never encoded
+	fn    func(any) (any, error) // local only; never encoded
 }
 
 type queryResult struct {

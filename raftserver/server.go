@@ -902,6 +902,15 @@ func (s *server) applyVersion(e core.Entry, live bool) ([]byte, error) {
 	return s.runMachine(e, live, func(ctx *ApplyContext) []byte { vm.MigrateVersion(ctx, from); return nil })
 }
 
+// userMachine returns the machine as its factory built it: the typed
+// machine a NewTypedMachine adapter wraps, or m itself.
+func userMachine(m Machine) any {
+	if u, ok := m.(interface{ Unwrap() any }); ok {
+		return u.Unwrap()
+	}
+	return m
+}
+
 // capability returns the machine, or the typed machine it wraps, as T.
 func capability[T any](m Machine) (T, bool) {
 	if t, ok := m.(T); ok {
@@ -1191,7 +1200,7 @@ func (s *server) runQuery(t queryToken) {
 			}
 		}()
 		if t.req.fn != nil {
-			v, err := t.req.fn(s.machine)
+			v, err := t.req.fn(userMachine(s.machine))
 			res.Value, res.Err = v, toRemote(err)
 			return
 		}
