@@ -10,8 +10,13 @@ import (
 )
 
 // ServerID names one member of one cluster: the name its server process is
-// registered under and the node (host:port) it lives on. It outlives
-// restarts of the server.
+// registered under and the node (host:port) it lives on, as
+// ServerID{Name: "orders-1", Node: "10.0.0.5:7001"}. It outlives restarts
+// of the server. The zero value means nobody (no leader known).
+//
+// It is the Raft core's type (core.ServerID), so the same value travels
+// through both packages. Its methods: IsZero reports the zero value, and
+// String renders it as name@node ("none" for the zero value).
 type ServerID = core.ServerID
 
 // Ref returns the process ref of a server.
