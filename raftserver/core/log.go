@@ -3,8 +3,7 @@ package core
 import "fmt"
 
 // LogReader is the core's read-only window on the member's durable log (in
-// the server: the log facade over the cache, the WAL's mem tables and the
-// segments). The core reads through it only entries that a Written event
+// the server: the log store over the WAL's mem tables and the segments). The core reads through it only entries that a Written event
 // reported durable; entries still in flight it holds in memory itself. So
 // an implementation may reflect writes as soon as they are issued (as mem
 // tables do) or only once durable: both are consistent with what the core
