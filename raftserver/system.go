@@ -232,8 +232,8 @@ func decodeSpec(b []byte) (MachineSpec, error) {
 }
 
 // manager is the system manager process of a node. It owns the node's
-// list of servers and starts each one under a supervisor of its own, so a
-// server in a crash loop gives up alone.
+// list of servers and supervises them, each with a restart budget of its
+// own, so a server in a crash loop gives up alone (see start).
 type manager struct {
 	sys     *System
 	servers map[string]*managed // by server name
