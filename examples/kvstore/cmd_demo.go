@@ -375,9 +375,9 @@ func (d *demo) banner(fresh bool) {
 	fmt.Fprintf(w, `
 Open %s/ in a browser, then try:
 
-  curl -X PUT %s/kv/greeting -d 'hello, raft'
+  curl -X PUT %s/kv/greeting --data-binary 'hello, raft'
   curl %s/kv/greeting
-  kvstore status
+  go run ./examples/kvstore status     (or type 'ps' here)
 
 Type 'kill n1' (or 'stop', 'cont', 'start', 'ps', 'quit') and Enter to break
 things; Ctrl-C stops the cluster, and running the demo again restarts it.
