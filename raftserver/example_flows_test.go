@@ -258,3 +258,24 @@ func ExampleSystem_AddMember() {
 	// voters: 4
 	// the new member leads: true
 }
+
+// A session applies each command exactly once, even when an attempt's
+// outcome was unknown (a timeout, a leader change) and it had to retry.
+func ExampleSession_ProcessCommand() {
+	systems, stop := nodes(3)
+	defer stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	members := membersOn("payments", systems)
+	if _, _, err := systems[0].StartCluster(ctx, "payments", raftserver.MachineSpec{Kind: "register"}, members); err != nil {
+		log.Fatal(err)
+	}
+	session := systems[0].NewSession()
+	old, _, err := session.ProcessCommand(ctx, members[0], []byte("set invoice-7 paid"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("before: %q\n", old)
+	// Output:
+	// before: ""
+}

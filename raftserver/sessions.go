@@ -1,6 +1,7 @@
 package raftserver
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -252,6 +253,7 @@ func (c *Session) responded() uint64 {
 // ErrTimeout and ErrLeadershipLost only come back when ctx ended with the
 // outcome still unknown (a later retry could not be made).
 func (c *Session) ProcessCommand(ctx context.Context, via ServerID, cmd []byte) ([]byte, ServerID, error) {
+	cmd = bytes.Clone(cmd) // see System.ProcessCommand
 	seq := c.begin()
 	defer c.end(seq)
 	backoff := retryBackoffMin
