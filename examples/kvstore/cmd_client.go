@@ -90,7 +90,7 @@ Sets KEY to VALUE. With VALUE left out or "-", the value is read from stdin
 		return err
 	}
 	if len(pos) < 1 || len(pos) > 2 {
-		return usageErr("want KEY and VALUE")
+		return usageErr("want KEY [VALUE]; without VALUE (or with -) the value is read from stdin")
 	}
 	var value []byte
 	if len(pos) == 1 || pos[1] == "-" {

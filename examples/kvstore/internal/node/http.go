@@ -526,12 +526,43 @@ func decodeJSON(b []byte, v any) *api.Error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidJSON, Message: "the body is not the JSON expected: " + err.Error()}
+		return &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidJSON, Message: "the body is not the JSON expected: " + jsonProblem(err)}
 	}
 	if dec.More() {
 		return &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidJSON, Message: "the body holds more than one JSON value"}
 	}
 	return nil
+}
+
+// jsonProblem says what is wrong with a request body in the API's terms:
+// encoding/json's own messages name Go types (api.CASRequest, int64),
+// which mean nothing to a client.
+func jsonProblem(err error) string {
+	var typ *json.UnmarshalTypeError
+	var syn *json.SyntaxError
+	switch {
+	case errors.As(err, &typ):
+		want := "a " + typ.Type.Kind().String()
+		switch typ.Type.Kind().String() {
+		case "int", "int64", "uint64", "float64":
+			want = "a number"
+		case "struct", "map":
+			want = "an object"
+		case "slice":
+			want = "an array"
+		}
+		if typ.Field == "" {
+			return fmt.Sprintf("the body must be %s, not %s", want, typ.Value)
+		}
+		return fmt.Sprintf("%q must be %s, not %s", typ.Field, want, typ.Value)
+	case errors.As(err, &syn):
+		return fmt.Sprintf("invalid JSON at byte %d (%s)", syn.Offset, strings.TrimPrefix(syn.Error(), "json: "))
+	case errors.Is(err, io.EOF):
+		return "the body is empty"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "the body ends in the middle of its JSON"
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
 }
 
 func intParam(s string, def, max int) (int, *api.Error) {
