@@ -98,6 +98,15 @@ func testReadConsistencies(t *testing.T, c *testCluster) {
 	require.Equal(t, http.StatusOK, r.status)
 	require.Equal(t, []byte{0xff, 0x00, 'b'}, r.body)
 	require.Equal(t, fmt.Sprint(res.Revision), r.header.Get("X-Kvstore-Revision"))
+	// Compare and set takes binary values in base64, on both sides.
+	r = do(t, http.MethodPost, c.nodes[1].url()+"/kv/consistency/x/cas",
+		strings.NewReader(`{"expected_base64": "/wBi", "value_base64": "AP8="}`))
+	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+	after, err := c.client(c.nodes[0]).Get(ctx, "consistency/x", "linearizable")
+	require.NoError(t, err)
+	v, err := after.Bytes()
+	require.NoError(t, err)
+	require.Equal(t, []byte{0x00, 0xff}, v)
 }
 
 func testCASDeleteList(t *testing.T, c *testCluster) {
@@ -195,6 +204,9 @@ func testBadInput(t *testing.T, c *testCluster) {
 		{"cas with unknown field", http.MethodPost, "/kv/bad/cas", []byte(`{"expectd": "a", "value": "x"}`), 400, api.CodeInvalidJSON, ""},
 		{"cas with two conditions", http.MethodPost, "/kv/bad/cas", []byte(`{"expected": "a", "expected_revision": 3, "value": "x"}`), 400, api.CodeInvalidJSON, ""},
 		{"cas with neither value nor delete", http.MethodPost, "/kv/bad/cas", []byte(`{"expected": "a"}`), 400, api.CodeInvalidJSON, ""},
+		{"cas with a value and a binary value", http.MethodPost, "/kv/bad/cas", []byte(`{"expected": "a", "value": "x", "value_base64": "eA=="}`), 400, api.CodeInvalidJSON, ""},
+		{"cas with bad base64", http.MethodPost, "/kv/bad/cas", []byte(`{"expected": null, "value_base64": "not base64!"}`), 400, api.CodeInvalidJSON, ""},
+		{"cas with bad expected base64", http.MethodPost, "/kv/bad/cas", []byte(`{"expected_base64": "%%", "value": "x"}`), 400, api.CodeInvalidJSON, ""},
 		{"malformed join json", http.MethodPost, "/cluster/members", []byte(`[1,2`), 400, api.CodeInvalidJSON, ""},
 		{"join with a bad id", http.MethodPost, "/cluster/members", []byte(`{"id":"rago_system","raft":"127.0.0.1:9"}`), 400, api.CodeInvalidArgument, ""},
 		{"empty key on put", http.MethodPut, "/kv/", []byte("x"), 400, api.CodeInvalidKey, ""},

@@ -110,12 +110,15 @@ type WriteResult struct {
 
 // CASRequest is the body of POST /kv/{key}/cas. Give exactly one of
 // Expected (a JSON string: the current value must equal it; JSON null: the
-// key must not exist) and ExpectedRevision (0: the key must not exist).
-// Then either Value or Delete.
+// key must not exist), ExpectedBase64 (the current value, base64-encoded,
+// for values that are not text) and ExpectedRevision (0: the key must not
+// exist). Then one of Value, ValueBase64 and Delete.
 type CASRequest struct {
 	Expected         json.RawMessage `json:"expected,omitempty"`
+	ExpectedBase64   *string         `json:"expected_base64,omitempty"`
 	ExpectedRevision *uint64         `json:"expected_revision,omitempty"`
 	Value            *string         `json:"value,omitempty"`
+	ValueBase64      *string         `json:"value_base64,omitempty"`
 	Delete           bool            `json:"delete,omitempty"`
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -237,14 +238,26 @@ func (n *Node) handleCAS(w http.ResponseWriter, r *http.Request, key string) {
 		return
 	}
 	cmd := kv.Command{Op: kv.OpCAS, Key: key, Delete: req.Delete}
-	hasExpected := len(req.Expected) > 0
+	conditions := 0
+	for _, given := range []bool{len(req.Expected) > 0, req.ExpectedBase64 != nil, req.ExpectedRevision != nil} {
+		if given {
+			conditions++
+		}
+	}
 	switch {
-	case hasExpected == (req.ExpectedRevision != nil):
+	case conditions != 1:
 		n.fail(w, &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidJSON,
-			Message: `give exactly one of "expected" (a string, or null for "must not exist") and "expected_revision"`})
+			Message: `give exactly one of "expected" (a string, or null for "must not exist"), "expected_base64" and "expected_revision"`})
 		return
 	case req.ExpectedRevision != nil:
 		cmd.Expect = &kv.Condition{Kind: kv.ExpectRevision, Revision: *req.ExpectedRevision}
+	case req.ExpectedBase64 != nil:
+		b, err := base64.StdEncoding.DecodeString(*req.ExpectedBase64)
+		if err != nil {
+			n.fail(w, &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidJSON, Message: `"expected_base64" is not base64: ` + err.Error()})
+			return
+		}
+		cmd.Expect = &kv.Condition{Kind: kv.ExpectValue, Value: b}
 	case string(req.Expected) == "null":
 		cmd.Expect = &kv.Condition{Kind: kv.ExpectAbsent}
 	default:
@@ -255,15 +268,26 @@ func (n *Node) handleCAS(w http.ResponseWriter, r *http.Request, key string) {
 		}
 		cmd.Expect = &kv.Condition{Kind: kv.ExpectValue, Value: []byte(s)}
 	}
+	outcomes := 0
+	for _, given := range []bool{req.Delete, req.Value != nil, req.ValueBase64 != nil} {
+		if given {
+			outcomes++
+		}
+	}
 	switch {
-	case req.Delete && req.Value != nil:
-		n.fail(w, &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidJSON, Message: `give "value" or "delete": true, not both`})
-		return
-	case !req.Delete && req.Value == nil:
-		n.fail(w, &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidJSON, Message: `give the new "value" (a string), or "delete": true`})
+	case outcomes != 1:
+		n.fail(w, &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidJSON,
+			Message: `give exactly one of the new "value" (a string), "value_base64" and "delete": true`})
 		return
 	case req.Value != nil:
 		cmd.Value = []byte(*req.Value)
+	case req.ValueBase64 != nil:
+		b, err := base64.StdEncoding.DecodeString(*req.ValueBase64)
+		if err != nil {
+			n.fail(w, &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidJSON, Message: `"value_base64" is not base64: ` + err.Error()})
+			return
+		}
+		cmd.Value = b
 	}
 	if len(cmd.Value) > n.cfg.MaxValueBytes || len(cmd.Expect.Value) > n.cfg.MaxValueBytes {
 		n.fail(w, tooLarge("value (--max-value)", n.cfg.MaxValueBytes))
