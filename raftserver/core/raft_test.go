@@ -1,6 +1,7 @@
 package core
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -626,4 +627,38 @@ func TestLateVotesStillElectAfterTheCandidateTimedOut(t *testing.T) {
 	c.tick(id(1), 5) // s3 gets what it missed
 	require.Equal(t, id(1), c.node(id(2)).r.Leader())
 	require.Equal(t, id(1), c.node(id(3)).r.Leader())
+}
+
+// A new leader that does not hear from a follower sends its probe again,
+// not the log from the first entry: with nothing acknowledged yet (match
+// 0), resending "from match+1" sent up to MaxAppendBytes of entries the
+// follower most likely holds, and made both sides read them from disk.
+func TestAnUnansweredProbeIsSentAgainNotTheWholeLog(t *testing.T) {
+	c := newTestCluster(t, 5)
+	c.elect(id(1))
+	for i := range 20 {
+		c.propose(id(1), "cmd"+strconv.Itoa(i))
+	}
+	c.settle()
+	last := c.node(id(2)).r.log.lastIndex()
+	// s1 is lost; s2 takes over, and s5 hears nothing from it.
+	c.isolate(id(1))
+	for i := 2; i <= 5; i++ {
+		c.step(id(i), NodeSuspected{Node: id(1).Node})
+	}
+	c.cut[[2]ServerID{id(2), id(5)}] = true
+	c.elect(id(2))
+	var resent []*AppendEntries
+	for _, s := range sends(c.step(id(2), Tick{})) {
+		if ae, ok := s.Msg.(*AppendEntries); ok && s.To == id(5) {
+			resent = append(resent, ae)
+		}
+	}
+	require.Len(t, resent, 1)
+	require.Equal(t, last, resent[0].PrevIndex, "the probe again: after what s5 held at the election")
+	require.Len(t, resent[0].Entries, 1, "the new leader's first entry only")
+
+	c.heal()
+	c.tick(id(2), 2*maxResendBackoffTicks)
+	require.Equal(t, c.node(id(2)).r.log.lastIndex(), c.node(id(5)).r.log.lastIndex())
 }

@@ -67,7 +67,15 @@ func (r *Raft) leaderTick() {
 				pr.resendWait--
 				break
 			}
-			pr.becomeProbe(pr.match + 1)
+			// A probe that went unanswered is sent again as it was; in
+			// replicate state, the entries after the acknowledged ones.
+			// (Probing from match+1 with match still 0, as after an
+			// election, sent the log from its first entry.)
+			next := pr.match + 1
+			if pr.probing && pr.paused {
+				next = pr.probePrev + 1
+			}
+			pr.becomeProbe(next)
 			r.sendAppend(id)
 			pr.resendBackoff = min(max(1, 2*pr.resendBackoff), maxResendBackoffTicks)
 			pr.resendWait = pr.resendBackoff - 1
