@@ -238,14 +238,7 @@ func BenchmarkRemoteSend(b *testing.B) {
 		reportRate(b, start)
 	})
 	b.Run("rago", func(b *testing.B) {
-		addr := startBenchPeer(b, "rago")
-		n, err := StartNode(Config{Address: "127.0.0.1:0", LinkQueueBytes: 1 << 30})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer n.Stop()
-		ref := Ref{Name: "sink", Node: addr}
-		ragoCount(b, n, ref, 0)
+		n, ref := ragoSender(b)
 		var msg Message = payload64
 		b.ResetTimer()
 		start := time.Now()
@@ -301,14 +294,7 @@ var discardLogger = slog.New(slog.DiscardHandler)
 // BenchmarkRemoteSendParallel has many goroutines send to one peer at once,
 // as a node's servers do: senders must not queue for each other.
 func BenchmarkRemoteSendParallel(b *testing.B) {
-	addr := startBenchPeer(b, "rago")
-	n, err := StartNode(Config{Address: "127.0.0.1:0", LinkQueueBytes: 1 << 30})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer n.Stop()
-	ref := Ref{Name: "sink", Node: addr}
-	ragoCount(b, n, ref, 0)
+	n, ref := ragoSender(b)
 	var msg Message = payload64
 	b.SetParallelism(64)
 	b.ResetTimer()
@@ -323,4 +309,18 @@ func BenchmarkRemoteSendParallel(b *testing.B) {
 	if d := n.Stats().DroppedQueueFull; d > 0 {
 		b.Fatalf("%d messages dropped", d)
 	}
+}
+
+// ragoSender starts a node and a sink peer in another process, connected,
+// for the remote send benchmarks; the node stops with the benchmark.
+func ragoSender(b *testing.B) (*Node, Ref) {
+	addr := startBenchPeer(b, "rago")
+	n, err := StartNode(Config{Address: "127.0.0.1:0", LinkQueueBytes: 1 << 30})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(n.Stop)
+	ref := Ref{Name: "sink", Node: addr}
+	ragoCount(b, n, ref, 0)
+	return n, ref
 }

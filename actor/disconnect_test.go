@@ -184,10 +184,9 @@ func TestDisconnectDuringAPartitionKeepsConnectionsOpen(t *testing.T) {
 }
 
 // A connection's reader handles monitor requests (and answers them) without
-// waiting for the link mutex that this node's senders take in turn: on a busy node it
-// queued behind hundreds of them for every request and fell minutes
-// behind, so calls whose replies sat behind it waited out their
-// deadlines.
+// waiting for the link's lock: on a busy node it once queued behind
+// hundreds of senders for every request and fell minutes behind, so calls
+// whose replies sat behind it waited out their deadlines.
 func TestMonitorRequestsDoNotWaitForTheNodesSenders(t *testing.T) {
 	p := startPair(t)
 	p.connect(t)
