@@ -353,6 +353,8 @@ func (s *System) WaitForLeader(ctx context.Context, via ServerID) (ServerID, err
 			return ServerID{}, err
 		case st.Role == core.RoleLeader.String():
 			return to, nil
+		case st.Leader.IsZero():
+			return ServerID{}, fmt.Errorf("%w: %s knows none", ErrNoLeader, to)
 		}
 		return st.Leader, &NotLeaderError{Server: to, Leader: st.Leader}
 	})

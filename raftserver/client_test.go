@@ -175,4 +175,12 @@ func TestWaitForLeader(t *testing.T) {
 	defer cancel()
 	_, err = c.systems[0].WaitForLeader(short, ServerID{Name: "nobody", Node: c.systems[0].Name()})
 	require.ErrorIs(t, err, ErrNoSuchServer)
+
+	// A member waiting to be added to a cluster knows no leader.
+	lonely := ServerID{Name: "lonely", Node: c.systems[0].Name()}
+	require.NoError(t, c.systems[0].StartServer(c.ctx(), ServerConfig{ID: lonely, Cluster: "lonely", Machine: MachineSpec{Kind: "kv"}}))
+	short, cancel = context.WithTimeout(c.ctx(), 300*time.Millisecond)
+	defer cancel()
+	_, err = c.systems[0].WaitForLeader(short, lonely)
+	require.ErrorIs(t, err, ErrNoLeader)
 }
