@@ -327,10 +327,13 @@ func (s *server) snapshotWritten(info snapshot.Info) {
 		return
 	}
 	s.snap.taking = nil
-	if info.Index <= s.snap.desc.Index {
-		return // an installed snapshot overtook it
+	if info.Index > s.snap.desc.Index { // else an installed snapshot overtook it
+		s.adopt(info, *t)
 	}
-	s.adopt(info, *t)
+	// Entries applied while it was written may have made the next one due,
+	// and nothing else would ask on an idle member: its last entries would
+	// stay in the log until the next command.
+	s.maybeSnapshot()
 }
 
 // adopt makes a durable snapshot at or below the applied index the
