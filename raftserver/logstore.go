@@ -31,11 +31,6 @@ type logStore struct {
 	segments *segment.Store
 	first    uint64 // first index held
 	last     uint64 // last index written or being written
-	// lastTerm is the term of the entry at last, once known (lastTermOK):
-	// the term the core asks for most (every append's previous entry),
-	// which would otherwise be a segment read once the WAL moved on.
-	lastTerm   uint64
-	lastTermOK bool
 	// snapIndex and snapTerm describe the server's snapshot (0 if none).
 	snapIndex, snapTerm uint64
 	// resetNext: the next write restarts the log (WriteReset).
@@ -102,7 +97,6 @@ func (l *logStore) continues(index, term uint64) (bool, error) {
 func (l *logStore) reset(index, term uint64) error {
 	l.snapIndex, l.snapTerm = index, term
 	l.first, l.last = index+1, index
-	l.lastTerm, l.lastTermOK = term, true
 	l.resetNext = true
 	l.pending = nil
 	return l.dropThrough(index)
@@ -149,8 +143,6 @@ func (l *logStore) Term(index uint64) (uint64, error) {
 		return 0, fmt.Errorf("%w: %d < first %d", core.ErrCompacted, index, l.first)
 	case index > l.last:
 		return 0, fmt.Errorf("%w: %d > last %d", core.ErrUnavailable, index, l.last)
-	case index == l.last && l.lastTermOK:
-		return l.lastTerm, nil
 	}
 	e, err := l.log.Entry(index)
 	if err != nil {
@@ -158,9 +150,6 @@ func (l *logStore) Term(index uint64) (uint64, error) {
 			return 0, fmt.Errorf("%w: %s index %d: %w", core.ErrUnavailable, l.uid, index, err)
 		}
 		return 0, err
-	}
-	if index == l.last {
-		l.lastTerm, l.lastTermOK = e.Term, true
 	}
 	return e.Term, nil
 }
@@ -216,7 +205,6 @@ func (l *logStore) append(ents []core.Entry) error {
 		ws[i] = encodeEntry(e)
 	}
 	l.last = ents[len(ents)-1].Index
-	l.lastTerm, l.lastTermOK = ents[len(ents)-1].Term, true
 	w := pendingWrite{ents: ws, reset: l.resetNext}
 	l.resetNext = false
 	if len(l.pending) > 0 {
