@@ -184,3 +184,39 @@ func TestWaitForLeader(t *testing.T) {
 	_, err = c.systems[0].WaitForLeader(short, lonely)
 	require.ErrorIs(t, err, ErrNoLeader)
 }
+
+// TestOverviewShowsFollowerProgress asks a leader for its status through
+// another node: the answer crosses the wire and names, for each follower,
+// the index known durable there and the replication state.
+func TestOverviewShowsFollowerProgress(t *testing.T) {
+	c := startFixedCluster(t, 3)
+	ctx := c.ctx()
+	_, leader, err := c.systems[0].ProcessCommand(ctx, c.members[0], []byte("set a 1"))
+	require.NoError(t, err)
+	li := c.index(leader)
+	via := c.systems[(li+1)%3]
+	var st *ServerStatus
+	require.Eventually(t, func() bool {
+		st, err = via.Overview(ctx, leader)
+		if err != nil || len(st.Progress) != 2 {
+			return false
+		}
+		for _, p := range st.Progress {
+			if p.Match < st.Commit || p.State != "replicate" {
+				return false
+			}
+		}
+		return st.StableIndex == st.LastIndex
+	}, waitFor, 20*time.Millisecond, "leader status %+v, err %v", st, err)
+	var ids []ServerID
+	for _, p := range st.Progress {
+		ids = append(ids, p.ID)
+		require.Greater(t, p.Next, p.Match)
+	}
+	require.ElementsMatch(t, ids, []ServerID{c.members[(li+1)%3], c.members[(li+2)%3]})
+
+	follower, err := c.systems[li].Overview(ctx, c.members[(li+1)%3])
+	require.NoError(t, err)
+	require.Nil(t, follower.Progress, "only a leader reports progress")
+	require.Positive(t, follower.StableIndex)
+}

@@ -145,8 +145,11 @@ func (c *cluster) describe(members []ServerID) string {
 			fmt.Fprintf(&b, "  %s: %v\n", m, err)
 			continue
 		}
-		fmt.Fprintf(&b, "  %s: role %s term %d leader %s commit %d applied %d last %d/%d voters %v\n",
-			m, st.Role, st.Term, st.Leader, st.Commit, st.LastApplied, st.LastIndex, st.LastTerm, st.Voters)
+		fmt.Fprintf(&b, "  %s: role %s term %d leader %s commit %d applied %d last %d/%d stable %d voters %v\n",
+			m, st.Role, st.Term, st.Leader, st.Commit, st.LastApplied, st.LastIndex, st.LastTerm, st.StableIndex, st.Voters)
+		for _, p := range st.Progress {
+			fmt.Fprintf(&b, "    %s: match %d next %d %s paused %v commit acked %d\n", p.ID, p.Match, p.Next, p.State, p.Paused, p.CommitAcked)
+		}
 	}
 	return b.String()
 }

@@ -130,7 +130,18 @@ type ServerStatus struct {
 	SnapshotIndex  uint64
 	MachineVersion uint64
 	RecoverTo      uint64
+	// StableIndex is the last index known durable in the server's log
+	// (entries after it are written but not yet synced).
+	StableIndex uint64
+	// Progress is a leader's view of each follower (nil unless the server
+	// leads): where replication to each stands.
+	Progress []Progress
 }
+
+// Progress is a leader's view of one follower: the highest index known
+// durable there (Match), the next index to send, and the replication
+// state ("replicate", "probe" or "snapshot").
+type Progress = core.Progress
 
 // ServerConfig describes one server to start.
 type ServerConfig struct {
@@ -348,7 +359,20 @@ func init() {
 		}
 		b = wire.AppendUvarint(b, m.SnapshotIndex)
 		b = wire.AppendUvarint(b, m.MachineVersion)
-		return wire.AppendUvarint(b, m.RecoverTo)
+		b = wire.AppendUvarint(b, m.RecoverTo)
+		// Fields added later go last: a reader on older code stops
+		// before them, and a newer reader finds them absent.
+		b = wire.AppendUvarint(b, m.StableIndex)
+		b = wire.AppendUvarint(b, uint64(len(m.Progress)))
+		for _, p := range m.Progress {
+			b = appendID(b, p.ID)
+			b = wire.AppendUvarint(b, p.Match)
+			b = wire.AppendUvarint(b, p.Next)
+			b = wire.AppendString(b, p.State)
+			b = wire.AppendBool(b, p.Paused)
+			b = wire.AppendUvarint(b, p.CommitAcked)
+		}
+		return b
 	}, func(r *wire.Reader) *ServerStatus {
 		m := &ServerStatus{ID: readID(r), UID: r.String(), Cluster: r.String(), MachineKind: r.String(), Role: r.String()}
 		for _, p := range []*uint64{&m.Term, &m.Commit, &m.LastApplied, &m.FirstIndex, &m.LastIndex, &m.LastTerm} {
@@ -365,6 +389,21 @@ func init() {
 			}
 		}
 		m.SnapshotIndex, m.MachineVersion, m.RecoverTo = r.Uvarint(), r.Uvarint(), r.Uvarint()
+		if r.Remaining() == 0 {
+			return m // from a node on older code
+		}
+		m.StableIndex = r.Uvarint()
+		if n := r.Len(5); n > 0 {
+			m.Progress = make([]Progress, n)
+			for i := range m.Progress {
+				p := &m.Progress[i]
+				p.ID = readID(r)
+				p.Match, p.Next = r.Uvarint(), r.Uvarint()
+				p.State = r.String()
+				p.Paused = r.Bool()
+				p.CommitAcked = r.Uvarint()
+			}
+		}
 		return m
 	})
 	register(111, func(b []byte, m *snapChunk) []byte {

@@ -1272,6 +1272,8 @@ func (s *server) status() *ServerStatus {
 		SnapshotIndex:  st.SnapshotIndex,
 		MachineVersion: s.machineVersion,
 		RecoverTo:      st.RecoverTo,
+		StableIndex:    st.StableIndex,
+		Progress:       st.Progress,
 	}
 }
 

@@ -36,6 +36,28 @@ type Status struct {
 	// RecoverTo is nonzero while the member recovers log entries it lost
 	// (see Config.RecoverTo): it does not campaign meanwhile.
 	RecoverTo uint64
+	// Progress is a leader's view of each follower (nil unless leader),
+	// sorted by ID: what it knows to be durable there and what it sends
+	// next. A follower that stays behind, or a State that never leaves
+	// "probe", is where replication is stuck.
+	Progress []Progress
+}
+
+// Progress is a leader's view of one follower.
+type Progress struct {
+	ID ServerID
+	// Match is the highest index known durable on the follower and
+	// matching the leader's log; Next the next index to send.
+	Match, Next uint64
+	// State is "replicate" (entries are pipelined), "probe" (the
+	// follower's position is being found, one message at a time) or
+	// "snapshot" (a snapshot is being sent).
+	State string
+	// Paused: a probe is outstanding, and nothing more is sent until it
+	// is answered or a tick asks again.
+	Paused bool
+	// CommitAcked is the commit index the follower's latest reply had.
+	CommitAcked uint64
 }
 
 // Status returns the member's current status. Members is a copy.
@@ -60,7 +82,27 @@ func (r *Raft) Status() Status {
 		MachineVersion:   r.versions.current(),
 		SupportedVersion: r.cfg.MachineVersion,
 		RecoverTo:        r.recoverTo,
+		Progress:         r.progressStatus(),
 	}
+}
+
+func (r *Raft) progressStatus() []Progress {
+	if r.role != RoleLeader {
+		return nil
+	}
+	out := make([]Progress, 0, len(r.ldr.peers))
+	for _, id := range r.ldr.peers {
+		pr := r.ldr.progress[id]
+		state := "replicate"
+		switch {
+		case pr.snapIndex > 0:
+			state = "snapshot"
+		case pr.probing:
+			state = "probe"
+		}
+		out = append(out, Progress{ID: id, Match: pr.match, Next: pr.next, State: state, Paused: pr.paused, CommitAcked: pr.commitAcked})
+	}
+	return out
 }
 
 // RecoverTo returns Status().RecoverTo without copying the whole Status.
