@@ -83,8 +83,17 @@ func (r *Raft) handlePreVoteRequest(from ServerID, m *PreVoteRequest) {
 		// A member that lost track of us (restarted, or missed our
 		// messages): show it we lead, with what it lacks and our commit.
 		if pr := r.ldr.progress[from]; pr != nil {
+			// Its request says where its log ends: probe there (where our
+			// logs may still agree, see conflictHint), not from our match
+			// index, which is 0 after an election and would send it the
+			// whole log again at each of its rounds.
+			k, _, err := r.log.conflictHint(m.LastIndex, m.LastTerm)
+			if err != nil {
+				r.fail(err)
+				return
+			}
 			pr.commitAcked = 0
-			pr.becomeProbe(pr.match + 1)
+			pr.becomeProbe(k + 1)
 			r.sendAppend(from)
 		}
 	case r.role == RoleFollower && r.liveLeader() && from != r.lead:

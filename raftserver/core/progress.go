@@ -37,6 +37,13 @@ type progress struct {
 	// The same for check-quorum heartbeats (checkQuorumTick).
 	hbWait    int
 	hbBackoff int
+	// The same for re-sends of the commit index to a follower whose
+	// replies have not shown it yet; reset when one does (commitHeard).
+	// Replies that predate the re-sends do not reset it: on a congested
+	// link they arrive by the dozen, and a reset per reply would send
+	// the commit index again every tick.
+	commitWait    int
+	commitBackoff int
 
 	// version is the machine version the follower's code supports, as its
 	// latest reply in this term said (versionKnown).
@@ -79,6 +86,14 @@ func (pr *progress) becomeReplicate() {
 	pr.probing = false
 	pr.paused = false
 	pr.next = max(pr.next, pr.match+1)
+}
+
+// commitHeard records the commit index a follower's reply carried.
+func (pr *progress) commitHeard(commit uint64) {
+	if commit > pr.commitAcked {
+		pr.commitWait, pr.commitBackoff = 0, 0
+	}
+	pr.commitAcked = commit
 }
 
 // heard records that the follower sent us something in this term.

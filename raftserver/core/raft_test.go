@@ -662,3 +662,90 @@ func TestAnUnansweredProbeIsSentAgainNotTheWholeLog(t *testing.T) {
 	c.tick(id(2), 2*maxResendBackoffTicks)
 	require.Equal(t, c.node(id(2)).r.log.lastIndex(), c.node(id(5)).r.log.lastIndex())
 }
+
+// appendsTo returns the AppendEntries among acts sent to to.
+func appendsTo(acts []Action, to ServerID) []*AppendEntries {
+	var out []*AppendEntries
+	for _, s := range sends(acts) {
+		if ae, ok := s.Msg.(*AppendEntries); ok && s.To == to {
+			out = append(out, ae)
+		}
+	}
+	return out
+}
+
+// TestARestartedFollowerIsProbedAtTheEndOfTheLog: a leader that has heard
+// nothing from a follower in its term (match 0, as after an election)
+// probes it with its last entry when the follower says it restarted, and
+// where the follower's own log ends when it asks for a pre-vote; not with
+// the whole log from index 1.
+func TestARestartedFollowerIsProbedAtTheEndOfTheLog(t *testing.T) {
+	c := newTestCluster(t, 5)
+	c.elect(id(1))
+	for i := range 20 {
+		c.propose(id(1), "cmd"+strconv.Itoa(i))
+	}
+	c.settle()
+	// s1 is lost; s2 takes over, and s5 hears nothing from it.
+	c.isolate(id(1))
+	for i := 2; i <= 5; i++ {
+		c.step(id(i), NodeSuspected{Node: id(1).Node})
+	}
+	c.cut[[2]ServerID{id(2), id(5)}] = true
+	c.elect(id(2))
+	c.inbox = nil
+	last := c.node(id(2)).r.log.lastIndex()
+	require.Zero(t, c.node(id(2)).r.ldr.progress[id(5)].match)
+
+	probes := appendsTo(c.step(id(2), Receive{From: id(5), Msg: &NotLeader{Term: c.node(id(2)).r.term}}), id(5))
+	require.Len(t, probes, 1)
+	require.Equal(t, last-1, probes[0].PrevIndex, "a restart notice is answered with the last entry only")
+	require.Len(t, probes[0].Entries, 1)
+
+	s5 := c.node(id(5)).r
+	probes = appendsTo(c.step(id(2), Receive{From: id(5), Msg: &PreVoteRequest{
+		Term: s5.term + 1, LastIndex: s5.log.lastIndex(), LastTerm: s5.log.lastTerm()}}), id(5))
+	require.Len(t, probes, 1)
+	require.Equal(t, s5.log.lastIndex(), probes[0].PrevIndex, "a pre-vote is answered from where the asker's log ends")
+	require.Len(t, probes[0].Entries, int(last-s5.log.lastIndex()))
+
+	c.inbox = nil
+	c.heal()
+	c.isolate(id(1))
+	c.tick(id(2), 2*maxResendBackoffTicks)
+	require.Equal(t, last, c.node(id(5)).r.log.lastIndex())
+}
+
+// TestCommitResendsBackOff: a follower whose replies do not arrive is sent
+// the commit index again less and less often, not at every tick.
+func TestCommitResendsBackOff(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.elect(id(1))
+	c.propose(id(1), "a")
+	c.settle()
+	c.propose(id(1), "b")
+	c.settle()
+	// s3 holds every entry, but its replies so far predate the commit of
+	// the last one; from now on they are lost.
+	r := c.node(id(1)).r
+	pr := r.ldr.progress[id(3)]
+	require.Equal(t, r.log.lastIndex(), r.commit)
+	require.Equal(t, r.commit, pr.match)
+	require.Less(t, pr.commitAcked, r.commit)
+	c.cut[[2]ServerID{id(3), id(1)}] = true
+
+	commits := 0
+	ticks := 200
+	for range ticks {
+		commits += len(appendsTo(c.step(id(1), Tick{}), id(3)))
+		c.settle()
+	}
+	require.Positive(t, commits)
+	require.LessOrEqual(t, commits, ticks/maxResendBackoffTicks+8, "re-sent with a backoff")
+
+	// Once s3's answer shows the commit index, the backoff starts afresh.
+	c.heal()
+	c.tick(id(1), maxResendBackoffTicks+1)
+	require.Equal(t, r.commit, pr.commitAcked)
+	require.Zero(t, pr.commitBackoff)
+}

@@ -79,7 +79,7 @@ func stepLeader(r *Raft, from ServerID, m Message) {
 		if pr := r.ldr.progress[from]; pr != nil {
 			pr.heard()
 			pr.version, pr.versionKnown = m.MachineVersion, true
-			pr.commitAcked = m.Commit
+			pr.commitHeard(m.Commit)
 			pr.ackedSeq = max(pr.ackedSeq, m.Seq)
 			r.checkReads()
 		}
@@ -96,7 +96,7 @@ func stepLeader(r *Raft, from ServerID, m Message) {
 				pr.match = 0
 				pr.endSnapshot()
 			}
-			pr.becomeProbe(pr.match + 1)
+			pr.becomeProbe(r.restartProbe(pr))
 			r.sendAppend(from)
 		}
 	case *AppendEntries, *Heartbeat, *InstallSnapshot:
@@ -110,7 +110,7 @@ func (r *Raft) handleAppendReply(from ServerID, m *AppendReply) {
 		return
 	}
 	pr.heard()
-	pr.commitAcked = m.Commit
+	pr.commitHeard(m.Commit)
 	pr.version, pr.versionKnown = m.MachineVersion, true
 	if m.Success {
 		if m.LastIndex > pr.match && m.LastIndex <= r.log.lastIndex() {
@@ -187,6 +187,22 @@ func (r *Raft) handleAppendReply(from ServerID, m *AppendReply) {
 	}
 	pr.becomeProbe(next)
 	r.sendAppend(from)
+}
+
+// restartProbe is where to probe a follower that restarted or lost track
+// of this leader, when nothing says where its log ends: after what it
+// acknowledged, or, if it acknowledged nothing in this term (as after an
+// election), with the last entry only. Probing from index 1 would send
+// the whole log (up to MaxAppendBytes of it, read back from storage on
+// both sides) each time a member restarts, although it usually lacks at
+// most the new leader's first entry; a rejection's hint finds its end
+// in one more round trip when it lacks more.
+func (r *Raft) restartProbe(pr *progress) uint64 {
+	if pr.match > 0 {
+		return pr.match + 1
+	}
+	// (Not below the snapshot: the probe's PrevIndex must have a term.)
+	return max(r.log.lastIndex(), r.log.floor()+1)
 }
 
 // unblockSnapshot starts the transfer held back because the follower's code

@@ -80,7 +80,16 @@ func (r *Raft) leaderTick() {
 			pr.resendBackoff = min(max(1, 2*pr.resendBackoff), maxResendBackoffTicks)
 			pr.resendWait = pr.resendBackoff - 1
 		case pr.commitAcked < min(r.commit, pr.match):
+			// Backed off like a re-send: on a congested link the replies
+			// lag, and a commit index sent every tick would only add to
+			// what delays them.
+			if pr.commitWait > 0 {
+				pr.commitWait--
+				break
+			}
 			r.sendCommit(id)
+			pr.commitBackoff = min(max(1, 2*pr.commitBackoff), maxResendBackoffTicks)
+			pr.commitWait = pr.commitBackoff - 1
 		}
 		pr.heardSinceTick = false
 		pr.rejectProbed = false
