@@ -38,6 +38,8 @@ type logStore struct {
 	// pending holds writes the WAL refused for backpressure, oldest first;
 	// later writes queue behind them so the WAL sees them in order.
 	pending []pendingWrite
+	// terms answers Term for a suffix of the log from memory.
+	terms termRuns
 }
 
 // entryReadBytes bounds the bytes of entries one read of the log returns
@@ -97,6 +99,7 @@ func (l *logStore) continues(index, term uint64) (bool, error) {
 func (l *logStore) reset(index, term uint64) error {
 	l.snapIndex, l.snapTerm = index, term
 	l.first, l.last = index+1, index
+	l.terms.reset()
 	l.resetNext = true
 	l.pending = nil
 	return l.dropThrough(index)
@@ -110,6 +113,7 @@ func (l *logStore) compact(through uint64) error {
 		return nil
 	}
 	l.first = through + 1
+	l.terms.compacted(l.first)
 	return l.dropThrough(through)
 }
 
@@ -144,6 +148,9 @@ func (l *logStore) Term(index uint64) (uint64, error) {
 	case index > l.last:
 		return 0, fmt.Errorf("%w: %d > last %d", core.ErrUnavailable, index, l.last)
 	}
+	if t, ok := l.terms.term(index); ok {
+		return t, nil
+	}
 	e, err := l.log.Entry(index)
 	if err != nil {
 		if errors.Is(err, segment.ErrNotFound) {
@@ -151,6 +158,7 @@ func (l *logStore) Term(index uint64) (uint64, error) {
 		}
 		return 0, err
 	}
+	l.terms.learned(index, e.Term, l.last)
 	return e.Term, nil
 }
 
@@ -205,6 +213,7 @@ func (l *logStore) append(ents []core.Entry) error {
 		ws[i] = encodeEntry(e)
 	}
 	l.last = ents[len(ents)-1].Index
+	l.terms.appended(ents)
 	w := pendingWrite{ents: ws, reset: l.resetNext}
 	l.resetNext = false
 	if len(l.pending) > 0 {
