@@ -41,6 +41,10 @@ func (m Membership) IsNonVoter(id ServerID) bool { return slices.Contains(m.NonV
 // Contains reports whether id is a voter or a non-voter.
 func (m Membership) Contains(id ServerID) bool { return m.IsVoter(id) || m.IsNonVoter(id) }
 
+// empty reports whether the configuration names no member: a new member's
+// before it hears from the cluster.
+func (m Membership) empty() bool { return len(m.Voters) == 0 && len(m.NonVoters) == 0 }
+
 // Clone returns a deep copy whose slices the caller may modify.
 func (m Membership) Clone() Membership {
 	return Membership{Voters: slices.Clone(m.Voters), NonVoters: slices.Clone(m.NonVoters)}

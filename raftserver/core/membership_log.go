@@ -188,6 +188,10 @@ func (ml *membershipLog) previous(commit uint64) (Membership, bool) {
 // followMembership acts on committed membership: a leader removed by a
 // committed config steps down; a follower forgets a leader that a
 // committed config removed (that leader will not come back to tell it).
+// A member that knows no configuration at all (one that joined and then
+// lost its snapshot, and with it the members) cannot tell a removed leader
+// from a live one: it follows whoever leads it, and so its announcements
+// (Lost, while it recovers) reach someone.
 func (r *Raft) followMembership() {
 	if r.members.index() > r.commit {
 		return
@@ -198,7 +202,7 @@ func (r *Raft) followMembership() {
 	case r.role == RoleLeader && !cur.Contains(r.id):
 		r.logger.Info("stepping down: removed from the cluster", "term", r.term)
 		r.becomeFollower(r.term, ServerID{})
-	case r.role == RoleFollower && !r.lead.IsZero() && !cur.Contains(r.lead):
+	case r.role == RoleFollower && !r.lead.IsZero() && !cur.Contains(r.lead) && !cur.empty():
 		r.lead = ServerID{}
 	}
 }

@@ -149,3 +149,37 @@ func TestTheOnlyVoterLeadsAtOnceAfterARestart(t *testing.T) {
 	c.settle()
 	require.EqualValues(t, 3, s1.applied, "the log is applied again at once")
 }
+
+// TestAMemberThatLostItsMembersFollowsAndIsRepaired: a member that joined
+// after the cluster formed keeps its members only in its snapshot and log.
+// When it loses both, it knows no peer to tell. It must still follow the
+// leader that contacts it, so that its recovery watchdog reaches someone;
+// a follower that forgot every leader not in its (empty) configuration
+// was never repaired: the leader took its rejections for stale ones.
+func TestAMemberThatLostItsMembersFollowsAndIsRepaired(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.elect(id(1))
+	for i := range 3 {
+		c.propose(id(1), "cmd"+string(rune('a'+i)))
+	}
+	c.settle()
+	c.tick(id(1), 3)
+	old := c.node(id(3))
+	cfg := old.cfg
+	cfg.Snapshot = Snapshot{}
+	cfg.InitialMembers = Membership{}
+	st := old.r.Status()
+	cfg.RecoverTo, cfg.RecoverTerm = st.LastIndex, st.LastTerm
+	s3 := c.start(cfg, old.hard, newMemLog())
+	require.Empty(t, s3.r.Status().Members.Voters)
+
+	c.propose(id(1), "d") // the leader contacts s3, which rejects
+	c.settle()
+	require.Equal(t, id(1), s3.r.Leader(), "s3 follows the leader that contacts it")
+	c.step(id(3), ElectionTimeout{}) // its watchdog: tell the leader it lost entries
+	c.settle()
+	c.tick(id(1), 5)
+	require.Zero(t, s3.r.RecoverTo(), "recovered")
+	require.Equal(t, c.node(id(1)).r.LastIndex(), s3.r.LastIndex())
+	require.Equal(t, c.node(id(1)).log.ents, s3.log.ents)
+}
