@@ -168,6 +168,50 @@ func ExampleSystem_PipelineCommand() {
 	// applied: 100 last: 99
 }
 
+// A Pipeline keeps many commands in flight without an inbox to manage:
+// it follows the leader, and reports each command once.
+func ExampleSystem_NewPipeline() {
+	systems, stop := nodes(3)
+	defer stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	members := membersOn("metrics", systems)
+	if _, _, err := systems[0].StartCluster(ctx, "metrics", raftserver.MachineSpec{Kind: "register"}, members); err != nil {
+		log.Fatal(err)
+	}
+	// Any member will do: commands go on to the leader.
+	p, err := systems[1].NewPipeline(members[2], raftserver.PipelineOptions{Window: 100})
+	if err != nil {
+		log.Fatal(err)
+	}
+	const count = 1000
+	go func() {
+		for i := range count {
+			if _, err := p.Submit(ctx, fmt.Appendf(nil, "set last %d", i)); err != nil {
+				log.Fatal(err)
+			}
+		}
+	}()
+	applied := 0
+	for range count {
+		r := <-p.Results()
+		if r.Err != nil {
+			// ErrTimeout or ErrLeadershipLost: it may or may not have
+			// been applied.
+			log.Fatalf("command %d: %v", r.Seq, r.Err)
+		}
+		applied++
+	}
+	p.Close()
+	v, _, err := systems[0].ConsistentQuery(ctx, members[0], []byte("get last"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("applied:", applied, "last:", string(v))
+	// Output:
+	// applied: 1000 last: 999
+}
+
 // Queries of three strengths, and a Go function over a machine on this
 // node.
 func ExampleQueryMachine() {
