@@ -43,6 +43,14 @@ func (r *register) Query(q []byte) ([]byte, error) {
 // process of its own) that run register machines. stop stops them and
 // removes their data.
 func nodes(n int) (systems []*raftserver.System, stop func()) {
+	return nodesWith(n, func(cfg *raftserver.SystemConfig) {
+		cfg.Machines = map[string]raftserver.MachineFactory{"register": newRegister}
+	})
+}
+
+// nodesWith is nodes with the configuration set by configure (at least
+// its Machines).
+func nodesWith(n int, configure func(*raftserver.SystemConfig)) (systems []*raftserver.System, stop func()) {
 	var dirs []string
 	stop = func() {
 		for _, s := range systems {
@@ -58,11 +66,12 @@ func nodes(n int) (systems []*raftserver.System, stop func()) {
 			log.Fatal(err)
 		}
 		dirs = append(dirs, dir)
-		s, err := raftserver.StartSystem(raftserver.SystemConfig{
-			DataDir:  dir,
-			Address:  "127.0.0.1:0", // a free port; use a fixed address in production
-			Machines: map[string]raftserver.MachineFactory{"register": newRegister},
-		})
+		cfg := raftserver.SystemConfig{
+			DataDir: dir,
+			Address: "127.0.0.1:0", // a free port; use a fixed address in production
+		}
+		configure(&cfg)
+		s, err := raftserver.StartSystem(cfg)
 		if err != nil {
 			stop()
 			log.Fatal(err)
