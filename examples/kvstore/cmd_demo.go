@@ -90,6 +90,9 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 				filepath.Join(*data, layoutFile))
 		}
 	}
+	if err := demoCheckPorts(layout, fresh, *data); err != nil {
+		return err
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("cannot find this program to start the nodes: %w", err)
@@ -111,6 +114,14 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	if err := d.waitUp(time.Minute); err != nil {
 		d.stopAll()
 		return err
+	}
+	if fresh {
+		// Recorded only now: a layout whose nodes never started must not
+		// pin the next run to its addresses.
+		if err := demoSaveLayout(*data, layout); err != nil {
+			d.stopAll()
+			return err
+		}
 	}
 	// The banner invites a write: show it once the cluster can take one.
 	if !d.waitLeader(30 * time.Second) {
@@ -164,15 +175,46 @@ func demoLoadLayout(dir, host string, raftPort, httpPort, count int) (demoLayout
 			Data: filepath.Join(dir, id),
 		})
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return l, true, err
-	}
-	b, _ = json.MarshalIndent(l, "", "  ")
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return l, true, err
-	}
 	return l, true, nil
 }
+
+// demoSaveLayout records the layout of a cluster that started, so that
+// the next run restarts the same nodes.
+func demoSaveLayout(dir string, l demoLayout) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	b, _ := json.MarshalIndent(l, "", "  ")
+	return os.WriteFile(filepath.Join(dir, layoutFile), append(b, '\n'), 0o644)
+}
+
+// demoCheckPorts fails if an address of the layout is taken, before any
+// node starts: nodes started on a busy port die at once, and the demo
+// would have nothing to show.
+func demoCheckPorts(l demoLayout, fresh bool, dir string) error {
+	var busy []string
+	for _, n := range l.Nodes {
+		for _, a := range []struct{ what, addr string }{{"Raft", n.Raft}, {"HTTP", n.HTTP}} {
+			ln, err := net.Listen("tcp", a.addr)
+			if err != nil {
+				busy = append(busy, fmt.Sprintf("%s (%s of %s: %v)", a.addr, a.what, n.ID, errors.Unwrap(err)))
+				continue
+			}
+			ln.Close()
+		}
+	}
+	if len(busy) == 0 {
+		return nil
+	}
+	hint := "stop what holds them, or choose other ports with --raft-port and --http-port"
+	if !fresh {
+		hint = fmt.Sprintf("the cluster recorded in %s keeps its addresses: stop what holds them, or use another --data for a new cluster", filepath.Join(dir, layoutFile))
+	}
+	return fmt.Errorf("%w: %s; %s", errPortsBusy, strings.Join(busy, ", "), hint)
+}
+
+// errPortsBusy: an address the demo's nodes need is taken.
+var errPortsBusy = errors.New("ports in use")
 
 // demo runs the nodes of a layout as child processes.
 type demo struct {

@@ -193,3 +193,23 @@ func TestDemo(t *testing.T) {
 	require.Equal(t, "yes\n", kv("get", "while-n2-is-down"))
 	d.stop(t)
 }
+
+// TestDemoRefusesBusyPorts: a port the demo needs is taken. It says which,
+// exits non-zero before starting any node, and records no layout, so that
+// a run with other ports is not pinned to these.
+func TestDemoRefusesBusyPorts(t *testing.T) {
+	raft := freeRange(t, 3)
+	httpBase := freeRange(t, 3, raft)
+	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(httpBase+1))
+	require.NoError(t, err)
+	defer ln.Close()
+	dir := t.TempDir()
+	var out, errOut bytes.Buffer
+	code := run([]string{"demo", "--data", dir, "--raft-port", strconv.Itoa(raft), "--http-port", strconv.Itoa(httpBase)}, &out, &errOut)
+	require.Equal(t, 1, code, "stderr: %s", errOut.String())
+	msg := errOut.String()
+	require.Contains(t, msg, "ports in use")
+	require.Contains(t, msg, "127.0.0.1:"+strconv.Itoa(httpBase+1)+" (HTTP of n2")
+	require.Contains(t, msg, "--http-port")
+	require.NoFileExists(t, dir+"/demo.json")
+}
