@@ -24,8 +24,9 @@ func findChromium() string {
 // testWebPage drives the web page in a headless Chromium: it puts a key
 // through the form and waits for it on every member's panel, then kills
 // the leader and watches the page mark it unreachable and name a new
-// leader, then restarts it and watches it come back. Last it kills the
-// page's own node, and the page carries on through another one.
+// leader, then restarts it and watches it come back. Then it kills the
+// page's own node, and the page carries on through another one. Last it
+// takes two of three nodes down, and the header says there is no quorum.
 func testWebPage(t *testing.T, c *testCluster) {
 	bin := findChromium()
 	if bin == "" {
@@ -113,6 +114,7 @@ func testWebPage(t *testing.T, c *testCluster) {
 	newLeader := poll(`(() => { const l = document.querySelector(".member.leader"); return l && l.dataset.member !== "` + old.id + `" ? l.dataset.member : ""; })()`)
 	require.NotEqual(t, old.id, newLeader)
 	require.NotNil(t, c.node(newLeader))
+	poll(`!document.querySelector("header.noquorum") ? "quorum" : ""`) // two of three still make one
 
 	// Restart it: the page shows it reachable again, back from an absence.
 	c.start(old)
@@ -128,5 +130,24 @@ func testWebPage(t *testing.T, c *testCluster) {
 	step(chromedp.WaitVisible(chromedp.CSS(`.member.unreachable[data-member="` + page.id + `"]`)))
 	c.start(page)
 	poll(`!document.querySelector("#banner.show") && !document.querySelector('.member.unreachable[data-member="` + page.id + `"]') ? "back" : ""`)
+	c.waitHealthy()
+
+	// Two of three down: the header turns red and says that writes fail;
+	// it clears once a majority is back.
+	var others []*proc
+	for _, p := range c.nodes {
+		if p != page {
+			others = append(others, p)
+		}
+	}
+	for _, p := range others {
+		c.kill(p)
+	}
+	warning := poll(`(() => { const w = document.querySelector("header.noquorum #noquorum"); return w ? w.textContent : ""; })()`)
+	require.Contains(t, warning, "no quorum")
+	for _, p := range others {
+		c.start(p)
+	}
+	poll(`!document.querySelector("header.noquorum") ? "quorum" : ""`)
 	c.waitHealthy()
 }

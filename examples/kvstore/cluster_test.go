@@ -430,6 +430,21 @@ func TestFailover(t *testing.T) {
 		v, err := c.cluster(rest[0])
 		return err == nil && v.Leader != "" && v.Leader != old.id && c.node(v.Leader) != nil
 	}, waitFor, 50*time.Millisecond, "a new leader")
+	// The dead node is still listed as a member, with what it said last.
+	v, err := c.cluster(rest[0])
+	require.NoError(t, err)
+	found := false
+	for _, m := range v.Members {
+		if m.ID == old.id {
+			found = true
+			require.False(t, m.Reachable)
+			require.True(t, m.Member, "a member that does not answer is still a member")
+			require.Positive(t, m.Term, "its last known term, not 0")
+			require.NotEmpty(t, m.LastSeen)
+			require.NotEmpty(t, m.Error)
+		}
+	}
+	require.True(t, found, "%s listed in %+v", old.id, v.Members)
 
 	// The killed node restarts, catches up and serves every key from its
 	// own machine.
@@ -478,7 +493,7 @@ func TestFailover(t *testing.T) {
 
 	// One back: a quorum again, writes go through.
 	c.start(c.nodes[0])
-	_, err := c.client(c.nodes[0], survivor).Put(ctx, "quorum-back", []byte("yes"))
+	_, err = c.client(c.nodes[0], survivor).Put(ctx, "quorum-back", []byte("yes"))
 	require.NoError(t, err)
 	c.start(c.nodes[1])
 	c.waitHealthy()

@@ -190,6 +190,10 @@ type Status struct {
 }
 
 // MemberView is one member in GET /cluster, as the answering node sees it.
+// Every member of the configuration is listed with Member true. For one
+// that did not answer the last probe (Reachable false) the status fields
+// are those of its last answer (see LastSeen), or empty if it never
+// answered.
 type MemberView struct {
 	Status
 	// Reachable says the answering node got this member's status in its

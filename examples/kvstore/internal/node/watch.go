@@ -49,6 +49,9 @@ type watcher struct {
 	lastSeen map[string]time.Time
 	away     map[string]bool
 	rejoined map[string]time.Time
+	// lastStatus is each member's last answer, shown (as of LastSeen)
+	// while it does not answer.
+	lastStatus map[string]api.Status
 }
 
 type member struct {
@@ -57,7 +60,7 @@ type member struct {
 }
 
 func newWatcher(n *Node) *watcher {
-	w := &watcher{n: n, lastSeen: map[string]time.Time{}, away: map[string]bool{}, rejoined: map[string]time.Time{}}
+	w := &watcher{n: n, lastSeen: map[string]time.Time{}, away: map[string]bool{}, rejoined: map[string]time.Time{}, lastStatus: map[string]api.Status{}}
 	for _, p := range n.cfg.Peers {
 		w.members = append(w.members, member{id: raftserver.ServerID{Name: p.ID, Node: p.Raft}, voter: true})
 	}
@@ -274,10 +277,17 @@ func (w *watcher) probe(ctx context.Context) {
 				w.rejoined[m.ID] = now
 			}
 			w.lastSeen[m.ID] = now
+			w.lastStatus[m.ID] = m.Status
 			if leaderCommit > m.LastApplied {
 				m.Behind = leaderCommit - m.LastApplied
 			}
+		} else if last, ok := w.lastStatus[m.ID]; ok {
+			// What it said last, not zeros: it is still in the
+			// configuration, and its term and indexes were those.
+			last.Error = m.Error
+			m.Status = last
 		}
+		m.Member = true // it is in the configuration, answering or not
 		w.away[m.ID] = !m.Reachable
 		if t, ok := w.lastSeen[m.ID]; ok {
 			m.LastSeen = t.UTC().Format(time.RFC3339)
