@@ -634,26 +634,8 @@ func TestLateVotesStillElectAfterTheCandidateTimedOut(t *testing.T) {
 // 0), resending "from match+1" sent up to MaxAppendBytes of entries the
 // follower most likely holds, and made both sides read them from disk.
 func TestAnUnansweredProbeIsSentAgainNotTheWholeLog(t *testing.T) {
-	c := newTestCluster(t, 5)
-	c.elect(id(1))
-	for i := range 20 {
-		c.propose(id(1), "cmd"+strconv.Itoa(i))
-	}
-	c.settle()
-	last := c.node(id(2)).r.log.lastIndex()
-	// s1 is lost; s2 takes over, and s5 hears nothing from it.
-	c.isolate(id(1))
-	for i := 2; i <= 5; i++ {
-		c.step(id(i), NodeSuspected{Node: id(1).Node})
-	}
-	c.cut[[2]ServerID{id(2), id(5)}] = true
-	c.elect(id(2))
-	var resent []*AppendEntries
-	for _, s := range sends(c.step(id(2), Tick{})) {
-		if ae, ok := s.Msg.(*AppendEntries); ok && s.To == id(5) {
-			resent = append(resent, ae)
-		}
-	}
+	c, last := newLeaderUnheardBy5(t)
+	resent := appendsTo(c.step(id(2), Tick{}), id(5))
 	require.Len(t, resent, 1)
 	require.Equal(t, last, resent[0].PrevIndex, "the probe again: after what s5 held at the election")
 	require.Len(t, resent[0].Entries, 1, "the new leader's first entry only")
@@ -661,6 +643,26 @@ func TestAnUnansweredProbeIsSentAgainNotTheWholeLog(t *testing.T) {
 	c.heal()
 	c.tick(id(2), 2*maxResendBackoffTicks)
 	require.Equal(t, c.node(id(2)).r.log.lastIndex(), c.node(id(5)).r.log.lastIndex())
+}
+
+// newLeaderUnheardBy5 builds a cluster of 5 with 20 entries whose leader
+// s1 is lost; s2 takes over, and s5 hears nothing from it. It returns the
+// last index before s2's election.
+func newLeaderUnheardBy5(t *testing.T) (*testCluster, uint64) {
+	c := newTestCluster(t, 5)
+	c.elect(id(1))
+	for i := range 20 {
+		c.propose(id(1), "cmd"+strconv.Itoa(i))
+	}
+	c.settle()
+	last := c.node(id(2)).r.log.lastIndex()
+	c.isolate(id(1))
+	for i := 2; i <= 5; i++ {
+		c.step(id(i), NodeSuspected{Node: id(1).Node})
+	}
+	c.cut[[2]ServerID{id(2), id(5)}] = true
+	c.elect(id(2))
+	return c, last
 }
 
 // appendsTo returns the AppendEntries among acts sent to to.
@@ -680,19 +682,7 @@ func appendsTo(acts []Action, to ServerID) []*AppendEntries {
 // where the follower's own log ends when it asks for a pre-vote; not with
 // the whole log from index 1.
 func TestARestartedFollowerIsProbedAtTheEndOfTheLog(t *testing.T) {
-	c := newTestCluster(t, 5)
-	c.elect(id(1))
-	for i := range 20 {
-		c.propose(id(1), "cmd"+strconv.Itoa(i))
-	}
-	c.settle()
-	// s1 is lost; s2 takes over, and s5 hears nothing from it.
-	c.isolate(id(1))
-	for i := 2; i <= 5; i++ {
-		c.step(id(i), NodeSuspected{Node: id(1).Node})
-	}
-	c.cut[[2]ServerID{id(2), id(5)}] = true
-	c.elect(id(2))
+	c, _ := newLeaderUnheardBy5(t)
 	c.inbox = nil
 	last := c.node(id(2)).r.log.lastIndex()
 	require.Zero(t, c.node(id(2)).r.ldr.progress[id(5)].match)
