@@ -93,6 +93,32 @@ func TestTypedRepliesAreWhatTheMachineReturned(t *testing.T) {
 		}
 		answered++
 	}
+
+	// The typed pipeline: decoded replies, and the machine's rejection as
+	// an error.
+	tp, err := client.Pipeline(member, PipelineOptions{})
+	require.NoError(t, err)
+	defer tp.Close()
+	ok, err := tp.Submit(ctx, addCmd{N: 1})
+	require.NoError(t, err)
+	bad, err := tp.Submit(ctx, addCmd{N: -1})
+	require.NoError(t, err)
+	for range 2 {
+		r := <-tp.Results()
+		switch r.Seq {
+		case ok:
+			require.NoError(t, r.Err)
+			require.Equal(t, 10, r.Reply)
+		case bad:
+			require.ErrorIs(t, r.Err, ErrMachine)
+			require.ErrorContains(t, r.Err, "negative numbers are not added")
+		default:
+			t.Fatalf("result of %d", r.Seq)
+		}
+	}
+	tp.Close()
+	_, open := <-tp.Results()
+	require.False(t, open)
 }
 
 // TestCommandBuffersMayBeReused: a caller that reuses its command buffer

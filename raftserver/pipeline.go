@@ -229,3 +229,55 @@ func (p *Pipeline) run() {
 		}
 	}
 }
+
+// TypedResult is a PipelineResult with the reply decoded.
+type TypedResult[R any] struct {
+	Seq    uint64
+	Reply  R
+	Err    error // as PipelineResult's, or ErrMachine if the reply does not decode
+	Leader ServerID
+}
+
+// TypedPipeline is a Pipeline of typed commands and replies, for a
+// machine built with NewTypedMachine and the same codecs.
+type TypedPipeline[C, R any] struct {
+	p       *Pipeline
+	cmds    Codec[C]
+	results chan TypedResult[R]
+}
+
+// Pipeline starts a TypedPipeline to the cluster of via.
+func (c TypedClient[C, R]) Pipeline(via ServerID, opts PipelineOptions) (*TypedPipeline[C, R], error) {
+	p, err := c.System.NewPipeline(via, opts)
+	if err != nil {
+		return nil, err
+	}
+	t := &TypedPipeline[C, R]{p: p, cmds: c.Cmds, results: make(chan TypedResult[R], cap(p.results))}
+	go func() {
+		defer close(t.results)
+		for r := range p.Results() {
+			tr := TypedResult[R]{Seq: r.Seq, Err: r.Err, Leader: r.Leader}
+			if r.Err == nil {
+				tr.Reply, tr.Err = decodeTypedReply(r.Reply, c.Replies)
+			}
+			t.results <- tr
+		}
+	}()
+	return t, nil
+}
+
+// Submit encodes cmd and submits it (see Pipeline.Submit). A command that
+// does not encode fails with ErrInvalidConfig and is not sent.
+func (t *TypedPipeline[C, R]) Submit(ctx context.Context, cmd C) (uint64, error) {
+	b, err := t.cmds.Encode(cmd)
+	if err != nil {
+		return 0, fmt.Errorf("%w: command does not encode: %w", ErrInvalidConfig, err)
+	}
+	return t.p.Submit(ctx, b)
+}
+
+// Results returns the channel of decoded outcomes (see Pipeline.Results).
+func (t *TypedPipeline[C, R]) Results() <-chan TypedResult[R] { return t.results }
+
+// Close stops the pipeline (see Pipeline.Close).
+func (t *TypedPipeline[C, R]) Close() { t.p.Close() }
