@@ -90,6 +90,15 @@ type link struct {
 	conn      net.Conn       // the current epoch's connection, once dialled
 	busy      bool           // the pump holds a frame or unflushed bytes
 	closed    bool
+	// The log of losses: the first loss of an outage is logged at Info;
+	// the failed attempts that follow (a dial refused every
+	// ReconnectInterval while the peer is down) are summed up at
+	// intervals that double up to lostLogMax, and logged at Debug.
+	upSinceLost  bool          // the link came up since the last loss logged
+	lostLoggedAt time.Time     // when the last line about this outage was logged
+	lostEvery    time.Duration // how long after it the next one may be
+	lostRepeats  int           // losses since that line
+	outageSince  time.Time     // when this outage began
 	// inbound: the peer's connections to us that delivered its hello (or,
 	// when a partition test dropped that, some later frame) since the
 	// last loss; a loss closes them. Connections heard from after a loss
@@ -311,11 +320,40 @@ func (l *link) lost(epoch uint64, cause error) {
 		return
 	}
 	lostEpoch, callErr := l.markDownLocked()
+	logLoss := l.noteLossLocked(cause)
 	l.mu.Unlock()
-	l.node.logger.Info("peer lost", "peer", l.peer, "cause", cause)
+	logLoss()
 	l.node.calls.failNode(l.peer, lostEpoch, callErr)
 	l.node.onPeerLost(l.peer)
 	l.node.notifyNode(l.peer, false)
+}
+
+// lostLogMax bounds the interval between two lines about one outage.
+const lostLogMax = time.Minute
+
+// noteLossLocked decides how to log a loss, and returns the logging to do
+// once mu is released: the first loss of an outage at Info, and then,
+// while the peer stays unreachable, one Info line at doubling intervals
+// that counts the attempts (each is logged at Debug). A node whose peer is
+// down for an hour logs a dozen lines about it, not thousands.
+func (l *link) noteLossLocked(cause error) func() {
+	now := time.Now()
+	logger, peer := l.node.logger, l.peer
+	if l.upSinceLost || l.lostLoggedAt.IsZero() {
+		l.upSinceLost = false
+		l.outageSince, l.lostLoggedAt, l.lostEvery, l.lostRepeats = now, now, time.Second, 0
+		return func() { logger.Info("peer lost", "peer", peer, "cause", cause) }
+	}
+	l.lostRepeats++
+	if now.Sub(l.lostLoggedAt) < l.lostEvery {
+		return func() { logger.Debug("peer still unreachable", "peer", peer, "cause", cause) }
+	}
+	attempts, since := l.lostRepeats, now.Sub(l.outageSince).Round(time.Millisecond)
+	l.lostLoggedAt, l.lostRepeats = now, 0
+	l.lostEvery = min(2*l.lostEvery, lostLogMax)
+	return func() {
+		logger.Info("peer still unreachable", "peer", peer, "cause", cause, "attempts", attempts, "since", since)
+	}
 }
 
 // markDownLocked ends the current epoch. It returns that epoch and the
@@ -459,7 +497,13 @@ func (l *link) onHelloAck(inc, epoch uint64) {
 	restarted := l.peerInc != 0 && l.peerInc != inc
 	l.peerInc = inc
 	l.setStateLocked(linkUp)
+	back := !l.upSinceLost && !l.lostLoggedAt.IsZero()
+	outage := time.Since(l.outageSince).Round(time.Millisecond)
+	l.upSinceLost = true
 	l.mu.Unlock()
+	if back {
+		l.node.logger.Info("peer back", "peer", l.peer, "after", outage)
+	}
 	if restarted {
 		// Calls of earlier epochs ended when their connections did; this
 		// epoch's requests went to the new incarnation and stand.
