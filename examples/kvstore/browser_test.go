@@ -145,6 +145,11 @@ func testWebPage(t *testing.T, c *testCluster) {
 	}
 	warning := poll(`(() => { const w = document.querySelector("header.noquorum #noquorum"); return w ? w.textContent : ""; })()`)
 	require.Contains(t, warning, "no quorum")
+	// A write is refused, in words before the error chain.
+	step(chromedp.Click(chromedp.CSS("#put")))
+	refused := poll(`(() => { const r = document.querySelector("#result.error"); return r ? r.textContent : ""; })()`)
+	require.True(t, strings.HasPrefix(refused, "No quorum: too few nodes answer"), "the page says %q", refused)
+	require.Contains(t, refused, "details: 503 no_quorum")
 	for _, p := range others {
 		c.start(p)
 	}
