@@ -117,8 +117,12 @@ func TestThousandClusters(t *testing.T) {
 	parallel(func(i int) error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
+		asked := time.Now()
 		got, _, err := c.systems[i%3].ConsistentQuery(ctx, membersOf(i)[(i+1)%3], []byte("get key"))
 		if err != nil {
+			// When it was asked tells a slow recovery (asked late, after
+			// other queries) from a lost answer (asked early, healthy since).
+			err = fmt.Errorf("asked %v after the restart, failed after %v: %w", asked.Sub(start).Round(time.Millisecond), time.Since(asked).Round(time.Millisecond), err)
 			var stats strings.Builder
 			for k, s := range c.systems {
 				fmt.Fprintf(&stats, "  system %d: %+v\n", k, s.Node().Stats())
