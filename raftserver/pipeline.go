@@ -163,7 +163,9 @@ func (p *Pipeline) run() {
 			report(seq, PipelineResult{Err: err, Leader: to})
 		}
 	}
-	tick := time.NewTicker(max(p.opts.Timeout/8, 5*time.Millisecond))
+	// Often enough for the retries (retryBackoffMax apart) and the
+	// deadlines (Timeout/8 late at most).
+	tick := time.NewTicker(max(min(p.opts.Timeout/8, retryBackoffMax/2), 5*time.Millisecond))
 	defer tick.Stop()
 	for {
 		select {

@@ -2,6 +2,7 @@ package raftserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -102,4 +103,41 @@ func TestPipelineReportsUnansweredCommands(t *testing.T) {
 	require.ErrorIs(t, r.Err, ErrTimeout, "closed in flight: outcome unknown")
 	_, ok := <-p2.Results()
 	require.False(t, ok)
+}
+
+// TestPipelineRetriesWhileNoLeaderIsKnown: a member without a leader
+// refuses commands (they were not applied). The pipeline sends them again
+// after a pause until a leader takes them, or until Timeout, when it
+// reports the refusal, not an unknown outcome.
+func TestPipelineRetriesWhileNoLeaderIsKnown(t *testing.T) {
+	c := startFixedCluster(t, 3)
+	ctx := c.ctx()
+	for i := 1; i <= 2; i++ {
+		require.NoError(t, c.systems[i].Stop())
+		c.systems[i] = nil
+	}
+	p, err := c.systems[0].NewPipeline(c.members[0], PipelineOptions{Timeout: time.Second})
+	require.NoError(t, err)
+	defer p.Close()
+	_, err = p.Submit(ctx, []byte("set lonely 1"))
+	require.NoError(t, err)
+	r := collect(t, p, 1)
+	for _, r := range r {
+		require.Error(t, r.Err)
+		require.NotErrorIs(t, r.Err, ErrTimeout, "refused, so known not applied: %v", r.Err)
+		require.True(t, errors.Is(r.Err, ErrNoLeader) || errors.Is(r.Err, ErrNotLeader), "%v", r.Err)
+	}
+
+	// Sent while the others are down, applied once they are back.
+	p2, err := c.systems[0].NewPipeline(c.members[0], PipelineOptions{Timeout: waitFor})
+	require.NoError(t, err)
+	defer p2.Close()
+	_, err = p2.Submit(ctx, []byte("set back 1"))
+	require.NoError(t, err)
+	time.Sleep(3 * retryBackoffMax)
+	c.restart(1)
+	c.restart(2)
+	for _, r := range collect(t, p2, 1) {
+		require.NoError(t, r.Err)
+	}
 }
