@@ -38,9 +38,27 @@ func TestCluster(t *testing.T) {
 	t.Run("ReadConsistencies", func(t *testing.T) { testReadConsistencies(t, c) })
 	t.Run("CASDeleteList", func(t *testing.T) { testCASDeleteList(t, c) })
 	t.Run("BadInput", func(t *testing.T) { testBadInput(t, c) })
+	t.Run("Profiler", func(t *testing.T) { testProfiler(t, c) })
 	t.Run("ClientCommandLine", func(t *testing.T) { testClientCommandLine(t, c) })
 	t.Run("WebPageInBrowser", func(t *testing.T) { testWebPage(t, c) })
 	t.Run("JoinAndLeave", func(t *testing.T) { testJoinAndLeave(t, c) })
+}
+
+// testProfiler: Go's profiler answers on the HTTP port.
+func testProfiler(t *testing.T, c *testCluster) {
+	base := c.nodes[0].url()
+	r := do(t, http.MethodGet, base+"/debug/pprof/", nil)
+	require.Equal(t, http.StatusOK, r.status)
+	require.Contains(t, string(r.body), "goroutine")
+	r = do(t, http.MethodGet, base+"/debug/pprof/goroutine?debug=1", nil)
+	require.Equal(t, http.StatusOK, r.status)
+	require.Contains(t, string(r.body), "goroutine profile: total")
+	r = do(t, http.MethodGet, base+"/debug/pprof/cmdline", nil)
+	require.Equal(t, http.StatusOK, r.status)
+	require.Contains(t, string(r.body), "serve")
+	r = do(t, http.MethodGet, base+"/debug/pprof/profile?seconds=1", nil)
+	require.Equal(t, http.StatusOK, r.status)
+	require.NotEmpty(t, r.body, "a CPU profile")
 }
 
 func testPutReadAcrossNodes(t *testing.T, c *testCluster) {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"slices"
 	"strconv"
@@ -63,6 +64,11 @@ func (n *Node) route(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
 		_, _ = w.Write(indexHTML)
+	case strings.HasPrefix(path, "/debug/pprof/"):
+		// Go's profiler, for whoever runs the node: /debug/pprof/ lists
+		// the profiles; go tool pprof http://HOST/debug/pprof/profile?seconds=10
+		// takes a CPU profile.
+		servePprof(w, r, path[len("/debug/pprof/"):])
 	case path == "/favicon.ico":
 		// Browsers ask for it; answer without a 404 in the log.
 		w.WriteHeader(http.StatusNoContent)
@@ -99,7 +105,7 @@ func (n *Node) route(w http.ResponseWriter, r *http.Request) {
 		}
 	default:
 		n.fail(w, &api.Error{Status: http.StatusNotFound, Code: api.CodeNoRoute,
-			Message: fmt.Sprintf("no endpoint %s; see GET / for the page, /kv, /kv/{key}, /status, /cluster", r.URL.Path)})
+			Message: fmt.Sprintf("no endpoint %s; see GET / for the page, /kv, /kv/{key}, /status, /cluster, /debug/pprof/", r.URL.Path)})
 	}
 }
 
@@ -635,4 +641,20 @@ type statusRecorder struct {
 func (s *statusRecorder) WriteHeader(code int) {
 	s.status = code
 	s.ResponseWriter.WriteHeader(code)
+}
+
+// servePprof answers /debug/pprof/NAME with net/http/pprof.
+func servePprof(w http.ResponseWriter, r *http.Request, name string) {
+	switch name {
+	case "cmdline":
+		pprof.Cmdline(w, r)
+	case "profile":
+		pprof.Profile(w, r)
+	case "symbol":
+		pprof.Symbol(w, r)
+	case "trace":
+		pprof.Trace(w, r)
+	default:
+		pprof.Index(w, r) // the list, and the named profiles (heap, goroutine...)
+	}
 }
