@@ -61,19 +61,15 @@ func (s *System) redirect(ctx context.Context, via ServerID, once func(to Server
 
 // followLeader runs one request against the leader of via's cluster. once
 // sends the request to one server and returns the leader it named and the
-// error it answered. A not-leader answer that names another leader is
-// followed at once. Otherwise, while the answer says the request was not
-// served and may be tried again, it goes back to via after a pause
-// (doubling from retryBackoffMin to retryBackoffMax), until ctx ends:
-//   - via knows no leader, or its node is reconnecting;
-//   - a hinted leader knows none, is unreachable, is gone (the hint was
-//     stale: it was removed or stopped) or is shutting down.
+// error it answered. What follows an answer is refusal's decision: a named
+// leader is asked at once; a request not served goes back to via after a
+// pause (doubling from retryBackoffMin to retryBackoffMax) until ctx ends;
+// any other answer ends the request.
 //
 // Going back to via rather than asking the hint again matters: a leader
 // that removed itself may still be named by members that have not heard
 // it stepped down, and only via is known to be a member the caller meant.
-// Any other answer (success, a machine error, an unknown outcome) ends the
-// request. wait pauses for d or until ctx ends (tests pass their own).
+// wait pauses for d or until ctx ends (tests pass their own).
 func followLeader(ctx context.Context, via ServerID, once func(to ServerID) (ServerID, error), wait func(context.Context, time.Duration) error) (ServerID, error) {
 	target := via
 	redirects := 0
@@ -83,17 +79,16 @@ func followLeader(ctx context.Context, via ServerID, once func(to ServerID) (Ser
 		if err == nil {
 			return leader, nil
 		}
-		var nl *NotLeaderError
-		switch {
-		case errors.As(err, &nl) && !nl.Leader.IsZero() && nl.Leader != target && redirects < maxRedirects:
+		var named ServerID
+		if nl := (*NotLeaderError)(nil); errors.As(err, &nl) {
+			named = nl.Leader
+		}
+		switch refusal(err, named, target, via, redirects) {
+		case refusalFollow:
 			redirects++
-			target = nl.Leader
+			target = named
 			continue
-		case errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader), errors.Is(err, ErrUnreachable):
-			// No leader known here, or its node is reconnecting.
-		case target != via && (errors.Is(err, ErrNoSuchServer) || errors.Is(err, ErrShuttingDown)):
-			// The hint led to a server that is gone or going.
-		default:
+		case refusalFinal:
 			return leader, err
 		}
 		if werr := wait(ctx, backoff); werr != nil {
@@ -102,6 +97,39 @@ func followLeader(ctx context.Context, via ServerID, once func(to ServerID) (Ser
 		backoff = min(2*backoff, retryBackoffMax)
 		target, redirects = via, 0
 	}
+}
+
+// refusalAction is what a client does with a request that failed.
+type refusalAction uint8
+
+const (
+	refusalFinal  refusalAction = iota // the answer stands: report it
+	refusalFollow                      // not served: send it to the leader named
+	refusalRetry                       // not served: ask via again after a pause
+)
+
+// refusal classifies err, the answer of target to a request made through
+// via after redirects hops to named leaders; named is the leader the
+// answer named, if any. Synchronous calls (followLeader) and pipelines
+// (Pipeline) decide the same way:
+//   - a not-leader answer that names another leader is followed, up to
+//     maxRedirects hops in a row;
+//   - without one, or when via knows no leader, or its node is
+//     reconnecting, via is asked again after a pause;
+//   - so is via when a hinted leader is gone or going (the hint was stale:
+//     it was removed or stopped);
+//   - any other answer (success, a machine error, an unknown outcome)
+//     stands.
+func refusal(err error, named, target, via ServerID, redirects int) refusalAction {
+	switch {
+	case errors.Is(err, ErrNotLeader) && !named.IsZero() && named != target && redirects < maxRedirects:
+		return refusalFollow
+	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader), errors.Is(err, ErrUnreachable):
+		return refusalRetry
+	case target != via && (errors.Is(err, ErrNoSuchServer) || errors.Is(err, ErrShuttingDown)):
+		return refusalRetry
+	}
+	return refusalFinal
 }
 
 // sleepCtx waits for d with up to 50% jitter (so that callers that failed

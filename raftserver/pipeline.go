@@ -3,7 +3,6 @@ package raftserver
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -187,14 +186,14 @@ func (p *Pipeline) run() {
 				if !ok || !c.retryAt.IsZero() {
 					continue // reported, or already waiting to be sent again
 				}
-				switch {
-				case errors.Is(m.Err, ErrNotLeader) && !m.Leader.IsZero() && m.Leader != m.Server && c.hops < maxRedirects:
+				switch refusal(m.Err, m.Leader, m.Server, p.via, c.hops) {
+				case refusalFollow:
 					// Not applied, and the leader is named: send it
 					// there, and the commands that follow too.
 					c.hops++
 					target = m.Leader
 					send(m.Correlation, c, target)
-				case errors.Is(m.Err, ErrNotLeader), errors.Is(m.Err, ErrNoLeader):
+				case refusalRetry:
 					// Not applied, and no leader known there: ask via
 					// again after a pause.
 					target = p.via
