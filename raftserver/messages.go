@@ -360,8 +360,6 @@ func init() {
 		b = wire.AppendUvarint(b, m.SnapshotIndex)
 		b = wire.AppendUvarint(b, m.MachineVersion)
 		b = wire.AppendUvarint(b, m.RecoverTo)
-		// Fields added later go last: a reader on older code stops
-		// before them, and a newer reader finds them absent.
 		b = wire.AppendUvarint(b, m.StableIndex)
 		b = wire.AppendUvarint(b, uint64(len(m.Progress)))
 		for _, p := range m.Progress {
@@ -389,9 +387,6 @@ func init() {
 			}
 		}
 		m.SnapshotIndex, m.MachineVersion, m.RecoverTo = r.Uvarint(), r.Uvarint(), r.Uvarint()
-		if r.Remaining() == 0 {
-			return m // from a node on older code
-		}
 		m.StableIndex = r.Uvarint()
 		if n := r.Len(5); n > 0 {
 			m.Progress = make([]Progress, n)
