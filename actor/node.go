@@ -132,9 +132,11 @@ type Node struct {
 	// anyBlocked keeps the lookup off the hot paths when there are none.
 	blocked    sync.Map
 	anyBlocked atomic.Bool
-	stopping   atomic.Bool
-	stopOnce   sync.Once
-	stopped    chan struct{}
+	// pauses holds the peers whose connections PauseReads paused.
+	pauses   readPauses
+	stopping atomic.Bool
+	stopOnce sync.Once
+	stopped  chan struct{}
 }
 
 // StartNode starts a node listening on cfg.Address.
@@ -231,6 +233,7 @@ func (n *Node) Stop() {
 			v.(*link).close()
 			return true
 		})
+		n.pauses.endAll()
 		n.listener.close()
 		n.calls.failAll()
 		close(n.stopped)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -66,6 +67,10 @@ type inConn struct {
 	link *link
 	// framed: a frame arrived on it, delivered or dropped.
 	framed bool
+	// unread: bytes the reader took from the socket and has not handled
+	// yet (a frame being delivered, and what its buffer holds beyond it).
+	// Written by the reader, read by Node.Unread.
+	unread atomic.Int64
 }
 
 func (l *listener) read(c net.Conn) {
@@ -97,6 +102,18 @@ func (l *listener) read(c net.Conn) {
 			return
 		}
 		size := int(binary.LittleEndian.Uint32(hdr[:]))
+		if ic.link != nil {
+			// Held after its header, so that a frame that arrives after
+			// PauseReads returned is never delivered before the pause ends.
+			if g := l.node.pauses.gate(ic.link.peer); g != nil {
+				held := 0
+				if r.Buffered() >= size {
+					held = len(hdr) + r.Buffered()
+				}
+				ic.unread.Store(int64(held))
+				<-g
+			}
+		}
 		if size > limit {
 			l.node.stats.droppedBadMessage.Add(1)
 			l.node.badInput.log(l.node, "closed a connection sending an oversized frame", fmt.Errorf("%w: frame of %d bytes from %s exceeds %d", ErrBadMessage, size, c.RemoteAddr(), limit))
@@ -109,12 +126,30 @@ func (l *listener) read(c net.Conn) {
 		if _, err := io.ReadFull(r, buf); err != nil {
 			return
 		}
+		ic.unread.Store(int64(len(hdr) + size + r.Buffered()))
 		// Decoders copy what they keep, so buf can be reused.
 		l.node.receiveFrameOn(ic, buf)
+		ic.unread.Store(int64(readyBytes(r)))
 		if cap(buf) > 4<<20 {
 			buf = nil
 		}
 	}
+}
+
+// readyBytes returns what r holds if that includes a whole frame, which the
+// reader can handle without waiting for the network, and 0 otherwise: the
+// start of a frame whose rest never comes (a partition cut it) is not a
+// sign of a live peer.
+func readyBytes(r *bufio.Reader) int {
+	n := r.Buffered()
+	if n < 4 {
+		return 0
+	}
+	hdr, err := r.Peek(4)
+	if err != nil || n < 4+int(binary.LittleEndian.Uint32(hdr)) {
+		return 0
+	}
+	return n
 }
 
 // close stops accepting, closes every peer connection and waits for the

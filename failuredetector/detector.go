@@ -71,6 +71,10 @@ type NodeStatus struct {
 	HeartbeatsSent     uint64
 	HeartbeatsReceived uint64
 	StaleDropped       uint64
+	// Excused counts checks at which the node's silence had reached its
+	// timeout while bytes from it were waiting to be read on this node,
+	// so it was not suspected: this node was behind, not the node silent.
+	Excused uint64
 	// At is when the snapshot was taken.
 	At time.Time
 }
@@ -120,6 +124,7 @@ func Start(node *actor.Node, cfg Config) (*Detector, error) {
 		self:     node.Name(),
 		inc:      newIncarnation(),
 		now:      time.Now,
+		unread:   node.Unread,
 		log:      logger,
 		peers:    make(map[string]*peer),
 		watchers: make(map[actor.Ref]*watcher),
@@ -279,6 +284,9 @@ type process struct {
 	rounds uint64
 	now    func() time.Time
 	log    *slog.Logger
+	// unread returns the bytes a node sent that this node has not
+	// handled yet (actor.Node.Unread).
+	unread func(node string) int
 
 	// peers: the nodes tracked. Invariant: a node is in peers iff local
 	// processes watch it or its last heartbeat said it watches us.
@@ -304,6 +312,7 @@ type peer struct {
 	sent, received uint64
 	stale          uint64
 	restarts       uint64
+	excused        uint64
 }
 
 // watcher is one local process's registrations.
@@ -555,6 +564,17 @@ func (p *process) check(ctx *actor.Context) {
 		if !pr.win.Suspected(now) {
 			continue
 		}
+		if n := p.unread(name); n > 0 {
+			// The node's bytes wait here unread: the goroutines reading
+			// its connections are starved of CPU, and its heartbeat is
+			// likely among those bytes. Suspecting it would disconnect a
+			// live node and make an overloaded node busier still. Once
+			// they are read, either a heartbeat was among them or the
+			// silence is the node's and the next check suspects it.
+			pr.excused++
+			p.log.Debug("silence excused: bytes from the node wait to be read", "peer", name, "unread", n, "silence", pr.win.Elapsed(now))
+			continue
+		}
 		if len(pr.watchers) == 0 {
 			// Only the node was interested in us, and it went quiet.
 			p.forget(ctx, name, false)
@@ -628,6 +648,7 @@ func (p *process) publish() {
 			HeartbeatsSent:     pr.sent,
 			HeartbeatsReceived: pr.received,
 			StaleDropped:       pr.stale,
+			Excused:            pr.excused,
 			At:                 now,
 		}
 	}

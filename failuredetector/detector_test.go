@@ -281,3 +281,39 @@ func TestAPIErrors(t *testing.T) {
 	// The name is free again.
 	startDetector(t, a, testConfig())
 }
+
+// A node whose readers fall behind (starved of CPU) does not suspect a
+// peer whose bytes wait to be read, and does once it has read them and
+// found no heartbeat among them.
+func TestBytesWaitingToBeReadExcuseTheirSender(t *testing.T) {
+	cfg := testConfig()
+	a, b := startNode(t), startNode(t)
+	da := startDetector(t, a, cfg)
+	db := startDetector(t, b, cfg)
+	w := newInbox(t, a)
+	require.NoError(t, da.Watch(w.Ref(), b.Name()))
+	heard(t, da, b.Name(), uint64(cfg.MinSamples)+1)
+	timeout := da.Status()[b.Name()].Timeout
+
+	// b's heartbeats pile up unread on a for several timeouts.
+	a.PauseReads(b.Name(), true)
+	quiet(t, w, 3*timeout)
+	st := da.Status()[b.Name()]
+	require.False(t, st.Suspected)
+	require.Positive(t, st.Excused, "checks found b's silence long enough, and its bytes waiting")
+	require.Greater(t, st.Silence, timeout)
+
+	// Read, they are b's heartbeats: b was never silent.
+	received := st.HeartbeatsReceived
+	a.PauseReads(b.Name(), false)
+	heard(t, da, b.Name(), received+2)
+	quiet(t, w, 2*cfg.Interval)
+
+	// Now b's detector stops while a's reading is paused: what waits is
+	// its last heartbeats, and once they are read b is suspected.
+	a.PauseReads(b.Name(), true)
+	db.Stop()
+	quiet(t, w, 2*timeout)
+	a.PauseReads(b.Name(), false)
+	recv(t, w, Suspected{Node: b.Name()})
+}
