@@ -112,16 +112,18 @@ func (c *cluster) load(s *System, prefix string, count, workers int) map[string]
 	return acked
 }
 
-// check verifies every acknowledged key through a consistent query. The
-// whole check gets waitFor; on failure it prints every member's status.
+// check verifies every acknowledged key through a consistent query. Each
+// key gets waitFor to be read: the bound is on the cluster answering, not
+// on how fast thousands of reads go on a loaded machine (a bound on the
+// whole check failed a stress run with a healthy cluster after 7,300 of
+// 12,000 reads). On failure it prints every member's status.
 func (c *cluster) check(s *System, acked map[string]string) {
-	deadline := time.Now().Add(waitFor)
 	good := 0 // the member that answered last: a dead one costs a timeout
 	for k, v := range acked {
 		var got []byte
 		var lastErr error
 		ok := false
-		for !ok && time.Now().Before(deadline) {
+		for deadline := time.Now().Add(waitFor); !ok && time.Now().Before(deadline); {
 			for j := range c.members {
 				m := c.members[(good+j)%len(c.members)]
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
