@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -22,21 +21,15 @@ type Pending struct {
 	store *Store
 	uid   string
 	gen   uint64
-	hdr   header
 	path  string
 	f     File
-
-	buf     []byte // the block being filled: 5 header bytes, then data
-	off     int64  // file offset where buf's block goes
-	fileCRC uint32 // over every byte written so far
-	data    int64  // data bytes in flushed blocks
+	enc   encoder
 
 	// stopped, if set, is polled by Write: once it reports true, Write
 	// fails with ErrStopped (the writer process is shutting down).
 	stopped func() bool
 
-	err  error // first write error; sticks
-	done bool  // committed or aborted
+	done bool // committed or aborted
 }
 
 // Begin starts writing snapshot index/term of uid with the server's meta
@@ -72,18 +65,11 @@ func (s *Store) Begin(uid string, index, term uint64, meta []byte) (*Pending, er
 		}
 		return nil, ioErr("create "+path, err)
 	}
-	p := &Pending{
-		store: s, uid: uid, gen: gen, path: path, f: f,
-		hdr: header{index: index, term: term, id: newFileID()},
-		buf: make([]byte, blockHeaderBytes, blockHeaderBytes+s.blockBytes+crcBytes),
-	}
-	h := appendHeader(make([]byte, 0, fixedHeaderBytes+len(meta)+crcBytes), p.hdr, meta)
-	if _, err := f.Write(h); err != nil {
+	p := &Pending{store: s, uid: uid, gen: gen, path: path, f: f}
+	if err := p.enc.start(f, path, s.blockBytes, header{index: index, term: term, id: newFileID()}, meta); err != nil {
 		p.Abort()
-		return nil, ioErr("write header of "+path, err)
+		return nil, err
 	}
-	p.off = int64(len(h))
-	p.fileCRC = crc(h)
 	return p, nil
 }
 
@@ -109,47 +95,10 @@ func (p *Pending) Write(b []byte) (int, error) {
 	if p.done {
 		return 0, ErrFinished
 	}
-	if p.err != nil {
-		return 0, p.err
+	if p.enc.err == nil && p.stopped != nil && p.stopped() {
+		p.enc.err = ErrStopped
 	}
-	if p.stopped != nil && p.stopped() {
-		p.err = ErrStopped
-		return 0, p.err
-	}
-	written := 0
-	for len(b) > 0 {
-		room := p.store.blockBytes - (len(p.buf) - blockHeaderBytes)
-		n := min(room, len(b))
-		p.buf = append(p.buf, b[:n]...)
-		b = b[n:]
-		written += n
-		if n == room {
-			if err := p.flushBlock(); err != nil {
-				return written, err
-			}
-		}
-	}
-	return written, nil
-}
-
-// flushBlock writes the block in buf, if it holds data.
-func (p *Pending) flushBlock() error {
-	l := len(p.buf) - blockHeaderBytes
-	if l == 0 {
-		return nil
-	}
-	p.buf[0] = kindData
-	binary.LittleEndian.PutUint32(p.buf[1:], uint32(l))
-	p.buf = binary.LittleEndian.AppendUint32(p.buf, blockCRC(p.off, p.buf))
-	p.fileCRC = crcUpdate(p.fileCRC, p.buf)
-	if _, err := p.f.Write(p.buf); err != nil {
-		p.err = ioErr("write "+p.path, err)
-		return p.err
-	}
-	p.off += int64(len(p.buf))
-	p.data += int64(l)
-	p.buf = p.buf[:blockHeaderBytes]
-	return nil
+	return p.enc.write(b)
 }
 
 // Commit finishes the file (last block, trailer), fsyncs it, renames it
@@ -162,27 +111,13 @@ func (p *Pending) Commit() (Info, error) {
 	if p.done {
 		return Info{}, ErrFinished
 	}
-	if p.err == nil {
-		_ = p.flushBlock()
-	}
-	if p.err == nil {
-		t := make([]byte, 0, trailerBytes)
-		t = append(t, kindEnd)
-		t = binary.LittleEndian.AppendUint64(t, uint64(p.data))
-		t = binary.LittleEndian.AppendUint32(t, crcUpdate(p.fileCRC, t))
-		if _, err := p.f.Write(t); err != nil {
-			p.err = ioErr("write trailer of "+p.path, err)
-		} else {
-			p.off += int64(len(t))
+	err := p.enc.finish()
+	if err == nil {
+		if err = p.f.Sync(); err != nil {
+			err = ioErr("sync "+p.path, err)
 		}
 	}
-	if p.err == nil {
-		if err := p.f.Sync(); err != nil {
-			p.err = ioErr("sync "+p.path, err)
-		}
-	}
-	if p.err != nil {
-		err := p.err
+	if err != nil {
 		p.Abort()
 		return Info{}, err
 	}
@@ -191,7 +126,8 @@ func (p *Pending) Commit() (Info, error) {
 		p.store.removeQuietly(p.path)
 		return Info{}, ioErr("close "+p.path, err)
 	}
-	info := Info{UID: p.uid, Index: p.hdr.index, Term: p.hdr.term, ID: p.hdr.id, Size: p.off, DataSize: p.data}
+	info := p.enc.info()
+	info.UID = p.uid
 	if err := p.store.install(p.path, p.gen, info); err != nil {
 		return Info{}, err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 )
 
@@ -34,6 +35,8 @@ type Reader struct {
 	block []byte // verified data not yet returned
 	buf   []byte // block buffer, reused
 	err   error
+	// closed: Close was called (f is nil for a stream reader).
+	closed bool
 }
 
 // Open opens the snapshot info names (from Latest, List, Written or a
@@ -162,19 +165,44 @@ func (r *Reader) nextBlock() error {
 	return nil
 }
 
-// Close releases the file.
+// Close releases the file. A Reader from NewStreamReader leaves its
+// source open.
 func (r *Reader) Close() error {
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: reader closed", ErrFinished)
+	}
+	r.block = nil
 	if r.f == nil {
 		return nil
 	}
 	err := r.f.Close()
 	r.f = nil
-	if r.err == nil {
-		r.err = fmt.Errorf("%w: reader closed", ErrFinished)
-	}
-	r.block = nil
 	if err != nil {
 		return ioErr("close "+r.v.name, err)
 	}
 	return nil
+}
+
+// NewStreamReader reads a snapshot in this package's format from src, as
+// Encoder writes it (an export, a backup), with the same verification as
+// a Store's files: the header and meta now, every block before its bytes
+// are handed out, the trailer before io.EOF. name says what src is in
+// errors. Without a file size to bound it, a corrupt length can make it
+// allocate up to MaxMetaBytes for the meta and MaxBlockBytes per block.
+// Errors: ErrCorrupt (also for a src that is no snapshot at all), ErrIO.
+func NewStreamReader(src io.Reader, name string) (*Reader, error) {
+	r := &Reader{
+		br:   bufio.NewReaderSize(src, 256<<10),
+		size: math.MaxInt64,
+		v:    newVerifier(name, nil),
+	}
+	if err := r.readHeader(); err != nil {
+		return nil, err
+	}
+	r.info = Info{Index: r.v.hdr.index, Term: r.v.hdr.term, ID: r.v.hdr.id}
+	return r, nil
 }

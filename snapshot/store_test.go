@@ -147,7 +147,7 @@ func TestCrashLeftoversAreCleanedAtOpen(t *testing.T) {
 	require.NoError(t, err)
 	_, err = p2.Write(pattern(7, 300))
 	require.NoError(t, err)
-	require.NoError(t, p2.flushBlock())
+	require.NoError(t, p2.enc.flushBlock())
 	part := filepath.Join(dir, "u", partName(9, 1, 0xabc))
 	require.NoError(t, os.WriteFile(part, []byte("partial"), 0o644))
 	useless := filepath.Join(dir, "u", partName(5, 1, 0xdef))
@@ -200,7 +200,7 @@ func TestDeleteBeforeCommitIsErrDeleted(t *testing.T) {
 	s := openStore(t, t.TempDir(), Options{})
 	p, err := s.Begin("u", 6, 1, nil)
 	require.NoError(t, err)
-	require.NoError(t, p.flushBlock())
+	require.NoError(t, p.enc.flushBlock())
 	// Keep the directory (as if Delete raced with a rename) so the
 	// generation check is what refuses the commit.
 	st := s.state("u")

@@ -362,7 +362,7 @@ func (p *writerProcess) write(req *Write) (info Info, err error) {
 	released = true
 	p.release(req)
 	if werr != nil {
-		cause := pend.err
+		cause := pend.enc.err
 		pend.Abort()
 		if cause != nil {
 			return Info{}, cause
