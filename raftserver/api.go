@@ -275,17 +275,24 @@ func (s *System) QueryFunc(ctx context.Context, server ServerID, kind QueryKind,
 	if kind != QueryConsistent && kind != QueryLeader && kind != QueryLocal {
 		return nil, ServerID{}, fmt.Errorf("%w: query kind %d", ErrInvalidConfig, kind)
 	}
+	return s.localQuery(ctx, server, func() *queryReq { return &queryReq{Kind: kind, fn: fn} })
+}
+
+// localQuery runs a query that cannot travel (a function, a backup) on
+// server, or on the leader it names if that is local too, and returns the
+// result's Value.
+func (s *System) localQuery(ctx context.Context, server ServerID, req func() *queryReq) (any, ServerID, error) {
 	if !s.node.IsLocal(Ref(server)) {
 		return nil, ServerID{}, fmt.Errorf("%w: %s", ErrNotLocal, server)
 	}
-	res, leader, err := s.query(ctx, server, &queryReq{Kind: kind, fn: fn}, false)
+	res, leader, err := s.query(ctx, server, req(), false)
 	if err != nil {
 		var nl *NotLeaderError
 		if errors.As(err, &nl) && !nl.Leader.IsZero() && !s.node.IsLocal(Ref(nl.Leader)) {
 			return nil, leader, fmt.Errorf("%w: the leader %s is on another node: %w", ErrNotLocal, nl.Leader, err)
 		}
 		if errors.As(err, &nl) && !nl.Leader.IsZero() {
-			res, leader, err = s.query(ctx, nl.Leader, &queryReq{Kind: kind, fn: fn}, false)
+			res, leader, err = s.query(ctx, nl.Leader, req(), false)
 		}
 		if err != nil {
 			return nil, leader, err

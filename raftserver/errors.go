@@ -59,6 +59,10 @@ var (
 	ErrNotLocal = errors.New("raftserver: server is not on this node")
 	// ErrInvalidConfig: a configuration or argument is out of range.
 	ErrInvalidConfig = errors.New("raftserver: invalid configuration")
+	// ErrInvalidBackup: a backup is damaged, truncated, not a backup, of
+	// another machine kind, or written by a newer machine version; the
+	// message says which. Nothing was created from it.
+	ErrInvalidBackup = errors.New("raftserver: invalid backup")
 	// ErrStorage: the server's storage failed (disk full, I/O error). The
 	// server stops; its supervisor restarts it from durable state.
 	ErrStorage = errors.New("raftserver: storage failed")

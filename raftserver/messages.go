@@ -73,6 +73,8 @@ type queryReq struct {
 	Kind  core.QueryKind
 	Query []byte
 	fn    func(any) (any, error) // local only; never encoded
+	// backup asks for a backupView instead (local only; never encoded).
+	backup bool
 }
 
 type queryResult struct {
@@ -167,6 +169,9 @@ type systemReq struct {
 	Op     uint8
 	Config ServerConfig // sysStart, sysStartOrRestart
 	Name   string       // the others
+	// preloaded: for sysStart, the UID whose snapshot and term a restore
+	// stored (local only; never encoded).
+	preloaded string
 }
 
 type systemResult struct {

@@ -1199,6 +1199,11 @@ func (s *server) runQuery(t queryToken) {
 				res.Err = toRemote(fmt.Errorf("%w: query panicked: %v", ErrMachine, r))
 			}
 		}()
+		if t.req.backup {
+			v, err := s.backupView()
+			res.Value, res.Err = v, toRemote(err)
+			return
+		}
 		if t.req.fn != nil {
 			v, err := t.req.fn(userMachine(s.machine))
 			res.Value, res.Err = v, toRemote(err)

@@ -336,7 +336,7 @@ func (m *manager) handle(ctx *actor.Context, r *systemReq) error {
 			}
 			return m.start(ctx, s)
 		}
-		return m.create(ctx, r.Config)
+		return m.create(ctx, r.Config, r.preloaded)
 	}
 	if !exists {
 		return fmt.Errorf("%w: %s on %s", ErrNoSuchServer, name, m.sys.node.Name())
@@ -356,7 +356,10 @@ func (m *manager) handle(ctx *actor.Context, r *systemReq) error {
 	return fmt.Errorf("%w: system operation %d", ErrInvalidConfig, r.Op)
 }
 
-func (m *manager) create(ctx *actor.Context, cfg ServerConfig) error {
+// create records and starts a new server. A restore passes the UID it
+// stored the server's first snapshot under (preloaded); otherwise the
+// server gets a new one.
+func (m *manager) create(ctx *actor.Context, cfg ServerConfig, preloaded string) error {
 	if cfg.ID.Node != m.sys.node.Name() {
 		return fmt.Errorf("%w: server %s asked to start on %s", ErrInvalidConfig, cfg.ID, m.sys.node.Name())
 	}
@@ -366,7 +369,10 @@ func (m *manager) create(ctx *actor.Context, cfg ServerConfig) error {
 	if _, ok := m.sys.cfg.Machines[cfg.Machine.Kind]; !ok {
 		return fmt.Errorf("%w: %q on node %s", ErrUnknownMachine, cfg.Machine.Kind, m.sys.node.Name())
 	}
-	uid := newUID(cfg.ID.Name)
+	uid := preloaded
+	if uid == "" {
+		uid = newUID(cfg.ID.Name)
+	}
 	members := make([]meta.ServerID, len(cfg.InitialMembers))
 	for i, id := range cfg.InitialMembers {
 		members[i] = meta.ServerID(id)

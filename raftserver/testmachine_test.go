@@ -12,7 +12,8 @@ import (
 
 // kvMachine is the test machine: commands "set k v", "del k", "panic";
 // queries "get k" and "len". Replies are the previous value. It releases
-// the log at every command, and snapshots as a JSON copy of its map.
+// the log at every command but "hold k v" (a set that keeps it), and
+// snapshots as a JSON copy of its map.
 type kvMachine struct {
 	data    map[string]string
 	applied uint64
@@ -22,9 +23,14 @@ func newKV([]byte) (Machine, error) { return &kvMachine{data: map[string]string{
 
 func (m *kvMachine) Apply(ctx *ApplyContext, cmd []byte) []byte {
 	m.applied = ctx.Index
-	ctx.ReleaseCursor(ctx.Index)
 	parts := strings.SplitN(string(cmd), " ", 3)
+	if parts[0] != "hold" {
+		ctx.ReleaseCursor(ctx.Index)
+	}
 	switch parts[0] {
+	case "hold": // a set that keeps the log: the state needs it
+		m.data[parts[1]] = parts[2]
+		return nil
 	case "set":
 		old := m.data[parts[1]]
 		m.data[parts[1]] = parts[2]
