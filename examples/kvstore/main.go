@@ -8,6 +8,8 @@
 //	kvstore join  --id n4 ... --via http://127.0.0.1:8001
 //	kvstore leave --id n4
 //	kvstore put|get|del|cas|list|status    the client
+//	kvstore backup --out FILE              a backup of the data
+//	kvstore restore --from FILE --id n1 ... a new cluster from a backup
 //
 // Run "kvstore help" or "kvstore COMMAND -h" for the details; the README
 // next to this file has the HTTP API and a tour.
@@ -46,6 +48,8 @@ func init() {
 		{"cas", "KEY (--expect OLD | --expect-absent | --expect-revision N) (NEW | --delete)", "compare and set", runCAS},
 		{"list", "[PREFIX]", "list keys and values, by prefix", runList},
 		{"status", "", "show every member of the cluster", runStatus},
+		{"backup", "--out FILE", "write a backup of the cluster's data to FILE", runBackup},
+		{"restore", "--from FILE --id ID --raft HOST:PORT --http HOST:PORT --data DIR", "run a node that starts a new cluster from a backup", runRestore},
 		{"help", "[COMMAND]", "show help", runHelp},
 	}
 }

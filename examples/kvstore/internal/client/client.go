@@ -195,14 +195,7 @@ func (c *Client) once(ctx context.Context, addrs []string, method, path string, 
 			errs = append(errs, err)
 			continue
 		case status >= 400:
-			ae := &api.Error{}
-			if json.Unmarshal(b, ae) != nil || ae.Code == "" {
-				ae = &api.Error{Code: api.CodeInternal, Message: strings.TrimSpace(string(b))}
-			}
-			ae.Status = status
-			if s, err := strconv.Atoi(retryAfter); err == nil {
-				ae.RetryAfterSeconds = s
-			}
+			ae := errorAnswer(status, b, retryAfter)
 			if ae.Status == http.StatusServiceUnavailable {
 				unavailable, unavailableAddr = ae, addr
 				continue
@@ -220,6 +213,68 @@ func (c *Client) once(ctx context.Context, addrs []string, method, path string, 
 		return unavailableAddr, unavailable
 	}
 	return "", fmt.Errorf("%w: %w", ErrUnreachable, errors.Join(errs...))
+}
+
+// errorAnswer decodes a 4xx or 5xx answer.
+func errorAnswer(status int, b []byte, retryAfter string) *api.Error {
+	ae := &api.Error{}
+	if json.Unmarshal(b, ae) != nil || ae.Code == "" {
+		ae = &api.Error{Code: api.CodeInternal, Message: strings.TrimSpace(string(b))}
+	}
+	ae.Status = status
+	if s, err := strconv.Atoi(retryAfter); err == nil {
+		ae.RetryAfterSeconds = s
+	}
+	return ae
+}
+
+// Backup streams a backup of the cluster's state into w. It is taken
+// through the leader (a node that does not lead redirects to it); nodes
+// that answer 503 or not at all are skipped and retried as for any
+// request. Once the backup streams, an error ends it, and w holds part of
+// it: check what w got (raftserver.ReadBackupInfo) before relying on it.
+func (c *Client) Backup(ctx context.Context, w io.Writer) error {
+	c.findLeader(ctx)
+	return c.retry(ctx, func() (string, error) {
+		var errs []error
+		var unavailable *api.Error
+		var unavailableAddr string
+		for _, addr := range c.Addrs() {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, addr+"/backup", nil)
+			if err != nil {
+				return "", err
+			}
+			resp, err := c.http.Do(req)
+			switch {
+			case err != nil && ctx.Err() != nil:
+				return "", fmt.Errorf("%w (%w)", ctx.Err(), err)
+			case err != nil:
+				c.demote(addr)
+				errs = append(errs, err)
+				continue
+			}
+			if resp.StatusCode >= 400 {
+				b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+				resp.Body.Close()
+				ae := errorAnswer(resp.StatusCode, b, resp.Header.Get("Retry-After"))
+				if ae.Status == http.StatusServiceUnavailable {
+					unavailable, unavailableAddr = ae, addr
+					continue
+				}
+				return addr, ae
+			}
+			_, err = io.Copy(w, resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				return addr, fmt.Errorf("kvstore: the backup from %s broke off: %w", addr, err)
+			}
+			return addr, nil
+		}
+		if unavailable != nil {
+			return unavailableAddr, unavailable
+		}
+		return "", fmt.Errorf("%w: %w", ErrUnreachable, errors.Join(errs...))
+	})
 }
 
 // send makes one request to one node and reads its whole answer. Each node

@@ -90,6 +90,10 @@ func (n *Node) route(w http.ResponseWriter, r *http.Request) {
 		if n.allow(w, r, http.MethodGet) {
 			n.handleRecent(w, r)
 		}
+	case path == "/backup":
+		if n.allow(w, r, http.MethodGet) {
+			n.handleBackup(w, r)
+		}
 	case path == "/cluster/members":
 		if n.allow(w, r, http.MethodPost) {
 			n.handleAddMember(w, r)
@@ -105,7 +109,7 @@ func (n *Node) route(w http.ResponseWriter, r *http.Request) {
 		}
 	default:
 		n.fail(w, &api.Error{Status: http.StatusNotFound, Code: api.CodeNoRoute,
-			Message: fmt.Sprintf("no endpoint %s; see GET / for the page, /kv, /kv/{key}, /status, /cluster, /debug/pprof/", r.URL.Path)})
+			Message: fmt.Sprintf("no endpoint %s; see GET / for the page, /kv, /kv/{key}, /status, /cluster, /backup, /debug/pprof/", r.URL.Path)})
 	}
 }
 

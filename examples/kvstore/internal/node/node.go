@@ -119,6 +119,10 @@ type Config struct {
 	// Join starts the member without a configuration, to be added to a
 	// running cluster (POST /cluster/members on one of its nodes).
 	Join bool
+	// RestoreFrom, on the first start (DataDir holds no member yet), is a
+	// backup file (GET /backup) the member starts from, as a new cluster
+	// of one that other nodes then join.
+	RestoreFrom string
 	// MaxValueBytes bounds a value; larger ones get 413.
 	MaxValueBytes int
 	// RequestTimeout bounds the Raft part of one HTTP request.
@@ -131,6 +135,9 @@ type Config struct {
 }
 
 func (c *Config) fill() error {
+	if c.RestoreFrom != "" && (c.Join || len(c.Peers) > 0) {
+		return fmt.Errorf("%w: a restored node starts a cluster of its own: it takes no peers and joins none", ErrConfig)
+	}
 	if err := kv.ValidateNodeID(c.ID); err != nil {
 		return fmt.Errorf("%w: --id: %v", ErrConfig, err)
 	}
@@ -324,8 +331,14 @@ func (n *Node) startMember() error {
 		if s.ID != n.self {
 			return fmt.Errorf("%w: the data directory holds member %s, not %s", ErrConfig, s.ID, n.self)
 		}
+		if n.cfg.RestoreFrom != "" {
+			return fmt.Errorf("%w: %s already holds member %s: a restore starts a new cluster in an empty data directory (restart this one with serve)", ErrConfig, n.cfg.DataDir, n.self)
+		}
 		n.log.Info("member restarted from the data directory", "member", n.self.String())
 		return nil
+	}
+	if n.cfg.RestoreFrom != "" {
+		return n.restoreMember()
 	}
 	var initial []raftserver.ServerID
 	switch {
@@ -360,6 +373,36 @@ func (n *Node) startMember() error {
 	default:
 		n.log.Info("member started with the initial configuration", "member", n.self.String(), "members", fmt.Sprint(initial))
 	}
+	return nil
+}
+
+// restoreMember starts this node's member as a new cluster of one from the
+// backup at RestoreFrom, and forgets the old cluster's nodes in the
+// directory the backup holds (other nodes join this one afterwards).
+func (n *Node) restoreMember() error {
+	f, err := os.Open(n.cfg.RestoreFrom)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), max(n.cfg.RequestTimeout, time.Minute))
+	defer cancel()
+	if _, _, err := n.sys.RestoreCluster(ctx, ClusterName, raftserver.MachineSpec{Kind: kv.Kind}, []raftserver.ServerID{n.self}, f); err != nil {
+		return fmt.Errorf("restore from %s: %w", n.cfg.RestoreFrom, err)
+	}
+	old, err := n.nodes(ctx, true)
+	if err != nil {
+		return fmt.Errorf("restore from %s: read the directory: %w", n.cfg.RestoreFrom, err)
+	}
+	for _, x := range old {
+		if x.ID == n.cfg.ID {
+			continue
+		}
+		if _, _, err := n.client.Process(ctx, n.self, kv.Command{Op: kv.OpForgetNode, Node: &kv.NodeInfo{ID: x.ID}}); err != nil {
+			return fmt.Errorf("restore from %s: forget the old node %s: %w", n.cfg.RestoreFrom, x.ID, err)
+		}
+	}
+	n.log.Info("member restored from a backup as a new cluster of one; add nodes with kvstore join", "member", n.self.String(), "backup", n.cfg.RestoreFrom)
 	return nil
 }
 
