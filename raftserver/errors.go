@@ -59,6 +59,9 @@ var (
 	ErrNotLocal = errors.New("raftserver: server is not on this node")
 	// ErrInvalidConfig: a configuration or argument is out of range.
 	ErrInvalidConfig = errors.New("raftserver: invalid configuration")
+	// ErrCompacted: a log watch asked for entries the server no longer
+	// holds (a snapshot replaced them). The error is a *CompactedError.
+	ErrCompacted = errors.New("raftserver: log compacted")
 	// ErrInvalidBackup: a backup is damaged, truncated, not a backup, of
 	// another machine kind, or written by a newer machine version; the
 	// message says which. Nothing was created from it.
@@ -107,6 +110,7 @@ const (
 	codeNotEnoughMembers
 	codeSessionStale
 	codeUnreachable
+	codeCompacted
 	codeOther errCode = 255
 )
 
@@ -126,6 +130,7 @@ var codeErrors = map[errCode]error{
 	codeNotEnoughMembers: ErrNotEnoughMembers,
 	codeSessionStale:     ErrSessionStale,
 	codeUnreachable:      ErrUnreachable,
+	codeCompacted:        ErrCompacted,
 }
 
 // remoteError is an error carried across nodes: its code (for errors.Is),

@@ -332,3 +332,41 @@ func ExampleSession_ProcessCommand() {
 	// Output:
 	// before: ""
 }
+
+// Follow a member's committed log: every command once, in the order the
+// cluster committed it, whoever leads. A reader that falls behind is held
+// back by its window instead of being flooded.
+func ExampleSystem_WatchLog() {
+	systems, stop := nodes(3)
+	defer stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	members := membersOn("audit", systems)
+	if _, _, err := systems[0].StartCluster(ctx, "audit", raftserver.MachineSpec{Kind: "register"}, members); err != nil {
+		log.Fatal(err)
+	}
+	w, err := systems[0].WatchLog(ctx, members[1], 1, 64)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer w.Close()
+	for _, cmd := range []string{"set a 1", "set b 2", "set a 3"} {
+		if _, _, err := systems[0].ProcessCommand(ctx, members[0], []byte(cmd)); err != nil {
+			log.Fatal(err)
+		}
+	}
+	for n := 0; n < 3; {
+		e, ok := <-w.C
+		if !ok {
+			log.Fatal(w.Err()) // a CompactedError: start again from a snapshot
+		}
+		if e.Kind == raftserver.LogCommand {
+			fmt.Printf("%s\n", e.Command)
+			n++
+		}
+	}
+	// Output:
+	// set a 1
+	// set b 2
+	// set a 3
+}

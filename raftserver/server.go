@@ -45,6 +45,8 @@ type server struct {
 	flushPending bool
 
 	queries []parkedQuery // waiting for applied >= readIndex
+	// logSubs are the watchers of the applied log (WatchLog), by id.
+	logSubs map[uint64]*logSub
 
 	electionTimer actor.TimerRef
 	electionArmed bool
@@ -232,6 +234,9 @@ func (s *server) Receive(ctx *actor.Context, msg actor.Message) {
 			s.step(core.PeerDown{Peer: peer})
 			return
 		}
+		if s.logWatcherDown(m.Monitor) {
+			return
+		}
 		if ref, ok := s.effMonRefs[m.Monitor]; ok {
 			delete(s.effMonRefs, m.Monitor)
 			delete(s.effMons, ref)
@@ -260,12 +265,19 @@ func (s *server) Receive(ctx *actor.Context, msg actor.Message) {
 		s.memberRequest(m)
 	case *statusReq:
 		_ = ctx.Reply(s.status())
+	case *watchLogReq:
+		s.watchLog(m)
+	case *logAck:
+		s.logAcked(m)
+	case *unwatchLog:
+		s.unwatchLog(m.ID)
 	case failuredetector.Suspected:
 		s.step(core.NodeSuspected{Node: m.Node})
 	case failuredetector.Up:
 		s.step(core.NodeUp{Node: m.Node})
 	case actor.Terminating:
 		s.answerAll()
+		s.endLogWatches()
 		if m.Reason == actor.Shutdown && s.raft != nil {
 			s.snapshotOnStop()
 		}
@@ -734,6 +746,7 @@ func (s *server) apply(a core.Apply) error {
 		s.reply(a.tok, a.reply, a.err)
 	}
 	s.runReadyQueries()
+	s.pushLogs()
 	if s.applied-s.appliedSaved >= appliedSaveEvery {
 		s.saveApplied()
 	}
