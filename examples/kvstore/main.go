@@ -8,6 +8,7 @@
 //	kvstore join  --id n4 ... --via http://127.0.0.1:8001
 //	kvstore leave --id n4
 //	kvstore put|get|del|cas|list|status    the client
+//	kvstore watch [PREFIX]                 changes as they are committed
 //	kvstore backup --out FILE              a backup of the data
 //	kvstore restore --from FILE --id n1 ... a new cluster from a backup
 //
@@ -48,6 +49,7 @@ func init() {
 		{"cas", "KEY (--expect OLD | --expect-absent | --expect-revision N) (NEW | --delete)", "compare and set", runCAS},
 		{"list", "[PREFIX]", "list keys and values, by prefix", runList},
 		{"status", "", "show every member of the cluster", runStatus},
+		{"watch", "[PREFIX] [--from-revision N]", "print changes of keys as they are committed", runWatch},
 		{"backup", "--out FILE", "write a backup of the cluster's data to FILE", runBackup},
 		{"restore", "--from FILE --id ID --raft HOST:PORT --http HOST:PORT --data DIR", "run a node that starts a new cluster from a backup", runRestore},
 		{"help", "[COMMAND]", "show help", runHelp},

@@ -18,6 +18,7 @@ const (
 	CodeKeyNotFound     = "key_not_found"    // 404
 	CodeNodeNotFound    = "node_not_found"   // 404: DELETE /cluster/members/{id} of a non-member
 	CodeNoRoute         = "no_route"         // 404: no such endpoint
+	CodeCompacted       = "compacted"        // 410: a watch's revision is older than the history kept
 	CodeMethod          = "method_not_allowed"
 	CodeCASMismatch     = "cas_mismatch"        // 409
 	CodeMembership      = "membership_conflict" // 409: another change in progress
@@ -43,6 +44,9 @@ type Error struct {
 	Current *Entry `json:"current,omitempty"`
 	// Node is the node that answered.
 	Node string `json:"node,omitempty"`
+	// Since is set on a 410 compacted: the oldest revision a watch can
+	// start from now.
+	Since uint64 `json:"since,omitempty"`
 	// Status is the HTTP status; it is not part of the body.
 	Status int `json:"-"`
 }
@@ -84,6 +88,18 @@ func (e Entry) Bytes() ([]byte, error) {
 		return base64.StdEncoding.DecodeString(e.ValueBase64)
 	}
 	return []byte(e.Value), nil
+}
+
+// WatchEvent is one line of GET /watch: a change of a key (Op "put" with
+// the value written, or "delete"), or, as the last line of a stream that
+// ends in error, Error.
+type WatchEvent struct {
+	Revision    uint64 `json:"revision,omitempty"`
+	Key         string `json:"key,omitempty"`
+	Op          string `json:"op,omitempty"`
+	Value       string `json:"value,omitempty"`
+	ValueBase64 string `json:"value_base64,omitempty"`
+	Error       *Error `json:"error,omitempty"`
 }
 
 // GetResult answers GET /kv/{key}.

@@ -277,6 +277,107 @@ func (c *Client) Backup(ctx context.Context, w io.Writer) error {
 	})
 }
 
+// Watch calls fn with every change of the keys with prefix from revision
+// from on (0: from now), in revision order, until ctx ends or fn returns
+// an error (which Watch returns). When the node it streams from goes, or
+// ends the stream, it resumes on another node from the revision after the
+// last one it handed to fn, so fn sees every change once. A revision older
+// than the history the nodes keep fails with an *api.Error of code
+// compacted, whose Since says where a watch can start.
+func (c *Client) Watch(ctx context.Context, prefix string, from uint64, fn func(api.WatchEvent) error) error {
+	c.findLeader(ctx)
+	next := from
+	backoff := 100 * time.Millisecond
+	for {
+		progressed, err := c.watchOnce(ctx, prefix, &next, fn)
+		var ae *api.Error
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.As(err, &ae):
+			// A 4xx, or compacted, stays so on every node; a 5xx or an
+			// error line of a node that lost its member does not.
+			if ae.Code == api.CodeCompacted || (ae.Status >= 400 && ae.Status < 500) {
+				return err
+			}
+		case errors.Is(err, ErrUnreachable), errors.Is(err, errStreamBroke):
+		default:
+			return err // fn's own
+		}
+		if progressed {
+			backoff = 100 * time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// errStreamBroke: a watch stream ended without an error line (the node or
+// the connection went).
+var errStreamBroke = errors.New("kvstore: the watch stream broke off")
+
+// watchOnce streams from the first node that takes the watch, and returns
+// when that stream ends; progressed says whether it handed anything to fn.
+func (c *Client) watchOnce(ctx context.Context, prefix string, next *uint64, fn func(api.WatchEvent) error) (progressed bool, err error) {
+	var errs []error
+	for _, addr := range c.Addrs() {
+		q := url.Values{"prefix": {prefix}}
+		if *next > 0 {
+			q.Set("from_revision", strconv.FormatUint(*next, 10))
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, addr+"/watch?"+q.Encode(), nil)
+		if err != nil {
+			return false, err
+		}
+		resp, err := c.http.Do(req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return false, ctx.Err()
+			}
+			c.demote(addr)
+			errs = append(errs, err)
+			continue
+		}
+		if resp.StatusCode >= 400 {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+			resp.Body.Close()
+			ae := errorAnswer(resp.StatusCode, b, resp.Header.Get("Retry-After"))
+			if ae.Status == http.StatusServiceUnavailable {
+				errs = append(errs, ae)
+				continue
+			}
+			return false, ae
+		}
+		if *next == 0 {
+			*next, _ = strconv.ParseUint(resp.Header.Get("X-Kvstore-From-Revision"), 10, 64)
+		}
+		c.prefer(addr)
+		defer resp.Body.Close()
+		dec := json.NewDecoder(resp.Body)
+		for {
+			var ev api.WatchEvent
+			if err := dec.Decode(&ev); err != nil {
+				return progressed, fmt.Errorf("%w: %s: %w", errStreamBroke, addr, err)
+			}
+			if ev.Error != nil {
+				return progressed, ev.Error
+			}
+			if ev.Revision < *next {
+				continue // already handed out (cannot happen with a sane node)
+			}
+			if err := fn(ev); err != nil {
+				return progressed, err
+			}
+			*next, progressed = ev.Revision+1, true
+		}
+	}
+	return false, fmt.Errorf("%w: %w", ErrUnreachable, errors.Join(errs...))
+}
+
 // send makes one request to one node and reads its whole answer. Each node
 // gets a bounded try, so that a frozen node (which accepts connections and
 // never answers) does not hold the request until the caller gives up; a

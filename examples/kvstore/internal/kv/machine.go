@@ -42,6 +42,12 @@ const (
 	// RecentChanges is how many of the latest changes the machine keeps for
 	// the web page's recent-keys table.
 	RecentChanges = 64
+	// HistoryChanges and HistoryBytes bound the history of changes, with
+	// their values, that watches read (GET /watch): the latest changes,
+	// at most this many and at most this many bytes of keys and values.
+	// A watch that falls further behind is told it was compacted.
+	HistoryChanges = 4096
+	HistoryBytes   = 8 << 20
 )
 
 // Operations of a Command.
@@ -136,6 +142,17 @@ type Change struct {
 	Revision uint64 `json:"revision"`
 }
 
+// Event is one change of the history: a put with the value it wrote, or a
+// delete. Revision is the change's log index.
+type Event struct {
+	Revision uint64 `json:"revision"`
+	Key      string `json:"key"`
+	Op       string `json:"op"`
+	Value    []byte `json:"value,omitempty"`
+}
+
+func (e *Event) size() int { return len(e.Key) + len(e.Value) }
+
 // Machine is the key-value state. It is used only from its server's
 // goroutine (Apply and Query), so it needs no locks.
 type Machine struct {
@@ -147,11 +164,19 @@ type Machine struct {
 	// recent holds the last RecentChanges changes, oldest first.
 	recent []Change
 	nodes  map[string]NodeInfo
+	// history holds the latest changes with their values, oldest first,
+	// within HistoryChanges and HistoryBytes (historyBytes counts them);
+	// since is the lowest revision from which on every change is in it.
+	// applied is the index of the last command applied.
+	history      []Event
+	historyBytes int
+	since        uint64
+	applied      uint64
 }
 
 // New returns an empty machine.
 func New() *Machine {
-	return &Machine{data: map[string]*Entry{}, nodes: map[string]NodeInfo{}}
+	return &Machine{data: map[string]*Entry{}, nodes: map[string]NodeInfo{}, since: 1}
 }
 
 // Factory builds the machine wrapped for raftserver: JSON commands and
@@ -238,6 +263,7 @@ func (c *Command) validate() error {
 func (m *Machine) Apply(ctx *raftserver.ApplyContext, c Command) Result {
 	// The state never refers back to the log, so a snapshot may replace the log up to any command.
 	ctx.ReleaseCursor(ctx.Index)
+	m.applied = ctx.Index
 	if err := c.validate(); err != nil {
 		return Result{Status: StatusInvalid, Error: err.Error()}
 	}
@@ -316,7 +342,7 @@ func (m *Machine) set(key string, value []byte, index uint64) bool {
 	if e.Value == nil {
 		e.Value = []byte{}
 	}
-	m.note(key, OpPut, index)
+	m.note(key, OpPut, index, e.Value)
 	return !ok
 }
 
@@ -325,14 +351,66 @@ func (m *Machine) remove(key string, index uint64) {
 	if i, ok := slices.BinarySearch(m.keys, key); ok {
 		m.keys = slices.Delete(m.keys, i, i+1)
 	}
-	m.note(key, OpDelete, index)
+	m.note(key, OpDelete, index, nil)
 }
 
-func (m *Machine) note(key, op string, index uint64) {
+// note records a change in the recent list and the history. value is
+// shared with the entry: stored values are never changed in place.
+func (m *Machine) note(key, op string, index uint64, value []byte) {
 	if len(m.recent) == RecentChanges {
 		m.recent = append(m.recent[:0], m.recent[1:]...)
 	}
 	m.recent = append(m.recent, Change{Key: key, Op: op, Revision: index})
+	m.record(Event{Revision: index, Key: key, Op: op, Value: value})
+}
+
+// record appends e to the history and drops the oldest changes beyond its
+// bounds (keeping e itself whatever its size).
+func (m *Machine) record(e Event) {
+	m.history = append(m.history, e)
+	m.historyBytes += e.size()
+	for len(m.history) > 1 && (len(m.history) > HistoryChanges || m.historyBytes > HistoryBytes) {
+		old := m.history[0]
+		m.history[0] = Event{} // let its value go
+		m.history = m.history[1:]
+		m.historyBytes -= old.size()
+		m.since = old.Revision + 1
+	}
+}
+
+// changes answers QueryChanges: the history's changes from revision
+// q.From on whose key has q.Prefix, at most q.Limit (MaxListItems for 0)
+// and MaxListBytes of them.
+func (m *Machine) changes(q Query, a *Answer) {
+	limit := q.Limit
+	if limit <= 0 || limit > MaxListItems {
+		limit = MaxListItems
+	}
+	a.Since, a.Through = m.since, m.applied
+	a.Changes = []Event{}
+	i, _ := slices.BinarySearchFunc(m.history, q.From, func(e Event, rev uint64) int {
+		switch {
+		case e.Revision < rev:
+			return -1
+		case e.Revision > rev:
+			return 1
+		}
+		return 0
+	})
+	size := 0
+	for ; i < len(m.history); i++ {
+		e := m.history[i]
+		if !strings.HasPrefix(e.Key, q.Prefix) {
+			continue
+		}
+		if len(a.Changes) == limit || (len(a.Changes) > 0 && size > MaxListBytes) {
+			a.More = true
+			a.Through = a.Changes[len(a.Changes)-1].Revision
+			return
+		}
+		a.Changes = append(a.Changes, e)
+		size += e.size()
+	}
 }
 
 // Queries.
@@ -342,6 +420,8 @@ const (
 	QueryStats  = "stats"
 	QueryNodes  = "nodes"
 	QueryRecent = "recent"
+	// QueryChanges reads the history of changes, for watches.
+	QueryChanges = "changes"
 )
 
 // Bounds on one query's answer, which travels between nodes as one
@@ -361,8 +441,10 @@ type Query struct {
 	Prefix string `json:"prefix,omitempty"`
 	// After makes a list start after this key (the previous page's Next).
 	After string `json:"after,omitempty"`
-	// Limit bounds the items of list and recent.
+	// Limit bounds the items of list, recent and changes.
 	Limit int `json:"limit,omitempty"`
+	// From is the first revision changes asks for.
+	From uint64 `json:"from,omitempty"`
 }
 
 // Answer is the reply to a Query; the fields of its operation are set.
@@ -380,6 +462,14 @@ type Answer struct {
 	Nodes []NodeInfo `json:"nodes,omitempty"`
 	// Recent answers recent, newest first.
 	Recent []RecentEntry `json:"recent,omitempty"`
+	// Changes answers changes, oldest first. Since is the lowest revision
+	// from which on the history holds every change: a From below it may
+	// miss changes (compacted). Through is the revision up to which the
+	// answer is complete: the last command applied, or with More the last
+	// change returned.
+	Changes []Event `json:"changes,omitempty"`
+	Since   uint64  `json:"since,omitempty"`
+	Through uint64  `json:"through,omitempty"`
 }
 
 // Stats summarises a member's machine.
@@ -426,6 +516,8 @@ func (m *Machine) Query(b []byte) ([]byte, error) {
 			a.Nodes = append(a.Nodes, n)
 		}
 		sort.Slice(a.Nodes, func(i, j int) bool { return a.Nodes[i].ID < a.Nodes[j].ID })
+	case QueryChanges:
+		m.changes(q, &a)
 	case QueryRecent:
 		for _, c := range m.latest(q.Limit) {
 			r := RecentEntry{Change: c}

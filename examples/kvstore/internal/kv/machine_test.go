@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -255,4 +256,65 @@ func TestFactoryRoundTrip(t *testing.T) {
 
 	_, err = Factory([]byte("x"))
 	require.Error(t, err)
+}
+
+// The history keeps the latest changes with their values for watches,
+// within its bounds, and says from which revision on it is complete.
+func TestHistoryOfChanges(t *testing.T) {
+	a := &applier{m: New()}
+	a.apply(Command{Op: OpPut, Key: "w/a", Value: []byte("1")})                                                             // 1
+	a.apply(Command{Op: OpPut, Key: "x/b", Value: []byte("2")})                                                             // 2
+	a.apply(Command{Op: OpCAS, Key: "w/a", Expect: &Condition{Kind: ExpectValue, Value: []byte("no")}, Value: []byte("3")}) // 3: mismatch
+	a.apply(Command{Op: OpCAS, Key: "w/a", Expect: &Condition{Kind: ExpectValue, Value: []byte("1")}, Value: []byte("4")})  // 4
+	a.apply(Command{Op: OpDelete, Key: "w/a"})                                                                              // 5
+	a.apply(Command{Op: OpSetNode, Node: &NodeInfo{ID: "n1"}})                                                              // 6: no change of a key
+	got := query(t, a.m, Query{Op: QueryChanges, Prefix: "w/", From: 1})
+	require.Equal(t, []Event{
+		{Revision: 1, Key: "w/a", Op: OpPut, Value: []byte("1")},
+		{Revision: 4, Key: "w/a", Op: OpPut, Value: []byte("4")},
+		{Revision: 5, Key: "w/a", Op: OpDelete},
+	}, got.Changes, "what happened, CAS outcomes included")
+	require.Equal(t, uint64(1), got.Since)
+	require.Equal(t, uint64(6), got.Through)
+	require.False(t, got.More)
+
+	got = query(t, a.m, Query{Op: QueryChanges, From: 2, Limit: 2})
+	require.Equal(t, []uint64{2, 4}, revisions(got.Changes))
+	require.True(t, got.More)
+	require.Equal(t, uint64(4), got.Through, "complete up to the last change returned")
+
+	// Past its bounds the oldest changes go, and Since moves on.
+	b := &applier{m: New()}
+	for i := range HistoryChanges + 10 {
+		b.apply(Command{Op: OpPut, Key: fmt.Sprint("k", i%7), Value: []byte("v")})
+	}
+	got = query(t, b.m, Query{Op: QueryChanges, From: 1, Limit: 1})
+	require.Equal(t, uint64(11), got.Since)
+	require.Equal(t, uint64(11), got.Changes[0].Revision)
+	big := bytes.Repeat([]byte("x"), HistoryBytes/3)
+	for range 4 {
+		b.apply(Command{Op: OpPut, Key: "big", Value: big})
+	}
+	got = query(t, b.m, Query{Op: QueryChanges, From: 1})
+	require.Len(t, got.Changes, 2, "bytes bound the history too")
+	require.Equal(t, got.Changes[0].Revision, got.Since)
+
+	// A version 1 snapshot has no history: it is complete from the change
+	// after the last recent one.
+	old := snap(1, "k", "v", 7, 7, 1, "k", "put", 7, 0)
+	r := restore(t, old)
+	got = query(t, r, Query{Op: QueryChanges, From: 1})
+	require.Empty(t, got.Changes)
+	require.Equal(t, uint64(8), got.Since)
+	r.Apply(&raftserver.ApplyContext{Index: 9}, Command{Op: OpPut, Key: "k", Value: []byte("w")})
+	got = query(t, r, Query{Op: QueryChanges, From: 8})
+	require.Equal(t, []uint64{9}, revisions(got.Changes))
+}
+
+func revisions(es []Event) []uint64 {
+	var out []uint64
+	for _, e := range es {
+		out = append(out, e.Revision)
+	}
+	return out
 }

@@ -14,19 +14,26 @@
 // re-slice it, to marshal it). The Entry structs themselves are copied,
 // because set changes an existing *Entry in place.
 //
-// Wire format, version 1. Every integer is an unsigned varint
+// Wire format, version 2. Every integer is an unsigned varint
 // (encoding/binary's Uvarint) in its shortest encoding; a string is its
 // length as a uvarint followed by that many bytes.
 //
-//	magic    "KVSNAP" (6 bytes), then the version, the byte 1
+//	magic    "KVSNAP" (6 bytes), then the version, the byte 2
 //	entries  count, then for each key in ascending byte order:
 //	         key string, value string, revision, created
 //	recent   count (at most RecentChanges), then each change, oldest first:
 //	         key string, op string ("put" or "delete"), revision
 //	nodes    count, then each node in ascending order of id:
 //	         id string, raft string, http string
+//	applied  the index of the last command applied
+//	since    the lowest revision from which on the history is complete
+//	history  count (at most HistoryChanges), then each change, oldest
+//	         first (revisions ascending, from since on): revision, key
+//	         string, op string, value string (empty for a delete)
 //
-// The stream ends after the last node: trailing bytes make it invalid.
+// The stream ends after the history: trailing bytes make it invalid.
+// Version 1 ends after the nodes; it restores with an empty history that
+// is complete from the change after the last recent one.
 // Because the order of everything is fixed and varints are shortest, a
 // state has exactly one encoding.
 
@@ -54,7 +61,7 @@ var ErrBadSnapshot = errors.New("kv: bad snapshot")
 
 const (
 	snapshotMagic   = "KVSNAP"
-	snapshotVersion = 1
+	snapshotVersion = 2
 	// maxSnapshotString bounds a value and a node's addresses in a
 	// snapshot: far above any value a node accepts (node.MaxValueLimit),
 	// low enough that a corrupt length cannot ask for absurd memory.
@@ -71,9 +78,11 @@ const (
 
 // view is the point-in-time state a Source writes.
 type view struct {
-	entries []Entry // in key order
-	recent  []Change
-	nodes   []NodeInfo // by id
+	entries        []Entry // in key order
+	recent         []Change
+	nodes          []NodeInfo // by id
+	applied, since uint64
+	history        []Event
 }
 
 // Snapshot implements raftserver.Snapshotter: it returns a point-in-time
@@ -88,6 +97,9 @@ func (m *Machine) Snapshot() (snapshot.Source, error) {
 		entries: make([]Entry, len(m.keys)),
 		recent:  slices.Clone(m.recent),
 		nodes:   make([]NodeInfo, 0, len(m.nodes)),
+		applied: m.applied,
+		since:   m.since,
+		history: slices.Clone(m.history),
 	}
 	for i, k := range m.keys {
 		v.entries[i] = *m.data[k]
@@ -129,6 +141,15 @@ func (v *view) writeTo(w io.Writer) (int64, error) {
 		e.putString(n.ID)
 		e.putString(n.Raft)
 		e.putString(n.HTTP)
+	}
+	e.putUvarint(v.applied)
+	e.putUvarint(v.since)
+	e.putUvarint(uint64(len(v.history)))
+	for _, h := range v.history {
+		e.putUvarint(h.Revision)
+		e.putString(h.Key)
+		e.putString(h.Op)
+		e.putBytes(h.Value)
 	}
 	if e.err == nil {
 		e.err = e.w.Flush()
@@ -347,8 +368,9 @@ func (d *decoder) state() (*Machine, error) {
 	if string(head[:len(snapshotMagic)]) != snapshotMagic {
 		return nil, d.bad("header", "not a kv snapshot (magic %q)", head[:len(snapshotMagic)])
 	}
-	if v := head[len(snapshotMagic)]; v != snapshotVersion {
-		return nil, d.bad("header", "version %d is not supported (only %d)", v, snapshotVersion)
+	version := head[len(snapshotMagic)]
+	if version != 1 && version != snapshotVersion {
+		return nil, d.bad("header", "version %d is not supported (only 1 and %d)", version, snapshotVersion)
 	}
 
 	n, err := d.readCount("entry count", math.MaxInt)
@@ -437,11 +459,79 @@ func (d *decoder) state() (*Machine, error) {
 		m.nodes[node.ID], prev = node, node.ID
 	}
 
+	if version == 1 {
+		// No history: complete from the change after the last one known.
+		m.since = 1
+		if len(m.recent) > 0 {
+			m.applied = m.recent[len(m.recent)-1].Revision
+			m.since = m.applied + 1
+		}
+	} else if err := d.history(m); err != nil {
+		return nil, err
+	}
+
 	switch _, err := d.r.ReadByte(); {
 	case err == nil:
-		return nil, d.bad("end", "trailing bytes after the last node")
+		return nil, d.bad("end", "trailing bytes after the last structure")
 	case err != io.EOF:
 		return nil, fmt.Errorf("kv: reading snapshot: end: %w", err)
 	}
 	return m, nil
+}
+
+// history reads the applied index and the history of a version 2 snapshot
+// into m.
+func (d *decoder) history(m *Machine) error {
+	var err error
+	if m.applied, err = d.readUvarint("applied index"); err != nil {
+		return err
+	}
+	if m.since, err = d.readUvarint("history start"); err != nil {
+		return err
+	}
+	if m.since == 0 || m.since > m.applied+1 {
+		return d.bad("history start", "%d is not in [1, applied index %d + 1]", m.since, m.applied)
+	}
+	n, err := d.readCount("history count", HistoryChanges)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		m.history = make([]Event, 0, n)
+	}
+	prev := m.since - 1
+	for range n {
+		var e Event
+		if e.Revision, err = d.readUvarint("history revision"); err != nil {
+			return err
+		}
+		if e.Revision <= prev || e.Revision > m.applied {
+			return d.bad("history revision", "%d is not after %d and at most the applied index %d", e.Revision, prev, m.applied)
+		}
+		if e.Key, err = d.readString("history key", MaxKeyBytes); err != nil {
+			return err
+		}
+		if err := ValidateKey(e.Key); err != nil {
+			return d.bad("history key", "%v", err)
+		}
+		if e.Op, err = d.readString("history op", maxOpBytes); err != nil {
+			return err
+		}
+		if e.Value, err = d.readBytes("history value", maxSnapshotString); err != nil {
+			return err
+		}
+		switch {
+		case e.Op == OpDelete && len(e.Value) == 0:
+			e.Value = nil
+		case e.Op != OpPut:
+			return d.bad("history op", "unknown change %q, or a delete with a value", e.Op)
+		}
+		m.history = append(m.history, e)
+		m.historyBytes += e.size()
+		prev = e.Revision
+	}
+	if m.historyBytes > HistoryBytes && n > 1 {
+		return d.bad("history", "%d bytes of changes exceed the bound of %d", m.historyBytes, HistoryBytes)
+	}
+	return nil
 }

@@ -55,7 +55,7 @@ func dump(t *testing.T, m *Machine) []string {
 		out = append(out, ask(Query{Op: QueryGet, Key: e.Key}))
 	}
 	out = append(out, ask(Query{Op: QueryGet, Key: "never-written"}))
-	for _, op := range []string{QueryStats, QueryNodes, QueryRecent} {
+	for _, op := range []string{QueryStats, QueryNodes, QueryRecent, QueryChanges} {
 		out = append(out, ask(Query{Op: op}))
 	}
 	return out
@@ -100,7 +100,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	a := &applier{m: New()}
 	mixed(a)
 	b := writeSnapshot(t, a.m)
-	require.True(t, bytes.HasPrefix(b, []byte("KVSNAP\x01")))
+	require.True(t, bytes.HasPrefix(b, []byte("KVSNAP\x02")))
 	r := restore(t, b)
 	want := dump(t, a.m)
 	require.Equal(t, want, dump(t, r))
@@ -118,7 +118,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 
 	// An empty machine round trips too.
 	empty := writeSnapshot(t, New())
-	require.Equal(t, "KVSNAP\x01\x00\x00\x00", string(empty))
+	require.Equal(t, "KVSNAP\x02\x00\x00\x00\x00\x01\x00", string(empty))
 	require.Equal(t, dump(t, New()), dump(t, restore(t, empty)))
 }
 
@@ -311,10 +311,15 @@ func TestRestoreTrailingGarbage(t *testing.T) {
 	}
 }
 
-// snap builds a snapshot by hand: a string argument is written with its
-// length, a uint64 or int as a uvarint, a []byte as it is.
-func snap(parts ...any) []byte {
-	b := []byte("KVSNAP\x01")
+// snap builds a version 1 snapshot by hand: a string argument is written
+// with its length, a uint64 or int as a uvarint, a []byte as it is.
+func snap(parts ...any) []byte { return snapV(1, parts...) }
+
+// snap2 builds a version 2 snapshot like snap.
+func snap2(parts ...any) []byte { return snapV(2, parts...) }
+
+func snapV(version byte, parts ...any) []byte {
+	b := append([]byte("KVSNAP"), version)
 	for _, p := range parts {
 		switch p := p.(type) {
 		case string:
@@ -338,7 +343,9 @@ func TestRestoreRejects(t *testing.T) {
 	a := &applier{m: New()}
 	a.apply(Command{Op: OpPut, Key: "k", Value: []byte("v")})
 	a.apply(Command{Op: OpSetNode, Node: &NodeInfo{ID: "n1", Raft: "r", HTTP: "h"}})
-	require.Equal(t, snap(1, "k", "v", 1, 1, 1, "k", "put", 1, 1, "n1", "r", "h"), writeSnapshot(t, a.m))
+	require.Equal(t, snap2(1, "k", "v", 1, 1, 1, "k", "put", 1, 1, "n1", "r", "h", 2, 1, 1, 1, "k", "put", "v"), writeSnapshot(t, a.m))
+	// The sections of version 2 after the nodes: applied, since, history.
+	v2 := func(tail ...any) []byte { return snap2(append([]any{0, 0, 0}, tail...)...) }
 
 	entry := func(key string) []any { return []any{key, "v", 1, 1} }
 	flat := func(parts ...[]any) []any {
@@ -354,7 +361,17 @@ func TestRestoreRejects(t *testing.T) {
 	}{
 		{"empty", "header", nil},
 		{"magic", "not a kv snapshot", []byte("KVSNAQ\x01\x00\x00\x00")},
-		{"version", "version 2", []byte("KVSNAP\x02\x00\x00\x00")},
+		{"version", "version 3", []byte("KVSNAP\x03\x00\x00\x00")},
+		{"v2 without history", "applied index", snap2(0, 0, 0)},
+		{"history start 0", "history start", v2(5, 0, 0)},
+		{"history start past applied", "history start", v2(5, 7, 0)},
+		{"history past applied", "at most the applied index", v2(5, 1, 1, 6, "k", "put", "v")},
+		{"history out of order", "is not after", v2(5, 1, 2, 3, "k", "put", "v", 2, "k", "put", "v")},
+		{"history before its start", "is not after", v2(5, 3, 1, 2, "k", "put", "v")},
+		{"history op", "unknown change", v2(5, 1, 1, 1, "k", "cas", "v")},
+		{"history delete with a value", "unknown change", v2(5, 1, 1, 1, "k", "delete", "v")},
+		{"history key", "control", v2(5, 1, 1, 1, "\x01", "put", "v")},
+		{"too much history", "4097 is more than 4096", v2(5, 1, HistoryChanges+1)},
 		{"empty key", "empty", snap(1, "", "v", 1, 1, 0, 0)},
 		{"long key", "length 1025", snap(1, strings.Repeat("k", MaxKeyBytes+1), "v", 1, 1, 0, 0)},
 		{"control key", "control", snap(1, "a\nb", "v", 1, 1, 0, 0)},
@@ -436,6 +453,7 @@ func FuzzRestore(f *testing.F) {
 	f.Add(writeSnapshot(f, a.m))
 	f.Add(writeSnapshot(f, New()))
 	f.Add(snap(2, "a", "", 0, 0, "b", "\x00", 9, 3, 2, "a", "put", 1, "z", "delete", 2, 1, "n1", "", "x"))
+	f.Add(snap2(1, "a", "b", 3, 3, 1, "a", "put", 3, 0, 4, 2, 2, 2, "x", "delete", "", 3, "a", "put", "b"))
 	f.Add([]byte("KVSNAP"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m := New()
@@ -448,11 +466,18 @@ func FuzzRestore(f *testing.F) {
 			}
 			return
 		}
-		if out := writeSnapshot(t, m); !bytes.Equal(b, out) {
+		out := writeSnapshot(t, m)
+		if b[6] == 1 {
+			// Version 1 is written as version 2, which is stable.
+			b = out
+			m = restore(t, out)
+			out = writeSnapshot(t, m)
+		}
+		if !bytes.Equal(b, out) {
 			t.Fatalf("restored state writes %q, not the input %q", out, b)
 		}
 		// The restored machine answers queries and applies commands.
-		for _, q := range []string{`{"op":"list"}`, `{"op":"nodes"}`, `{"op":"stats"}`, `{"op":"recent"}`} {
+		for _, q := range []string{`{"op":"list"}`, `{"op":"nodes"}`, `{"op":"stats"}`, `{"op":"recent"}`, `{"op":"changes"}`} {
 			if _, err := m.Query([]byte(q)); err != nil {
 				t.Fatalf("query %s: %v", q, err)
 			}

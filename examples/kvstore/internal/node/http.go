@@ -90,6 +90,10 @@ func (n *Node) route(w http.ResponseWriter, r *http.Request) {
 		if n.allow(w, r, http.MethodGet) {
 			n.handleRecent(w, r)
 		}
+	case path == "/watch":
+		if n.allow(w, r, http.MethodGet) {
+			n.handleWatch(w, r)
+		}
 	case path == "/backup":
 		if n.allow(w, r, http.MethodGet) {
 			n.handleBackup(w, r)
@@ -109,7 +113,7 @@ func (n *Node) route(w http.ResponseWriter, r *http.Request) {
 		}
 	default:
 		n.fail(w, &api.Error{Status: http.StatusNotFound, Code: api.CodeNoRoute,
-			Message: fmt.Sprintf("no endpoint %s; see GET / for the page, /kv, /kv/{key}, /status, /cluster, /backup, /debug/pprof/", r.URL.Path)})
+			Message: fmt.Sprintf("no endpoint %s; see GET / for the page, /kv, /kv/{key}, /status, /cluster, /watch, /backup, /debug/pprof/", r.URL.Path)})
 	}
 }
 
@@ -646,6 +650,10 @@ func (s *statusRecorder) WriteHeader(code int) {
 	s.status = code
 	s.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the server's writer (to flush
+// a stream).
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // servePprof answers /debug/pprof/NAME with net/http/pprof.
 func servePprof(w http.ResponseWriter, r *http.Request, name string) {
