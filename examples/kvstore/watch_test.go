@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rago-raft/rago/examples/kvstore/internal/api"
+	"github.com/rago-raft/rago/examples/kvstore/internal/client"
 	"github.com/rago-raft/rago/examples/kvstore/internal/kv"
 )
 
@@ -67,11 +69,28 @@ func TestWatchAcrossALeaderChange(t *testing.T) {
 	require.NoError(t, err)
 	await(4)
 
-	// The leader, which the watch's client prefers, goes.
+	// The leader, which the watch's client prefers, goes. A write in
+	// flight to it has an unknown outcome: read the key before writing it
+	// again, as a client must, so that each is applied once.
 	c.kill(c.leader(c.nodes[0]))
 	for i := 2; i < 5; i++ {
-		_, err = cl.Put(ctx, fmt.Sprintf("w/%d", i), []byte(fmt.Sprint(i)))
-		require.NoError(t, err)
+		key, val := fmt.Sprintf("w/%d", i), fmt.Sprint(i)
+		for {
+			_, err := cl.Put(ctx, key, []byte(val))
+			var ae *api.Error
+			if err == nil {
+				break
+			}
+			require.True(t, errors.Is(err, client.ErrOutcomeUnknown) || errors.As(err, &ae) && ae.OutcomeUnknown, "%v", err)
+			var got api.GetResult
+			require.Eventually(t, func() bool {
+				got, err = cl.Get(ctx, key, "")
+				return err == nil || errors.As(err, &ae) && ae.Code == api.CodeKeyNotFound
+			}, waitFor, 10*time.Millisecond, "read %s", key)
+			if got.Value == val {
+				break // it was applied
+			}
+		}
 	}
 	await(7)
 	require.Equal(t, []string{"put w/0 before", "put w/1 one", "put w/1 two", "delete w/0", "put w/2 2", "put w/3 3", "put w/4 4"}, got)

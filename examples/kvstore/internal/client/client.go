@@ -228,6 +228,25 @@ func errorAnswer(status int, b []byte, retryAfter string) *api.Error {
 	return ae
 }
 
+// openStream asks addr for path, an answer read as a stream: the response
+// of a 2xx, an *api.Error for a 4xx or 5xx, or the transport's error.
+func (c *Client) openStream(ctx context.Context, addr, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, addr+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 400 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		return nil, errorAnswer(resp.StatusCode, b, resp.Header.Get("Retry-After"))
+	}
+	return resp, nil
+}
+
 // Backup streams a backup of the cluster's state into w. It is taken
 // through the leader (a node that does not lead redirects to it); nodes
 // that answer 503 or not at all are skipped and retried as for any
@@ -240,28 +259,20 @@ func (c *Client) Backup(ctx context.Context, w io.Writer) error {
 		var unavailable *api.Error
 		var unavailableAddr string
 		for _, addr := range c.Addrs() {
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, addr+"/backup", nil)
-			if err != nil {
-				return "", err
-			}
-			resp, err := c.http.Do(req)
+			resp, err := c.openStream(ctx, addr, "/backup")
+			var ae *api.Error
 			switch {
+			case errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable:
+				unavailable, unavailableAddr = ae, addr
+				continue
+			case ae != nil:
+				return addr, ae
 			case err != nil && ctx.Err() != nil:
 				return "", fmt.Errorf("%w (%w)", ctx.Err(), err)
 			case err != nil:
 				c.demote(addr)
 				errs = append(errs, err)
 				continue
-			}
-			if resp.StatusCode >= 400 {
-				b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-				resp.Body.Close()
-				ae := errorAnswer(resp.StatusCode, b, resp.Header.Get("Retry-After"))
-				if ae.Status == http.StatusServiceUnavailable {
-					unavailable, unavailableAddr = ae, addr
-					continue
-				}
-				return addr, ae
 			}
 			_, err = io.Copy(w, resp.Body)
 			resp.Body.Close()
@@ -329,28 +340,20 @@ func (c *Client) watchOnce(ctx context.Context, prefix string, next *uint64, fn 
 		if *next > 0 {
 			q.Set("from_revision", strconv.FormatUint(*next, 10))
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, addr+"/watch?"+q.Encode(), nil)
-		if err != nil {
-			return false, err
-		}
-		resp, err := c.http.Do(req)
-		if err != nil {
-			if ctx.Err() != nil {
-				return false, ctx.Err()
-			}
+		resp, err := c.openStream(ctx, addr, "/watch?"+q.Encode())
+		var ae *api.Error
+		switch {
+		case errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable:
+			errs = append(errs, ae)
+			continue
+		case ae != nil:
+			return false, ae
+		case err != nil && ctx.Err() != nil:
+			return false, ctx.Err()
+		case err != nil:
 			c.demote(addr)
 			errs = append(errs, err)
 			continue
-		}
-		if resp.StatusCode >= 400 {
-			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-			resp.Body.Close()
-			ae := errorAnswer(resp.StatusCode, b, resp.Header.Get("Retry-After"))
-			if ae.Status == http.StatusServiceUnavailable {
-				errs = append(errs, ae)
-				continue
-			}
-			return false, ae
 		}
 		if *next == 0 {
 			*next, _ = strconv.ParseUint(resp.Header.Get("X-Kvstore-From-Revision"), 10, 64)
