@@ -95,24 +95,27 @@ func TestWatchLogBackPressure(t *testing.T) {
 	res, err := s.call(c.ctx(), c.members[0], &watchLogReq{ID: 7, From: 1, Window: 4, Notify: ib.Ref()})
 	require.NoError(t, err)
 	require.NoError(t, res.(*watchLogResult).Err.err(c.members[0]))
-	received := func(d time.Duration) int {
-		n := 0
-		for {
-			m, err := ib.ReceiveTimeout(d)
-			if err != nil {
-				return n
-			}
+	// receive takes n entries, then requires that no more come for a while.
+	receive := func(n int) {
+		t.Helper()
+		got := 0
+		for got < n {
+			m, err := ib.ReceiveTimeout(waitFor)
+			require.NoError(t, err, "%d of %d entries", got, n)
 			b := m.(*logBatch)
 			require.Equal(t, uint64(7), b.ID)
-			n += len(b.Entries)
+			got += len(b.Entries)
 		}
+		require.Equal(t, n, got)
+		_, err := ib.ReceiveTimeout(300 * time.Millisecond)
+		require.Error(t, err, "no more than %d entries", n)
 	}
-	require.Equal(t, 4, received(300*time.Millisecond), "the window, and no more")
+	receive(4) // the window
 	require.NoError(t, s.Node().Send(Ref(c.members[0]), &logAck{ID: 7, N: 3}))
-	require.Equal(t, 3, received(300*time.Millisecond), "as much as acknowledged")
+	receive(3) // as much as acknowledged
 	require.NoError(t, s.Node().Send(Ref(c.members[0]), &unwatchLog{ID: 7}))
 	require.NoError(t, s.Node().Send(Ref(c.members[0]), &logAck{ID: 7, N: 3}))
-	require.Zero(t, received(300*time.Millisecond), "nothing after unwatch")
+	receive(0) // nothing after unwatch
 
 	_, err = s.WatchLog(c.ctx(), c.members[0], 0, 4)
 	require.ErrorIs(t, err, ErrInvalidConfig)

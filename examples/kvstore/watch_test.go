@@ -137,7 +137,12 @@ func TestWatchOfAForgottenRevision(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := w; i < kv.HistoryChanges+100; i += 16 {
-				if _, err := cl.Put(ctx, fmt.Sprint("k", i%50), []byte("v")); err != nil {
+				_, err := cl.Put(ctx, fmt.Sprint("k", i%50), []byte("v"))
+				var ae *api.Error
+				if err != nil && !(errors.As(err, &ae) && ae.OutcomeUnknown) {
+					// (A write of unknown outcome on a loaded machine
+					// still counts: the history needs many changes, not
+					// these exactly.)
 					errs <- err
 					return
 				}
