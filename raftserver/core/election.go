@@ -75,6 +75,21 @@ func (r *Raft) handlePreVoteRequest(from ServerID, m *PreVoteRequest) {
 		(!r.liveLeader() || from == r.lead)
 	if grant {
 		r.send(from, &PreVoteReply{Term: m.Term, Granted: true})
+		// Give the asker its round before standing ourselves: a round of
+		// our own now, or a timer that fires while its vote request is on
+		// the way, would split the vote (each member votes for itself in
+		// the same term). When round trips are as slow as the timeouts (a
+		// loaded machine), such splits repeated for a minute. The timer
+		// restarts, and a round of ours in flight is dropped (its late
+		// grants no longer count); we stand again if the asker does not
+		// win in time.
+		switch r.role {
+		case RolePreVote, RoleCandidate:
+			r.becomeFollower(r.term, ServerID{})
+			r.rearmTimer = true
+		case RoleFollower:
+			r.rearmTimer = true
+		}
 		return
 	}
 	r.send(from, &PreVoteReply{Term: r.term})

@@ -128,7 +128,12 @@ func (it *interaction) run(cmd string) string {
 		case "leader-down":
 			it.step(it.sid(f[1]), LeaderDown{Leader: it.sid(f[2])})
 		case "deliver":
-			it.deliver()
+			// deliver [N]: the messages in flight, or the first N of them.
+			n := -1
+			if len(f) > 1 {
+				n = int(it.uint(f[1]))
+			}
+			it.deliver(n)
 		case "flush":
 			for _, sid := range it.targets(f[1:]) {
 				nd := it.c.node(sid)
@@ -243,8 +248,8 @@ func (it *interaction) step(sid ServerID, ev Event) {
 	}
 }
 
-func (it *interaction) deliver() {
-	for len(it.c.inbox) > 0 {
+func (it *interaction) deliver(n int) {
+	for ; len(it.c.inbox) > 0 && n != 0; n-- {
 		e := it.c.inbox[0]
 		it.c.inbox = it.c.inbox[1:]
 		if it.c.cut[[2]ServerID{e.from, e.to}] {
