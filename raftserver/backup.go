@@ -237,7 +237,8 @@ func (s *System) RestoreCluster(ctx context.Context, cluster string, machine Mac
 		return nil, members, err
 	}
 	if err := s.waitForLeader(ctx, []ServerID{local}); err != nil {
-		return []ServerID{local}, nil, err
+		others := append(append([]ServerID(nil), members[:first]...), members[first+1:]...)
+		return []ServerID{local}, others, err
 	}
 	started = []ServerID{local}
 	var errs []error

@@ -345,7 +345,9 @@ func (w *LogWatcher) Err() error {
 	}
 }
 
-// Close ends the watch and closes C. It may be called more than once.
+// Close ends the watch and closes C. Call it also after the watch ended
+// by itself: the watcher holds a process until then. It may be called
+// more than once.
 func (w *LogWatcher) Close() {
 	w.once.Do(func() {
 		close(w.stop)
