@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 
 	"github.com/rago-raft/rago/actor"
 	"github.com/rago-raft/rago/internal/wire"
@@ -65,6 +64,10 @@ func (e *CompactedError) Is(target error) bool { return target == ErrCompacted }
 // logWindowMax bounds a watch's window: entries in flight to one watcher.
 const logWindowMax = 1 << 16
 
+// maxLogWatchers bounds the watchers of one server, so that requests
+// cannot grow its state without limit.
+const maxLogWatchers = 1024
+
 // logBatchBytes bounds the entries read for one batch to a watcher.
 const logBatchBytes = 1 << 20
 
@@ -72,10 +75,11 @@ const logBatchBytes = 1 << 20
 // server with watchLogReq; the server answers watchLogResult, then sends
 // logBatch messages while the watcher has credit, and logEnd if it ends
 // the watch. The watcher gives credit back with logAck and ends the watch
-// with unwatchLog.
+// with unwatchLog. A watch is named by its watcher's process, which is
+// unique across nodes (a counter of the watcher's node would not be: two
+// nodes watching one server would take each other's place).
 type (
 	watchLogReq struct {
-		ID     uint64
 		From   uint64
 		Window int
 		Notify actor.Ref
@@ -85,16 +89,14 @@ type (
 		First, SnapshotIndex uint64 // for a compacted log
 	}
 	logBatch struct {
-		ID      uint64
 		Entries []LogEntry
 	}
 	logAck struct {
-		ID uint64
-		N  int
+		Watcher actor.Ref
+		N       int
 	}
-	unwatchLog struct{ ID uint64 }
+	unwatchLog struct{ Watcher actor.Ref }
 	logEnd     struct {
-		ID                   uint64
 		Err                  remoteError
 		From                 uint64
 		First, SnapshotIndex uint64
@@ -103,7 +105,6 @@ type (
 
 // logSub is one watcher of a server's log.
 type logSub struct {
-	id     uint64
 	to     actor.Ref
 	next   uint64 // next index to send
 	credit int    // entries the watcher can still take
@@ -120,14 +121,19 @@ func (s *server) watchLog(m *watchLogReq) {
 		_ = s.ctx.Reply(&watchLogResult{Err: toRemote(ErrCompacted), First: first, SnapshotIndex: s.snap.info.Index})
 		return
 	}
-	if s.logSubs == nil {
-		s.logSubs = map[uint64]*logSub{}
+	old := s.logSubs[m.Notify]
+	if old == nil && len(s.logSubs) >= maxLogWatchers {
+		_ = s.ctx.Reply(&watchLogResult{Err: toRemote(fmt.Errorf("%w: %s already has %d log watchers", ErrInvalidConfig, s.self, maxLogWatchers))})
+		return
 	}
-	if old := s.logSubs[m.ID]; old != nil {
+	if s.logSubs == nil {
+		s.logSubs = map[actor.Ref]*logSub{}
+	}
+	if old != nil {
 		s.ctx.Demonitor(old.mon)
 	}
-	sub := &logSub{id: m.ID, to: m.Notify, next: m.From, credit: m.Window, mon: s.ctx.Monitor(m.Notify)}
-	s.logSubs[m.ID] = sub
+	sub := &logSub{to: m.Notify, next: m.From, credit: m.Window, mon: s.ctx.Monitor(m.Notify)}
+	s.logSubs[m.Notify] = sub
 	_ = s.ctx.Reply(&watchLogResult{})
 	s.pushLog(sub)
 }
@@ -158,7 +164,7 @@ func (s *server) pushLog(sub *logSub) {
 		for i, e := range ents {
 			batch[i] = toLogEntry(e)
 		}
-		_ = s.ctx.Send(sub.to, &logBatch{ID: sub.id, Entries: batch})
+		_ = s.ctx.Send(sub.to, &logBatch{Entries: batch})
 		sub.next = ents[len(ents)-1].Index + 1
 		sub.credit -= len(ents)
 	}
@@ -166,25 +172,25 @@ func (s *server) pushLog(sub *logSub) {
 
 // logAcked gives a watcher credit back.
 func (s *server) logAcked(m *logAck) {
-	if sub := s.logSubs[m.ID]; sub != nil && m.N > 0 {
+	if sub := s.logSubs[m.Watcher]; sub != nil && m.N > 0 {
 		sub.credit = min(sub.credit+m.N, logWindowMax)
 		s.pushLog(sub)
 	}
 }
 
-func (s *server) unwatchLog(id uint64) {
-	if sub := s.logSubs[id]; sub != nil {
+func (s *server) unwatchLog(watcher actor.Ref) {
+	if sub := s.logSubs[watcher]; sub != nil {
 		s.ctx.Demonitor(sub.mon)
-		delete(s.logSubs, id)
+		delete(s.logSubs, watcher)
 	}
 }
 
 // logWatcherDown forgets a watcher that exited; it reports whether mon was
 // one of the watchers' monitors.
 func (s *server) logWatcherDown(mon actor.MonitorRef) bool {
-	for id, sub := range s.logSubs {
+	for w, sub := range s.logSubs {
 		if sub.mon == mon {
-			delete(s.logSubs, id)
+			delete(s.logSubs, w)
 			return true
 		}
 	}
@@ -192,9 +198,8 @@ func (s *server) logWatcherDown(mon actor.MonitorRef) bool {
 }
 
 func (s *server) endLogWatch(sub *logSub, end *logEnd) {
-	end.ID = sub.id
 	_ = s.ctx.Send(sub.to, end)
-	s.unwatchLog(sub.id)
+	s.unwatchLog(sub.to)
 }
 
 // endLogWatches tells every watcher that the server stops.
@@ -243,7 +248,6 @@ type LogWatcher struct {
 
 	sys    *System
 	server ServerID
-	id     uint64
 	ib     *actor.Inbox
 	out    chan LogEntry
 	stop   chan struct{}
@@ -251,8 +255,6 @@ type LogWatcher struct {
 	once   sync.Once
 	err    error // set by run before done closes
 }
-
-var logWatchIDs atomic.Uint64
 
 // WatchLog follows the committed log of server, from index from on: each
 // entry once, in order, as soon as server applied it. Commands, whoever
@@ -275,11 +277,11 @@ func (s *System) WatchLog(ctx context.Context, server ServerID, from uint64, win
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrShuttingDown, err)
 	}
-	w := &LogWatcher{sys: s, server: server, id: logWatchIDs.Add(1), ib: ib,
+	w := &LogWatcher{sys: s, server: server, ib: ib,
 		out: make(chan LogEntry), stop: make(chan struct{}), done: make(chan struct{})}
 	w.C = w.out
 	ib.Monitor(Ref(server))
-	res, err := s.call(ctx, server, &watchLogReq{ID: w.id, From: from, Window: window, Notify: ib.Ref()})
+	res, err := s.call(ctx, server, &watchLogReq{From: from, Window: window, Notify: ib.Ref()})
 	if err == nil {
 		r := res.(*watchLogResult)
 		err = logWatchError(server, r.Err, from, r.First, r.SnapshotIndex)
@@ -319,7 +321,7 @@ func (w *LogWatcher) run() {
 					return
 				}
 			}
-			_ = w.sys.node.Send(Ref(w.server), &logAck{ID: w.id, N: len(m.Entries)})
+			_ = w.sys.node.Send(Ref(w.server), &logAck{Watcher: w.ib.Ref(), N: len(m.Entries)})
 		case *logEnd:
 			w.err = logWatchError(w.server, m.Err, m.From, m.First, m.SnapshotIndex)
 			return
@@ -352,7 +354,7 @@ func (w *LogWatcher) Close() {
 	w.once.Do(func() {
 		close(w.stop)
 		<-w.done
-		_ = w.sys.node.Send(Ref(w.server), &unwatchLog{ID: w.id})
+		_ = w.sys.node.Send(Ref(w.server), &unwatchLog{Watcher: w.ib.Ref()})
 		w.ib.Close()
 	})
 }
@@ -372,13 +374,11 @@ func readLogEntry(r *wire.Reader) LogEntry {
 
 func init() {
 	register(130, func(b []byte, m *watchLogReq) []byte {
-		b = wire.AppendUvarint(b, m.ID)
 		b = wire.AppendUvarint(b, m.From)
 		b = wire.AppendUvarint(b, uint64(m.Window))
-		b = wire.AppendString(b, m.Notify.Name)
-		return wire.AppendString(b, m.Notify.Node)
+		return appendRef(b, m.Notify)
 	}, func(r *wire.Reader) *watchLogReq {
-		return &watchLogReq{ID: r.Uvarint(), From: r.Uvarint(), Window: int(min(r.Uvarint(), logWindowMax+1)), Notify: actor.Ref{Name: r.String(), Node: r.String()}}
+		return &watchLogReq{From: r.Uvarint(), Window: int(min(r.Uvarint(), logWindowMax+1)), Notify: readRef(r)}
 	})
 	register(131, func(b []byte, m *watchLogResult) []byte {
 		b = appendRemote(b, m.Err)
@@ -388,14 +388,13 @@ func init() {
 		return &watchLogResult{Err: readRemote(r), First: r.Uvarint(), SnapshotIndex: r.Uvarint()}
 	})
 	register(132, func(b []byte, m *logBatch) []byte {
-		b = wire.AppendUvarint(b, m.ID)
 		b = wire.AppendUvarint(b, uint64(len(m.Entries)))
 		for _, e := range m.Entries {
 			b = appendLogEntry(b, e)
 		}
 		return b
 	}, func(r *wire.Reader) *logBatch {
-		m := &logBatch{ID: r.Uvarint()}
+		m := &logBatch{}
 		m.Entries = make([]LogEntry, r.Len(6))
 		for i := range m.Entries {
 			m.Entries[i] = readLogEntry(r)
@@ -403,23 +402,22 @@ func init() {
 		return m
 	})
 	register(133, func(b []byte, m *logAck) []byte {
-		b = wire.AppendUvarint(b, m.ID)
+		b = appendRef(b, m.Watcher)
 		return wire.AppendUvarint(b, uint64(m.N))
 	}, func(r *wire.Reader) *logAck {
-		return &logAck{ID: r.Uvarint(), N: int(min(r.Uvarint(), logWindowMax))}
+		return &logAck{Watcher: readRef(r), N: int(min(r.Uvarint(), logWindowMax))}
 	})
 	register(134, func(b []byte, m *unwatchLog) []byte {
-		return wire.AppendUvarint(b, m.ID)
+		return appendRef(b, m.Watcher)
 	}, func(r *wire.Reader) *unwatchLog {
-		return &unwatchLog{ID: r.Uvarint()}
+		return &unwatchLog{Watcher: readRef(r)}
 	})
 	register(135, func(b []byte, m *logEnd) []byte {
-		b = wire.AppendUvarint(b, m.ID)
 		b = appendRemote(b, m.Err)
 		b = wire.AppendUvarint(b, m.From)
 		b = wire.AppendUvarint(b, m.First)
 		return wire.AppendUvarint(b, m.SnapshotIndex)
 	}, func(r *wire.Reader) *logEnd {
-		return &logEnd{ID: r.Uvarint(), Err: readRemote(r), From: r.Uvarint(), First: r.Uvarint(), SnapshotIndex: r.Uvarint()}
+		return &logEnd{Err: readRemote(r), From: r.Uvarint(), First: r.Uvarint(), SnapshotIndex: r.Uvarint()}
 	})
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/rago-raft/rago/actor"
 )
 
 // readCommands reads n commands from w, and every entry before them,
@@ -89,33 +91,56 @@ func TestWatchLogBackPressure(t *testing.T) {
 		_, _, err := s.ProcessCommand(c.ctx(), c.members[0], []byte(fmt.Sprintf("set k%d v", i)))
 		require.NoError(t, err)
 	}
-	ib, err := s.Node().NewInbox()
-	require.NoError(t, err)
-	defer ib.Close()
-	res, err := s.call(c.ctx(), c.members[0], &watchLogReq{ID: 7, From: 1, Window: 4, Notify: ib.Ref()})
-	require.NoError(t, err)
-	require.NoError(t, res.(*watchLogResult).Err.err(c.members[0]))
+	// Two watchers, on two nodes: each has its own window.
+	watch := func(sys *System) *actor.Inbox {
+		ib, err := sys.Node().NewInbox()
+		require.NoError(t, err)
+		t.Cleanup(ib.Close)
+		res, err := sys.call(c.ctx(), c.members[0], &watchLogReq{From: 1, Window: 4, Notify: ib.Ref()})
+		require.NoError(t, err)
+		require.NoError(t, res.(*watchLogResult).Err.err(c.members[0]))
+		return ib
+	}
+	ib, other := watch(s), watch(c.systems[1])
 	// receive takes n entries, then requires that no more come for a while.
-	receive := func(n int) {
+	receive := func(ib *actor.Inbox, n int) {
 		t.Helper()
 		got := 0
 		for got < n {
 			m, err := ib.ReceiveTimeout(waitFor)
 			require.NoError(t, err, "%d of %d entries", got, n)
-			b := m.(*logBatch)
-			require.Equal(t, uint64(7), b.ID)
-			got += len(b.Entries)
+			got += len(m.(*logBatch).Entries)
 		}
 		require.Equal(t, n, got)
 		_, err := ib.ReceiveTimeout(300 * time.Millisecond)
 		require.Error(t, err, "no more than %d entries", n)
 	}
-	receive(4) // the window
-	require.NoError(t, s.Node().Send(Ref(c.members[0]), &logAck{ID: 7, N: 3}))
-	receive(3) // as much as acknowledged
-	require.NoError(t, s.Node().Send(Ref(c.members[0]), &unwatchLog{ID: 7}))
-	require.NoError(t, s.Node().Send(Ref(c.members[0]), &logAck{ID: 7, N: 3}))
-	receive(0) // nothing after unwatch
+	receive(ib, 4) // the window
+	receive(other, 4)
+	require.NoError(t, s.Node().Send(Ref(c.members[0]), &logAck{Watcher: ib.Ref(), N: 3}))
+	receive(ib, 3) // as much as acknowledged
+	receive(other, 0)
+	require.NoError(t, s.Node().Send(Ref(c.members[0]), &unwatchLog{Watcher: ib.Ref()}))
+	require.NoError(t, s.Node().Send(Ref(c.members[0]), &logAck{Watcher: ib.Ref(), N: 3}))
+	receive(ib, 0) // nothing after unwatch
+	require.NoError(t, s.Node().Send(Ref(c.members[0]), &logAck{Watcher: other.Ref(), N: 2}))
+	receive(other, 2)
+
+	// A server takes a bounded number of watchers.
+	ask := func() error {
+		ib, err := s.Node().NewInbox()
+		require.NoError(t, err)
+		t.Cleanup(ib.Close)
+		res, err := s.call(c.ctx(), c.members[0], &watchLogReq{From: 1 << 40, Window: 1, Notify: ib.Ref()})
+		require.NoError(t, err)
+		return res.(*watchLogResult).Err.err(c.members[0])
+	}
+	for range maxLogWatchers - 1 { // other is one
+		require.NoError(t, ask())
+	}
+	err := ask()
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	require.ErrorContains(t, err, "log watchers")
 
 	_, err = s.WatchLog(c.ctx(), c.members[0], 0, 4)
 	require.ErrorIs(t, err, ErrInvalidConfig)

@@ -185,6 +185,13 @@ func appendID(b []byte, id ServerID) []byte {
 
 func readID(r *wire.Reader) ServerID { return ServerID{Name: r.String(), Node: r.String()} }
 
+func appendRef(b []byte, ref actor.Ref) []byte {
+	b = wire.AppendString(b, ref.Name)
+	return wire.AppendString(b, ref.Node)
+}
+
+func readRef(r *wire.Reader) actor.Ref { return actor.Ref{Name: r.String(), Node: r.String()} }
+
 func appendIDs(b []byte, ids []ServerID) []byte {
 	b = wire.AppendUvarint(b, uint64(len(ids)))
 	for _, id := range ids {
@@ -266,8 +273,7 @@ func init() {
 	register(101, func(b []byte, m *commandReq) []byte {
 		b = wire.AppendBytes(b, m.Data)
 		b = wire.AppendBool(b, m.Pipeline)
-		b = wire.AppendString(b, m.Notify.Name)
-		b = wire.AppendString(b, m.Notify.Node)
+		b = appendRef(b, m.Notify)
 		b = wire.AppendUvarint(b, m.Correlation)
 		b = wire.AppendBool(b, m.Session)
 		b = wire.AppendUint64(b, m.Client)
@@ -275,7 +281,7 @@ func init() {
 		return wire.AppendUvarint(b, m.Responded)
 	}, func(r *wire.Reader) *commandReq {
 		return &commandReq{Data: r.BytesCopy(), Pipeline: r.Bool(),
-			Notify: actor.Ref{Name: r.String(), Node: r.String()}, Correlation: r.Uvarint(),
+			Notify: readRef(r), Correlation: r.Uvarint(),
 			Session: r.Bool(), Client: r.Uint64(), Seq: r.Uvarint(), Responded: r.Uvarint()}
 	})
 	register(102, func(b []byte, m *commandResult) []byte {

@@ -46,7 +46,7 @@ type server struct {
 
 	queries []parkedQuery // waiting for applied >= readIndex
 	// logSubs are the watchers of the applied log (WatchLog), by id.
-	logSubs map[uint64]*logSub
+	logSubs map[actor.Ref]*logSub
 
 	electionTimer actor.TimerRef
 	electionArmed bool
@@ -270,7 +270,7 @@ func (s *server) Receive(ctx *actor.Context, msg actor.Message) {
 	case *logAck:
 		s.logAcked(m)
 	case *unwatchLog:
-		s.unwatchLog(m.ID)
+		s.unwatchLog(m.Watcher)
 	case failuredetector.Suspected:
 		s.step(core.NodeSuspected{Node: m.Node})
 	case failuredetector.Up:
