@@ -474,11 +474,8 @@ func (s *System) StartOrRestartCluster(ctx context.Context, cluster string, mach
 }
 
 func (s *System) startCluster(ctx context.Context, cluster string, machine MachineSpec, members []ServerID, op uint8) (started, notStarted []ServerID, err error) {
-	if cluster == "" || len(members) == 0 {
-		return nil, nil, fmt.Errorf("%w: a cluster needs a name and members", ErrInvalidConfig)
-	}
-	if err := (core.Membership{Voters: members}).Validate(); err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	if err := checkNewCluster(cluster, members); err != nil {
+		return nil, nil, err
 	}
 	var errs []error
 	for _, id := range members {
@@ -512,6 +509,17 @@ func (s *System) startCluster(ctx context.Context, cluster string, machine Machi
 		return started, notStarted, err
 	}
 	return started, notStarted, nil
+}
+
+// checkNewCluster checks the name and members of a cluster to start.
+func checkNewCluster(cluster string, members []ServerID) error {
+	if cluster == "" || len(members) == 0 {
+		return fmt.Errorf("%w: a cluster needs a name and members", ErrInvalidConfig)
+	}
+	if err := (core.Membership{Voters: members}).Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return nil
 }
 
 // waitForLeader polls the members until one reports a leader.

@@ -210,11 +210,8 @@ func (s *System) Backup(ctx context.Context, server ServerID, w io.Writer) (Back
 // cluster's log continues from the backup's index, so positions derived
 // from log indexes (revisions) keep growing.
 func (s *System) RestoreCluster(ctx context.Context, cluster string, machine MachineSpec, members []ServerID, backup io.Reader) (started, notStarted []ServerID, err error) {
-	if cluster == "" || len(members) == 0 {
-		return nil, nil, fmt.Errorf("%w: a cluster needs a name and members", ErrInvalidConfig)
-	}
-	if err := (core.Membership{Voters: members}).Validate(); err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	if err := checkNewCluster(cluster, members); err != nil {
+		return nil, nil, err
 	}
 	first := -1
 	for i, m := range members {
