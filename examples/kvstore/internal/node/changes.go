@@ -2,14 +2,12 @@ package node
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net/http"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/rago-raft/rago/examples/kvstore/internal/api"
 	"github.com/rago-raft/rago/examples/kvstore/internal/kv"
@@ -84,11 +82,8 @@ func (n *Node) handleWatch(w http.ResponseWriter, r *http.Request) {
 		for _, c := range a.Changes {
 			ev := api.WatchEvent{Revision: c.Revision, Key: c.Key, Op: c.Op}
 			if c.Op == kv.OpPut {
-				if utf8.Valid(c.Value) {
-					ev.Value = string(c.Value)
-				} else {
-					ev.ValueBase64 = base64.StdEncoding.EncodeToString(c.Value)
-				}
+				e := api.NewEntry(c.Key, c.Value, c.Revision, 0)
+				ev.Value, ev.ValueBase64 = e.Value, e.ValueBase64
 			}
 			if err := enc.Encode(ev); err != nil {
 				return // the client went
