@@ -88,6 +88,9 @@ type server struct {
 	members        core.Membership
 	machineVersion uint64
 	initial        core.Membership
+	// current is the configuration in effect, as the core last reported it
+	// (core.MembersChanged).
+	current core.Membership
 	// lost is the persisted index of a log this server lost (see
 	// core.Config.RecoverTo), until the core says it recovered.
 	lost uint64
@@ -381,7 +384,6 @@ func (s *server) start() error {
 	}
 	s.raft = r
 	s.step(core.Started{})
-	s.syncWatches()
 	return nil
 }
 
@@ -477,7 +479,7 @@ func (s *server) reconcileLog(desc core.Snapshot) error {
 // once. The detector heartbeats once per pair of nodes however many
 // servers watch.
 func (s *server) syncWatches() {
-	members := s.raft.Status().Members
+	members := s.current
 	want := map[string]bool{}
 	for _, list := range [][]ServerID{members.Voters, members.NonVoters} {
 		for _, id := range list {
@@ -513,7 +515,7 @@ func (s *server) syncWatches() {
 func (s *server) syncPeerMonitors() {
 	var want map[ServerID]bool
 	if s.role == core.RoleLeader {
-		members := s.raft.Status().Members
+		members := s.current
 		want = make(map[ServerID]bool, len(members.Voters)+len(members.NonVoters))
 		for _, list := range [][]ServerID{members.Voters, members.NonVoters} {
 			for _, id := range list {
@@ -595,14 +597,10 @@ func (s *server) execute(acts []core.Action) {
 				s.fail(err)
 				return
 			}
-			for _, e := range a.Entries {
-				if e.Type == core.EntryConfig {
-					// Membership takes effect when appended.
-					s.syncWatches()
-					s.syncPeerMonitors()
-					break
-				}
-			}
+		case core.MembersChanged:
+			s.current = a.Members
+			s.syncWatches()
+			s.syncPeerMonitors()
 		case core.Send:
 			_ = s.ctx.Send(Ref(a.To), &peerMsg{From: s.self, Msg: a.Msg})
 		case core.Apply:
@@ -705,9 +703,7 @@ func (s *server) memberRequest(m *memberReq) {
 	case opTransfer:
 		s.step(core.TransferLeadership{To: m.Member, Token: tok})
 	case opTriggerElection:
-		if s.raft.Role() != core.RoleLeader && s.raft.Leader().IsZero() {
-			s.step(core.ElectionTimeout{})
-		}
+		s.step(core.Campaign{})
 	default:
 		_ = s.ctx.Reply(&memberResult{Err: toRemote(fmt.Errorf("%w: membership operation %d", ErrInvalidConfig, m.Op))})
 	}
@@ -1239,7 +1235,7 @@ func (s *server) runQuery(t queryToken) {
 // roleChanged publishes the leader on the leaderboard and monitors the
 // leader's process, whose Down triggers an election here.
 func (s *server) roleChanged(a core.RoleChanged) {
-	s.sys.board.Record(s.cfg.Cluster, a.Leader, s.raft.Status().Members.Voters, a.Term)
+	s.sys.board.Record(s.cfg.Cluster, a.Leader, s.current.Voters, a.Term)
 	if a.Role != s.role {
 		s.role = a.Role
 		if a.Role != core.RoleLeader {

@@ -106,6 +106,15 @@ type RoleChanged struct {
 	Leader ServerID
 }
 
+// MembersChanged: the configuration in effect changed (a config entry was
+// appended, one was truncated away, a snapshot was installed), or this is
+// the first step. Members is the server's to keep. The server follows the
+// members it watches and monitors from it; the core's own decisions already
+// use the new configuration.
+type MembersChanged struct {
+	Members Membership
+}
+
 // Compact: the entries up to and including Through are covered by the
 // member's durable snapshot at Through (the last one SnapshotTaken or
 // RestoreSnapshot named) and are durable in the log. Drop them from the log
@@ -162,3 +171,4 @@ func (CancelElectionTimer) isAction() {}
 func (StartTicker) isAction()         {}
 func (StopTicker) isAction()          {}
 func (RoleChanged) isAction()         {}
+func (MembersChanged) isAction()      {}

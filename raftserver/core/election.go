@@ -181,6 +181,14 @@ func (r *Raft) handleElectionTimeout() {
 	}
 }
 
+func (r *Raft) handleCampaign() {
+	if r.role != RoleFollower || r.liveLeader() || !r.mayStand() || r.recoverTo > 0 || !r.mayCampaign() {
+		return
+	}
+	r.logger.Info("campaigning on request", "term", r.term)
+	r.becomePreVote()
+}
+
 func (r *Raft) handleLeaderDown(leader ServerID) {
 	if leader.IsZero() || leader != r.lead || r.role == RoleLeader {
 		return

@@ -67,6 +67,14 @@ type Query struct {
 // ElectionTimeout: the timer armed by the last SetElectionTimer fired.
 type ElectionTimeout struct{}
 
+// Campaign: an operator asks this member to stand for election now, without
+// waiting for its timer (a cluster whose members all restarted with no
+// leader, or a test). A follower that knows a live leader, a member already
+// in an election round or leading, and a member that may not stand (not a
+// voter, recovering lost entries, or on code too old for the cluster's
+// machine version) ignore it.
+type Campaign struct{}
+
 // LeaderDown: the actor of Leader died (the server monitors the leader it
 // was told about by RoleChanged). A follower of Leader forgets it and arms
 // a short election timer.
@@ -160,6 +168,7 @@ func (Command) isEvent()            {}
 func (Commands) isEvent()           {}
 func (Query) isEvent()              {}
 func (ElectionTimeout) isEvent()    {}
+func (Campaign) isEvent()           {}
 func (LeaderDown) isEvent()         {}
 func (NodeSuspected) isEvent()      {}
 func (NodeUp) isEvent()             {}

@@ -106,6 +106,8 @@ func (it *interaction) run(cmd string) string {
 			it.snapshot(it.sid(f[1]))
 		case "timeout":
 			it.step(it.sid(f[1]), ElectionTimeout{})
+		case "campaign":
+			it.step(it.sid(f[1]), Campaign{})
 		case "tick":
 			it.step(it.sid(f[1]), Tick{})
 		case "propose":
@@ -373,6 +375,15 @@ func describeAction(a Action) string {
 		return fmt.Sprintf("RoleChanged %s term=%d leader=%s", a.Role, a.Term, a.Leader.Name)
 	case StartTicker:
 		return fmt.Sprintf("StartTicker %dms", a.Ms)
+	case MembersChanged:
+		names := func(ids []ServerID) string {
+			var out []string
+			for _, id := range ids {
+				out = append(out, id.Name)
+			}
+			return strings.Join(out, ",")
+		}
+		return fmt.Sprintf("MembersChanged voters=%s nonvoters=%s", names(a.Members.Voters), names(a.Members.NonVoters))
 	default:
 		return strings.TrimPrefix(fmt.Sprintf("%T", a), "core.")
 	}

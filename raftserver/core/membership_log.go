@@ -45,6 +45,9 @@ type membershipLog struct {
 	// voter caches current.IsVoter(self) for the config at voterFor-1.
 	voter    bool
 	voterFor uint64
+	// gen counts the changes of current, so that the core reports each
+	// one (MembersChanged) without comparing configurations.
+	gen uint64
 }
 
 // index is the log index of the config in effect: its entry's, or the
@@ -58,13 +61,14 @@ func (ml *membershipLog) index() uint64 {
 
 // reset makes the config that of a snapshot at index: m from there on.
 func (ml *membershipLog) reset(index uint64, m Membership) {
-	*ml = membershipLog{initial: m, baseIndex: index, current: m, configs: ml.configs[:0]}
+	*ml = membershipLog{initial: m, baseIndex: index, current: m, configs: ml.configs[:0], gen: ml.gen + 1}
 }
 
 func (ml *membershipLog) appended(index uint64, m Membership) {
 	ml.configs = append(ml.configs, configAt{index: index, members: m})
 	ml.current = m
 	ml.voterFor = 0
+	ml.gen++
 }
 
 // truncated drops the config entries at or after index from.
@@ -73,6 +77,10 @@ func (ml *membershipLog) truncated(from uint64) {
 	for n > 0 && ml.configs[n-1].index >= from {
 		n--
 	}
+	if n == len(ml.configs) {
+		return
+	}
+	ml.gen++
 	ml.configs = ml.configs[:n]
 	ml.current = ml.initial
 	if n > 0 {

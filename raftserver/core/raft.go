@@ -70,6 +70,10 @@ type Raft struct {
 	ldr        leaderState
 	tickerOn   bool
 	reportRole RoleChanged // last RoleChanged handed out
+	// reportedMembers is the membershipLog.gen last reported by
+	// MembersChanged; membersUnreported forces a report (after Started).
+	reportedMembers   uint64
+	membersUnreported bool
 
 	actions []Action
 	err     error
@@ -160,6 +164,7 @@ func (r *Raft) Step(ev Event) ([]Action, error) {
 	switch ev := ev.(type) {
 	case Started:
 		r.reportRole = RoleChanged{}
+		r.membersUnreported = true
 		r.announce()
 		if v := r.members.current.Voters; len(v) == 1 && v[0] == r.id && r.mayCampaign() {
 			// The only voter has nobody to wait for or to disrupt: a
@@ -180,6 +185,8 @@ func (r *Raft) Step(ev Event) ([]Action, error) {
 		r.handleQuery(ev)
 	case ElectionTimeout:
 		r.handleElectionTimeout()
+	case Campaign:
+		r.handleCampaign()
 	case LeaderDown:
 		r.handleLeaderDown(ev.Leader)
 	case NodeSuspected:
@@ -287,6 +294,10 @@ func (r *Raft) finish() {
 		r.emit(Compact{Through: s})
 	}
 	r.followMembership()
+	if r.membersUnreported || r.members.gen != r.reportedMembers {
+		r.membersUnreported, r.reportedMembers = false, r.members.gen
+		r.emit(MembersChanged{Members: r.members.current.Clone()})
+	}
 	if apply != nil {
 		r.emit(*apply)
 	}

@@ -91,6 +91,8 @@ func (w *World) exec(m *member, a core.Action) {
 		w.schedule(a.Ms, evTick{m: m.idx, inc: m.inc, gen: m.tickGen, ms: a.Ms})
 	case core.StopTicker:
 		m.tickGen++
+	case core.MembersChanged:
+		// The server follows it with its monitors; nothing to simulate.
 	case core.RoleChanged:
 		if a.Role == core.RoleLeader {
 			w.stats.Elections++
