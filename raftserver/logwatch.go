@@ -108,33 +108,33 @@ type logSub struct {
 	to     actor.Ref
 	next   uint64 // next index to send
 	credit int    // entries the watcher can still take
-	mon    actor.MonitorRef
+	mon    monitorID
 }
 
 // watchLog registers a watcher and sends what it can already.
-func (s *server) watchLog(m *watchLogReq) {
+func (s *server) watchLog(m *watchLogReq, rt actor.ReplyTo) {
 	if m.From == 0 || m.Window < 1 || m.Window > logWindowMax || m.Notify.Name == "" {
-		_ = s.ctx.Reply(&watchLogResult{Err: toRemote(fmt.Errorf("%w: a log watch needs an index from 1 and a window in [1, %d] (from %d, window %d)", ErrInvalidConfig, logWindowMax, m.From, m.Window))})
+		s.env.reply(rt, &watchLogResult{Err: toRemote(fmt.Errorf("%w: a log watch needs an index from 1 and a window in [1, %d] (from %d, window %d)", ErrInvalidConfig, logWindowMax, m.From, m.Window))})
 		return
 	}
 	if first := s.log.FirstIndex(); m.From < first && m.From <= s.log.LastIndex() {
-		_ = s.ctx.Reply(&watchLogResult{Err: toRemote(ErrCompacted), First: first, SnapshotIndex: s.snap.info.Index})
+		s.env.reply(rt, &watchLogResult{Err: toRemote(ErrCompacted), First: first, SnapshotIndex: s.snap.info.Index})
 		return
 	}
 	old := s.logSubs[m.Notify]
 	if old == nil && len(s.logSubs) >= maxLogWatchers {
-		_ = s.ctx.Reply(&watchLogResult{Err: toRemote(fmt.Errorf("%w: %s already has %d log watchers", ErrInvalidConfig, s.self, maxLogWatchers))})
+		s.env.reply(rt, &watchLogResult{Err: toRemote(fmt.Errorf("%w: %s already has %d log watchers", ErrInvalidConfig, s.self, maxLogWatchers))})
 		return
 	}
 	if s.logSubs == nil {
 		s.logSubs = map[actor.Ref]*logSub{}
 	}
 	if old != nil {
-		s.ctx.Demonitor(old.mon)
+		s.env.demonitor(old.mon)
 	}
-	sub := &logSub{to: m.Notify, next: m.From, credit: m.Window, mon: s.ctx.Monitor(m.Notify)}
+	sub := &logSub{to: m.Notify, next: m.From, credit: m.Window, mon: s.env.monitor(m.Notify)}
 	s.logSubs[m.Notify] = sub
-	_ = s.ctx.Reply(&watchLogResult{})
+	s.env.reply(rt, &watchLogResult{})
 	s.pushLog(sub)
 }
 
@@ -164,7 +164,7 @@ func (s *server) pushLog(sub *logSub) {
 		for i, e := range ents {
 			batch[i] = toLogEntry(e)
 		}
-		_ = s.ctx.Send(sub.to, &logBatch{Entries: batch})
+		_ = s.env.send(sub.to, &logBatch{Entries: batch})
 		sub.next = ents[len(ents)-1].Index + 1
 		sub.credit -= len(ents)
 	}
@@ -180,14 +180,14 @@ func (s *server) logAcked(m *logAck) {
 
 func (s *server) unwatchLog(watcher actor.Ref) {
 	if sub := s.logSubs[watcher]; sub != nil {
-		s.ctx.Demonitor(sub.mon)
+		s.env.demonitor(sub.mon)
 		delete(s.logSubs, watcher)
 	}
 }
 
 // logWatcherDown forgets a watcher that exited; it reports whether mon was
 // one of the watchers' monitors.
-func (s *server) logWatcherDown(mon actor.MonitorRef) bool {
+func (s *server) logWatcherDown(mon monitorID) bool {
 	for w, sub := range s.logSubs {
 		if sub.mon == mon {
 			delete(s.logSubs, w)
@@ -198,7 +198,7 @@ func (s *server) logWatcherDown(mon actor.MonitorRef) bool {
 }
 
 func (s *server) endLogWatch(sub *logSub, end *logEnd) {
-	_ = s.ctx.Send(sub.to, end)
+	_ = s.env.send(sub.to, end)
 	s.unwatchLog(sub.to)
 }
 

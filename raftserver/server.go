@@ -33,8 +33,8 @@ type server struct {
 	machine Machine
 	applied uint64
 
-	ctx  *actor.Context // valid during Receive
-	role core.Role      // last role reported by RoleChanged
+	env  hostEnv
+	role core.Role // last role reported by RoleChanged
 	// executing is set while the actions of one step are carried out.
 	executing bool
 
@@ -48,18 +48,18 @@ type server struct {
 	// logSubs are the watchers of the applied log (WatchLog), by id.
 	logSubs map[actor.Ref]*logSub
 
-	electionTimer actor.TimerRef
+	electionTimer timerID
 	electionArmed bool
 	tickerOn      bool
 	tickMs        int64
-	tickTimer     actor.TimerRef
+	tickTimer     timerID
 
-	leaderMon  actor.MonitorRef
+	leaderMon  monitorID
 	monitoring ServerID // the leader whose process we monitor
 
 	// A leader monitors its peers' processes (see syncPeerMonitors).
-	peerMons  map[actor.MonitorRef]ServerID
-	peerMonOf map[ServerID]actor.MonitorRef
+	peerMons  map[monitorID]ServerID
+	peerMonOf map[ServerID]monitorID
 	peersGone map[ServerID]bool // Down seen, not heard from since
 
 	// Pipelined replies of the current Apply, by notify process, in the
@@ -99,13 +99,13 @@ type server struct {
 	snap     snapState
 
 	// Effect state; the leader's only, dropped when leadership changes.
-	effMons      map[actor.Ref]actor.MonitorRef
-	effMonRefs   map[actor.MonitorRef]actor.Ref
+	effMons      map[actor.Ref]monitorID
+	effMonRefs   map[monitorID]actor.Ref
 	effNodes     map[string]bool
 	effTimers    map[string]machineTimer
 	effTimerGen  uint64
 	tickArmed    bool
-	machineTickT actor.TimerRef
+	machineTickT timerID
 }
 
 // Tokens: the core hands them back in Apply.Tokens or Reply actions.
@@ -144,7 +144,7 @@ type (
 	machineTimer struct {
 		name string
 		gen  uint64
-		ref  actor.TimerRef
+		ref  timerID
 	}
 )
 
@@ -155,25 +155,69 @@ const appliedSaveEvery = 1024
 // newServer builds the process of a server; initial is the cluster's first
 // configuration as the server was created with it (empty for a member that
 // joined).
-func newServer(sys *System, cfg ServerConfig, uid string, initial []ServerID) *server {
-	return &server{
+func newServer(sys *System, cfg ServerConfig, uid string, initial []ServerID) *serverActor {
+	env := newActorEnv()
+	return &serverActor{env: env, host: &server{
 		sys:     sys,
+		env:     env,
 		cfg:     cfg,
 		uid:     uid,
 		self:    cfg.ID,
 		initial: core.Membership{Voters: initial},
 		logger:  sys.logger.With("server", cfg.ID.String(), "cluster", cfg.Cluster),
+	}}
+}
+
+// serverActor is the process of one Raft member: a thin shell that turns
+// its mailbox messages into inputs of the member's host (server), and
+// lends the host the process's context as its hostEnv.
+type serverActor struct {
+	host *server
+	env  *actorEnv
+}
+
+func (a *serverActor) Receive(ctx *actor.Context, msg actor.Message) {
+	a.env.ctx = ctx
+	h := a.host
+	switch m := msg.(type) {
+	case actor.Started:
+		if err := h.start(); err != nil {
+			h.logger.Error("server failed to start", "err", err)
+			ctx.Exit(actor.ErrorReason(err))
+		}
+	case firedTimer:
+		if a.env.fired(m.id) {
+			h.handle(m.msg)
+		}
+	case actor.Down:
+		if id, ok := a.env.down(m.Monitor); ok {
+			h.processDown(id, m.Reason)
+		}
+	case *commandReq:
+		rt, _ := ctx.ReplyTo()
+		h.queueCommand(m, rt)
+	case *queryReq:
+		rt, _ := ctx.ReplyTo()
+		h.query(m, rt)
+	case *memberReq:
+		rt, _ := ctx.ReplyTo()
+		h.memberRequest(m, rt)
+	case *watchLogReq:
+		rt, _ := ctx.ReplyTo()
+		h.watchLog(m, rt)
+	case *statusReq:
+		_ = ctx.Reply(h.status())
+	case actor.Terminating:
+		h.terminating(m.Reason)
+	default:
+		h.handle(msg)
 	}
 }
 
-func (s *server) Receive(ctx *actor.Context, msg actor.Message) {
-	s.ctx = ctx
+// handle takes one input that needs no caller to answer: a peer's message,
+// a storage notification, a timer, a detector's verdict.
+func (s *server) handle(msg actor.Message) {
 	switch m := msg.(type) {
-	case actor.Started:
-		if err := s.start(); err != nil {
-			s.logger.Error("server failed to start", "err", err)
-			ctx.Exit(actor.ErrorReason(err))
-		}
 	case *peerMsg:
 		if s.peersGone[m.From] {
 			delete(s.peersGone, m.From) // back: watch it again
@@ -208,8 +252,6 @@ func (s *server) Receive(ctx *actor.Context, msg actor.Message) {
 		s.snapTick()
 	case snapDueMsg:
 		s.snapDue()
-	case *commandReq:
-		s.queueCommand(m)
 	case flushCommands:
 		s.flushCommands()
 	case electionTimeout:
@@ -217,33 +259,8 @@ func (s *server) Receive(ctx *actor.Context, msg actor.Message) {
 		s.step(core.ElectionTimeout{})
 	case tickMsg:
 		if s.tickerOn {
-			s.tickTimer = ctx.SendAfter(time.Duration(s.tickMs)*time.Millisecond, tickMsg{})
+			s.tickTimer = s.env.after(time.Duration(s.tickMs)*time.Millisecond, tickMsg{})
 			s.step(core.Tick{})
-		}
-	case actor.Down:
-		if m.Monitor == s.leaderMon && !s.monitoring.IsZero() {
-			leader := s.monitoring
-			s.monitoring = ServerID{}
-			s.step(core.LeaderDown{Leader: leader})
-			return
-		}
-		if peer, ok := s.peerMons[m.Monitor]; ok {
-			delete(s.peerMons, m.Monitor)
-			delete(s.peerMonOf, peer)
-			if s.peersGone == nil {
-				s.peersGone = map[ServerID]bool{}
-			}
-			s.peersGone[peer] = true
-			s.step(core.PeerDown{Peer: peer})
-			return
-		}
-		if s.logWatcherDown(m.Monitor) {
-			return
-		}
-		if ref, ok := s.effMonRefs[m.Monitor]; ok {
-			delete(s.effMonRefs, m.Monitor)
-			delete(s.effMons, ref)
-			s.observe(ProcessDown{Ref: ref, Reason: m.Reason.String()})
 		}
 	case actor.NodeDown:
 		if s.effNodes[m.Node] {
@@ -261,15 +278,6 @@ func (s *server) Receive(ctx *actor.Context, msg actor.Message) {
 	case machineTickMsg:
 		s.tickArmed = false
 		s.machineTick()
-	case *queryReq:
-		rt, _ := ctx.ReplyTo()
-		s.step(core.Query{Kind: m.Kind, Token: queryToken{rt: rt, req: m}})
-	case *memberReq:
-		s.memberRequest(m)
-	case *statusReq:
-		_ = ctx.Reply(s.status())
-	case *watchLogReq:
-		s.watchLog(m)
 	case *logAck:
 		s.logAcked(m)
 	case *unwatchLog:
@@ -278,20 +286,56 @@ func (s *server) Receive(ctx *actor.Context, msg actor.Message) {
 		s.step(core.NodeSuspected{Node: m.Node})
 	case failuredetector.Up:
 		s.step(core.NodeUp{Node: m.Node})
-	case actor.Terminating:
-		s.answerAll()
-		s.endLogWatches()
-		if m.Reason == actor.Shutdown && s.raft != nil {
-			s.snapshotOnStop()
+	}
+}
+
+// processDown: a process the server monitored exited.
+func (s *server) processDown(id monitorID, reason actor.Reason) {
+	if id == s.leaderMon && !s.monitoring.IsZero() {
+		leader := s.monitoring
+		s.monitoring = ServerID{}
+		s.step(core.LeaderDown{Leader: leader})
+		return
+	}
+	if peer, ok := s.peerMons[id]; ok {
+		delete(s.peerMons, id)
+		delete(s.peerMonOf, peer)
+		if s.peersGone == nil {
+			s.peersGone = map[ServerID]bool{}
 		}
-		s.stopTransfers()
-		if s.snap.receiver != nil {
-			s.snap.receiver.Close()
-		}
-		if s.raft != nil {
-			s.saveApplied()
-			s.sys.board.Record(s.cfg.Cluster, ServerID{}, s.raft.Status().Members.Voters, s.raft.Term())
-		}
+		s.peersGone[peer] = true
+		s.step(core.PeerDown{Peer: peer})
+		return
+	}
+	if s.logWatcherDown(id) {
+		return
+	}
+	if ref, ok := s.effMonRefs[id]; ok {
+		delete(s.effMonRefs, id)
+		delete(s.effMons, ref)
+		s.observe(ProcessDown{Ref: ref, Reason: reason.String()})
+	}
+}
+
+// query hands a query to the core, which answers it with RunQuery or Reply.
+func (s *server) query(m *queryReq, rt actor.ReplyTo) {
+	s.step(core.Query{Kind: m.Kind, Token: queryToken{rt: rt, req: m}})
+}
+
+// terminating: the server's process is stopping for reason.
+func (s *server) terminating(reason actor.Reason) {
+	s.answerAll()
+	s.endLogWatches()
+	if reason == actor.Shutdown && s.raft != nil {
+		s.snapshotOnStop()
+	}
+	s.stopTransfers()
+	if s.snap.receiver != nil {
+		s.snap.receiver.Close()
+	}
+	if s.raft != nil {
+		s.saveApplied()
+		s.sys.board.Record(s.cfg.Cluster, ServerID{}, s.current.Voters, s.raft.Term())
 	}
 }
 
@@ -321,7 +365,7 @@ func (s *server) answerAll() {
 		case core.Reply:
 			s.reply(a.Token, nil, fromCore(a.Err, s.self, a.Leader))
 		case core.Send:
-			_ = s.ctx.Send(Ref(a.To), &peerMsg{From: s.self, Msg: a.Msg})
+			_ = s.env.send(Ref(a.To), &peerMsg{From: s.self, Msg: a.Msg})
 		}
 	}
 	s.flushNotifications()
@@ -331,7 +375,7 @@ func (s *server) answerAll() {
 // verifies (the machine is restored from it), the WAL and segments for the
 // log after it, the meta store for term and vote.
 func (s *server) start() error {
-	w, err := s.sys.wal.Register(s.uid, s.ctx.Self())
+	w, err := s.sys.wal.Register(s.uid, s.env.self())
 	if err != nil {
 		return fmt.Errorf("%w: register %s with the wal: %w", ErrStorage, s.uid, err)
 	}
@@ -408,7 +452,7 @@ func (s *server) loadSnapshot() (core.Snapshot, error) {
 	s.machine, s.sessions = m, sessions
 	s.members, s.machineVersion = desc.Members, desc.MachineVersion
 	s.snap.info, s.snap.desc = info, desc
-	s.snap.at = time.Now()
+	s.snap.at = s.env.now()
 	return desc, nil
 }
 
@@ -490,7 +534,7 @@ func (s *server) syncWatches() {
 	}
 	for node := range s.watching {
 		if !want[node] {
-			_ = s.sys.fd.Unwatch(s.ctx.Self(), node)
+			_ = s.sys.fd.Unwatch(s.env.self(), node)
 			delete(s.watching, node)
 		}
 	}
@@ -499,7 +543,7 @@ func (s *server) syncWatches() {
 			if s.watching == nil {
 				s.watching = map[string]bool{}
 			}
-			if err := s.sys.fd.Watch(s.ctx.Self(), node); err == nil {
+			if err := s.sys.fd.Watch(s.env.self(), node); err == nil {
 				s.watching[node] = true
 			}
 		}
@@ -529,7 +573,7 @@ func (s *server) syncPeerMonitors() {
 	}
 	for id, ref := range s.peerMonOf {
 		if !want[id] {
-			s.ctx.Demonitor(ref)
+			s.env.demonitor(ref)
 			delete(s.peerMonOf, id)
 			delete(s.peerMons, ref)
 		}
@@ -539,9 +583,9 @@ func (s *server) syncPeerMonitors() {
 			continue
 		}
 		if s.peerMonOf == nil {
-			s.peerMonOf, s.peerMons = map[ServerID]actor.MonitorRef{}, map[actor.MonitorRef]ServerID{}
+			s.peerMonOf, s.peerMons = map[ServerID]monitorID{}, map[monitorID]ServerID{}
 		}
-		ref := s.ctx.Monitor(Ref(id))
+		ref := s.env.monitor(Ref(id))
 		s.peerMonOf[id], s.peerMons[ref] = ref, id
 	}
 }
@@ -550,7 +594,7 @@ func (s *server) syncPeerMonitors() {
 // it from durable state, or gives up if it keeps failing.
 func (s *server) fail(err error) {
 	s.logger.Error("server failing", "err", err)
-	s.ctx.Exit(actor.ErrorReason(err))
+	s.env.exit(actor.ErrorReason(err))
 }
 
 func (s *server) step(ev core.Event) {
@@ -602,7 +646,7 @@ func (s *server) execute(acts []core.Action) {
 			s.syncWatches()
 			s.syncPeerMonitors()
 		case core.Send:
-			_ = s.ctx.Send(Ref(a.To), &peerMsg{From: s.self, Msg: a.Msg})
+			_ = s.env.send(Ref(a.To), &peerMsg{From: s.self, Msg: a.Msg})
 		case core.Apply:
 			if err := s.apply(a); err != nil {
 				s.fail(err)
@@ -619,25 +663,25 @@ func (s *server) execute(acts []core.Action) {
 			}
 		case core.SetElectionTimer:
 			if s.electionArmed {
-				s.ctx.CancelTimer(s.electionTimer)
+				s.env.cancelTimer(s.electionTimer)
 			}
-			d := s.sys.pacer.delay(time.Now(), time.Duration(a.Ms)*time.Millisecond)
-			s.electionTimer = s.ctx.SendAfter(d, electionTimeout{})
+			d := s.sys.pacer.delay(s.env.now(), time.Duration(a.Ms)*time.Millisecond)
+			s.electionTimer = s.env.after(d, electionTimeout{})
 			s.electionArmed = true
 		case core.CancelElectionTimer:
 			if s.electionArmed {
-				s.ctx.CancelTimer(s.electionTimer)
+				s.env.cancelTimer(s.electionTimer)
 				s.electionArmed = false
 			}
 		case core.StartTicker:
 			if s.tickerOn {
-				s.ctx.CancelTimer(s.tickTimer)
+				s.env.cancelTimer(s.tickTimer)
 			}
 			s.tickerOn, s.tickMs = true, a.Ms
-			s.tickTimer = s.ctx.SendAfter(time.Duration(a.Ms)*time.Millisecond, tickMsg{})
+			s.tickTimer = s.env.after(time.Duration(a.Ms)*time.Millisecond, tickMsg{})
 		case core.StopTicker:
 			if s.tickerOn {
-				s.ctx.CancelTimer(s.tickTimer)
+				s.env.cancelTimer(s.tickTimer)
 				s.tickerOn = false
 			}
 		case core.RoleChanged:
@@ -659,12 +703,11 @@ func (s *server) execute(acts []core.Action) {
 	s.flushNotifications()
 }
 
-func (s *server) queueCommand(m *commandReq) {
+func (s *server) queueCommand(m *commandReq, rt actor.ReplyTo) {
 	var tok any
 	if m.Pipeline {
 		tok = pipeToken{notify: m.Notify, corr: m.Correlation}
 	} else {
-		rt, _ := s.ctx.ReplyTo()
 		tok = syncToken{rt: rt}
 	}
 	data := encodeUserCommand(m.Data)
@@ -674,7 +717,7 @@ func (s *server) queueCommand(m *commandReq) {
 	s.cmdBuf = append(s.cmdBuf, core.Command{Data: data, Token: tok})
 	if !s.flushPending {
 		s.flushPending = true
-		_ = s.ctx.Send(s.ctx.Self(), flushCommands{})
+		_ = s.env.send(s.env.self(), flushCommands{})
 	}
 }
 
@@ -692,8 +735,7 @@ func (s *server) flushCommands() {
 	s.step(core.Commands{Batch: batch})
 }
 
-func (s *server) memberRequest(m *memberReq) {
-	rt, _ := s.ctx.ReplyTo()
+func (s *server) memberRequest(m *memberReq, rt actor.ReplyTo) {
 	tok := memberToken{rt: rt}
 	switch m.Op {
 	case opAddMember, opAddNonVoter:
@@ -705,7 +747,7 @@ func (s *server) memberRequest(m *memberReq) {
 	case opTriggerElection:
 		s.step(core.Campaign{})
 	default:
-		_ = s.ctx.Reply(&memberResult{Err: toRemote(fmt.Errorf("%w: membership operation %d", ErrInvalidConfig, m.Op))})
+		s.env.reply(rt, &memberResult{Err: toRemote(fmt.Errorf("%w: membership operation %d", ErrInvalidConfig, m.Op))})
 	}
 }
 
@@ -962,7 +1004,7 @@ func (s *server) runEffects(effs []effect, depth int) {
 	for _, e := range effs {
 		switch e.kind {
 		case effSend:
-			if err := s.ctx.Send(e.to, e.msg); err != nil {
+			if err := s.env.send(e.to, e.msg); err != nil {
 				s.logger.Warn("machine effect: send failed", "to", e.to.String(), "err", err)
 			}
 		case effCall:
@@ -970,14 +1012,14 @@ func (s *server) runEffects(effs []effect, depth int) {
 		case effMonitor:
 			if _, ok := s.effMons[e.to]; !ok {
 				if s.effMons == nil {
-					s.effMons, s.effMonRefs = map[actor.Ref]actor.MonitorRef{}, map[actor.MonitorRef]actor.Ref{}
+					s.effMons, s.effMonRefs = map[actor.Ref]monitorID{}, map[monitorID]actor.Ref{}
 				}
-				mon := s.ctx.Monitor(e.to)
+				mon := s.env.monitor(e.to)
 				s.effMons[e.to], s.effMonRefs[mon] = mon, e.to
 			}
 		case effDemonitor:
 			if mon, ok := s.effMons[e.to]; ok {
-				s.ctx.Demonitor(mon)
+				s.env.demonitor(mon)
 				delete(s.effMons, e.to)
 				delete(s.effMonRefs, mon)
 			}
@@ -987,16 +1029,16 @@ func (s *server) runEffects(effs []effect, depth int) {
 					s.effNodes = map[string]bool{}
 				}
 				s.effNodes[e.node] = true
-				s.ctx.MonitorNode(e.node)
+				s.env.monitorNode(e.node)
 			}
 		case effDemonitorNode:
 			if s.effNodes[e.node] {
 				delete(s.effNodes, e.node)
-				s.ctx.DemonitorNode(e.node)
+				s.env.demonitorNode(e.node)
 			}
 		case effTimer:
 			if t, ok := s.effTimers[e.name]; ok {
-				s.ctx.CancelTimer(t.ref)
+				s.env.cancelTimer(t.ref)
 				delete(s.effTimers, e.name)
 			}
 			if e.after > 0 {
@@ -1005,7 +1047,7 @@ func (s *server) runEffects(effs []effect, depth int) {
 				}
 				s.effTimerGen++
 				t := machineTimer{name: e.name, gen: s.effTimerGen}
-				t.ref = s.ctx.SendAfter(e.after, machineTimer{name: e.name, gen: t.gen})
+				t.ref = s.env.after(e.after, machineTimer{name: e.name, gen: t.gen})
 				s.effTimers[e.name] = t
 			}
 		case effReadLog:
@@ -1052,17 +1094,17 @@ func (s *server) readCommands(indexes []uint64) [][]byte {
 func (s *server) leadershipChanged(role core.Role) {
 	if role != core.RoleLeader {
 		for mon := range s.effMonRefs {
-			s.ctx.Demonitor(mon)
+			s.env.demonitor(mon)
 		}
 		for node := range s.effNodes {
-			s.ctx.DemonitorNode(node)
+			s.env.demonitorNode(node)
 		}
 		for _, t := range s.effTimers {
-			s.ctx.CancelTimer(t.ref)
+			s.env.cancelTimer(t.ref)
 		}
 		s.effMons, s.effMonRefs, s.effNodes, s.effTimers = nil, nil, nil, nil
 		if s.tickArmed {
-			s.ctx.CancelTimer(s.machineTickT)
+			s.env.cancelTimer(s.machineTickT)
 			s.tickArmed = false
 		}
 	}
@@ -1092,7 +1134,7 @@ func roleOf(r core.Role) Role {
 
 func (s *server) armMachineTick() {
 	if _, ok := capability[Ticker](s.machine); ok && !s.tickArmed {
-		s.machineTickT = s.ctx.SendAfter(s.sys.cfg.MachineTick, machineTickMsg{})
+		s.machineTickT = s.env.after(s.sys.cfg.MachineTick, machineTickMsg{})
 		s.tickArmed = true
 	}
 }
@@ -1103,7 +1145,7 @@ func (s *server) machineTick() {
 		return
 	}
 	out := &Effects{}
-	s.safely("tick", func() { t.Tick(time.Now(), out) })
+	s.safely("tick", func() { t.Tick(s.env.now(), out) })
 	s.runEffects(out.list, 0)
 	s.armMachineTick()
 }
@@ -1116,7 +1158,7 @@ func (s *server) configApplied(index uint64) {
 	st := s.raft.Status()
 	if index == st.MembersIndex && !st.Members.Contains(s.self) {
 		s.logger.Info("removed from the cluster; stopping", "index", index)
-		s.ctx.Stop()
+		s.env.exit(actor.Normal)
 	}
 	members := make([]meta.ServerID, 0, len(st.Members.Voters))
 	for _, id := range st.Members.Voters {
@@ -1144,14 +1186,14 @@ func (s *server) reply(tok any, reply []byte, err error) {
 	leader := s.raft.Leader()
 	switch t := tok.(type) {
 	case syncToken:
-		_ = s.ctx.Node().Reply(t.rt, &commandResult{Reply: reply, Leader: leader, Err: toRemote(err)})
+		s.env.reply(t.rt, &commandResult{Reply: reply, Leader: leader, Err: toRemote(err)})
 	case pipeToken:
 		if err != nil {
 			var nl *NotLeaderError
 			if errors.As(err, &nl) {
 				leader = nl.Leader
 			}
-			_ = s.ctx.Send(t.notify, &Rejected{Server: s.self, Correlation: t.corr, Err: err, Leader: leader})
+			_ = s.env.send(t.notify, &Rejected{Server: s.self, Correlation: t.corr, Err: err, Leader: leader})
 			return
 		}
 		ap := s.notify[t.notify]
@@ -1165,15 +1207,15 @@ func (s *server) reply(tok any, reply []byte, err error) {
 		}
 		ap.Results = append(ap.Results, AppliedResult{Correlation: t.corr, Reply: reply})
 	case memberToken:
-		_ = s.ctx.Node().Reply(t.rt, &memberResult{Leader: leader, Err: toRemote(err)})
+		s.env.reply(t.rt, &memberResult{Leader: leader, Err: toRemote(err)})
 	case queryToken:
-		_ = s.ctx.Node().Reply(t.rt, &queryResult{Leader: leader, Err: toRemote(err)})
+		s.env.reply(t.rt, &queryResult{Leader: leader, Err: toRemote(err)})
 	}
 }
 
 func (s *server) flushNotifications() {
 	for _, ref := range s.notifyOrder {
-		_ = s.ctx.Send(ref, s.notify[ref])
+		_ = s.env.send(ref, s.notify[ref])
 		delete(s.notify, ref)
 	}
 	s.notifyOrder = s.notifyOrder[:0]
@@ -1229,7 +1271,7 @@ func (s *server) runQuery(t queryToken) {
 		}
 		res.Reply, res.Err = reply, toRemote(err)
 	}()
-	_ = s.ctx.Node().Reply(t.rt, res)
+	s.env.reply(t.rt, res)
 }
 
 // roleChanged publishes the leader on the leaderboard and monitors the
@@ -1253,11 +1295,11 @@ func (s *server) roleChanged(a core.RoleChanged) {
 		return
 	}
 	if !s.monitoring.IsZero() {
-		s.ctx.Demonitor(s.leaderMon)
+		s.env.demonitor(s.leaderMon)
 	}
 	s.monitoring = want
 	if !want.IsZero() {
-		s.leaderMon = s.ctx.Monitor(Ref(want))
+		s.leaderMon = s.env.monitor(Ref(want))
 	}
 	if a.Role == core.RoleLeader {
 		s.logger.Info("became leader", "term", a.Term)

@@ -6,7 +6,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/rago-raft/rago/actor"
 	"github.com/rago-raft/rago/internal/wire"
 	"github.com/rago-raft/rago/raftserver/core"
 	"github.com/rago-raft/rago/snapshot"
@@ -154,7 +153,7 @@ type snapState struct {
 	receiver   *snapshot.Receiver
 	senders    map[ServerID]*snapshot.Sender
 	tickArmed  bool
-	tickTimer  actor.TimerRef
+	tickTimer  timerID
 }
 
 // snapshotter returns the machine as a Snapshotter, if it is one.
@@ -263,10 +262,10 @@ func (s *server) maybeSnapshot() {
 	if !due || s.snap.taking != nil || e.Index != s.applied || e.Index <= s.snap.desc.Index {
 		return
 	}
-	if wait := p.MinInterval - time.Since(s.snap.at); wait > 0 {
+	if wait := p.MinInterval - s.env.now().Sub(s.snap.at); wait > 0 {
 		if !s.snap.dueArmed {
 			s.snap.dueArmed = true
-			s.ctx.SendAfter(wait, snapDueMsg{})
+			s.env.after(wait, snapDueMsg{})
 		}
 		return
 	}
@@ -309,14 +308,14 @@ func (s *server) takeSnapshot(e core.Entry) {
 		return
 	}
 	err = s.sys.snapw.Submit(snapshot.Write{UID: s.uid, Index: e.Index, Term: e.Term,
-		Meta: encodeSnapMeta(desc, s.sessions), Data: src, Notify: s.ctx.Self()})
+		Meta: encodeSnapMeta(desc, s.sessions), Data: src, Notify: s.env.self()})
 	if err != nil {
 		src.Release()
 		s.logger.Warn("snapshot not submitted", "index", e.Index, "err", err)
 		return
 	}
 	s.snap.taking = &desc
-	s.snap.entries, s.snap.bytes, s.snap.at, s.snap.force = 0, 0, time.Now(), false
+	s.snap.entries, s.snap.bytes, s.snap.at, s.snap.force = 0, 0, s.env.now(), false
 }
 
 // snapshotWritten: a snapshot of ours is durable. The core learns of it and
@@ -384,7 +383,7 @@ func (s *server) restoreSnapshot(want core.Snapshot) error {
 	s.applied = desc.Index
 	s.poisoned = map[uint64]bool{}
 	s.snap.info, s.snap.desc, s.snap.staged = info, desc, snapshot.Info{}
-	s.snap.entries, s.snap.bytes, s.snap.at = 0, 0, time.Now()
+	s.snap.entries, s.snap.bytes, s.snap.at = 0, 0, s.env.now()
 	s.logger.Info("installed snapshot", "index", desc.Index, "term", desc.Term, "bytes", info.Size)
 	return nil
 }
@@ -410,7 +409,7 @@ func (s *server) sendSnapshot(a core.SendSnapshot) {
 		s.snap.force = true
 		return
 	}
-	chunks, err := snd.Start(time.Now())
+	chunks, err := snd.Start(s.env.now())
 	if err != nil {
 		_ = snd.Close()
 		return
@@ -426,7 +425,7 @@ func (s *server) sendSnapshot(a core.SendSnapshot) {
 func (s *server) sendChunks(to ServerID, chunks []snapshot.Chunk) {
 	term := s.raft.Term()
 	for _, c := range chunks {
-		_ = s.ctx.Send(Ref(to), &snapChunk{From: s.self, Term: term, Chunk: c})
+		_ = s.env.send(Ref(to), &snapChunk{From: s.self, Term: term, Chunk: c})
 	}
 }
 
@@ -436,7 +435,7 @@ func (s *server) chunkAcked(m *snapAck) {
 	if snd == nil {
 		return
 	}
-	chunks, err := snd.HandleAck(m.Ack, time.Now())
+	chunks, err := snd.HandleAck(m.Ack, s.env.now())
 	s.sendChunks(m.From, chunks)
 	s.transferProgress(m.From, snd, err)
 }
@@ -471,9 +470,9 @@ func (s *server) chunkReceived(m *snapChunk) {
 	if m.Term < s.raft.Term() {
 		return // a deposed leader; its other messages tell it so
 	}
-	res := s.snap.receiver.Receive(m.Chunk, time.Now())
+	res := s.snap.receiver.Receive(m.Chunk, s.env.now())
 	if res.Reply {
-		_ = s.ctx.Send(Ref(m.From), &snapAck{From: s.self, Ack: res.Ack})
+		_ = s.env.send(Ref(m.From), &snapAck{From: s.self, Ack: res.Ack})
 	}
 	if res.Err != nil {
 		s.logger.Warn("snapshot transfer failed", "from", m.From.String(), "err", res.Err)
@@ -518,7 +517,7 @@ func (s *server) maybeAdoptStaged() {
 // runs.
 func (s *server) snapTick() {
 	s.snap.tickArmed = false
-	now := time.Now()
+	now := s.env.now()
 	for to, snd := range s.snap.senders {
 		chunks, err := snd.Tick(now)
 		s.sendChunks(to, chunks)
@@ -537,7 +536,7 @@ func (s *server) armSnapTick() {
 		active = active || receiving
 	}
 	if active && !s.snap.tickArmed {
-		s.snap.tickTimer = s.ctx.SendAfter(snapTickEvery, snapTickMsg{})
+		s.snap.tickTimer = s.env.after(snapTickEvery, snapTickMsg{})
 		s.snap.tickArmed = true
 	}
 }
@@ -561,7 +560,7 @@ func (s *server) snapshotOnStop() {
 	if p.SkipOnStop || !ok || e.Index != s.applied || e.Index < s.snap.desc.Index+p.Entries {
 		return
 	}
-	start := time.Now()
+	start := s.env.now()
 	src, desc, err := s.viewAt(sn, e)
 	if err != nil {
 		s.logger.Warn("no snapshot at stop", "err", err)
@@ -583,5 +582,5 @@ func (s *server) snapshotOnStop() {
 		s.logger.Warn("no snapshot at stop", "err", err)
 		return
 	}
-	s.logger.Info("snapshot at stop", "index", info.Index, "bytes", info.Size, "took", time.Since(start))
+	s.logger.Info("snapshot at stop", "index", info.Index, "bytes", info.Size, "took", s.env.now().Sub(start))
 }
