@@ -153,7 +153,7 @@ func (s *server) backupView() (*backupView, error) {
 	if s.snap.info.Index == 0 {
 		return nil, fmt.Errorf("%w: nothing to back up yet: the machine has not released the log since %s started, and it has no snapshot", ErrMachine, s.self)
 	}
-	rd, err := s.sys.snapshots.Open(s.snap.info)
+	rd, err := s.snaps.store.Open(s.snap.info)
 	if err != nil {
 		return nil, fmt.Errorf("%w: open snapshot %s: %w", ErrStorage, s.snap.info, err)
 	}

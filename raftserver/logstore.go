@@ -293,3 +293,6 @@ func (l *logStore) resend(from uint64, read func(lo, hi uint64) ([]core.Entry, e
 	}
 	return nil
 }
+
+// floor implements logPort.
+func (l *logStore) floor() (uint64, error) { return l.segments.Floor(l.uid) }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/rago-raft/rago/actor"
 	"github.com/rago-raft/rago/failuredetector"
-	"github.com/rago-raft/rago/meta"
 	"github.com/rago-raft/rago/raftserver/core"
 	"github.com/rago-raft/rago/segment"
 	"github.com/rago-raft/rago/snapshot"
@@ -23,17 +22,21 @@ import (
 // are carried out in order over actor, wal and meta. It makes no Raft
 // decisions of its own.
 type server struct {
-	sys     *System
+	env     hostEnv
+	conf    hostConfig
+	openLog func(self actor.Ref) (logPort, error)
+	state   statePort
+	snaps   snapshotPort
+	node    nodeServices
 	cfg     ServerConfig
 	uid     string
 	self    ServerID
 	logger  *slog.Logger
 	raft    *core.Raft
-	log     *logStore
+	log     logPort
 	machine Machine
 	applied uint64
 
-	env  hostEnv
 	role core.Role // last role reported by RoleChanged
 	// executing is set while the actions of one step are carried out.
 	executing bool
@@ -158,8 +161,12 @@ const appliedSaveEvery = 1024
 func newServer(sys *System, cfg ServerConfig, uid string, initial []ServerID) *serverActor {
 	env := newActorEnv()
 	return &serverActor{env: env, host: &server{
-		sys:     sys,
 		env:     env,
+		conf:    sys.cfg.host(),
+		openLog: func(self actor.Ref) (logPort, error) { return sys.openLog(uid, self) },
+		state:   metaState{sys: sys, uid: uid},
+		snaps:   snapshotPort{store: sys.snapshots, submit: sys.snapw.Submit},
+		node:    sys,
 		cfg:     cfg,
 		uid:     uid,
 		self:    cfg.ID,
@@ -335,7 +342,7 @@ func (s *server) terminating(reason actor.Reason) {
 	}
 	if s.raft != nil {
 		s.saveApplied()
-		s.sys.board.Record(s.cfg.Cluster, ServerID{}, s.current.Voters, s.raft.Term())
+		s.node.recordLeader(s.cfg.Cluster, ServerID{}, s.current.Voters, s.raft.Term())
 	}
 }
 
@@ -375,23 +382,19 @@ func (s *server) answerAll() {
 // verifies (the machine is restored from it), the WAL and segments for the
 // log after it, the meta store for term and vote.
 func (s *server) start() error {
-	w, err := s.sys.wal.Register(s.uid, s.env.self())
+	l, err := s.openLog(s.env.self())
 	if err != nil {
-		return fmt.Errorf("%w: register %s with the wal: %w", ErrStorage, s.uid, err)
-	}
-	l, err := openLogStore(s.uid, w, segment.NewLog(s.uid, s.sys.segments, w.Mem), s.sys.segments)
-	if err != nil {
-		return err
+		return fmt.Errorf("%w: open the log of %s: %w", ErrStorage, s.uid, err)
 	}
 	s.log = l
-	term, voted, applied, err := s.sys.meta.Get(s.uid)
+	term, voted, applied, err := s.state.load()
 	if err != nil {
 		return fmt.Errorf("%w: meta of %s: %w", ErrStorage, s.uid, err)
 	}
 	s.appliedSaved = applied
-	s.sessions = newSessionTable(s.sys.cfg.SessionTTLEntries, s.sys.cfg.MaxSessions)
+	s.sessions = s.conf.newSessions()
 	s.poisoned = map[uint64]bool{}
-	m, err := s.sys.newMachine(s.cfg.Machine)
+	m, err := s.node.newMachine(s.cfg.Machine)
 	if err != nil {
 		return err
 	}
@@ -404,17 +407,17 @@ func (s *server) start() error {
 	if err := s.reconcileLog(desc); err != nil {
 		return err
 	}
-	lost, lostTerm, err := s.sys.meta.Lost(s.uid)
+	lost, lostTerm, err := s.state.lost()
 	if err != nil {
 		return fmt.Errorf("%w: meta of %s: %w", ErrStorage, s.uid, err)
 	}
 	s.lost = lost
 	s.applied = desc.Index
 	s.effectsFloor = max(applied, desc.Index)
-	if s.snap.receiver, err = snapshot.NewReceiver(s.sys.snapshots, s.uid, snapshot.ReceiverConfig{Logger: s.logger}); err != nil {
+	if s.snap.receiver, err = snapshot.NewReceiver(s.snaps.store, s.uid, snapshot.ReceiverConfig{Logger: s.logger}); err != nil {
 		return fmt.Errorf("%w: snapshot receiver of %s: %w", ErrStorage, s.uid, err)
 	}
-	rc := s.sys.cfg.Raft.core()
+	rc := s.conf.raft
 	rc.ID = s.self
 	rc.InitialMembers = core.Membership{Voters: s.cfg.InitialMembers}
 	rc.MachineVersion = s.supportedVersion()
@@ -422,7 +425,7 @@ func (s *server) start() error {
 	rc.RecoverTo, rc.RecoverTerm = lost, lostTerm
 	rc.Seed = rand.Uint64()
 	rc.Logger = s.logger
-	r, err := core.New(rc, core.HardState{Term: term, VotedFor: ServerID(voted)}, l)
+	r, err := core.New(rc, core.HardState{Term: term, VotedFor: voted}, l)
 	if err != nil {
 		return err
 	}
@@ -435,7 +438,7 @@ func (s *server) start() error {
 // verifies, if any. Corrupt ones are set aside by the store and reported;
 // they are never used.
 func (s *server) loadSnapshot() (core.Snapshot, error) {
-	info, corrupt, err := s.sys.snapshots.Latest(s.uid)
+	info, corrupt, err := s.snaps.store.Latest(s.uid)
 	for _, c := range corrupt {
 		s.logger.Error("snapshot failed verification; not used", "file", c.File, "offset", c.Offset, "reason", c.Reason)
 	}
@@ -466,24 +469,25 @@ func (s *server) loadSnapshot() (core.Snapshot, error) {
 // core.Config.RecoverTo).
 func (s *server) reconcileLog(desc core.Snapshot) error {
 	l := s.log
+	first, last := l.FirstIndex(), l.LastIndex()
 	ok, err := l.continues(desc.Index, desc.Term)
 	if err != nil {
 		return err
 	}
 	var lost core.Entry
-	if !ok && l.first > desc.Index+1 && l.last >= l.first {
-		e, err := l.log.Entry(l.last)
+	if !ok && first > desc.Index+1 && last >= first {
+		t, err := l.Term(last)
 		if err != nil {
 			return fmt.Errorf("%w: last entry of %s: %w", ErrStorage, s.uid, err)
 		}
-		lost = core.Entry{Index: e.Index, Term: e.Term}
+		lost = core.Entry{Index: last, Term: t}
 	}
-	aside, err := s.sys.snapshots.SetAside(s.uid)
+	aside, err := s.snaps.store.SetAside(s.uid)
 	if err != nil {
 		return fmt.Errorf("%w: snapshots of %s: %w", ErrStorage, s.uid, err)
 	}
 	for _, c := range aside {
-		if c.Index > desc.Index && c.Index > l.last && c.Index > lost.Index {
+		if c.Index > desc.Index && c.Index > last && c.Index > lost.Index {
 			lost = core.Entry{Index: c.Index, Term: c.Term}
 		}
 	}
@@ -492,17 +496,17 @@ func (s *server) reconcileLog(desc core.Snapshot) error {
 	// removed by hand), the entry's term is unknown: the current term is
 	// a safe stand-in, since the member then votes only for logs at least
 	// that recent.
-	floor, err := s.sys.segments.Floor(s.uid)
+	floor, err := l.floor()
 	if err != nil {
 		return fmt.Errorf("%w: log floor of %s: %w", ErrStorage, s.uid, err)
 	}
-	if floor > desc.Index && floor > l.last && floor > lost.Index {
+	if floor > desc.Index && floor > last && floor > lost.Index {
 		lost = core.Entry{Index: floor, Term: s.raftTerm}
 	}
 	if lost.Index > 0 {
 		s.logger.Error("the log no longer reaches back to a usable snapshot: recovering lost entries from the leader",
-			"snapshot", desc.Index, "log_first", l.first, "log_last", l.last, "lost_to", lost.Index)
-		if err := s.sys.meta.SetLost(s.uid, lost.Index, lost.Term); err != nil {
+			"snapshot", desc.Index, "log_first", first, "log_last", last, "lost_to", lost.Index)
+		if err := s.state.setLost(lost.Index, lost.Term); err != nil {
 			return fmt.Errorf("%w: record lost log of %s: %w", ErrStorage, s.uid, err)
 		}
 	}
@@ -534,7 +538,7 @@ func (s *server) syncWatches() {
 	}
 	for node := range s.watching {
 		if !want[node] {
-			_ = s.sys.fd.Unwatch(s.env.self(), node)
+			s.node.unwatchNode(s.env.self(), node)
 			delete(s.watching, node)
 		}
 	}
@@ -543,7 +547,7 @@ func (s *server) syncWatches() {
 			if s.watching == nil {
 				s.watching = map[string]bool{}
 			}
-			if err := s.sys.fd.Watch(s.env.self(), node); err == nil {
+			if err := s.node.watchNode(s.env.self(), node); err == nil {
 				s.watching[node] = true
 			}
 		}
@@ -614,7 +618,7 @@ func (s *server) step(ev core.Event) {
 	// slice of actions, so nothing executed above may step.
 	s.maybeAdoptStaged()
 	if s.lost != 0 && s.raft.RecoverTo() == 0 {
-		if err := s.sys.meta.ClearLost(s.uid); err != nil {
+		if err := s.state.clearLost(); err != nil {
 			s.logger.Warn("could not clear the lost log mark", "err", err)
 			return
 		}
@@ -632,7 +636,7 @@ func (s *server) execute(acts []core.Action) {
 		case core.PersistState:
 			// Synced before anything later in the batch happens: no vote
 			// leaves this server before it is durable.
-			if err := s.sys.meta.Put(s.uid, a.State.Term, meta.ServerID(a.State.VotedFor)); err != nil {
+			if err := s.state.saveVote(a.State.Term, a.State.VotedFor); err != nil {
 				s.fail(fmt.Errorf("%w: persist term and vote: %w", ErrStorage, err))
 				return
 			}
@@ -665,7 +669,7 @@ func (s *server) execute(acts []core.Action) {
 			if s.electionArmed {
 				s.env.cancelTimer(s.electionTimer)
 			}
-			d := s.sys.pacer.delay(s.env.now(), time.Duration(a.Ms)*time.Millisecond)
+			d := s.node.electionDelay(s.env.now(), time.Duration(a.Ms)*time.Millisecond)
 			s.electionTimer = s.env.after(d, electionTimeout{})
 			s.electionArmed = true
 		case core.CancelElectionTimer:
@@ -911,12 +915,12 @@ func (s *server) rebuild(upTo uint64) error {
 		s.members, s.machineVersion = desc.Members, desc.MachineVersion
 		from = desc.Index + 1
 	} else {
-		m, err := s.sys.newMachine(s.cfg.Machine)
+		m, err := s.node.newMachine(s.cfg.Machine)
 		if err != nil {
 			return fmt.Errorf("%w: rebuilding the machine: %w", ErrStorage, err)
 		}
 		s.machine = m
-		s.sessions = newSessionTable(s.sys.cfg.SessionTTLEntries, s.sys.cfg.MaxSessions)
+		s.sessions = s.conf.newSessions()
 		s.members, s.machineVersion = core.Membership{}, 0
 	}
 	for lo := from; lo <= upTo; {
@@ -1134,7 +1138,7 @@ func roleOf(r core.Role) Role {
 
 func (s *server) armMachineTick() {
 	if _, ok := capability[Ticker](s.machine); ok && !s.tickArmed {
-		s.machineTickT = s.env.after(s.sys.cfg.MachineTick, machineTickMsg{})
+		s.machineTickT = s.env.after(s.conf.machineTick, machineTickMsg{})
 		s.tickArmed = true
 	}
 }
@@ -1160,21 +1164,17 @@ func (s *server) configApplied(index uint64) {
 		s.logger.Info("removed from the cluster; stopping", "index", index)
 		s.env.exit(actor.Normal)
 	}
-	members := make([]meta.ServerID, 0, len(st.Members.Voters))
-	for _, id := range st.Members.Voters {
-		members = append(members, meta.ServerID(id))
-	}
-	if err := s.sys.directoryMembers(s.uid, members); err != nil {
+	if err := s.state.saveMembers(st.Members.Voters); err != nil {
 		s.logger.Warn("could not record the new members", "err", err)
 	}
-	s.sys.board.Record(s.cfg.Cluster, st.Leader, st.Members.Voters, st.Term)
+	s.node.recordLeader(s.cfg.Cluster, st.Leader, st.Members.Voters, st.Term)
 }
 
 func (s *server) saveApplied() {
 	if s.applied == s.appliedSaved {
 		return
 	}
-	if err := s.sys.meta.SetLastApplied(s.uid, s.applied); err != nil {
+	if err := s.state.saveApplied(s.applied); err != nil {
 		s.logger.Warn("could not save the last applied index", "err", err)
 		return
 	}
@@ -1277,7 +1277,7 @@ func (s *server) runQuery(t queryToken) {
 // roleChanged publishes the leader on the leaderboard and monitors the
 // leader's process, whose Down triggers an election here.
 func (s *server) roleChanged(a core.RoleChanged) {
-	s.sys.board.Record(s.cfg.Cluster, a.Leader, s.current.Voters, a.Term)
+	s.node.recordLeader(s.cfg.Cluster, a.Leader, s.current.Voters, a.Term)
 	if a.Role != s.role {
 		s.role = a.Role
 		if a.Role != core.RoleLeader {

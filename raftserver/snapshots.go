@@ -162,12 +162,12 @@ func (s *server) snapshotter() (Snapshotter, bool) { return capability[Snapshott
 // restoreMachine builds a fresh machine and restores it from the snapshot
 // info, returning its description and session table.
 func (s *server) restoreMachine(info snapshot.Info) (Machine, core.Snapshot, *sessionTable, error) {
-	rd, err := s.sys.snapshots.Open(info)
+	rd, err := s.snaps.store.Open(info)
 	if err != nil {
 		return nil, core.Snapshot{}, nil, fmt.Errorf("%w: open snapshot %s: %w", ErrStorage, info, err)
 	}
 	defer rd.Close()
-	desc, sessions, err := decodeSnapMeta(info, rd.Meta(), s.sys.cfg.SessionTTLEntries, s.sys.cfg.MaxSessions)
+	desc, sessions, err := decodeSnapMeta(info, rd.Meta(), s.conf.sessionTTLEntries, s.conf.maxSessions)
 	if err != nil {
 		return nil, core.Snapshot{}, nil, err
 	}
@@ -175,7 +175,7 @@ func (s *server) restoreMachine(info snapshot.Info) (Machine, core.Snapshot, *se
 		return nil, core.Snapshot{}, nil, fmt.Errorf("%w: snapshot %s holds machine version %d, this code supports %d: upgrade it",
 			ErrMachine, info, desc.MachineVersion, s.supportedVersion())
 	}
-	m, err := s.sys.newMachine(s.cfg.Machine)
+	m, err := s.node.newMachine(s.cfg.Machine)
 	if err != nil {
 		return nil, core.Snapshot{}, nil, err
 	}
@@ -207,7 +207,7 @@ func restoreSafely(sn Snapshotter, r io.Reader) (err error) {
 // store keeps only the newest snapshot, and a newer one (ours, not yet
 // reported Written, or one received from a leader) may have replaced it.
 func (s *server) snapshotOnDisk(limit uint64) (snapshot.Info, bool) {
-	list, err := s.sys.snapshots.List(s.uid)
+	list, err := s.snaps.store.List(s.uid)
 	if err != nil {
 		s.logger.Warn("cannot list snapshots", "err", err)
 	}
@@ -257,7 +257,7 @@ func (s *server) counted(e core.Entry) {
 // last applied one and the policy says one is due.
 func (s *server) maybeSnapshot() {
 	e := s.snap.released
-	p := s.sys.cfg.Snapshots
+	p := s.conf.snapshots
 	due := s.snap.force || p.due(s.snap.entries, s.snap.bytes, s.snap.info.DataSize)
 	if !due || s.snap.taking != nil || e.Index != s.applied || e.Index <= s.snap.desc.Index {
 		return
@@ -307,7 +307,7 @@ func (s *server) takeSnapshot(e core.Entry) {
 		s.logger.Error("machine did not snapshot", "index", e.Index, "err", err)
 		return
 	}
-	err = s.sys.snapw.Submit(snapshot.Write{UID: s.uid, Index: e.Index, Term: e.Term,
+	err = s.snaps.submit(snapshot.Write{UID: s.uid, Index: e.Index, Term: e.Term,
 		Meta: encodeSnapMeta(desc, s.sessions), Data: src, Notify: s.env.self()})
 	if err != nil {
 		src.Release()
@@ -401,7 +401,7 @@ func (s *server) sendSnapshot(a core.SendSnapshot) {
 		s.logger.Error("snapshot to send is missing", "to", a.To.String(), "index", a.Msg.Snapshot.Index)
 		return
 	}
-	snd, err := snapshot.NewSender(s.sys.snapshots, info, snapshot.SenderConfig{})
+	snd, err := snapshot.NewSender(s.snaps.store, info, snapshot.SenderConfig{})
 	if err != nil {
 		// The core sends it again later; meanwhile a new snapshot of ours
 		// replaces a file that went missing or bad.
@@ -453,7 +453,7 @@ func (s *server) transferProgress(to ServerID, snd *snapshot.Sender, err error) 
 	case snd.Done():
 		s.logger.Info("snapshot sent", "to", to.String(), "snapshot", snd.Info().String())
 	case errors.As(err, &rej) && rej.Reason == snapshot.RejectCorrupt:
-		if verr := s.sys.snapshots.Verify(snd.Info()); verr != nil {
+		if verr := s.snaps.store.Verify(snd.Info()); verr != nil {
 			s.logger.Error("our snapshot is corrupt; taking a new one at the next release cursor", "err", verr)
 			s.snap.force = true
 		}
@@ -492,12 +492,12 @@ func (s *server) chunkReceived(m *snapChunk) {
 
 // describeSnapshot reads a snapshot's description from its meta.
 func (s *server) describeSnapshot(info snapshot.Info) (core.Snapshot, error) {
-	rd, err := s.sys.snapshots.Open(info)
+	rd, err := s.snaps.store.Open(info)
 	if err != nil {
 		return core.Snapshot{}, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
 	defer rd.Close()
-	desc, _, err := decodeSnapMeta(info, rd.Meta(), s.sys.cfg.SessionTTLEntries, s.sys.cfg.MaxSessions)
+	desc, _, err := decodeSnapMeta(info, rd.Meta(), s.conf.sessionTTLEntries, s.conf.maxSessions)
 	return desc, err
 }
 
@@ -554,7 +554,7 @@ func (s *server) stopTransfers() {
 // goroutine as it stops (an orderly stop only), so that the next start
 // restores it instead of replaying a long log; see SnapshotPolicy.
 func (s *server) snapshotOnStop() {
-	p := s.sys.cfg.Snapshots
+	p := s.conf.snapshots
 	e := s.snap.released
 	sn, ok := s.snapshotter()
 	if p.SkipOnStop || !ok || e.Index != s.applied || e.Index < s.snap.desc.Index+p.Entries {
@@ -567,7 +567,7 @@ func (s *server) snapshotOnStop() {
 		return
 	}
 	defer src.Release()
-	pend, err := s.sys.snapshots.Begin(s.uid, e.Index, e.Term, encodeSnapMeta(desc, s.sessions))
+	pend, err := s.snaps.store.Begin(s.uid, e.Index, e.Term, encodeSnapMeta(desc, s.sessions))
 	if err != nil {
 		s.logger.Debug("no snapshot at stop", "err", err)
 		return
