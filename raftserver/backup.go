@@ -141,7 +141,7 @@ func (s *server) backupView() (*backupView, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: machine %q is no Snapshotter, so it cannot be backed up", ErrMachine, s.cfg.Machine.Kind)
 	}
-	info := BackupInfo{Cluster: s.cfg.Cluster, Machine: s.cfg.Machine.Kind, MachineVersion: s.machineVersion, Created: s.env.now()}
+	info := BackupInfo{Cluster: s.cfg.Cluster, Machine: s.cfg.Machine.Kind, MachineVersion: s.mh.version, Created: s.env.now()}
 	if e := s.snap.released; e.Index > 0 && e.Index == s.applied {
 		src, _, err := s.viewAt(sn, e)
 		if err != nil {

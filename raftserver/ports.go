@@ -128,7 +128,7 @@ func (m metaState) saveVote(term uint64, vote ServerID) error {
 }
 
 func (m metaState) saveApplied(index uint64) error { return m.sys.meta.SetLastApplied(m.uid, index) }
-func (m metaState) lost() (uint64, uint64, error) { return m.sys.meta.Lost(m.uid) }
+func (m metaState) lost() (uint64, uint64, error)  { return m.sys.meta.Lost(m.uid) }
 func (m metaState) setLost(index, term uint64) error {
 	return m.sys.meta.SetLost(m.uid, index, term)
 }

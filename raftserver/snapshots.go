@@ -102,28 +102,6 @@ func decodeSnapMeta(info snapshot.Info, meta []byte, ttl uint64, maxSessions int
 	return core.Snapshot{Index: info.Index, Term: info.Term, Members: members, MachineVersion: version}, sessions, nil
 }
 
-// Messages of a snapshot transfer between two servers: the chunks of the
-// snapshot file, sent by the leader with its term, and the follower's
-// acknowledgements (see snapshot.Sender and snapshot.Receiver).
-type (
-	snapChunk struct {
-		From  ServerID
-		Term  uint64
-		Chunk snapshot.Chunk
-	}
-	snapAck struct {
-		From ServerID
-		Ack  snapshot.ChunkAck
-	}
-	// snapTickMsg drives the transfers' timeouts while any is running.
-	snapTickMsg struct{}
-	snapDueMsg  struct{}
-)
-
-// snapTickEvery is how often running transfers are given the time: half
-// the sender's default retry time.
-const snapTickEvery = time.Second
-
 // snapState is a server's snapshot bookkeeping.
 type snapState struct {
 	info snapshot.Info // the newest snapshot the core knows (zero if none)
@@ -157,7 +135,7 @@ type snapState struct {
 }
 
 // snapshotter returns the machine as a Snapshotter, if it is one.
-func (s *server) snapshotter() (Snapshotter, bool) { return capability[Snapshotter](s.machine) }
+func (s *server) snapshotter() (Snapshotter, bool) { return capability[Snapshotter](s.mh.machine) }
 
 // restoreMachine builds a fresh machine and restores it from the snapshot
 // info, returning its description and session table.
@@ -171,11 +149,11 @@ func (s *server) restoreMachine(info snapshot.Info) (Machine, core.Snapshot, *se
 	if err != nil {
 		return nil, core.Snapshot{}, nil, err
 	}
-	if desc.MachineVersion > s.supportedVersion() {
+	if desc.MachineVersion > s.mh.supportedVersion() {
 		return nil, core.Snapshot{}, nil, fmt.Errorf("%w: snapshot %s holds machine version %d, this code supports %d: upgrade it",
-			ErrMachine, info, desc.MachineVersion, s.supportedVersion())
+			ErrMachine, info, desc.MachineVersion, s.mh.supportedVersion())
 	}
-	m, err := s.node.newMachine(s.cfg.Machine)
+	m, err := s.mh.newMachine()
 	if err != nil {
 		return nil, core.Snapshot{}, nil, err
 	}
@@ -202,6 +180,17 @@ func restoreSafely(sn Snapshotter, r io.Reader) (err error) {
 	return sn.Restore(r)
 }
 
+// restoreOnDisk restores a machine from the newest durable snapshot at or
+// below upTo, if there is one (machineHost.restore).
+func (s *server) restoreOnDisk(upTo uint64) (Machine, core.Snapshot, *sessionTable, bool, error) {
+	info, ok := s.snapshotOnDisk(upTo)
+	if !ok {
+		return nil, core.Snapshot{}, nil, false, nil
+	}
+	m, desc, sessions, err := s.restoreMachine(info)
+	return m, desc, sessions, true, err
+}
+
 // snapshotOnDisk returns the newest durable snapshot of this server at or
 // below index limit, if any. It is usually the one the core knows, but the
 // store keeps only the newest snapshot, and a newer one (ours, not yet
@@ -223,19 +212,11 @@ func (s *server) snapshotOnDisk(limit uint64) (snapshot.Info, bool) {
 	return snapshot.Info{}, false
 }
 
-// supportedVersion is the highest machine version this server's code runs.
-func (s *server) supportedVersion() uint64 {
-	if v, ok := capability[Versioned](s.machine); ok {
-		return v.Version()
-	}
-	return 0
-}
-
 // appliedMembers returns the members in effect at the applied index, as a
 // snapshot records them (the initial members until a config entry).
 func (s *server) appliedMembers() core.Membership {
-	if len(s.members.Voters) > 0 {
-		return s.members.Clone()
+	if len(s.mh.members.Voters) > 0 {
+		return s.mh.members.Clone()
 	}
 	return s.initial.Clone()
 }
@@ -245,10 +226,10 @@ func (s *server) appliedMembers() core.Membership {
 func (s *server) counted(e core.Entry) {
 	s.snap.entries++
 	s.snap.bytes += int64(len(e.Data))
-	if s.snap.releaseAt != e.Index {
+	if s.mh.releaseAt != e.Index {
 		return
 	}
-	s.snap.releaseAt = 0
+	s.mh.releaseAt = 0
 	s.snap.released = core.Entry{Index: e.Index, Term: e.Term}
 	s.maybeSnapshot()
 }
@@ -292,7 +273,7 @@ func (s *server) viewAt(sn Snapshotter, e core.Entry) (src snapshot.Source, desc
 	if err == nil && src == nil {
 		err = errors.New("Snapshot returned no source")
 	}
-	desc = core.Snapshot{Index: e.Index, Term: e.Term, Members: s.appliedMembers(), MachineVersion: s.machineVersion}
+	desc = core.Snapshot{Index: e.Index, Term: e.Term, Members: s.appliedMembers(), MachineVersion: s.mh.version}
 	return src, desc, err
 }
 
@@ -308,7 +289,7 @@ func (s *server) takeSnapshot(e core.Entry) {
 		return
 	}
 	err = s.snaps.submit(snapshot.Write{UID: s.uid, Index: e.Index, Term: e.Term,
-		Meta: encodeSnapMeta(desc, s.sessions), Data: src, Notify: s.env.self()})
+		Meta: encodeSnapMeta(desc, s.mh.sessions), Data: src, Notify: s.env.self()})
 	if err != nil {
 		src.Release()
 		s.logger.Warn("snapshot not submitted", "index", e.Index, "err", err)
@@ -343,11 +324,7 @@ func (s *server) adopt(info snapshot.Info, desc core.Snapshot) {
 		s.snap.staged = snapshot.Info{}
 	}
 	s.log.setSnapshot(desc.Index, desc.Term)
-	for i := range s.poisoned {
-		if i <= desc.Index {
-			delete(s.poisoned, i)
-		}
-	}
+	s.mh.forgetPoisonedThrough(desc.Index)
 	s.step(core.SnapshotTaken{Snapshot: desc})
 }
 
@@ -378,127 +355,13 @@ func (s *server) restoreSnapshot(want core.Snapshot) error {
 	if err := s.log.reset(desc.Index, desc.Term); err != nil {
 		return err
 	}
-	s.machine, s.sessions = m, sessions
-	s.members, s.machineVersion = desc.Members, desc.MachineVersion
+	s.mh.reset(m, desc, sessions)
 	s.applied = desc.Index
-	s.poisoned = map[uint64]bool{}
+	s.mh.poisoned = map[uint64]bool{}
 	s.snap.info, s.snap.desc, s.snap.staged = info, desc, snapshot.Info{}
 	s.snap.entries, s.snap.bytes, s.snap.at = 0, 0, s.env.now()
 	s.logger.Info("installed snapshot", "index", desc.Index, "term", desc.Term, "bytes", info.Size)
 	return nil
-}
-
-// sendSnapshot carries out core.SendSnapshot: stream our snapshot to a
-// follower, replacing a transfer to it in progress. The core names the
-// snapshot it knows; a newer one received meanwhile is as good.
-func (s *server) sendSnapshot(a core.SendSnapshot) {
-	if old := s.snap.senders[a.To]; old != nil {
-		_ = old.Close()
-		delete(s.snap.senders, a.To)
-	}
-	info, ok := s.snapshotOnDisk(^uint64(0))
-	if !ok || info.Index < a.Msg.Snapshot.Index {
-		s.logger.Error("snapshot to send is missing", "to", a.To.String(), "index", a.Msg.Snapshot.Index)
-		return
-	}
-	snd, err := snapshot.NewSender(s.snaps.store, info, snapshot.SenderConfig{})
-	if err != nil {
-		// The core sends it again later; meanwhile a new snapshot of ours
-		// replaces a file that went missing or bad.
-		s.logger.Error("cannot send snapshot", "to", a.To.String(), "snapshot", info.String(), "err", err)
-		s.snap.force = true
-		return
-	}
-	chunks, err := snd.Start(s.env.now())
-	if err != nil {
-		_ = snd.Close()
-		return
-	}
-	if s.snap.senders == nil {
-		s.snap.senders = map[ServerID]*snapshot.Sender{}
-	}
-	s.snap.senders[a.To] = snd
-	s.sendChunks(a.To, chunks)
-	s.armSnapTick()
-}
-
-func (s *server) sendChunks(to ServerID, chunks []snapshot.Chunk) {
-	term := s.raft.Term()
-	for _, c := range chunks {
-		_ = s.env.send(Ref(to), &snapChunk{From: s.self, Term: term, Chunk: c})
-	}
-}
-
-// chunkAcked feeds a follower's ack to its transfer.
-func (s *server) chunkAcked(m *snapAck) {
-	snd := s.snap.senders[m.From]
-	if snd == nil {
-		return
-	}
-	chunks, err := snd.HandleAck(m.Ack, s.env.now())
-	s.sendChunks(m.From, chunks)
-	s.transferProgress(m.From, snd, err)
-}
-
-// transferProgress ends a finished transfer. A follower that found our
-// file corrupt makes us check it, and take a new snapshot if it fails.
-func (s *server) transferProgress(to ServerID, snd *snapshot.Sender, err error) {
-	if !snd.Finished() {
-		return
-	}
-	delete(s.snap.senders, to)
-	_ = snd.Close()
-	var rej *snapshot.RejectedError
-	switch {
-	case snd.Done():
-		s.logger.Info("snapshot sent", "to", to.String(), "snapshot", snd.Info().String())
-	case errors.As(err, &rej) && rej.Reason == snapshot.RejectCorrupt:
-		if verr := s.snaps.store.Verify(snd.Info()); verr != nil {
-			s.logger.Error("our snapshot is corrupt; taking a new one at the next release cursor", "err", verr)
-			s.snap.force = true
-		}
-	case err != nil:
-		// The core starts a new transfer later (the follower resumes).
-		s.logger.Warn("snapshot transfer ended", "to", to.String(), "err", err)
-	}
-}
-
-// chunkReceived is the follower's side: take the chunk if it comes from a
-// leader of at least our term, answer it, and once the whole snapshot is
-// durable, tell the core.
-func (s *server) chunkReceived(m *snapChunk) {
-	if m.Term < s.raft.Term() {
-		return // a deposed leader; its other messages tell it so
-	}
-	res := s.snap.receiver.Receive(m.Chunk, s.env.now())
-	if res.Reply {
-		_ = s.env.send(Ref(m.From), &snapAck{From: s.self, Ack: res.Ack})
-	}
-	if res.Err != nil {
-		s.logger.Warn("snapshot transfer failed", "from", m.From.String(), "err", res.Err)
-	}
-	s.armSnapTick()
-	if !res.Installed {
-		return
-	}
-	desc, err := s.describeSnapshot(res.Info)
-	if err != nil {
-		s.logger.Error("received snapshot unreadable", "snapshot", res.Info.String(), "err", err)
-		return
-	}
-	s.snap.staged, s.snap.stagedDesc = res.Info, desc
-	s.step(core.Receive{From: m.From, Msg: &core.InstallSnapshot{Term: m.Term, Snapshot: desc}})
-}
-
-// describeSnapshot reads a snapshot's description from its meta.
-func (s *server) describeSnapshot(info snapshot.Info) (core.Snapshot, error) {
-	rd, err := s.snaps.store.Open(info)
-	if err != nil {
-		return core.Snapshot{}, fmt.Errorf("%w: %w", ErrStorage, err)
-	}
-	defer rd.Close()
-	desc, _, err := decodeSnapMeta(info, rd.Meta(), s.conf.sessionTTLEntries, s.conf.maxSessions)
-	return desc, err
 }
 
 // maybeAdoptStaged makes a received snapshot that the core did not install
@@ -511,43 +374,6 @@ func (s *server) maybeAdoptStaged() {
 		return
 	}
 	s.adopt(st, s.snap.stagedDesc)
-}
-
-// snapTick gives running transfers the time, and re-arms itself while any
-// runs.
-func (s *server) snapTick() {
-	s.snap.tickArmed = false
-	now := s.env.now()
-	for to, snd := range s.snap.senders {
-		chunks, err := snd.Tick(now)
-		s.sendChunks(to, chunks)
-		s.transferProgress(to, snd, err)
-	}
-	if s.snap.receiver != nil {
-		s.snap.receiver.Tick(now)
-	}
-	s.armSnapTick()
-}
-
-func (s *server) armSnapTick() {
-	active := len(s.snap.senders) > 0
-	if s.snap.receiver != nil {
-		_, _, receiving := s.snap.receiver.Active()
-		active = active || receiving
-	}
-	if active && !s.snap.tickArmed {
-		s.snap.tickTimer = s.env.after(snapTickEvery, snapTickMsg{})
-		s.snap.tickArmed = true
-	}
-}
-
-// stopTransfers ends the transfers this server sends (it no longer leads,
-// or it stops); followers keep what they received for a resume.
-func (s *server) stopTransfers() {
-	for to, snd := range s.snap.senders {
-		_ = snd.Close()
-		delete(s.snap.senders, to)
-	}
 }
 
 // snapshotOnStop writes a snapshot at the applied index on the server's
@@ -567,7 +393,7 @@ func (s *server) snapshotOnStop() {
 		return
 	}
 	defer src.Release()
-	pend, err := s.snaps.store.Begin(s.uid, e.Index, e.Term, encodeSnapMeta(desc, s.sessions))
+	pend, err := s.snaps.store.Begin(s.uid, e.Index, e.Term, encodeSnapMeta(desc, s.mh.sessions))
 	if err != nil {
 		s.logger.Debug("no snapshot at stop", "err", err)
 		return

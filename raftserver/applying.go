@@ -1,0 +1,82 @@
+package raftserver
+
+import (
+	"errors"
+
+	"github.com/rago-raft/rago/actor"
+	"github.com/rago-raft/rago/raftserver/core"
+)
+
+// appliedSaveEvery is how many applied entries may pass before the last
+// applied index is written to the meta store (unsynced); see docs.
+const appliedSaveEvery = 1024
+
+// apply applies the committed entries From..To, answers their tokens and,
+// on the leader, carries out the effects the machine recorded.
+func (s *server) apply(a core.Apply) error {
+	toks := a.Tokens
+	// Replies wait until the batch's effects were carried out: a caller
+	// that has its reply knows the leader issued the effects.
+	var answers []answer
+	for lo := a.From; lo <= a.To; {
+		ents, err := s.raft.Entries(lo, a.To+1, entryReadBytes)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			reply, err := s.mh.apply(e, true)
+			if errors.Is(err, ErrStorage) {
+				return err
+			}
+			if e.Type == core.EntryConfig {
+				s.configApplied(e.Index)
+			}
+			s.applied = e.Index
+			s.counted(e)
+			for len(toks) > 0 && toks[0].Index <= e.Index {
+				if toks[0].Index == e.Index {
+					answers = append(answers, answer{tok: toks[0].Token, reply: reply, err: err})
+				}
+				toks = toks[1:]
+			}
+		}
+		lo = ents[len(ents)-1].Index + 1
+	}
+	s.carryOutEffects()
+	for _, a := range answers {
+		s.reply(a.tok, a.reply, a.err)
+	}
+	s.runReadyQueries()
+	s.pushLogs()
+	if s.applied-s.appliedSaved >= appliedSaveEvery {
+		s.saveApplied()
+	}
+	return nil
+}
+
+// configApplied records a committed membership change in the directory,
+// so a restarted node knows the members. A server that the latest
+// configuration removed stops once that configuration is committed; it
+// keeps its data until deleted.
+func (s *server) configApplied(index uint64) {
+	st := s.raft.Status()
+	if index == st.MembersIndex && !st.Members.Contains(s.self) {
+		s.logger.Info("removed from the cluster; stopping", "index", index)
+		s.env.exit(actor.Normal)
+	}
+	if err := s.state.saveMembers(st.Members.Voters); err != nil {
+		s.logger.Warn("could not record the new members", "err", err)
+	}
+	s.node.recordLeader(s.cfg.Cluster, st.Leader, st.Members.Voters, st.Term)
+}
+
+func (s *server) saveApplied() {
+	if s.applied == s.appliedSaved {
+		return
+	}
+	if err := s.state.saveApplied(s.applied); err != nil {
+		s.logger.Warn("could not save the last applied index", "err", err)
+		return
+	}
+	s.appliedSaved = s.applied
+}

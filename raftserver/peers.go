@@ -1,0 +1,146 @@
+package raftserver
+
+import (
+	"github.com/rago-raft/rago/raftserver/core"
+)
+
+// syncWatches has the failure detector watch the nodes of the cluster's
+// other members, and no others: suspicions of the leader's node start an
+// election, and a member coming back lets a leaderless member retry at
+// once. The detector heartbeats once per pair of nodes however many
+// servers watch.
+func (s *server) syncWatches() {
+	members := s.current
+	want := map[string]bool{}
+	for _, list := range [][]ServerID{members.Voters, members.NonVoters} {
+		for _, id := range list {
+			if id.Node != s.self.Node {
+				want[id.Node] = true
+			}
+		}
+	}
+	for node := range s.watching {
+		if !want[node] {
+			s.node.unwatchNode(s.env.self(), node)
+			delete(s.watching, node)
+		}
+	}
+	for node := range want {
+		if !s.watching[node] {
+			if s.watching == nil {
+				s.watching = map[string]bool{}
+			}
+			if err := s.node.watchNode(s.env.self(), node); err == nil {
+				s.watching[node] = true
+			}
+		}
+	}
+}
+
+// syncPeerMonitors has a leader monitor the processes of its cluster's
+// other members, and a non-leader none. A Down is evidence the core cannot
+// get from silence (core.PeerDown): a leader whose voters are gone in a
+// quorum steps down at once instead of holding its callers, while slow
+// voters, whose processes live, never depose it. A peer whose Down fired
+// is watched again once it is heard from (it restarted).
+func (s *server) syncPeerMonitors() {
+	var want map[ServerID]bool
+	if s.role == core.RoleLeader {
+		members := s.current
+		want = make(map[ServerID]bool, len(members.Voters)+len(members.NonVoters))
+		for _, list := range [][]ServerID{members.Voters, members.NonVoters} {
+			for _, id := range list {
+				if id != s.self && !s.peersGone[id] {
+					want[id] = true
+				}
+			}
+		}
+	} else {
+		clear(s.peersGone)
+	}
+	for id, ref := range s.peerMonOf {
+		if !want[id] {
+			s.env.demonitor(ref)
+			delete(s.peerMonOf, id)
+			delete(s.peerMons, ref)
+		}
+	}
+	for id := range want {
+		if _, ok := s.peerMonOf[id]; ok {
+			continue
+		}
+		if s.peerMonOf == nil {
+			s.peerMonOf, s.peerMons = map[ServerID]monitorID{}, map[monitorID]ServerID{}
+		}
+		ref := s.env.monitor(Ref(id))
+		s.peerMonOf[id], s.peerMons[ref] = ref, id
+	}
+}
+
+// roleChanged publishes the leader on the leaderboard and monitors the
+// leader's process, whose Down triggers an election here.
+func (s *server) roleChanged(a core.RoleChanged) {
+	s.node.recordLeader(s.cfg.Cluster, a.Leader, s.current.Voters, a.Term)
+	if a.Role != s.role {
+		s.role = a.Role
+		if a.Role != core.RoleLeader {
+			s.stopTransfers()
+		}
+		s.leadershipChanged(a.Role)
+		s.syncWatches()
+		s.syncPeerMonitors()
+	}
+	want := a.Leader
+	if want == s.self {
+		want = ServerID{}
+	}
+	if want == s.monitoring {
+		return
+	}
+	if !s.monitoring.IsZero() {
+		s.env.demonitor(s.leaderMon)
+	}
+	s.monitoring = want
+	if !want.IsZero() {
+		s.leaderMon = s.env.monitor(Ref(want))
+	}
+	if a.Role == core.RoleLeader {
+		s.logger.Info("became leader", "term", a.Term)
+	}
+}
+
+func (s *server) status() *ServerStatus {
+	st := s.raft.Status()
+	return &ServerStatus{
+		ID:          s.self,
+		UID:         s.uid,
+		Cluster:     s.cfg.Cluster,
+		MachineKind: s.cfg.Machine.Kind,
+		Role:        st.Role.String(),
+		Term:        st.Term,
+		Leader:      st.Leader,
+		Commit:      st.Commit,
+		LastApplied: s.applied,
+		FirstIndex:  st.FirstIndex,
+		LastIndex:   st.LastIndex,
+		LastTerm:    st.LastTerm,
+		Voters:      st.Members.Voters,
+		NonVoters:   st.Members.NonVoters,
+		Machine:     s.machineOverview(),
+
+		SnapshotIndex:  st.SnapshotIndex,
+		MachineVersion: s.mh.version,
+		RecoverTo:      st.RecoverTo,
+		StableIndex:    st.StableIndex,
+		Progress:       st.Progress,
+	}
+}
+
+func (s *server) machineOverview() (out map[string]string) {
+	o, ok := capability[Overviewer](s.mh.machine)
+	if !ok {
+		return nil
+	}
+	s.effects.safely("overview", func() { out = o.Overview() })
+	return out
+}
