@@ -147,3 +147,16 @@ func FuzzFrameDecoder(f *testing.F) {
 		_ = decodeAll(b)
 	})
 }
+
+func TestRoundtripCopiesThroughTheCodec(t *testing.T) {
+	in := []byte("payload")
+	out, err := Roundtrip(in)
+	require.NoError(t, err)
+	require.Equal(t, in, out)
+	out.([]byte)[0] = 'P'
+	require.Equal(t, byte('p'), in[0], "the copy shares nothing with the original")
+	_, err = Roundtrip(struct{ unregistered int }{})
+	require.ErrorIs(t, err, ErrNotSerializable)
+	_, err = Roundtrip(explosive{})
+	require.ErrorIs(t, err, ErrNotSerializable)
+}

@@ -1,6 +1,7 @@
 package raftserver
 
 import (
+	"math/rand/v2"
 	"time"
 
 	"github.com/rago-raft/rago/actor"
@@ -86,6 +87,8 @@ type hostConfig struct {
 	maxSessions       int
 	snapshots         SnapshotPolicy
 	machineTick       time.Duration
+	// seed draws the seed of a member's Raft jitter at each start.
+	seed func() uint64
 }
 
 func (c SystemConfig) host() hostConfig {
@@ -95,6 +98,7 @@ func (c SystemConfig) host() hostConfig {
 		maxSessions:       c.MaxSessions,
 		snapshots:         c.Snapshots,
 		machineTick:       c.MachineTick,
+		seed:              rand.Uint64,
 	}
 }
 

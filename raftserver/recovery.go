@@ -3,7 +3,6 @@ package raftserver
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 
 	"github.com/rago-raft/rago/raftserver/core"
 	"github.com/rago-raft/rago/snapshot"
@@ -50,7 +49,7 @@ func (s *server) start() error {
 	rc.MachineVersion = s.mh.supportedVersion()
 	rc.Snapshot = desc
 	rc.RecoverTo, rc.RecoverTerm = lost, lostTerm
-	rc.Seed = rand.Uint64()
+	rc.Seed = s.conf.seed()
 	rc.Logger = s.logger
 	r, err := core.New(rc, core.HardState{Term: term, VotedFor: voted}, l)
 	if err != nil {
