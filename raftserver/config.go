@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"github.com/rago-raft/rago/actor"
 	"github.com/rago-raft/rago/failuredetector"
 	"github.com/rago-raft/rago/raftserver/core"
@@ -22,6 +24,15 @@ import (
 type SystemConfig struct {
 	// DataDir holds the node's WAL, segments and meta store. Required.
 	DataDir string
+	// FS is the file system every byte of the node's storage goes through:
+	// the directories under DataDir, the meta and segment stores, the WAL
+	// and the snapshot store. nil means the operating system's (vfs.Default;
+	// the WAL and the snapshot store then use their own OS implementations,
+	// which behave the same). Tests set an in-memory one, such as
+	// vfs.NewCrashableMem(), to run a node without a disk and to crash it
+	// by restarting on a CrashClone. SnapshotStore.FS, if set, wins for the
+	// snapshot store.
+	FS vfs.FS
 	// Address is the node's host:port, also its name. Required; port 0
 	// picks a free port (System.Name says which).
 	Address string
@@ -76,7 +87,8 @@ type SystemConfig struct {
 	// Snapshotter (see SnapshotPolicy; zero fields take its defaults).
 	Snapshots SnapshotPolicy
 	// SnapshotStore tunes the node's snapshot store (its FS, block size);
-	// its Logger defaults to Logger. Keep stays 1: a server drops its log up
+	// its Logger defaults to Logger, and its FS to FS (above) when that is
+	// set. Keep stays 1: a server drops its log up
 	// to its newest snapshot, so an older one could not be used.
 	SnapshotStore snapshot.Options
 }

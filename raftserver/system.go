@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/rago-raft/rago/actor"
 	"github.com/rago-raft/rago/failuredetector"
@@ -18,6 +19,7 @@ import (
 	"github.com/rago-raft/rago/segment"
 	"github.com/rago-raft/rago/snapshot"
 	"github.com/rago-raft/rago/wal"
+	"github.com/rago-raft/rago/wal/walfs"
 )
 
 // System is one node's Raft system: the actor node, the shared WAL, the
@@ -67,22 +69,27 @@ func StartSystem(cfg SystemConfig) (sys *System, err error) {
 			}
 		}
 	}()
-	for _, d := range []string{"meta", "segments", "wal", "snapshots"} {
-		if err := os.MkdirAll(filepath.Join(cfg.DataDir, d), 0o755); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrStorage, err)
-		}
+	fsys := cfg.FS
+	if fsys == nil {
+		fsys = vfs.Default
 	}
-	if s.meta, err = meta.Open(filepath.Join(cfg.DataDir, "meta"), meta.Options{Logger: logger}); err != nil {
+	if err := makeDataDirs(fsys, cfg.DataDir, "meta", "segments", "wal", "snapshots"); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	if s.meta, err = meta.Open(filepath.Join(cfg.DataDir, "meta"), meta.Options{Logger: logger, FS: cfg.FS}); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
 	closers = append(closers, func() { _ = s.meta.Close() })
-	if s.segments, err = segment.Open(filepath.Join(cfg.DataDir, "segments"), segment.Options{Logger: logger}); err != nil {
+	if s.segments, err = segment.Open(filepath.Join(cfg.DataDir, "segments"), segment.Options{Logger: logger, FS: cfg.FS}); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
 	closers = append(closers, func() { _ = s.segments.Close() })
 	sopts := cfg.SnapshotStore
 	if sopts.Logger == nil {
 		sopts.Logger = logger
+	}
+	if sopts.FS == nil && cfg.FS != nil {
+		sopts.FS = snapshot.FromVFS(cfg.FS)
 	}
 	if s.snapshots, err = snapshot.Open(filepath.Join(cfg.DataDir, "snapshots"), sopts); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
@@ -135,6 +142,9 @@ func StartSystem(cfg SystemConfig) (sys *System, err error) {
 	wcfg.Sync, wcfg.Logger = cfg.WALSync, logger
 	wcfg.MaxFileBytes = cfg.WALMaxFileBytes
 	wcfg.MaxClosedFiles = cfg.WALMaxClosedFiles
+	if cfg.FS != nil {
+		wcfg.FS = walfs.FromVFS(cfg.FS)
+	}
 	if s.wal, err = wal.Start(s.node, wcfg, wal.StartOptions{SegmentWriter: s.segw.Ref()}); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
