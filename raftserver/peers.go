@@ -44,7 +44,10 @@ func (s *server) syncWatches() {
 // voters, whose processes live, never depose it. A peer whose Down fired
 // is watched again once it is heard from (it restarted).
 func (s *server) syncPeerMonitors() {
+	// In members' order, so that a host's calls to its environment do not
+	// depend on map order (a simulation replays them).
 	var want map[ServerID]bool
+	var order []ServerID
 	if s.role == core.RoleLeader {
 		members := s.current
 		want = make(map[ServerID]bool, len(members.Voters)+len(members.NonVoters))
@@ -52,6 +55,7 @@ func (s *server) syncPeerMonitors() {
 			for _, id := range list {
 				if id != s.self && !s.peersGone[id] {
 					want[id] = true
+					order = append(order, id)
 				}
 			}
 		}
@@ -65,7 +69,7 @@ func (s *server) syncPeerMonitors() {
 			delete(s.peerMons, ref)
 		}
 	}
-	for id := range want {
+	for _, id := range order {
 		if _, ok := s.peerMonOf[id]; ok {
 			continue
 		}

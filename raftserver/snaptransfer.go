@@ -3,6 +3,8 @@ package raftserver
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/rago-raft/rago/raftserver/core"
@@ -149,7 +151,10 @@ func (s *server) describeSnapshot(info snapshot.Info) (core.Snapshot, error) {
 func (s *server) snapTick() {
 	s.snap.tickArmed = false
 	now := s.env.now()
-	for to, snd := range s.snap.senders {
+	// In a fixed order, so that what a host sends does not depend on map
+	// order (a simulation replays it).
+	for _, to := range slices.SortedFunc(maps.Keys(s.snap.senders), ServerID.Compare) {
+		snd := s.snap.senders[to]
 		chunks, err := snd.Tick(now)
 		s.sendChunks(to, chunks)
 		s.transferProgress(to, snd, err)

@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/rago-raft/rago/internal/wire"
 )
@@ -26,11 +27,15 @@ func (id ServerID) String() string {
 }
 
 // less orders ServerIDs by node, then name, for deterministic iteration.
-func (id ServerID) less(o ServerID) bool {
-	if id.Node != o.Node {
-		return id.Node < o.Node
+func (id ServerID) less(o ServerID) bool { return id.Compare(o) < 0 }
+
+// Compare orders ServerIDs by node, then name (for slices.SortFunc and
+// deterministic iteration): -1, 0 or +1.
+func (id ServerID) Compare(o ServerID) int {
+	if c := strings.Compare(id.Node, o.Node); c != 0 {
+		return c
 	}
-	return id.Name < o.Name
+	return strings.Compare(id.Name, o.Name)
 }
 
 // EntryType says what a log entry carries. Values are part of the wire and
