@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime/debug"
 
 	"github.com/rago-raft/rago/raftserver/core"
@@ -20,8 +21,10 @@ type machineHost struct {
 	// fresh machines and session tables
 	newMachine  func() (Machine, error)
 	newSessions func() *sessionTable
-	// entries reads committed entries lo..hi-1 (at least one).
-	entries func(lo, hi uint64) ([]core.Entry, error)
+	// entries reads committed entries lo..hi-1 (at least one);
+	// firstIndex is the first the log holds.
+	entries    func(lo, hi uint64) ([]core.Entry, error)
+	firstIndex func() uint64
 	// restore restores a machine from the newest durable snapshot at or
 	// below upTo, if there is one.
 	restore func(upTo uint64) (Machine, core.Snapshot, *sessionTable, bool, error)
@@ -45,6 +48,9 @@ type machineHost struct {
 	// releaseAt is the index of the entry last applied if the machine
 	// released the log up to it.
 	releaseAt uint64
+	// skipThrough: the machine was rebuilt from a snapshot at this index,
+	// ahead of the entries being applied, which it passes over.
+	skipThrough uint64
 }
 
 // fresh makes the machine a new, empty one.
@@ -61,6 +67,7 @@ func (h *machineHost) fresh() error {
 // reset makes the machine one restored from the snapshot desc.
 func (h *machineHost) reset(m Machine, desc core.Snapshot, sessions *sessionTable) {
 	h.machine, h.sessions = m, sessions
+	h.skipThrough = 0
 	h.members, h.version = desc.Members, desc.MachineVersion
 }
 
@@ -85,6 +92,9 @@ func (h *machineHost) supportedVersion() uint64 {
 // applyEntry applies one committed entry. live is false while a rebuild
 // replays the log: nothing leaves the server then.
 func (h *machineHost) apply(e core.Entry, live bool) (reply []byte, err error) {
+	if e.Index <= h.skipThrough {
+		return nil, nil // the machine's state already holds it (rebuild)
+	}
 	switch e.Type {
 	case core.EntryNormal:
 		reply, err = h.applyNormal(e, live)
@@ -197,6 +207,22 @@ func (h *machineHost) rebuild(upTo uint64) error {
 	case ok:
 		h.reset(m, desc, sessions)
 		from = desc.Index + 1
+	case h.firstIndex() > 1:
+		// No snapshot at or below upTo, and the log no longer starts at 1:
+		// the only snapshot is a newer one received from a leader (staged,
+		// it replaced ours), and the log was compacted through ours. The
+		// state before upTo is gone; start again from the newer snapshot,
+		// as a restart would, and pass over the entries it covers.
+		m, desc, sessions, ok, err := h.restore(math.MaxUint64)
+		if err != nil || !ok {
+			return fmt.Errorf("%w: rebuilding the machine: no snapshot at or below %d, the log starts at %d (%v)",
+				ErrStorage, upTo, h.firstIndex(), err)
+		}
+		h.reset(m, desc, sessions)
+		h.skipThrough = desc.Index
+		h.logger.Warn("machine rebuilt from a newer snapshot; the entries it covers are passed over",
+			"poisoned", upTo+1, "snapshot", desc.Index)
+		return nil
 	default:
 		if err := h.fresh(); err != nil {
 			return fmt.Errorf("%w: rebuilding the machine: %w", ErrStorage, err)

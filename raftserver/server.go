@@ -146,6 +146,7 @@ func newHost(env hostEnv, conf hostConfig, ports hostPorts, cfg ServerConfig, ui
 		newMachine:  func() (Machine, error) { return s.node.newMachine(cfg.Machine) },
 		newSessions: conf.newSessions,
 		entries:     func(lo, hi uint64) ([]core.Entry, error) { return s.raft.Entries(lo, hi, entryReadBytes) },
+		firstIndex:  func() uint64 { return s.log.FirstIndex() },
 		restore:     s.restoreOnDisk,
 		poisoned:    map[uint64]bool{},
 	}
