@@ -167,9 +167,9 @@ type hsWorld struct {
 	clients   []*hsClient
 	history   []porcupine.Operation
 	unknown   []*hsOp
-	leaders   map[uint64]ServerID // term -> the leader recorded for it
+	leaders   map[uint64]ServerID    // term -> the leader recorded for it
 	votes     map[[2]uint64]ServerID // (member, term) -> the vote it granted
-	applied   map[uint64]string   // index -> the command applied there
+	applied   map[uint64]string      // index -> the command applied there
 	violation error
 	trace     hash.Hash64
 	stats     hsStats
