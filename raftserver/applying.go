@@ -24,12 +24,13 @@ func (s *server) apply(a core.Apply) error {
 			return err
 		}
 		for _, e := range ents {
+			before := s.mh.members
 			reply, err := s.mh.apply(e, true)
 			if errors.Is(err, ErrStorage) {
 				return err
 			}
 			if e.Type == core.EntryConfig {
-				s.configApplied(e.Index)
+				s.configApplied(e.Index, before)
 			}
 			s.applied = e.Index
 			s.counted(e)
@@ -57,10 +58,15 @@ func (s *server) apply(a core.Apply) error {
 // configApplied records a committed membership change in the directory,
 // so a restarted node knows the members. A server that the latest
 // configuration removed stops once that configuration is committed; it
-// keeps its data until deleted.
-func (s *server) configApplied(index uint64) {
+// keeps its data until deleted. Removed means it was in the configuration
+// before (before; empty: the initial members): a member that joins
+// applies the older configurations without it as it catches up.
+func (s *server) configApplied(index uint64, before core.Membership) {
 	st := s.raft.Status()
-	if index == st.MembersIndex && !st.Members.Contains(s.self) {
+	if len(before.Voters) == 0 {
+		before = s.initial
+	}
+	if index == st.MembersIndex && !st.Members.Contains(s.self) && before.Contains(s.self) {
 		s.logger.Info("removed from the cluster; stopping", "index", index)
 		s.env.exit(actor.Normal)
 	}
