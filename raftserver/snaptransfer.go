@@ -124,6 +124,9 @@ func (s *server) chunkReceived(m *snapChunk) {
 	}
 	s.armSnapTick()
 	if !res.Installed {
+		if res.Reply && res.Ack.Status == snapshot.AckInstalled {
+			s.alreadyHeld(m)
+		}
 		return
 	}
 	desc, err := s.describeSnapshot(res.Info)
@@ -133,6 +136,24 @@ func (s *server) chunkReceived(m *snapChunk) {
 	}
 	s.snap.staged, s.snap.stagedDesc = res.Info, desc
 	s.step(core.Receive{From: m.From, Msg: &core.InstallSnapshot{Term: m.Term, Snapshot: desc}})
+}
+
+// alreadyHeld: a leader sent a snapshot this server holds already (the
+// receiver answered at once). The core hears of it again: an earlier
+// InstallSnapshot of it may have been put off (writes in flight) and then
+// dropped (a new term), and the leader, which now counts the transfer as
+// done, waits for the follower's answer.
+func (s *server) alreadyHeld(m *snapChunk) {
+	var desc core.Snapshot
+	switch c := m.Chunk; {
+	case s.snap.staged.Index == c.Index && s.snap.staged.Term == c.Term:
+		desc = s.snap.stagedDesc
+	case s.snap.info.Index == c.Index && s.snap.info.Term == c.Term:
+		desc = s.snap.desc
+	default:
+		return
+	}
+	s.step(core.Receive{From: m.From, Msg: &core.InstallSnapshot{Term: m.Term, Snapshot: desc.Clone()}})
 }
 
 // describeSnapshot reads a snapshot's description from its meta.
