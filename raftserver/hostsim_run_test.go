@@ -64,20 +64,7 @@ func TestHostSimulationSeeds(t *testing.T) {
 				if res.Violation != nil {
 					failed = append(failed, res)
 				}
-				s := res.Stats
-				total.Events += s.Events
-				total.Crashes += s.Crashes
-				total.Partitions += s.Partitions
-				total.Elections += s.Elections
-				total.OpsOK += s.OpsOK
-				total.OpsFailed += s.OpsFailed
-				total.OpsUnknown += s.OpsUnknown
-				total.Poisoned += s.Poisoned
-				total.SessionOps += s.SessionOps
-				total.Redirects += s.Redirects
-				total.Snapshots += s.Snapshots
-				total.Sends += s.Sends
-				total.SnapChunks += s.SnapChunks
+				total.add(res.Stats)
 				mu.Unlock()
 			}
 		}()

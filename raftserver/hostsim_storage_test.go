@@ -43,6 +43,11 @@ func (l *simLog) last() uint64 { return l.base + uint64(len(l.volatile)) }
 // open is the log as a restarted server finds it.
 func (l *simLog) open() *simLog {
 	l.base, l.baseTerm = l.dbase, l.dbaseTerm
+	if len(l.durable) == 0 {
+		// Like segment.Log's bounds: a log without entries says nothing
+		// of where it was compacted to (floor does).
+		l.base, l.baseTerm = 0, 0
+	}
 	l.volatile = append([]core.Entry(nil), l.durable...)
 	l.pending, l.resetNext = nil, false
 	l.snapIndex, l.snapTerm = 0, 0

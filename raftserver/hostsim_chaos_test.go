@@ -1,0 +1,189 @@
+package raftserver
+
+import (
+	"github.com/rago-raft/rago/actor"
+	"github.com/rago-raft/rago/failuredetector"
+	"github.com/rago-raft/rago/raftserver/core"
+)
+
+func (w *hsWorld) chaosDelay() int64 { return 1 + w.rng.Int64N(120) }
+
+// chaos picks one fault by weight and applies it.
+func (w *hsWorld) chaos() {
+	upgrade := 1.5
+	if w.targetVersion == 0 {
+		upgrade = 0
+	}
+	weights := []float64{3, 2, 1, 4, 1, 1.5, 1, upgrade}
+	total := 0.0
+	for _, x := range weights {
+		total += x
+	}
+	x := w.rng.Float64() * total
+	pick := 0
+	for pick < len(weights)-1 && x >= weights[pick] {
+		x -= weights[pick]
+		pick++
+	}
+	n := len(w.members)
+	switch pick {
+	case 0:
+		if m := w.randomMember(func(m *hsMember) bool { return m.up }); m != nil {
+			w.stats.Crashes++
+			w.crash(m, false)
+		}
+	case 1:
+		w.stats.Partitions++
+		side := make([]bool, n)
+		for i := range side {
+			side[i] = w.rng.IntN(2) == 0
+		}
+		for i := range n {
+			for j := range n {
+				w.blocked[i][j] = side[i] != side[j]
+			}
+		}
+		w.tracef("partition %v", side)
+	case 2:
+		if i, j := w.rng.IntN(n), w.rng.IntN(n); i != j {
+			w.blocked[i][j] = true
+			w.tracef("oneway %d->%d", i, j)
+		}
+	case 3:
+		w.blocked = [hsMaxMembers][hsMaxMembers]bool{}
+		w.tracef("heal links")
+	case 4:
+		// A false suspicion; the next detector sweep takes it back.
+		a := w.randomMember(func(m *hsMember) bool { return m.up })
+		b := w.randomMember(func(m *hsMember) bool { return a != nil && m != a && a.watching[m.id.Node] })
+		if a != nil && b != nil && !a.told[b.id.Node] {
+			a.told[b.id.Node] = true
+			w.tracef("false suspicion %s of %s", a.id.Name, b.id.Node)
+			a.host.handle(failuredetector.Suspected{Node: b.id.Node})
+			w.afterInput(a)
+		}
+	case 5:
+		w.changeMembership()
+	case 6:
+		w.transfer()
+	case 7:
+		if m := w.randomMember(func(m *hsMember) bool { return !m.stopped && m.version < w.targetVersion }); m != nil {
+			w.upgrade(m, m.version+1)
+		}
+	}
+}
+
+func (w *hsWorld) randomMember(ok func(*hsMember) bool) *hsMember {
+	var cands []*hsMember
+	for _, m := range w.members {
+		if ok(m) {
+			cands = append(cands, m)
+		}
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	return cands[w.rng.IntN(len(cands))]
+}
+
+func (w *hsWorld) leader() *hsMember {
+	return w.randomMember(func(m *hsMember) bool { return m.up && m.host.raft.Role() == core.RoleLeader })
+}
+
+// admin sends an operator's membership request to m, as System's
+// AddMember, RemoveMember and TransferLeadership do; nobody waits for
+// the answer.
+func (w *hsWorld) admin(m *hsMember, op uint8, member ServerID) {
+	w.nextAdmin++
+	m.host.memberRequest(&memberReq{Op: op, Member: member}, actor.ReplyTo{Node: "admin", ID: w.nextAdmin})
+	w.afterInput(m)
+}
+
+// changeMembership asks a leader to add a new member (voter or not),
+// promote a non-voter, or remove a member (keeping three voters).
+func (w *hsWorld) changeMembership() {
+	l := w.leader()
+	if l == nil {
+		return
+	}
+	cur := l.host.raft.Status().Members
+	w.stats.Changes++
+	switch x := w.rng.IntN(3); {
+	case x == 0 && len(w.members) < hsMaxMembers:
+		// The joiner starts empty and waits for the leader.
+		m := w.addMember(nil, w.releasedVersion())
+		w.tracef("add %s", m.id.Name)
+		op := opAddNonVoter
+		if w.rng.IntN(3) > 0 {
+			op = opAddMember
+		}
+		w.admin(l, op, m.id)
+	case x == 1 && len(cur.NonVoters) > 0:
+		id := cur.NonVoters[w.rng.IntN(len(cur.NonVoters))]
+		w.tracef("promote %s", id.Name)
+		w.admin(l, opAddMember, id)
+	case x == 2:
+		all := append(append([]ServerID(nil), cur.Voters...), cur.NonVoters...)
+		id := all[w.rng.IntN(len(all))]
+		if cur.IsVoter(id) && len(cur.Voters) <= 3 {
+			return
+		}
+		w.tracef("remove %s", id.Name)
+		w.admin(l, opRemoveMember, id)
+	}
+}
+
+func (w *hsWorld) transfer() {
+	l := w.leader()
+	if l == nil {
+		return
+	}
+	voters := l.host.raft.Status().Members.Voters
+	to := voters[w.rng.IntN(len(voters))]
+	w.stats.Transfers++
+	w.tracef("transfer to %s", to.Name)
+	w.admin(l, opTransfer, to)
+}
+
+// releasedVersion is the newest code any member runs: what a new member
+// starts with.
+func (w *hsWorld) releasedVersion() uint64 {
+	var v uint64
+	for _, m := range w.members {
+		v = max(v, m.version)
+	}
+	return v
+}
+
+// upgrade restarts m with code that supports version v, as an operator
+// rolling out new code does: stop it, then start it again.
+func (w *hsWorld) upgrade(m *hsMember, v uint64) {
+	w.tracef("upgrade %s to %d", m.id.Name, v)
+	w.stats.Upgrades++
+	m.version = v
+	if m.up {
+		w.stopGracefully(m, actor.Shutdown, false)
+	}
+}
+
+// restart starts a crashed member again. During the faults, a member that
+// holds a snapshot may find it corrupt (one member at a time: two members
+// that lose acknowledged entries at once may have lost a committed one for
+// good, which no protocol can get back).
+func (w *hsWorld) restart(m *hsMember) {
+	if !w.healed && w.noneRecovering() && w.rng.Float64() < w.opts.SnapshotLoss && w.corruptSnapshot(m) {
+		w.stats.SnapshotsLost++
+		w.tracef("snapshot of %s corrupt", m.id.Name)
+	}
+	w.start(m)
+}
+
+// noneRecovering reports whether no member is recovering lost entries.
+func (w *hsWorld) noneRecovering() bool {
+	for _, m := range w.members {
+		if m.state.lostIdx != 0 {
+			return false
+		}
+	}
+	return true
+}

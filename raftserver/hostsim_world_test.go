@@ -1,0 +1,791 @@
+package raftserver
+
+import (
+	"container/heap"
+	"fmt"
+	"hash"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/rago-raft/rago/actor"
+	"github.com/rago-raft/rago/failuredetector"
+	"github.com/rago-raft/rago/internal/kvmodel"
+	"github.com/rago-raft/rago/raftserver/core"
+	"github.com/rago-raft/rago/snapshot"
+)
+
+// The host simulation runs the servers' real hosts (server: the Raft core,
+// machine host, effect runner, snapshot bookkeeping and transfers, replies
+// and queries) in one goroutine, over a simulated network, clock and disks:
+// a log that loses unsynced writes in a crash, a snapshot store on an
+// in-memory file system that is crash-cloned, a snapshot writer. Faults:
+// crashes, partitions, one-way links, lost, duplicated and late messages,
+// false failure-detector suspicions, membership changes, leadership
+// transfers, rolling upgrades of the machine's code, and snapshots found
+// corrupt at restart. Clients write and read through the same requests
+// and redirect rule as System's API, some with sessions, and some commands
+// make the machine panic. A seed decides everything: a failing seed
+// replays exactly.
+//
+// Checked: at most one leader per term; a vote is durable before it is
+// sent and one per member and term; a member's commit index never goes
+// back; every member applies the same command at each index, under a
+// machine version its code supports; the history of acknowledged
+// operations is linearizable (porcupine); after healing, every member of
+// the configuration converges on the leader's log and state.
+
+// hsOptions configures one run.
+type hsOptions struct {
+	Seed           uint64
+	Members        int
+	FaultEvents    int
+	LivenessEvents int
+	Clients        int
+	Trace          io.Writer
+	// Sabotage breaks the host's storage on purpose, Core the Raft core
+	// (tests of the checks).
+	Sabotage hsSabotage
+	Core     core.Sabotage
+	// SnapshotLoss is the chance that a member restarting during the
+	// faults finds its snapshot corrupt.
+	SnapshotLoss float64
+}
+
+// hsSabotage lists storage bugs the checks must catch.
+type hsSabotage struct {
+	// ForgetVote: the durable state loses votes.
+	ForgetVote bool
+	// AckBeforeSync reports writes durable (wal.Written) before they are:
+	// a crash then loses entries the host counted.
+	AckBeforeSync bool
+}
+
+func hsDefaultOptions(seed uint64) hsOptions {
+	return hsOptions{Seed: seed, Members: 3 + 2*int(seed%2), FaultEvents: 4000, LivenessEvents: 60000, Clients: 3,
+		SnapshotLoss: 0.15}
+}
+
+// Timing of the simulated members, in simulated milliseconds.
+const (
+	hsElectionMs   = 150
+	hsTickMs       = 20
+	hsCheckQuorum  = 100
+	hsFDPeriodMs   = 25
+	hsClientWaitMs = 1500
+	hsMaxMembers   = 7
+)
+
+// hsResult is the outcome of one run.
+type hsResult struct {
+	Seed      uint64
+	Violation error
+	TraceHash uint64
+	Stats     hsStats
+}
+
+type hsStats struct {
+	Events, Crashes, Partitions, Elections  int
+	OpsOK, OpsFailed, OpsUnknown, Poisoned  int
+	SessionOps, Redirects, Snapshots, Sends int
+	SnapChunks, Changes, Transfers          int
+	Upgrades, Bumps, SnapshotsLost, Stopped int
+}
+
+func (s *hsStats) add(o hsStats) {
+	s.Events += o.Events
+	s.Crashes += o.Crashes
+	s.Partitions += o.Partitions
+	s.Elections += o.Elections
+	s.OpsOK += o.OpsOK
+	s.OpsFailed += o.OpsFailed
+	s.OpsUnknown += o.OpsUnknown
+	s.Poisoned += o.Poisoned
+	s.SessionOps += o.SessionOps
+	s.Redirects += o.Redirects
+	s.Snapshots += o.Snapshots
+	s.Sends += o.Sends
+	s.SnapChunks += o.SnapChunks
+	s.Changes += o.Changes
+	s.Transfers += o.Transfers
+	s.Upgrades += o.Upgrades
+	s.Bumps += o.Bumps
+	s.SnapshotsLost += o.SnapshotsLost
+	s.Stopped += o.Stopped
+}
+
+type hsEvent struct {
+	at  int64
+	seq uint64
+	ev  any
+}
+
+type hsQueue []hsEvent
+
+func (q hsQueue) Len() int { return len(q) }
+func (q hsQueue) Less(i, j int) bool {
+	return q[i].at < q[j].at || q[i].at == q[j].at && q[i].seq < q[j].seq
+}
+func (q hsQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *hsQueue) Push(x any)   { *q = append(*q, x.(hsEvent)) }
+func (q *hsQueue) Pop() any {
+	old := *q
+	x := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return x
+}
+
+// Events of the simulation.
+type (
+	hsDeliver struct {
+		from, to int
+		msg      actor.Message
+	}
+	hsTimer struct {
+		m, inc int
+		id     timerID
+		msg    actor.Message
+	}
+	hsDown struct {
+		m, inc int
+		id     monitorID
+	}
+	hsSync      struct{ m, inc int }
+	hsSnapWrite struct {
+		m, inc int
+		w      snapshot.Write
+	}
+	hsExit struct {
+		m, inc int
+		reason actor.Reason
+	}
+	hsRestart struct{ m int }
+	hsChaos   struct{}
+	hsFD      struct{}
+)
+
+type hsWorld struct {
+	opts    hsOptions
+	rng     *rand.Rand
+	now     int64
+	seq     uint64
+	q       hsQueue
+	events  int
+	healed  bool
+	members []*hsMember
+	byName  map[string]int
+	blocked [hsMaxMembers][hsMaxMembers]bool
+	clients []*hsClient
+	history []porcupine.Operation
+	unknown []*hsOp
+	leaders map[uint64]ServerID    // term -> the leader recorded for it
+	votes   map[[2]uint64]ServerID // (member, term) -> the vote it granted
+	applied map[uint64]string      // index -> the command applied there
+	bumps   map[uint64]uint64      // machine version -> the index it took effect
+	// Per-seed regime.
+	syncDelayMs   int64
+	maxDelayMs    int64
+	dropRate      float64
+	maxInFlight   uint64
+	appendBytes   int
+	snapEntries   uint64
+	targetVersion uint64 // a rolling upgrade to this version (0: none)
+
+	violation error
+	trace     hash.Hash64
+	stats     hsStats
+	nextOp    int
+	nextAdmin uint64
+	logger    *slog.Logger
+}
+
+// hsMember is one simulated node with one server on it.
+type hsMember struct {
+	idx     int
+	id      ServerID
+	uid     string
+	initial []ServerID // the InitialMembers it was created with
+	version uint64     // the machine version its code supports
+	up      bool
+	stopped bool // removed from the cluster: down for good
+	inc     int
+	host    *server
+	env     *hsEnv
+	log     *simLog
+	state   *simState
+	fs      *vfs.MemFS
+	// watching and told: nodes the host asked the failure detector about,
+	// and the last verdict told per node (true: suspected).
+	watching   map[string]bool
+	told       map[string]bool
+	syncQueued bool
+	lastCommit uint64
+}
+
+func (w *hsWorld) schedule(after int64, ev any) {
+	w.seq++
+	heap.Push(&w.q, hsEvent{at: w.now + after, seq: w.seq, ev: ev})
+}
+
+func (w *hsWorld) violate(format string, args ...any) {
+	if w.violation == nil {
+		w.violation = fmt.Errorf("t=%d: "+format, append([]any{w.now}, args...)...)
+	}
+}
+
+func (w *hsWorld) tracef(format string, args ...any) {
+	line := fmt.Sprintf("%d %s\n", w.now, fmt.Sprintf(format, args...))
+	w.trace.Write([]byte(line))
+	if w.opts.Trace != nil {
+		_, _ = io.WriteString(w.opts.Trace, line)
+	}
+}
+
+func hsMemberID(i int) ServerID {
+	return ServerID{Name: fmt.Sprintf("s%d", i+1), Node: fmt.Sprintf("n%d", i+1)}
+}
+
+func newHSWorld(opts hsOptions) *hsWorld {
+	w := &hsWorld{
+		opts:    opts,
+		rng:     rand.New(rand.NewPCG(opts.Seed, 0x4057)),
+		byName:  map[string]int{},
+		leaders: map[uint64]ServerID{},
+		votes:   map[[2]uint64]ServerID{},
+		applied: map[uint64]string{},
+		bumps:   map[uint64]uint64{},
+		trace:   fnv.New64a(),
+		logger:  slog.New(slog.DiscardHandler),
+	}
+	if opts.Trace != nil {
+		w.logger = slog.New(slog.NewTextHandler(opts.Trace, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	// The regime of this seed: disks slower than a tick or not, slow and
+	// lossy networks or not, pipelining windows and message sizes down to
+	// one entry, snapshots every few entries or rarely, and in a third of
+	// the runs a rolling upgrade of the machine's code.
+	w.syncDelayMs = []int64{2, 6, 45}[w.rng.IntN(3)]
+	w.maxDelayMs = []int64{3, 12, 40}[w.rng.IntN(3)]
+	w.dropRate = []float64{0, 0.05, 0.2}[w.rng.IntN(3)]
+	w.maxInFlight = []uint64{1, 4, 64}[w.rng.IntN(3)]
+	w.appendBytes = []int{1, 200, 4096}[w.rng.IntN(3)]
+	w.snapEntries = []uint64{3, 10, 40, 1 << 20}[w.rng.IntN(4)]
+	if w.rng.IntN(3) == 0 {
+		w.targetVersion = 1 + w.rng.Uint64N(2)
+	}
+	var initial []ServerID
+	for i := range opts.Members {
+		initial = append(initial, hsMemberID(i))
+	}
+	for range opts.Members {
+		var v uint64
+		if w.targetVersion > 0 {
+			v = w.rng.Uint64N(w.targetVersion)
+		}
+		w.addMember(initial, v)
+	}
+	for i := range opts.Clients {
+		w.clients = append(w.clients, &hsClient{idx: i, leader: -1, session: i%2 == 1, clientID: uint64(1000 + i)})
+		w.schedule(1+w.rng.Int64N(20), hsClientNext{c: i})
+	}
+	w.schedule(w.chaosDelay(), hsChaos{})
+	w.schedule(hsFDPeriodMs, hsFD{})
+	return w
+}
+
+// addMember creates a member (initial empty: it joins) and starts it.
+func (w *hsWorld) addMember(initial []ServerID, version uint64) *hsMember {
+	i := len(w.members)
+	m := &hsMember{idx: i, id: hsMemberID(i), uid: fmt.Sprintf("s%d-uid", i+1), initial: initial, version: version,
+		log: &simLog{}, state: &simState{}, fs: vfs.NewCrashableMem()}
+	w.members = append(w.members, m)
+	w.byName[m.id.Name] = i
+	// The node's data directory, made durable as StartSystem makes it.
+	if err := makeDataDirs(m.fs, "/data", "snapshots"); err != nil {
+		w.violate("member %s: %v", m.id, err)
+		return m
+	}
+	w.start(m)
+	return m
+}
+
+// start builds m's host from its durable state and starts it.
+func (w *hsWorld) start(m *hsMember) {
+	m.inc++
+	m.up = true
+	m.watching, m.told = map[string]bool{}, map[string]bool{}
+	m.syncQueued, m.lastCommit = false, 0
+	m.env = &hsEnv{w: w, m: m, inc: m.inc, timers: map[timerID]bool{}, mons: map[monitorID]int{}}
+	store, err := snapshot.Open("/data/snapshots", snapshot.Options{FS: snapshot.FromVFS(m.fs), BlockBytes: 512})
+	if err != nil {
+		w.violate("member %s: snapshot store: %v", m.id, err)
+		return
+	}
+	inc := m.inc
+	ports := hostPorts{
+		openLog: func(actor.Ref) (logPort, error) { return m.log.open(), nil },
+		state:   hsState{m.state, w},
+		snaps: snapshotPort{store: store, submit: func(wr snapshot.Write) error {
+			w.schedule(1+w.rng.Int64N(3*w.syncDelayMs), hsSnapWrite{m: m.idx, inc: inc, w: wr})
+			return nil
+		}},
+		node: &hsNode{w: w, m: m},
+	}
+	conf := hostConfig{
+		raft: core.Config{
+			ElectionTimeoutMs: hsElectionMs, LeaderLostTimeoutMs: hsElectionMs / 3, MaxElectionBackoff: 3,
+			TickMs: hsTickMs, CheckQuorumMs: hsCheckQuorum, SnapshotRetryMs: 10 * hsTickMs,
+			MaxInFlight: w.maxInFlight, MaxAppendBytes: w.appendBytes, Sabotage: w.opts.Core,
+		},
+		sessionTTLEntries: 1 << 20,
+		maxSessions:       100,
+		snapshots:         SnapshotPolicy{Entries: w.snapEntries, Bytes: 1 << 40, MinInterval: time.Millisecond, LogRatio: -1, SkipOnStop: true},
+		machineTick:       time.Second,
+		seed:              func() uint64 { return w.opts.Seed*1000003 + uint64(m.idx)*7919 + uint64(inc) },
+	}
+	members := m.initial
+	if len(m.state.members) > 0 {
+		// The node's directory knows the latest members: a restarted
+		// server starts from them, as System does.
+		members = m.state.members
+	}
+	cfg := ServerConfig{ID: m.id, Cluster: "sim", Machine: MachineSpec{Kind: "kv"}, InitialMembers: members}
+	m.host = newHost(m.env, conf, ports, cfg, m.uid, m.initial, w.logger.With("server", m.id.Name))
+	w.tracef("start %s inc=%d version=%d", m.id.Name, m.inc, m.version)
+	if err := m.host.start(); err != nil {
+		w.violate("member %s failed to start: %v", m.id, err)
+		return
+	}
+	w.afterInput(m)
+}
+
+// crash kills m: unsynced writes are lost (a random prefix of the log's
+// survives, and some of the snapshot files' unsynced data), the monitors
+// of its process fire where the network lets them, and it restarts later
+// unless stop.
+func (w *hsWorld) crash(m *hsMember, stop bool) {
+	if !m.up {
+		m.stopped = m.stopped || stop
+		return
+	}
+	w.tracef("crash %s stop=%v", m.id.Name, stop)
+	if err := m.log.crash(w.rng.IntN(len(m.log.pending) + 1)); err != nil {
+		w.violate("member %s: %v", m.id, err)
+	}
+	m.fs = m.fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: w.rng.IntN(101), RNG: rand.New(rand.NewPCG(w.rng.Uint64(), 1))})
+	m.up, m.stopped = false, stop
+	m.host = nil
+	for _, o := range w.members {
+		if !o.up || w.blocked[m.idx][o.idx] {
+			continue
+		}
+		for _, id := range slices.Sorted(maps.Keys(o.env.mons)) {
+			if o.env.mons[id] == m.idx {
+				w.schedule(1+w.rng.Int64N(10), hsDown{m: o.idx, inc: o.inc, id: id})
+			}
+		}
+	}
+	if !stop {
+		w.schedule(50+w.rng.Int64N(500), hsRestart{m: m.idx})
+	}
+}
+
+// stopGracefully stops m as System does: the host answers what it holds
+// and tells its followers, the log syncs, then it goes down.
+func (w *hsWorld) stopGracefully(m *hsMember, reason actor.Reason, stop bool) {
+	if !m.up {
+		return
+	}
+	m.host.terminating(reason)
+	if _, err := m.log.sync(len(m.log.pending)); err != nil {
+		w.violate("member %s: %v", m.id, err)
+	}
+	w.crash(m, stop)
+}
+
+// send carries msg from member from to the process to.
+func (w *hsWorld) send(from *hsMember, to actor.Ref, msg actor.Message) error {
+	ti, ok := w.byName[to.Name]
+	if !ok {
+		return nil // not a server: machine effects' targets are not simulated
+	}
+	if ti == from.idx {
+		// To itself (a flush): local, never lost.
+		w.schedule(0, hsDeliver{from: from.idx, to: ti, msg: msg})
+		return nil
+	}
+	w.stats.Sends++
+	w.checkVote(from, w.members[ti].id, msg)
+	cp, err := actor.Roundtrip(msg)
+	if err != nil {
+		w.violate("member %s sends %T that does not cross the wire: %v", from.id, msg, err)
+		return err
+	}
+	if w.blocked[from.idx][ti] || (!w.healed && w.rng.Float64() < w.dropRate) {
+		return nil
+	}
+	copies := 1
+	if !w.healed && w.rng.Float64() < 0.02 {
+		copies = 2
+	}
+	for range copies {
+		d := 1 + w.rng.Int64N(w.maxDelayMs)
+		if !w.healed && w.rng.Float64() < 0.02 {
+			d *= 10
+		}
+		w.schedule(d, hsDeliver{from: from.idx, to: ti, msg: cp})
+	}
+	return nil
+}
+
+func (w *hsWorld) step() bool {
+	if w.q.Len() == 0 {
+		return false
+	}
+	e := heap.Pop(&w.q).(hsEvent)
+	w.now = e.at
+	w.events++
+	switch ev := e.ev.(type) {
+	case hsDeliver:
+		m := w.members[ev.to]
+		if !m.up || w.blocked[ev.from][ev.to] {
+			return true
+		}
+		w.tracef("deliver %s->%s %T", w.members[ev.from].id.Name, m.id.Name, ev.msg)
+		if _, ok := ev.msg.(*snapChunk); ok {
+			w.stats.SnapChunks++
+		}
+		m.host.handle(ev.msg)
+		w.afterInput(m)
+	case hsTimer:
+		m := w.members[ev.m]
+		if !m.up || m.inc != ev.inc || !m.env.timers[ev.id] {
+			return true
+		}
+		delete(m.env.timers, ev.id)
+		w.tracef("timer %s %T", m.id.Name, ev.msg)
+		m.host.handle(ev.msg)
+		w.afterInput(m)
+	case hsDown:
+		m := w.members[ev.m]
+		if !m.up || m.inc != ev.inc {
+			return true
+		}
+		if _, ok := m.env.mons[ev.id]; !ok {
+			return true
+		}
+		delete(m.env.mons, ev.id)
+		w.tracef("down %s %d", m.id.Name, ev.id)
+		m.host.processDown(ev.id, actor.NoConnection)
+		w.afterInput(m)
+	case hsSync:
+		w.syncLog(ev)
+	case hsSnapWrite:
+		w.writeSnapshot(ev)
+	case hsExit:
+		w.exited(ev)
+	case hsRestart:
+		m := w.members[ev.m]
+		if !m.up && !m.stopped {
+			w.restart(m)
+		}
+	case hsChaos:
+		if !w.healed {
+			w.chaos()
+			w.schedule(w.chaosDelay(), hsChaos{})
+		}
+	case hsFD:
+		w.failureDetector()
+		w.schedule(hsFDPeriodMs, hsFD{})
+	case hsClientNext:
+		w.clientNext(w.clients[ev.c])
+	case hsSendOp:
+		w.sendOp(ev.op, ev.try)
+	case hsReply:
+		w.clientReply(ev)
+	case hsTimeout:
+		w.clientTimeout(ev)
+	}
+	return true
+}
+
+// exited: a host ended its process. Removed from the cluster, it stops
+// for good; any other reason is a failure the simulation never causes.
+func (w *hsWorld) exited(ev hsExit) {
+	m := w.members[ev.m]
+	if !m.up || m.inc != ev.inc {
+		return
+	}
+	if ev.reason.Kind != actor.ReasonNormal {
+		w.violate("member %s failed: %v", m.id, ev.reason)
+		return
+	}
+	w.stats.Stopped++
+	w.stopGracefully(m, ev.reason, true)
+}
+
+// afterInput runs after every input of a host: it checks the commit index
+// and queues a sync of the writes it issued.
+func (w *hsWorld) afterInput(m *hsMember) {
+	if !m.up || w.violation != nil {
+		return
+	}
+	if c := m.host.raft.Commit(); c < m.lastCommit {
+		w.violate("member %s's commit index went back from %d to %d", m.id, m.lastCommit, c)
+	} else {
+		m.lastCommit = c
+	}
+	if len(m.log.pending) > 0 && !m.syncQueued {
+		m.syncQueued = true
+		w.schedule(1+w.rng.Int64N(w.syncDelayMs), hsSync{m: m.idx, inc: m.inc})
+	}
+}
+
+// syncLog makes some of a member's pending writes durable and reports them.
+func (w *hsWorld) syncLog(ev hsSync) {
+	m := w.members[ev.m]
+	if !m.up || m.inc != ev.inc {
+		return
+	}
+	m.syncQueued = false
+	n := len(m.log.pending)
+	if n == 0 {
+		return
+	}
+	var lasts []core.Entry
+	var err error
+	if w.opts.Sabotage.AckBeforeSync {
+		for _, wr := range m.log.pending {
+			lasts = append(lasts, wr.ents[len(wr.ents)-1])
+		}
+		_, err = m.log.sync(w.rng.IntN(n + 1))
+	} else {
+		lasts, err = m.log.sync(1 + w.rng.IntN(n))
+	}
+	if err != nil {
+		w.violate("member %s: %v", m.id, err)
+		return
+	}
+	if len(lasts) > 1 && w.rng.IntN(2) == 0 {
+		lasts = lasts[len(lasts)-1:] // one report per fsync
+	}
+	for _, wr := range written(m.uid, lasts) {
+		if !m.up || m.inc != ev.inc {
+			return
+		}
+		w.tracef("written %s %d@%d", m.id.Name, wr.To, wr.Term)
+		m.host.handle(wr)
+	}
+	w.afterInput(m)
+}
+
+// writeSnapshot does what the node's snapshot writer does, at once.
+func (w *hsWorld) writeSnapshot(ev hsSnapWrite) {
+	m := w.members[ev.m]
+	defer ev.w.Data.Release()
+	if !m.up || m.inc != ev.inc {
+		return
+	}
+	store := m.host.snaps.store
+	var info snapshot.Info
+	p, err := store.Begin(ev.w.UID, ev.w.Index, ev.w.Term, ev.w.Meta)
+	if err == nil {
+		if _, err = ev.w.Data.WriteTo(p); err != nil {
+			p.Abort()
+		} else {
+			info, err = p.Commit()
+		}
+	}
+	w.tracef("snapshot %s %d err=%v", m.id.Name, ev.w.Index, err)
+	if err != nil {
+		m.host.handle(snapshot.WriteFailed{UID: ev.w.UID, Index: ev.w.Index, Term: ev.w.Term, Err: err})
+	} else {
+		w.stats.Snapshots++
+		m.host.handle(snapshot.Written{Info: info})
+	}
+	w.afterInput(m)
+}
+
+// failureDetector tells each live member about the nodes it watches that
+// it cannot hear from (down, or cut off towards it), and about those it
+// hears from again.
+func (w *hsWorld) failureDetector() {
+	for _, a := range w.members {
+		if !a.up {
+			continue
+		}
+		for _, b := range w.members {
+			if a == b || !a.watching[b.id.Node] {
+				continue
+			}
+			suspect := !b.up || w.blocked[b.idx][a.idx]
+			if suspect == a.told[b.id.Node] {
+				continue
+			}
+			a.told[b.id.Node] = suspect
+			var msg actor.Message = failuredetector.Up{Node: b.id.Node}
+			if suspect {
+				msg = failuredetector.Suspected{Node: b.id.Node}
+			}
+			w.tracef("fd %s %T %s", a.id.Name, msg, b.id.Node)
+			a.host.handle(msg)
+			w.afterInput(a)
+			if !a.up {
+				break
+			}
+		}
+	}
+}
+
+// hsRun simulates one seed: faults, then healing and convergence, then the
+// final checks.
+func hsRun(opts hsOptions) hsResult {
+	w := newHSWorld(opts)
+	for w.violation == nil && w.events < opts.FaultEvents && w.step() {
+	}
+	if w.violation == nil {
+		w.heal()
+		healedAt := w.events
+		for w.violation == nil {
+			if (w.events-healedAt)%16 == 0 && w.converged() {
+				break
+			}
+			if w.events-healedAt >= opts.LivenessEvents {
+				w.violate("no convergence within %d events after healing: %s", opts.LivenessEvents, w.describe())
+				break
+			}
+			if !w.step() {
+				w.violate("event queue ran dry: %s", w.describe())
+			}
+		}
+	}
+	if w.violation == nil {
+		w.checkHistory()
+	}
+	w.stats.Events = w.events
+	return hsResult{Seed: opts.Seed, Violation: w.violation, TraceHash: w.trace.Sum64(), Stats: w.stats}
+}
+
+// heal ends the faults: links come back, every member gets the target
+// code, crashed members restart.
+func (w *hsWorld) heal() {
+	w.healed = true
+	w.tracef("heal")
+	w.blocked = [hsMaxMembers][hsMaxMembers]bool{}
+	for _, m := range w.members {
+		if !m.stopped && m.version < w.targetVersion {
+			w.upgrade(m, w.targetVersion)
+		}
+	}
+	for _, m := range w.members {
+		if !m.up && !m.stopped {
+			w.schedule(1+w.rng.Int64N(50), hsRestart{m: m.idx})
+		}
+	}
+}
+
+// converged reports whether a leader has committed and applied its whole
+// log (at the target machine version), every member of its configuration
+// holds and applied the same, with the same machine state, and no client
+// waits.
+func (w *hsWorld) converged() bool {
+	for _, c := range w.clients {
+		if c.cur != nil {
+			return false
+		}
+	}
+	for _, l := range w.members {
+		if !l.up || l.host.raft.Role() != core.RoleLeader {
+			continue
+		}
+		st := l.host.raft.Status()
+		if st.Commit != st.LastIndex || st.LastTerm != st.Term || l.host.applied != st.Commit || st.MachineVersion != w.targetVersion {
+			return false
+		}
+		want := machineDigest(l.host.mh.machine)
+		for _, id := range append(st.Members.Voters, st.Members.NonVoters...) {
+			m := w.members[w.byName[id.Name]]
+			if !m.up {
+				return false
+			}
+			ms := m.host.raft.Status()
+			if ms.LastIndex != st.LastIndex || ms.Commit != st.Commit || ms.Term != st.Term || m.host.applied != st.Commit {
+				return false
+			}
+			if machineDigest(m.host.mh.machine) != want {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+func machineDigest(m Machine) string {
+	kv := userMachine(m).(*simKV)
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(kv.data)) {
+		fmt.Fprintf(&b, "%s=%s;", k, kv.data[k])
+	}
+	return b.String()
+}
+
+func (w *hsWorld) describe() string {
+	var b strings.Builder
+	for _, m := range w.members {
+		if !m.up {
+			fmt.Fprintf(&b, " [%s down stopped=%v]", m.id.Name, m.stopped)
+			continue
+		}
+		st := m.host.raft.Status()
+		fmt.Fprintf(&b, " [%s %s term=%d lead=%s commit=%d applied=%d last=%d stable=%d snap=%d version=%d/%d recover=%d members=%v]",
+			m.id.Name, st.Role, st.Term, st.Leader.Name, st.Commit, m.host.applied, st.LastIndex, st.StableIndex,
+			st.SnapshotIndex, st.MachineVersion, m.version, st.RecoverTo, st.Members.Voters)
+	}
+	return b.String()
+}
+
+// checkVote: a vote granted is durable first, and a member grants one
+// vote per term, across restarts.
+func (w *hsWorld) checkVote(from *hsMember, to ServerID, msg actor.Message) {
+	pm, ok := msg.(*peerMsg)
+	if !ok {
+		return
+	}
+	v, ok := pm.Msg.(*core.VoteReply)
+	if !ok || !v.Granted {
+		return
+	}
+	if st := from.state; st.term != v.Term || st.vote != to {
+		w.violate("member %s grants its term-%d vote to %s, but its durable state says term %d vote %s", from.id, v.Term, to, st.term, st.vote)
+		return
+	}
+	k := [2]uint64{uint64(from.idx), v.Term}
+	if prev, ok := w.votes[k]; ok && prev != to {
+		w.violate("member %s votes for %s in term %d after voting for %s", from.id, to, v.Term, prev)
+		return
+	}
+	w.votes[k] = to
+}
+
+// checkHistory checks the acknowledged operations for linearizability;
+// puts of unknown outcome may have happened at any time after their call.
+func (w *hsWorld) checkHistory() {
+	hist := append([]porcupine.Operation(nil), w.history...)
+	for _, o := range w.unknown {
+		hist = append(hist, porcupine.Operation{ClientId: o.client, Input: kvmodel.Input{Put: true, Key: o.key, Value: o.value},
+			Call: o.call, Output: kvmodel.Output{}, Return: 1 << 62})
+	}
+	res, _ := porcupine.CheckOperationsVerbose(kvmodel.Model, hist, 10*time.Second)
+	if res == porcupine.Illegal {
+		w.violate("history of %d operations is not linearizable", len(hist))
+	}
+}
