@@ -116,7 +116,10 @@ type Node struct {
 	listener    *listener
 	incarnation uint64
 
-	procs   sync.Map // name -> *proc
+	procs sync.Map // name -> *proc
+	// exiting holds a process from the moment its name is freed until its
+	// exit is complete, so that Wait still finds it (name -> *proc).
+	exiting sync.Map
 	nextPID atomic.Uint64
 
 	calls  callTable
@@ -341,7 +344,13 @@ func (n *Node) Wait(ctx context.Context, ref Ref) error {
 	}
 	p := n.lookup(ref.Name)
 	if p == nil {
-		return nil
+		// Its name is freed before its Terminating runs: a process in
+		// its last steps is no longer registered, but not gone yet.
+		v, ok := n.exiting.Load(ref.Name)
+		if !ok {
+			return nil
+		}
+		p = v.(*proc)
 	}
 	select {
 	case <-p.done:

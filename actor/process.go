@@ -404,6 +404,7 @@ func (p *proc) terminate() {
 	p.mu.Unlock()
 
 	// Free the name first: a supervisor reacting to Down may register it again.
+	p.node.exiting.Store(p.ref.Name, p) // before the name is freed: Wait finds one or the other
 	p.node.unregister(p)
 
 	// The runtime drops what is still in the mailbox; the calls in it are
@@ -457,6 +458,7 @@ func (p *proc) terminate() {
 		p.node.notifyDown(k, w, p.ref, reason)
 	}
 	close(p.done)
+	p.node.exiting.CompareAndDelete(p.ref.Name, p)
 }
 
 func (p *proc) invokeLast(reason Reason) {
