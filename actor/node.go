@@ -250,6 +250,10 @@ type SpawnOption func(*spawnConfig)
 
 type spawnConfig struct {
 	logger *slog.Logger
+	// watcher monitors the new process from its birth (monitor watchID):
+	// Context.SpawnMonitor.
+	watcher *proc
+	watchID uint64
 }
 
 // WithLogger gives the process its own logger (Context.Logger).
@@ -293,6 +297,9 @@ func (n *Node) spawn(name string, behavior Process, opts []SpawnOption) (Ref, er
 		behavior: behavior,
 		logger:   logger,
 		done:     make(chan struct{}),
+	}
+	if sc.watcher != nil {
+		p.watchers = map[watcherKey]*proc{{node: n.name, id: sc.watchID}: sc.watcher}
 	}
 	// Hold mu from publishing the name until the actor exists, so a
 	// message sent in between waits in post instead of being lost.

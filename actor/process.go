@@ -531,6 +531,35 @@ func (c *Context) Reply(msg Message) error {
 // unless it calls Demonitor first.
 func (c *Context) Monitor(ref Ref) MonitorRef { return c.proc.node.monitor(c.proc, ref) }
 
+// SpawnMonitor starts p registered as name on this node, like
+// Node.SpawnNamed, and monitors it from the calling process in the same
+// step (Erlang's spawn_monitor). Monitor after SpawnNamed cannot tell a
+// process that failed at once from one that never existed: if the process
+// has already finished, its Down says noproc. With SpawnMonitor the Down
+// always carries the exit reason.
+func (c *Context) SpawnMonitor(name string, p Process, opts ...SpawnOption) (Ref, MonitorRef, error) {
+	if err := validateName(name); err != nil {
+		return Ref{}, MonitorRef{}, err
+	}
+	n, w := c.proc.node, c.proc
+	ref := Ref{Name: name, Node: n.name}
+	id := n.nextID.Add(1)
+	w.mu.Lock()
+	if w.owned == nil {
+		w.owned = make(map[uint64]Ref)
+	}
+	w.owned[id] = ref
+	w.mu.Unlock()
+	opts = append(opts, func(sc *spawnConfig) { sc.watcher, sc.watchID = w, id })
+	if _, err := n.spawn(name, p, opts); err != nil {
+		w.mu.Lock()
+		delete(w.owned, id)
+		w.mu.Unlock()
+		return Ref{}, MonitorRef{}, err
+	}
+	return ref, MonitorRef{id}, nil
+}
+
 // Demonitor stops a monitor. After it returns the process will not receive
 // that monitor's Down, even one already in its mailbox. It reports whether
 // the monitor was still active.
