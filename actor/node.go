@@ -116,7 +116,10 @@ type Node struct {
 	listener    *listener
 	incarnation uint64
 
-	procs   sync.Map // name -> *proc
+	procs sync.Map // name -> *proc
+	// exiting holds a process from the moment its name is freed until its
+	// exit is complete, so that Wait still finds it (name -> *proc).
+	exiting sync.Map
 	nextPID atomic.Uint64
 
 	calls  callTable
@@ -247,6 +250,10 @@ type SpawnOption func(*spawnConfig)
 
 type spawnConfig struct {
 	logger *slog.Logger
+	// watcher monitors the new process from its birth (monitor watchID):
+	// Context.SpawnMonitor.
+	watcher *proc
+	watchID uint64
 }
 
 // WithLogger gives the process its own logger (Context.Logger).
@@ -290,6 +297,9 @@ func (n *Node) spawn(name string, behavior Process, opts []SpawnOption) (Ref, er
 		behavior: behavior,
 		logger:   logger,
 		done:     make(chan struct{}),
+	}
+	if sc.watcher != nil {
+		p.watchers = map[watcherKey]*proc{{node: n.name, id: sc.watchID}: sc.watcher}
 	}
 	// Hold mu from publishing the name until the actor exists, so a
 	// message sent in between waits in post instead of being lost.
@@ -341,7 +351,13 @@ func (n *Node) Wait(ctx context.Context, ref Ref) error {
 	}
 	p := n.lookup(ref.Name)
 	if p == nil {
-		return nil
+		// Its name is freed before its Terminating runs: a process in
+		// its last steps is no longer registered, but not gone yet.
+		v, ok := n.exiting.Load(ref.Name)
+		if !ok {
+			return nil
+		}
+		p = v.(*proc)
 	}
 	select {
 	case <-p.done:

@@ -404,6 +404,7 @@ func (p *proc) terminate() {
 	p.mu.Unlock()
 
 	// Free the name first: a supervisor reacting to Down may register it again.
+	p.node.exiting.Store(p.ref.Name, p) // before the name is freed: Wait finds one or the other
 	p.node.unregister(p)
 
 	// The runtime drops what is still in the mailbox; the calls in it are
@@ -457,6 +458,7 @@ func (p *proc) terminate() {
 		p.node.notifyDown(k, w, p.ref, reason)
 	}
 	close(p.done)
+	p.node.exiting.CompareAndDelete(p.ref.Name, p)
 }
 
 func (p *proc) invokeLast(reason Reason) {
@@ -528,6 +530,35 @@ func (c *Context) Reply(msg Message) error {
 // Monitor starts monitoring ref: the process gets exactly one Down for it,
 // unless it calls Demonitor first.
 func (c *Context) Monitor(ref Ref) MonitorRef { return c.proc.node.monitor(c.proc, ref) }
+
+// SpawnMonitor starts p registered as name on this node, like
+// Node.SpawnNamed, and monitors it from the calling process in the same
+// step (Erlang's spawn_monitor). Monitor after SpawnNamed cannot tell a
+// process that failed at once from one that never existed: if the process
+// has already finished, its Down says noproc. With SpawnMonitor the Down
+// always carries the exit reason.
+func (c *Context) SpawnMonitor(name string, p Process, opts ...SpawnOption) (Ref, MonitorRef, error) {
+	if err := validateName(name); err != nil {
+		return Ref{}, MonitorRef{}, err
+	}
+	n, w := c.proc.node, c.proc
+	ref := Ref{Name: name, Node: n.name}
+	id := n.nextID.Add(1)
+	w.mu.Lock()
+	if w.owned == nil {
+		w.owned = make(map[uint64]Ref)
+	}
+	w.owned[id] = ref
+	w.mu.Unlock()
+	opts = append(opts, func(sc *spawnConfig) { sc.watcher, sc.watchID = w, id })
+	if _, err := n.spawn(name, p, opts); err != nil {
+		w.mu.Lock()
+		delete(w.owned, id)
+		w.mu.Unlock()
+		return Ref{}, MonitorRef{}, err
+	}
+	return ref, MonitorRef{id}, nil
+}
 
 // Demonitor stops a monitor. After it returns the process will not receive
 // that monitor's Down, even one already in its mailbox. It reports whether

@@ -353,3 +353,32 @@ func TestReplyOutsideACallIsAnError(t *testing.T) {
 	require.NoError(t, n.Send(ref, "x"))
 	require.True(t, errors.Is(<-errs, ErrNoProcess))
 }
+
+// Wait covers a process's last steps: its name is freed before its
+// Terminating runs (so a supervisor may register it again at once), but
+// Wait returns only once the exit is complete. A supervisor restarting a
+// child relies on it: the old one must be done with its files first.
+func TestWaitCoversTerminating(t *testing.T) {
+	n := startNode(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	ref, err := n.SpawnNamed("slow", ProcessFunc(func(ctx *Context, msg Message) {
+		if _, ok := msg.(Terminating); ok {
+			close(entered)
+			<-release
+		}
+	}))
+	require.NoError(t, err)
+	require.NoError(t, n.Exit(ref, Shutdown))
+	<-entered
+	require.False(t, n.Alive(ref), "the name is free while Terminating runs")
+	done := make(chan error, 1)
+	go func() { done <- n.Wait(context.Background(), ref) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Wait returned (%v) while the process was still terminating", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	require.NoError(t, <-done)
+	require.NoError(t, n.Wait(context.Background(), ref), "a finished process: at once")
+}

@@ -259,12 +259,14 @@ func (s *supervisor) find(name string) *child {
 }
 
 func (s *supervisor) start(ctx *Context, c *child) error {
-	ref, err := ctx.Node().SpawnNamed(c.spec.Name, c.spec.Start())
+	// Monitored from its birth: a child that fails at once (its Started
+	// exits with an error) is a failure, not a child that never was.
+	ref, mon, err := ctx.SpawnMonitor(c.spec.Name, c.spec.Start())
 	if err != nil {
 		return fmt.Errorf("supervisor %s: starting child %s: %w", ctx.Self(), c.spec.Name, err)
 	}
 	c.ref = ref
-	c.mon = ctx.Monitor(ref)
+	c.mon = mon
 	c.running = true
 	return nil
 }

@@ -2,6 +2,7 @@ package actor
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -212,4 +213,65 @@ func recvSet(t *testing.T, ib *Inbox, want ...string) {
 		got = append(got, recv[string](t, ib))
 	}
 	require.ElementsMatch(t, want, got)
+}
+
+// A transient child that fails in its Started, every time, is a failure
+// each time (not a child that vanished normally): the supervisor restarts
+// it until the budget is spent and then gives up.
+func TestChildFailingAtStartExhaustsTheBudget(t *testing.T) {
+	n := startNode(t)
+	watcher := newInbox(t, n)
+	var starts atomic.Int32
+	_, err := n.StartSupervisor("sup", SupervisorSpec{
+		Strategy:  OneForOne,
+		Intensity: 3,
+		Period:    time.Hour,
+		Children: []ChildSpec{{Name: "bad", Restart: Transient, Start: func() Process {
+			return ProcessFunc(func(ctx *Context, msg Message) {
+				if msg == (Started{}) && starts.Add(1) > 1 { // the first start succeeds
+					ctx.Exit(Reason{Kind: ReasonError, Detail: "cannot start"})
+				}
+			})
+		}}},
+	})
+	require.NoError(t, err)
+	watcher.Monitor(Ref{Name: "sup", Node: n.Name()})
+	require.NoError(t, n.Exit(Ref{Name: "bad", Node: n.Name()}, Reason{Kind: ReasonKilled}))
+	d := recv[Down](t, watcher)
+	require.Equal(t, ReasonError, d.Reason.Kind, "the supervisor gave up: %s", d.Reason)
+	require.Equal(t, int32(4), starts.Load(), "the first start and three restarts")
+}
+
+// SpawnMonitor's Down carries the exit reason of a process that exits at
+// once; Monitor after SpawnNamed may find it gone and say noproc.
+func TestSpawnMonitorSeesAnImmediateExit(t *testing.T) {
+	n := startNode(t)
+	downs := make(chan Down, 100)
+	parent, err := n.Spawn(ProcessFunc(func(ctx *Context, msg Message) {
+		switch m := msg.(type) {
+		case string:
+			_, _, err := ctx.SpawnMonitor(m, ProcessFunc(func(ctx *Context, msg Message) {
+				if msg == (Started{}) {
+					ctx.Exit(Reason{Kind: ReasonError, Detail: "at once"})
+				}
+			}))
+			if err != nil {
+				panic(err)
+			}
+		case Down:
+			downs <- m
+		}
+	}))
+	require.NoError(t, err)
+	for i := range 100 {
+		require.NoError(t, n.Send(parent, fmt.Sprint("child", i)))
+	}
+	for range 100 {
+		select {
+		case d := <-downs:
+			require.Equal(t, ReasonError, d.Reason.Kind, "%s: %s", d.Ref, d.Reason)
+		case <-time.After(waitFor):
+			t.Fatal("a Down did not come")
+		}
+	}
 }

@@ -27,6 +27,9 @@ const (
 
 // call makes a call to a server and maps the actor layer's errors.
 func (s *System) call(ctx context.Context, to ServerID, req actor.Message) (actor.Message, error) {
+	if err := s.Err(); err != nil && to.Node == s.node.Name() {
+		return nil, err // its servers stay down: say why, not "no such server"
+	}
 	reply, err := s.node.CallContext(ctx, Ref(to), req)
 	if err != nil {
 		return nil, callError(to.String(), err)
@@ -187,6 +190,9 @@ func (s *System) processCommand(ctx context.Context, via ServerID, req *commandR
 // PipelineCommand returns an error only when the request cannot be sent.
 func (s *System) PipelineCommand(via ServerID, cmd []byte, correlation uint64, notify actor.Ref) error {
 	if s.node.IsLocal(Ref(via)) {
+		if err := s.Err(); err != nil {
+			return err
+		}
 		if !s.node.Alive(Ref(via)) {
 			return fmt.Errorf("%w: %s", ErrNoSuchServer, via)
 		}

@@ -61,6 +61,13 @@ type SystemConfig struct {
 	// (a crash loop) until RestartServer. Defaults 5 in 10s.
 	ServerRestartIntensity int
 	ServerRestartPeriod    time.Duration
+	// LogRestartIntensity restarts of the node's log processes (the WAL,
+	// the segment writer and the snapshot writer, restarted together with
+	// the node's servers when one of them fails) within LogRestartPeriod
+	// are tolerated; one more failure and the node gives up: its servers
+	// stay down and System.Err reports it. Defaults 5 in 5s.
+	LogRestartIntensity int
+	LogRestartPeriod    time.Duration
 	// ShutdownTimeout bounds each step of Stop. Default 10s.
 	ShutdownTimeout time.Duration
 	// MachineTick is how often leaders call Tick on machines that
@@ -235,6 +242,12 @@ func (c SystemConfig) withDefaults() SystemConfig {
 	if c.ServerRestartPeriod == 0 {
 		c.ServerRestartPeriod = 10 * time.Second
 	}
+	if c.LogRestartIntensity == 0 {
+		c.LogRestartIntensity = 5
+	}
+	if c.LogRestartPeriod == 0 {
+		c.LogRestartPeriod = 5 * time.Second
+	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
 	}
@@ -290,6 +303,8 @@ func (c SystemConfig) Validate() error {
 		{"WALMaxClosedFiles", int64(c.WALMaxClosedFiles)},
 		{"ServerRestartIntensity", int64(c.ServerRestartIntensity)},
 		{"ServerRestartPeriod", int64(c.ServerRestartPeriod)},
+		{"LogRestartIntensity", int64(c.LogRestartIntensity)},
+		{"LogRestartPeriod", int64(c.LogRestartPeriod)},
 		{"ShutdownTimeout", int64(c.ShutdownTimeout)},
 		{"MachineTick", int64(c.MachineTick)},
 		{"MaxSessions", int64(c.MaxSessions)},

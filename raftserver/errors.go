@@ -69,6 +69,11 @@ var (
 	// ErrStorage: the server's storage failed (disk full, I/O error). The
 	// server stops; its supervisor restarts it from durable state.
 	ErrStorage = errors.New("raftserver: storage failed")
+	// ErrRestartLimit: a server, or the node's log processes, failed more
+	// often than their restart budget allows and are not restarted (see
+	// System.LocalServer and System.Err). Across nodes only the ErrStorage
+	// it comes with travels.
+	ErrRestartLimit = errors.New("raftserver: restart limit reached")
 )
 
 // NotLeaderError is returned when a request reached a member that is not

@@ -109,7 +109,7 @@ func (c hostConfig) newSessions() *sessionTable {
 
 // openLog registers a server with the node's WAL and opens its log.
 func (s *System) openLog(uid string, server actor.Ref) (logPort, error) {
-	w, err := s.wal.Register(uid, server)
+	w, err := s.currentWAL().Register(uid, server)
 	if err != nil {
 		return nil, err
 	}

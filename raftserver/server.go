@@ -110,7 +110,7 @@ func newServer(sys *System, cfg ServerConfig, uid string, initial []ServerID) *s
 	ports := hostPorts{
 		openLog: func(self actor.Ref) (logPort, error) { return sys.openLog(uid, self) },
 		state:   metaState{sys: sys, uid: uid},
-		snaps:   snapshotPort{store: sys.snapshots, submit: sys.snapw.Submit},
+		snaps:   snapshotPort{store: sys.snapshots, submit: sys.submitSnapshot},
 		node:    sys,
 	}
 	logger := sys.logger.With("server", cfg.ID.String(), "cluster", cfg.Cluster)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -37,8 +38,14 @@ type System struct {
 	wal       *wal.WAL
 	board     leaderboard.Board[ServerID]
 	manager   actor.Ref
-	pacer     *electionPacer
-	fd        *failuredetector.Detector
+	logSup    actor.Ref
+	// logMu guards wal and snapw, which a restart of the log processes
+	// replaces. Servers read them unlocked: they run only between the
+	// restarts (see logServers), which orders their reads after the write.
+	logMu  sync.Mutex
+	logErr atomic.Pointer[error] // why the log supervisor gave up
+	pacer  *electionPacer
+	fd     *failuredetector.Detector
 
 	stopOnce sync.Once
 	stopErr  error
@@ -48,6 +55,15 @@ type System struct {
 // starts, stops and deletes the servers of its node on behalf of local and
 // remote callers.
 const managerName = "rago_system"
+
+// logSupName is the registered name of every node's log supervisor, which
+// restarts the segment writer, the WAL, the snapshot writer and (through
+// the manager) the servers when one of the log processes fails.
+const logSupName = "rago_log_sup"
+
+// logServersName is the log supervisor's last child, which stands for the
+// node's servers (see logServers).
+const logServersName = "rago_log_servers"
 
 // StartSystem opens (or creates) the node's storage, recovers the WAL,
 // starts the node and restarts every server recorded in its directory.
@@ -130,14 +146,12 @@ func StartSystem(cfg SystemConfig) (sys *System, err error) {
 		return nil, err
 	}
 	closers = append(closers, s.fd.Stop)
-	if s.segw, err = segment.StartWriter(s.node, s.segments, segment.WriterOptions{Logger: logger}); err != nil {
+	s.segw, _ = segment.NewWriter(s.node, s.segments, segment.WriterOptions{Logger: logger})
+	snapOpts := snapshot.WriterOptions{Logger: logger}
+	var snapp actor.Process
+	if s.snapw, snapp, err = snapshot.NewWriter(s.node, s.snapshots, snapOpts); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
-	closers = append(closers, func() { _ = s.segw.Stop(cfg.ShutdownTimeout) })
-	if s.snapw, err = snapshot.StartWriter(s.node, s.snapshots, snapshot.WriterOptions{Logger: logger}); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
-	}
-	closers = append(closers, func() { _ = s.snapw.Stop(cfg.ShutdownTimeout) })
 	wcfg := wal.DefaultConfig(filepath.Join(cfg.DataDir, "wal"))
 	wcfg.Sync, wcfg.Logger = cfg.WALSync, logger
 	wcfg.MaxFileBytes = cfg.WALMaxFileBytes
@@ -145,17 +159,81 @@ func StartSystem(cfg SystemConfig) (sys *System, err error) {
 	if cfg.FS != nil {
 		wcfg.FS = walfs.FromVFS(cfg.FS)
 	}
-	if s.wal, err = wal.Start(s.node, wcfg, wal.StartOptions{SegmentWriter: s.segw.Ref()}); err != nil {
+	wopts := wal.StartOptions{SegmentWriter: s.segw.Ref()}
+	// The first recovery runs here, so that a damaged WAL fails
+	// StartSystem with its error instead of a loop of restarts.
+	var walp actor.Process
+	if s.wal, walp, err = wal.Open(s.node, wcfg, wopts); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
-	closers = append(closers, func() { _ = s.wal.Stop(cfg.ShutdownTimeout) })
-	if s.manager, err = s.node.SpawnNamed(managerName, &manager{sys: s, servers: map[string]*managed{}}); err != nil {
+	// The manager starts no server until the log supervisor's last child
+	// asks it to (managerResume), once the log processes run.
+	if s.manager, err = s.node.SpawnNamed(managerName, &manager{sys: s, servers: map[string]*managed{}, suspended: true}); err != nil {
 		return nil, err
 	}
-	// The manager restarts the recorded servers as its first act; wait
-	// for that so the caller sees them. It is local work that always
-	// ends, however many servers there are, so the wait has no deadline
-	// worth choosing.
+	logSpec := actor.SupervisorSpec{
+		// The WAL hands its closed files to the segment writer, which holds
+		// the WAL's mem tables and removes its files: neither survives the
+		// other's restart (see docs/raftserver.md). The servers hold the
+		// WAL's Writers and mem tables, and wait for the snapshot writer's
+		// answers, so they restart with them.
+		Strategy:  actor.OneForAll,
+		Intensity: cfg.LogRestartIntensity,
+		Period:    cfg.LogRestartPeriod,
+		Children: []actor.ChildSpec{
+			{Name: s.segw.Ref().Name, Restart: actor.Transient, ShutdownTimeout: cfg.ShutdownTimeout, Start: func() actor.Process {
+				_, p := segment.NewWriter(s.node, s.segments, segment.WriterOptions{Logger: logger})
+				return p
+			}},
+			{Name: wal.DefaultName, Restart: actor.Transient, ShutdownTimeout: cfg.ShutdownTimeout, Start: func() actor.Process {
+				if walp != nil { // the first start: recovered above
+					p := walp
+					walp = nil
+					return p
+				}
+				w, p, err := wal.Open(s.node, wcfg, wopts)
+				if err != nil {
+					return failedStart{err: fmt.Errorf("%w: restart the wal: %w", ErrStorage, err)}
+				}
+				s.logMu.Lock()
+				s.wal = w
+				s.logMu.Unlock()
+				return p
+			}},
+			{Name: s.snapw.Ref().Name, Restart: actor.Transient, ShutdownTimeout: cfg.ShutdownTimeout, Start: func() actor.Process {
+				if snapp != nil {
+					p := snapp
+					snapp = nil
+					return p
+				}
+				w, p, err := snapshot.NewWriter(s.node, s.snapshots, snapOpts)
+				if err != nil {
+					return failedStart{err: fmt.Errorf("%w: restart the snapshot writer: %w", ErrStorage, err)}
+				}
+				s.logMu.Lock()
+				s.snapw = w
+				s.logMu.Unlock()
+				return p
+			}},
+			{Name: logServersName, Restart: actor.Transient, ShutdownTimeout: 2*cfg.ShutdownTimeout + time.Minute, Start: func() actor.Process {
+				return &logServers{sys: s}
+			}},
+		},
+	}
+	// The manager monitors the supervisor from the first resume, which
+	// can come before StartSupervisor returns: name it beforehand.
+	s.logSup = actor.Ref{Name: logSupName, Node: s.node.Name()}
+	if _, err = s.node.StartSupervisor(logSupName, logSpec); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	closers = append(closers, func() { s.stopLog() })
+	// The last child has the manager restart the recorded servers as its
+	// first act; wait for that so the caller sees them. It is local work
+	// that always ends, however many servers there are, so the wait has
+	// no deadline worth choosing.
+	if _, err := s.node.Call(actor.Ref{Name: logServersName, Node: s.node.Name()}, &managerSync{}, time.Hour); err != nil {
+		return nil, err
+	}
 	if _, err := s.node.Call(s.manager, &managerSync{}, time.Hour); err != nil {
 		return nil, err
 	}
@@ -176,6 +254,18 @@ func (s *System) FailureDetector() *failuredetector.Detector { return s.fd }
 // the servers on this node.
 func (s *System) Leaderboard() *leaderboard.Board[ServerID] { return &s.board }
 
+// Err returns nil while the node's log processes run (or are being
+// restarted), and the reason once their supervisor gave up on them: an
+// error wrapping ErrStorage and ErrRestartLimit. From then on the node's
+// servers stay down and every System operation on this node fails with
+// that error; only a Stop and a new StartSystem bring the node back.
+func (s *System) Err() error {
+	if p := s.logErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 // Stop shuts the system down in order: the servers first, then the WAL
 // after a final sync, then the segment writer, the node and the stores.
 // Later calls return the first call's result.
@@ -191,13 +281,7 @@ func (s *System) stop() error {
 	if _, err := s.node.Call(s.manager, &managerStopAll{}, 2*s.cfg.ShutdownTimeout+time.Minute); err != nil && !errors.Is(err, actor.ErrNodeStopped) {
 		errs = append(errs, err)
 	}
-	if err := s.snapw.Stop(s.cfg.ShutdownTimeout); err != nil {
-		errs = append(errs, err)
-	}
-	if err := s.wal.Stop(s.cfg.ShutdownTimeout); err != nil {
-		errs = append(errs, err)
-	}
-	if err := s.segw.Stop(s.cfg.ShutdownTimeout); err != nil {
+	if err := s.stopLog(); err != nil {
 		errs = append(errs, err)
 	}
 	s.fd.Stop()
@@ -209,6 +293,86 @@ func (s *System) stop() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// stopLog stops the log processes: each gracefully (the WAL syncs what it
+// received, the segment writer flushes what it was handed), which as a
+// normal exit its supervisor does not restart, and then the supervisor.
+// After the supervisor gave up there is nothing left to stop.
+func (s *System) stopLog() error {
+	var errs []error
+	if s.Err() == nil {
+		s.logMu.Lock()
+		snapw, w := s.snapw, s.wal
+		s.logMu.Unlock()
+		if err := snapw.Stop(s.cfg.ShutdownTimeout); err != nil {
+			errs = append(errs, err)
+		}
+		if err := w.Stop(s.cfg.ShutdownTimeout); err != nil {
+			errs = append(errs, err)
+		}
+		if err := s.segw.Stop(s.cfg.ShutdownTimeout); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.node.Exit(s.logSup, actor.Shutdown) == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*s.cfg.ShutdownTimeout+time.Minute)
+		defer cancel()
+		if err := s.node.Wait(ctx, s.logSup); err != nil {
+			errs = append(errs, fmt.Errorf("%w: the log supervisor did not stop: %w", ErrStorage, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// currentWAL returns the WAL of the log processes' current incarnation.
+func (s *System) currentWAL() *wal.WAL {
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	return s.wal
+}
+
+// submitSnapshot hands a snapshot to the current snapshot writer.
+func (s *System) submitSnapshot(w snapshot.Write) error {
+	s.logMu.Lock()
+	snapw := s.snapw
+	s.logMu.Unlock()
+	return snapw.Submit(w)
+}
+
+// logServers is the log supervisor's last child and stands for the node's
+// servers there: starting it has the manager start the servers, stopping it
+// has the manager stop them. So when one of the log processes fails and
+// the supervisor restarts them all, the servers stop before the log
+// processes they use and start after the new ones run, re-registering with
+// the new WAL and reading their state from disk. It costs one process, not
+// one child per server.
+type logServers struct{ sys *System }
+
+func (g *logServers) Receive(ctx *actor.Context, msg actor.Message) {
+	switch msg.(type) {
+	case actor.Started:
+		if _, err := ctx.Node().Call(g.sys.manager, &managerResume{}, time.Hour); err != nil {
+			g.sys.logger.Error("the servers were not started after the log processes", "err", err)
+		}
+	case *managerSync:
+		_ = ctx.Reply(true)
+	case actor.Terminating:
+		if _, err := ctx.Node().Call(g.sys.manager, &managerSuspend{}, 2*g.sys.cfg.ShutdownTimeout+time.Minute); err != nil && !errors.Is(err, actor.ErrNodeStopped) {
+			g.sys.logger.Error("the servers were not stopped before the log processes", "err", err)
+		}
+	}
+}
+
+// failedStart is what a log process's restart spawns when the process
+// could not be made (its WAL directory does not recover, say): it exits at
+// once with the error, which the supervisor counts as another failure.
+type failedStart struct{ err error }
+
+func (f failedStart) Receive(ctx *actor.Context, msg actor.Message) {
+	if _, ok := msg.(actor.Started); ok {
+		ctx.Exit(actor.ErrorReason(f.err))
+	}
 }
 
 func (s *System) newMachine(spec MachineSpec) (Machine, error) {
@@ -243,10 +407,18 @@ func decodeSpec(b []byte) (MachineSpec, error) {
 
 // manager is the system manager process of a node. It owns the node's
 // list of servers and supervises them, each with a restart budget of its
-// own, so a server in a crash loop gives up alone (see start).
+// own, so a server in a crash loop gives up alone (see start). It runs no
+// server while the log processes are down or restarting (suspended), and
+// none at all once their supervisor gave up (failed).
 type manager struct {
 	sys     *System
 	servers map[string]*managed // by server name
+
+	suspended bool  // the log processes are not running: start no server
+	resumed   bool  // the log processes ran once: the directory was read
+	stopping  bool  // Stop began: start nothing again
+	failed    error // the log supervisor gave up; wraps ErrStorage
+	logMon    actor.MonitorRef
 }
 
 type managed struct {
@@ -257,18 +429,33 @@ type managed struct {
 	mon      actor.MonitorRef
 	running  bool
 	restarts []time.Time // recent restarts, for the intensity limit
+	// resume: the server was running when the log processes went down, so
+	// it starts again when they are back.
+	resume bool
+	// gaveUp says why the manager stopped restarting the server (it wraps
+	// ErrRestartLimit); nil while it is restarted.
+	gaveUp error
 }
 
 type (
 	managerSync    struct{}
 	managerStopAll struct{}
 	managerList    struct{}
+	// managerSuspend stops the servers before the log processes stop
+	// (sent by logServers, which the log supervisor stops first).
+	managerSuspend struct{}
+	// managerResume starts the servers once the log processes run (sent
+	// by logServers, which the log supervisor starts last).
+	managerResume struct{}
+	managerState  struct{ name string }
 )
+
+// errLogRestart is the exit reason of servers stopped because the log
+// processes they use restart.
+var errLogRestart = fmt.Errorf("%w: the node's log processes restart", ErrStorage)
 
 func (m *manager) Receive(ctx *actor.Context, msg actor.Message) {
 	switch r := msg.(type) {
-	case actor.Started:
-		m.restartRecorded(ctx)
 	case *managerSync:
 		_ = ctx.Reply(true)
 	case *managerList:
@@ -279,12 +466,25 @@ func (m *manager) Receive(ctx *actor.Context, msg actor.Message) {
 			}
 		}
 		_ = ctx.Reply(out)
+	case *managerState:
+		_ = ctx.Reply(m.state(r.name))
 	case *managerStopAll:
-		m.stopAll(ctx)
+		m.stopping = true
+		m.stopAll(ctx, actor.Shutdown)
+		_ = ctx.Reply(true)
+	case *managerSuspend:
+		m.suspend(ctx)
+		_ = ctx.Reply(true)
+	case *managerResume:
+		m.resume(ctx)
 		_ = ctx.Reply(true)
 	case *systemReq:
 		_ = ctx.Reply(&systemResult{Err: toRemote(m.handle(ctx, r))})
 	case actor.Down:
+		if m.resumed && r.Monitor == m.logMon {
+			m.logDown(ctx, r.Reason)
+			return
+		}
 		for name, s := range m.servers {
 			if s.running && s.mon == r.Monitor {
 				s.running = false
@@ -292,8 +492,115 @@ func (m *manager) Receive(ctx *actor.Context, msg actor.Message) {
 			}
 		}
 	case actor.Terminating:
-		m.stopAll(ctx)
+		m.stopAll(ctx, actor.Shutdown)
 	}
+}
+
+// suspend stops every running server, to start it again at resume.
+func (m *manager) suspend(ctx *actor.Context) {
+	if m.suspended {
+		return
+	}
+	m.suspended = true
+	for _, s := range m.servers {
+		if s.running {
+			s.resume = true
+		}
+	}
+	if !m.stopping {
+		m.sys.logger.Warn("the node's log processes restart; stopping its servers until they run again")
+	}
+	m.stopAll(ctx, actor.ErrorReason(errLogRestart))
+}
+
+// resume starts the servers again once the log processes run: the first
+// time every server of the directory, after a restart of the log
+// processes those that ran before it (or failed in it).
+func (m *manager) resume(ctx *actor.Context) {
+	if m.stopping || m.failed != nil {
+		return
+	}
+	m.suspended = false
+	if !m.resumed {
+		m.resumed = true
+		// Whoever monitors the supervisor hears when it gives up.
+		m.logMon = ctx.Monitor(m.sys.logSup)
+		m.restartRecorded(ctx)
+		return
+	}
+	for name, s := range m.servers {
+		if !s.resume {
+			continue
+		}
+		s.resume = false
+		if err := m.start(ctx, s); err != nil {
+			m.sys.logger.Error("server did not restart after the log processes", "server", name, "err", err)
+		}
+	}
+}
+
+// logDown handles the end of the log supervisor: if it gave up, the node
+// cannot write anything any more, so its servers stay down and every
+// request is answered with the failure.
+func (m *manager) logDown(ctx *actor.Context, why actor.Reason) {
+	if !why.Abnormal() {
+		return // Stop
+	}
+	err := fmt.Errorf("%w: %w: node %s: its log processes failed more than %d times within %v and are not restarted: %s",
+		ErrStorage, ErrRestartLimit, m.sys.node.Name(), m.sys.cfg.LogRestartIntensity, m.sys.cfg.LogRestartPeriod, why)
+	m.failed = err
+	m.sys.logErr.Store(&err)
+	m.sys.logger.Error("the node's log processes keep failing; its servers stay down", "err", err)
+	m.suspended = true
+	m.stopAll(ctx, actor.ErrorReason(err))
+}
+
+// state reports one server's state (LocalServer).
+func (m *manager) state(name string) managerStateResult {
+	s, ok := m.servers[name]
+	if !ok {
+		return managerStateResult{err: fmt.Errorf("%w: %s on %s", ErrNoSuchServer, name, m.sys.node.Name())}
+	}
+	s.restarts = m.recentRestarts(s, time.Now())
+	st := LocalServer{Config: s.cfg, Running: s.running, Restarts: len(s.restarts), Err: s.gaveUp}
+	if m.failed != nil {
+		st.Err = m.failed
+	}
+	return managerStateResult{state: st}
+}
+
+type managerStateResult struct {
+	state LocalServer
+	err   error
+}
+
+// LocalServer is what a node's manager knows of one of its servers.
+type LocalServer struct {
+	Config ServerConfig
+	// Running: the server's process runs.
+	Running bool
+	// Restarts counts the restarts after failures within the last
+	// ServerRestartPeriod.
+	Restarts int
+	// Err says why the server is down for good: it failed more than
+	// ServerRestartIntensity times within ServerRestartPeriod (Err wraps
+	// ErrRestartLimit and gives its last exit reason; RestartServer
+	// clears it), or the node's log processes failed (Err wraps ErrStorage
+	// and ErrRestartLimit, as System.Err). Nil otherwise.
+	Err error
+}
+
+// LocalServer reports what this node's manager knows of its server name:
+// whether it runs, how often it was restarted lately, and why it is down
+// if the manager gave up on it. It fails with ErrNoSuchServer if the node
+// has no such server.
+func (s *System) LocalServer(ctx context.Context, name string) (LocalServer, error) {
+	res, err := s.node.CallContext(ctx, s.manager, &managerState{name: name})
+	if err != nil {
+		return LocalServer{}, callError("system on node "+s.node.Name(), err)
+	}
+	r := res.(managerStateResult)
+	return r.state, r.err
 }
 
 func (m *manager) restartRecorded(ctx *actor.Context) {
@@ -335,6 +642,13 @@ func (m *manager) handle(ctx *actor.Context, r *systemReq) error {
 		name = r.Config.ID.Name
 	}
 	s, exists := m.servers[name]
+	if m.failed != nil {
+		return m.failed
+	}
+	if m.suspended && r.Op != sysStop {
+		// Nothing could start, and a delete could not reach the WAL.
+		return fmt.Errorf("%w: node %s: the log processes restart; try again", ErrStorage, m.sys.node.Name())
+	}
 	switch r.Op {
 	case sysStart, sysStartOrRestart:
 		if exists {
@@ -344,6 +658,7 @@ func (m *manager) handle(ctx *actor.Context, r *systemReq) error {
 			if s.running {
 				return nil
 			}
+			s.restarts = nil // asked for: a fresh budget
 			return m.start(ctx, s)
 		}
 		return m.create(ctx, r.Config, r.preloaded)
@@ -356,8 +671,10 @@ func (m *manager) handle(ctx *actor.Context, r *systemReq) error {
 		if s.running {
 			return nil
 		}
+		s.restarts = nil // asked for: a fresh budget
 		return m.start(ctx, s)
 	case sysStop:
+		s.resume = false
 		m.stop(ctx, s)
 		return nil
 	case sysDelete:
@@ -409,33 +726,37 @@ func (m *manager) create(ctx *actor.Context, cfg ServerConfig, preloaded string)
 // crash loop gives up alone. It costs no process per server.
 func (m *manager) start(ctx *actor.Context, s *managed) error {
 	sys := m.sys
-	ref, err := sys.node.SpawnNamed(s.cfg.ID.Name, newServer(sys, s.cfg, s.uid, s.initial))
+	// Monitored from its birth: a server that fails at once (its machine
+	// cannot be made, say) counts as a failure, not as a normal exit.
+	ref, mon, err := ctx.SpawnMonitor(s.cfg.ID.Name, newServer(sys, s.cfg, s.uid, s.initial))
 	if err != nil {
 		if errors.Is(err, actor.ErrNameTaken) {
 			return fmt.Errorf("%w: the name %s is taken on %s", ErrClusterExists, s.cfg.ID.Name, sys.node.Name())
 		}
 		return err
 	}
-	s.ref, s.mon, s.running = ref, ctx.Monitor(ref), true
+	s.ref, s.mon, s.running, s.gaveUp = ref, mon, true, nil
 	return nil
 }
 
 // serverDown handles the exit of a running server: a failure is restarted
 // unless the server failed more than ServerRestartIntensity times within
-// ServerRestartPeriod; a normal exit (a removed member) is final.
+// ServerRestartPeriod; a normal exit (a removed member) is final. A server
+// that fails while the log processes are down (its WAL is gone) is not to
+// blame: it starts again with them, and its budget is left alone.
 func (m *manager) serverDown(ctx *actor.Context, name string, s *managed, why actor.Reason) {
 	if !why.Abnormal() {
 		return
 	}
-	now := time.Now()
-	kept := s.restarts[:0]
-	for _, t := range s.restarts {
-		if now.Sub(t) < m.sys.cfg.ServerRestartPeriod {
-			kept = append(kept, t)
-		}
+	if m.suspended || m.sys.currentWAL().Closed() {
+		s.resume = !m.stopping
+		return
 	}
-	s.restarts = kept
+	now := time.Now()
+	s.restarts = m.recentRestarts(s, now)
 	if len(s.restarts) >= m.sys.cfg.ServerRestartIntensity {
+		s.gaveUp = fmt.Errorf("%w: server %s failed %d times within %v; last: %s",
+			ErrRestartLimit, s.cfg.ID, len(s.restarts)+1, m.sys.cfg.ServerRestartPeriod, why)
 		m.sys.logger.Error("server keeps failing; not restarting it", "server", name, "reason", why.String(),
 			"restarts", len(s.restarts), "period", m.sys.cfg.ServerRestartPeriod)
 		return
@@ -447,14 +768,26 @@ func (m *manager) serverDown(ctx *actor.Context, name string, s *managed, why ac
 	}
 }
 
-// stopAll stops every running server, all at once, and waits for them.
-func (m *manager) stopAll(ctx *actor.Context) {
+// recentRestarts returns s's restarts within ServerRestartPeriod of now.
+func (m *manager) recentRestarts(s *managed, now time.Time) []time.Time {
+	kept := s.restarts[:0]
+	for _, t := range s.restarts {
+		if now.Sub(t) < m.sys.cfg.ServerRestartPeriod {
+			kept = append(kept, t)
+		}
+	}
+	return kept
+}
+
+// stopAll stops every running server, all at once, with reason, and waits
+// for them.
+func (m *manager) stopAll(ctx *actor.Context, reason actor.Reason) {
 	var refs []actor.Ref
 	for _, s := range m.servers {
 		if s.running {
 			ctx.Demonitor(s.mon)
 			s.running = false
-			if m.sys.node.Exit(s.ref, actor.Shutdown) == nil {
+			if m.sys.node.Exit(s.ref, reason) == nil {
 				refs = append(refs, s.ref)
 			}
 		}
@@ -490,7 +823,7 @@ func (m *manager) delete(ctx *actor.Context, name string, s *managed) error {
 	m.stop(ctx, s)
 	sys := m.sys
 	var errs []error
-	if err := sys.wal.Forget(s.uid); err != nil {
+	if err := sys.currentWAL().Forget(s.uid); err != nil {
 		errs = append(errs, err)
 	}
 	if err := sys.segments.DeleteUID(s.uid); err != nil {

@@ -44,6 +44,21 @@ type Writer struct {
 // StartWriter starts the segment writer on node, flushing into store.
 // Start it before the WAL, which hands it the recovered files.
 func StartWriter(node *actor.Node, store *Store, opts WriterOptions) (*Writer, error) {
+	w, p := NewWriter(node, store, opts)
+	if _, err := node.SpawnNamed(w.ref.Name, p); err != nil {
+		return nil, fmt.Errorf("segment: spawn %q: %w", w.ref.Name, err)
+	}
+	return w, nil
+}
+
+// NewWriter is StartWriter without the spawn: it returns the writer and a
+// fresh process, which the caller (a supervisor) spawns under opts.Name
+// (or DefaultWriterName). The Writer names its process, so it stays valid
+// for every restart of the process under that name. A new process starts
+// with an empty queue: the files an earlier one had not flushed are still
+// in the WAL directory, and only a WAL recovering them hands them over
+// again, so restart the WAL with it.
+func NewWriter(node *actor.Node, store *Store, opts WriterOptions) (*Writer, actor.Process) {
 	if opts.Name == "" {
 		opts.Name = DefaultWriterName
 	}
@@ -54,11 +69,7 @@ func StartWriter(node *actor.Node, store *Store, opts WriterOptions) (*Writer, e
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	p := &writerProcess{store: store, retryDelay: opts.RetryDelay, logger: opts.Logger}
-	ref, err := node.SpawnNamed(opts.Name, p)
-	if err != nil {
-		return nil, fmt.Errorf("segment: spawn %q: %w", opts.Name, err)
-	}
-	return &Writer{node: node, ref: ref}, nil
+	return &Writer{node: node, ref: actor.Ref{Name: opts.Name, Node: node.Name()}}, p
 }
 
 // Ref returns the writer process, to pass as wal.StartOptions.SegmentWriter.

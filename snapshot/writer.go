@@ -91,8 +91,23 @@ type Writer struct {
 
 // StartWriter starts the snapshot writer on node, writing into store.
 func StartWriter(node *actor.Node, store *Store, opts WriterOptions) (*Writer, error) {
+	w, p, err := NewWriter(node, store, opts)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := node.SpawnNamed(w.ref.Name, p); err != nil {
+		return nil, fmt.Errorf("snapshot: spawn %q: %w", w.ref.Name, err)
+	}
+	return w, nil
+}
+
+// NewWriter is StartWriter without the spawn: it returns the writer and
+// its process, which the caller (a supervisor) spawns under opts.Name (or
+// DefaultWriterName). Each restart needs a new Writer: Stop waits for the
+// process it was made with.
+func NewWriter(node *actor.Node, store *Store, opts WriterOptions) (*Writer, actor.Process, error) {
 	if store == nil {
-		return nil, fmt.Errorf("%w: nil store", ErrInvalid)
+		return nil, nil, fmt.Errorf("%w: nil store", ErrInvalid)
 	}
 	if opts.Name == "" {
 		opts.Name = DefaultWriterName
@@ -101,7 +116,7 @@ func StartWriter(node *actor.Node, store *Store, opts WriterOptions) (*Writer, e
 		opts.Concurrency = DefaultConcurrency
 	}
 	if opts.Concurrency < 1 {
-		return nil, fmt.Errorf("%w: Concurrency %d must be at least 1", ErrInvalid, opts.Concurrency)
+		return nil, nil, fmt.Errorf("%w: Concurrency %d must be at least 1", ErrInvalid, opts.Concurrency)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -113,11 +128,7 @@ func StartWriter(node *actor.Node, store *Store, opts WriterOptions) (*Writer, e
 		running: make(map[string]*Write),
 		done:    make(chan struct{}),
 	}
-	ref, err := node.SpawnNamed(opts.Name, p)
-	if err != nil {
-		return nil, fmt.Errorf("snapshot: spawn %q: %w", opts.Name, err)
-	}
-	return &Writer{node: node, ref: ref, proc: p}, nil
+	return &Writer{node: node, ref: actor.Ref{Name: opts.Name, Node: node.Name()}, proc: p}, p, nil
 }
 
 // Ref returns the writer process; servers send Write to it.
@@ -213,7 +224,13 @@ func (p *writerProcess) Receive(ctx *actor.Context, msg actor.Message) {
 			p.accept(ctx, &c)
 		}
 	case jobDone:
-		delete(p.running, m.req.UID)
+		// A job of an earlier process under this name (one that crashed
+		// and was restarted) reports here too, since jobs report to the
+		// name: answer its requester, but leave this process's own job of
+		// the UID alone.
+		if p.running[m.req.UID] == m.req {
+			delete(p.running, m.req.UID)
+		}
 		if m.err != nil {
 			p.fail(ctx, m.req, m.err)
 		} else {

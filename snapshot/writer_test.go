@@ -276,3 +276,47 @@ func TestSourceFunc(t *testing.T) {
 	require.Equal(t, "view", string(data))
 	SourceFunc{Write: src.Write}.Release() // no Free: nothing to call
 }
+
+// A writer restarted under its name (by a supervisor, after a crash) hears
+// from the jobs of the one before it, since jobs report to the name: their
+// requesters are answered once, and its own job of the same UID is not
+// mistaken for theirs.
+func TestWriterRestartedUnderItsName(t *testing.T) {
+	n := startNode(t)
+	s := openStore(t, t.TempDir(), Options{})
+	ib, watcher := newInbox(t, n), newInbox(t, n)
+	w1, err := StartWriter(n, s, WriterOptions{})
+	require.NoError(t, err)
+	a1 := &testSource{data: []byte("a1"), started: make(chan struct{}), proceed: make(chan struct{})}
+	require.NoError(t, w1.Submit(Write{UID: "a", Index: 1, Term: 1, Data: a1, Notify: ib.Ref()}))
+	<-a1.started
+	watcher.Monitor(w1.Ref())
+	require.NoError(t, n.Exit(w1.Ref(), actor.ErrorReason(errors.New("test: crash"))))
+	require.Equal(t, actor.ReasonError, recv[actor.Down](t, watcher).Reason.Kind)
+
+	w2, err := StartWriter(n, s, WriterOptions{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = w2.Stop(waitFor) })
+	a2 := &testSource{data: []byte("a2"), started: make(chan struct{}), proceed: make(chan struct{})}
+	require.NoError(t, w2.Submit(Write{UID: "a", Index: 2, Term: 1, Data: a2, Notify: ib.Ref()}))
+	<-a2.started
+
+	// The old job sees its writer stopping and fails; its report reaches
+	// the new writer, which answers it.
+	close(a1.proceed)
+	m := recv[WriteFailed](t, ib)
+	require.Equal(t, uint64(1), m.Index)
+	require.ErrorIs(t, m.Err, ErrStopped)
+
+	// a2 still runs, so a3 of the same UID must wait for it.
+	a3 := &testSource{data: []byte("a3"), started: make(chan struct{})}
+	require.NoError(t, w2.Submit(Write{UID: "a", Index: 3, Term: 1, Data: a3, Notify: ib.Ref()}))
+	select {
+	case <-a3.started:
+		t.Fatal("a second write of a UID started while its first was running")
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(a2.proceed)
+	require.Equal(t, uint64(2), recv[Written](t, ib).Index)
+	require.Equal(t, uint64(3), recv[Written](t, ib).Index)
+}

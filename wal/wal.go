@@ -37,35 +37,41 @@ type WAL struct {
 }
 
 // Start recovers the WAL directory (rebuilding mem tables; a torn tail is
-// cut, other damage fails with a *CorruptionError), hands the recovered
-// files to the segment writer, and starts the WAL process. The segment
-// writer must already be running.
+// cut, other damage fails with a *CorruptionError) and starts the WAL
+// process, which first hands the recovered files to the segment writer.
+// The segment writer must already be running: a WAL that cannot hand it
+// the files exits with an error.
 func Start(node *actor.Node, cfg Config, opts StartOptions) (*WAL, error) {
+	w, p, err := Open(node, cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := node.SpawnNamed(w.ref.Name, p); err != nil {
+		return nil, fmt.Errorf("wal: spawn %q: %w", w.ref.Name, err)
+	}
+	return w, nil
+}
+
+// Open is Start without the spawn: it recovers the directory and returns
+// the WAL with its process, which the caller must spawn under opts.Name
+// (or DefaultName) before using the WAL. A supervisor uses it to restart
+// the WAL: every Open makes new mem tables from the files, so the Writers
+// of an earlier WAL must not be used with this one (they fail with
+// ErrClosed once their WAL's process ended).
+func Open(node *actor.Node, cfg Config, opts StartOptions) (*WAL, actor.Process, error) {
 	if opts.SegmentWriter == (actor.Ref{}) {
-		return nil, fmt.Errorf("%w: no segment writer", ErrConfig)
+		return nil, nil, fmt.Errorf("%w: no segment writer", ErrConfig)
 	}
 	if opts.Name == "" {
 		opts.Name = DefaultName
 	}
 	o, err := open(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	// Recovered files go to the segment writer before the process exists,
-	// so they reach it before any file this process will close.
-	for _, cf := range o.files {
-		if err := node.Send(opts.SegmentWriter, cf); err != nil {
-			return nil, fmt.Errorf("wal: hand recovered file %s to the segment writer: %w", cf.Path, err)
-		}
-	}
-	w := &WAL{node: node, o: o, stopped: make(chan struct{})}
+	w := &WAL{node: node, ref: actor.Ref{Name: opts.Name, Node: node.Name()}, o: o, stopped: make(chan struct{})}
 	p := &process{wal: w, core: o.core, fw: o.fw, segments: opts.SegmentWriter, flush: make(chan *batch, 1)}
-	ref, err := node.SpawnNamed(opts.Name, p)
-	if err != nil {
-		return nil, fmt.Errorf("wal: spawn %q: %w", opts.Name, err)
-	}
-	w.ref = ref
-	return w, nil
+	return w, p, nil
 }
 
 // Ref returns the WAL process.
@@ -127,6 +133,10 @@ func (w *WAL) Rollover() error {
 	return w.node.Send(w.ref, rollMsg{})
 }
 
+// Closed reports whether the WAL's process ended (Stop, a crash, its
+// node's stop): its Writers and Register then fail with ErrClosed.
+func (w *WAL) Closed() bool { return w.closed.Load() }
+
 // Err returns the error that failed the WAL, or nil.
 func (w *WAL) Err() error {
 	if p := w.failed.Load(); p != nil {
@@ -177,6 +187,7 @@ type process struct {
 	segments actor.Ref
 	flush    chan *batch // to the flusher; it holds at most the one in-flight batch
 	kicked   bool        // a kickMsg is queued
+	flushing bool        // the flusher goroutine runs
 	stopping bool
 	done     bool // finish ran
 }
@@ -185,6 +196,16 @@ type process struct {
 func (p *process) Receive(ctx *actor.Context, msg actor.Message) {
 	switch m := msg.(type) {
 	case actor.Started:
+		// Recovered files go to the segment writer before anything else
+		// this process does, so they reach it before any file it closes.
+		for _, cf := range p.wal.o.files {
+			if err := ctx.Send(p.segments, cf); err != nil {
+				ctx.Exit(actor.ErrorReason(fmt.Errorf("wal: hand recovered file %s to the segment writer: %w", cf.Path, err)))
+				return
+			}
+		}
+		p.wal.o.files = nil
+		p.flushing = true
 		go p.flusher(ctx.Node(), ctx.Self())
 	case writeMsg:
 		p.notify(ctx, p.core.stage(m))
@@ -257,8 +278,11 @@ func (p *process) notify(ctx *actor.Context, ns []notice) {
 	}
 }
 
-// finish ends the flusher when the process ends; the flusher closes the
-// file after its last batch.
+// finish ends the flusher when the process ends, and waits for it: the
+// flusher writes the batch in flight and closes the file. Only then does
+// the process's exit become known (its monitors fire after Terminating),
+// so a WAL restarted by a supervisor never recovers a file that the old
+// flusher is still writing. The wait is one batch's I/O at most.
 func (p *process) finish(ctx *actor.Context) {
 	if p.done {
 		return
@@ -266,6 +290,11 @@ func (p *process) finish(ctx *actor.Context) {
 	p.done = true
 	p.wal.closed.Store(true)
 	close(p.flush)
+	if p.flushing {
+		<-p.wal.stopped
+	} else {
+		close(p.wal.stopped)
+	}
 }
 
 // flusher performs the I/O of one batch at a time and reports back, so the
