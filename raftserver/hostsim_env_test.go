@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/rago-raft/rago/actor"
+	"github.com/rago-raft/rago/raftserver/core"
 )
 
 // hsEnv is a member's hostEnv: the simulated network, clock, timers and
@@ -144,7 +145,54 @@ func (k *simKV) Apply(ctx *ApplyContext, cmd []byte) []byte {
 		k.w.violate("member %s applies %q at %d, another member applied %q", k.m.id, cmd, ctx.Index, prev)
 	}
 	k.w.applied[ctx.Index] = string(cmd)
+	defer k.checkState(ctx.Index)
 	return k.kvMachine.Apply(ctx, cmd)
+}
+
+// checkState: every member's machine holds the same state after applying
+// the command at index (a panic leaves none to compare: the rebuild does).
+func (k *simKV) checkState(index uint64) {
+	if k.applied != index {
+		return
+	}
+	d := kvDigest(k.data)
+	if prev, ok := k.w.digests[index]; ok && prev != d {
+		k.w.violate("member %s holds %s after %d, another member held %s", k.m.id, d, index, prev)
+	}
+	k.w.digests[index] = d
+}
+
+// Restore checks that a snapshot holds the state every member had after
+// the command it ends with.
+func (k *simKV) Restore(r io.Reader) error {
+	if err := k.kvMachine.Restore(r); err != nil {
+		return err
+	}
+	if prev, ok := k.w.digests[k.applied]; ok && k.applied > 0 && prev != kvDigest(k.data) {
+		k.w.violate("member %s restores a snapshot holding %s after %d, members held %s", k.m.id, kvDigest(k.data), k.applied, prev)
+	}
+	return nil
+}
+
+// hsLog is a member's logPort: its simLog, with the check that no two
+// logs ever hold different entries at the same index and term (log
+// matching).
+type hsLog struct {
+	*simLog
+	w *hsWorld
+	m *hsMember
+}
+
+func (l hsLog) append(ents []core.Entry) error {
+	for _, e := range ents {
+		k := [2]uint64{e.Index, e.Term}
+		v := string(rune(e.Type)) + string(e.Data)
+		if prev, ok := l.w.entries[k]; ok && prev != v {
+			l.w.violate("member %s appends an entry at %d term %d that another log holds differently", l.m.id, e.Index, e.Term)
+		}
+		l.w.entries[k] = v
+	}
+	return l.simLog.append(ents)
 }
 
 // Version and MigrateVersion make simKV Versioned.

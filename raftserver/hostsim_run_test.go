@@ -1,12 +1,14 @@
 package raftserver
 
 import (
+	"io"
 	"os"
 	"runtime"
 	"strconv"
 	"sync"
 	"testing"
 
+	"github.com/rago-raft/rago/raftserver/core"
 	"github.com/stretchr/testify/require"
 )
 
@@ -91,30 +93,126 @@ func TestHostSimulationIsDeterministic(t *testing.T) {
 	}
 }
 
-// TestHostSimulationCatchesSabotage: each deliberate bug in a host's
-// storage is caught by the checks within a few seeds.
+// TestHostSimulationCatchesSabotage: each deliberate bug, in the host's
+// storage or in the Raft core, is caught by the checks within a few
+// hundred seeds, by the check that says what went wrong where there is
+// one.
 func TestHostSimulationCatchesSabotage(t *testing.T) {
 	for _, tc := range []struct {
-		name     string
-		sabotage hsSabotage
-		want     string
+		name    string
+		storage hsSabotage
+		core    core.Sabotage
+		want    string
 	}{
-		{"votes are not persisted", hsSabotage{ForgetVote: true}, "vote"},
+		{"votes are not persisted", hsSabotage{ForgetVote: true}, core.Sabotage{}, "vote"},
 		// Entries a member acknowledged and lost: its log diverges from
 		// what the leader believes it holds.
-		{"writes acknowledged before they are durable", hsSabotage{AckBeforeSync: true}, ""},
+		{"writes acknowledged before they are durable", hsSabotage{AckBeforeSync: true}, core.Sabotage{}, ""},
+		{"the core does not persist its vote", hsSabotage{}, core.Sabotage{ForgetVote: true}, "vote"},
+		{"elections won by half the voters", hsSabotage{}, core.Sabotage{HalfQuorumElections: true}, "two leaders"},
+		{"votes granted without comparing logs", hsSabotage{}, core.Sabotage{SkipUpToDateCheck: true}, ""},
+		{"entries counted before they are durable", hsSabotage{}, core.Sabotage{CountUndurable: true}, ""},
+		{"appends accepted without the previous entry", hsSabotage{}, core.Sabotage{SkipPrevCheck: true}, ""},
+		{"a commit index taken from a stale message", hsSabotage{}, core.Sabotage{CommitRegress: true}, "commit index went back"},
+		{"entries applied before they commit", hsSabotage{}, core.Sabotage{ApplyUncommitted: true}, ""},
+		{"reads without a quorum round", hsSabotage{}, core.Sabotage{ReadWithoutQuorum: true}, "not linearizable"},
+		{"silent followers never re-sent to", hsSabotage{}, core.Sabotage{NoResend: true}, "no convergence"},
+		{"old code applying past a version bump", hsSabotage{}, core.Sabotage{ApplyUnsupportedVersion: true}, "machine version"},
+		{"snapshots installed behind the commit index", hsSabotage{}, core.Sabotage{InstallStaleSnapshot: true}, ""},
+		{"snapshots installed without resetting the log", hsSabotage{}, core.Sabotage{InstallWithoutReset: true}, ""},
+		{"votes cast while recovering lost entries", hsSabotage{}, core.Sabotage{VoteWhileRecovering: true}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for seed := uint64(1); seed <= 200; seed++ {
+			const maxSeeds = 500
+			for seed := uint64(1); seed <= maxSeeds; seed++ {
 				opts := hsDefaultOptions(seed)
-				opts.Sabotage = tc.sabotage
+				opts.Sabotage, opts.Core = tc.storage, tc.core
 				if res := hsRun(opts); res.Violation != nil {
 					t.Logf("seed %d: %v", seed, res.Violation)
 					require.Contains(t, res.Violation.Error(), tc.want)
 					return
 				}
 			}
-			t.Fatalf("no seed of 200 caught it")
+			t.Fatalf("no seed of %d caught it", maxSeeds)
 		})
 	}
+}
+
+// hsOptions configures one run.
+type hsOptions struct {
+	Seed           uint64
+	Members        int
+	FaultEvents    int
+	LivenessEvents int
+	Clients        int
+	Trace          io.Writer
+	// Sabotage breaks the host's storage on purpose, Core the Raft core
+	// (tests of the checks).
+	Sabotage hsSabotage
+	Core     core.Sabotage
+	// SnapshotLoss is the chance that a member restarting during the
+	// faults finds its snapshot corrupt.
+	SnapshotLoss float64
+}
+
+// hsSabotage lists storage bugs the checks must catch.
+type hsSabotage struct {
+	// ForgetVote: the durable state loses votes.
+	ForgetVote bool
+	// AckBeforeSync reports writes durable (wal.Written) before they are:
+	// a crash then loses entries the host counted.
+	AckBeforeSync bool
+}
+
+func hsDefaultOptions(seed uint64) hsOptions {
+	return hsOptions{Seed: seed, Members: 3 + 2*int(seed%2), FaultEvents: 4000, LivenessEvents: 60000, Clients: 3,
+		SnapshotLoss: 0.15}
+}
+
+// Timing of the simulated members, in simulated milliseconds.
+const (
+	hsElectionMs   = 150
+	hsTickMs       = 20
+	hsCheckQuorum  = 100
+	hsFDPeriodMs   = 25
+	hsClientWaitMs = 1500
+	hsMaxMembers   = 7
+)
+
+// hsResult is the outcome of one run.
+type hsResult struct {
+	Seed      uint64
+	Violation error
+	TraceHash uint64
+	Stats     hsStats
+}
+
+type hsStats struct {
+	Events, Crashes, Partitions, Elections  int
+	OpsOK, OpsFailed, OpsUnknown, Poisoned  int
+	SessionOps, Redirects, Snapshots, Sends int
+	SnapChunks, Changes, Transfers          int
+	Upgrades, Bumps, SnapshotsLost, Stopped int
+}
+
+func (s *hsStats) add(o hsStats) {
+	s.Events += o.Events
+	s.Crashes += o.Crashes
+	s.Partitions += o.Partitions
+	s.Elections += o.Elections
+	s.OpsOK += o.OpsOK
+	s.OpsFailed += o.OpsFailed
+	s.OpsUnknown += o.OpsUnknown
+	s.Poisoned += o.Poisoned
+	s.SessionOps += o.SessionOps
+	s.Redirects += o.Redirects
+	s.Snapshots += o.Snapshots
+	s.Sends += o.Sends
+	s.SnapChunks += o.SnapChunks
+	s.Changes += o.Changes
+	s.Transfers += o.Transfers
+	s.Upgrades += o.Upgrades
+	s.Bumps += o.Bumps
+	s.SnapshotsLost += o.SnapshotsLost
+	s.Stopped += o.Stopped
 }

@@ -10,7 +10,6 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/rago-raft/rago/actor"
 	"github.com/rago-raft/rago/failuredetector"
-	"github.com/rago-raft/rago/internal/kvmodel"
 	"github.com/rago-raft/rago/raftserver/core"
 	"github.com/rago-raft/rago/snapshot"
 )
@@ -37,90 +35,15 @@ import (
 // replays exactly.
 //
 // Checked: at most one leader per term; a vote is durable before it is
-// sent and one per member and term; a member's commit index never goes
-// back; every member applies the same command at each index, under a
-// machine version its code supports; the history of acknowledged
-// operations is linearizable (porcupine); after healing, every member of
-// the configuration converges on the leader's log and state.
-
-// hsOptions configures one run.
-type hsOptions struct {
-	Seed           uint64
-	Members        int
-	FaultEvents    int
-	LivenessEvents int
-	Clients        int
-	Trace          io.Writer
-	// Sabotage breaks the host's storage on purpose, Core the Raft core
-	// (tests of the checks).
-	Sabotage hsSabotage
-	Core     core.Sabotage
-	// SnapshotLoss is the chance that a member restarting during the
-	// faults finds its snapshot corrupt.
-	SnapshotLoss float64
-}
-
-// hsSabotage lists storage bugs the checks must catch.
-type hsSabotage struct {
-	// ForgetVote: the durable state loses votes.
-	ForgetVote bool
-	// AckBeforeSync reports writes durable (wal.Written) before they are:
-	// a crash then loses entries the host counted.
-	AckBeforeSync bool
-}
-
-func hsDefaultOptions(seed uint64) hsOptions {
-	return hsOptions{Seed: seed, Members: 3 + 2*int(seed%2), FaultEvents: 4000, LivenessEvents: 60000, Clients: 3,
-		SnapshotLoss: 0.15}
-}
-
-// Timing of the simulated members, in simulated milliseconds.
-const (
-	hsElectionMs   = 150
-	hsTickMs       = 20
-	hsCheckQuorum  = 100
-	hsFDPeriodMs   = 25
-	hsClientWaitMs = 1500
-	hsMaxMembers   = 7
-)
-
-// hsResult is the outcome of one run.
-type hsResult struct {
-	Seed      uint64
-	Violation error
-	TraceHash uint64
-	Stats     hsStats
-}
-
-type hsStats struct {
-	Events, Crashes, Partitions, Elections  int
-	OpsOK, OpsFailed, OpsUnknown, Poisoned  int
-	SessionOps, Redirects, Snapshots, Sends int
-	SnapChunks, Changes, Transfers          int
-	Upgrades, Bumps, SnapshotsLost, Stopped int
-}
-
-func (s *hsStats) add(o hsStats) {
-	s.Events += o.Events
-	s.Crashes += o.Crashes
-	s.Partitions += o.Partitions
-	s.Elections += o.Elections
-	s.OpsOK += o.OpsOK
-	s.OpsFailed += o.OpsFailed
-	s.OpsUnknown += o.OpsUnknown
-	s.Poisoned += o.Poisoned
-	s.SessionOps += o.SessionOps
-	s.Redirects += o.Redirects
-	s.Snapshots += o.Snapshots
-	s.Sends += o.Sends
-	s.SnapChunks += o.SnapChunks
-	s.Changes += o.Changes
-	s.Transfers += o.Transfers
-	s.Upgrades += o.Upgrades
-	s.Bumps += o.Bumps
-	s.SnapshotsLost += o.SnapshotsLost
-	s.Stopped += o.Stopped
-}
+// sent and one per member and term; no two logs hold different entries at
+// one index and term; a member's commit index never goes back; every
+// member applies the same command at each index, holds the same state
+// after it, never applies under a machine version its code does not
+// support, and switches versions at the same index as the others; a
+// snapshot holds the state after the command it ends with; the history
+// of acknowledged operations is linearizable (porcupine); after healing,
+// every member of the configuration converges on the leader's log and
+// state. TestHostSimulationCatchesSabotage shows each check biting.
 
 type hsEvent struct {
 	at  int64
@@ -131,11 +54,15 @@ type hsEvent struct {
 type hsQueue []hsEvent
 
 func (q hsQueue) Len() int { return len(q) }
+
 func (q hsQueue) Less(i, j int) bool {
 	return q[i].at < q[j].at || q[i].at == q[j].at && q[i].seq < q[j].seq
 }
+
 func (q hsQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
-func (q *hsQueue) Push(x any)   { *q = append(*q, x.(hsEvent)) }
+
+func (q *hsQueue) Push(x any) { *q = append(*q, x.(hsEvent)) }
+
 func (q *hsQueue) Pop() any {
 	old := *q
 	x := old[len(old)-1]
@@ -189,6 +116,8 @@ type hsWorld struct {
 	leaders map[uint64]ServerID    // term -> the leader recorded for it
 	votes   map[[2]uint64]ServerID // (member, term) -> the vote it granted
 	applied map[uint64]string      // index -> the command applied there
+	digests map[uint64]string      // index of a command -> machine state after it
+	entries map[[2]uint64]string   // (index, term) -> the entry any log held there
 	bumps   map[uint64]uint64      // machine version -> the index it took effect
 	// Per-seed regime.
 	syncDelayMs   int64
@@ -261,6 +190,8 @@ func newHSWorld(opts hsOptions) *hsWorld {
 		leaders: map[uint64]ServerID{},
 		votes:   map[[2]uint64]ServerID{},
 		applied: map[uint64]string{},
+		digests: map[uint64]string{},
+		entries: map[[2]uint64]string{},
 		bumps:   map[uint64]uint64{},
 		trace:   fnv.New64a(),
 		logger:  slog.New(slog.DiscardHandler),
@@ -331,7 +262,7 @@ func (w *hsWorld) start(m *hsMember) {
 	}
 	inc := m.inc
 	ports := hostPorts{
-		openLog: func(actor.Ref) (logPort, error) { return m.log.open(), nil },
+		openLog: func(actor.Ref) (logPort, error) { return hsLog{m.log.open(), w, m}, nil },
 		state:   hsState{m.state, w},
 		snaps: snapshotPort{store: store, submit: func(wr snapshot.Write) error {
 			w.schedule(1+w.rng.Int64N(3*w.syncDelayMs), hsSnapWrite{m: m.idx, inc: inc, w: wr})
@@ -642,150 +573,5 @@ func (w *hsWorld) failureDetector() {
 				break
 			}
 		}
-	}
-}
-
-// hsRun simulates one seed: faults, then healing and convergence, then the
-// final checks.
-func hsRun(opts hsOptions) hsResult {
-	w := newHSWorld(opts)
-	for w.violation == nil && w.events < opts.FaultEvents && w.step() {
-	}
-	if w.violation == nil {
-		w.heal()
-		healedAt := w.events
-		for w.violation == nil {
-			if (w.events-healedAt)%16 == 0 && w.converged() {
-				break
-			}
-			if w.events-healedAt >= opts.LivenessEvents {
-				w.violate("no convergence within %d events after healing: %s", opts.LivenessEvents, w.describe())
-				break
-			}
-			if !w.step() {
-				w.violate("event queue ran dry: %s", w.describe())
-			}
-		}
-	}
-	if w.violation == nil {
-		w.checkHistory()
-	}
-	w.stats.Events = w.events
-	return hsResult{Seed: opts.Seed, Violation: w.violation, TraceHash: w.trace.Sum64(), Stats: w.stats}
-}
-
-// heal ends the faults: links come back, every member gets the target
-// code, crashed members restart.
-func (w *hsWorld) heal() {
-	w.healed = true
-	w.tracef("heal")
-	w.blocked = [hsMaxMembers][hsMaxMembers]bool{}
-	for _, m := range w.members {
-		if !m.stopped && m.version < w.targetVersion {
-			w.upgrade(m, w.targetVersion)
-		}
-	}
-	for _, m := range w.members {
-		if !m.up && !m.stopped {
-			w.schedule(1+w.rng.Int64N(50), hsRestart{m: m.idx})
-		}
-	}
-}
-
-// converged reports whether a leader has committed and applied its whole
-// log (at the target machine version), every member of its configuration
-// holds and applied the same, with the same machine state, and no client
-// waits.
-func (w *hsWorld) converged() bool {
-	for _, c := range w.clients {
-		if c.cur != nil {
-			return false
-		}
-	}
-	for _, l := range w.members {
-		if !l.up || l.host.raft.Role() != core.RoleLeader {
-			continue
-		}
-		st := l.host.raft.Status()
-		if st.Commit != st.LastIndex || st.LastTerm != st.Term || l.host.applied != st.Commit || st.MachineVersion != w.targetVersion {
-			return false
-		}
-		want := machineDigest(l.host.mh.machine)
-		for _, id := range append(st.Members.Voters, st.Members.NonVoters...) {
-			m := w.members[w.byName[id.Name]]
-			if !m.up {
-				return false
-			}
-			ms := m.host.raft.Status()
-			if ms.LastIndex != st.LastIndex || ms.Commit != st.Commit || ms.Term != st.Term || m.host.applied != st.Commit {
-				return false
-			}
-			if machineDigest(m.host.mh.machine) != want {
-				return false
-			}
-		}
-		return true
-	}
-	return false
-}
-
-func machineDigest(m Machine) string {
-	kv := userMachine(m).(*simKV)
-	var b strings.Builder
-	for _, k := range slices.Sorted(maps.Keys(kv.data)) {
-		fmt.Fprintf(&b, "%s=%s;", k, kv.data[k])
-	}
-	return b.String()
-}
-
-func (w *hsWorld) describe() string {
-	var b strings.Builder
-	for _, m := range w.members {
-		if !m.up {
-			fmt.Fprintf(&b, " [%s down stopped=%v]", m.id.Name, m.stopped)
-			continue
-		}
-		st := m.host.raft.Status()
-		fmt.Fprintf(&b, " [%s %s term=%d lead=%s commit=%d applied=%d last=%d stable=%d snap=%d version=%d/%d recover=%d members=%v]",
-			m.id.Name, st.Role, st.Term, st.Leader.Name, st.Commit, m.host.applied, st.LastIndex, st.StableIndex,
-			st.SnapshotIndex, st.MachineVersion, m.version, st.RecoverTo, st.Members.Voters)
-	}
-	return b.String()
-}
-
-// checkVote: a vote granted is durable first, and a member grants one
-// vote per term, across restarts.
-func (w *hsWorld) checkVote(from *hsMember, to ServerID, msg actor.Message) {
-	pm, ok := msg.(*peerMsg)
-	if !ok {
-		return
-	}
-	v, ok := pm.Msg.(*core.VoteReply)
-	if !ok || !v.Granted {
-		return
-	}
-	if st := from.state; st.term != v.Term || st.vote != to {
-		w.violate("member %s grants its term-%d vote to %s, but its durable state says term %d vote %s", from.id, v.Term, to, st.term, st.vote)
-		return
-	}
-	k := [2]uint64{uint64(from.idx), v.Term}
-	if prev, ok := w.votes[k]; ok && prev != to {
-		w.violate("member %s votes for %s in term %d after voting for %s", from.id, to, v.Term, prev)
-		return
-	}
-	w.votes[k] = to
-}
-
-// checkHistory checks the acknowledged operations for linearizability;
-// puts of unknown outcome may have happened at any time after their call.
-func (w *hsWorld) checkHistory() {
-	hist := append([]porcupine.Operation(nil), w.history...)
-	for _, o := range w.unknown {
-		hist = append(hist, porcupine.Operation{ClientId: o.client, Input: kvmodel.Input{Put: true, Key: o.key, Value: o.value},
-			Call: o.call, Output: kvmodel.Output{}, Return: 1 << 62})
-	}
-	res, _ := porcupine.CheckOperationsVerbose(kvmodel.Model, hist, 10*time.Second)
-	if res == porcupine.Illegal {
-		w.violate("history of %d operations is not linearizable", len(hist))
 	}
 }

@@ -1,6 +1,6 @@
 // Package kvmodel is the sequential specification of a key-value store for
-// porcupine's linearizability checker, shared by the Raft simulation
-// (raftserver/core/sim) and the kvstore example's process tests, so both
+// porcupine's linearizability checker, shared by the host simulation
+// (raftserver) and the kvstore example's process tests, so both
 // judge their histories by the same rules. It is test support: nothing in
 // a program built on rago imports it.
 package kvmodel
