@@ -602,7 +602,7 @@ func (l *link) pump() {
 				fail(epoch, err)
 				continue
 			}
-			if cap(buf) > 4<<20 {
+			if cap(buf) > keepFrameBufferBytes {
 				buf = nil // do not keep a huge frame's buffer for ever
 			}
 			l.node.stats.framesSent.Add(1)

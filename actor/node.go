@@ -53,6 +53,10 @@ const (
 	defaultConnectTimeout    = 5 * time.Second
 	defaultReconnectInterval = 500 * time.Millisecond
 	defaultShutdownTimeout   = 5 * time.Second
+	// keepFrameBufferBytes: a link's writer and reader keep their frame
+	// buffer for the next frame up to this capacity; a larger one (after a
+	// huge message) is dropped rather than held for ever.
+	keepFrameBufferBytes = 4 << 20
 	// maxMessageLimit keeps a frame's length within its 4-byte prefix.
 	maxMessageLimit = 1 << 30
 )

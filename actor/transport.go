@@ -130,7 +130,7 @@ func (l *listener) read(c net.Conn) {
 		// Decoders copy what they keep, so buf can be reused.
 		l.node.receiveFrameOn(ic, buf)
 		ic.unread.Store(int64(readyBytes(r)))
-		if cap(buf) > 4<<20 {
+		if cap(buf) > keepFrameBufferBytes {
 			buf = nil
 		}
 	}
