@@ -13,11 +13,12 @@ import (
 	"github.com/rago-raft/rago/wal"
 )
 
-// server is the process of one Raft member. It runs the core: every input
-// (a peer's message, a WAL notification, a client request, a timer, a
-// monitor's Down) becomes one core event, and the actions the core returns
-// are carried out in order over actor, wal and meta. It makes no Raft
-// decisions of its own.
+// server is the host of one Raft member: it owns the core and the machine.
+// Every input (a peer's message, a log notification, a client request, a
+// timer, a monitor's Down) becomes one core event, and the actions the core
+// returns are carried out in order, through its environment (env) and its
+// ports (log, state, snaps, node) only. It makes no Raft decisions of its
+// own. serverActor runs it as a process; the host simulation runs it too.
 type server struct {
 	env     hostEnv
 	conf    hostConfig
