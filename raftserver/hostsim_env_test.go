@@ -145,6 +145,14 @@ func (k *simKV) Apply(ctx *ApplyContext, cmd []byte) []byte {
 		k.w.violate("member %s applies %q at %d, another member applied %q", k.m.id, cmd, ctx.Index, prev)
 	}
 	k.w.applied[ctx.Index] = string(cmd)
+	// Every put's value is unique: applied at two indexes, a command took
+	// effect twice (a session retry the host did not recognise).
+	if f := strings.Fields(string(cmd)); len(f) == 3 && f[0] == "set" {
+		if at, ok := k.w.values[f[2]]; ok && at != ctx.Index {
+			k.w.violate("member %s: command %q applied twice, at %d and %d", k.m.id, cmd, at, ctx.Index)
+		}
+		k.w.values[f[2]] = ctx.Index
+	}
 	defer k.checkState(ctx.Index)
 	return k.kvMachine.Apply(ctx, cmd)
 }

@@ -108,6 +108,7 @@ func TestHostSimulationCatchesSabotage(t *testing.T) {
 		// Entries a member acknowledged and lost: its log diverges from
 		// what the leader believes it holds.
 		{"writes acknowledged before they are durable", hsSabotage{AckBeforeSync: true}, core.Sabotage{}, ""},
+		{"sessions forgotten", hsSabotage{ForgetSessions: true}, core.Sabotage{}, "applied twice"},
 		{"the core does not persist its vote", hsSabotage{}, core.Sabotage{ForgetVote: true}, "vote"},
 		{"elections won by half the voters", hsSabotage{}, core.Sabotage{HalfQuorumElections: true}, "two leaders"},
 		{"votes granted without comparing logs", hsSabotage{}, core.Sabotage{SkipUpToDateCheck: true}, ""},
@@ -162,6 +163,9 @@ type hsSabotage struct {
 	// AckBeforeSync reports writes durable (wal.Written) before they are:
 	// a crash then loses entries the host counted.
 	AckBeforeSync bool
+	// ForgetSessions gives the hosts room for one client session, so that
+	// session clients evict each other and a retry is applied again.
+	ForgetSessions bool
 }
 
 func hsDefaultOptions(seed uint64) hsOptions {

@@ -117,6 +117,7 @@ type hsWorld struct {
 	votes   map[[2]uint64]ServerID // (member, term) -> the vote it granted
 	applied map[uint64]string      // index -> the command applied there
 	digests map[uint64]string      // index of a command -> machine state after it
+	values  map[string]uint64      // value put -> the index its command was applied at
 	entries map[[2]uint64]string   // (index, term) -> the entry any log held there
 	bumps   map[uint64]uint64      // machine version -> the index it took effect
 	// Per-seed regime.
@@ -191,6 +192,7 @@ func newHSWorld(opts hsOptions) *hsWorld {
 		votes:   map[[2]uint64]ServerID{},
 		applied: map[uint64]string{},
 		digests: map[uint64]string{},
+		values:  map[string]uint64{},
 		entries: map[[2]uint64]string{},
 		bumps:   map[uint64]uint64{},
 		trace:   fnv.New64a(),
@@ -224,7 +226,7 @@ func newHSWorld(opts hsOptions) *hsWorld {
 		w.addMember(initial, v)
 	}
 	for i := range opts.Clients {
-		w.clients = append(w.clients, &hsClient{idx: i, leader: -1, session: i%2 == 1, clientID: uint64(1000 + i)})
+		w.clients = append(w.clients, &hsClient{idx: i, leader: -1, session: i > 0, clientID: uint64(1000 + i)})
 		w.schedule(1+w.rng.Int64N(20), hsClientNext{c: i})
 	}
 	w.schedule(w.chaosDelay(), hsChaos{})
@@ -270,6 +272,10 @@ func (w *hsWorld) start(m *hsMember) {
 		}},
 		node: &hsNode{w: w, m: m},
 	}
+	maxSessions := 100
+	if w.opts.Sabotage.ForgetSessions {
+		maxSessions = 1
+	}
 	conf := hostConfig{
 		raft: core.Config{
 			ElectionTimeoutMs: hsElectionMs, LeaderLostTimeoutMs: hsElectionMs / 3, MaxElectionBackoff: 3,
@@ -277,7 +283,7 @@ func (w *hsWorld) start(m *hsMember) {
 			MaxInFlight: w.maxInFlight, MaxAppendBytes: w.appendBytes, Sabotage: w.opts.Core,
 		},
 		sessionTTLEntries: 1 << 20,
-		maxSessions:       100,
+		maxSessions:       maxSessions,
 		snapshots:         SnapshotPolicy{Entries: w.snapEntries, Bytes: 1 << 40, MinInterval: time.Millisecond, LogRatio: -1, SkipOnStop: true},
 		machineTick:       time.Second,
 		seed:              func() uint64 { return w.opts.Seed*1000003 + uint64(m.idx)*7919 + uint64(inc) },
