@@ -52,4 +52,12 @@ var (
 	ErrNotLocal = errors.New("actor: process is not on this node")
 	// ErrNoChild: a supervisor has no child of that name.
 	ErrNoChild = errors.New("actor: no such child")
+	// ErrAuthentication: a connection between nodes was refused because
+	// one side could not authenticate the other (Config.TLS,
+	// Config.ClusterSecret), or they speak different versions or security
+	// modes of the handshake (then ErrProtocolMismatch too).
+	ErrAuthentication = errors.New("actor: peer failed authentication")
+	// ErrProtocolMismatch: a peer opened a connection with another
+	// connection version or security mode than this node's.
+	ErrProtocolMismatch = errors.New("actor: peer speaks another protocol version or security mode")
 )

@@ -8,9 +8,10 @@ import (
 
 // Frames are what one node sends another over its connection, each
 // preceded by its length as a 4-byte little-endian integer; a connection
-// starts with the preamble "RAGO" and the frame version byte. All of this
-// is wire format: change it only by bumping frameVersion and keeping a
-// decoder for the old version.
+// starts with the preamble "RAGO" and a connection version byte: 1 when
+// frames follow at once, 2 when an authentication handshake comes first
+// (auth.go). All of this is wire format: change it only by bumping
+// frameVersion and keeping a decoder for the old version.
 //
 //	frame      = version:u8 src:string epoch:uvarint count:uvarint item*count
 //
@@ -61,9 +62,10 @@ const (
 	replyErrProcessExited = 3
 )
 
-// preamble opens every connection, so that a stray client (an HTTP request
-// to the wrong port) is rejected before anything is parsed.
-var preamble = [5]byte{'R', 'A', 'G', 'O', frameVersion}
+// preamble opens every unauthenticated connection (version 1), so that a
+// stray client (an HTTP request to the wrong port) is rejected before
+// anything is parsed.
+var preamble = [5]byte{'R', 'A', 'G', 'O', connVersionPlain}
 
 // appendFrame builds a frame around already encoded items.
 func appendFrame(b []byte, src string, epoch uint64, count int, items []byte) []byte {

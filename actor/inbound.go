@@ -29,6 +29,14 @@ func (n *Node) receiveFrameOn(ic *inConn, b []byte) {
 		n.badInput.log(n, "dropped a malformed frame", err)
 		return
 	}
+	if ic != nil && ic.peer != "" && f.src != ic.peer {
+		// An authenticated node speaks only for itself.
+		ic.refused = true
+		n.stats.refusedConnections.Add(1)
+		n.authLog.log(n, "closed a connection whose frame claims another node", fmt.Errorf("%w: connection authenticated as %s sent a frame from %s", ErrAuthentication, ic.peer, f.src))
+		ic.c.Close()
+		return
+	}
 	first := ic != nil && !ic.framed
 	if ic != nil {
 		ic.framed = true

@@ -590,10 +590,6 @@ func (l *link) pump() {
 					continue
 				}
 				conn, connEpoch, w = c, epoch, bufio.NewWriterSize(c, 64<<10)
-				if _, err := w.Write(preamble[:]); err != nil {
-					fail(epoch, err)
-					continue
-				}
 			}
 			buf = appendFrame(append(buf[:0], 0, 0, 0, 0), l.node.name, epoch, f.count, f.items)
 			binary.LittleEndian.PutUint32(buf, uint32(len(buf)-4))
@@ -611,10 +607,20 @@ func (l *link) pump() {
 	}
 }
 
-// dial opens the connection for epoch and watches it for loss.
+// dial opens the connection for epoch (its preamble written and, with
+// credentials, its handshake done) and watches it for loss.
 func (l *link) dial(epoch uint64) (net.Conn, error) {
-	c, err := net.DialTimeout("tcp", l.peer, l.node.cfg.ConnectTimeout)
+	raw, err := net.DialTimeout("tcp", l.peer, l.node.cfg.ConnectTimeout)
 	if err != nil {
+		return nil, err
+	}
+	c, err := l.node.openConn(raw, l.peer)
+	if err != nil {
+		raw.Close()
+		if errors.Is(err, ErrAuthentication) {
+			l.node.stats.failedHandshakes.Add(1)
+			l.node.authLog.log(l.node, "gave up a connection whose handshake failed", err)
+		}
 		return nil, err
 	}
 	l.mu.Lock()

@@ -44,6 +44,24 @@ type Config struct {
 	// ShutdownTimeout bounds how long Stop waits for processes to exit and
 	// for the transport to close. Default 5s.
 	ShutdownTimeout time.Duration
+
+	// TLS, if set, makes every connection between nodes mutual TLS 1.3:
+	// each side presents a certificate for its node name, signed by a CA
+	// of the pool, and checks the other's (see TLSConfig and
+	// docs/actor.md, "Authentication").
+	TLS *TLSConfig
+	// ClusterSecret, if set, makes every connection between nodes prove
+	// in both directions, by HMAC-SHA256 challenge and response, that the
+	// other side knows it; it never travels. At least
+	// MinClusterSecretBytes bytes of random data; every node of the
+	// cluster needs the same. It can go with TLS or alone.
+	//
+	// With neither TLS nor ClusterSecret a node accepts every connection
+	// that starts with the rago preamble and believes the node name each
+	// frame claims: anyone who can reach its port can send to, call, stop
+	// and monitor its processes. Use that only on a network where every
+	// host is trusted, or in tests.
+	ClusterSecret []byte
 }
 
 const (
@@ -106,8 +124,35 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: MaxFrameBytes %d must be in [1024, %d]", ErrInvalidConfig, d.MaxFrameBytes, maxMessageLimit)
 	case d.ConnectTimeout < 0 || d.ReconnectInterval < 0 || d.ShutdownTimeout < 0:
 		return fmt.Errorf("%w: negative duration (ConnectTimeout %v, ReconnectInterval %v, ShutdownTimeout %v)", ErrInvalidConfig, d.ConnectTimeout, d.ReconnectInterval, d.ShutdownTimeout)
+	case d.ClusterSecret != nil && len(d.ClusterSecret) < MinClusterSecretBytes:
+		return fmt.Errorf("%w: ClusterSecret of %d bytes, need at least %d", ErrInvalidConfig, len(d.ClusterSecret), MinClusterSecretBytes)
+	}
+	if d.TLS != nil {
+		return d.TLS.validate()
 	}
 	return nil
+}
+
+// newAuthConfig returns how a node named name authenticates its
+// connections, nil for not at all. It loads the TLS credentials.
+func (c *Config) newAuthConfig(name string) (*authConfig, error) {
+	if c.TLS == nil && c.ClusterSecret == nil {
+		return nil, nil
+	}
+	a := &authConfig{}
+	if c.ClusterSecret != nil {
+		a.mode |= modeSecret
+		a.secret = append([]byte(nil), c.ClusterSecret...)
+	}
+	if c.TLS != nil {
+		a.mode |= modeTLS
+		s, err := newTLSState(*c.TLS, name)
+		if err != nil {
+			return nil, err
+		}
+		a.tls = s
+	}
+	return a, nil
 }
 
 // Node is one actor system reachable at its name (host:port). Its methods
@@ -134,6 +179,11 @@ type Node struct {
 
 	stats    nodeStats
 	badInput badInputLog
+	// auth: how connections are authenticated; nil: they are not.
+	auth *authConfig
+	// authLog rate-limits the logs of refused connections and failed
+	// handshakes, apart from badInput so that neither hides the other.
+	authLog badInputLog
 
 	// blocked holds the peers a partition test cut off (peer -> block);
 	// anyBlocked keeps the lookup off the hot paths when there are none.
@@ -165,12 +215,18 @@ func StartNode(cfg Config) (*Node, error) {
 		_, actual, _ := net.SplitHostPort(ln.Addr().String())
 		name = net.JoinHostPort(host, actual)
 	}
+	auth, err := cfg.newAuthConfig(name)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
 
 	n := &Node{
 		name:        name,
 		cfg:         cfg,
 		logger:      logger,
 		incarnation: randomUint64(),
+		auth:        auth,
 		stopped:     make(chan struct{}),
 	}
 	n.mons.init()

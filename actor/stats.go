@@ -18,11 +18,23 @@ type Stats struct {
 	FramesReceived    uint64
 	BytesSent         uint64
 	BytesReceived     uint64
+	// RefusedConnections: connections peers opened to this node that it
+	// closed before decoding a frame (no rago preamble, another version
+	// or security mode, a failed authentication or a handshake that timed
+	// out), or later because a frame claimed another source node than the
+	// one the connection authenticated as.
+	RefusedConnections uint64
+	// FailedHandshakes: connections this node opened that it gave up
+	// during the handshake: the peer failed to authenticate itself,
+	// refused us, or did not finish in Config.ConnectTimeout. Always 0
+	// without credentials.
+	FailedHandshakes uint64
 }
 
 type nodeStats struct {
 	spawned, droppedNoProcess, droppedQueueFull, droppedLinkDown, droppedBadMessage atomic.Uint64
 	framesSent, framesReceived, bytesSent, bytesReceived                            atomic.Uint64
+	refusedConnections, failedHandshakes                                            atomic.Uint64
 }
 
 // Stats returns the node's counters.
@@ -38,5 +50,8 @@ func (n *Node) Stats() Stats {
 		FramesReceived:    s.framesReceived.Load(),
 		BytesSent:         s.bytesSent.Load(),
 		BytesReceived:     s.bytesReceived.Load(),
+
+		RefusedConnections: s.refusedConnections.Load(),
+		FailedHandshakes:   s.failedHandshakes.Load(),
 	}
 }

@@ -61,7 +61,15 @@ func (n *Node) maxFrameLen() int {
 // inConn is a connection a peer opened to us. Its fields belong to its
 // reader goroutine.
 type inConn struct {
+	// c is the connection frames are read from: the TCP connection, or
+	// the TLS connection over it (whose Close closes the TCP one at once).
 	c net.Conn
+	// peer is the node name the connection authenticated as, "" without
+	// authentication; every frame on it must come from peer.
+	peer string
+	// refused: the connection was refused after its handshake (a frame
+	// from another node than peer); nothing more is read from it.
+	refused bool
 	// link is the peer's link once the connection is listed there (see
 	// link.inbound).
 	link *link
@@ -85,13 +93,8 @@ func (l *listener) read(c net.Conn) {
 		c.Close()
 		l.wg.Done()
 	}()
-	r := bufio.NewReaderSize(c, 64<<10)
-	var pre [len(preamble)]byte
-	if _, err := io.ReadFull(r, pre[:]); err != nil {
-		return
-	}
-	if pre != preamble {
-		l.node.badInput.log(l.node, "rejected a connection without the rago preamble", fmt.Errorf("%w: from %s: % x", ErrBadMessage, c.RemoteAddr(), pre))
+	r := l.open(ic)
+	if r == nil {
 		return
 	}
 	limit := l.node.maxFrameLen()
@@ -129,11 +132,73 @@ func (l *listener) read(c net.Conn) {
 		ic.unread.Store(int64(len(hdr) + size + r.Buffered()))
 		// Decoders copy what they keep, so buf can be reused.
 		l.node.receiveFrameOn(ic, buf)
+		if ic.refused {
+			return
+		}
 		ic.unread.Store(int64(readyBytes(r)))
 		if cap(buf) > keepFrameBufferBytes {
 			buf = nil
 		}
 	}
+}
+
+// open reads the preamble of a connection a peer opened and, if this node
+// has credentials, authenticates the peer; it returns a reader for the
+// connection's frames, or nil if the connection is to be closed unread.
+// The preamble is read unbuffered: a TLS handshake may follow it.
+func (l *listener) open(ic *inConn) *bufio.Reader {
+	n, c := l.node, ic.c
+	if n.auth != nil {
+		// A peer that does not complete the handshake in time is refused,
+		// so unauthenticated connections cannot pile up.
+		if err := c.SetDeadline(time.Now().Add(n.cfg.ConnectTimeout)); err != nil {
+			return nil
+		}
+	}
+	var pre [len(preamble)]byte
+	if _, err := io.ReadFull(c, pre[:]); err != nil {
+		if n.auth != nil && !errors.Is(err, io.EOF) {
+			// A connection closed at once (a port probe) is not worth a
+			// line; one that stalled is.
+			n.refuse(c, fmt.Errorf("no preamble: %w", err))
+		}
+		return nil
+	}
+	switch {
+	case pre == preamble && n.auth == nil:
+		return bufio.NewReaderSize(c, 64<<10)
+	case pre == preamble:
+		n.refuse(c, fmt.Errorf("%w: the peer opened with connection version %d (unauthenticated); this node requires version %d (authenticated)", ErrProtocolMismatch, connVersionPlain, connVersionAuth))
+		return nil
+	case pre == preambleAuth && n.auth == nil:
+		n.refuse(c, fmt.Errorf("%w: the peer opened with connection version %d (authenticated); this node has no credentials and speaks version %d", ErrProtocolMismatch, connVersionAuth, connVersionPlain))
+		return nil
+	case pre != preambleAuth:
+		if n.auth == nil {
+			n.stats.refusedConnections.Add(1)
+			n.badInput.log(n, "rejected a connection without the rago preamble", fmt.Errorf("%w: from %s: % x", ErrBadMessage, c.RemoteAddr(), pre))
+		} else {
+			n.refuse(c, fmt.Errorf("no rago preamble: % x", pre))
+		}
+		return nil
+	}
+	conn, r, peer, err := n.auth.accept(n, c)
+	if err != nil {
+		n.refuse(c, err)
+		return nil
+	}
+	if err := c.SetDeadline(time.Time{}); err != nil {
+		return nil
+	}
+	ic.c, ic.peer = conn, peer
+	return r
+}
+
+// refuse counts and logs (rate limited) a connection refused before its
+// first frame; the caller closes it.
+func (n *Node) refuse(c net.Conn, err error) {
+	n.stats.refusedConnections.Add(1)
+	n.authLog.log(n, "refused a connection", fmt.Errorf("%w: from %s: %w", ErrAuthentication, c.RemoteAddr(), err))
 }
 
 // readyBytes returns what r holds if that includes a whole frame, which the
