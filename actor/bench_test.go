@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -115,7 +116,10 @@ func runBenchPeer(kind string) {
 		}
 		fmt.Println("READY", sys.Address())
 	case "rago":
-		n, err := StartNode(Config{Address: "127.0.0.1:0"})
+		cfg := benchAuthConfig(os.Getenv("RAGO_ACTOR_BENCH_AUTH"), []byte(os.Getenv("RAGO_ACTOR_BENCH_CA")),
+			testCert{certPEM: []byte(os.Getenv("RAGO_ACTOR_BENCH_CERT")), keyPEM: []byte(os.Getenv("RAGO_ACTOR_BENCH_KEY"))})
+		cfg.Address = "127.0.0.1:0"
+		n, err := StartNode(cfg)
 		if err == nil {
 			_, err = n.SpawnNamed("sink", ragoSink())
 		}
@@ -128,9 +132,9 @@ func runBenchPeer(kind string) {
 	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
 }
 
-func startBenchPeer(b *testing.B, kind string) string {
+func startBenchPeer(b *testing.B, kind string, env ...string) string {
 	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
-	cmd.Env = append(os.Environ(), "RAGO_ACTOR_BENCH_PEER="+kind)
+	cmd.Env = append(append(os.Environ(), "RAGO_ACTOR_BENCH_PEER="+kind), env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		b.Fatal(err)
@@ -323,4 +327,99 @@ func ragoSender(b *testing.B) (*Node, Ref) {
 	ref := Ref{Name: "sink", Node: addr}
 	ragoCount(b, n, ref, 0)
 	return n, ref
+}
+
+// Authentication -------------------------------------------------------------
+
+// benchAuthModes are the ways BenchmarkRemoteAuth connects two nodes.
+var benchAuthModes = []string{"plain", "tls", "secret", "both"}
+
+// benchAuthConfig is a node's configuration for an authentication mode
+// of the benchmarks, with a certificate for 127.0.0.1 where TLS is used.
+func benchAuthConfig(mode string, ca []byte, cert testCert) Config {
+	var cfg Config
+	if mode == "tls" || mode == "both" {
+		cfg.TLS = tlsConfigFor(ca, cert)
+	}
+	if mode == "secret" || mode == "both" {
+		cfg.ClusterSecret = testSecret
+	}
+	return cfg
+}
+
+// BenchmarkRemoteAuth measures what authentication costs against plain
+// connections, in one run: a stream of 64-byte sends and sequential calls
+// to a peer in another OS process, and opening a connection (TCP connect
+// and the dialer's side of the handshake, until it sent its proof; the
+// peer's last check runs after).
+//
+//	go test -run XXX -bench RemoteAuth -benchtime 1000000x ./actor/
+func BenchmarkRemoteAuth(b *testing.B) {
+	ca := newTestCA(b, "bench CA")
+	cert := ca.valid(b)
+	peer := func(b *testing.B, mode string) string {
+		return startBenchPeer(b, "rago", "RAGO_ACTOR_BENCH_AUTH="+mode, "RAGO_ACTOR_BENCH_CA="+string(ca.pem),
+			"RAGO_ACTOR_BENCH_CERT="+string(cert.certPEM), "RAGO_ACTOR_BENCH_KEY="+string(cert.keyPEM))
+	}
+	node := func(b *testing.B, mode string) *Node {
+		cfg := benchAuthConfig(mode, ca.pem, cert)
+		cfg.Address, cfg.LinkQueueBytes = "127.0.0.1:0", 1<<30
+		n, err := StartNode(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(n.Stop)
+		return n
+	}
+	for _, mode := range benchAuthModes {
+		b.Run("send/"+mode, func(b *testing.B) {
+			ref := Ref{Name: "sink", Node: peer(b, mode)}
+			n := node(b, mode)
+			ragoCount(b, n, ref, 0)
+			var msg Message = payload64
+			b.ResetTimer()
+			start := time.Now()
+			for range b.N {
+				_ = n.Send(ref, msg)
+			}
+			ragoCount(b, n, ref, b.N)
+			reportRate(b, start)
+			if d := n.Stats().DroppedQueueFull; d > 0 {
+				b.Fatalf("%d messages dropped", d)
+			}
+		})
+	}
+	for _, mode := range benchAuthModes {
+		b.Run("call/"+mode, func(b *testing.B) {
+			ref := Ref{Name: "sink", Node: peer(b, mode)}
+			n := node(b, mode)
+			ragoCount(b, n, ref, 0)
+			var msg Message = payload64
+			b.ResetTimer()
+			start := time.Now()
+			for range b.N {
+				if _, err := n.Call(ref, msg, time.Minute); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportRate(b, start)
+		})
+	}
+	for _, mode := range benchAuthModes {
+		b.Run("connect/"+mode, func(b *testing.B) {
+			addr := peer(b, mode)
+			n := node(b, mode)
+			b.ResetTimer()
+			for range b.N {
+				raw, err := net.Dial("tcp", addr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := n.openConn(raw, addr); err != nil {
+					b.Fatal(err)
+				}
+				raw.Close()
+			}
+		})
+	}
 }
