@@ -124,7 +124,8 @@ func (s *server) chunkReceived(m *snapChunk) {
 	}
 	s.armSnapTick()
 	if !res.Installed {
-		if res.Reply && res.Ack.Status == snapshot.AckInstalled {
+		if res.Reply && (res.Ack.Status == snapshot.AckInstalled ||
+			res.Ack.Status == snapshot.AckRejected && res.Ack.Reason == snapshot.RejectStale) {
 			s.alreadyHeld(m)
 		}
 		return
@@ -138,15 +139,17 @@ func (s *server) chunkReceived(m *snapChunk) {
 	s.step(core.Receive{From: m.From, Msg: &core.InstallSnapshot{Term: m.Term, Snapshot: desc}})
 }
 
-// alreadyHeld: a leader sent a snapshot this server holds already (the
-// receiver answered at once). The core hears of it again: an earlier
-// InstallSnapshot of it may have been put off (writes in flight) and then
-// dropped (a new term), and the leader, which now counts the transfer as
-// done, waits for the follower's answer.
+// alreadyHeld: a leader sent a snapshot this server holds already, or one
+// older than a snapshot it received and holds staged (the receiver answered
+// at once). The core hears of the snapshot held: an earlier InstallSnapshot
+// of it may have been put off (writes in flight) and then dropped (a new
+// term), and the leader, which counts its transfer as done or refused,
+// waits for the follower's answer. A staged snapshot holds only committed
+// entries, so it is as good from any leader.
 func (s *server) alreadyHeld(m *snapChunk) {
 	var desc core.Snapshot
 	switch c := m.Chunk; {
-	case s.snap.staged.Index == c.Index && s.snap.staged.Term == c.Term:
+	case s.snap.staged.Index >= c.Index && s.snap.staged.Index > s.snap.desc.Index:
 		desc = s.snap.stagedDesc
 	case s.snap.info.Index == c.Index && s.snap.info.Term == c.Term:
 		desc = s.snap.desc
