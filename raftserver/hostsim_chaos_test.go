@@ -44,6 +44,7 @@ func (w *hsWorld) chaos() {
 			}
 		}
 		w.tracef("partition %v", side)
+		w.deliverLateDowns()
 	case 2:
 		if i, j := w.rng.IntN(n), w.rng.IntN(n); i != j {
 			w.blocked[i][j] = true
@@ -52,6 +53,7 @@ func (w *hsWorld) chaos() {
 	case 3:
 		w.blocked = [hsMaxMembers][hsMaxMembers]bool{}
 		w.tracef("heal links")
+		w.deliverLateDowns()
 	case 4:
 		// A false suspicion; the next detector sweep takes it back.
 		a := w.randomMember(func(m *hsMember) bool { return m.up })

@@ -69,6 +69,7 @@ func (w *hsWorld) heal() {
 	w.healed = true
 	w.tracef("heal")
 	w.blocked = [hsMaxMembers][hsMaxMembers]bool{}
+	w.deliverLateDowns()
 	for _, m := range w.members {
 		if !m.stopped && m.version < w.targetVersion {
 			w.upgrade(m, w.targetVersion)

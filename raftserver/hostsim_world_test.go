@@ -129,12 +129,34 @@ type hsWorld struct {
 	snapEntries   uint64
 	targetVersion uint64 // a rolling upgrade to this version (0: none)
 
+	// lateDowns are monitors' Downs held up by a blocked link.
+	lateDowns []hsLateDown
+
 	violation error
 	trace     hash.Hash64
 	stats     hsStats
 	nextOp    int
 	nextAdmin uint64
 	logger    *slog.Logger
+}
+
+// hsLateDown is a Down that waits for the link from the member that went.
+type hsLateDown struct {
+	from int
+	down hsDown
+}
+
+// deliverLateDowns sends the Downs whose links are open again.
+func (w *hsWorld) deliverLateDowns() {
+	keep := w.lateDowns[:0]
+	for _, d := range w.lateDowns {
+		if w.blocked[d.from][d.down.m] {
+			keep = append(keep, d)
+			continue
+		}
+		w.schedule(1+w.rng.Int64N(10), d.down)
+	}
+	w.lateDowns = keep
 }
 
 // hsMember is one simulated node with one server on it.
@@ -321,13 +343,20 @@ func (w *hsWorld) crash(m *hsMember, stop bool) {
 	m.up, m.stopped = false, stop
 	m.host = nil
 	for _, o := range w.members {
-		if !o.up || w.blocked[m.idx][o.idx] {
+		if !o.up {
 			continue
 		}
 		for _, id := range slices.Sorted(maps.Keys(o.env.mons)) {
-			if o.env.mons[id] == m.idx {
-				w.schedule(1+w.rng.Int64N(10), hsDown{m: o.idx, inc: o.inc, id: id})
+			if o.env.mons[id] != m.idx {
+				continue
 			}
+			if w.blocked[m.idx][o.idx] {
+				// The news waits for the link: the actor layer never loses
+				// a Down, it delivers it late or as a lost connection.
+				w.lateDowns = append(w.lateDowns, hsLateDown{from: m.idx, down: hsDown{m: o.idx, inc: o.inc, id: id}})
+				continue
+			}
+			w.schedule(1+w.rng.Int64N(10), hsDown{m: o.idx, inc: o.inc, id: id})
 		}
 	}
 	if !stop {
@@ -441,6 +470,7 @@ func (w *hsWorld) step() bool {
 		}
 	case hsFD:
 		w.failureDetector()
+		w.readmitted()
 		w.schedule(hsFDPeriodMs, hsFD{})
 	case hsClientNext:
 		w.clientNext(w.clients[ev.c])
@@ -467,6 +497,29 @@ func (w *hsWorld) exited(ev hsExit) {
 	}
 	w.stats.Stopped++
 	w.stopGracefully(m, ev.reason, true)
+}
+
+// readmitted restarts a member that a removal stopped once a committed
+// configuration names it again (a promotion that waited behind its
+// removal), as its operator would: a removed server stays stopped until
+// someone starts it.
+func (w *hsWorld) readmitted() {
+	for _, l := range w.members {
+		if !l.up || l.host.raft.Role() != core.RoleLeader {
+			continue
+		}
+		st := l.host.raft.Status()
+		if st.MembersIndex > st.Commit {
+			continue
+		}
+		for _, id := range append(st.Members.Voters, st.Members.NonVoters...) {
+			if m := w.members[w.byName[id.Name]]; m.stopped {
+				m.stopped = false
+				w.tracef("readmitted %s", m.id.Name)
+				w.schedule(50+w.rng.Int64N(500), hsRestart{m: m.idx})
+			}
+		}
+	}
 }
 
 // afterInput runs after every input of a host: it checks the commit index
