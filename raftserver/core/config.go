@@ -82,10 +82,14 @@ type Config struct {
 	// older snapshot (or to none). They are the index and term of the last
 	// entry of the lost log. Until the member's log again holds, durably and
 	// matching a leader, the committed entries up to RecoverTo, it does not
-	// campaign (it could lead without entries a quorum relies on), and it
-	// grants (pre-)votes only to logs at least as up to date as the lost
-	// one, as it would have with its log intact. It replicates and counts
-	// for commits as usual. Status().RecoverTo says when recovery is over
+	// campaign (it could lead without entries a quorum relies on). Its
+	// (pre-)votes vouch only for logs at least as up to date as the lost
+	// one, as they would have with its log intact; to a candidate that
+	// passes only its shortened log it grants a vote marked Lost, which
+	// completes a quorum only where the other grants already meet every
+	// quorum (see VoteReply.Lost): a cluster of two whose members are one
+	// recovering voter and one that never received the lost entries can
+	// elect a leader again. It replicates and counts for commits as usual. Status().RecoverTo says when recovery is over
 	// (0); the server then forgets the persisted values.
 	RecoverTo, RecoverTerm uint64
 	// Seed seeds the election jitter. Two members should use different

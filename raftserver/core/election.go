@@ -69,12 +69,12 @@ func (r *Raft) handlePreVoteRequest(from ServerID, m *PreVoteRequest) {
 	// have no live leader (or the asker is that leader, which stepped down).
 	// "Live" is defined by events, not heartbeats: a leader stays live
 	// until LeaderDown or NodeSuspected says otherwise.
-	grant := m.Term > r.term &&
-		r.voteLogOK(m.LastIndex, m.LastTerm) &&
+	logOK, lost := r.voteLog(m.LastIndex, m.LastTerm)
+	grant := m.Term > r.term && logOK &&
 		r.voteVersionOK(m.MachineVersion) &&
 		(!r.liveLeader() || from == r.lead)
 	if grant {
-		r.send(from, &PreVoteReply{Term: m.Term, Granted: true})
+		r.send(from, &PreVoteReply{Term: m.Term, Granted: true, Lost: lost})
 		// Give the asker its round before standing ourselves: a round of
 		// our own now, or a timer that fires while its vote request is on
 		// the way, would split the vote (each member votes for itself in
@@ -121,30 +121,34 @@ func (r *Raft) handlePreVoteRequest(from ServerID, m *PreVoteRequest) {
 
 func (r *Raft) handleVoteRequest(from ServerID, m *VoteRequest) {
 	canVote := r.vote == from || (r.vote.IsZero() && r.lead.IsZero())
-	if canVote && r.voteLogOK(m.LastIndex, m.LastTerm) && r.voteVersionOK(m.MachineVersion) {
+	logOK, lost := r.voteLog(m.LastIndex, m.LastTerm)
+	if canVote && logOK && r.voteVersionOK(m.MachineVersion) {
 		r.vote = from
 		r.electionAttempts = 0
 		// The vote is persisted by finish before this reply is sent
 		// (PersistState comes first in the batch).
-		r.send(from, &VoteReply{Term: r.term, Granted: true})
+		r.send(from, &VoteReply{Term: r.term, Granted: true, Lost: lost})
 		r.rearmTimer = true
 		return
 	}
 	r.send(from, &VoteReply{Term: r.term})
 }
 
-// voteLogOK is Raft's election restriction: the candidate's log must be at
-// least as up to date as ours, and, while we recover lost entries, as the
-// log we lost (its last entry still stands for what we acknowledged).
-func (r *Raft) voteLogOK(lastIndex, lastTerm uint64) bool {
+// voteLog is Raft's election restriction: the candidate's log must be at
+// least as up to date as ours. While we recover lost entries, the log we
+// lost (its last entry stands for what we acknowledged) is the one to
+// compare with; a candidate that passes ours but not that one gets a grant
+// marked lost, which does not vouch for its log (see tallyVotes).
+func (r *Raft) voteLog(lastIndex, lastTerm uint64) (grant, lost bool) {
 	if r.cfg.Sabotage.SkipUpToDateCheck {
-		return true
+		return true, false
 	}
-	if r.recoverTo > 0 && !r.cfg.Sabotage.VoteWhileRecovering &&
-		(lastTerm < r.recoverTerm || lastTerm == r.recoverTerm && lastIndex < r.recoverTo) {
-		return false
+	if !r.log.isUpToDate(lastIndex, lastTerm) {
+		return false, false
 	}
-	return r.log.isUpToDate(lastIndex, lastTerm)
+	lost = r.recoverTo > 0 && !r.cfg.Sabotage.VoteWhileRecovering &&
+		(lastTerm < r.recoverTerm || lastTerm == r.recoverTerm && lastIndex < r.recoverTo)
+	return true, lost
 }
 
 func (r *Raft) handleElectionTimeout() {
@@ -322,7 +326,7 @@ func (r *Raft) becomePreVote() {
 	r.role = RolePreVote
 	r.step = stepPreVote
 	r.lead = ServerID{}
-	r.votes = map[ServerID]bool{r.id: true}
+	r.votes = map[ServerID]ballot{r.id: ballotGranted}
 	r.rearmTimer = true
 	if tallyVotes(r.members.current.Voters, r.votes) == voteWon {
 		r.becomeCandidate(false)
@@ -345,7 +349,7 @@ func (r *Raft) becomeCandidate(transfer bool) {
 	r.role = RoleCandidate
 	r.step = stepCandidate
 	r.lead = ServerID{}
-	r.votes = map[ServerID]bool{r.id: true}
+	r.votes = map[ServerID]ballot{r.id: ballotGranted}
 	r.ownVotes = r.votes
 	r.rearmTimer = true
 	if r.electionOutcome() == voteWon {
@@ -380,7 +384,7 @@ func stepPreVote(r *Raft, from ServerID, m Message) {
 		if m.Term != r.term+1 && !(m.Term == r.term && !m.Granted) {
 			return
 		}
-		r.votes[from] = m.Granted
+		r.votes[from] = ballotOf(m.Granted, m.Lost)
 		switch tallyVotes(r.members.current.Voters, r.votes) {
 		case voteWon:
 			r.becomeCandidate(false)
@@ -400,7 +404,7 @@ func stepPreVote(r *Raft, from ServerID, m Message) {
 		if m.Term != r.term || r.vote != r.id || r.ownVotes == nil {
 			return
 		}
-		r.ownVotes[from] = m.Granted
+		r.ownVotes[from] = ballotOf(m.Granted, m.Lost)
 		if tallyVotes(r.members.current.Voters, r.ownVotes) == voteWon {
 			r.votes = r.ownVotes
 			r.becomeLeader()
@@ -415,7 +419,7 @@ func stepPreVote(r *Raft, from ServerID, m Message) {
 func stepCandidate(r *Raft, from ServerID, m Message) {
 	switch m := m.(type) {
 	case *VoteReply:
-		r.votes[from] = m.Granted
+		r.votes[from] = ballotOf(m.Granted, m.Lost)
 		switch r.electionOutcome() {
 		case voteWon:
 			r.becomeLeader()

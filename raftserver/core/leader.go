@@ -39,10 +39,10 @@ func (r *Raft) becomeLeader() {
 	r.electionAttempts = 0
 	r.ldr = leaderState{progress: map[ServerID]*progress{}, justElected: true}
 	r.ldr.syncPeers(r, r.members.current)
-	for v, granted := range r.votes {
+	for v, b := range r.votes {
 		// Its voters were just heard from, whatever a detector's stale
 		// suspicion says.
-		if pr := r.ldr.progress[v]; pr != nil && granted {
+		if pr := r.ldr.progress[v]; pr != nil && b != ballotDenied {
 			pr.active = true
 		}
 	}

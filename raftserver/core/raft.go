@@ -57,10 +57,10 @@ type Raft struct {
 	deferredSnap *InstallSnapshot
 
 	// Elections.
-	votes map[ServerID]bool
+	votes map[ServerID]ballot
 	// ownVotes are the answers to this member's candidacy in the current
 	// term, kept after its timer gave the round up (see stepPreVote).
-	ownVotes         map[ServerID]bool
+	ownVotes         map[ServerID]ballot
 	electionAttempts int
 	timerArmed       bool
 	rearmTimer       bool
@@ -279,10 +279,16 @@ func (r *Raft) finish() {
 		apply = &a
 	}
 	r.versions.applied(min(r.applied, r.commit))
-	if r.recoverTo > 0 && (r.snapshot.Index >= r.recoverTo || min(r.commit, r.log.stable) >= r.recoverTo) {
-		// The log holds, durably, a leader's committed prefix up to
-		// recoverTo: every entry this member could have acknowledged and
-		// lost that mattered is back.
+	if r.recoverTo > 0 && (r.snapshot.Index >= r.recoverTo || min(r.commit, r.log.stable) >= r.recoverTo ||
+		r.log.stableTerm > r.recoverTerm || r.log.stableTerm == r.recoverTerm && r.log.stable >= r.recoverTo) {
+		// Either the log holds, durably, a leader's committed prefix up to
+		// recoverTo, or its durable part is at least as up to date as the
+		// lost log. Every entry of the log came from a leader's appends,
+		// which an intact log would have taken too: it would have kept the
+		// same entries where terms agree (the last entry's index and term
+		// fix the whole prefix) and replaced the rest, ending up as this
+		// log. Either way the member is where it would be had it lost
+		// nothing, and may vote and stand as such.
 		r.logger.Info("lost log entries recovered", "recover_to", r.recoverTo)
 		r.recoverTo, r.recoverTerm = 0, 0
 	}

@@ -183,3 +183,127 @@ func TestAMemberThatLostItsMembersFollowsAndIsRepaired(t *testing.T) {
 	require.Equal(t, c.node(id(1)).r.LastIndex(), s3.r.LastIndex())
 	require.Equal(t, c.node(id(1)).log.ents, s3.log.ents)
 }
+
+// A cluster of two, in which the member that lost its log had appended an
+// entry the other never received, elects a leader again: the lost entry
+// cannot have been committed without the other member, whose own grant
+// vouches for its log.
+func TestTwoVotersElectWhileOneRecoversAnEntryTheOtherLacks(t *testing.T) {
+	c := newTestCluster(t, 2)
+	c.elect(id(1))
+	tokA := c.propose(id(1), "a")
+	c.settle()
+	c.tick(id(1), 2)
+	require.True(t, c.node(id(1)).hasToken(tokA))
+	// s1 appends "b", which s2 never receives, then loses its log.
+	c.isolate(id(2))
+	c.propose(id(1), "b")
+	c.settle()
+	s1 := c.loseLog(id(1))
+	c.heal()
+	require.NotZero(t, s1.r.RecoverTo())
+	s2 := c.node(id(2))
+	require.Less(t, s2.r.LastIndex(), s1.r.RecoverTo(), "s2 lacks the lost entry")
+
+	// s2 stands; s1 grants, marking its grant lost, and s2 wins.
+	c.step(id(2), LeaderDown{Leader: id(1)})
+	c.elect(id(2))
+	tokC := c.propose(id(2), "c")
+	c.settle()
+	c.tick(id(2), 5)
+	require.True(t, s2.hasToken(tokC))
+	require.Equal(t, s2.log.ents, s1.log.ents, "s1 got the committed log back")
+	require.Zero(t, s1.r.RecoverTo(), "recovered")
+}
+
+// Grants marked lost never complete a quorum that no other vote vouches
+// for: in a cluster of four, a candidate that lacks a committed entry loses
+// although the two members that lost that entry grant.
+func TestLostGrantsDoNotElectALeaderWithoutCommittedEntries(t *testing.T) {
+	c := newTestCluster(t, 4)
+	c.elect(id(1))
+	c.propose(id(1), "a")
+	c.settle()
+	// s4 misses "b", which s1, s2 and s3 commit.
+	c.isolate(id(4))
+	tok := c.propose(id(1), "b")
+	c.settle()
+	c.tick(id(1), 2)
+	require.True(t, c.node(id(1)).hasToken(tok))
+
+	// s2 and s3 lose their logs; s1 goes down.
+	c.node(id(1)).down = true
+	c.loseLog(id(2))
+	c.loseLog(id(3))
+	c.heal()
+	c.step(id(4), LeaderDown{Leader: id(1)})
+	for range 3 {
+		c.step(id(4), ElectionTimeout{})
+		c.settle()
+		require.NotEqual(t, RoleLeader, c.node(id(4)).r.Role(),
+			"lost grants elected a leader without a committed entry")
+	}
+
+	// s1 returns; it holds "b" and wins with the others' votes (s2's and
+	// s3's vouch: s1's log is as good as the ones they lost).
+	c.node(id(1)).down = false
+	c.restart(id(1))
+	c.elect(id(1))
+}
+
+// A member that lost its log and got the lost entries back, durably, from
+// a leader that never learned of it (so their commit is unknown) stands
+// again: its log is as up to date as the one it lost, and the only other
+// survivor lacks those entries.
+func TestRecoveringMemberThatRegainedTheLostLogStands(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.elect(id(1))
+	c.propose(id(1), "a")
+	c.settle()
+	c.tick(id(1), 2)
+	// s3 is cut off, and s2's answers to s1 are lost: "b" reaches s2
+	// durably but is never committed.
+	c.isolate(id(3))
+	c.cut[[2]ServerID{id(2), id(1)}] = true
+	c.propose(id(1), "b")
+	c.settle()
+	// s2 loses its log and, its answers still lost, gets it back from s1.
+	s2 := c.loseLog(id(2))
+	want := s2.r.RecoverTo()
+	require.NotZero(t, want)
+	// s1 hears only s2's refusals, which walk its probe back to where the
+	// logs agree; s2's acknowledgements stay lost.
+	delete(c.cut, [2]ServerID{id(2), id(1)})
+	c.step(id(2), ElectionTimeout{}) // it tells the others it lost entries
+	for i := 0; len(c.inbox) > 0 || len(s2.pending) > 0; i++ {
+		require.Less(t, i, 1000)
+		if len(c.inbox) == 0 {
+			c.flush(id(2))
+			continue
+		}
+		e := c.inbox[0]
+		c.inbox = c.inbox[1:]
+		if ar, ok := e.msg.(*AppendReply); ok && ar.Success || c.cut[[2]ServerID{e.from, e.to}] {
+			continue
+		}
+		c.step(e.to, Receive{From: e.from, Msg: e.msg})
+	}
+	require.Equal(t, c.node(id(1)).r.LastIndex(), s2.r.LastIndex())
+	require.Less(t, s2.r.Commit(), want)
+	require.Zero(t, s2.r.RecoverTo(), "its log is as up to date as the lost one")
+
+	// s1 goes down. s3 lacks "b", so s2 refuses it; s2 stands and wins.
+	c.node(id(1)).down = true
+	c.heal()
+	c.step(id(3), LeaderDown{Leader: id(1)})
+	c.step(id(3), ElectionTimeout{})
+	c.settle()
+	require.NotEqual(t, RoleLeader, c.node(id(3)).r.Role())
+	c.step(id(2), LeaderDown{Leader: id(1)})
+	c.elect(id(2))
+	tok := c.propose(id(2), "c")
+	c.settle()
+	c.tick(id(2), 5)
+	require.True(t, s2.hasToken(tok))
+	require.Equal(t, s2.log.ents, c.node(id(3)).log.ents)
+}
