@@ -4,6 +4,12 @@ package core
 // function. Terms: a higher term makes us a follower of that term (with a
 // few exceptions below); a lower term marks the message stale.
 func (r *Raft) receive(from ServerID, m Message) {
+	if err := checkBounds(m); err != nil {
+		// DecodeMessage refuses these; a message handed to Step without
+		// decoding is checked here, before its term can be adopted.
+		r.logger.Warn("message out of range dropped", "from", from.String(), "err", err)
+		return
+	}
 	if len(r.gone) > 0 {
 		delete(r.gone, from) // it is back (a restart, or a flapping monitor)
 	}
@@ -338,6 +344,11 @@ func (r *Raft) becomePreVote() {
 }
 
 func (r *Raft) becomeCandidate(transfer bool) {
+	if r.term >= MaxTerm {
+		// Unreachable through mayCampaign; kept so that no path can
+		// raise the term past the bound.
+		return
+	}
 	r.term++
 	r.vote = r.id
 	r.resetMatched()

@@ -1,6 +1,9 @@
 package core
 
-import "slices"
+import (
+	"fmt"
+	"slices"
+)
 
 // leaderState is what a member keeps only while it leads. It is replaced
 // wholesale on becoming leader and dropped on stepping down.
@@ -102,6 +105,13 @@ func (r *Raft) handleCommands(cmds []Command) {
 		return
 	}
 	next := r.log.lastIndex() + 1
+	if uint64(len(cmds)) > MaxIndex+1-next {
+		// The log is full (see MaxIndex): refuse rather than wrap.
+		for _, c := range cmds {
+			r.emit(Reply{Token: c.Token, Err: fmt.Errorf("%w: the log is at index %d", ErrOutOfRange, next-1), Leader: r.id})
+		}
+		return
+	}
 	ents := make([]Entry, len(cmds))
 	for i, c := range cmds {
 		ents[i] = Entry{Index: next + uint64(i), Term: r.term, Type: EntryNormal, Data: c.Data}
