@@ -90,8 +90,9 @@ func (l *listener) read(c net.Conn) {
 	if _, err := io.ReadFull(r, pre[:]); err != nil {
 		return
 	}
-	if pre != preamble {
-		l.node.badInput.log(l.node, "rejected a connection without the rago preamble", fmt.Errorf("%w: from %s: % x", ErrBadMessage, c.RemoteAddr(), pre))
+	if err := checkPreamble(pre); err != nil {
+		l.node.stats.countRefused(err)
+		l.node.badInput.log(l.node, "rejected a connection", fmt.Errorf("from %s: %w", c.RemoteAddr(), err))
 		return
 	}
 	limit := l.node.maxFrameLen()
