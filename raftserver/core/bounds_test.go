@@ -165,3 +165,27 @@ func TestCommandsPastMaxIndexAreRefused(t *testing.T) {
 	require.ErrorIs(t, nd.lastReply().Err, ErrOutOfRange)
 	require.EqualValues(t, MaxIndex, nd.r.Status().LastIndex)
 }
+
+// TestAFullLogAppendsNothingPastMaxIndex: a leader whose log reached
+// MaxIndex refuses a membership change too, and a member whose log is
+// full does not stand (its noop would not fit).
+func TestAFullLogAppendsNothingPastMaxIndex(t *testing.T) {
+	c := &testCluster{t: t, nodes: map[ServerID]*testNode{}, cut: map[[2]ServerID]bool{}}
+	c.members.Voters = []ServerID{id(1)}
+	cfg := testConfig(id(1), c.members, 1)
+	cfg.Snapshot = Snapshot{Index: MaxIndex - 1, Term: 1, Members: c.members}
+	log := newMemLog()
+	log.reset(MaxIndex-1, 1)
+	nd := c.start(cfg, HardState{Term: 1}, log)
+	c.settle()
+	require.Equal(t, RoleLeader, nd.r.Role())
+	c.step(id(1), AddMember{Member: id(2), Token: "add"})
+	c.settle()
+	require.ErrorIs(t, nd.lastReply().Err, ErrOutOfRange)
+	require.EqualValues(t, MaxIndex, nd.r.Status().LastIndex)
+
+	nd = c.restart(id(1))
+	c.settle()
+	require.Equal(t, RoleFollower, nd.r.Role(), "a member with a full log stood for election")
+	require.EqualValues(t, MaxIndex, nd.r.Status().LastIndex)
+}

@@ -75,6 +75,16 @@ func (ls *leaderState) syncPeers(r *Raft, m Membership) {
 // followers. The Append action and the Sends go out in the same batch so
 // the local write and the replication overlap.
 func (r *Raft) appendOwn(ents []Entry, token any) {
+	if last := ents[len(ents)-1].Index; last > MaxIndex {
+		// The log is full (see MaxIndex): nothing is persisted past it.
+		// Commands are refused earlier (handleCommands); this catches a
+		// config change or version bump.
+		r.logger.Error("log full: entry not appended", "index", last)
+		if token != nil {
+			r.emit(Reply{Token: token, Err: fmt.Errorf("%w: the log is at index %d", ErrOutOfRange, last-1), Leader: r.id})
+		}
+		return
+	}
 	if err := r.log.append(ents); err != nil {
 		r.fail(err)
 		return
