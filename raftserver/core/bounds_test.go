@@ -189,3 +189,23 @@ func TestAFullLogAppendsNothingPastMaxIndex(t *testing.T) {
 	require.Equal(t, RoleFollower, nd.r.Role(), "a member with a full log stood for election")
 	require.EqualValues(t, MaxIndex, nd.r.Status().LastIndex)
 }
+
+// TestACandidateAtMaxTermStopsStanding: a member whose own campaign took
+// it to MaxTerm does not ask for a pre-vote at MaxTerm+1 when its round
+// fails; it goes back to following.
+func TestACandidateAtMaxTermStopsStanding(t *testing.T) {
+	c := newTestCluster(t, 3)
+	nd := c.node(id(1))
+	c.nodes[id(1)].r.term = MaxTerm - 1 // as if many elections had passed
+	c.isolate(id(1))
+	c.step(id(1), ElectionTimeout{})
+	c.step(id(1), Receive{From: id(2), Msg: &PreVoteReply{Term: MaxTerm, Granted: true}})
+	require.Equal(t, RoleCandidate, nd.r.Role())
+	require.EqualValues(t, MaxTerm, nd.r.Status().Term)
+	acts := c.step(id(1), ElectionTimeout{})
+	for _, s := range sends(acts) {
+		require.LessOrEqual(t, s.Msg.MessageTerm(), uint64(MaxTerm), "sent %T at term %d", s.Msg, s.Msg.MessageTerm())
+	}
+	require.Equal(t, RoleFollower, nd.r.Role())
+	require.LessOrEqual(t, nd.hard.Term, uint64(MaxTerm))
+}

@@ -174,8 +174,9 @@ func (r *Raft) handleElectionTimeout() {
 			r.electionAttempts++
 			r.announce()
 		case !r.mayCampaign():
-			// Our code cannot run the cluster's machine version: leave the
-			// election to upgraded members (no timer is armed again).
+			// Our code cannot run the cluster's machine version, or the
+			// term or log is at its bound (MaxTerm): leave the election
+			// to others (no timer is armed again).
 		default:
 			r.becomePreVote()
 		}
@@ -325,6 +326,12 @@ func (r *Raft) becomeFollower(term uint64, lead ServerID) {
 }
 
 func (r *Raft) becomePreVote() {
+	if r.term >= MaxTerm || r.log.lastIndex() >= MaxIndex {
+		// A candidate that reached a bound has no next round (a pre-vote
+		// at MaxTerm+1 is refused everywhere): it stops standing.
+		r.becomeFollower(r.term, ServerID{})
+		return
+	}
 	r.role = RolePreVote
 	r.step = stepPreVote
 	r.lead = ServerID{}
