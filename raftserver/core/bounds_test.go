@@ -125,6 +125,7 @@ func TestNoCampaignPastMaxTerm(t *testing.T) {
 	require.EqualValues(t, MaxTerm, nd.r.Status().Term, "a message at MaxTerm is taken")
 	require.EqualValues(t, MaxTerm, nd.hard.Term)
 	c.step(id(2), LeaderDown{Leader: id(1)})
+	require.Zero(t, nd.timerMs, "a member at MaxTerm armed its election timer to campaign")
 	acts := c.step(id(2), ElectionTimeout{})
 	require.Empty(t, sends(acts), "a member at MaxTerm campaigned")
 	require.EqualValues(t, MaxTerm, nd.r.Status().Term)
