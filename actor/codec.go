@@ -16,11 +16,50 @@ import (
 // older one wrote. Decode must reject malformed input with an error and
 // must not keep data after returning unless it copied it: data aliases a
 // network buffer.
+//
+// A message whose version is outside [MinVersion, Version] is refused
+// before Decode runs, with a *VersionError, and never delivered: a node
+// must not guess at a layout it does not know.
 type Codec[T any] struct {
 	Tag     uint16
 	Version uint8
-	Encode  func(b []byte, m T) []byte
-	Decode  func(version uint8, data []byte) (T, error)
+	// MinVersion is the oldest version Decode still reads; 0 means
+	// Version only.
+	MinVersion uint8
+	Encode     func(b []byte, m T) []byte
+	Decode     func(version uint8, data []byte) (T, error)
+}
+
+// VersionError reports a connection, frame or message of a version this
+// node does not speak. errors.Is matches it with ErrUnsupportedVersion and
+// ErrBadMessage. Codecs return one from Decode for versions they do not
+// read.
+type VersionError struct {
+	// What was refused: "connection", "frame" or a message type.
+	What string
+	// Tag is the message's codec tag (0 for connections and frames).
+	Tag uint16
+	// Got is the version received; Min and Max bound the versions this
+	// node speaks.
+	Got, Min, Max uint8
+}
+
+// Error says what was refused, e.g. "frame version 3, this node speaks 1".
+func (e *VersionError) Error() string {
+	speaks := fmt.Sprint(e.Max)
+	if e.Min < e.Max {
+		speaks = fmt.Sprintf("%d to %d", e.Min, e.Max)
+	}
+	what := e.What
+	if e.Tag != 0 {
+		what = fmt.Sprintf("%s (tag %d)", e.What, e.Tag)
+	}
+	return fmt.Sprintf("actor: %s version %d, this node speaks %s", what, e.Got, speaks)
+}
+
+// Is makes errors.Is match ErrUnsupportedVersion and ErrBadMessage.
+func (e *VersionError) Is(target error) bool {
+	return target == ErrUnsupportedVersion || target == ErrBadMessage
 }
 
 // reservedTags is the range of tags used by this package's own codecs.
@@ -29,6 +68,7 @@ const reservedTags = 64
 type codecEntry struct {
 	tag     uint16
 	version uint8
+	minimum uint8 // oldest version decoded
 	typ     reflect.Type
 	encode  func(b []byte, m any) []byte
 	decode  func(version uint8, data []byte) (any, error)
@@ -51,12 +91,22 @@ func init() {
 	mustRegisterBuiltin(Codec[[]byte]{
 		Tag: 1, Version: 1,
 		Encode: func(b []byte, m []byte) []byte { return append(b, m...) },
-		Decode: func(_ uint8, data []byte) ([]byte, error) { return append([]byte(nil), data...), nil },
+		Decode: func(v uint8, data []byte) ([]byte, error) {
+			if v != 1 {
+				return nil, &VersionError{What: "[]uint8", Tag: 1, Got: v, Min: 1, Max: 1}
+			}
+			return append([]byte(nil), data...), nil
+		},
 	})
 	mustRegisterBuiltin(Codec[string]{
 		Tag: 2, Version: 1,
 		Encode: func(b []byte, m string) []byte { return append(b, m...) },
-		Decode: func(_ uint8, data []byte) (string, error) { return string(data), nil },
+		Decode: func(v uint8, data []byte) (string, error) {
+			if v != 1 {
+				return "", &VersionError{What: "string", Tag: 2, Got: v, Min: 1, Max: 1}
+			}
+			return string(data), nil
+		},
 	})
 }
 
@@ -88,10 +138,18 @@ func register[T any](c Codec[T]) error {
 	if c.Encode == nil || c.Decode == nil {
 		return fmt.Errorf("%w: codec for tag %d needs Encode and Decode", ErrInvalidConfig, c.Tag)
 	}
+	minimum := c.MinVersion
+	if minimum == 0 {
+		minimum = c.Version
+	}
+	if minimum > c.Version {
+		return fmt.Errorf("%w: codec for tag %d has MinVersion %d above Version %d", ErrInvalidConfig, c.Tag, minimum, c.Version)
+	}
 	typ := reflect.TypeFor[T]()
 	e := &codecEntry{
 		tag:     c.Tag,
 		version: c.Version,
+		minimum: minimum,
 		typ:     typ,
 		encode:  func(b []byte, m any) []byte { return c.Encode(b, m.(T)) },
 		decode: func(v uint8, data []byte) (any, error) {
@@ -148,11 +206,15 @@ func encodeMessage(e *codecEntry, b []byte, msg any) (out []byte, err error) {
 }
 
 // decodeMessage looks the tag up and runs its Decode, turning unknown tags,
-// errors and panics into ErrBadMessage.
+// errors and panics into ErrBadMessage, and versions the codec does not
+// read into a *VersionError.
 func decodeMessage(tag uint16, version uint8, data []byte) (msg any, err error) {
 	e, ok := codecs.Load().byTag[tag]
 	if !ok {
 		return nil, fmt.Errorf("%w: unknown message tag %d", ErrBadMessage, tag)
+	}
+	if version < e.minimum || version > e.version {
+		return nil, &VersionError{What: e.typ.String(), Tag: tag, Got: version, Min: e.minimum, Max: e.version}
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -164,6 +226,31 @@ func decodeMessage(tag uint16, version uint8, data []byte) (msg any, err error) 
 		return nil, fmt.Errorf("%w: %v (tag %d): %w", ErrBadMessage, e.typ, tag, err)
 	}
 	return m, nil
+}
+
+// Encode encodes msg with the codec registered for its type and returns
+// what a frame carries for it: the codec's tag and version and the payload.
+// It fails with ErrNotSerializable. With Decode it lets a package fuzz its
+// codecs as a node runs them.
+func Encode(msg Message) (tag uint16, version uint8, payload []byte, err error) {
+	e, err := codecFor(msg)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	payload, err = encodeMessage(e, nil, msg)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	return e.tag, e.version, payload, nil
+}
+
+// Decode decodes a payload as a node decodes a message from another node:
+// an unknown tag, a version the codec does not read (a *VersionError),
+// a Decode error or panic all fail it with an error wrapping
+// ErrBadMessage. The result shares nothing with payload unless the
+// codec's Decode keeps it.
+func Decode(tag uint16, version uint8, payload []byte) (Message, error) {
+	return decodeMessage(tag, version, payload)
 }
 
 // Roundtrip encodes msg with the codec registered for its type and decodes

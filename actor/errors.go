@@ -40,6 +40,10 @@ var (
 	ErrMessageTooLarge = errors.New("actor: message too large")
 	// ErrBadMessage: a message or frame from another node does not decode.
 	ErrBadMessage = errors.New("actor: malformed message")
+	// ErrUnsupportedVersion: a connection, frame or message from another
+	// node is of a version this node does not speak. The error is a
+	// *VersionError naming both; it also matches ErrBadMessage.
+	ErrUnsupportedVersion = errors.New("actor: unsupported version")
 	// ErrNodeStopped: the node is stopping or stopped.
 	ErrNodeStopped = errors.New("actor: node stopped")
 	// ErrStart: the node could not start (e.g. its address is in use).

@@ -67,6 +67,18 @@ const (
 // anything is parsed.
 var preamble = [5]byte{'R', 'A', 'G', 'O', connVersionPlain}
 
+// checkPreamble tells a connection from a node of another frame version (a
+// *VersionError) from one that is not a rago node at all.
+func checkPreamble(pre [len(preamble)]byte) error {
+	if [4]byte(pre[:4]) != [4]byte(preamble[:4]) {
+		return fmt.Errorf("%w: no rago preamble: % x", ErrBadMessage, pre)
+	}
+	if v := pre[4]; v < connVersionPlain || v > connVersionAuth {
+		return &VersionError{What: "connection", Got: v, Min: connVersionPlain, Max: connVersionAuth}
+	}
+	return nil
+}
+
 // appendFrame builds a frame around already encoded items.
 func appendFrame(b []byte, src string, epoch uint64, count int, items []byte) []byte {
 	b = append(b, frameVersion)
@@ -205,7 +217,7 @@ type frame struct {
 func decodeFrame(b []byte) (frame, error) {
 	r := wire.NewReader(b)
 	if v := r.Uint8(); v != frameVersion && r.Err() == nil {
-		return frame{}, fmt.Errorf("%w: frame version %d, want %d", ErrBadMessage, v, frameVersion)
+		return frame{}, &VersionError{What: "frame", Got: v, Min: frameVersion, Max: frameVersion}
 	}
 	f := frame{src: r.String(), epoch: r.Uvarint(), count: r.Len(2), items: r}
 	if err := r.Err(); err != nil {

@@ -26,6 +26,7 @@ func (n *Node) receiveFrameOn(ic *inConn, b []byte) {
 	f, err := decodeFrame(b)
 	if err != nil {
 		n.stats.droppedBadMessage.Add(1)
+		n.stats.countRefused(err)
 		n.badInput.log(n, "dropped a malformed frame", err)
 		return
 	}
@@ -80,6 +81,7 @@ func (n *Node) deliverItem(ic *inConn, src string, epoch uint64, it item) {
 		msg, err := it.msg.decode()
 		if err != nil {
 			n.stats.droppedBadMessage.Add(1)
+			n.stats.countRefused(err)
 			n.badInput.log(n, "dropped a message that does not decode", fmt.Errorf("for %s from %s: %w", it.target, src, err))
 			return
 		}
@@ -93,6 +95,7 @@ func (n *Node) deliverItem(ic *inConn, src string, epoch uint64, it item) {
 		msg, err := it.msg.decode()
 		if err != nil {
 			n.stats.droppedBadMessage.Add(1)
+			n.stats.countRefused(err)
 			n.badInput.log(n, "rejected a call that does not decode", fmt.Errorf("for %s from %s: %w", it.target, src, err))
 			n.sendReplyErr(src, it.callID, replyErrBadCall)
 			return
@@ -104,6 +107,9 @@ func (n *Node) deliverItem(ic *inConn, src string, epoch uint64, it item) {
 	case opReply:
 		msg, err := it.msg.decode()
 		if err != nil {
+			// The caller gets the error; the reply itself is dropped.
+			n.stats.droppedBadMessage.Add(1)
+			n.stats.countRefused(err)
 			n.calls.deliver(it.callID, callResult{err: err})
 			return
 		}

@@ -1,6 +1,9 @@
 package actor
 
-import "sync/atomic"
+import (
+	"errors"
+	"sync/atomic"
+)
 
 // Stats counts what a node did since it started. Drops are messages that
 // were accepted by Send and then not delivered.
@@ -14,10 +17,15 @@ type Stats struct {
 	DroppedLinkDown uint64
 	// DroppedBadMessage: items from peers that did not decode.
 	DroppedBadMessage uint64
-	FramesSent        uint64
-	FramesReceived    uint64
-	BytesSent         uint64
-	BytesReceived     uint64
+	// RefusedVersion: connections, frames and messages from peers refused
+	// for a version this node does not speak (the frames and messages
+	// are counted in DroppedBadMessage too, the connections in
+	// RefusedConnections).
+	RefusedVersion uint64
+	FramesSent     uint64
+	FramesReceived uint64
+	BytesSent      uint64
+	BytesReceived  uint64
 	// RefusedConnections: connections peers opened to this node that it
 	// closed before decoding a frame (no rago preamble, another version
 	// or security mode, a failed authentication or a handshake that timed
@@ -33,6 +41,7 @@ type Stats struct {
 
 type nodeStats struct {
 	spawned, droppedNoProcess, droppedQueueFull, droppedLinkDown, droppedBadMessage atomic.Uint64
+	refusedVersion                                                                  atomic.Uint64
 	framesSent, framesReceived, bytesSent, bytesReceived                            atomic.Uint64
 	refusedConnections, failedHandshakes                                            atomic.Uint64
 }
@@ -46,6 +55,7 @@ func (n *Node) Stats() Stats {
 		DroppedQueueFull:  s.droppedQueueFull.Load(),
 		DroppedLinkDown:   s.droppedLinkDown.Load(),
 		DroppedBadMessage: s.droppedBadMessage.Load(),
+		RefusedVersion:    s.refusedVersion.Load(),
 		FramesSent:        s.framesSent.Load(),
 		FramesReceived:    s.framesReceived.Load(),
 		BytesSent:         s.bytesSent.Load(),
@@ -53,5 +63,12 @@ func (n *Node) Stats() Stats {
 
 		RefusedConnections: s.refusedConnections.Load(),
 		FailedHandshakes:   s.failedHandshakes.Load(),
+	}
+}
+
+// countRefused counts err in RefusedVersion if it is a version refusal.
+func (s *nodeStats) countRefused(err error) {
+	if errors.Is(err, ErrUnsupportedVersion) {
+		s.refusedVersion.Add(1)
 	}
 }

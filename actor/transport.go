@@ -174,11 +174,14 @@ func (l *listener) open(ic *inConn) *bufio.Reader {
 		n.refuse(c, fmt.Errorf("%w: the peer opened with connection version %d (authenticated); this node has no credentials and speaks version %d", ErrProtocolMismatch, connVersionAuth, connVersionPlain))
 		return nil
 	case pre != preambleAuth:
+		// Not a rago node, or one of a connection version we do not speak.
+		err := checkPreamble(pre)
+		n.stats.countRefused(err)
 		if n.auth == nil {
 			n.stats.refusedConnections.Add(1)
-			n.badInput.log(n, "rejected a connection without the rago preamble", fmt.Errorf("%w: from %s: % x", ErrBadMessage, c.RemoteAddr(), pre))
+			n.badInput.log(n, "rejected a connection", fmt.Errorf("from %s: %w", c.RemoteAddr(), err))
 		} else {
-			n.refuse(c, fmt.Errorf("no rago preamble: % x", pre))
+			n.refuse(c, err)
 		}
 		return nil
 	}

@@ -72,7 +72,8 @@ func appendHeartbeat(b []byte, m heartbeat) []byte {
 // or trailing bytes.
 func decodeHeartbeat(version uint8, data []byte) (heartbeat, error) {
 	if version != heartbeatVersion {
-		return heartbeat{}, fmt.Errorf("%w: heartbeat version %d, want %d", wire.ErrMalformed, version, heartbeatVersion)
+		return heartbeat{}, fmt.Errorf("%w: %w", wire.ErrMalformed, &actor.VersionError{What: "heartbeat", Tag: heartbeatTag,
+			Got: version, Min: heartbeatVersion, Max: heartbeatVersion})
 	}
 	r := wire.NewReader(data)
 	from := r.Bytes()

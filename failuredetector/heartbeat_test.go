@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
 
+	"github.com/rago-raft/rago/actor"
 	"github.com/rago-raft/rago/internal/wire"
 )
 
@@ -76,6 +77,10 @@ func TestHeartbeatRejectsBadInput(t *testing.T) {
 			_, err := decodeHeartbeat(tc.version, tc.data)
 			require.ErrorIs(t, err, wire.ErrMalformed)
 		})
+	}
+	for _, v := range []uint8{0, 2, 255} {
+		_, err := decodeHeartbeat(v, good)
+		require.ErrorIs(t, err, actor.ErrUnsupportedVersion, "version %d", v)
 	}
 }
 

@@ -1,6 +1,7 @@
 package raftserver
 
 import (
+	"fmt"
 	"slices"
 
 	"github.com/rago-raft/rago/actor"
@@ -178,6 +179,15 @@ type systemResult struct {
 	Err remoteError
 }
 
+// checkTermIndex fails r if a message carries terms or an index beyond the
+// core's bounds (core.MaxTerm, core.MaxIndex): a snapshot's term and index
+// end up in the core's state, which must never hold such values.
+func checkTermIndex(r *wire.Reader, what string, term, snapTerm, snapIndex uint64) {
+	if term > core.MaxTerm || snapTerm > core.MaxTerm || snapIndex > core.MaxIndex {
+		r.FailWith(fmt.Errorf("%s: %w: term %d, snapshot term %d, snapshot index %d", what, core.ErrOutOfRange, term, snapTerm, snapIndex))
+	}
+}
+
 func appendID(b []byte, id ServerID) []byte {
 	b = wire.AppendString(b, id.Name)
 	return wire.AppendString(b, id.Node)
@@ -242,13 +252,25 @@ func readServerConfig(r *wire.Reader) ServerConfig {
 	return ServerConfig{ID: readID(r), Cluster: r.String(), Machine: readSpec(r), InitialMembers: readIDs(r)}
 }
 
+// messageVersion is the version of every codec below: a change to one of
+// their layouts needs a new version, and a decoder that still reads this
+// one.
+const messageVersion = 1
+
 // register registers T with a codec built from an encoder and a decoder
 // that reads the whole payload.
 func register[T any](tag uint16, enc func(b []byte, m T) []byte, dec func(r *wire.Reader) T) {
 	actor.MustRegister(actor.Codec[T]{
-		Tag: tag, Version: 1,
+		Tag: tag, Version: messageVersion,
 		Encode: enc,
-		Decode: func(_ uint8, data []byte) (T, error) {
+		Decode: func(v uint8, data []byte) (T, error) {
+			if v != messageVersion {
+				// actor refuses it before Decode runs; refusing here too
+				// keeps this decoder honest on its own.
+				var zero T
+				return zero, &actor.VersionError{What: fmt.Sprintf("%T", zero), Tag: tag, Got: v,
+					Min: messageVersion, Max: messageVersion}
+			}
 			r := wire.NewReader(data)
 			m := dec(r)
 			return m, r.Done()
@@ -264,7 +286,7 @@ func init() {
 		m := &peerMsg{From: readID(r)}
 		msg, err := core.DecodeMessage(r.Raw(r.Remaining()))
 		if err != nil {
-			r.Fail("raft message: %v", err)
+			r.FailWith(fmt.Errorf("raft message: %w", err))
 			return m
 		}
 		m.Msg = msg
@@ -421,9 +443,12 @@ func init() {
 		m := &snapChunk{From: readID(r), Term: r.Uvarint()}
 		c, err := snapshot.DecodeChunk(r.Raw(r.Remaining()))
 		if err != nil {
-			r.Fail("snapshot chunk: %v", err)
+			r.FailWith(fmt.Errorf("snapshot chunk: %w", err))
 		}
 		m.Chunk = c
+		if err == nil {
+			checkTermIndex(r, "snapshot chunk", m.Term, c.Term, c.Index)
+		}
 		return m
 	})
 	register(112, func(b []byte, m *snapAck) []byte {
@@ -434,9 +459,12 @@ func init() {
 		m := &snapAck{From: readID(r)}
 		a, err := snapshot.DecodeChunkAck(r.Raw(r.Remaining()))
 		if err != nil {
-			r.Fail("snapshot ack: %v", err)
+			r.FailWith(fmt.Errorf("snapshot ack: %w", err))
 		}
 		m.Ack = a
+		if err == nil {
+			checkTermIndex(r, "snapshot ack", 0, a.Term, a.Index)
+		}
 		return m
 	})
 	register(120, func(b []byte, m *systemReq) []byte {

@@ -213,7 +213,8 @@ func init() {
 		},
 		Decode: func(v uint8, data []byte) (Chunk, error) {
 			if v != 1 {
-				return Chunk{}, fmt.Errorf("%w: chunk codec version %d", wire.ErrMalformed, v)
+				return Chunk{}, fmt.Errorf("%w: %w", wire.ErrMalformed,
+					&actor.VersionError{What: "snapshot.Chunk", Tag: chunkTag, Got: v, Min: 1, Max: 1})
 			}
 			return DecodeChunk(data)
 		},
@@ -226,7 +227,8 @@ func init() {
 		},
 		Decode: func(v uint8, data []byte) (ChunkAck, error) {
 			if v != 1 {
-				return ChunkAck{}, fmt.Errorf("%w: chunk ack codec version %d", wire.ErrMalformed, v)
+				return ChunkAck{}, fmt.Errorf("%w: %w", wire.ErrMalformed,
+					&actor.VersionError{What: "snapshot.ChunkAck", Tag: chunkAckTag, Got: v, Min: 1, Max: 1})
 			}
 			return DecodeChunkAck(data)
 		},

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/rago-raft/rago/actor"
 	"github.com/rago-raft/rago/internal/wire"
 )
 
@@ -130,4 +131,23 @@ func FuzzDecodeChunkAck(f *testing.F) {
 		require.NoError(t, err)
 		require.Equal(t, data, again)
 	})
+}
+
+// TestMessagesOfOtherVersionsAreRefused: a chunk or ack of a version this
+// build does not read is refused with an error naming the version.
+func TestMessagesOfOtherVersionsAreRefused(t *testing.T) {
+	c := sampleChunk()
+	a := ChunkAck{Transfer: 1, Index: 2, Term: 3, Next: 4, Status: AckProgress}
+	for _, m := range []any{c, a} {
+		tag, version, b, err := actor.Encode(m)
+		require.NoError(t, err)
+		_, err = actor.Decode(tag, version, b)
+		require.NoError(t, err)
+		for _, v := range []uint8{0, version + 1} {
+			_, err = actor.Decode(tag, v, b)
+			var ve *actor.VersionError
+			require.ErrorAs(t, err, &ve, "%T version %d", m, v)
+			require.Equal(t, v, ve.Got)
+		}
+	}
 }

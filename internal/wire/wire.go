@@ -123,6 +123,14 @@ func (r *Reader) Fail(format string, args ...any) {
 	}
 }
 
+// FailWith is Fail for an error of its own, which stays visible to
+// errors.Is (a nested decoder's typed error, say).
+func (r *Reader) FailWith(err error) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: %w at offset %d", ErrMalformed, err, r.off)
+	}
+}
+
 // Uvarint reads an unsigned varint.
 func (r *Reader) Uvarint() uint64 {
 	if r.err != nil {

@@ -30,7 +30,8 @@ import (
 // know, machine version entries whose data is not one uvarint, entry terms
 // that go backwards or exceed the message term, a snapshot whose term
 // exceeds the message term or that sits at index 0 with a term, invalid
-// members, and trailing bytes.
+// members, and trailing bytes. They refuse terms above MaxTerm and indexes
+// above MaxIndex (ErrOutOfRange): see MaxTerm.
 
 // AppendBinary implements Message.
 func (m *AppendEntries) AppendBinary(b []byte) []byte {
@@ -138,7 +139,8 @@ func (m *InstallSnapshot) AppendBinary(b []byte) []byte {
 // DecodeMessage decodes one message produced by a Message's AppendBinary.
 // Entry data in a decoded AppendEntries is copied, so b may be reused.
 // Malformed input yields an error wrapping ErrMalformed (and, for low-level
-// faults, wire.ErrMalformed); DecodeMessage never panics.
+// faults, wire.ErrMalformed; for a term or index beyond MaxTerm or
+// MaxIndex, ErrOutOfRange); DecodeMessage never panics.
 func DecodeMessage(b []byte) (Message, error) {
 	if len(b) == 0 {
 		return nil, fmt.Errorf("%w: empty input", ErrMalformed)
@@ -180,6 +182,9 @@ func DecodeMessage(b []byte) (Message, error) {
 	}
 	if err := r.Done(); err != nil {
 		return nil, fmt.Errorf("%w: tag %d: %w", ErrMalformed, b[0], err)
+	}
+	if err := checkBounds(m); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	return m, nil
 }

@@ -30,7 +30,8 @@ func sampleMessages() []Message {
 		&TimeoutNow{Term: 12},
 		&Heartbeat{Term: 5, Seq: 77, Commit: 100},
 		&HeartbeatReply{Term: 5, Seq: 77, Commit: 99, MachineVersion: ^uint64(0)},
-		&NotLeader{Term: ^uint64(0)},
+		&NotLeader{Term: MaxTerm},
+		&AppendReply{Term: MaxTerm, LastIndex: MaxIndex, LastTerm: MaxTerm, NextIndex: MaxIndex + 1, Commit: MaxIndex},
 		&NotLeader{Term: 3, Lost: true},
 		&InstallSnapshot{Term: 9, Snapshot: Snapshot{Index: 1000, Term: 8, MachineVersion: 2,
 			Members: Membership{Voters: []ServerID{{"a", "n1"}, {"b", "n2"}}, NonVoters: []ServerID{{"c", "n3"}}}}},
@@ -98,6 +99,46 @@ func TestDecodeMessageRejectsMalformed(t *testing.T) {
 	// Low-level faults also say so.
 	_, err := DecodeMessage(cases["truncated"])
 	require.True(t, errors.Is(err, wire.ErrMalformed))
+}
+
+// TestDecodeMessageRefusesTermsAndIndexesOutOfRange: every term and index
+// a message carries is refused above MaxTerm or MaxIndex, so that nothing a
+// peer sends can make the core compute term+1 or index+1 that wraps.
+func TestDecodeMessageRefusesTermsAndIndexesOutOfRange(t *testing.T) {
+	const bigT, bigI = MaxTerm + 1, MaxIndex + 1
+	cases := map[string]Message{
+		"append term":            &AppendEntries{Term: bigT},
+		"append prev index":      &AppendEntries{Term: 1, PrevIndex: bigI},
+		"append commit":          &AppendEntries{Term: 1, Commit: bigI},
+		"append entries past":    &AppendEntries{Term: 1, PrevIndex: MaxIndex, Entries: []Entry{{Term: 1, Type: EntryNoop}}},
+		"reply term":             &AppendReply{Term: bigT},
+		"reply last index":       &AppendReply{Term: 1, LastIndex: bigI},
+		"reply last term":        &AppendReply{Term: 1, LastTerm: bigT},
+		"reply next index":       &AppendReply{Term: 1, NextIndex: MaxIndex + 2},
+		"reply rejected prev":    &AppendReply{Term: 1, RejectedPrev: bigI},
+		"reply commit":           &AppendReply{Term: 1, Commit: bigI},
+		"prevote term":           &PreVoteRequest{Term: bigT},
+		"prevote last index":     &PreVoteRequest{Term: 1, LastIndex: bigI},
+		"prevote last term":      &PreVoteRequest{Term: 1, LastTerm: bigT},
+		"prevote reply term":     &PreVoteReply{Term: bigT, Granted: true},
+		"vote term":              &VoteRequest{Term: bigT},
+		"vote last index":        &VoteRequest{Term: 1, LastIndex: bigI},
+		"vote last term":         &VoteRequest{Term: 1, LastTerm: bigT},
+		"vote reply term":        &VoteReply{Term: bigT},
+		"timeout now term":       &TimeoutNow{Term: bigT},
+		"heartbeat term":         &Heartbeat{Term: ^uint64(0)},
+		"heartbeat commit":       &Heartbeat{Term: 1, Commit: bigI},
+		"heartbeat reply term":   &HeartbeatReply{Term: bigT},
+		"heartbeat reply commit": &HeartbeatReply{Term: 1, Commit: bigI},
+		"not leader term":        &NotLeader{Term: bigT},
+		"snapshot term":          &InstallSnapshot{Term: bigT, Snapshot: Snapshot{Index: 1, Term: bigT}},
+		"snapshot index":         &InstallSnapshot{Term: 1, Snapshot: Snapshot{Index: bigI, Term: 1}},
+	}
+	for name, m := range cases {
+		_, err := DecodeMessage(m.AppendBinary(nil))
+		require.ErrorIs(t, err, ErrOutOfRange, name)
+		require.ErrorIs(t, err, ErrMalformed, name)
+	}
 }
 
 func TestMembershipRoundTripAndValidation(t *testing.T) {

@@ -4,6 +4,12 @@ package core
 // function. Terms: a higher term makes us a follower of that term (with a
 // few exceptions below); a lower term marks the message stale.
 func (r *Raft) receive(from ServerID, m Message) {
+	if err := checkBounds(m); err != nil {
+		// DecodeMessage refuses these; a message handed to Step without
+		// decoding is checked here, before its term can be adopted.
+		r.logger.Warn("message out of range dropped", "from", from.String(), "err", err)
+		return
+	}
 	if len(r.gone) > 0 {
 		delete(r.gone, from) // it is back (a restart, or a flapping monitor)
 	}
@@ -172,8 +178,9 @@ func (r *Raft) handleElectionTimeout() {
 			r.electionAttempts++
 			r.announce()
 		case !r.mayCampaign():
-			// Our code cannot run the cluster's machine version: leave the
-			// election to upgraded members (no timer is armed again).
+			// Our code cannot run the cluster's machine version, or the
+			// term or log is at its bound (MaxTerm): leave the election
+			// to others (no timer is armed again).
 		default:
 			r.becomePreVote()
 		}
@@ -323,6 +330,12 @@ func (r *Raft) becomeFollower(term uint64, lead ServerID) {
 }
 
 func (r *Raft) becomePreVote() {
+	if r.term >= MaxTerm || r.log.lastIndex() >= MaxIndex {
+		// A candidate that reached a bound has no next round (a pre-vote
+		// at MaxTerm+1 is refused everywhere): it stops standing.
+		r.becomeFollower(r.term, ServerID{})
+		return
+	}
 	r.role = RolePreVote
 	r.step = stepPreVote
 	r.lead = ServerID{}
@@ -342,6 +355,11 @@ func (r *Raft) becomePreVote() {
 }
 
 func (r *Raft) becomeCandidate(transfer bool) {
+	if r.term >= MaxTerm {
+		// Unreachable through mayCampaign; kept so that no path can
+		// raise the term past the bound.
+		return
+	}
 	r.term++
 	r.vote = r.id
 	r.resetMatched()

@@ -16,6 +16,12 @@ var (
 	// ErrMalformed: bytes that do not decode as a message or membership. It
 	// also wraps wire.ErrMalformed when the low-level decoding failed.
 	ErrMalformed = errors.New("core: malformed message")
+	// ErrOutOfRange: a message carries a term above MaxTerm or an index
+	// above MaxIndex (DecodeMessage wraps it with ErrMalformed; Step drops
+	// such a message), a command would be appended past MaxIndex, or the
+	// durable state handed to New holds such a value (with
+	// ErrInvalidState).
+	ErrOutOfRange = errors.New("core: term or index out of range")
 	// ErrStorage: the LogReader failed. The Raft that saw it is broken: every
 	// later Step returns this error, and the server must restart the member
 	// from its durable state.

@@ -1,6 +1,9 @@
 package core
 
-import "slices"
+import (
+	"fmt"
+	"slices"
+)
 
 // leaderState is what a member keeps only while it leads. It is replaced
 // wholesale on becoming leader and dropped on stepping down.
@@ -72,6 +75,16 @@ func (ls *leaderState) syncPeers(r *Raft, m Membership) {
 // followers. The Append action and the Sends go out in the same batch so
 // the local write and the replication overlap.
 func (r *Raft) appendOwn(ents []Entry, token any) {
+	if last := ents[len(ents)-1].Index; last > MaxIndex {
+		// The log is full (see MaxIndex): nothing is persisted past it.
+		// Commands are refused earlier (handleCommands); this catches a
+		// config change or version bump.
+		r.logger.Error("log full: entry not appended", "index", last)
+		if token != nil {
+			r.emit(Reply{Token: token, Err: fmt.Errorf("%w: the log is at index %d", ErrOutOfRange, last-1), Leader: r.id})
+		}
+		return
+	}
 	if err := r.log.append(ents); err != nil {
 		r.fail(err)
 		return
@@ -102,6 +115,13 @@ func (r *Raft) handleCommands(cmds []Command) {
 		return
 	}
 	next := r.log.lastIndex() + 1
+	if uint64(len(cmds)) > MaxIndex+1-next {
+		// The log is full (see MaxIndex): refuse rather than wrap.
+		for _, c := range cmds {
+			r.emit(Reply{Token: c.Token, Err: fmt.Errorf("%w: the log is at index %d", ErrOutOfRange, next-1), Leader: r.id})
+		}
+		return
+	}
 	ents := make([]Entry, len(cmds))
 	for i, c := range cmds {
 		ents[i] = Entry{Index: next + uint64(i), Term: r.term, Type: EntryNormal, Data: c.Data}

@@ -98,6 +98,10 @@ func New(cfg Config, state HardState, log LogReader) (*Raft, error) {
 		return nil, fmt.Errorf("%w: nil LogReader", ErrInvalidState)
 	}
 	snap := cfg.Snapshot.Clone()
+	if state.Term > MaxTerm || snap.Index > MaxIndex || log.LastIndex() > MaxIndex {
+		return nil, fmt.Errorf("%w: %w: term %d, snapshot index %d, last log index %d (bounds %d, %d)",
+			ErrInvalidState, ErrOutOfRange, state.Term, snap.Index, log.LastIndex(), uint64(MaxTerm), uint64(MaxIndex))
+	}
 	if snap.Term > state.Term {
 		return nil, fmt.Errorf("%w: snapshot term %d is above the persisted term %d", ErrInvalidState, snap.Term, state.Term)
 	}

@@ -127,7 +127,9 @@ func (r *Raft) noteEntries(ents []Entry) {
 // it cannot apply (it could not answer any command); voters refuse it too
 // (see voteVersionOK), so it cannot win even with a log that lacks the bump.
 func (r *Raft) mayCampaign() bool {
-	return r.mayStand() && r.versions.current() <= r.cfg.MachineVersion &&
+	// At MaxTerm there is no next term to campaign in, and at MaxIndex no
+	// room for a new leader's noop (see MaxTerm).
+	return r.term < MaxTerm && r.log.lastIndex() < MaxIndex && r.mayStand() && r.versions.current() <= r.cfg.MachineVersion &&
 		(r.recoverTo == 0 || r.cfg.Sabotage.VoteWhileRecovering)
 }
 
