@@ -15,9 +15,9 @@ import (
 //	AppendReply     tag=2 term success(bool) last_index last_term next_index rejected_prev commit
 //	                machine_version
 //	PreVoteRequest  tag=3 term last_index last_term machine_version
-//	PreVoteReply    tag=4 term granted(bool) [lost(bool), only when true]
+//	PreVoteReply    tag=4 term granted(bool)
 //	VoteRequest     tag=5 term last_index last_term transfer(bool) machine_version
-//	VoteReply       tag=6 term granted(bool) [lost(bool), only when true]
+//	VoteReply       tag=6 term granted(bool)
 //	TimeoutNow      tag=7 term
 //	Heartbeat       tag=8 term seq commit
 //	HeartbeatReply  tag=9 term seq commit machine_version
@@ -76,7 +76,7 @@ func (m *PreVoteRequest) AppendBinary(b []byte) []byte {
 func (m *PreVoteReply) AppendBinary(b []byte) []byte {
 	b = append(b, byte(kindPreVoteReply))
 	b = wire.AppendUvarint(b, m.Term)
-	return appendGrant(b, m.Granted, m.Lost)
+	return wire.AppendBool(b, m.Granted)
 }
 
 // AppendBinary implements Message.
@@ -93,7 +93,7 @@ func (m *VoteRequest) AppendBinary(b []byte) []byte {
 func (m *VoteReply) AppendBinary(b []byte) []byte {
 	b = append(b, byte(kindVoteReply))
 	b = wire.AppendUvarint(b, m.Term)
-	return appendGrant(b, m.Granted, m.Lost)
+	return wire.AppendBool(b, m.Granted)
 }
 
 // AppendBinary implements Message.
@@ -157,16 +157,12 @@ func DecodeMessage(b []byte) (Message, error) {
 	case kindPreVoteRequest:
 		m = &PreVoteRequest{Term: r.Uvarint(), LastIndex: r.Uvarint(), LastTerm: r.Uvarint(), MachineVersion: r.Uvarint()}
 	case kindPreVoteReply:
-		t := r.Uvarint()
-		granted, lost := readGrant(r)
-		m = &PreVoteReply{Term: t, Granted: granted, Lost: lost}
+		m = &PreVoteReply{Term: r.Uvarint(), Granted: r.Bool()}
 	case kindVoteRequest:
 		m = &VoteRequest{Term: r.Uvarint(), LastIndex: r.Uvarint(), LastTerm: r.Uvarint(), Transfer: r.Bool(),
 			MachineVersion: r.Uvarint()}
 	case kindVoteReply:
-		t := r.Uvarint()
-		granted, lost := readGrant(r)
-		m = &VoteReply{Term: t, Granted: granted, Lost: lost}
+		m = &VoteReply{Term: r.Uvarint(), Granted: r.Bool()}
 	case kindTimeoutNow:
 		m = &TimeoutNow{Term: r.Uvarint()}
 	case kindHeartbeat:
@@ -255,31 +251,4 @@ func decodeInstallSnapshot(r *wire.Reader) *InstallSnapshot {
 		}
 	}
 	return m
-}
-
-// appendGrant encodes a vote reply's verdict. The Lost flag follows only
-// when set, as one more byte: replies from members that lost no entries
-// stay as older versions wrote them, and an older candidate drops a reply
-// it cannot read (a vote it does not count) rather than count a grant that
-// vouches for nothing.
-func appendGrant(b []byte, granted, lost bool) []byte {
-	b = wire.AppendBool(b, granted)
-	if lost {
-		b = wire.AppendBool(b, true)
-	}
-	return b
-}
-
-// readGrant decodes what appendGrant wrote. Only a grant can be Lost, and
-// the flag is absent when false: any other form is malformed, so each
-// reply has one encoding.
-func readGrant(r *wire.Reader) (granted, lost bool) {
-	granted = r.Bool()
-	if r.Err() != nil || r.Remaining() == 0 {
-		return granted, false
-	}
-	if lost = r.Bool(); !lost || !granted {
-		r.Fail("lost flag on a refusal, or present but false")
-	}
-	return granted, lost
 }

@@ -82,16 +82,28 @@ type Config struct {
 	// older snapshot (or to none). They are the index and term of the last
 	// entry of the lost log. Until the member's log again holds, durably and
 	// matching a leader, the committed entries up to RecoverTo, it does not
-	// campaign (it could lead without entries a quorum relies on). Its
-	// (pre-)votes vouch only for logs at least as up to date as the lost
-	// one, as they would have with its log intact; to a candidate that
-	// passes only its shortened log it grants a vote marked Lost, which
-	// completes a quorum only where the other grants already meet every
-	// quorum (see VoteReply.Lost): a cluster of two whose members are one
-	// recovering voter and one that never received the lost entries can
-	// elect a leader again. It replicates and counts for commits as usual. Status().RecoverTo says when recovery is over
+	// campaign (it could lead without entries a quorum relies on), and it
+	// grants (pre-)votes only to logs at least as up to date as the lost
+	// one, as it would have with its log intact. It replicates and counts
+	// for commits as usual. Recovery also ends once the durable log is at
+	// least as up to date as the lost one (it then holds what an intact log
+	// would hold after the same appends). Until then a cluster whose other
+	// voters all lack the lost entries has no leader: no member can tell
+	// whether those entries committed. Status().RecoverTo says when recovery is over
 	// (0); the server then forgets the persisted values.
 	RecoverTo, RecoverTerm uint64
+	// Incarnation identifies this replica among all replicas that ever ran
+	// under its ServerID: a random nonzero number drawn when the replica
+	// was created, kept for its life, and never reused (the server derives
+	// it from its UID). The leader binds each member to the incarnation it
+	// hears from (Membership.Incarnations). A replica that restarts without
+	// its data is a new incarnation: the others drop its votes and its
+	// acknowledgements, and it neither votes nor stands while the
+	// configuration binds its name to the old one, until it is removed and
+	// added again. 0 (tests of the
+	// core alone) opts out: such a member sends no identity and is never
+	// bound.
+	Incarnation uint64
 	// Seed seeds the election jitter. Two members should use different
 	// seeds; the same seed replays the same jitter.
 	Seed uint64
@@ -143,6 +155,10 @@ type Sabotage struct {
 	// vote by the log it has left and campaign as if it had the lost
 	// entries.
 	VoteWhileRecovering bool
+	// IgnoreIncarnations makes members count a replica's messages whatever
+	// incarnation it sends, and a replica vote and stand whatever
+	// incarnation the configuration binds its name to.
+	IgnoreIncarnations bool
 }
 
 // withDefaults returns c with zero-valued optional fields set.

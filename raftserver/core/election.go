@@ -3,11 +3,14 @@ package core
 // receive checks a message's term once, then hands it to the role's step
 // function. Terms: a higher term makes us a follower of that term (with a
 // few exceptions below); a lower term marks the message stale.
-func (r *Raft) receive(from ServerID, m Message) {
+func (r *Raft) receive(from ServerID, inc uint64, m Message) {
 	if err := checkBounds(m); err != nil {
 		// DecodeMessage refuses these; a message handed to Step without
 		// decoding is checked here, before its term can be adopted.
 		r.logger.Warn("message out of range dropped", "from", from.String(), "err", err)
+		return
+	}
+	if !r.checkIncarnation(from, inc, m) {
 		return
 	}
 	if len(r.gone) > 0 {
@@ -75,12 +78,12 @@ func (r *Raft) handlePreVoteRequest(from ServerID, m *PreVoteRequest) {
 	// have no live leader (or the asker is that leader, which stepped down).
 	// "Live" is defined by events, not heartbeats: a leader stays live
 	// until LeaderDown or NodeSuspected says otherwise.
-	logOK, lost := r.voteLog(m.LastIndex, m.LastTerm)
-	grant := m.Term > r.term && logOK &&
+	grant := m.Term > r.term && !r.staleIncarnation() &&
+		r.voteLogOK(m.LastIndex, m.LastTerm) &&
 		r.voteVersionOK(m.MachineVersion) &&
 		(!r.liveLeader() || from == r.lead)
 	if grant {
-		r.send(from, &PreVoteReply{Term: m.Term, Granted: true, Lost: lost})
+		r.send(from, &PreVoteReply{Term: m.Term, Granted: true})
 		// Give the asker its round before standing ourselves: a round of
 		// our own now, or a timer that fires while its vote request is on
 		// the way, would split the vote (each member votes for itself in
@@ -126,35 +129,38 @@ func (r *Raft) handlePreVoteRequest(from ServerID, m *PreVoteRequest) {
 }
 
 func (r *Raft) handleVoteRequest(from ServerID, m *VoteRequest) {
-	canVote := r.vote == from || (r.vote.IsZero() && r.lead.IsZero())
-	logOK, lost := r.voteLog(m.LastIndex, m.LastTerm)
-	if canVote && logOK && r.voteVersionOK(m.MachineVersion) {
+	canVote := (r.vote == from || (r.vote.IsZero() && r.lead.IsZero())) && !r.staleIncarnation()
+	if canVote && r.voteLogOK(m.LastIndex, m.LastTerm) && r.voteVersionOK(m.MachineVersion) {
 		r.vote = from
 		r.electionAttempts = 0
 		// The vote is persisted by finish before this reply is sent
 		// (PersistState comes first in the batch).
-		r.send(from, &VoteReply{Term: r.term, Granted: true, Lost: lost})
+		r.send(from, &VoteReply{Term: r.term, Granted: true})
 		r.rearmTimer = true
 		return
 	}
 	r.send(from, &VoteReply{Term: r.term})
 }
 
-// voteLog is Raft's election restriction: the candidate's log must be at
-// least as up to date as ours. While we recover lost entries, the log we
-// lost (its last entry stands for what we acknowledged) is the one to
-// compare with; a candidate that passes ours but not that one gets a grant
-// marked lost, which does not vouch for its log (see tallyVotes).
-func (r *Raft) voteLog(lastIndex, lastTerm uint64) (grant, lost bool) {
+// voteLogOK is Raft's election restriction: the candidate's log must be at
+// least as up to date as ours, and, while we recover lost entries, as the
+// log we lost (its last entry still stands for what we acknowledged).
+//
+// A grant to a candidate that passes only our shortened log cannot be
+// counted as half a vote either (counted toward the quorum but not as
+// vouching for the log): the quorum that committed what we lost may be one
+// of another configuration than the candidate's, and with single-server
+// changes only full quorums of neighbouring configurations are sure to
+// overlap.
+func (r *Raft) voteLogOK(lastIndex, lastTerm uint64) bool {
 	if r.cfg.Sabotage.SkipUpToDateCheck {
-		return true, false
+		return true
 	}
-	if !r.log.isUpToDate(lastIndex, lastTerm) {
-		return false, false
+	if r.recoverTo > 0 && !r.cfg.Sabotage.VoteWhileRecovering &&
+		(lastTerm < r.recoverTerm || lastTerm == r.recoverTerm && lastIndex < r.recoverTo) {
+		return false
 	}
-	lost = r.recoverTo > 0 && !r.cfg.Sabotage.VoteWhileRecovering &&
-		(lastTerm < r.recoverTerm || lastTerm == r.recoverTerm && lastIndex < r.recoverTo)
-	return true, lost
+	return r.log.isUpToDate(lastIndex, lastTerm)
 }
 
 func (r *Raft) handleElectionTimeout() {
@@ -339,7 +345,7 @@ func (r *Raft) becomePreVote() {
 	r.role = RolePreVote
 	r.step = stepPreVote
 	r.lead = ServerID{}
-	r.votes = map[ServerID]ballot{r.id: ballotGranted}
+	r.votes = map[ServerID]bool{r.id: true}
 	r.rearmTimer = true
 	if tallyVotes(r.members.current.Voters, r.votes) == voteWon {
 		r.becomeCandidate(false)
@@ -367,7 +373,7 @@ func (r *Raft) becomeCandidate(transfer bool) {
 	r.role = RoleCandidate
 	r.step = stepCandidate
 	r.lead = ServerID{}
-	r.votes = map[ServerID]ballot{r.id: ballotGranted}
+	r.votes = map[ServerID]bool{r.id: true}
 	r.ownVotes = r.votes
 	r.rearmTimer = true
 	if r.electionOutcome() == voteWon {
@@ -402,7 +408,7 @@ func stepPreVote(r *Raft, from ServerID, m Message) {
 		if m.Term != r.term+1 && !(m.Term == r.term && !m.Granted) {
 			return
 		}
-		r.votes[from] = ballotOf(m.Granted, m.Lost)
+		r.votes[from] = m.Granted
 		switch tallyVotes(r.members.current.Voters, r.votes) {
 		case voteWon:
 			r.becomeCandidate(false)
@@ -422,7 +428,7 @@ func stepPreVote(r *Raft, from ServerID, m Message) {
 		if m.Term != r.term || r.vote != r.id || r.ownVotes == nil {
 			return
 		}
-		r.ownVotes[from] = ballotOf(m.Granted, m.Lost)
+		r.ownVotes[from] = m.Granted
 		if tallyVotes(r.members.current.Voters, r.ownVotes) == voteWon {
 			r.votes = r.ownVotes
 			r.becomeLeader()
@@ -437,7 +443,7 @@ func stepPreVote(r *Raft, from ServerID, m Message) {
 func stepCandidate(r *Raft, from ServerID, m Message) {
 	switch m := m.(type) {
 	case *VoteReply:
-		r.votes[from] = ballotOf(m.Granted, m.Lost)
+		r.votes[from] = m.Granted
 		switch r.electionOutcome() {
 		case voteWon:
 			r.becomeLeader()

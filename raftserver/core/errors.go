@@ -55,6 +55,10 @@ var (
 	// ErrMemberExists: AddMember names a member that is already in the
 	// cluster with the requested voting status.
 	ErrMemberExists = errors.New("core: member already present")
+	// ErrOtherIncarnation: AddMember names a member that the configuration
+	// binds to another incarnation of its replica (see
+	// Membership.Incarnations): remove it first, then add it again.
+	ErrOtherIncarnation = errors.New("core: member bound to another incarnation")
 	// ErrTransferInProgress: a leader transfer is under way; commands and
 	// membership changes are refused until it ends. Retry later.
 	ErrTransferInProgress = errors.New("core: leader transfer in progress")

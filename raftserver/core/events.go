@@ -13,7 +13,10 @@ type Started struct{}
 // Receive: a message from peer From arrived.
 type Receive struct {
 	From ServerID
-	Msg  Message
+	// Incarnation is the sender's Config.Incarnation, which the transport
+	// carries beside every message (0: the sender has none).
+	Incarnation uint64
+	Msg         Message
 }
 
 // Written: the local log reports the entries up to index To durable, To
@@ -114,7 +117,12 @@ type Tick struct{}
 type AddMember struct {
 	Member ServerID
 	Voter  bool
-	Token  any
+	// Incarnation, if nonzero, binds the new member to that incarnation of
+	// its replica at once; otherwise the leader binds it to the first
+	// incarnation it hears from. A promotion keeps the binding it has, and
+	// is refused if Incarnation names another one.
+	Incarnation uint64
+	Token       any
 }
 
 // RemoveMember asks the leader to remove Member. Token comes back in the

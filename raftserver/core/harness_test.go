@@ -22,6 +22,7 @@ type testCluster struct {
 
 type envelope struct {
 	from, to ServerID
+	inc      uint64 // the sender's incarnation when it sent
 	msg      Message
 }
 
@@ -124,7 +125,7 @@ func (c *testCluster) step(sid ServerID, ev Event) []Action {
 				require.Equal(c.t, HardState{Term: v.Term, VotedFor: a.To}, nd.hard, "vote sent before it is durable")
 			}
 			c.sent++
-			c.inbox = append(c.inbox, envelope{from: sid, to: a.To, msg: a.Msg})
+			c.inbox = append(c.inbox, envelope{from: sid, to: a.To, inc: nd.cfg.Incarnation, msg: a.Msg})
 		case Apply:
 			require.Equal(c.t, nd.applied+1, a.From)
 			nd.applied = a.To
@@ -138,7 +139,7 @@ func (c *testCluster) step(sid ServerID, ev Event) []Action {
 			nd.snapSends = append(nd.snapSends, a)
 			// The transfer's end: the receiver steps the message.
 			c.sent++
-			c.inbox = append(c.inbox, envelope{from: sid, to: a.To, msg: a.Msg})
+			c.inbox = append(c.inbox, envelope{from: sid, to: a.To, inc: nd.cfg.Incarnation, msg: a.Msg})
 		case RestoreSnapshot:
 			require.Empty(c.t, nd.pending, "install with writes in flight")
 			nd.snap = a.Snapshot
@@ -173,7 +174,7 @@ func (c *testCluster) deliver() {
 		if c.cut[[2]ServerID{e.from, e.to}] || c.nodes[e.to] == nil || c.nodes[e.to].down {
 			continue
 		}
-		c.step(e.to, Receive{From: e.from, Msg: e.msg})
+		c.step(e.to, Receive{From: e.from, Incarnation: e.inc, Msg: e.msg})
 	}
 }
 

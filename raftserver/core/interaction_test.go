@@ -314,11 +314,11 @@ func describeMsg(m Message) string {
 	case *PreVoteRequest:
 		return fmt.Sprintf("PreVoteRequest t%d last=%d@%d%s", m.Term, m.LastIndex, m.LastTerm, versionNote(m.MachineVersion))
 	case *PreVoteReply:
-		return fmt.Sprintf("PreVoteReply t%d granted=%v%s", m.Term, m.Granted, lostMark(m.Lost))
+		return fmt.Sprintf("PreVoteReply t%d granted=%v", m.Term, m.Granted)
 	case *VoteRequest:
 		return fmt.Sprintf("VoteRequest t%d last=%d@%d transfer=%v%s", m.Term, m.LastIndex, m.LastTerm, m.Transfer, versionNote(m.MachineVersion))
 	case *VoteReply:
-		return fmt.Sprintf("VoteReply t%d granted=%v%s", m.Term, m.Granted, lostMark(m.Lost))
+		return fmt.Sprintf("VoteReply t%d granted=%v", m.Term, m.Granted)
 	case *TimeoutNow:
 		return fmt.Sprintf("TimeoutNow t%d", m.Term)
 	case *Heartbeat:
@@ -387,11 +387,4 @@ func describeAction(a Action) string {
 	default:
 		return strings.TrimPrefix(fmt.Sprintf("%T", a), "core.")
 	}
-}
-
-func lostMark(lost bool) string {
-	if lost {
-		return " lost"
-	}
-	return ""
 }

@@ -26,6 +26,9 @@ type leaderState struct {
 	// for the previous one, or the term's first entry, to commit; oldest
 	// first, at most maxQueuedChanges.
 	changes []Event
+	// heard is the incarnation each member not yet bound was heard from:
+	// bindIncarnations binds them.
+	heard map[ServerID]uint64
 
 	cqTicks int // ticks into the current check-quorum window
 	// justElected: the voters' grants still count as heard when the
@@ -42,10 +45,10 @@ func (r *Raft) becomeLeader() {
 	r.electionAttempts = 0
 	r.ldr = leaderState{progress: map[ServerID]*progress{}, justElected: true}
 	r.ldr.syncPeers(r, r.members.current)
-	for v, b := range r.votes {
+	for v, granted := range r.votes {
 		// Its voters were just heard from, whatever a detector's stale
 		// suspicion says.
-		if pr := r.ldr.progress[v]; pr != nil && b != ballotDenied {
+		if pr := r.ldr.progress[v]; pr != nil && granted {
 			pr.active = true
 		}
 	}

@@ -73,7 +73,10 @@ func (r *Raft) addMember(ev AddMember) {
 		return
 	}
 	next := cur.Clone()
-	switch {
+	switch bound := cur.Incarnation(ev.Member); {
+	case cur.Contains(ev.Member) && ev.Incarnation != 0 && bound != 0 && bound != ev.Incarnation:
+		r.rejectChange(ev.Token, fmt.Errorf("%w: %s is bound to incarnation %d, not %d", ErrOtherIncarnation, ev.Member, bound, ev.Incarnation))
+		return
 	case cur.IsVoter(ev.Member), cur.IsNonVoter(ev.Member) && !ev.Voter:
 		r.rejectChange(ev.Token, ErrMemberExists)
 		return
@@ -85,6 +88,9 @@ func (r *Raft) addMember(ev AddMember) {
 		next.Voters = append(next.Voters, ev.Member)
 	default:
 		next.NonVoters = append(next.NonVoters, ev.Member)
+	}
+	if ev.Incarnation != 0 {
+		next = next.bind(ev.Member, ev.Incarnation)
 	}
 	r.proposeMembership(next, ev.Token)
 }
@@ -99,6 +105,7 @@ func (r *Raft) removeMember(ev RemoveMember) {
 	drop := func(id ServerID) bool { return id == ev.Member }
 	next.Voters = slices.DeleteFunc(next.Voters, drop)
 	next.NonVoters = slices.DeleteFunc(next.NonVoters, drop)
+	delete(next.Incarnations, ev.Member) // a replica added again may be another one
 	if len(next.Voters) == 0 {
 		r.rejectChange(ev.Token, fmt.Errorf("%w: cannot remove the last voter %s", ErrUnknownMember, ev.Member))
 		return

@@ -89,9 +89,6 @@ type PreVoteRequest struct {
 type PreVoteReply struct {
 	Term    uint64
 	Granted bool
-	// Lost marks a grant that does not vouch for the candidate's log: see
-	// VoteReply.Lost.
-	Lost bool
 }
 
 // VoteRequest asks for a vote in Term. Transfer marks the election a leader
@@ -111,12 +108,6 @@ type VoteRequest struct {
 type VoteReply struct {
 	Term    uint64
 	Granted bool
-	// Lost marks a grant from a voter that lost log entries it may have
-	// acknowledged (Config.RecoverTo) to a candidate whose log lacks them.
-	// The voter cannot tell whether those entries were committed, so its
-	// grant counts toward the quorum of votes but not toward the voters
-	// that vouch for the candidate's log (see tallyVotes).
-	Lost bool
 }
 
 // TimeoutNow tells a transfer target, whose log the leader has brought up

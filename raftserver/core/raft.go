@@ -29,7 +29,10 @@ type Raft struct {
 	// gone are peers whose process PeerDown reported gone and that have
 	// not been heard from since.
 	gone map[ServerID]bool
-	step func(r *Raft, from ServerID, m Message)
+	// strangers are members heard from under another incarnation than the
+	// one the configuration binds them to (Status.Strangers).
+	strangers map[ServerID]uint64
+	step      func(r *Raft, from ServerID, m Message)
 
 	log     raftLog
 	commit  uint64
@@ -57,10 +60,10 @@ type Raft struct {
 	deferredSnap *InstallSnapshot
 
 	// Elections.
-	votes map[ServerID]ballot
+	votes map[ServerID]bool
 	// ownVotes are the answers to this member's candidacy in the current
 	// term, kept after its timer gave the round up (see stepPreVote).
-	ownVotes         map[ServerID]ballot
+	ownVotes         map[ServerID]bool
 	electionAttempts int
 	timerArmed       bool
 	rearmTimer       bool
@@ -131,6 +134,7 @@ func New(cfg Config, state HardState, log LogReader) (*Raft, error) {
 		role:      RoleFollower,
 		suspected: map[string]bool{},
 		gone:      map[ServerID]bool{},
+		strangers: map[ServerID]uint64{},
 		step:      stepFollower,
 		log:       rl,
 		commit:    snap.Index,
@@ -178,7 +182,7 @@ func (r *Raft) Step(ev Event) ([]Action, error) {
 	case SnapshotTaken:
 		r.handleSnapshotTaken(ev.Snapshot)
 	case Receive:
-		r.receive(ev.From, ev.Msg)
+		r.receive(ev.From, ev.Incarnation, ev.Msg)
 	case Written:
 		r.handleWritten(ev)
 	case Command:
@@ -258,6 +262,7 @@ func (r *Raft) finish() {
 		return
 	}
 	r.proposeQueuedChanges()
+	r.bindIncarnations()
 	r.maybeBumpVersion()
 	if r.err != nil {
 		return
@@ -338,18 +343,29 @@ func (r *Raft) finish() {
 // change that removed it (or made it a non-voter) is uncommitted. It may
 // then still be needed to commit that change (Ongaro's thesis, 4.2.2); its
 // own vote does not count, as tallies count the voters in effect only.
+//
+// A replica the configuration binds to another incarnation never stands:
+// it lacks what the bound one acknowledged.
 func (r *Raft) mayStand() bool {
 	if r.isVoter() {
 		return true
 	}
+	if r.staleIncarnation() {
+		return false
+	}
 	prev, ok := r.members.previous(r.commit)
-	return ok && prev.IsVoter(r.id)
+	if !ok || !prev.IsVoter(r.id) {
+		return false
+	}
+	inc := prev.Incarnation(r.id)
+	return inc == 0 || inc == r.cfg.Incarnation
 }
 
-// isVoter reports whether this member is a voter of the config in effect.
+// isVoter reports whether this member is a voter of the config in effect,
+// as the incarnation that config binds (if any).
 func (r *Raft) isVoter() bool {
 	if r.members.voterFor != r.members.index()+1 {
-		r.members.voter = r.members.current.IsVoter(r.id)
+		r.members.voter = r.members.current.IsVoter(r.id) && !r.staleIncarnation()
 		r.members.voterFor = r.members.index() + 1
 	}
 	return r.members.voter

@@ -184,42 +184,10 @@ func TestAMemberThatLostItsMembersFollowsAndIsRepaired(t *testing.T) {
 	require.Equal(t, c.node(id(1)).log.ents, s3.log.ents)
 }
 
-// A cluster of two, in which the member that lost its log had appended an
-// entry the other never received, elects a leader again: the lost entry
-// cannot have been committed without the other member, whose own grant
-// vouches for its log.
-func TestTwoVotersElectWhileOneRecoversAnEntryTheOtherLacks(t *testing.T) {
-	c := newTestCluster(t, 2)
-	c.elect(id(1))
-	tokA := c.propose(id(1), "a")
-	c.settle()
-	c.tick(id(1), 2)
-	require.True(t, c.node(id(1)).hasToken(tokA))
-	// s1 appends "b", which s2 never receives, then loses its log.
-	c.isolate(id(2))
-	c.propose(id(1), "b")
-	c.settle()
-	s1 := c.loseLog(id(1))
-	c.heal()
-	require.NotZero(t, s1.r.RecoverTo())
-	s2 := c.node(id(2))
-	require.Less(t, s2.r.LastIndex(), s1.r.RecoverTo(), "s2 lacks the lost entry")
-
-	// s2 stands; s1 grants, marking its grant lost, and s2 wins.
-	c.step(id(2), LeaderDown{Leader: id(1)})
-	c.elect(id(2))
-	tokC := c.propose(id(2), "c")
-	c.settle()
-	c.tick(id(2), 5)
-	require.True(t, s2.hasToken(tokC))
-	require.Equal(t, s2.log.ents, s1.log.ents, "s1 got the committed log back")
-	require.Zero(t, s1.r.RecoverTo(), "recovered")
-}
-
-// Grants marked lost never complete a quorum that no other vote vouches
-// for: in a cluster of four, a candidate that lacks a committed entry loses
-// although the two members that lost that entry grant.
-func TestLostGrantsDoNotElectALeaderWithoutCommittedEntries(t *testing.T) {
+// In a cluster of four, a candidate that lacks a committed entry loses: the
+// two members that lost that entry (which with the leader made its quorum)
+// refuse it, though their shortened logs are no newer than its log.
+func TestMembersThatLostAnEntryDoNotElectALeaderWithoutIt(t *testing.T) {
 	c := newTestCluster(t, 4)
 	c.elect(id(1))
 	c.propose(id(1), "a")
@@ -241,7 +209,7 @@ func TestLostGrantsDoNotElectALeaderWithoutCommittedEntries(t *testing.T) {
 		c.step(id(4), ElectionTimeout{})
 		c.settle()
 		require.NotEqual(t, RoleLeader, c.node(id(4)).r.Role(),
-			"lost grants elected a leader without a committed entry")
+			"members that lost a committed entry elected a leader without it")
 	}
 
 	// s1 returns; it holds "b" and wins with the others' votes (s2's and

@@ -36,11 +36,28 @@ type Status struct {
 	// RecoverTo is nonzero while the member recovers log entries it lost
 	// (see Config.RecoverTo): it does not campaign meanwhile.
 	RecoverTo uint64
+	// Incarnation is Config.Incarnation. Stale: the configuration binds
+	// this member's name to another incarnation (Membership.Incarnations),
+	// so it neither votes nor stands until removed and added again.
+	Incarnation uint64
+	Stale       bool
+	// Strangers are the members heard from under another incarnation than
+	// the one the configuration binds them to, with the incarnation heard,
+	// sorted by ID: replicas that lost their data or were created again,
+	// whose messages are dropped. Remove and add them again.
+	Strangers []Stranger
 	// Progress is a leader's view of each follower (nil unless leader),
 	// sorted by ID: what it knows to be durable there and what it sends
 	// next. A follower that stays behind, or a State that never leaves
 	// "probe", is where replication is stuck.
 	Progress []Progress
+}
+
+// Stranger is a member heard from under another incarnation than the
+// bound one (Status.Strangers).
+type Stranger struct {
+	ID          ServerID
+	Incarnation uint64
 }
 
 // Progress is a leader's view of one follower.
@@ -82,6 +99,9 @@ func (r *Raft) Status() Status {
 		MachineVersion:   r.versions.current(),
 		SupportedVersion: r.cfg.MachineVersion,
 		RecoverTo:        r.recoverTo,
+		Incarnation:      r.cfg.Incarnation,
+		Stale:            r.staleIncarnation(),
+		Strangers:        r.strangerList(),
 		Progress:         r.progressStatus(),
 	}
 }
