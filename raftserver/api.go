@@ -17,6 +17,9 @@ import (
 // members that name each other cannot bounce a request for ever.
 const maxRedirects = 8
 
+// rejoinPoll is how often Rejoin asks a rejoining member how far it got.
+const rejoinPoll = 50 * time.Millisecond
+
 // Pauses between rounds of a request that found no leader: the first is
 // short (an election usually takes a few tens of milliseconds), then they
 // double up to the cap.
@@ -327,8 +330,13 @@ func QueryMachine[M, T any](ctx context.Context, s *System, server ServerID, kin
 }
 
 func (s *System) member(ctx context.Context, via ServerID, op uint8, m ServerID) (ServerID, error) {
+	return s.memberAs(ctx, via, op, m, 0)
+}
+
+// memberAs is member for an added member bound to incarnation inc.
+func (s *System) memberAs(ctx context.Context, via ServerID, op uint8, m ServerID, inc uint64) (ServerID, error) {
 	return s.redirect(ctx, via, func(to ServerID) (ServerID, error) {
-		res, err := s.call(ctx, to, &memberReq{Op: op, Member: m})
+		res, err := s.call(ctx, to, &memberReq{Op: op, Member: m, Incarnation: inc})
 		if err != nil {
 			return ServerID{}, err
 		}
@@ -339,7 +347,10 @@ func (s *System) member(ctx context.Context, via ServerID, op uint8, m ServerID)
 
 // AddMember adds member to the cluster of via as a voter, through its
 // leader, and returns once the change is committed. Start the member first
-// (StartServer with no InitialMembers) so the leader can replicate to it.
+// (StartServer with no InitialMembers) so the leader can replicate to it,
+// and so that the configuration binds the member to that replica (its
+// incarnation, derived from its UID): a replica that later loses its data
+// cannot count as this member again (see Rejoin).
 //
 // Changes take effect one at a time. A change that arrives while another
 // one, or a new leader's first entry, is uncommitted waits its turn at the
@@ -349,13 +360,69 @@ func (s *System) member(ctx context.Context, via ServerID, op uint8, m ServerID)
 // wait already. If the leader changes meanwhile the request follows the
 // new one, until ctx ends.
 func (s *System) AddMember(ctx context.Context, via, member ServerID) (ServerID, error) {
-	return s.member(ctx, via, opAddMember, member)
+	return s.memberAs(ctx, via, opAddMember, member, s.incarnationOf(ctx, member))
 }
 
 // AddNonVoter adds member as a non-voting member, which receives the log
 // but does not count toward quorums; AddMember on it later promotes it.
 func (s *System) AddNonVoter(ctx context.Context, via, member ServerID) (ServerID, error) {
-	return s.member(ctx, via, opAddNonVoter, member)
+	return s.memberAs(ctx, via, opAddNonVoter, member, s.incarnationOf(ctx, member))
+}
+
+// incarnationOf asks member for the incarnation of its replica. If it does
+// not answer, it returns 0, and the leader binds member to the first
+// incarnation it hears from.
+func (s *System) incarnationOf(ctx context.Context, member ServerID) uint64 {
+	st, err := s.Overview(ctx, member)
+	if err != nil || st.UID == "" {
+		return 0
+	}
+	return incarnationOf(st.UID)
+}
+
+// Rejoin makes member, a replica that restarted without the data of the
+// member it replaces (a lost or replaced disk, or a server deleted and
+// started again under the same ID), a voter of via's cluster again, the
+// only safe way: the cluster's configuration binds each voter to one
+// incarnation of its replica, and drops the votes and acknowledgements of
+// any other, which lacks what the bound one acknowledged. Rejoin removes
+// member from the configuration, adds it back as a non-voter bound to the
+// running replica, waits until that replica holds the log up to the
+// leader's commit index at that point, and promotes it. Start member first
+// (StartServer, with no InitialMembers). It returns the leader.
+//
+// Until the promotion, the cluster has one voter fewer; a cluster of
+// three with the member gone already tolerates no other failure, which
+// Rejoin does not change. Status shows when it is needed: the member's
+// ServerStatus.Stale, or the leader's ServerStatus.Strangers.
+func (s *System) Rejoin(ctx context.Context, via, member ServerID) (ServerID, error) {
+	inc := s.incarnationOf(ctx, member)
+	if inc == 0 {
+		return ServerID{}, fmt.Errorf("%w: %s does not answer: start it before Rejoin", ErrNoSuchServer, member)
+	}
+	leader, err := s.member(ctx, via, opRemoveMember, member)
+	if err != nil && !errors.Is(err, ErrMembershipChange) {
+		return leader, err
+	}
+	if leader, err = s.memberAs(ctx, via, opAddNonVoter, member, inc); err != nil {
+		return leader, err
+	}
+	st, err := s.Overview(ctx, leader)
+	if err != nil {
+		return leader, err
+	}
+	for target := st.Commit; ; {
+		ms, err := s.Overview(ctx, member)
+		if err == nil && ms.StableIndex >= target && ms.Commit >= target {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return leader, fmt.Errorf("%w: %s did not catch up to index %d: %w", ErrTimeout, member, target, ctx.Err())
+		case <-time.After(rejoinPoll):
+		}
+	}
+	return s.memberAs(ctx, leader, opAddMember, member, inc)
 }
 
 // RemoveMember removes member from the cluster of via and returns once the

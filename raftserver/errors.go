@@ -42,8 +42,9 @@ var (
 	// ErrShuttingDown: the system (or the server) is stopping.
 	ErrShuttingDown = errors.New("raftserver: shutting down")
 	// ErrMembershipChange: a membership change was refused: the member is
-	// unknown or already present, or too many changes already wait at the
-	// leader for earlier ones to commit. The wrapped core error says which.
+	// unknown or already present (possibly as another incarnation of its
+	// replica: see Rejoin), or too many changes already wait at the leader
+	// for earlier ones to commit. The wrapped core error says which.
 	// Nothing was appended.
 	ErrMembershipChange = errors.New("raftserver: membership change refused")
 	// ErrTransfer: a leadership transfer was refused or did not complete.
@@ -206,7 +207,8 @@ func fromCore(err error, self, leader ServerID) error {
 		return fmt.Errorf("%w: %s: %w", ErrNoLeader, self, err)
 	case errors.Is(err, core.ErrMembershipChangePending),
 		errors.Is(err, core.ErrUnknownMember),
-		errors.Is(err, core.ErrMemberExists):
+		errors.Is(err, core.ErrMemberExists),
+		errors.Is(err, core.ErrOtherIncarnation):
 		return fmt.Errorf("%w: %w", ErrMembershipChange, err)
 	case errors.Is(err, core.ErrTransferFailed):
 		return fmt.Errorf("%w: %w", ErrTransfer, err)

@@ -2,7 +2,9 @@ package raftserver
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"strings"
 
 	"github.com/rago-raft/rago/actor"
@@ -24,6 +26,14 @@ func Ref(id ServerID) actor.Ref { return actor.Ref{Name: id.Name, Node: id.Node}
 
 // IDOf returns the ServerID a process ref names.
 func IDOf(ref actor.Ref) ServerID { return ServerID{Name: ref.Name, Node: ref.Node} }
+
+// incarnationOf returns the core's incarnation number of the replica with
+// UID uid (core.Config.Incarnation): 64 bits of its hash, never 0. Two UIDs
+// collide with negligible odds (96 random bits go into each).
+func incarnationOf(uid string) uint64 {
+	h := sha256.Sum256([]byte(uid))
+	return max(binary.BigEndian.Uint64(h[:8]), 1)
+}
 
 // newUID makes a filename-safe identity for one incarnation of a server:
 // the server name reduced to [A-Za-z0-9_-] and 96 random bits. A server

@@ -2,6 +2,7 @@ package raftserver
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/rago-raft/rago/actor"
@@ -18,7 +19,9 @@ import (
 // messages carry none).
 type peerMsg struct {
 	From ServerID
-	Msg  core.Message
+	// Incarnation is the sender's (core.Config.Incarnation).
+	Incarnation uint64
+	Msg         core.Message
 }
 
 // commandReq is a client command, synchronous (answered with a
@@ -99,6 +102,9 @@ const (
 type memberReq struct {
 	Op     uint8
 	Member ServerID
+	// Incarnation binds an added member to that incarnation of its
+	// replica (0: the leader binds the first it hears from).
+	Incarnation uint64
 }
 
 type memberResult struct {
@@ -139,6 +145,20 @@ type ServerStatus struct {
 	// Progress is a leader's view of each follower (nil unless the server
 	// leads): where replication to each stands.
 	Progress []Progress
+	// Stale: the cluster's configuration binds this server's ID to another
+	// incarnation (an earlier replica under the same ID, whose data this
+	// one does not have), so it neither votes nor stands for election.
+	// Strangers are the members this server heard from under another
+	// incarnation than the configuration binds: replicas that lost their
+	// data or were created again, whose messages are dropped. Either way,
+	// remove the member and add it again (see Rejoin).
+	Stale     bool
+	Strangers []ServerID
+	// Incarnations are the incarnations the configuration binds members
+	// to (see core.Membership.Incarnations); Incarnation is this server's,
+	// derived from its UID.
+	Incarnations map[ServerID]uint64
+	Incarnation  uint64
 }
 
 // Progress is a leader's view of one follower: the highest index known
@@ -281,9 +301,10 @@ func register[T any](tag uint16, enc func(b []byte, m T) []byte, dec func(r *wir
 func init() {
 	register(100, func(b []byte, m *peerMsg) []byte {
 		b = appendID(b, m.From)
+		b = wire.AppendUvarint(b, m.Incarnation)
 		return m.Msg.AppendBinary(b)
 	}, func(r *wire.Reader) *peerMsg {
-		m := &peerMsg{From: readID(r)}
+		m := &peerMsg{From: readID(r), Incarnation: r.Uvarint()}
 		msg, err := core.DecodeMessage(r.Raw(r.Remaining()))
 		if err != nil {
 			r.FailWith(fmt.Errorf("raft message: %w", err))
@@ -356,9 +377,10 @@ func init() {
 	})
 	register(107, func(b []byte, m *memberReq) []byte {
 		b = append(b, m.Op)
-		return appendID(b, m.Member)
+		b = appendID(b, m.Member)
+		return wire.AppendUvarint(b, m.Incarnation)
 	}, func(r *wire.Reader) *memberReq {
-		return &memberReq{Op: r.Uint8(), Member: readID(r)}
+		return &memberReq{Op: r.Uint8(), Member: readID(r), Incarnation: r.Uvarint()}
 	})
 	register(108, func(b []byte, m *memberResult) []byte {
 		b = appendID(b, m.Leader)
@@ -403,6 +425,15 @@ func init() {
 			b = wire.AppendBool(b, p.Paused)
 			b = wire.AppendUvarint(b, p.CommitAcked)
 		}
+		b = wire.AppendBool(b, m.Stale)
+		b = appendIDs(b, m.Strangers)
+		b = wire.AppendUvarint(b, m.Incarnation)
+		ids := slices.SortedFunc(maps.Keys(m.Incarnations), ServerID.Compare)
+		b = wire.AppendUvarint(b, uint64(len(ids)))
+		for _, id := range ids {
+			b = appendID(b, id)
+			b = wire.AppendUvarint(b, m.Incarnations[id])
+		}
 		return b
 	}, func(r *wire.Reader) *ServerStatus {
 		m := &ServerStatus{ID: readID(r), UID: r.String(), Cluster: r.String(), MachineKind: r.String(), Role: r.String()}
@@ -432,15 +463,26 @@ func init() {
 				p.CommitAcked = r.Uvarint()
 			}
 		}
+		m.Stale = r.Bool()
+		m.Strangers = readIDs(r)
+		m.Incarnation = r.Uvarint()
+		if n := r.Len(3); n > 0 {
+			m.Incarnations = make(map[ServerID]uint64, n)
+			for range n {
+				id := readID(r)
+				m.Incarnations[id] = r.Uvarint()
+			}
+		}
 		return m
 	})
 	register(111, func(b []byte, m *snapChunk) []byte {
 		b = appendID(b, m.From)
+		b = wire.AppendUvarint(b, m.Incarnation)
 		b = wire.AppendUvarint(b, m.Term)
 		b, _ = m.Chunk.AppendBinary(b)
 		return b
 	}, func(r *wire.Reader) *snapChunk {
-		m := &snapChunk{From: readID(r), Term: r.Uvarint()}
+		m := &snapChunk{From: readID(r), Incarnation: r.Uvarint(), Term: r.Uvarint()}
 		c, err := snapshot.DecodeChunk(r.Raw(r.Remaining()))
 		if err != nil {
 			r.FailWith(fmt.Errorf("snapshot chunk: %w", err))

@@ -137,7 +137,22 @@ func (s *server) status() *ServerStatus {
 		RecoverTo:      st.RecoverTo,
 		StableIndex:    st.StableIndex,
 		Progress:       st.Progress,
+		Stale:          st.Stale,
+		Strangers:      strangerIDs(st.Strangers),
+		Incarnation:    st.Incarnation,
+		Incarnations:   st.Members.Incarnations,
 	}
+}
+
+func strangerIDs(ss []core.Stranger) []ServerID {
+	if len(ss) == 0 {
+		return nil
+	}
+	ids := make([]ServerID, len(ss))
+	for i, s := range ss {
+		ids[i] = s.ID
+	}
+	return ids
 }
 
 func (s *server) machineOverview() (out map[string]string) {

@@ -49,6 +49,7 @@ func (s *server) start() error {
 	rc.MachineVersion = s.mh.supportedVersion()
 	rc.Snapshot = desc
 	rc.RecoverTo, rc.RecoverTerm = lost, lostTerm
+	rc.Incarnation = s.incarnation
 	rc.Seed = s.conf.seed()
 	rc.Logger = s.logger
 	r, err := core.New(rc, core.HardState{Term: term, VotedFor: voted}, l)

@@ -69,7 +69,7 @@ func (s *server) memberRequest(m *memberReq, rt actor.ReplyTo) {
 	tok := memberToken{rt: rt}
 	switch m.Op {
 	case opAddMember, opAddNonVoter:
-		s.step(core.AddMember{Member: m.Member, Voter: m.Op == opAddMember, Token: tok})
+		s.step(core.AddMember{Member: m.Member, Voter: m.Op == opAddMember, Incarnation: m.Incarnation, Token: tok})
 	case opRemoveMember:
 		s.step(core.RemoveMember{Member: m.Member, Token: tok})
 	case opTransfer:

@@ -28,11 +28,14 @@ type server struct {
 	node    nodeServices
 	cfg     ServerConfig
 	uid     string
-	self    ServerID
-	logger  *slog.Logger
-	raft    *core.Raft
-	log     logPort
-	applied uint64
+	// incarnation is the core's name for this incarnation of the replica
+	// (core.Config.Incarnation), derived from uid.
+	incarnation uint64
+	self        ServerID
+	logger      *slog.Logger
+	raft        *core.Raft
+	log         logPort
+	applied     uint64
 
 	role core.Role // last role reported by RoleChanged
 	// executing is set while the actions of one step are carried out.
@@ -130,17 +133,18 @@ type hostPorts struct {
 // until start.
 func newHost(env hostEnv, conf hostConfig, ports hostPorts, cfg ServerConfig, uid string, initial []ServerID, logger *slog.Logger) *server {
 	s := &server{
-		env:     env,
-		conf:    conf,
-		openLog: ports.openLog,
-		state:   ports.state,
-		snaps:   ports.snaps,
-		node:    ports.node,
-		cfg:     cfg,
-		uid:     uid,
-		self:    cfg.ID,
-		initial: core.Membership{Voters: initial},
-		logger:  logger,
+		env:         env,
+		conf:        conf,
+		openLog:     ports.openLog,
+		state:       ports.state,
+		snaps:       ports.snaps,
+		node:        ports.node,
+		cfg:         cfg,
+		uid:         uid,
+		incarnation: incarnationOf(uid),
+		self:        cfg.ID,
+		initial:     core.Membership{Voters: initial},
+		logger:      logger,
 	}
 	s.mh = machineHost{
 		logger:      logger,
@@ -210,7 +214,7 @@ func (s *server) handle(msg actor.Message) {
 			delete(s.peersGone, m.From) // back: watch it again
 			s.syncPeerMonitors()
 		}
-		s.step(core.Receive{From: m.From, Msg: m.Msg})
+		s.step(core.Receive{From: m.From, Incarnation: m.Incarnation, Msg: m.Msg})
 	case wal.Written:
 		s.step(core.Written{Term: m.Term, To: m.To})
 		if err := s.log.retry(); err != nil {
@@ -348,7 +352,7 @@ func (s *server) answerAll() {
 		case core.Reply:
 			s.reply(a.Token, nil, fromCore(a.Err, s.self, a.Leader))
 		case core.Send:
-			_ = s.env.send(Ref(a.To), &peerMsg{From: s.self, Msg: a.Msg})
+			_ = s.env.send(Ref(a.To), &peerMsg{From: s.self, Incarnation: s.incarnation, Msg: a.Msg})
 		}
 	}
 	s.flushNotifications()
@@ -410,7 +414,7 @@ func (s *server) execute(acts []core.Action) {
 			s.syncWatches()
 			s.syncPeerMonitors()
 		case core.Send:
-			_ = s.env.send(Ref(a.To), &peerMsg{From: s.self, Msg: a.Msg})
+			_ = s.env.send(Ref(a.To), &peerMsg{From: s.self, Incarnation: s.incarnation, Msg: a.Msg})
 		case core.Apply:
 			if err := s.apply(a); err != nil {
 				s.fail(err)

@@ -16,9 +16,10 @@ import (
 // acknowledgements (see snapshot.Sender and snapshot.Receiver).
 type (
 	snapChunk struct {
-		From  ServerID
-		Term  uint64
-		Chunk snapshot.Chunk
+		From        ServerID
+		Incarnation uint64 // the sender's
+		Term        uint64
+		Chunk       snapshot.Chunk
 	}
 	snapAck struct {
 		From ServerID
@@ -70,7 +71,7 @@ func (s *server) sendSnapshot(a core.SendSnapshot) {
 func (s *server) sendChunks(to ServerID, chunks []snapshot.Chunk) {
 	term := s.raft.Term()
 	for _, c := range chunks {
-		_ = s.env.send(Ref(to), &snapChunk{From: s.self, Term: term, Chunk: c})
+		_ = s.env.send(Ref(to), &snapChunk{From: s.self, Incarnation: s.incarnation, Term: term, Chunk: c})
 	}
 }
 
@@ -136,7 +137,7 @@ func (s *server) chunkReceived(m *snapChunk) {
 		return
 	}
 	s.snap.staged, s.snap.stagedDesc = res.Info, desc
-	s.step(core.Receive{From: m.From, Msg: &core.InstallSnapshot{Term: m.Term, Snapshot: desc}})
+	s.step(core.Receive{From: m.From, Incarnation: m.Incarnation, Msg: &core.InstallSnapshot{Term: m.Term, Snapshot: desc}})
 }
 
 // alreadyHeld: a leader sent a snapshot this server holds already, or one
@@ -156,7 +157,7 @@ func (s *server) alreadyHeld(m *snapChunk) {
 	default:
 		return
 	}
-	s.step(core.Receive{From: m.From, Msg: &core.InstallSnapshot{Term: m.Term, Snapshot: desc.Clone()}})
+	s.step(core.Receive{From: m.From, Incarnation: m.Incarnation, Msg: &core.InstallSnapshot{Term: m.Term, Snapshot: desc.Clone()}})
 }
 
 // describeSnapshot reads a snapshot's description from its meta.
