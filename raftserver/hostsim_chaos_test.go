@@ -1,6 +1,9 @@
 package raftserver
 
 import (
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rago-raft/rago/actor"
 	"github.com/rago-raft/rago/failuredetector"
 	"github.com/rago-raft/rago/raftserver/core"
@@ -96,8 +99,13 @@ func (w *hsWorld) leader() *hsMember {
 // AddMember, RemoveMember and TransferLeadership do; nobody waits for
 // the answer.
 func (w *hsWorld) admin(m *hsMember, op uint8, member ServerID) {
+	w.adminAs(m, op, member, 0)
+}
+
+// adminAs is admin for an added member bound to incarnation inc.
+func (w *hsWorld) adminAs(m *hsMember, op uint8, member ServerID, inc uint64) {
 	w.nextAdmin++
-	m.host.memberRequest(&memberReq{Op: op, Member: member}, actor.ReplyTo{Node: "admin", ID: w.nextAdmin})
+	m.host.memberRequest(&memberReq{Op: op, Member: member, Incarnation: inc}, actor.ReplyTo{Node: "admin", ID: w.nextAdmin})
 	w.afterInput(m)
 }
 
@@ -172,20 +180,112 @@ func (w *hsWorld) upgrade(m *hsMember, v uint64) {
 // holds a snapshot may find it corrupt (one member at a time: two members
 // that lose acknowledged entries at once may have lost a committed one for
 // good, which no protocol can get back).
+//
+// Or its disk is lost: it restarts empty, as a new incarnation under its
+// old ID with the initial members, as an operator who replaced the disk
+// and ran the same command would start it. Only while no other member is
+// impaired, and only once every other member's log binds every member to
+// its current incarnation: a member that never learnt m's binding cannot
+// tell the new replica from the old one, and one that holds an outdated
+// binding of another member refuses that member's candidacy, which with m
+// gone may leave no quorum (see docs/raftserver.md, "Incarnations").
 func (w *hsWorld) restart(m *hsMember) {
-	if !w.healed && w.noneRecovering() && w.rng.Float64() < w.opts.SnapshotLoss && w.corruptSnapshot(m) {
+	impaired := w.healed || !w.noneImpaired()
+	switch {
+	case !impaired && w.rng.Float64() < w.opts.DiskLoss && w.boundEverywhere(m):
+		w.loseDisk(m)
+	case !impaired && w.rng.Float64() < w.opts.SnapshotLoss && w.corruptSnapshot(m):
 		w.stats.SnapshotsLost++
 		w.tracef("snapshot of %s corrupt", m.id.Name)
 	}
 	w.start(m)
 }
 
-// noneRecovering reports whether no member is recovering lost entries.
-func (w *hsWorld) noneRecovering() bool {
+// noneImpaired reports whether no member is recovering lost entries or
+// waits to rejoin after losing its disk.
+func (w *hsWorld) noneImpaired() bool {
 	for _, m := range w.members {
-		if m.state.lostIdx != 0 {
+		if m.state.lostIdx != 0 || m.wiped {
 			return false
 		}
 	}
 	return true
+}
+
+// boundEverywhere reports whether every other member is up, and its
+// durable log binds m to m's incarnation (as m's last configuration did)
+// and every other bound member to its current one.
+func (w *hsWorld) boundEverywhere(m *hsMember) bool {
+	if !m.bound {
+		return false
+	}
+	for _, o := range w.members {
+		if o == m || o.stopped {
+			continue
+		}
+		if !o.up {
+			return false
+		}
+		st := o.host.raft.Status()
+		if st.MembersIndex > st.StableIndex || st.Members.Incarnation(m.id) == 0 {
+			return false
+		}
+		for id, inc := range st.Members.Incarnations {
+			if incarnationOf(w.members[w.byName[id.Name]].uid) != inc {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// loseDisk empties m's storage and gives it a new UID, as a replica
+// created again on a new disk has.
+func (w *hsWorld) loseDisk(m *hsMember) {
+	m.gen++
+	m.uid = fmt.Sprintf("s%d-uid-%d", m.idx+1, m.gen)
+	m.log, m.state, m.fs = &simLog{}, &simState{}, vfs.NewCrashableMem()
+	if err := makeDataDirs(m.fs, "/data", "snapshots"); err != nil {
+		w.violate("member %s: %v", m.id, err)
+	}
+	m.wiped = true
+	w.stats.DisksLost++
+	w.tracef("disk of %s lost: new uid %s", m.id.Name, m.uid)
+}
+
+// rejoin replaces a member that lost its disk as System.Rejoin does, one
+// step per call: remove it while the configuration binds its old
+// incarnation, add it back as a non-voter bound to the new one, promote it
+// once it holds the leader's committed log.
+func (w *hsWorld) rejoin() {
+	l := w.leader()
+	if l == nil {
+		return
+	}
+	lst := l.host.raft.Status()
+	cur := lst.Members
+	for _, m := range w.members {
+		if !m.wiped {
+			continue
+		}
+		inc := incarnationOf(m.uid)
+		switch bound := cur.Incarnation(m.id); {
+		case !cur.Contains(m.id):
+			w.tracef("rejoin: add %s as a non-voter", m.id.Name)
+			w.adminAs(l, opAddNonVoter, m.id, inc)
+		case bound != inc && bound != 0:
+			w.tracef("rejoin: remove %s", m.id.Name)
+			w.admin(l, opRemoveMember, m.id)
+		case cur.IsNonVoter(m.id):
+			if m.up && m.host.raft.Status().StableIndex >= lst.Commit {
+				w.tracef("rejoin: promote %s", m.id.Name)
+				w.adminAs(l, opAddMember, m.id, inc)
+			}
+		case lst.MembersIndex <= lst.Commit:
+			w.tracef("rejoin: %s is a voter again", m.id.Name)
+			m.wiped = false
+			w.stats.Rejoins++
+		}
+		return
+	}
 }

@@ -159,7 +159,9 @@ func (w *hsWorld) checkVote(from *hsMember, to ServerID, msg actor.Message) {
 		w.violate("member %s grants its term-%d vote to %s, but its durable state says term %d vote %s", from.id, v.Term, to, st.term, st.vote)
 		return
 	}
-	k := [2]uint64{uint64(from.idx), v.Term}
+	// One vote per replica and term: a replica that lost its disk is a new
+	// one, which votes again (the others drop its votes).
+	k := [2]uint64{uint64(from.idx)<<16 | uint64(from.gen), v.Term}
 	if prev, ok := w.votes[k]; ok && prev != to {
 		w.violate("member %s votes for %s in term %d after voting for %s", from.id, to, v.Term, prev)
 		return

@@ -122,6 +122,7 @@ func TestHostSimulationCatchesSabotage(t *testing.T) {
 		{"snapshots installed behind the commit index", hsSabotage{}, core.Sabotage{InstallStaleSnapshot: true}, ""},
 		{"snapshots installed without resetting the log", hsSabotage{}, core.Sabotage{InstallWithoutReset: true}, ""},
 		{"votes cast while recovering lost entries", hsSabotage{}, core.Sabotage{VoteWhileRecovering: true}, ""},
+		{"wiped replicas counted as the voters they replace", hsSabotage{}, core.Sabotage{IgnoreIncarnations: true}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const maxSeeds = 500
@@ -152,8 +153,8 @@ type hsOptions struct {
 	Sabotage hsSabotage
 	Core     core.Sabotage
 	// SnapshotLoss is the chance that a member restarting during the
-	// faults finds its snapshot corrupt.
-	SnapshotLoss float64
+	// faults finds its snapshot corrupt, DiskLoss that it lost its disk.
+	SnapshotLoss, DiskLoss float64
 }
 
 // hsSabotage lists storage bugs the checks must catch.
@@ -170,7 +171,7 @@ type hsSabotage struct {
 
 func hsDefaultOptions(seed uint64) hsOptions {
 	return hsOptions{Seed: seed, Members: 3 + 2*int(seed%2), FaultEvents: 4000, LivenessEvents: 60000, Clients: 3,
-		SnapshotLoss: 0.15}
+		SnapshotLoss: 0.15, DiskLoss: 0.1}
 }
 
 // Timing of the simulated members, in simulated milliseconds.
@@ -181,6 +182,7 @@ const (
 	hsFDPeriodMs   = 25
 	hsClientWaitMs = 1500
 	hsMaxMembers   = 7
+	hsRejoinMs     = 60
 )
 
 // hsResult is the outcome of one run.
@@ -197,6 +199,7 @@ type hsStats struct {
 	SessionOps, Redirects, Snapshots, Sends int
 	SnapChunks, Changes, Transfers          int
 	Upgrades, Bumps, SnapshotsLost, Stopped int
+	DisksLost, Rejoins                      int
 }
 
 func (s *hsStats) add(o hsStats) {
@@ -219,4 +222,6 @@ func (s *hsStats) add(o hsStats) {
 	s.Bumps += o.Bumps
 	s.SnapshotsLost += o.SnapshotsLost
 	s.Stopped += o.Stopped
+	s.DisksLost += o.DisksLost
+	s.Rejoins += o.Rejoins
 }

@@ -97,6 +97,7 @@ type (
 	hsRestart struct{ m int }
 	hsChaos   struct{}
 	hsFD      struct{}
+	hsRejoin  struct{}
 )
 
 type hsWorld struct {
@@ -168,12 +169,19 @@ type hsMember struct {
 	version uint64     // the machine version its code supports
 	up      bool
 	stopped bool // removed from the cluster: down for good
-	inc     int
-	host    *server
-	env     *hsEnv
-	log     *simLog
-	state   *simState
-	fs      *vfs.MemFS
+	// wiped: it lost its disk and waits to rejoin (see rejoin); gen counts
+	// its disks, for its UIDs.
+	wiped bool
+	gen   int
+	// bound: when it last went down, its configuration bound it to its
+	// incarnation, and that configuration had committed.
+	bound bool
+	inc   int
+	host  *server
+	env   *hsEnv
+	log   *simLog
+	state *simState
+	fs    *vfs.MemFS
 	// watching and told: nodes the host asked the failure detector about,
 	// and the last verdict told per node (true: suspected).
 	watching   map[string]bool
@@ -253,6 +261,7 @@ func newHSWorld(opts hsOptions) *hsWorld {
 	}
 	w.schedule(w.chaosDelay(), hsChaos{})
 	w.schedule(hsFDPeriodMs, hsFD{})
+	w.schedule(hsRejoinMs, hsRejoin{})
 	return w
 }
 
@@ -341,6 +350,8 @@ func (w *hsWorld) crash(m *hsMember, stop bool) {
 	}
 	m.fs = m.fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: w.rng.IntN(101), RNG: rand.New(rand.NewPCG(w.rng.Uint64(), 1))})
 	m.up, m.stopped = false, stop
+	st := m.host.raft.Status()
+	m.bound = st.Members.Incarnation(m.id) == incarnationOf(m.uid) && st.MembersIndex <= st.Commit
 	m.host = nil
 	for _, o := range w.members {
 		if !o.up {
@@ -468,6 +479,9 @@ func (w *hsWorld) step() bool {
 			w.chaos()
 			w.schedule(w.chaosDelay(), hsChaos{})
 		}
+	case hsRejoin:
+		w.rejoin()
+		w.schedule(hsRejoinMs, hsRejoin{})
 	case hsFD:
 		w.failureDetector()
 		w.readmitted()
@@ -500,12 +514,12 @@ func (w *hsWorld) exited(ev hsExit) {
 }
 
 // readmitted restarts a member that a removal stopped once a committed
-// configuration names it again (a promotion that waited behind its
-// removal), as its operator would: a removed server stays stopped until
-// someone starts it.
+// configuration that a member holds names it again (a promotion that
+// waited behind its removal), as its operator would: a removed server
+// stays stopped until someone starts it.
 func (w *hsWorld) readmitted() {
 	for _, l := range w.members {
-		if !l.up || l.host.raft.Role() != core.RoleLeader {
+		if !l.up {
 			continue
 		}
 		st := l.host.raft.Status()
