@@ -193,7 +193,7 @@ func (c *Client) retry(ctx context.Context, attempt func() (string, error)) erro
 			return nil
 		}
 		var ae *api.Error
-		retry := errors.Is(err, ErrUnreachable) || (errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable)
+		retry := (errors.Is(err, ErrUnreachable) && !untrusted(err)) || (errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable)
 		if !retry {
 			return err
 		}
@@ -352,6 +352,8 @@ func (c *Client) Watch(ctx context.Context, prefix string, from uint64, fn func(
 			if ae.Code == api.CodeCompacted || (ae.Status >= 400 && ae.Status < 500) {
 				return err
 			}
+		case untrusted(err):
+			return err
 		case errors.Is(err, ErrUnreachable), errors.Is(err, errStreamBroke):
 		default:
 			return err // fn's own
@@ -469,10 +471,20 @@ func attemptTimeout(path string) time.Duration {
 }
 
 // refused reports whether err happened before the request could reach a
-// server (nothing was sent), so that trying another node is safe.
+// server (nothing was sent), so that trying another node is safe and a
+// write's outcome is known: not applied.
 func refused(err error) bool {
 	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
+	// A certificate the client does not trust stops the handshake before
+	// the request is written.
+	return (errors.As(err, &op) && op.Op == "dial") || untrusted(err)
+}
+
+// untrusted reports whether err holds a certificate the client does not
+// trust: waiting does not fix that, so it is not retried.
+func untrusted(err error) bool {
+	var cert *tls.CertificateVerificationError
+	return errors.As(err, &cert)
 }
 
 func keyPath(key string) string { return "/kv/" + url.PathEscape(key) }

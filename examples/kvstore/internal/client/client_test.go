@@ -243,9 +243,12 @@ func TestTokenAndCA(t *testing.T) {
 	require.ErrorAs(t, err, &ae)
 	require.Equal(t, http.StatusUnauthorized, ae.Status)
 
-	// Without the CA: the node's certificate is not trusted.
+	// Without the CA: the node's certificate is not trusted, and a write
+	// that never got past the handshake was not applied.
 	c, err = New([]string{follower.URL})
 	require.NoError(t, err)
 	_, err = c.Put(ctx(t), "k", []byte("v"))
+	require.ErrorIs(t, err, ErrUnreachable)
+	require.NotErrorIs(t, err, ErrOutcomeUnknown)
 	require.ErrorContains(t, err, "certificate")
 }
