@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rago-raft/rago/examples/kvstore/internal/api"
@@ -145,6 +146,30 @@ func TestMutualTLSAndAPIToken(t *testing.T) {
 		require.Equal(t, 1, run([]string{"get", addr, "tls/b"}, &out, &errOut))
 		require.Contains(t, errOut.String(), "give its CA with --tls-ca")
 		require.Less(t, time.Since(start), 5*time.Second, "an untrusted certificate is not retried")
+	})
+
+	t.Run("WebPageAsksForTheToken", func(t *testing.T) {
+		// Chromium trusts the system's CAs only; the test's CA is not
+		// one, and teaching it a CA takes a certificate database.
+		b := newBrowser(t, chromedp.Flag("ignore-certificate-errors", true))
+		b.step(chromedp.Navigate(n1.url() + "/"))
+		b.step(chromedp.WaitVisible(chromedp.CSS("#token"))) // /status said the node has a token
+		b.step(
+			chromedp.SendKeys(chromedp.CSS("#key"), "web/k"),
+			chromedp.SendKeys(chromedp.CSS("#value"), "typed with the token"),
+			chromedp.Click(chromedp.CSS("#put")),
+		)
+		refused := b.poll(`(() => { const r = document.querySelector("#result.error"); return r ? r.textContent : ""; })()`)
+		require.True(t, strings.HasPrefix(refused, "This node needs its API token"), "the page says %q", refused)
+		b.step(
+			chromedp.SendKeys(chromedp.CSS("#token"), strings.TrimPrefix(bearer, "Bearer ")),
+			chromedp.Click(chromedp.CSS("#put")),
+			chromedp.WaitVisible(chromedp.CSS("#result.ok")),
+		)
+		got := b.poll(`document.querySelector("#result").textContent`)
+		require.Contains(t, got, "created web/k")
+		r := req(http.MethodGet, n2.url()+"/kv/web/k", "", "")
+		require.Contains(t, string(r.body), "typed with the token")
 	})
 
 	refused := func() uint64 {
