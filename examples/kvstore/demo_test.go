@@ -232,3 +232,23 @@ func TestDemoRefusesBusyPorts(t *testing.T) {
 	require.Contains(t, msg, "--http-port")
 	require.NoFileExists(t, dir+"/demo.json")
 }
+
+// TestDemoInsecure: "demo --insecure" runs without authentication, says so
+// in its banner, and makes no secret.
+func TestDemoInsecure(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts node processes")
+	}
+	data := t.TempDir()
+	raftPort := freeRange(t, 1)
+	httpPort := freeRange(t, 1, raftPort)
+	d := startDemo(t, "--insecure", "--nodes", "1", "--data", data, "--raft-port", strconv.Itoa(raftPort), "--http-port", strconv.Itoa(httpPort))
+	d.out.waitFor(t, "Started a kvstore cluster of 1 nodes")
+	d.out.waitFor(t, "Raft connections: NOT authenticated (--insecure)")
+	var s api.Status
+	_, err := httpGetJSON(fmt.Sprintf("http://127.0.0.1:%d/status", httpPort), &s)
+	require.NoError(t, err)
+	require.Equal(t, "none", s.RaftAuth)
+	require.NoFileExists(t, filepath.Join(data, "cluster.secret"))
+	d.stop(t)
+}

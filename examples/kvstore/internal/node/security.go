@@ -101,7 +101,7 @@ func (n *Node) authorized(w http.ResponseWriter, r *http.Request, path string) b
 		return true
 	}
 	scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	msg := "this node needs an API token for writes and admin endpoints: send the header 'Authorization: Bearer <token>' (kvstore: --api-token-file FILE)"
+	msg := "this node needs an API token for writes and admin endpoints: send the header 'Authorization: Bearer TOKEN' (kvstore: --api-token-file FILE)"
 	if strings.EqualFold(scheme, "Bearer") && token != "" {
 		got := sha256.Sum256([]byte(strings.TrimSpace(token)))
 		if subtle.ConstantTimeCompare(got[:], n.tokenDigest) == 1 {
