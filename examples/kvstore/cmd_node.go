@@ -33,7 +33,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.raft, "raft", "", "`host:port` of the node's Raft transport; its identity, keep it across restarts (required)")
 	fs.StringVar(&f.http, "http", "", "`host:port` of the HTTP API and web page (required)")
 	fs.StringVar(&f.data, "data", "", "data `directory`; restarting with the same one rejoins the cluster (required)")
-	fs.StringVar(&f.advertise, "advertise-http", "", "`URL` other nodes and pages use for this node (default http://<--http>)")
+	fs.StringVar(&f.advertise, "advertise-http", "", "`URL` other nodes and pages use for this node (default http://<--http>, https:// with --tls-*)")
 	fs.Var(&f.maxValue, "max-value", "largest value accepted, in bytes (suffixes KiB, MiB), up to 8MiB")
 	fs.DurationVar(&f.timeout, "timeout", node.DefaultRequestTimeout, "how long a request may wait for the cluster before 503/504")
 	fs.DurationVar(&f.probe, "probe-interval", node.DefaultProbeInterval, "how often the node probes every member for /cluster and the page")
