@@ -34,8 +34,8 @@ func TestBackupAndRestore(t *testing.T) {
 	// A new cluster: a node restored from the backup, then one that joins.
 	d := newTestCluster(t, 2)
 	r, j := d.nodes[0], d.nodes[1]
-	d.startArgs(r, []string{"restore", "--from", file, "--id", r.id, "--raft", r.raft, "--http", r.http, "--data", r.data, "--log-level", "debug"})
-	d.startArgs(j, []string{"join", "--id", j.id, "--raft", j.raft, "--http", j.http, "--data", j.data, "--via", r.url(), "--log-level", "debug"})
+	d.startArgs(r, append([]string{"restore", "--from", file, "--id", r.id, "--raft", r.raft, "--http", r.http, "--data", r.data, "--log-level", "debug"}, d.auth()...))
+	d.startArgs(j, append([]string{"join", "--id", j.id, "--raft", j.raft, "--http", j.http, "--data", j.data, "--via", r.url(), "--log-level", "debug"}, d.auth()...))
 	d.waitHealthy()
 	rcl := d.client(d.nodes...)
 	got, err := rcl.Get(ctx, "k07", "")
@@ -63,7 +63,7 @@ func TestBackupAndRestore(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad.backup")
 	require.NoError(t, os.WriteFile(bad, b, 0o644))
 	errOut.Reset()
-	code = run([]string{"restore", "--from", bad, "--id", "n1", "--raft", freePort(t), "--http", freePort(t), "--data", t.TempDir(), "--log-level", "error"}, &out, &errOut)
+	code = run(append([]string{"restore", "--from", bad, "--id", "n1", "--raft", freePort(t), "--http", freePort(t), "--data", t.TempDir(), "--log-level", "error"}, d.auth()...), &out, &errOut)
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut.String(), "invalid backup")
 	require.Contains(t, errOut.String(), "checksum")

@@ -21,13 +21,15 @@ func findChromium() string {
 	return ""
 }
 
-// testWebPage drives the web page in a headless Chromium: it puts a key
-// through the form and waits for it on every member's panel, then kills
-// the leader and watches the page mark it unreachable and name a new
-// leader, then restarts it and watches it come back. Then it kills the
-// page's own node, and the page carries on through another one. Last it
-// takes two of three nodes down, and the header says there is no quorum.
-func testWebPage(t *testing.T, c *testCluster) {
+// browser is a headless Chromium for a test.
+type browser struct {
+	t   *testing.T
+	ctx context.Context
+}
+
+// newBrowser starts a headless Chromium with the given extra options, or
+// skips the test when none is installed. It stops with the test.
+func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) *browser {
 	bin := findChromium()
 	if bin == "" {
 		t.Skip("no chromium binary found (looked for chromium, chromium-browser, google-chrome, headless-shell in PATH); install Debian's chromium to run the browser test")
@@ -35,7 +37,7 @@ func testWebPage(t *testing.T, c *testCluster) {
 	// Chromium's own background connections (updates, sync) would go
 	// nowhere on a machine without outside network: switch them off, and
 	// start from a fresh profile.
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+	opts := append([]chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(bin),
 		chromedp.Headless,
 		chromedp.NoSandbox,
@@ -48,27 +50,45 @@ func testWebPage(t *testing.T, c *testCluster) {
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 1000),
-	)
-	defer cancelAlloc()
-	browser, cancelBrowser := chromedp.NewContext(alloc)
-	defer cancelBrowser()
+	}, extra...)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	ctx, cancelBrowser := chromedp.NewContext(alloc)
+	t.Cleanup(cancelBrowser)
 	// The first run starts the browser and must not carry a timeout (it
 	// would stop the browser); later steps get one each.
-	require.NoError(t, chromedp.Do(browser))
-	step := func(actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(browser, waitFor)
-		defer cancel()
-		require.NoError(t, chromedp.Do(ctx, actions...))
-	}
-	poll := func(expr string) string {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(browser, waitFor)
-		defer cancel()
-		v, err := chromedp.Run(ctx, chromedp.Poll[string](expr, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(waitFor)))
-		require.NoError(t, err, "waiting in the page for %s", expr)
-		return v
-	}
+	require.NoError(t, chromedp.Do(ctx))
+	return &browser{t: t, ctx: ctx}
+}
+
+// step runs actions, within waitFor.
+func (b *browser) step(actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, waitFor)
+	defer cancel()
+	require.NoError(b.t, chromedp.Do(ctx, actions...))
+}
+
+// poll waits until expr, evaluated in the page, is a non-empty string,
+// and returns it.
+func (b *browser) poll(expr string) string {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, waitFor)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Poll[string](expr, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(waitFor)))
+	require.NoError(b.t, err, "waiting in the page for %s", expr)
+	return v
+}
+
+// testWebPage drives the web page in a headless Chromium: it puts a key
+// through the form and waits for it on every member's panel, then kills
+// the leader and watches the page mark it unreachable and name a new
+// leader, then restarts it and watches it come back. Then it kills the
+// page's own node, and the page carries on through another one. Last it
+// takes two of three nodes down, and the header says there is no quorum.
+func testWebPage(t *testing.T, c *testCluster) {
+	b := newBrowser(t)
+	browser, step, poll := b.ctx, b.step, b.poll
 
 	// The page of a follower, so that the leader can be killed under it.
 	page := c.followers()[0]
@@ -76,6 +96,10 @@ func testWebPage(t *testing.T, c *testCluster) {
 	for _, p := range c.nodes {
 		step(chromedp.WaitVisible(chromedp.CSS(`.member[data-member="` + p.id + `"]`)))
 	}
+	// These nodes have no API token: the page asks for none.
+	hidden, err := chromedp.Run(browser, chromedp.Evaluate[bool](`document.querySelector("#tokenrow").hidden`))
+	require.NoError(t, err)
+	require.True(t, hidden, "the token field shows on a node without a token")
 
 	const key, value = "from-the-browser", "typed into the form"
 	step(

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -342,7 +343,7 @@ func testJoinAndLeave(t *testing.T, c *testCluster) {
 		require.NoError(t, err)
 	}
 	n4 := &proc{id: "n4", raft: freePort(t), http: freePort(t), data: t.TempDir() + "/n4"}
-	c.startArgs(n4, []string{"join", "--id", n4.id, "--raft", n4.raft, "--http", n4.http, "--data", n4.data, "--via", c.nodes[0].url()})
+	c.startArgs(n4, append([]string{"join", "--id", n4.id, "--raft", n4.raft, "--http", n4.http, "--data", n4.data, "--via", c.nodes[0].url()}, c.auth()...))
 	t.Cleanup(func() { c.kill(n4) })
 
 	// n4 is a member, known to every node, and has every key.
@@ -545,11 +546,13 @@ func TestServeRefusesBadStarts(t *testing.T) {
 	require.NoError(t, err)
 	defer busy.Close()
 	dir := t.TempDir()
+	secret := filepath.Join(dir, "cluster.secret")
+	require.NoError(t, os.WriteFile(secret, []byte("a test secret of more than 16 bytes"), 0o600))
 	serve := func(args ...string) (int, string) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, os.Args[0], append([]string{"serve"}, args...)...)
+		cmd := exec.CommandContext(ctx, os.Args[0], append(append([]string{"serve"}, args...), "--secret-file", secret)...)
 		cmd.Env = append(os.Environ(), runMainEnv+"=1")
 		out, err := cmd.CombinedOutput()
 		var exit *exec.ExitError

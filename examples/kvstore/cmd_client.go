@@ -22,9 +22,11 @@ const defaultAddrs = "http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0
 
 // clientFlags are the flags every client command shares.
 type clientFlags struct {
-	addr    string
-	timeout time.Duration
-	json    bool
+	addr      string
+	timeout   time.Duration
+	json      bool
+	tlsCA     string
+	tokenFile string
 }
 
 func registerClientFlags(fs *flag.FlagSet) *clientFlags {
@@ -32,11 +34,22 @@ func registerClientFlags(fs *flag.FlagSet) *clientFlags {
 	fs.StringVar(&cf.addr, "addr", envOr("KVSTORE_ADDR", defaultAddrs), "`URLs` of nodes, comma-separated; the client finds the leader and fails over (default $KVSTORE_ADDR, else the demo's nodes)")
 	fs.DurationVar(&cf.timeout, "timeout", 10*time.Second, "give up after this long (the client retries while the cluster has no leader)")
 	fs.BoolVar(&cf.json, "json", false, "print the API's JSON answer")
+	fs.StringVar(&cf.tlsCA, "tls-ca", os.Getenv("KVSTORE_TLS_CA"), "CA `FILE` (PEM) to trust for nodes that serve HTTPS; addresses without a scheme then get https:// (default $KVSTORE_TLS_CA)")
+	fs.StringVar(&cf.tokenFile, "api-token-file", os.Getenv("KVSTORE_API_TOKEN_FILE"), "`FILE` holding the nodes' API token, for writes and admin commands (default $KVSTORE_API_TOKEN_FILE)")
 	return cf
 }
 
 func (cf *clientFlags) client() (*client.Client, context.Context, context.CancelFunc, error) {
-	c, err := client.New(strings.Split(cf.addr, ","))
+	opts, err := loadClientOptions(cf.tlsCA, cf.tokenFile, nil)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	addr := cf.addr
+	if addr == defaultAddrs && opts.RootCAs != nil {
+		// The demo's nodes, run with --tls-*: they serve HTTPS.
+		addr = strings.ReplaceAll(addr, "http://", "https://")
+	}
+	c, err := client.NewWithOptions(strings.Split(addr, ","), opts)
 	if err != nil {
 		return nil, nil, nil, usageErr("--addr: %v", err)
 	}
@@ -62,8 +75,12 @@ func explain(err error) error {
 			return fmt.Errorf("mismatch: the key does not exist; nothing was written")
 		}
 		return fmt.Errorf("mismatch: the key is %s at revision %d; nothing was written", showValue(*ae.Current), ae.Current.Revision)
+	case errors.As(err, &ae) && ae.Code == api.CodeUnauthorized:
+		return fmt.Errorf("%w (give the nodes' token with --api-token-file)", ae)
 	case errors.As(err, &ae):
 		return ae
+	case errors.Is(err, client.ErrUnreachable) && strings.Contains(err.Error(), "x509:"):
+		return fmt.Errorf("%w (the node's certificate is not trusted: give its CA with --tls-ca)", err)
 	case errors.Is(err, client.ErrUnreachable):
 		return fmt.Errorf("%w (is the cluster running? try 'kvstore demo', or set --addr)", err)
 	}

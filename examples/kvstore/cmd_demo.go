@@ -2,6 +2,9 @@ package main
 
 import (
 	"bufio"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -20,6 +23,7 @@ import (
 	"time"
 
 	"github.com/rago-raft/rago/examples/kvstore/internal/api"
+	"github.com/rago-raft/rago/examples/kvstore/internal/node"
 )
 
 const demoHelp = `
@@ -37,7 +41,15 @@ While it runs, type a command and Enter to break things:
 	ps          list the nodes and their process ids
 	quit        stop everything (like Ctrl-C)
 
-Or use kill -9 / kill -STOP on the process ids from another terminal.`
+Or use kill -9 / kill -STOP on the process ids from another terminal.
+
+The nodes' Raft connections are authenticated: the first run writes a random
+secret to cluster.secret in --data (mode 0600) and every node gets it with
+--secret-file. --secret-file uses another one, --tls-ca, --tls-cert and
+--tls-key (a certificate valid for --host; see 'kvstore certs') switch to
+mutual TLS and HTTPS, and --insecure runs without authentication. The HTTP
+API is open to whoever reaches --host, writes included, unless
+--api-token-file gives the nodes a token.`
 
 // demoLayout is the cluster the demo runs, saved in --data so that a
 // second run restarts the same nodes on the same addresses (a node's Raft
@@ -63,6 +75,8 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	httpPort := fs.Int("http-port", 8001, "HTTP `port` of the first node; the others follow")
 	nodes := fs.Int("nodes", 3, "how many nodes (3 survives one failure, 5 two)")
 	logLevel := fs.String("log-level", "info", "the nodes' log `level`")
+	var sec securityFlags
+	sec.register(fs)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -72,6 +86,15 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	}
 	if *nodes < 1 || *nodes > 9 {
 		return usageErr("--nodes %d: use 1 to 9", *nodes)
+	}
+	// Secure by default: without credentials or --insecure, the nodes get
+	// the demo's own secret, made once the ports are known to be free.
+	ownSecret := !sec.insecure && sec.secretFile == "" && !sec.hasTLS()
+	if ownSecret {
+		sec.secretFile = filepath.Join(*data, secretFile)
+	}
+	if err := sec.check(); err != nil {
+		return err
 	}
 	layout, fresh, err := demoLoadLayout(*data, *host, *raftPort, *httpPort, *nodes)
 	if err != nil {
@@ -93,11 +116,33 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	if err := demoCheckPorts(layout, fresh, *data); err != nil {
 		return err
 	}
+	if ownSecret {
+		if err := demoSecret(sec.secretFile); err != nil {
+			return err
+		}
+	}
+	// Read and check the files once here, so that a mistake is reported
+	// once and before any node starts, rather than by each node.
+	if err := sec.apply(&node.Config{}, nil); err != nil {
+		return err
+	}
+	opts, err := sec.clientOptions(nil)
+	if err != nil {
+		return err
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("cannot find this program to start the nodes: %w", err)
 	}
-	d := &demo{layout: layout, exe: exe, logLevel: *logLevel, out: stdout, color: isTerminal(stdout), procs: map[string]*demoProc{}, exited: make(chan string, 16)}
+	d := &demo{layout: layout, exe: exe, logLevel: *logLevel, sec: sec, out: stdout, color: isTerminal(stdout), procs: map[string]*demoProc{}, exited: make(chan string, 16)}
+	d.scheme = "http://"
+	d.hc = &http.Client{Timeout: time.Second}
+	if sec.hasTLS() && !sec.insecureHTTP {
+		d.scheme = "https://"
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = &tls.Config{RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12}
+		d.hc.Transport = t
+	}
 
 	// Ctrl-C goes to the demo alone (the nodes run in their own process
 	// group), which stops the nodes in order.
@@ -216,12 +261,47 @@ func demoCheckPorts(l demoLayout, fresh bool, dir string) error {
 // errPortsBusy: an address the demo's nodes need is taken.
 var errPortsBusy = errors.New("ports in use")
 
+// secretFile is the demo's cluster secret, in its data directory.
+const secretFile = "cluster.secret"
+
+// demoSecret makes the demo's cluster secret at path on the first run: 32
+// random bytes, hex-encoded so that it can be copied to another machine as
+// text, readable by the user alone. A later run keeps it.
+func demoSecret(path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("make the demo's cluster secret: %w", err)
+	}
+	b := make([]byte, 32)
+	rand.Read(b) // crypto/rand never returns an error; it crashes instead
+	_, err = fmt.Fprintf(f, "%s\n", hex.EncodeToString(b))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("make the demo's cluster secret: %w", err)
+	}
+	return nil
+}
+
 // demo runs the nodes of a layout as child processes.
 type demo struct {
 	layout   demoLayout
 	exe      string
 	logLevel string
 	color    bool
+	// sec are the credentials every node gets; scheme and hc are how the
+	// demo itself talks to the nodes' HTTP API (https:// with TLS).
+	sec    securityFlags
+	scheme string
+	hc     *http.Client
 
 	outMu sync.Mutex
 	out   io.Writer
@@ -269,8 +349,9 @@ func (d *demo) start(id string) error {
 			return fmt.Errorf("%s is running (pid %d)", id, p.cmd.Process.Pid)
 		}
 	}
-	cmd := exec.Command(d.exe, "serve", "--id", n.ID, "--raft", n.Raft, "--http", n.HTTP, "--data", n.Data,
-		"--peers", d.peers(), "--log-level", d.logLevel)
+	args := []string{"serve", "--id", n.ID, "--raft", n.Raft, "--http", n.HTTP, "--data", n.Data,
+		"--peers", d.peers(), "--log-level", d.logLevel}
+	cmd := exec.Command(d.exe, append(args, d.sec.args()...)...)
 	cmd.Env = append(os.Environ(), parentEnv+"="+strconv.Itoa(os.Getpid()))
 	setProcessGroup(cmd)
 	stdout, err := cmd.StdoutPipe()
@@ -310,7 +391,6 @@ func (d *demo) start(id string) error {
 // node): its log, streamed above, says why.
 func (d *demo) waitUp(limit time.Duration) error {
 	deadline := time.Now().Add(limit)
-	hc := &http.Client{Timeout: time.Second}
 	for _, n := range d.layout.Nodes {
 		d.mu.Lock()
 		p := d.procs[n.ID]
@@ -321,12 +401,12 @@ func (d *demo) waitUp(limit time.Duration) error {
 				return fmt.Errorf("%s stopped while starting; its log above says why", n.ID)
 			default:
 			}
-			if resp, err := hc.Get("http://" + n.HTTP + "/status"); err == nil {
+			if resp, err := d.hc.Get(d.url(n) + "/status"); err == nil {
 				resp.Body.Close()
 				break
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("%s does not answer on http://%s/ after %v", n.ID, n.HTTP, limit)
+				return fmt.Errorf("%s does not answer on %s/ after %v", n.ID, d.url(n), limit)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -339,7 +419,6 @@ func (d *demo) waitUp(limit time.Duration) error {
 // reports that.
 func (d *demo) waitLeader(limit time.Duration) bool {
 	deadline := time.Now().Add(limit)
-	hc := &http.Client{Timeout: time.Second}
 	for time.Now().Before(deadline) {
 		for _, n := range d.layout.Nodes {
 			d.mu.Lock()
@@ -351,7 +430,7 @@ func (d *demo) waitLeader(limit time.Duration) bool {
 			default:
 			}
 			var st api.Status
-			resp, err := hc.Get("http://" + n.HTTP + "/status")
+			resp, err := d.hc.Get(d.url(n) + "/status")
 			if err != nil {
 				continue
 			}
@@ -411,20 +490,56 @@ func (d *demo) banner(fresh bool) {
 	}
 	fmt.Fprintf(w, "\n%s a kvstore cluster of %d nodes (data in %s):\n\n", what, len(d.layout.Nodes), filepath.Dir(d.layout.Nodes[0].Data))
 	for _, n := range d.layout.Nodes {
-		fmt.Fprintf(w, "  %-3s  web page and API  http://%s/   raft %s   pid %d\n", n.ID, n.HTTP, n.Raft, pids[n.ID])
+		fmt.Fprintf(w, "  %-3s  web page and API  %s/   raft %s   pid %d\n", n.ID, d.url(n), n.Raft, pids[n.ID])
 	}
-	first := "http://" + d.layout.Nodes[0].HTTP
+	fmt.Fprintf(w, "\n%s\n", d.securityText())
+	first := d.url(d.layout.Nodes[0])
+	curl, write, client := "curl", "", "go run ./examples/kvstore status"
+	if d.scheme == "https://" {
+		curl += " --cacert " + d.sec.tlsCA
+		client += " --tls-ca " + d.sec.tlsCA
+	}
+	if d.sec.tokenFile != "" {
+		write = ` -H "Authorization: Bearer $(cat ` + d.sec.tokenFile + `)"`
+	}
 	fmt.Fprintf(w, `
 Open %s/ in a browser, then try:
 
-  curl -X PUT %s/kv/greeting --data-binary 'hello, raft'
-  curl %s/kv/greeting
-  go run ./examples/kvstore status     (or type 'ps' here)
+  %s -X PUT%s %s/kv/greeting --data-binary 'hello, raft'
+  %s %s/kv/greeting
+  %s     (or type 'ps' here)
 
 Type 'kill n1' (or 'stop', 'cont', 'start', 'ps', 'quit') and Enter to break
 things; Ctrl-C stops the cluster, and running the demo again restarts it.
 
-`, first, first, "http://"+d.layout.Nodes[len(d.layout.Nodes)-1].HTTP)
+`, first, curl, write, first, curl, d.url(d.layout.Nodes[len(d.layout.Nodes)-1]), client)
+}
+
+// url is the base URL of a node's HTTP API.
+func (d *demo) url(n demoNode) string { return d.scheme + n.HTTP }
+
+// securityText says, in the banner, who can reach what.
+func (d *demo) securityText() string {
+	var raft string
+	switch {
+	case d.sec.insecure:
+		raft = "Raft connections: NOT authenticated (--insecure): anyone who can reach the Raft ports can act as a member."
+	case d.sec.hasTLS() && d.sec.secretFile != "":
+		raft = fmt.Sprintf("Raft connections: mutual TLS (CA %s) and the secret in %s.", d.sec.tlsCA, d.sec.secretFile)
+	case d.sec.hasTLS():
+		raft = fmt.Sprintf("Raft connections: mutual TLS (CA %s).", d.sec.tlsCA)
+	default:
+		raft = fmt.Sprintf("Raft connections: authenticated with the secret in %s.", d.sec.secretFile)
+	}
+	host, _, _ := net.SplitHostPort(d.layout.Nodes[0].HTTP)
+	api := fmt.Sprintf("HTTP API: open to whoever can reach %s, writes included (--api-token-file guards them).", host)
+	if d.sec.tokenFile != "" {
+		api = fmt.Sprintf("HTTP API: writes and admin endpoints need the token in %s; reads are open.", d.sec.tokenFile)
+	}
+	if d.scheme == "https://" {
+		api += fmt.Sprintf(" HTTPS with the nodes' certificates: trust %s.", d.sec.tlsCA)
+	}
+	return raft + "\n" + api
 }
 
 // command runs one line typed by the user and reports whether to quit.

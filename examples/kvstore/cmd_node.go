@@ -24,6 +24,7 @@ type nodeFlags struct {
 	maxValue                        byteSize
 	timeout, probe                  time.Duration
 	logLevel, logFormat             string
+	sec                             securityFlags
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
@@ -32,12 +33,13 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.raft, "raft", "", "`host:port` of the node's Raft transport; its identity, keep it across restarts (required)")
 	fs.StringVar(&f.http, "http", "", "`host:port` of the HTTP API and web page (required)")
 	fs.StringVar(&f.data, "data", "", "data `directory`; restarting with the same one rejoins the cluster (required)")
-	fs.StringVar(&f.advertise, "advertise-http", "", "`URL` other nodes and pages use for this node (default http://<--http>)")
+	fs.StringVar(&f.advertise, "advertise-http", "", "`URL` other nodes and pages use for this node (default http://<--http>, https:// with --tls-*)")
 	fs.Var(&f.maxValue, "max-value", "largest value accepted, in bytes (suffixes KiB, MiB), up to 8MiB")
 	fs.DurationVar(&f.timeout, "timeout", node.DefaultRequestTimeout, "how long a request may wait for the cluster before 503/504")
 	fs.DurationVar(&f.probe, "probe-interval", node.DefaultProbeInterval, "how often the node probes every member for /cluster and the page")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log `format`: text or json")
+	f.sec.register(fs)
 }
 
 func (f *nodeFlags) config(stderr io.Writer) (node.Config, error) {
@@ -50,7 +52,7 @@ func (f *nodeFlags) config(stderr io.Writer) (node.Config, error) {
 	if err != nil {
 		return node.Config{}, err
 	}
-	return node.Config{
+	cfg := node.Config{
 		ID:             f.id,
 		RaftAddr:       f.raft,
 		HTTPAddr:       f.http,
@@ -60,7 +62,11 @@ func (f *nodeFlags) config(stderr io.Writer) (node.Config, error) {
 		RequestTimeout: f.timeout,
 		ProbeInterval:  f.probe,
 		Logger:         logger,
-	}, nil
+	}
+	if err := f.sec.apply(&cfg, logger); err != nil {
+		return node.Config{}, err
+	}
+	return cfg, nil
 }
 
 func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
@@ -88,7 +94,18 @@ elect a leader once a majority runs. Start them in any order, or all at once.
 Later starts find the member in --data and rejoin (--peers is then ignored).
 
 	kvstore serve --id n1 --raft 127.0.0.1:7001 --http 127.0.0.1:8001 --data d/n1 \
-	    --peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003
+	    --peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003 \
+	    --secret-file cluster.secret
+
+The Raft port needs credentials, the same kind on every node: a shared secret
+(--secret-file), mutual TLS (--tls-ca, --tls-cert, --tls-key; the certificate
+then serves HTTPS too, unless --insecure-http), or both; --insecure runs
+without. --api-token-file guards writes and admin endpoints of the HTTP API.
+
+A node that lost its --data must not be started again with serve and the
+same --peers: it would come back as the old member without the votes and
+entries it had promised. Remove it (kvstore leave --id ID) and add it again
+with kvstore join and an empty --data.
 
 SIGINT or SIGTERM stops the node cleanly; SIGKILL is fine too: nothing
 acknowledged is lost.`
@@ -129,7 +146,10 @@ leader and serves like the others.
 	    --via http://127.0.0.1:8001
 
 Restart a joined node with the same command (or with serve and no --peers):
-it finds its member in --data and is not added twice.`
+it finds its member in --data and is not added twice. It needs the
+cluster's credentials (--secret-file or --tls-*, as serve); with an API
+token (--api-token-file) it also uses it to ask to be added, and with
+--tls-ca it trusts the HTTPS of --via.`
 
 func runJoin(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("join", stderr, joinHelp)
@@ -152,7 +172,11 @@ func runJoin(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg.Join = true
-	c, err := client.New(strings.Split(*via, ","))
+	opts, err := nf.sec.clientOptions(cfg.Logger)
+	if err != nil {
+		return err
+	}
+	c, err := client.NewWithOptions(strings.Split(*via, ","), opts)
 	if err != nil {
 		return usageErr("--via: %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -168,10 +169,25 @@ func TestDemo(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.status, "the write the banner suggests: %s", r.body)
 	healthy()
 	require.Contains(t, kv("put", "demo-key", "survives restarts"), "created demo-key")
+
+	// Secure by default: the demo made a secret only its user can read,
+	// and every node authenticates its Raft connections with it.
+	d.out.waitFor(t, "Raft connections: authenticated with the secret in "+filepath.Join(data, "cluster.secret"))
+	st, err := os.Stat(filepath.Join(data, "cluster.secret"))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+	for _, u := range urls {
+		var s api.Status
+		_, err := httpGetJSON(u+"/status", &s)
+		require.NoError(t, err)
+		require.Equal(t, "secret", s.RaftAuth, "%s", u)
+	}
+	secret, err := os.ReadFile(filepath.Join(data, "cluster.secret"))
+	require.NoError(t, err)
 	d.out.waitFor(t, "n1  | ") // the nodes' logs come through, prefixed
 
 	// Break a node from the demo's prompt, and bring it back.
-	_, err := io.WriteString(d.stdin, "kill n2\n")
+	_, err = io.WriteString(d.stdin, "kill n2\n")
 	require.NoError(t, err)
 	d.out.waitFor(t, "n2 exited")
 	require.Contains(t, kv("put", "while-n2-is-down", "yes"), "created")
@@ -185,10 +201,13 @@ func TestDemo(t *testing.T) {
 		require.Error(t, err, "%s still answers after the demo stopped", u)
 	}
 
-	// Again: the same cluster, with its data.
+	// Again: the same cluster, with its data and its secret.
 	d = startDemo(t, args...)
 	d.out.waitFor(t, "Restarted a kvstore cluster of 3 nodes")
 	healthy()
+	again, err := os.ReadFile(filepath.Join(data, "cluster.secret"))
+	require.NoError(t, err)
+	require.Equal(t, secret, again)
 	require.Equal(t, "survives restarts\n", kv("get", "demo-key"))
 	require.Equal(t, "yes\n", kv("get", "while-n2-is-down"))
 	d.stop(t)
@@ -212,4 +231,24 @@ func TestDemoRefusesBusyPorts(t *testing.T) {
 	require.Contains(t, msg, "127.0.0.1:"+strconv.Itoa(httpBase+1)+" (HTTP of n2")
 	require.Contains(t, msg, "--http-port")
 	require.NoFileExists(t, dir+"/demo.json")
+}
+
+// TestDemoInsecure: "demo --insecure" runs without authentication, says so
+// in its banner, and makes no secret.
+func TestDemoInsecure(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts node processes")
+	}
+	data := t.TempDir()
+	raftPort := freeRange(t, 1)
+	httpPort := freeRange(t, 1, raftPort)
+	d := startDemo(t, "--insecure", "--nodes", "1", "--data", data, "--raft-port", strconv.Itoa(raftPort), "--http-port", strconv.Itoa(httpPort))
+	d.out.waitFor(t, "Started a kvstore cluster of 1 nodes")
+	d.out.waitFor(t, "Raft connections: NOT authenticated (--insecure)")
+	var s api.Status
+	_, err := httpGetJSON(fmt.Sprintf("http://127.0.0.1:%d/status", httpPort), &s)
+	require.NoError(t, err)
+	require.Equal(t, "none", s.RaftAuth)
+	require.NoFileExists(t, filepath.Join(data, "cluster.secret"))
+	d.stop(t)
 }

@@ -45,6 +45,11 @@ type proc struct {
 	peers                string
 	// flags go to every "kvstore serve" of the node, restarts included.
 	flags []string
+	// auth are the node's credentials, also on every "kvstore serve":
+	// the cluster's secret unless a test gives others.
+	auth []string
+	// scheme is "https" for a node that serves HTTPS, else "" (http).
+	scheme string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -52,13 +57,24 @@ type proc struct {
 	log  *bytes.Buffer
 }
 
-func (p *proc) url() string { return "http://" + p.http }
+func (p *proc) url() string {
+	if p.scheme != "" {
+		return p.scheme + "://" + p.http
+	}
+	return "http://" + p.http
+}
 
 // testCluster is a cluster of node processes on free ports with temporary
 // data directories.
 type testCluster struct {
 	t     *testing.T
 	nodes []*proc
+	// secret is the file of the cluster secret its nodes get by default.
+	secret string
+	// hc talks to the nodes' HTTP API, and opts configure its clients:
+	// both trust the cluster's CA when its nodes serve HTTPS.
+	hc   *http.Client
+	opts client.Options
 }
 
 func freePort(t *testing.T) string {
@@ -87,10 +103,11 @@ func startCluster(t *testing.T, n int, flags ...string) *testCluster {
 // starts none of them; the nodes it started are killed when the test ends.
 func newTestCluster(t *testing.T, n int) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t}
+	c := &testCluster{t: t, hc: &http.Client{}, secret: filepath.Join(t.TempDir(), "cluster.secret")}
+	require.NoError(t, os.WriteFile(c.secret, []byte("a test secret of more than 16 bytes\n"), 0o600))
 	var peers []string
 	for i := range n {
-		p := &proc{id: fmt.Sprintf("n%d", i+1), raft: freePort(t), http: freePort(t), data: filepath.Join(t.TempDir(), "data")}
+		p := &proc{id: fmt.Sprintf("n%d", i+1), raft: freePort(t), http: freePort(t), data: filepath.Join(t.TempDir(), "data"), auth: c.auth()}
 		peers = append(peers, p.id+"="+p.raft)
 		c.nodes = append(c.nodes, p)
 	}
@@ -117,6 +134,9 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 	return c
 }
 
+// auth returns the flags that give a node the cluster's secret.
+func (c *testCluster) auth() []string { return []string{"--secret-file", c.secret} }
+
 // start runs "kvstore serve" for p and waits until its HTTP API answers.
 // Free ports are picked before the nodes start, so another process may
 // take one meanwhile: a node that cannot listen is started again, on a new
@@ -142,7 +162,7 @@ func (c *testCluster) start(p *proc, extra ...string) {
 // serveArgs is the command line of "kvstore serve" for p.
 func (p *proc) serveArgs() []string {
 	args := []string{"serve", "--id", p.id, "--raft", p.raft, "--http", p.http, "--data", p.data, "--peers", p.peers, "--log-level", "debug"}
-	return append(args, p.flags...)
+	return append(append(args, p.flags...), p.auth...)
 }
 
 // startArgs runs the kvstore command line args for p and waits until its
@@ -201,7 +221,7 @@ func (c *testCluster) awaitAnswer(p *proc) string {
 		default:
 		}
 		// Another process may answer on a port it took: only p counts.
-		resp, err := http.Get(p.url() + "/status")
+		resp, err := c.hc.Get(p.url() + "/status")
 		if err != nil {
 			return false
 		}
@@ -272,7 +292,7 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 // cluster returns the /cluster view of node p.
 func (c *testCluster) cluster(p *proc) (api.Cluster, error) {
 	var v api.Cluster
-	resp, err := http.Get(p.url() + "/cluster")
+	resp, err := c.hc.Get(p.url() + "/cluster")
 	if err != nil {
 		return v, err
 	}
@@ -346,7 +366,7 @@ func (c *testCluster) client(ps ...*proc) *client.Client {
 	for _, p := range ps {
 		addrs = append(addrs, p.url())
 	}
-	cl, err := client.New(addrs)
+	cl, err := client.NewWithOptions(addrs, c.opts)
 	require.NoError(c.t, err)
 	return cl
 }

@@ -11,6 +11,7 @@
 //	kvstore watch [PREFIX]                 changes as they are committed
 //	kvstore backup --out FILE              a backup of the data
 //	kvstore restore --from FILE --id n1 ... a new cluster from a backup
+//	kvstore certs --dir DIR --nodes ...    certificates to try mutual TLS
 //
 // Run "kvstore help" or "kvstore COMMAND -h" for the details; the README
 // next to this file has the HTTP API and a tour.
@@ -52,6 +53,7 @@ func init() {
 		{"watch", "[PREFIX] [--from-revision N]", "print changes of keys as they are committed", runWatch},
 		{"backup", "--out FILE", "write a backup of the cluster's data to FILE", runBackup},
 		{"restore", "--from FILE --id ID --raft HOST:PORT --http HOST:PORT --data DIR", "run a node that starts a new cluster from a backup", runRestore},
+		{"certs", "--dir DIR --nodes ID=HOST,...", "make a CA and node certificates to try mutual TLS", runCerts},
 		{"help", "[COMMAND]", "show help", runHelp},
 	}
 }

@@ -18,6 +18,7 @@ const (
 	CodeKeyNotFound     = "key_not_found"    // 404
 	CodeNodeNotFound    = "node_not_found"   // 404: DELETE /cluster/members/{id} of a non-member
 	CodeNoRoute         = "no_route"         // 404: no such endpoint
+	CodeUnauthorized    = "unauthorized"     // 401: a write or admin request without the node's API token
 	CodeCompacted       = "compacted"        // 410: a watch's revision is older than the history kept
 	CodeMethod          = "method_not_allowed"
 	CodeCASMismatch     = "cas_mismatch"        // 409
@@ -203,6 +204,17 @@ type Status struct {
 	RecentKeys    []string `json:"recent_keys"`
 	UptimeSeconds float64  `json:"uptime_seconds"`
 	Error         string   `json:"error,omitempty"`
+	// RaftAuth says how the answering node authenticates its Raft
+	// connections: "tls", "secret", "tls+secret" or "none" (--insecure).
+	// Only GET /status fills it and the two counters below, which count
+	// the connections its Raft port refused (peers without the right
+	// credentials) and the handshakes it failed when dialling.
+	RaftAuth           string `json:"raft_auth,omitempty"`
+	RefusedConnections uint64 `json:"refused_connections,omitempty"`
+	FailedHandshakes   uint64 `json:"failed_handshakes,omitempty"`
+	// APIToken says that writes and admin endpoints of the answering
+	// node need its API token (GET /status only).
+	APIToken bool `json:"api_token,omitempty"`
 }
 
 // MemberView is one member in GET /cluster, as the answering node sees it.

@@ -15,6 +15,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,7 +42,8 @@ var ErrOutcomeUnknown = errors.New("kvstore: outcome unknown")
 
 // Client talks to a kvstore cluster. It is safe for concurrent use.
 type Client struct {
-	http *http.Client
+	http  *http.Client
+	token string // sent as a bearer token when set
 
 	given []string // the addresses as given, for local reads
 
@@ -49,17 +52,54 @@ type Client struct {
 	probed bool     // asked for the leader once already
 }
 
+// Options are a client's optional settings.
+type Options struct {
+	// RootCAs, if set, are the only authorities trusted for the
+	// certificates of https:// nodes (a kvstore node serves HTTPS with its
+	// node certificate, which chains to the cluster's own CA), and a bare
+	// host:port gets https:// instead of http://.
+	RootCAs *x509.CertPool
+	// Token, if set, goes with every request as "Authorization: Bearer
+	// <token>": nodes with an API token need it for writes and admin
+	// endpoints.
+	Token string
+}
+
 // New returns a client for the nodes at addrs (base URLs such as
 // http://127.0.0.1:8001; a bare host:port gets http://).
-func New(addrs []string) (*Client, error) {
-	c := &Client{http: &http.Client{}}
+func New(addrs []string) (*Client, error) { return NewWithOptions(addrs, Options{}) }
+
+// NewWithOptions is New with options.
+func NewWithOptions(addrs []string, opts Options) (*Client, error) {
+	c := &Client{http: &http.Client{}, token: opts.Token}
+	scheme := "http://"
+	if opts.RootCAs != nil {
+		scheme = "https://"
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = &tls.Config{RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12}
+		c.http.Transport = t
+	}
+	// Go drops the Authorization header when a redirect leaves the host,
+	// and a backup is redirected to the leader's node, which may be
+	// another host. The redirect comes from a node of the cluster and
+	// names another one, so the token goes along, but never from https
+	// down to http, where anyone on the path could read it.
+	c.http.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		if c.token != "" && !(via[0].URL.Scheme == "https" && req.URL.Scheme != "https") {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		return nil
+	}
 	for _, a := range addrs {
 		a = strings.TrimRight(strings.TrimSpace(a), "/")
 		if a == "" {
 			continue
 		}
 		if !strings.Contains(a, "://") {
-			a = "http://" + a
+			a = scheme + a
 		}
 		u, err := url.Parse(a)
 		if err != nil || u.Host == "" {
@@ -153,7 +193,7 @@ func (c *Client) retry(ctx context.Context, attempt func() (string, error)) erro
 			return nil
 		}
 		var ae *api.Error
-		retry := errors.Is(err, ErrUnreachable) || (errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable)
+		retry := (errors.Is(err, ErrUnreachable) && !untrusted(err)) || (errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable)
 		if !retry {
 			return err
 		}
@@ -235,6 +275,7 @@ func (c *Client) openStream(ctx context.Context, addr, path string) (*http.Respo
 	if err != nil {
 		return nil, err
 	}
+	c.authorize(req)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, err
@@ -311,6 +352,8 @@ func (c *Client) Watch(ctx context.Context, prefix string, from uint64, fn func(
 			if ae.Code == api.CodeCompacted || (ae.Status >= 400 && ae.Status < 500) {
 				return err
 			}
+		case untrusted(err):
+			return err
 		case errors.Is(err, ErrUnreachable), errors.Is(err, errStreamBroke):
 		default:
 			return err // fn's own
@@ -396,6 +439,7 @@ func (c *Client) send(ctx context.Context, addr, method, path string, body []byt
 	if body != nil {
 		req.Header.Set("Content-Type", "application/octet-stream")
 	}
+	c.authorize(req)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return 0, nil, "", err
@@ -406,6 +450,13 @@ func (c *Client) send(ctx context.Context, addr, method, path string, body []byt
 		return 0, nil, "", fmt.Errorf("reading the answer: %w", err)
 	}
 	return resp.StatusCode, answer, resp.Header.Get("Retry-After"), nil
+}
+
+// authorize adds the API token to req, if the client has one.
+func (c *Client) authorize(req *http.Request) {
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 }
 
 // attemptTimeout is how long one node may take to answer path. A node
@@ -420,10 +471,20 @@ func attemptTimeout(path string) time.Duration {
 }
 
 // refused reports whether err happened before the request could reach a
-// server (nothing was sent), so that trying another node is safe.
+// server (nothing was sent), so that trying another node is safe and a
+// write's outcome is known: not applied.
 func refused(err error) bool {
 	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
+	// A certificate the client does not trust stops the handshake before
+	// the request is written.
+	return (errors.As(err, &op) && op.Op == "dial") || untrusted(err)
+}
+
+// untrusted reports whether err holds a certificate the client does not
+// trust: waiting does not fix that, so it is not retried.
+func untrusted(err error) bool {
+	var cert *tls.CertificateVerificationError
+	return errors.As(err, &cert)
 }
 
 func keyPath(key string) string { return "/kv/" + url.PathEscape(key) }

@@ -1,11 +1,14 @@
 package client
 
 import (
+	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -181,4 +184,71 @@ func TestUnreachable(t *testing.T) {
 	defer cancel()
 	_, err = c.Get(cctx, "k", "")
 	require.True(t, errors.Is(err, ErrUnreachable), "%v", err)
+}
+
+// With options, the client trusts only the given CA for https:// nodes,
+// gives bare addresses https://, and sends the token with every request,
+// also after a redirect to another host (a backup taken at the leader's
+// node), where Go itself would drop it.
+func TestTokenAndCA(t *testing.T) {
+	const token = "tok-of-sixteen-chars"
+	authorized := func(r *http.Request) bool { return r.Header.Get("Authorization") == "Bearer "+token }
+	leaderLn, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback for a second host: %v", err)
+	}
+	leader := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !authorized(r) {
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"code":"unauthorized","message":"no token"}`))
+			return
+		}
+		w.Write([]byte("backup bytes"))
+	}))
+	leader.Listener.Close()
+	leader.Listener = leaderLn
+	leader.StartTLS()
+	defer leader.Close()
+	follower := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/cluster":
+			w.Write([]byte(`{"observed_by":"n2","members":[]}`))
+		case r.URL.Path == "/backup":
+			http.Redirect(w, r, leader.URL+"/backup", http.StatusTemporaryRedirect)
+		case !authorized(r):
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"code":"unauthorized","message":"no token"}`))
+		default:
+			w.Write([]byte(`{"key":"k","revision":3,"leader":"n2"}`))
+		}
+	}))
+	defer follower.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(follower.Certificate()) // both servers present httptest's certificate
+
+	c, err := NewWithOptions([]string{strings.TrimPrefix(follower.URL, "https://")}, Options{RootCAs: pool, Token: token})
+	require.NoError(t, err)
+	require.Equal(t, []string{follower.URL}, c.Addrs(), "a bare address gets https:// with a CA")
+	_, err = c.Put(ctx(t), "k", []byte("v"))
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	require.NoError(t, c.Backup(ctx(t), &buf))
+	require.Equal(t, "backup bytes", buf.String(), "the token followed the redirect to the leader")
+
+	// Without the token: 401, returned at once (retrying cannot help).
+	c, err = NewWithOptions([]string{follower.URL}, Options{RootCAs: pool})
+	require.NoError(t, err)
+	_, err = c.Put(ctx(t), "k", []byte("v"))
+	var ae *api.Error
+	require.ErrorAs(t, err, &ae)
+	require.Equal(t, http.StatusUnauthorized, ae.Status)
+
+	// Without the CA: the node's certificate is not trusted, and a write
+	// that never got past the handshake was not applied.
+	c, err = New([]string{follower.URL})
+	require.NoError(t, err)
+	_, err = c.Put(ctx(t), "k", []byte("v"))
+	require.ErrorIs(t, err, ErrUnreachable)
+	require.NotErrorIs(t, err, ErrOutcomeUnknown)
+	require.ErrorContains(t, err, "certificate")
 }

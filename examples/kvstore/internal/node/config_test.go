@@ -33,7 +33,8 @@ func TestParsePeers(t *testing.T) {
 func TestConfigChecks(t *testing.T) {
 	good := func() Config {
 		return Config{ID: "n1", RaftAddr: "127.0.0.1:7001", HTTPAddr: "127.0.0.1:8001", DataDir: "d",
-			Peers: []Peer{{ID: "n1", Raft: "127.0.0.1:7001"}, {ID: "n2", Raft: "127.0.0.1:7002"}}}
+			Peers:         []Peer{{ID: "n1", Raft: "127.0.0.1:7001"}, {ID: "n2", Raft: "127.0.0.1:7002"}},
+			ClusterSecret: []byte("0123456789abcdef0123456789abcdef")}
 	}
 	c := good()
 	require.NoError(t, c.fill())
@@ -52,9 +53,29 @@ func TestConfigChecks(t *testing.T) {
 		"self at other address":  func(c *Config) { c.Peers[0].Raft = "127.0.0.1:9999" },
 		"own address for a peer": func(c *Config) { c.Peers[1].Raft = c.RaftAddr },
 		"join with peers":        func(c *Config) { c.Join = true },
+		"no credentials":         func(c *Config) { c.ClusterSecret = nil },
+		"insecure and a secret":  func(c *Config) { c.Insecure = true },
+		"short secret":           func(c *Config) { c.ClusterSecret = []byte("short") },
+		"https without tls":      func(c *Config) { c.HTTPS = true },
+		"short api token":        func(c *Config) { c.APIToken = "tiny" },
+		"api token with a space": func(c *Config) { c.APIToken = "0123456789 abcdef" },
 	} {
 		c := good()
 		mutate(&c)
 		require.ErrorIs(t, c.fill(), ErrConfig, name)
 	}
+}
+
+// TestConfigRefusesAnOpenRaftPortUnlessAskedByName: without credentials a
+// node starts only with Insecure, and the refusal says what to pass.
+func TestConfigRefusesAnOpenRaftPortUnlessAskedByName(t *testing.T) {
+	c := Config{ID: "n1", RaftAddr: "127.0.0.1:7001", HTTPAddr: "127.0.0.1:8001", DataDir: "d", Join: true}
+	err := c.fill()
+	require.ErrorIs(t, err, ErrConfig)
+	for _, flag := range []string{"--secret-file", "--tls-ca", "--insecure"} {
+		require.Contains(t, err.Error(), flag)
+	}
+	c.Insecure = true
+	require.NoError(t, c.fill())
+	require.Equal(t, "none", c.raftAuth())
 }

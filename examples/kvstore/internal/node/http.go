@@ -56,6 +56,9 @@ func (n *Node) routes() http.Handler {
 
 func (n *Node) route(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.EscapedPath()
+	if !n.authorized(w, r, path) {
+		return
+	}
 	switch {
 	case path == "/":
 		if !n.allow(w, r, http.MethodGet) {
@@ -396,6 +399,10 @@ func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	st.HTTP = n.httpURL
 	st.UptimeSeconds = time.Since(n.started).Seconds()
+	st.RaftAuth = n.cfg.raftAuth()
+	stats := n.sys.Node().Stats()
+	st.RefusedConnections, st.FailedHandshakes = stats.RefusedConnections, stats.FailedHandshakes
+	st.APIToken = n.tokenDigest != nil
 	cors(w)
 	writeJSON(w, http.StatusOK, st)
 }

@@ -14,6 +14,8 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +31,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rago-raft/rago/actor"
 	"github.com/rago-raft/rago/examples/kvstore/internal/kv"
 	"github.com/rago-raft/rago/raftserver"
 )
@@ -132,6 +135,29 @@ type Config struct {
 	ProbeInterval time.Duration
 	// Logger receives the node's and rago's logs.
 	Logger *slog.Logger
+
+	// ClusterSecret, if set, makes every Raft connection prove in both
+	// directions that the other side knows it (rago's
+	// actor.Config.ClusterSecret). Every node of the cluster needs the
+	// same, of at least actor.MinClusterSecretBytes bytes.
+	ClusterSecret []byte
+	// TLS, if set, makes every Raft connection mutual TLS
+	// (actor.Config.TLS): the node's certificate must cover the host of
+	// RaftAddr and chain to the CA every node trusts.
+	TLS *actor.TLSConfig
+	// HTTPS serves the HTTP API over TLS, with TLS's certificate and key
+	// (clients need not present one: the API token is their credential).
+	HTTPS bool
+	// Insecure lets the node start with neither ClusterSecret nor TLS.
+	// Then anyone who can reach RaftAddr can act as a member: send Raft
+	// messages, stop the node's member, read the traffic. Without it such
+	// a config is refused, so that an open Raft port is always a choice
+	// someone made by name.
+	Insecure bool
+	// APIToken, if set, is the bearer token that every request that
+	// writes, changes membership or reaches an admin endpoint (backup,
+	// profiler) must carry; reads, the page and the status stay open.
+	APIToken string
 }
 
 func (c *Config) fill() error {
@@ -172,6 +198,9 @@ func (c *Config) fill() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := c.checkSecurity(); err != nil {
+		return err
 	}
 	if c.Join && len(c.Peers) > 0 {
 		return fmt.Errorf("%w: a joining node takes no --peers: the cluster tells it its members", ErrConfig)
@@ -246,6 +275,9 @@ type Node struct {
 	httpURL  string
 	listener net.Listener
 	server   *http.Server
+	https    *httpsCert // nil without Config.HTTPS
+	// tokenDigest is the SHA-256 of Config.APIToken, nil without one.
+	tokenDigest []byte
 
 	stop    context.CancelFunc
 	stopCtx context.Context
@@ -274,11 +306,23 @@ func Start(cfg Config) (_ *Node, err error) {
 		}
 	}()
 
+	if cfg.APIToken != "" {
+		d := sha256.Sum256([]byte(cfg.APIToken))
+		n.tokenDigest = d[:]
+	}
+	if cfg.HTTPS {
+		// Loaded before anything starts: a certificate that does not load
+		// is a mistake in the flags, reported before the node runs.
+		if n.https, err = newHTTPSCert(cfg.TLS, n.log); err != nil {
+			return nil, err
+		}
+	}
 	n.sys, err = raftserver.StartSystem(raftserver.SystemConfig{
 		DataDir:  filepath.Join(cfg.DataDir, "raft"),
 		Address:  cfg.RaftAddr,
 		Machines: map[string]raftserver.MachineFactory{kv.Kind: kv.Factory},
 		Logger:   cfg.Logger,
+		Node:     actor.Config{TLS: cfg.TLS, ClusterSecret: cfg.ClusterSecret},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start the rago node at %s: %w", cfg.RaftAddr, err)
@@ -295,7 +339,11 @@ func Start(cfg Config) (_ *Node, err error) {
 	}
 	n.httpURL = cfg.AdvertiseHTTP
 	if n.httpURL == "" {
-		n.httpURL = "http://" + n.listener.Addr().String()
+		scheme := "http://"
+		if cfg.HTTPS {
+			scheme = "https://"
+		}
+		n.httpURL = scheme + n.listener.Addr().String()
 	}
 	n.watch = newWatcher(n)
 	n.server = &http.Server{
@@ -303,10 +351,20 @@ func Start(cfg Config) (_ *Node, err error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
 	}
+	if cfg.HTTPS {
+		n.server.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: n.https.get}
+		n.https.warnUncovered(n.httpURL, n.log)
+	}
 	n.wg.Add(3)
 	go func() {
 		defer n.wg.Done()
-		if err := n.server.Serve(n.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if cfg.HTTPS {
+			err = n.server.ServeTLS(n.listener, "", "") // the certificate comes from TLSConfig
+		} else {
+			err = n.server.Serve(n.listener)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("HTTP server failed", "err", err)
 		}
 	}()
@@ -318,7 +376,14 @@ func Start(cfg Config) (_ *Node, err error) {
 		defer n.wg.Done()
 		n.register(n.stopCtx)
 	}()
-	n.log.Info("node started", "raft", n.sys.Name(), "http", n.httpURL, "data", cfg.DataDir)
+	n.log.Info("node started", "raft", n.sys.Name(), "http", n.httpURL, "data", cfg.DataDir,
+		"raft_auth", cfg.raftAuth(), "api_token", cfg.APIToken != "")
+	if cfg.Insecure {
+		n.log.Warn("the Raft port is not authenticated (--insecure): anyone who can reach it can act as a member of the cluster, stop this node's member and read its traffic", "raft", n.sys.Name())
+	}
+	if cfg.APIToken != "" && !cfg.HTTPS && !isLoopback(n.listener.Addr()) {
+		n.log.Warn("the API token travels in clear text over plain HTTP on a non-loopback address; use --tls-* for HTTPS", "http", n.httpURL)
+	}
 	return n, nil
 }
 
