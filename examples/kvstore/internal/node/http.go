@@ -462,12 +462,30 @@ func (n *Node) handleAddMember(w http.ResponseWriter, r *http.Request) {
 	}
 	changed := !slices.Contains(st.Voters, id)
 	voters := slices.Clone(st.Voters)
+	if bound := st.Incarnations[id]; bound != 0 {
+		// A member of that name exists: if its replica is not the one the
+		// configuration binds (it lost its data and started again), it
+		// comes back as a new incarnation.
+		if js, err := n.sys.Overview(ctx, id); err == nil && js.Incarnation != bound {
+			changed = true
+		}
+	}
 	if changed {
-		if _, err := n.sys.AddMember(ctx, n.self, id); err != nil {
+		add, actx := n.sys.AddMember, ctx
+		if slices.Contains(slices.Concat(st.Voters, st.NonVoters), id) {
+			// Rejoin waits for the new replica to catch up.
+			var cancel context.CancelFunc
+			add = n.sys.Rejoin
+			actx, cancel = context.WithTimeout(r.Context(), max(n.cfg.RequestTimeout, time.Minute))
+			defer cancel()
+		}
+		if _, err := add(actx, n.self, id); err != nil {
 			n.fail(w, n.raftError(err, true))
 			return
 		}
-		voters = append(voters, id)
+		if !slices.Contains(voters, id) {
+			voters = append(voters, id)
+		}
 		n.log.Info("member added", "member", id.String())
 	}
 	if req.HTTP != "" {

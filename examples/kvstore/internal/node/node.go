@@ -278,6 +278,9 @@ type Node struct {
 	https    *httpsCert // nil without Config.HTTPS
 	// tokenDigest is the SHA-256 of Config.APIToken, nil without one.
 	tokenDigest []byte
+	// created: this start created the member from --peers in an empty
+	// data directory (see rejoinIfReplaced).
+	created bool
 
 	stop    context.CancelFunc
 	stopCtx context.Context
@@ -354,6 +357,13 @@ func Start(cfg Config) (_ *Node, err error) {
 	if cfg.HTTPS {
 		n.server.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: n.https.get}
 		n.https.warnUncovered(n.httpURL, n.log)
+	}
+	if n.created {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.rejoinIfReplaced(n.stopCtx)
+		}()
 	}
 	n.wg.Add(3)
 	go func() {
@@ -436,9 +446,79 @@ func (n *Node) startMember() error {
 	case n.cfg.Join:
 		n.log.Info("member started; waiting to be added to the cluster", "member", n.self.String())
 	default:
+		n.created = true
 		n.log.Info("member started with the initial configuration", "member", n.self.String(), "members", fmt.Sprint(initial))
 	}
 	return nil
+}
+
+// rejoinIfReplaced runs after this node created its member from --peers in
+// an empty data directory, which is either the cluster's first start or a
+// node whose data was lost or replaced. In the second case the cluster's
+// configuration binds this member's ID to the earlier replica's
+// incarnation: the cluster ignores this replica's votes and
+// acknowledgements, since it lacks what the earlier one promised. It then
+// rejoins as a new incarnation through the leader (raftserver's Rejoin:
+// removed, added back as a non-voter, caught up, promoted). It asks until
+// a peer answers either way, or the node stops.
+func (n *Node) rejoinIfReplaced(ctx context.Context) {
+	backoff := 200 * time.Millisecond
+	for {
+		done, err := n.checkReplaced(ctx)
+		if done {
+			return
+		}
+		if err != nil {
+			n.log.Debug("could not tell yet whether this member replaces an earlier replica", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// checkReplaced asks the peers how they bind this member, and rejoins if
+// they bind it to another incarnation. It reports whether that question is
+// settled.
+func (n *Node) checkReplaced(ctx context.Context) (bool, error) {
+	qctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	me, err := n.sys.Overview(qctx, n.self)
+	if err != nil {
+		return false, err
+	}
+	if me.Incarnations[n.self] == me.Incarnation {
+		return true, nil // a leader bound this replica: a first start
+	}
+	for _, p := range n.cfg.Peers {
+		peer := raftserver.ServerID{Name: p.ID, Node: p.Raft}
+		if peer == n.self {
+			continue
+		}
+		st, err := n.sys.Overview(qctx, peer)
+		if err != nil {
+			continue
+		}
+		switch bound := st.Incarnations[n.self]; bound {
+		case 0:
+			continue // not bound there yet: ask another, or later
+		case me.Incarnation:
+			return true, nil
+		}
+		n.log.Warn("this node's data directory is new, but the cluster knows this member from an earlier replica whose data was lost or replaced: rejoining as a new incarnation (its log is copied from the leader before it votes again)",
+			"member", n.self.String())
+		rctx, cancel := context.WithTimeout(ctx, max(n.cfg.RequestTimeout, time.Minute))
+		defer cancel()
+		if _, err := n.sys.Rejoin(rctx, peer, n.self); err != nil {
+			return false, fmt.Errorf("rejoin through %s: %w", peer, err)
+		}
+		n.log.Info("rejoined the cluster as a new incarnation", "member", n.self.String())
+		return true, nil
+	}
+	return false, nil
 }
 
 // restoreMember starts this node's member as a new cluster of one from the
