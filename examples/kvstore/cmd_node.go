@@ -102,10 +102,10 @@ The Raft port needs credentials, the same kind on every node: a shared secret
 then serves HTTPS too, unless --insecure-http), or both; --insecure runs
 without. --api-token-file guards writes and admin endpoints of the HTTP API.
 
-A node that lost its --data must not be started again with serve and the
-same --peers: it would come back as the old member without the votes and
-entries it had promised. Remove it (kvstore leave --id ID) and add it again
-with kvstore join and an empty --data.
+A node that lost its --data may be started again with serve and the same
+--peers: its new replica is not the one the cluster knows (each replica has
+its own incarnation), so the cluster ignores its votes, and the node rejoins
+through the leader by itself, copying the log before it votes again.
 
 SIGINT or SIGTERM stops the node cleanly; SIGKILL is fine too: nothing
 acknowledged is lost.`
