@@ -65,13 +65,20 @@ func (r *Raft) staleIncarnation() bool {
 // bindIncarnations has a leader bind the members it heard from that the
 // configuration does not bind yet, itself included, in one config entry,
 // when it may change the configuration and no requested change waits.
+//
+// It runs after every event, so it returns at once in the common case:
+// nothing heard that is not bound, and itself bound.
 func (r *Raft) bindIncarnations() {
-	if r.role != RoleLeader || len(r.ldr.changes) > 0 || !r.changePermitted() {
+	if r.role != RoleLeader {
 		return
 	}
 	cur := r.members.current
+	selfUnbound := r.cfg.Incarnation != 0 && cur.Incarnation(r.id) == 0 && cur.Contains(r.id)
+	if !selfUnbound && len(r.ldr.heard) == 0 || len(r.ldr.changes) > 0 || !r.changePermitted() {
+		return
+	}
 	next := cur
-	if r.cfg.Incarnation != 0 && cur.Contains(r.id) && cur.Incarnation(r.id) == 0 {
+	if selfUnbound {
 		next = next.bind(r.id, r.cfg.Incarnation)
 	}
 	for _, id := range cur.peers(r.id) {
