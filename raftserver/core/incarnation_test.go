@@ -172,3 +172,28 @@ func TestLeaderRemovingItselfBindsNothing(t *testing.T) {
 		require.Equal(t, map[ServerID]uint64{id(2): 12, id(3): 13}, m.Incarnations)
 	}
 }
+
+// A replica created again from its initial members, after its disk was
+// lost, is led by a member added since, which those members do not name.
+// It keeps following that leader, and acknowledges what it writes.
+func TestReplicaOnInitialMembersFollowsALeaderAddedSince(t *testing.T) {
+	c := newIncarnatedCluster(t, 3)
+	cfg := testConfig(id(3), c.members, 9)
+	cfg.Incarnation = 33
+	s3 := c.start(cfg, HardState{}, newMemLog())
+	s4 := id(4)
+	acts := c.step(id(3), Receive{From: s4, Incarnation: 44, Msg: &AppendEntries{Term: 7, Commit: 1,
+		Entries: []Entry{{Index: 1, Term: 7, Type: EntryNoop}}}})
+	require.Equal(t, s4, s3.r.Leader())
+	c.inbox = nil
+	require.NotEmpty(t, acts)
+	acts = c.step(id(3), Written{Term: 7, To: 1})
+	require.Equal(t, s4, s3.r.Leader(), "it forgot the leader its initial members do not name")
+	var acked bool
+	for _, s := range sends(acts) {
+		if r, ok := s.Msg.(*AppendReply); ok && s.To == s4 && r.Success && r.LastIndex == 1 {
+			acked = true
+		}
+	}
+	require.True(t, acked, "the write is acknowledged to the leader")
+}

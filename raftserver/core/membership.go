@@ -71,6 +71,18 @@ func (m Membership) IsNonVoter(id ServerID) bool { return slices.Contains(m.NonV
 // Contains reports whether id is a voter or a non-voter.
 func (m Membership) Contains(id ServerID) bool { return m.IsVoter(id) || m.IsNonVoter(id) }
 
+// onNode reports whether a member runs on node.
+func (m Membership) onNode(node string) bool {
+	for _, list := range [][]ServerID{m.Voters, m.NonVoters} {
+		for _, id := range list {
+			if id.Node == node {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // empty reports whether the configuration names no member: a new member's
 // before it hears from the cluster.
 func (m Membership) empty() bool { return len(m.Voters) == 0 && len(m.NonVoters) == 0 }

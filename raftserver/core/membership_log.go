@@ -199,7 +199,12 @@ func (ml *membershipLog) previous(commit uint64) (Membership, bool) {
 // A member that knows no configuration at all (one that joined and then
 // lost its snapshot, and with it the members) cannot tell a removed leader
 // from a live one: it follows whoever leads it, and so its announcements
-// (Lost, while it recovers) reach someone.
+// (Lost, while it recovers) reach someone. Nor can a member whose
+// configuration is still its initial members (none from its log or a
+// snapshot): a replica created again from them, after its disk was lost,
+// is led by whoever leads now, possibly a member added since, and it would
+// otherwise drop that leader after every event and never acknowledge what
+// it writes.
 func (r *Raft) followMembership() {
 	if r.members.index() > r.commit {
 		return
@@ -210,7 +215,7 @@ func (r *Raft) followMembership() {
 	case r.role == RoleLeader && !cur.Contains(r.id):
 		r.logger.Info("stepping down: removed from the cluster", "term", r.term)
 		r.becomeFollower(r.term, ServerID{})
-	case r.role == RoleFollower && !r.lead.IsZero() && !cur.Contains(r.lead) && !cur.empty():
+	case r.role == RoleFollower && !r.lead.IsZero() && !cur.Contains(r.lead) && !cur.empty() && r.members.index() > 0:
 		r.lead = ServerID{}
 	}
 }

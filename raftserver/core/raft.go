@@ -311,6 +311,7 @@ func (r *Raft) finish() {
 	r.followMembership()
 	if r.membersUnreported || r.members.gen != r.reportedMembers {
 		r.membersUnreported, r.reportedMembers = false, r.members.gen
+		r.forgetSuspicionsOfFormerNodes()
 		r.emit(MembersChanged{Members: r.members.current.Clone()})
 	}
 	if apply != nil {

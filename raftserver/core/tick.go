@@ -30,6 +30,20 @@ func (r *Raft) hasWork() bool {
 	return false
 }
 
+// forgetSuspicionsOfFormerNodes drops the suspicions of nodes where no
+// member of the configuration runs any more. The server stops watching
+// such a node, so no NodeUp would ever take the suspicion back; if a
+// member there is added again, a stale suspicion would keep a leader from
+// ticking for it (hasWork skips suspected peers), and entries it lost in
+// flight would never be sent again.
+func (r *Raft) forgetSuspicionsOfFormerNodes() {
+	for node := range r.suspected {
+		if !r.members.current.onNode(node) {
+			delete(r.suspected, node)
+		}
+	}
+}
+
 // startWindow starts the first check-quorum window of a ticking spell.
 // Marks left from an idle spell are stale, except a new leader's: its
 // voters were just heard from.
