@@ -91,6 +91,18 @@
 // turn (its monitors fire, its calls end) rather than waiting for replies
 // that are now dropped.
 //
+// # Who may do what
+//
+// Context.SourceNode names the node the current message came from; on a
+// node with credentials (Config.TLS, Config.ClusterSecret) a peer cannot
+// forge it, so a process can check a sender named inside a message
+// against it. Other nodes may send to, call and monitor any process. Only
+// a process spawned with AcceptRemoteExits obeys an exit signal from
+// another node (Node.Exit there); every other process drops it and
+// Stats.RefusedExits counts it, so a peer can never stop a process it was
+// not meant to. A Down from a peer is taken only for a monitor on one of
+// that peer's own processes.
+//
 // # Supervision
 //
 // StartSupervisor runs children under an OTP-style supervisor (one for

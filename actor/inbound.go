@@ -85,7 +85,9 @@ func (n *Node) deliverItem(ic *inConn, src string, epoch uint64, it item) {
 			n.badInput.log(n, "dropped a message that does not decode", fmt.Errorf("for %s from %s: %w", it.target, src, err))
 			return
 		}
-		p.post(msg)
+		rs := remoteSends.Get().(*remoteSend)
+		rs.src, rs.authed, rs.msg = src, authenticated(ic), msg
+		p.post(rs)
 	case opCall:
 		p := n.lookup(it.target)
 		if p == nil {
@@ -100,7 +102,7 @@ func (n *Node) deliverItem(ic *inConn, src string, epoch uint64, it item) {
 			n.sendReplyErr(src, it.callID, replyErrBadCall)
 			return
 		}
-		if !p.postCall(&callRequest{msg: msg, from: ReplyTo{Node: src, ID: it.callID}}) {
+		if !p.postCall(&callRequest{msg: msg, from: ReplyTo{Node: src, ID: it.callID}, authed: authenticated(ic)}) {
 			// It exited since the lookup.
 			n.sendReplyErr(src, it.callID, replyErrNoProcess)
 		}
@@ -131,6 +133,11 @@ func (n *Node) deliverItem(ic *inConn, src string, epoch uint64, it item) {
 		n.handleControl(ic, src, epoch, it)
 	}
 }
+
+// authenticated reports whether frames read from ic come from the node
+// they name: ic authenticated as it, and receiveFrameOn refuses frames of
+// other nodes on it.
+func authenticated(ic *inConn) bool { return ic != nil && ic.peer != "" }
 
 // sendRemote encodes one send or call item and queues it for the peer;
 // call is the waiting call of a call item (nil for a send).

@@ -1,6 +1,7 @@
 package actor
 
 import (
+	"fmt"
 	"sync"
 
 	"github.com/rago-raft/rago/internal/wire"
@@ -280,9 +281,18 @@ func (n *Node) handleControl(ic *inConn, src string, epoch uint64, it item) {
 			om.watcher.post(downSignal{id: it.id, ref: om.target, reason: it.reason})
 		}
 	case ctlExit:
-		if t := n.lookup(it.target); t != nil {
-			t.kill(it.reason)
+		t := n.lookup(it.target)
+		if t == nil {
+			return
 		}
+		if !t.remoteExits {
+			// Only the process's own node stops it (AcceptRemoteExits).
+			n.stats.refusedExits.Add(1)
+			n.authLog.log(n, "refused an exit signal from another node",
+				fmt.Errorf("%s asked %s to exit (%s); it takes exit signals only from its own node", src, t.ref, it.reason))
+			return
+		}
+		t.kill(it.reason)
 	}
 }
 

@@ -259,6 +259,13 @@ func (n *Node) Name() string { return n.name }
 // Logger returns the node's logger.
 func (n *Node) Logger() *slog.Logger { return n.logger }
 
+// Authenticated reports whether the node authenticates its peers
+// (Config.TLS or Config.ClusterSecret): then every message from another
+// node came over a connection that proved the node name its frames carry
+// (Context.SourceNode). Without credentials a message's source node is
+// only what its frame claims.
+func (n *Node) Authenticated() bool { return n.auth != nil }
+
 // Done is closed when the node has stopped.
 func (n *Node) Done() <-chan struct{} { return n.stopped }
 
@@ -314,10 +321,27 @@ type spawnConfig struct {
 	// Context.SpawnMonitor.
 	watcher *proc
 	watchID uint64
+	// remoteExits: exit signals from other nodes stop the process
+	// (AcceptRemoteExits).
+	remoteExits bool
 }
 
 // WithLogger gives the process its own logger (Context.Logger).
 func WithLogger(l *slog.Logger) SpawnOption { return func(c *spawnConfig) { c.logger = l } }
+
+// AcceptRemoteExits lets processes on other nodes stop the process with
+// Node.Exit, as Erlang lets any connected node. Without it an exit signal
+// from another node is dropped, counted in Stats.RefusedExits and logged:
+// only the process's own node (its supervisor, its manager, Node.Exit
+// called there) can stop it. Every other signal from other nodes works
+// either way: they monitor it and get its Down, and send to and call it.
+//
+// The default is the safe one because a node that a peer can make stop
+// its processes can be taken down by one forged frame, and rago's own
+// processes (Raft servers, the WAL, supervisors) are never stopped from
+// another node. Give the option to processes that other nodes are meant
+// to stop.
+func AcceptRemoteExits() SpawnOption { return func(c *spawnConfig) { c.remoteExits = true } }
 
 // Spawn starts p under a generated name ("$" and a number).
 func (n *Node) Spawn(p Process, opts ...SpawnOption) (Ref, error) {
@@ -352,11 +376,12 @@ func (n *Node) spawn(name string, behavior Process, opts []SpawnOption) (Ref, er
 		logger = n.logger.With("process", ref.String())
 	}
 	p := &proc{
-		node:     n,
-		ref:      ref,
-		behavior: behavior,
-		logger:   logger,
-		done:     make(chan struct{}),
+		node:        n,
+		ref:         ref,
+		behavior:    behavior,
+		logger:      logger,
+		remoteExits: sc.remoteExits,
+		done:        make(chan struct{}),
 	}
 	if sc.watcher != nil {
 		p.watchers = map[watcherKey]*proc{{node: n.name, id: sc.watchID}: sc.watcher}
@@ -601,9 +626,10 @@ func (n *Node) replyExited(rt ReplyTo, ref Ref, reason Reason) {
 }
 
 // Exit tells the process ref to exit with reason (use ReasonKilled or your
-// own detail); it stops after its current message. It works for processes
-// on other nodes too, best effort. It returns ErrNoProcess for a local
-// process that does not exist.
+// own detail); it stops after its current message. It returns ErrNoProcess
+// for a local process that does not exist. For a process on another node
+// it is best effort, and only a process spawned with AcceptRemoteExits
+// there obeys it; the others drop it (see AcceptRemoteExits).
 func (n *Node) Exit(ref Ref, reason Reason) error {
 	if ref.Node != n.name {
 		return n.sendControl(ref.Node, func(b []byte) []byte {

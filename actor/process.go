@@ -81,8 +81,21 @@ type (
 		// kept: listed in the node's keptTable, because the process read
 		// the ReplyTo of a call from another node and may hand it on.
 		// Owned by the process goroutine.
-		kept       bool
+		kept bool
+		// authed: a call from another node that came over a connection
+		// authenticated as from.Node (Context.SourceAuthenticated).
+		authed     bool
 		prev, next *callRequest // the list state says, under owner.mu
+	}
+	// remoteSend is a message another node sent, with the node it came
+	// from (Context.SourceNode). The readers of connections take them from
+	// remoteSends and the process puts them back as it takes the message
+	// out, so that tagging each message with its source costs no
+	// allocation.
+	remoteSend struct {
+		src    string
+		authed bool
+		msg    Message
 	}
 	timerFired struct {
 		id uint64
@@ -97,6 +110,8 @@ type (
 		up   bool
 	}
 )
+
+var remoteSends = sync.Pool{New: func() any { return new(remoteSend) }}
 
 // callState is where a call is in its callee: each call goes from queued
 // to taken (or straight to done) to done, under its process's mu, and
@@ -123,6 +138,9 @@ type proc struct {
 	ref      Ref
 	behavior Process
 	logger   *slog.Logger
+	// remoteExits: exit signals from other nodes stop it
+	// (AcceptRemoteExits); otherwise they are refused.
+	remoteExits bool
 
 	// target is set once the protoactor actor exists; post reads it.
 	pid    *pa.PID
@@ -289,6 +307,12 @@ func (p *proc) Receive(c pa.Context) {
 		msg := m.msg
 		m.msg = nil // a kept call holds on to its request no longer than Receive does
 		p.invoke(c, msg, m)
+	case *remoteSend:
+		msg := m.msg
+		p.ctx.src, p.ctx.srcAuthed = m.src, m.authed
+		*m = remoteSend{}
+		remoteSends.Put(m)
+		p.invoke(c, msg, nil)
 	case timerFired:
 		if e, ok := p.timers[m.id]; ok {
 			delete(p.timers, m.id)
@@ -335,6 +359,9 @@ func (p *proc) invoke(c pa.Context, msg Message, req *callRequest) {
 	if req != nil {
 		p.ctx.from = req.from
 		p.ctx.req = req
+		if req.from.Node != p.node.name {
+			p.ctx.src, p.ctx.srcAuthed = req.from.Node, req.authed
+		}
 	}
 	p.ctx.pa = c
 	defer func() {
@@ -344,6 +371,7 @@ func (p *proc) invoke(c pa.Context, msg Message, req *callRequest) {
 		}
 		p.ctx.from = ReplyTo{}
 		p.ctx.req = nil
+		p.ctx.src, p.ctx.srcAuthed = "", false
 	}()
 	p.behavior.Receive(&p.ctx, msg)
 }
@@ -468,6 +496,7 @@ func (p *proc) invokeLast(reason Reason) {
 		}
 	}()
 	p.ctx.from = ReplyTo{}
+	p.ctx.src, p.ctx.srcAuthed = "", false
 	p.ctx.lifecycle = true
 	p.behavior.Receive(&p.ctx, Terminating{Reason: reason})
 }
@@ -485,6 +514,11 @@ type Context struct {
 	// lifecycle is set while the runtime delivers the process's own
 	// Started or Terminating (as opposed to one sent to it as data).
 	lifecycle bool
+	// src is the node the current message came from if it is another
+	// node, "" otherwise; srcAuthed says whether its connection proved
+	// that name.
+	src       string
+	srcAuthed bool
 }
 
 // Self returns the running process's ref.
@@ -495,6 +529,27 @@ func (c *Context) Node() *Node { return c.proc.node }
 
 // Logger returns a logger that names the process.
 func (c *Context) Logger() *slog.Logger { return c.proc.logger }
+
+// SourceNode returns the node the current message came from: the sending
+// node for a message or call that arrived from another node, and this
+// node's name for everything else (sends and calls within the node,
+// timers, Downs, NodeUp and NodeDown, Started and Terminating). Unlike a
+// sender named inside a message, it cannot be forged by a node that
+// authenticated (Node.Authenticated): each connection proves its node's
+// name and a frame that claims another is refused. A process checks with
+// it that a message claiming to be from a process of node X came from X.
+func (c *Context) SourceNode() string {
+	if c.src != "" {
+		return c.src
+	}
+	return c.proc.node.name
+}
+
+// SourceAuthenticated reports whether SourceNode was proved: true for a
+// message from this node, and for one from another node when it came over
+// an authenticated connection (always, on a node with credentials; never
+// without).
+func (c *Context) SourceAuthenticated() bool { return c.src == "" || c.srcAuthed }
 
 // Send sends msg to the process to; see Node.Send.
 func (c *Context) Send(to Ref, msg Message) error { return c.proc.node.Send(to, msg) }

@@ -115,7 +115,7 @@ func TestRemoteDemonitor(t *testing.T) {
 func TestRemoteExit(t *testing.T) {
 	a, b := startNode(t), startNode(t)
 	ib := newInbox(t, b)
-	ref, err := b.Spawn(echoServer(Ref{}))
+	ref, err := b.Spawn(echoServer(Ref{}), AcceptRemoteExits())
 	require.NoError(t, err)
 	ib.Monitor(ref)
 	require.NoError(t, a.Exit(ref, Reason{Kind: ReasonKilled, Detail: "from afar"}))

@@ -37,13 +37,16 @@ type Stats struct {
 	// refused us, or did not finish in Config.ConnectTimeout. Always 0
 	// without credentials.
 	FailedHandshakes uint64
+	// RefusedExits: exit signals from other nodes (Node.Exit there)
+	// dropped because their target does not take them (AcceptRemoteExits).
+	RefusedExits uint64
 }
 
 type nodeStats struct {
 	spawned, droppedNoProcess, droppedQueueFull, droppedLinkDown, droppedBadMessage atomic.Uint64
 	refusedVersion                                                                  atomic.Uint64
 	framesSent, framesReceived, bytesSent, bytesReceived                            atomic.Uint64
-	refusedConnections, failedHandshakes                                            atomic.Uint64
+	refusedConnections, failedHandshakes, refusedExits                              atomic.Uint64
 }
 
 // Stats returns the node's counters.
@@ -63,6 +66,7 @@ func (n *Node) Stats() Stats {
 
 		RefusedConnections: s.refusedConnections.Load(),
 		FailedHandshakes:   s.failedHandshakes.Load(),
+		RefusedExits:       s.refusedExits.Load(),
 	}
 }
 

@@ -512,13 +512,16 @@ func (s *System) StopServer(ctx context.Context, id ServerID) error {
 
 // ForceDeleteServer stops a server and deletes its data, without telling
 // its cluster: remove it with RemoveMember first unless the whole cluster
-// goes.
+// goes. A server on another node is deleted only if that node's
+// SystemConfig.AllowRemoteDelete is on; otherwise it fails with
+// ErrNotPermitted and nothing is done.
 func (s *System) ForceDeleteServer(ctx context.Context, id ServerID) error {
 	return s.systemCall(ctx, id.Node, &systemReq{Op: sysDelete, Name: id.Name})
 }
 
-// DeleteCluster force-deletes every member. Members that cannot be reached
-// are reported in the error; the others are deleted.
+// DeleteCluster force-deletes every member. Members that cannot be reached,
+// or whose nodes refuse deletes from this one (ErrNotPermitted, see
+// ForceDeleteServer), are reported in the error; the others are deleted.
 func (s *System) DeleteCluster(ctx context.Context, members []ServerID) error {
 	var errs []error
 	for _, id := range members {
@@ -534,7 +537,10 @@ func (s *System) DeleteCluster(ctx context.Context, members []ServerID) error {
 // it has elected a leader. It returns the members it started and those it
 // could not. With fewer than a quorum started it deletes the started ones
 // again and fails with ErrNotEnoughMembers. If a member already exists it
-// fails with ErrClusterExists (see StartOrRestartCluster).
+// fails with ErrClusterExists (see StartOrRestartCluster). A started member
+// whose node refuses deletes from this one (see ForceDeleteServer) is
+// stopped instead, and keeps its record there: StartOrRestartCluster
+// starts it again, and its own node can delete it.
 func (s *System) StartCluster(ctx context.Context, cluster string, machine MachineSpec, members []ServerID) (started, notStarted []ServerID, err error) {
 	return s.startCluster(ctx, cluster, machine, members, sysStart)
 }
@@ -568,7 +574,11 @@ func (s *System) startCluster(ctx context.Context, cluster string, machine Machi
 		// have to undo twice, so it leaves its members alone.
 		if op == sysStart {
 			for _, id := range started {
-				_ = s.ForceDeleteServer(context.Background(), id)
+				if err := s.ForceDeleteServer(context.Background(), id); errors.Is(err, ErrNotPermitted) {
+					// Stopped at least, so that it does not stand for a
+					// cluster that was never formed.
+					_ = s.StopServer(context.Background(), id)
+				}
 			}
 		}
 		if exists {

@@ -98,6 +98,15 @@ type SystemConfig struct {
 	// set. Keep stays 1: a server drops its log up
 	// to its newest snapshot, so an older one could not be used.
 	SnapshotStore snapshot.Options
+	// AllowRemoteDelete lets other nodes delete this node's servers and
+	// their data (ForceDeleteServer and DeleteCluster called on another
+	// node, and the clean-up of a StartCluster there that failed). Off by
+	// default: a delete cannot be undone, so only this node's own
+	// System deletes its servers, and other nodes get ErrNotPermitted.
+	// Starting, restarting and stopping servers from other nodes is
+	// allowed either way (from authenticated nodes only, when the node
+	// has credentials; see docs/raftserver.md, "Who may send what").
+	AllowRemoteDelete bool
 }
 
 // RaftConfig holds the Raft settings of a node's servers. Zero fields take

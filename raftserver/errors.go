@@ -70,6 +70,13 @@ var (
 	// ErrStorage: the server's storage failed (disk full, I/O error). The
 	// server stops; its supervisor restarts it from durable state.
 	ErrStorage = errors.New("raftserver: storage failed")
+	// ErrNotPermitted: a node refused a request from another node that it
+	// does not take from there: a server delete while its
+	// SystemConfig.AllowRemoteDelete is off, or any request to start,
+	// stop or delete a server from a node that did not authenticate, on a
+	// node with credentials. Nothing was done; the text names the node
+	// and the reason.
+	ErrNotPermitted = errors.New("raftserver: not permitted")
 	// ErrRestartLimit: a server, or the node's log processes, failed more
 	// often than their restart budget allows and are not restarted (see
 	// System.LocalServer and System.Err). Across nodes only the ErrStorage
@@ -117,6 +124,7 @@ const (
 	codeSessionStale
 	codeUnreachable
 	codeCompacted
+	codeNotPermitted
 	codeOther errCode = 255
 )
 
@@ -137,6 +145,7 @@ var codeErrors = map[errCode]error{
 	codeSessionStale:     ErrSessionStale,
 	codeUnreachable:      ErrUnreachable,
 	codeCompacted:        ErrCompacted,
+	codeNotPermitted:     ErrNotPermitted,
 }
 
 // remoteError is an error carried across nodes: its code (for errors.Is),

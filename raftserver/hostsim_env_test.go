@@ -126,6 +126,15 @@ func (n *hsNode) unwatchNode(_ actor.Ref, node string) {
 
 func (n *hsNode) electionDelay(_ time.Time, d time.Duration) time.Duration { return d }
 
+// refusedPeerMessage counts a message the host refused: in the simulation
+// every sender is honest, so these are messages from servers the
+// receiver does not know (a removed member, or one added since the
+// receiver's configuration).
+func (n *hsNode) refusedPeerMessage(server, from ServerID, src string, msg actor.Message, why string) {
+	n.w.stats.RefusedPeer++
+	n.w.tracef("refused %s->%s %s: %s", from.Name, server.Name, messageName(msg), why)
+}
+
 // simKV is the simulation's machine: the test machine at the version its
 // member's code supports. It checks that every member applies the same
 // command at each index, never under a machine version its code does not

@@ -200,6 +200,7 @@ type hsStats struct {
 	SnapChunks, Changes, Transfers          int
 	Upgrades, Bumps, SnapshotsLost, Stopped int
 	DisksLost, Rejoins                      int
+	RefusedPeer                             int
 }
 
 func (s *hsStats) add(o hsStats) {
@@ -224,4 +225,5 @@ func (s *hsStats) add(o hsStats) {
 	s.Stopped += o.Stopped
 	s.DisksLost += o.DisksLost
 	s.Rejoins += o.Rejoins
+	s.RefusedPeer += o.RefusedPeer
 }

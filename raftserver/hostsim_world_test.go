@@ -437,10 +437,15 @@ func (w *hsWorld) step() bool {
 			return true
 		}
 		w.tracef("deliver %s->%s %T", w.members[ev.from].id.Name, m.id.Name, ev.msg)
-		if _, ok := ev.msg.(*snapChunk); ok {
+		switch ev.msg.(type) {
+		case *snapChunk:
 			w.stats.SnapChunks++
+			m.host.peerInput(w.members[ev.from].id.Node, ev.msg)
+		case *peerMsg, *snapAck, *membersAsk, *membersTell:
+			m.host.peerInput(w.members[ev.from].id.Node, ev.msg)
+		default:
+			m.host.handle(ev.msg)
 		}
-		m.host.handle(ev.msg)
 		w.afterInput(m)
 	case hsTimer:
 		m := w.members[ev.m]

@@ -242,6 +242,11 @@ func (m *manager) restartRecorded(ctx *actor.Context) {
 }
 
 func (m *manager) handle(ctx *actor.Context, r *systemReq) error {
+	if err := m.authorize(ctx, r); err != nil {
+		m.sys.stats.refusedSystemRequests.Add(1)
+		m.sys.refusals.log(m.sys, "refused a system request from another node", "op", sysOpName(r.Op), "from", ctx.SourceNode(), "err", err)
+		return err
+	}
 	name := r.Name
 	if r.Op == sysStart || r.Op == sysStartOrRestart {
 		name = r.Config.ID.Name
@@ -286,6 +291,43 @@ func (m *manager) handle(ctx *actor.Context, r *systemReq) error {
 		return m.delete(ctx, name, s)
 	}
 	return fmt.Errorf("%w: system operation %d", ErrInvalidConfig, r.Op)
+}
+
+// authorize refuses the requests this node does not take from the node
+// that sent r: all of them from a node that did not authenticate, when
+// this node has credentials (without credentials nobody authenticates,
+// and every node is trusted as before), and deletes from any other node
+// unless SystemConfig.AllowRemoteDelete. Requests from this node are
+// always taken.
+func (m *manager) authorize(ctx *actor.Context, r *systemReq) error {
+	self, src := m.sys.node.Name(), ctx.SourceNode()
+	if src == self {
+		return nil
+	}
+	if m.sys.node.Authenticated() && !ctx.SourceAuthenticated() {
+		return fmt.Errorf("%w: node %s takes system requests only from authenticated nodes, and %s did not authenticate", ErrNotPermitted, self, src)
+	}
+	if r.Op == sysDelete && !m.sys.cfg.AllowRemoteDelete {
+		return fmt.Errorf("%w: node %s does not delete its servers for other nodes (SystemConfig.AllowRemoteDelete is off): %s asked to delete %s", ErrNotPermitted, self, src, r.Name)
+	}
+	return nil
+}
+
+// sysOpName names a system operation for logs.
+func sysOpName(op uint8) string {
+	switch op {
+	case sysStart:
+		return "start"
+	case sysStartOrRestart:
+		return "start or restart"
+	case sysRestart:
+		return "restart"
+	case sysStop:
+		return "stop"
+	case sysDelete:
+		return "delete"
+	}
+	return fmt.Sprintf("op %d", op)
 }
 
 // create records and starts a new server. A restore passes the UID it

@@ -119,7 +119,8 @@ func TestFullRestartKeepsEveryAcknowledgedCommand(t *testing.T) {
 }
 
 func TestStopRestartAndDeleteServer(t *testing.T) {
-	c := startCluster(t, 3)
+	// DeleteCluster deletes the members on the other nodes too.
+	c := startClusterOf(t, 3, "kv", func(cfg *SystemConfig) { cfg.AllowRemoteDelete = true })
 	s := c.systems[0]
 	_, _, err := s.ProcessCommand(c.ctx(), c.members[0], []byte("set a 1"))
 	require.NoError(t, err)

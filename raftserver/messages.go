@@ -159,6 +159,12 @@ type ServerStatus struct {
 	// derived from its UID.
 	Incarnations map[ServerID]uint64
 	Incarnation  uint64
+	// RefusedPeerMessages counts the Raft messages, snapshot chunks and
+	// acks the server dropped since its process started, because their
+	// sender was not on the node they came from or not a member of the
+	// cluster as the server knew it (docs/raftserver.md, "Who may send
+	// what").
+	RefusedPeerMessages uint64
 }
 
 // Progress is a leader's view of one follower: the highest index known
@@ -434,7 +440,7 @@ func init() {
 			b = appendID(b, id)
 			b = wire.AppendUvarint(b, m.Incarnations[id])
 		}
-		return b
+		return wire.AppendUvarint(b, m.RefusedPeerMessages)
 	}, func(r *wire.Reader) *ServerStatus {
 		m := &ServerStatus{ID: readID(r), UID: r.String(), Cluster: r.String(), MachineKind: r.String(), Role: r.String()}
 		for _, p := range []*uint64{&m.Term, &m.Commit, &m.LastApplied, &m.FirstIndex, &m.LastIndex, &m.LastTerm} {
@@ -473,6 +479,7 @@ func init() {
 				m.Incarnations[id] = r.Uvarint()
 			}
 		}
+		m.RefusedPeerMessages = r.Uvarint()
 		return m
 	})
 	register(111, func(b []byte, m *snapChunk) []byte {
@@ -508,6 +515,18 @@ func init() {
 			checkTermIndex(r, "snapshot ack", 0, a.Term, a.Index)
 		}
 		return m
+	})
+	register(113, func(b []byte, m *membersAsk) []byte {
+		return appendID(b, m.From)
+	}, func(r *wire.Reader) *membersAsk {
+		return &membersAsk{From: readID(r)}
+	})
+	register(114, func(b []byte, m *membersTell) []byte {
+		b = appendID(b, m.From)
+		b = appendIDs(b, m.Voters)
+		return appendIDs(b, m.NonVoters)
+	}, func(r *wire.Reader) *membersTell {
+		return &membersTell{From: readID(r), Voters: readIDs(r), NonVoters: readIDs(r)}
 	})
 	register(120, func(b []byte, m *systemReq) []byte {
 		b = append(b, m.Op)

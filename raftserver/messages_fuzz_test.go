@@ -131,7 +131,8 @@ func FuzzServerStatus(f *testing.F) {
 			Commit: 10, LastApplied: 10, FirstIndex: 1, LastIndex: 10, LastTerm: 3,
 			Voters: []ServerID{msgA, msgB}, Machine: map[string]string{"keys": "4"},
 			SnapshotIndex: 5, MachineVersion: 1, StableIndex: 10,
-			Progress: []Progress{{ID: msgB, Match: 10, Next: 11, State: "replicate", CommitAcked: 10}}},
+			Progress:            []Progress{{ID: msgB, Match: 10, Next: 11, State: "replicate", CommitAcked: 10}},
+			RefusedPeerMessages: 3},
 		&ServerStatus{ID: msgB, Role: "follower"},
 	)
 }
@@ -145,6 +146,14 @@ func FuzzSnapAck(f *testing.F) {
 		&snapAck{From: msgB, Ack: snapshot.ChunkAck{Transfer: 3, Index: 40, Term: 2, Next: 526, Status: snapshot.AckProgress}},
 		&snapAck{From: msgB, Ack: snapshot.ChunkAck{Transfer: 3, Index: 40, Term: 2, Status: snapshot.AckRejected, Reason: snapshot.RejectStale}},
 	)
+}
+
+func FuzzMembersAsk(f *testing.F) {
+	fuzzCodec(f, &membersAsk{From: msgA})
+}
+
+func FuzzMembersTell(f *testing.F) {
+	fuzzCodec(f, &membersTell{From: msgB, Voters: []ServerID{msgA, msgB}}, &membersTell{From: msgA, NonVoters: []ServerID{msgB}})
 }
 
 func FuzzSystemReq(f *testing.F) {
@@ -192,7 +201,7 @@ func TestMessagesOfOtherVersionsAreRefused(t *testing.T) {
 	for _, m := range []any{&peerMsg{From: msgA, Msg: &core.TimeoutNow{Term: 1}}, &commandReq{}, &commandResult{},
 		&Applied{}, &Rejected{}, &queryReq{}, &queryResult{}, &memberReq{}, &memberResult{}, &statusReq{},
 		&ServerStatus{}, &snapChunk{Chunk: sampleChunk()}, &snapAck{Ack: snapshot.ChunkAck{Transfer: 1, Status: snapshot.AckProgress}},
-		&systemReq{}, &systemResult{}, &watchLogReq{}, &watchLogResult{}, &logBatch{}, &logAck{}, &unwatchLog{}, &logEnd{}} {
+		&membersAsk{}, &membersTell{}, &systemReq{}, &systemResult{}, &watchLogReq{}, &watchLogResult{}, &logBatch{}, &logAck{}, &unwatchLog{}, &logEnd{}} {
 		tag, version, b, err := actor.Encode(m)
 		require.NoError(t, err)
 		_, err = actor.Decode(tag, version, b)

@@ -141,6 +141,8 @@ func (s *server) status() *ServerStatus {
 		Strangers:      strangerIDs(st.Strangers),
 		Incarnation:    st.Incarnation,
 		Incarnations:   st.Members.Incarnations,
+
+		RefusedPeerMessages: s.refusedPeer,
 	}
 }
 

@@ -78,6 +78,10 @@ type nodeServices interface {
 	// electionDelay paces the elections of the node's servers: the delay to
 	// use for an election timer that asked for d.
 	electionDelay(now time.Time, d time.Duration) time.Duration
+	// refusedPeerMessage counts and logs a message the server dropped
+	// (see peerInput): from is its claimed sender, src the node it came
+	// from, why the reason.
+	refusedPeerMessage(server, from ServerID, src string, msg actor.Message, why string)
 }
 
 // hostConfig is what a host takes of its node's configuration.

@@ -3,6 +3,7 @@ package raftserver
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/rago-raft/rago/actor"
@@ -83,6 +84,16 @@ type server struct {
 	// current is the configuration in effect, as the core last reported it
 	// (core.MembersChanged).
 	current core.Membership
+	// known are the servers this one takes peer messages from (see
+	// refusePeer): every member of every configuration it held since it
+	// started.
+	known map[ServerID]struct{}
+	// refusedPeer counts the peer messages refused since the server
+	// started (ServerStatus.RefusedPeerMessages).
+	refusedPeer uint64
+	// askedAt is when the server last asked the servers it knows for
+	// their members (vouch).
+	askedAt time.Time
 	// lost is the persisted index of a log this server lost (see
 	// core.Config.RecoverTo), until the core says it recovered.
 	lost uint64
@@ -198,6 +209,8 @@ func (a *serverActor) Receive(ctx *actor.Context, msg actor.Message) {
 		h.watchLog(m, rt)
 	case *statusReq:
 		_ = ctx.Reply(h.status())
+	case *peerMsg, *snapChunk, *snapAck, *membersAsk, *membersTell:
+		h.peerInput(ctx.SourceNode(), msg)
 	case actor.Terminating:
 		h.terminating(m.Reason)
 	default:
@@ -205,8 +218,9 @@ func (a *serverActor) Receive(ctx *actor.Context, msg actor.Message) {
 	}
 }
 
-// handle takes one input that needs no caller to answer: a peer's message,
-// a storage notification, a timer, a detector's verdict.
+// handle takes one input that needs no caller to answer: a peer's message
+// (admitted by peerInput), a storage notification, a timer, a detector's
+// verdict.
 func (s *server) handle(msg actor.Message) {
 	switch m := msg.(type) {
 	case *peerMsg:
@@ -239,6 +253,10 @@ func (s *server) handle(msg actor.Message) {
 		s.chunkReceived(m)
 	case *snapAck:
 		s.chunkAcked(m)
+	case *membersAsk:
+		_ = s.env.send(Ref(m.From), &membersTell{From: s.self, Voters: slices.Clone(s.current.Voters), NonVoters: slices.Clone(s.current.NonVoters)})
+	case *membersTell:
+		s.membersTold(m)
 	case snapTickMsg:
 		s.snapTick()
 	case snapDueMsg:
@@ -411,6 +429,7 @@ func (s *server) execute(acts []core.Action) {
 			}
 		case core.MembersChanged:
 			s.current = a.Members
+			s.learnMembers()
 			s.syncWatches()
 			s.syncPeerMonitors()
 		case core.Send:

@@ -47,6 +47,9 @@ type System struct {
 	pacer  *electionPacer
 	fd     *failuredetector.Detector
 
+	stats    systemStats
+	refusals refusalLog
+
 	stopOnce sync.Once
 	stopErr  error
 }

@@ -82,3 +82,20 @@ func TestNewRestoresMembershipFromTheLog(t *testing.T) {
 	r.members.truncated(3)
 	require.Equal(t, validConfig().InitialMembers, r.members.current)
 }
+
+func TestKnownMembersAreEveryConfigurationHeld(t *testing.T) {
+	a, b, c, d := ServerID{"a", "n1"}, ServerID{"b", "n2"}, ServerID{"c", "n3"}, ServerID{"d", "n4"}
+	cfg := validConfig()
+	cfg.InitialMembers = Membership{Voters: []ServerID{a, b, c}}
+	// The last two configurations are in the log: c replaced by d, the
+	// newest with d as a non-voter.
+	ents := []Entry{
+		{Index: 1, Term: 1, Type: EntryConfig, Data: Membership{Voters: []ServerID{a, b, d}}.AppendBinary(nil)},
+		{Index: 2, Term: 1, Type: EntryConfig, Data: Membership{Voters: []ServerID{a, b}, NonVoters: []ServerID{d}}.AppendBinary(nil)},
+	}
+	r, err := New(cfg, HardState{Term: 1}, newMemLog(ents...))
+	require.NoError(t, err)
+	seen := map[ServerID]int{}
+	r.KnownMembers(func(id ServerID) { seen[id]++ })
+	require.Equal(t, map[ServerID]int{a: 4, b: 4, c: 1, d: 3}, seen)
+}

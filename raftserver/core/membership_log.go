@@ -219,3 +219,27 @@ func (r *Raft) followMembership() {
 		r.lead = ServerID{}
 	}
 }
+
+// KnownMembers calls fn for each member of every configuration this member
+// holds: the one in effect, the others still in its log (the latest
+// committed one and any after it) and the one below them (its snapshot's,
+// or the initial members), in that order; a server in several is passed
+// once per configuration. The server uses them to tell its cluster's
+// servers from strangers: a member's log names everyone it may have to
+// hear from, including a leader that is removing itself and whose last
+// messages bring the commit of its removal.
+func (r *Raft) KnownMembers(fn func(ServerID)) {
+	each := func(m Membership) {
+		for _, id := range m.Voters {
+			fn(id)
+		}
+		for _, id := range m.NonVoters {
+			fn(id)
+		}
+	}
+	each(r.members.current)
+	for _, c := range r.members.configs {
+		each(c.members)
+	}
+	each(r.members.initial)
+}

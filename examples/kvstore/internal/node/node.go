@@ -326,6 +326,10 @@ func Start(cfg Config) (_ *Node, err error) {
 		Machines: map[string]raftserver.MachineFactory{kv.Kind: kv.Factory},
 		Logger:   cfg.Logger,
 		Node:     actor.Config{TLS: cfg.TLS, ClusterSecret: cfg.ClusterSecret},
+		// Removing a member deletes its replica on its node
+		// (handleRemoveMember), which needs that node to take deletes
+		// from the node the removal went through.
+		AllowRemoteDelete: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start the rago node at %s: %w", cfg.RaftAddr, err)
