@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -106,10 +107,12 @@ func TestDeferredReply(t *testing.T) {
 	n := startNode(t)
 	// The server keeps the caller and answers when a second message comes.
 	var pending ReplyTo
+	asked := make(chan struct{})
 	ref, err := n.Spawn(ProcessFunc(func(ctx *Context, msg Message) {
 		switch msg {
 		case "ask":
 			pending, _ = ctx.ReplyTo()
+			close(asked)
 		case "answer":
 			_ = ctx.Node().Reply(pending, "later")
 		}
@@ -118,10 +121,16 @@ func TestDeferredReply(t *testing.T) {
 	done := make(chan Message, 1)
 	go func() {
 		r, err := n.Call(ref, "ask", waitFor)
-		require.NoError(t, err)
+		assert.NoError(t, err)
 		done <- r
 	}()
-	time.Sleep(20 * time.Millisecond)
+	// Answer only once the call is held: sent earlier (a loaded machine
+	// may run the caller late), the answer would find nobody to reply to.
+	select {
+	case <-asked:
+	case <-time.After(waitFor):
+		t.Fatal("the call never arrived")
+	}
 	require.NoError(t, n.Send(ref, "answer"))
 	select {
 	case r := <-done:
