@@ -176,6 +176,10 @@ type Node struct {
 	HTTP string `json:"http,omitempty"`
 	// Voter is false for a member that receives the log without voting.
 	Voter bool `json:"voter"`
+	// Bound (in GET /status) says that the answering member's
+	// configuration binds this member to one replica: a replica of it
+	// that lost its data is then recognized and not counted as this one.
+	Bound bool `json:"bound,omitempty"`
 }
 
 // Status answers GET /status: one node's view of itself.
@@ -202,6 +206,13 @@ type Status struct {
 	// RecentKeys are the keys of this member's latest changes, newest
 	// first, as its own machine has applied them.
 	RecentKeys    []string `json:"recent_keys"`
+	// Stale says that the cluster's configuration, as this member holds
+	// it, names an earlier replica of this node (its data was lost or
+	// replaced): it neither votes nor stands until it has rejoined.
+	// Strangers are members heard from as another replica than the one
+	// the configuration names.
+	Stale         bool     `json:"stale,omitempty"`
+	Strangers     []string `json:"strangers,omitempty"`
 	UptimeSeconds float64  `json:"uptime_seconds"`
 	Error         string   `json:"error,omitempty"`
 	// RaftAuth says how the answering node authenticates its Raft

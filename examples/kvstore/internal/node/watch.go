@@ -358,10 +358,14 @@ func (n *Node) memberStatus(ctx context.Context, id raftserver.ServerID, dir map
 	st.CommitIndex, st.LastApplied = ov.Commit, ov.LastApplied
 	st.FirstIndex, st.LastIndex, st.SnapshotIndex = ov.FirstIndex, ov.LastIndex, ov.SnapshotIndex
 	for _, v := range ov.Voters {
-		st.Members = append(st.Members, api.Node{ID: v.Name, Raft: v.Node, HTTP: dir[v.Name].HTTP, Voter: true})
+		st.Members = append(st.Members, api.Node{ID: v.Name, Raft: v.Node, HTTP: dir[v.Name].HTTP, Voter: true, Bound: ov.Incarnations[v] != 0})
 	}
 	for _, v := range ov.NonVoters {
-		st.Members = append(st.Members, api.Node{ID: v.Name, Raft: v.Node, HTTP: dir[v.Name].HTTP})
+		st.Members = append(st.Members, api.Node{ID: v.Name, Raft: v.Node, HTTP: dir[v.Name].HTTP, Bound: ov.Incarnations[v] != 0})
+	}
+	st.Stale = ov.Stale
+	for _, s := range ov.Strangers {
+		st.Strangers = append(st.Strangers, s.Name)
 	}
 	q, _ := json.Marshal(kv.Query{Op: kv.QueryStats, Limit: recentKeysShown})
 	b, _, err := n.sys.LocalQuery(ctx, id, q)
