@@ -214,7 +214,10 @@ func (w *hsWorld) noneImpaired() bool {
 
 // boundEverywhere reports whether every other member is up, and its
 // durable log binds m to m's incarnation (as m's last configuration did)
-// and every other bound member to its current one.
+// and every other bound member to its current one; and whether the voters
+// other than m make a quorum of every configuration a member holds. Without
+// them (m one of two voters), losing m's disk loses the cluster: only a
+// leader can rejoin m, and none can be elected without m's old replica.
 func (w *hsWorld) boundEverywhere(m *hsMember) bool {
 	if !m.bound {
 		return false
@@ -228,6 +231,9 @@ func (w *hsWorld) boundEverywhere(m *hsMember) bool {
 		}
 		st := o.host.raft.Status()
 		if st.MembersIndex > st.StableIndex || st.Members.Incarnation(m.id) == 0 {
+			return false
+		}
+		if v := st.Members.Voters; st.Members.IsVoter(m.id) && len(v)-1 < len(v)/2+1 {
 			return false
 		}
 		for id, inc := range st.Members.Incarnations {
