@@ -205,7 +205,7 @@ type Status struct {
 	Keys          int    `json:"keys"`
 	// RecentKeys are the keys of this member's latest changes, newest
 	// first, as its own machine has applied them.
-	RecentKeys    []string `json:"recent_keys"`
+	RecentKeys []string `json:"recent_keys"`
 	// Stale says that the cluster's configuration, as this member holds
 	// it, names an earlier replica of this node (its data was lost or
 	// replaced): it neither votes nor stands until it has rejoined.
