@@ -7,6 +7,7 @@
 //
 //	go run ./cmd/ragobench -topology inproc -mode sync -clients 1 -payload 16 -duration 10s
 //	go run ./cmd/ragobench -topology procs -mode pipeline -clients 8 -inflight 1000
+//	go run ./cmd/ragobench -topology procs -mode sync -clients 64 -auth tls
 //	go run ./cmd/ragobench -scenario clusters -clusters 10000 -idle 30s
 //	go run ./cmd/ragobench -scenario failover -signal KILL -rounds 5
 //	go run ./cmd/ragobench -scenario storage-tax -png docs/storage-tax.png
@@ -48,6 +49,7 @@ type options struct {
 	duration time.Duration
 	warmup   time.Duration
 	dir      string
+	auth     string
 }
 
 func main() {
@@ -66,6 +68,8 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured time before it")
 	flag.StringVar(&o.dir, "dir", "", "data directory (default: a new temporary one, removed afterwards)")
+	flag.StringVar(&o.auth, "auth", authPlain, "commands scenario: how the nodes (the client's too) authenticate each other: plain (not at all), "+
+		"secret (a cluster secret) or tls (mutual TLS with certificates made for the run); the credentials' files are removed afterwards")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured run (this process only)")
 	keys := flag.Int("keys", 50000, "storage-tax scenario: distinct keys")
 	value := flag.Int("value", 1024, "storage-tax scenario: value size in bytes")
@@ -79,11 +83,13 @@ func main() {
 	stateMB := flag.Int("state-mb", 100, "install scenario: the machine's state in MiB")
 	node := flag.String("node", "", "internal: run as a node process at this address")
 	nodeDir := flag.String("node-dir", "", "internal: the node process's data directory")
+	nodeCreds := flag.String("node-creds", "", "internal: the node process's credentials directory (with -auth)")
+	nodeID := flag.String("node-id", "", "internal: the node process's name among the credentials")
 	flag.Parse()
 	log.SetFlags(0)
 
 	if *node != "" {
-		runNode(*node, *nodeDir)
+		runNode(*node, *nodeDir, &credentials{mode: o.auth, dir: *nodeCreds}, *nodeID)
 		return
 	}
 	if *cpuprofile != "" {
@@ -97,6 +103,9 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 	if *scenario != "commands" {
+		if o.auth != authPlain {
+			log.Fatalf("-auth %s: only the commands scenario authenticates its nodes", o.auth)
+		}
 		dir := o.dir
 		if dir == "" {
 			d, err := os.MkdirTemp("", "ragobench")
@@ -155,8 +164,13 @@ func systemConfig(dir, addr string) raftserver.SystemConfig {
 	return raftserver.SystemConfig{DataDir: dir, Address: addr, Machines: machines}
 }
 
-func runNode(addr, dir string) {
-	s, err := raftserver.StartSystem(systemConfig(dir, addr))
+func runNode(addr, dir string, creds *credentials, id string) {
+	cfg := systemConfig(dir, addr)
+	err := creds.apply(&cfg, id)
+	var s *raftserver.System
+	if err == nil {
+		s, err = raftserver.StartSystem(cfg)
+	}
 	if err != nil {
 		fmt.Println("ERROR", err)
 		os.Exit(1)
@@ -179,6 +193,9 @@ func run(o options) error {
 	if o.clients < 1 || o.inflight < 1 || o.payload < 0 || o.duration <= 0 {
 		return fmt.Errorf("bad flags: clients %d, inflight %d, payload %d, duration %v", o.clients, o.inflight, o.payload, o.duration)
 	}
+	if o.auth != authPlain && o.auth != authSecret && o.auth != authTLS {
+		return fmt.Errorf("unknown -auth %q (plain, secret or tls)", o.auth)
+	}
 	dir := o.dir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "ragobench")
@@ -200,7 +217,21 @@ func run(o options) error {
 		return err
 	}
 
-	client, err := raftserver.StartSystem(systemConfig(filepath.Join(dir, "client"), "127.0.0.1:0"))
+	// Every node gets credentials, the client's too: it is a node that
+	// dials the leader like any peer.
+	creds, err := makeCredentials(o.auth, dir, []string{"client", "n0", "n1", "n2"})
+	if err != nil {
+		return err
+	}
+	defer creds.remove()
+	start := func(id string) (*raftserver.System, error) {
+		cfg := systemConfig(filepath.Join(dir, id), "127.0.0.1:0")
+		if err := creds.apply(&cfg, id); err != nil {
+			return nil, err
+		}
+		return raftserver.StartSystem(cfg)
+	}
+	client, err := start("client")
 	if err != nil {
 		return err
 	}
@@ -210,7 +241,7 @@ func run(o options) error {
 	switch o.topology {
 	case "inproc":
 		for i := range 3 {
-			s, err := raftserver.StartSystem(systemConfig(filepath.Join(dir, fmt.Sprint("n", i)), "127.0.0.1:0"))
+			s, err := start(fmt.Sprint("n", i))
 			if err != nil {
 				return err
 			}
@@ -224,7 +255,8 @@ func run(o options) error {
 			if err != nil {
 				return err
 			}
-			cmd, err := startNodeProcess(addr, filepath.Join(dir, fmt.Sprint("n", i)))
+			id := fmt.Sprint("n", i)
+			cmd, err := startNodeProcess(addr, filepath.Join(dir, id), creds.nodeArgs(id)...)
 			if err != nil {
 				return err
 			}
@@ -263,8 +295,8 @@ func run(o options) error {
 		rss += rssKiB(pid)
 	}
 	p50, p99 := res.percentile(50), res.percentile(99)
-	fmt.Printf("topology=%s mode=%s clients=%d inflight=%d payload=%d commits/s=%.0f p50=%v p99=%v rss=%dMiB fdatasync_p50=%v fdatasync3_p50=%v p50/fdatasync=%.2f errors=%d\n",
-		o.topology, o.mode, o.clients, inflightOf(o), o.payload, float64(res.count)/res.elapsed.Seconds(),
+	fmt.Printf("topology=%s auth=%s mode=%s clients=%d inflight=%d payload=%d commits/s=%.0f p50=%v p99=%v rss=%dMiB fdatasync_p50=%v fdatasync3_p50=%v p50/fdatasync=%.2f errors=%d\n",
+		o.topology, o.auth, o.mode, o.clients, inflightOf(o), o.payload, float64(res.count)/res.elapsed.Seconds(),
 		p50.Round(time.Microsecond), p99.Round(time.Microsecond), rss/1024, fsync.Round(time.Microsecond),
 		fsync3.Round(time.Microsecond), float64(p50)/float64(fsync), res.errors)
 	return nil
@@ -277,8 +309,10 @@ func inflightOf(o options) int {
 	return o.inflight
 }
 
-func startNodeProcess(addr, dir string) (*exec.Cmd, error) {
-	cmd := exec.Command(os.Args[0], "-node", addr, "-node-dir", dir)
+// startNodeProcess starts a node process at addr with its data in dir;
+// args are more flags for it (its credentials).
+func startNodeProcess(addr, dir string, args ...string) (*exec.Cmd, error) {
+	cmd := exec.Command(os.Args[0], append([]string{"-node", addr, "-node-dir", dir}, args...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
