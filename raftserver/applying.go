@@ -59,14 +59,17 @@ func (s *server) apply(a core.Apply) error {
 // so a restarted node knows the members. A server that the latest
 // configuration removed stops once that configuration is committed; it
 // keeps its data until deleted. Removed means it was in the configuration
-// before (before; empty: the initial members): a member that joins
-// applies the older configurations without it as it catches up.
+// before (before; empty: the initial members) as this very replica: a
+// member that joins applies the older configurations without it as it
+// catches up, and a replica created again after losing its disk applies
+// the removal of its former incarnation on its way to the configuration
+// that adds it back.
 func (s *server) configApplied(index uint64, before core.Membership) {
 	st := s.raft.Status()
 	if len(before.Voters) == 0 {
 		before = s.initial
 	}
-	if index == st.MembersIndex && !st.Members.Contains(s.self) && before.Contains(s.self) {
+	if index == st.MembersIndex && !st.Members.Contains(s.self) && s.memberOf(before) {
 		s.logger.Info("removed from the cluster; stopping", "index", index)
 		s.env.exit(actor.Normal)
 	}
@@ -74,6 +77,13 @@ func (s *server) configApplied(index uint64, before core.Membership) {
 		s.logger.Warn("could not record the new members", "err", err)
 	}
 	s.node.recordLeader(s.cfg.Cluster, st.Leader, st.Members.Voters, st.Term)
+}
+
+// memberOf reports whether m names this replica: its server ID, bound to
+// its incarnation or to none.
+func (s *server) memberOf(m core.Membership) bool {
+	inc := m.Incarnation(s.self)
+	return m.Contains(s.self) && (inc == 0 || inc == s.incarnation)
 }
 
 func (s *server) saveApplied() {

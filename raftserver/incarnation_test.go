@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/rago-raft/rago/raftserver/core"
 )
 
 // waitBound waits until every member of c reports all of c's members bound
@@ -82,4 +84,27 @@ func TestWipedReplicaDoesNotVoteUntilItRejoins(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "v", string(got))
 	require.Empty(t, c.status(c.index(leader)).Strangers)
+}
+
+// A replica is a member of a configuration that names its ID unbound or
+// bound to its own incarnation; a binding to another incarnation names a
+// former replica, whose removal the new one applies on its way back in
+// and must not take as its own.
+func TestMemberOfComparesIncarnations(t *testing.T) {
+	self := ServerID{Name: "s2", Node: "n2"}
+	other := ServerID{Name: "s1", Node: "n1"}
+	s := &server{self: self, incarnation: 7}
+	for _, tc := range []struct {
+		name string
+		m    core.Membership
+		want bool
+	}{
+		{"not named", core.Membership{Voters: []ServerID{other}}, false},
+		{"named unbound", core.Membership{Voters: []ServerID{other, self}}, true},
+		{"named as a non-voter", core.Membership{Voters: []ServerID{other}, NonVoters: []ServerID{self}}, true},
+		{"bound to this replica", core.Membership{Voters: []ServerID{other, self}, Incarnations: map[ServerID]uint64{self: 7}}, true},
+		{"bound to a former replica", core.Membership{Voters: []ServerID{other, self}, Incarnations: map[ServerID]uint64{self: 6}}, false},
+	} {
+		require.Equal(t, tc.want, s.memberOf(tc.m), tc.name)
+	}
 }
