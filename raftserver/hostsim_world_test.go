@@ -176,12 +176,15 @@ type hsMember struct {
 	// bound: when it last went down, its configuration bound it to its
 	// incarnation, and that configuration had committed.
 	bound bool
-	inc   int
-	host  *server
-	env   *hsEnv
-	log   *simLog
-	state *simState
-	fs    *vfs.MemFS
+	// removedAt is the index of the configuration whose removal stopped
+	// it (see readmitted).
+	removedAt uint64
+	inc       int
+	host      *server
+	env       *hsEnv
+	log       *simLog
+	state     *simState
+	fs        *vfs.MemFS
 	// watching and told: nodes the host asked the failure detector about,
 	// and the last verdict told per node (true: suspected).
 	watching   map[string]bool
@@ -515,24 +518,23 @@ func (w *hsWorld) exited(ev hsExit) {
 		return
 	}
 	w.stats.Stopped++
+	m.removedAt = m.host.raft.Status().MembersIndex
 	w.stopGracefully(m, ev.reason, true)
 }
 
-// readmitted restarts a member that a removal stopped once a committed
-// configuration that a member holds names it again (a promotion that
-// waited behind its removal), as its operator would: a removed server
-// stays stopped until someone starts it.
+// readmitted restarts a member that a removal stopped once a
+// configuration newer than that removal names it again (a promotion that
+// waited behind its removal, or an add), as its operator would: a removed
+// server stays stopped until someone starts it. The configuration need not
+// have committed: it may need the member's vote to commit.
 func (w *hsWorld) readmitted() {
 	for _, l := range w.members {
 		if !l.up {
 			continue
 		}
 		st := l.host.raft.Status()
-		if st.MembersIndex > st.Commit {
-			continue
-		}
 		for _, id := range append(st.Members.Voters, st.Members.NonVoters...) {
-			if m := w.members[w.byName[id.Name]]; m.stopped {
+			if m := w.members[w.byName[id.Name]]; m.stopped && st.MembersIndex > m.removedAt {
 				m.stopped = false
 				w.tracef("readmitted %s", m.id.Name)
 				w.schedule(50+w.rng.Int64N(500), hsRestart{m: m.idx})
