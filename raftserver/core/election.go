@@ -251,6 +251,7 @@ func (r *Raft) stepDownIfUnreachable() {
 	}
 	r.logger.Info("stepping down: no quorum of voters is reachable", "term", r.term,
 		"voters", len(r.members.current.Voters), "suspected", suspected, "gone", gone)
+	r.counters.QuorumStepDowns++
 	r.becomeFollower(r.term, ServerID{})
 }
 
@@ -342,6 +343,7 @@ func (r *Raft) becomePreVote() {
 		r.becomeFollower(r.term, ServerID{})
 		return
 	}
+	r.counters.PreVotes++
 	r.role = RolePreVote
 	r.step = stepPreVote
 	r.lead = ServerID{}
@@ -366,6 +368,7 @@ func (r *Raft) becomeCandidate(transfer bool) {
 		// raise the term past the bound.
 		return
 	}
+	r.counters.Elections++
 	r.term++
 	r.vote = r.id
 	r.resetMatched()

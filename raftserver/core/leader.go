@@ -39,6 +39,7 @@ type leaderState struct {
 
 func (r *Raft) becomeLeader() {
 	r.logger.Info("became leader", "term", r.term)
+	r.counters.ElectionsWon++
 	r.role = RoleLeader
 	r.step = stepLeader
 	r.lead = r.id

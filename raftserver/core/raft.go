@@ -20,8 +20,9 @@ type Raft struct {
 	vote      ServerID
 	persisted HardState // last state handed out in PersistState
 
-	role Role
-	lead ServerID // known leader of this term (self when leader), zero if none
+	role     Role
+	counters Counters
+	lead     ServerID // known leader of this term (self when leader), zero if none
 	// deadLead is a leader reported dead by LeaderDown in this term; a
 	// delayed message from it must not make it look alive again.
 	deadLead  ServerID

@@ -247,6 +247,8 @@ func TestCheckQuorumStepsDownAPartitionedLeader(t *testing.T) {
 	require.False(t, nd.ticker)
 	c.propose(id(1), "after")
 	require.ErrorIs(t, nd.lastReply().Err, ErrNoLeader, "clients get an answer, not a hang")
+	require.Equal(t, Counters{PreVotes: 1, Elections: 1, ElectionsWon: 1, QuorumStepDowns: 1}, nd.r.Counters())
+	require.Equal(t, Counters{}, c.node(id(2)).r.Counters(), "a follower that only voted counts nothing")
 }
 
 // A quorum that answers slowly is not a lost quorum: without evidence from

@@ -106,6 +106,9 @@ func (r *Raft) Status() Status {
 	}
 }
 
+// Progress returns Status().Progress without copying the whole Status.
+func (r *Raft) Progress() []Progress { return r.progressStatus() }
+
 func (r *Raft) progressStatus() []Progress {
 	if r.role != RoleLeader {
 		return nil
@@ -124,6 +127,25 @@ func (r *Raft) progressStatus() []Progress {
 	}
 	return out
 }
+
+// Counters count the member's elections since it was created (they start
+// at zero with each Raft value: a restarted server counts afresh).
+type Counters struct {
+	// PreVotes: pre-vote rounds started (the member suspected its leader
+	// lost, or had none, and asked whether it could win).
+	PreVotes uint64
+	// Elections: elections started as a candidate (a won pre-vote, a
+	// leadership transfer or a Campaign).
+	Elections uint64
+	// ElectionsWon: times the member became leader.
+	ElectionsWon uint64
+	// QuorumStepDowns: times a leader stepped down because no quorum of
+	// voters was reachable (check quorum), not for a higher term.
+	QuorumStepDowns uint64
+}
+
+// Counters returns the member's election counters.
+func (r *Raft) Counters() Counters { return r.counters }
 
 // RecoverTo returns Status().RecoverTo without copying the whole Status.
 func (r *Raft) RecoverTo() uint64 { return r.recoverTo }
