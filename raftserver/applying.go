@@ -2,6 +2,7 @@ package raftserver
 
 import (
 	"errors"
+	"time"
 
 	"github.com/rago-raft/rago/actor"
 	"github.com/rago-raft/rago/raftserver/core"
@@ -15,6 +16,7 @@ const appliedSaveEvery = 1024
 // on the leader, carries out the effects the machine recorded.
 func (s *server) apply(a core.Apply) error {
 	toks := a.Tokens
+	committedAt := s.env.now()
 	// Replies wait until the batch's effects were carried out: a caller
 	// that has its reply knows the leader issued the effects.
 	var answers []answer
@@ -25,9 +27,20 @@ func (s *server) apply(a core.Apply) error {
 		}
 		for _, e := range ents {
 			before := s.mh.members
+			var started time.Time
+			if e.Type == core.EntryNormal {
+				started = s.env.now()
+			}
 			reply, err := s.mh.apply(e, true)
 			if errors.Is(err, ErrStorage) {
 				return err
+			}
+			if e.Type == core.EntryNormal {
+				s.met.applied.Add(1)
+				s.met.applyLatency.Observe(s.env.now().Sub(started))
+				if errors.Is(err, ErrMachine) {
+					s.met.poison.Add(1)
+				}
 			}
 			if e.Type == core.EntryConfig {
 				s.configApplied(e.Index, before)
@@ -36,6 +49,7 @@ func (s *server) apply(a core.Apply) error {
 			s.counted(e)
 			for len(toks) > 0 && toks[0].Index <= e.Index {
 				if toks[0].Index == e.Index {
+					s.met.commandAnswered(toks[0].Token, committedAt, true)
 					answers = append(answers, answer{tok: toks[0].Token, reply: reply, err: err})
 				}
 				toks = toks[1:]
@@ -43,6 +57,9 @@ func (s *server) apply(a core.Apply) error {
 		}
 		lo = ents[len(ents)-1].Index + 1
 	}
+	s.met.commit.Store(s.raft.Commit())
+	s.met.appliedIndex.Store(s.applied)
+	s.met.sessions.Store(int64(s.mh.sessions.len()))
 	s.carryOutEffects()
 	for _, a := range answers {
 		s.reply(a.tok, a.reply, a.err)

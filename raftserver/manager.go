@@ -486,6 +486,7 @@ func (m *manager) delete(ctx *actor.Context, name string, s *managed) error {
 		errs = append(errs, err)
 	}
 	delete(m.servers, name)
+	sys.metrics.drop(name)
 	others := false
 	for _, o := range m.servers {
 		others = others || o.cfg.Cluster == s.cfg.Cluster

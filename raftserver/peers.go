@@ -85,6 +85,9 @@ func (s *server) syncPeerMonitors() {
 // leader's process, whose Down triggers an election here.
 func (s *server) roleChanged(a core.RoleChanged) {
 	s.node.recordLeader(s.cfg.Cluster, a.Leader, s.current.Voters, a.Term)
+	s.met.roleChanged(a.Role, a.Term, a.Leader)
+	s.met.countElections(s.raft.Counters())
+	s.publishLag()
 	if a.Role != s.role {
 		s.role = a.Role
 		if a.Role != core.RoleLeader {

@@ -12,6 +12,7 @@ import (
 // verifies (the machine is restored from it), the WAL and segments for the
 // log after it, the meta store for term and vote.
 func (s *server) start() error {
+	s.met.processStarted()
 	l, err := s.openLog(s.env.self())
 	if err != nil {
 		return fmt.Errorf("%w: open the log of %s: %w", ErrStorage, s.uid, err)

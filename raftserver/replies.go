@@ -3,6 +3,7 @@ package raftserver
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/rago-raft/rago/actor"
 	"github.com/rago-raft/rago/raftserver/core"
@@ -10,10 +11,16 @@ import (
 
 // Tokens: the core hands them back in Apply.Tokens or Reply actions.
 type (
-	syncToken struct{ rt actor.ReplyTo }
+	// A command's token carries when the command arrived (commit
+	// latency).
+	syncToken struct {
+		rt actor.ReplyTo
+		at time.Time
+	}
 	pipeToken struct {
 		notify actor.Ref
 		corr   uint64
+		at     time.Time
 	}
 	memberToken struct{ rt actor.ReplyTo }
 	queryToken  struct {
@@ -35,10 +42,12 @@ type parkedQuery struct {
 
 func (s *server) queueCommand(m *commandReq, rt actor.ReplyTo) {
 	var tok any
+	now := s.env.now()
+	s.met.received.Add(1)
 	if m.Pipeline {
-		tok = pipeToken{notify: m.Notify, corr: m.Correlation}
+		tok = pipeToken{notify: m.Notify, corr: m.Correlation, at: now}
 	} else {
-		tok = syncToken{rt: rt}
+		tok = syncToken{rt: rt, at: now}
 	}
 	data := encodeUserCommand(m.Data)
 	if m.Session {

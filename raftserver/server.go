@@ -100,11 +100,19 @@ type server struct {
 	// raftTerm is the persisted term as the server started.
 	raftTerm uint64
 	snap     snapState
+	// met are the server's counters (System.Metrics), kept across its
+	// processes.
+	met *serverMetrics
+	// lagAt is when the lag was last published; lagTimer: a publishLagMsg
+	// is due.
+	lagAt    time.Time
+	lagTimer bool
 }
 
 // Messages a server sends itself.
 type (
 	flushCommands   struct{}
+	publishLagMsg   struct{}
 	electionTimeout struct{}
 	tickMsg         struct{}
 	machineTickMsg  struct{}
@@ -129,7 +137,9 @@ func newServer(sys *System, cfg ServerConfig, uid string, initial []ServerID) *s
 		node:    sys,
 	}
 	logger := sys.logger.With("server", cfg.ID.String(), "cluster", cfg.Cluster)
-	return &serverActor{env: env, host: newHost(env, sys.cfg.host(), ports, cfg, uid, initial, logger)}
+	h := newHost(env, sys.cfg.host(), ports, cfg, uid, initial, logger)
+	h.met = sys.metrics.forServer(cfg.ID, cfg.Cluster)
+	return &serverActor{env: env, host: h}
 }
 
 // hostPorts are the storage and node ports of a host.
@@ -156,6 +166,7 @@ func newHost(env hostEnv, conf hostConfig, ports hostPorts, cfg ServerConfig, ui
 		self:        cfg.ID,
 		initial:     core.Membership{Voters: initial},
 		logger:      logger,
+		met:         newServerMetrics(cfg.ID, cfg.Cluster),
 	}
 	s.mh = machineHost{
 		logger:      logger,
@@ -229,6 +240,7 @@ func (s *server) handle(msg actor.Message) {
 			s.syncPeerMonitors()
 		}
 		s.step(core.Receive{From: m.From, Incarnation: m.Incarnation, Msg: m.Msg})
+		s.publishLag()
 	case wal.Written:
 		s.step(core.Written{Term: m.Term, To: m.To})
 		if err := s.log.retry(); err != nil {
@@ -263,6 +275,9 @@ func (s *server) handle(msg actor.Message) {
 		s.snapDue()
 	case flushCommands:
 		s.flushCommands()
+	case publishLagMsg:
+		s.lagTimer = false
+		s.publishLag()
 	case electionTimeout:
 		s.electionArmed = false
 		s.step(core.ElectionTimeout{})
@@ -329,6 +344,7 @@ func (s *server) query(m *queryReq, rt actor.ReplyTo) {
 
 // terminating: the server's process is stopping for reason.
 func (s *server) terminating(reason actor.Reason) {
+	defer s.met.running.Store(false)
 	s.answerAll()
 	s.endLogWatches()
 	if reason == actor.Shutdown && s.raft != nil {
@@ -357,6 +373,7 @@ func (s *server) answerAll() {
 	}
 	stopping := fmt.Errorf("%w: %s is stopping", ErrShuttingDown, s.self)
 	for _, c := range s.cmdBuf {
+		s.met.commandAnswered(c.Token, s.env.now(), false)
 		s.reply(c.Token, nil, stopping)
 	}
 	s.cmdBuf = nil
@@ -368,12 +385,37 @@ func (s *server) answerAll() {
 	for _, a := range acts {
 		switch a := a.(type) {
 		case core.Reply:
+			s.met.commandAnswered(a.Token, s.env.now(), false)
 			s.reply(a.Token, nil, fromCore(a.Err, s.self, a.Leader))
 		case core.Send:
 			_ = s.env.send(Ref(a.To), &peerMsg{From: s.self, Incarnation: s.incarnation, Msg: a.Msg})
 		}
 	}
 	s.flushNotifications()
+}
+
+// lagPublishEvery is how often a leader publishes its followers' lag at
+// most.
+const lagPublishEvery = 100 * time.Millisecond
+
+// publishLag publishes a leader's followers' lag (ServerMetrics) as their
+// replies come in, at most every lagPublishEvery; a reply within that
+// interval arms a timer that publishes at its end, so the last state is
+// never left out.
+func (s *server) publishLag() {
+	if s.raft.Role() != core.RoleLeader {
+		return
+	}
+	now := s.env.now()
+	if now.Sub(s.lagAt) >= lagPublishEvery {
+		s.lagAt = now
+		s.met.publishLag(s.raft.LastIndex(), s.raft.Progress())
+		return
+	}
+	if !s.lagTimer {
+		s.lagTimer = true
+		s.env.after(lagPublishEvery-now.Sub(s.lagAt), publishLagMsg{})
+	}
 }
 
 // fail stops the server after a storage failure; its supervisor restarts
@@ -440,6 +482,7 @@ func (s *server) execute(acts []core.Action) {
 				return
 			}
 		case core.Reply:
+			s.met.commandAnswered(a.Token, s.env.now(), false)
 			s.reply(a.Token, nil, fromCore(a.Err, s.self, a.Leader))
 		case core.RunQuery:
 			tok := a.Token.(queryToken)

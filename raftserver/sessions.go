@@ -65,6 +65,9 @@ var ErrSessionStale = errors.New("raftserver: session command is stale")
 
 // lookup finds the outcome of (client, seq) if it was applied. known says
 // whether the command must not be applied: then reply/err are its answer.
+// len returns the number of clients with a session.
+func (t *sessionTable) len() int { return len(t.clients) }
+
 func (t *sessionTable) lookup(client, seq uint64) (reply []byte, err error, known bool) {
 	s := t.clients[client]
 	if s == nil {

@@ -308,6 +308,7 @@ func (s *server) snapshotWritten(info snapshot.Info) {
 	}
 	s.snap.taking = nil
 	if info.Index > s.snap.desc.Index { // else an installed snapshot overtook it
+		s.met.snapsTaken.Add(1)
 		s.adopt(info, *t)
 	}
 	// Entries applied while it was written may have made the next one due,
@@ -360,6 +361,9 @@ func (s *server) restoreSnapshot(want core.Snapshot) error {
 	s.mh.poisoned = map[uint64]bool{}
 	s.snap.info, s.snap.desc, s.snap.staged = info, desc, snapshot.Info{}
 	s.snap.entries, s.snap.bytes, s.snap.at = 0, 0, s.env.now()
+	s.met.snapsInstalled.Add(1)
+	s.met.snapBytesInstalled.Add(uint64(info.Size))
+	s.met.appliedIndex.Store(s.applied)
 	s.logger.Info("installed snapshot", "index", desc.Index, "term", desc.Term, "bytes", info.Size)
 	return nil
 }

@@ -97,6 +97,8 @@ func (s *server) transferProgress(to ServerID, snd *snapshot.Sender, err error) 
 	var rej *snapshot.RejectedError
 	switch {
 	case snd.Done():
+		s.met.snapsSent.Add(1)
+		s.met.snapBytesSent.Add(uint64(snd.Info().Size))
 		s.logger.Info("snapshot sent", "to", to.String(), "snapshot", snd.Info().String())
 	case errors.As(err, &rej) && rej.Reason == snapshot.RejectCorrupt:
 		if verr := s.snaps.store.Verify(snd.Info()); verr != nil {

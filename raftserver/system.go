@@ -49,6 +49,7 @@ type System struct {
 
 	stats    systemStats
 	refusals refusalLog
+	metrics  metricsRegistry
 
 	stopOnce sync.Once
 	stopErr  error
