@@ -122,6 +122,8 @@ func NewReceiver(store *Store, uid string, cfg ReceiverConfig) (*Receiver, error
 
 // Receive takes one chunk at time now and says what to answer.
 func (r *Receiver) Receive(c Chunk, now time.Time) Received {
+	r.store.stats.chunksReceived.Add(1)
+	r.store.stats.chunkBytesReceived.Add(int64(len(c.Data)))
 	if err := c.check(); err != nil {
 		r.logger.Debug("snapshot: dropping a malformed chunk", "uid", r.uid, "err", err)
 		return Received{}
@@ -232,6 +234,7 @@ func (r *Receiver) complete(c Chunk) Received {
 		res.Err = err
 		return res
 	}
+	r.store.stats.snapshotsReceived.Add(1)
 	r.logger.Info("snapshot: installed a received snapshot", "uid", r.uid, "index", info.Index, "term", info.Term, "bytes", info.Size)
 	res := r.reply(c, AckInstalled, uint64(info.Size), 0)
 	res.Installed, res.Info = true, info
