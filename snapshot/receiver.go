@@ -234,7 +234,6 @@ func (r *Receiver) complete(c Chunk) Received {
 		res.Err = err
 		return res
 	}
-	r.store.stats.snapshotsReceived.Add(1)
 	r.logger.Info("snapshot: installed a received snapshot", "uid", r.uid, "index", info.Index, "term", info.Term, "bytes", info.Size)
 	res := r.reply(c, AckInstalled, uint64(info.Size), 0)
 	res.Installed, res.Info = true, info

@@ -234,7 +234,6 @@ func (s *Sender) HandleAck(a ChunkAck, now time.Time) ([]Chunk, error) {
 	switch a.Status {
 	case AckInstalled:
 		s.done, s.acked = true, s.size
-		s.stats.snapshotsSent.Add(1)
 		s.finish(nil)
 		return nil, nil
 	case AckRejected:

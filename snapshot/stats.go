@@ -8,9 +8,11 @@ import (
 )
 
 // Stats are cumulative counters of a Store since Open: the snapshots
-// written into it, and the transfers of Senders and Receivers made on it.
-// They live in the Store, which every server of the node shares and which
-// outlives restarts of the snapshot writer process.
+// written into it, and the chunks of the transfers of Senders and
+// Receivers made on it. They live in the Store, which every server of the
+// node shares and which outlives restarts of the snapshot writer process.
+// Whole snapshots sent and installed are left to the servers that run
+// the transfers, which count them per server.
 type Stats struct {
 	// SnapshotsWritten counts snapshots made durable by Begin and a
 	// successful Commit (by the snapshot writer, or by a server directly).
@@ -35,25 +37,20 @@ type Stats struct {
 	ChunksSent int64
 	// ChunkBytesSent counts the snapshot bytes in those chunks.
 	ChunkBytesSent int64
-	// SnapshotsSent counts transfers whose receiver answered AckInstalled.
-	SnapshotsSent int64
 	// ChunksReceived counts the chunks handed to Receivers' Receive,
 	// duplicates and rejected ones included.
 	ChunksReceived int64
 	// ChunkBytesReceived counts the snapshot bytes in those chunks.
 	ChunkBytesReceived int64
-	// SnapshotsReceived counts snapshots that Receivers installed (durable
-	// and visible in the store) at the end of a transfer.
-	SnapshotsReceived int64
 }
 
 // statsCounters are updated by Pendings, Senders and Receivers on their
 // goroutines and read by anyone.
 type statsCounters struct {
-	snapshotsWritten, bytesWritten, writeFailures         atomic.Int64
-	write                                                 metrics.Histogram
-	chunksSent, chunkBytesSent, snapshotsSent             atomic.Int64
-	chunksReceived, chunkBytesReceived, snapshotsReceived atomic.Int64
+	snapshotsWritten, bytesWritten, writeFailures atomic.Int64
+	write                                         metrics.Histogram
+	chunksSent, chunkBytesSent                    atomic.Int64
+	chunksReceived, chunkBytesReceived            atomic.Int64
 }
 
 // wrote records the end of a snapshot write begun at began.
@@ -77,9 +74,7 @@ func (s *Store) Stats() Stats {
 		WriteFailures:      c.writeFailures.Load(),
 		ChunksSent:         c.chunksSent.Load(),
 		ChunkBytesSent:     c.chunkBytesSent.Load(),
-		SnapshotsSent:      c.snapshotsSent.Load(),
 		ChunksReceived:     c.chunksReceived.Load(),
 		ChunkBytesReceived: c.chunkBytesReceived.Load(),
-		SnapshotsReceived:  c.snapshotsReceived.Load(),
 	}
 }
