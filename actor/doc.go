@@ -33,7 +33,9 @@
 // one process to another arrive in the order they were sent, or not at
 // all. Messages for another node wait in a bounded queue per node
 // (Config.LinkQueueBytes) and are dropped when it is full or the node is
-// lost; Stats counts the drops.
+// lost; Stats counts the drops, and PeerStats the messages sent, received
+// and dropped per peer. MailboxDepth tells how many messages wait for a
+// local process, without messaging it.
 //
 // # Calls
 //

@@ -38,6 +38,9 @@ func (n *Node) receiveFrameOn(ic *inConn, b []byte) {
 		ic.c.Close()
 		return
 	}
+	// Counted for the peer once the items were handled: the first
+	// frame's hello is what makes the peer's link.
+	defer n.countReceived(ic, f.src, f.count, len(b))
 	first := ic != nil && !ic.framed
 	if ic != nil {
 		ic.framed = true

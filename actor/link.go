@@ -104,6 +104,11 @@ type link struct {
 	// last loss; a loss closes them. Connections heard from after a loss
 	// belong to the peer's next epoch and are kept.
 	inbound map[*inConn]struct{}
+
+	// stats: the traffic with the peer (Node.PeerStats), updated per
+	// frame by the pump and the readers, and per drop. Last, away from
+	// the fields every send touches.
+	stats peerCounters
 }
 
 type pendingFrame struct {
@@ -137,7 +142,7 @@ func (l *link) signal() {
 func (l *link) enqueue(item []byte) {
 	if out, _ := l.node.blockedTo(l.peer); out {
 		// A partition loses messages without telling the sender.
-		l.node.stats.droppedLinkDown.Add(1)
+		l.droppedLinkDown(1)
 		return
 	}
 	if !l.mu.TryLock() {
@@ -162,7 +167,7 @@ func (l *link) enqueue(item []byte) {
 func (l *link) enqueueCall(item []byte, c *pendingCall) bool {
 	if out, _ := l.node.blockedTo(l.peer); out {
 		// Its call ends when the connection is given up (Node.Disconnect).
-		l.node.stats.droppedLinkDown.Add(1)
+		l.droppedLinkDown(1)
 		l.mu.Lock()
 		if l.state == linkConnecting || l.state == linkUp {
 			c.epoch.Store(l.epoch)
@@ -194,7 +199,7 @@ func (l *link) push(item []byte) {
 	n := int64(len(item))
 	if queued := l.inboxBytes.Add(n); queued > n && queued > int64(l.node.cfg.LinkQueueBytes) {
 		l.inboxBytes.Add(-n)
-		l.node.stats.droppedQueueFull.Add(1)
+		l.droppedQueueFull()
 		return
 	}
 	it := &outItem{b: append([]byte(nil), item...)}
@@ -239,18 +244,18 @@ func (l *link) takeInboxLocked() {
 // not nil, is the call whose request item is.
 func (l *link) enqueueLocked(item []byte, c *pendingCall) bool {
 	if l.closed {
-		l.node.stats.droppedLinkDown.Add(1)
+		l.droppedLinkDown(1)
 		return false
 	}
 	if l.state == linkIdle || l.state == linkDown {
 		if time.Now().Before(l.retryAt) {
-			l.node.stats.droppedLinkDown.Add(1)
+			l.droppedLinkDown(1)
 			return false
 		}
 		l.startConnectLocked()
 	}
 	if l.queued > 0 && l.queued+len(item) > l.node.cfg.LinkQueueBytes {
-		l.node.stats.droppedQueueFull.Add(1)
+		l.droppedQueueFull()
 		return false
 	}
 	l.appendLocked(item)
@@ -369,7 +374,7 @@ func (l *link) markDownLocked() (uint64, error) {
 	for _, f := range l.frames {
 		dropped += f.count
 	}
-	l.node.stats.droppedLinkDown.Add(uint64(dropped))
+	l.droppedLinkDown(uint64(dropped))
 	l.setStateLocked(linkDown)
 	l.frames = nil
 	l.open = pendingFrame{}
@@ -585,7 +590,7 @@ func (l *link) pump() {
 				}
 				c, err := l.dial(epoch)
 				if err != nil {
-					l.node.stats.droppedLinkDown.Add(uint64(f.count))
+					l.droppedLinkDown(uint64(f.count))
 					fail(epoch, err)
 					continue
 				}
@@ -594,7 +599,7 @@ func (l *link) pump() {
 			buf = appendFrame(append(buf[:0], 0, 0, 0, 0), l.node.name, epoch, f.count, f.items)
 			binary.LittleEndian.PutUint32(buf, uint32(len(buf)-4))
 			if _, err := w.Write(buf); err != nil {
-				l.node.stats.droppedLinkDown.Add(uint64(f.count))
+				l.droppedLinkDown(uint64(f.count))
 				fail(epoch, err)
 				continue
 			}
@@ -603,6 +608,9 @@ func (l *link) pump() {
 			}
 			l.node.stats.framesSent.Add(1)
 			l.node.stats.bytesSent.Add(uint64(len(f.items)))
+			l.stats.framesSent.Add(1)
+			l.stats.messagesSent.Add(uint64(f.count))
+			l.stats.bytesSent.Add(uint64(len(f.items)))
 		}
 	}
 }

@@ -393,7 +393,14 @@ func (n *Node) spawn(name string, behavior Process, opts []SpawnOption) (Ref, er
 		p.mu.Unlock()
 		return Ref{}, fmt.Errorf("%w: %s", ErrNameTaken, ref)
 	}
-	pid := n.system.Root.Spawn(pa.PropsFromProducer(func() pa.Actor { return p }))
+	// The mailbox is protoactor's default one, kept to read its depth.
+	// Spawn makes it on this goroutine before it returns.
+	var mailbox pa.Mailbox
+	props := pa.PropsFromProducer(func() pa.Actor { return p }, pa.WithMailbox(func() pa.Mailbox {
+		mailbox = newMailbox()
+		return mailbox
+	}))
+	pid := n.system.Root.Spawn(props)
 	target, ok := n.system.ProcessRegistry.GetLocal(pid.Id)
 	if !ok {
 		p.dead = true
@@ -402,10 +409,36 @@ func (n *Node) spawn(name string, behavior Process, opts []SpawnOption) (Ref, er
 		return Ref{}, fmt.Errorf("%w: %s: protoactor lost the new actor", ErrNodeStopped, ref)
 	}
 	p.pid = pid
-	p.target.Store(&paTarget{p: target})
+	p.target.Store(&paTarget{p: target, mailbox: mailbox})
 	p.mu.Unlock()
 	n.stats.spawned.Add(1)
 	return ref, nil
+}
+
+// newMailbox makes the unbounded mailbox protoactor gives an actor by
+// default.
+var newMailbox = pa.Unbounded()
+
+// MailboxDepth returns how many messages wait in the mailbox of the local
+// process registered as name: posted and not yet taken by its Receive
+// (the message being handled is not counted), and whether such a process
+// is registered. Every message counts, the node's own included (calls,
+// timers that fired, Downs, NodeUp and NodeDown), but not Started and
+// Terminating.
+//
+// It reads one atomic counter that the mailbox keeps anyway: call it from
+// any goroutine, as often as needed, without messaging the process. The
+// count is a snapshot; messages may arrive or be taken as it returns.
+func (n *Node) MailboxDepth(name string) (int64, bool) {
+	p := n.lookup(name)
+	if p == nil {
+		return 0, false
+	}
+	t := p.target.Load()
+	if t == nil {
+		return 0, true // being spawned: messages wait in post, not queued yet
+	}
+	return int64(t.mailbox.UserMessageCount()), true
 }
 
 func (n *Node) unregister(p *proc) { n.procs.CompareAndDelete(p.ref.Name, p) }

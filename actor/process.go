@@ -167,6 +167,10 @@ type proc struct {
 
 type paTarget struct {
 	p pa.Process
+	// mailbox is the actor's mailbox, whose count of user messages (every
+	// message of ours: protoactor's own Started and Stop are system
+	// messages) is Node.MailboxDepth.
+	mailbox pa.Mailbox
 }
 
 type timerEntry struct {

@@ -81,6 +81,15 @@ type inConn struct {
 	unread atomic.Int64
 }
 
+// linkOf returns the link ic is listed on if it is src's (the usual
+// case, which spares a lookup), or nil. It runs on ic's reader goroutine.
+func (ic *inConn) linkOf(src string) *link {
+	if ic == nil || ic.link == nil || ic.link.peer != src {
+		return nil
+	}
+	return ic.link
+}
+
 func (l *listener) read(c net.Conn) {
 	ic := &inConn{c: c}
 	defer func() {

@@ -88,6 +88,7 @@ type Detector struct {
 
 	stopped  atomic.Bool
 	stopOnce sync.Once
+	stats    statsCounters
 
 	mu     sync.Mutex
 	status map[string]NodeStatus
@@ -362,6 +363,7 @@ func (p *process) Receive(ctx *actor.Context, msg actor.Message) {
 		for name := range p.peers {
 			p.sendHeartbeat(ctx, name, false)
 		}
+		p.d.stats.suspected.Store(0) // nothing is tracked any more
 		p.d.publish(nil, p.rounds)
 	default:
 		p.log.Debug("unexpected message", "type", fmt.Sprintf("%T", msg))
@@ -456,6 +458,9 @@ func (p *process) forget(ctx *actor.Context, node string, goodbye bool) {
 	if goodbye {
 		p.sendHeartbeat(ctx, node, false)
 	}
+	if pr := p.peers[node]; pr != nil && pr.suspected {
+		p.d.stats.suspected.Add(-1)
+	}
 	delete(p.peers, node)
 	p.log.Debug("stopped tracking node", "peer", node)
 }
@@ -494,6 +499,8 @@ func (p *process) onHeartbeat(ctx *actor.Context, hb heartbeat) {
 	pr.remoteWatching = hb.Watching
 	if pr.suspected {
 		pr.suspected = false
+		p.d.stats.cleared.Add(1)
+		p.d.stats.suspected.Add(-1)
 		p.log.Info("node up", "peer", hb.From, "watchers", len(pr.watchers))
 		for who := range pr.watchers {
 			p.notify(ctx, who, Up{Node: hb.From})
@@ -581,6 +588,8 @@ func (p *process) check(ctx *actor.Context) {
 			continue
 		}
 		pr.suspected = true
+		p.d.stats.suspicions.Add(1)
+		p.d.stats.suspected.Add(1)
 		p.d.recordSuspicion(name, pr.checksSilent)
 		p.log.Info("node suspected", "peer", name, "silence", pr.win.Elapsed(now), "phi", pr.win.Phi(now), "window", pr.win.String(), "watchers", len(pr.watchers))
 		for who := range pr.watchers {

@@ -3,6 +3,7 @@ package segment
 import (
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/rago-raft/rago/wal"
@@ -34,8 +35,26 @@ type FlushResult struct {
 func (s *Store) FlushFile(cf *wal.ClosedFile) ([]FlushResult, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	start := time.Now()
+	results, n, err := s.flushLocked(cf)
+	if err != nil {
+		s.stats.flushFailures.Add(1)
+		return nil, err
+	}
+	s.stats.flush.Since(start)
+	s.stats.flushes.Add(1)
+	s.stats.entries.Add(n.entries)
+	s.stats.bytes.Add(n.bytes)
+	return results, nil
+}
+
+// flushCount is the entries a flush wrote and their payload bytes.
+type flushCount struct{ entries, bytes int64 }
+
+func (s *Store) flushLocked(cf *wal.ClosedFile) ([]FlushResult, flushCount, error) {
+	var n flushCount
 	if s.closed {
-		return nil, ErrClosed
+		return nil, n, ErrClosed
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
@@ -43,27 +62,28 @@ func (s *Store) FlushFile(cf *wal.ClosedFile) ([]FlushResult, error) {
 	for _, t := range cf.Tables {
 		deleted, err := s.Deleted(t.UID)
 		if err != nil {
-			return nil, err
+			return nil, n, err
 		}
 		if deleted {
 			results = append(results, FlushResult{Table: t, Skipped: true})
 			continue
 		}
-		if err := s.applyTable(b, t); err != nil {
-			return nil, fmt.Errorf("segment: flush %s of %s: %w", t.UID, cf.Path, err)
+		if err := s.applyTable(b, t, &n); err != nil {
+			return nil, n, fmt.Errorf("segment: flush %s of %s: %w", t.UID, cf.Path, err)
 		}
 		results = append(results, FlushResult{Table: t})
 	}
 	if err := b.Commit(pebble.NoSync); err != nil {
-		return nil, fmt.Errorf("segment: commit flush of %s: %w", cf.Path, err)
+		return nil, n, fmt.Errorf("segment: commit flush of %s: %w", cf.Path, err)
 	}
 	if err := s.db.Flush(); err != nil {
-		return nil, fmt.Errorf("segment: make flush of %s durable: %w", cf.Path, err)
+		return nil, n, fmt.Errorf("segment: make flush of %s durable: %w", cf.Path, err)
 	}
-	return results, nil
+	return results, n, nil
 }
 
-func (s *Store) applyTable(b *pebble.Batch, t wal.ClosedTable) error {
+// applyTable adds t to b and counts the entries it writes into n.
+func (s *Store) applyTable(b *pebble.Batch, t wal.ClosedTable, n *flushCount) error {
 	floor, err := s.readUvarint(floorKey(t.UID))
 	if err != nil {
 		return err
@@ -91,6 +111,8 @@ func (s *Store) applyTable(b *pebble.Batch, t wal.ClosedTable) error {
 		if err := b.Set(entryKey(t.UID, e.Index), encodeValue(e.Term, e.Payload), nil); err != nil {
 			return err
 		}
+		n.entries++
+		n.bytes += int64(len(e.Payload))
 	}
 	return nil
 }

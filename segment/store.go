@@ -59,6 +59,7 @@ type Store struct {
 	logger *slog.Logger
 	mu     sync.Mutex // serializes writes
 	closed bool
+	stats  statsCounters
 }
 
 // Open opens (or creates) the store in dir.

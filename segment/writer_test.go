@@ -50,6 +50,8 @@ func TestWriterFlushesNotifiesAndRemoves(t *testing.T) {
 	m, err := server.ReceiveTimeout(10 * time.Second)
 	require.NoError(t, err)
 	require.Equal(t, Flushed{UID: "srv", First: 1, Last: 5}, m)
+	st := store.Stats()
+	require.Equal(t, [2]int64{1, 5}, [2]int64{st.Flushes, st.Entries}, "the writer flushed one file of 5 entries")
 	// The file goes after the servers are told (durability first, then
 	// tables dropped and servers told, then the file), so wait for it.
 	require.Eventually(t, func() bool {

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // Pending is a snapshot being written: Store.Begin writes its header to a
@@ -24,6 +25,7 @@ type Pending struct {
 	path  string
 	f     File
 	enc   encoder
+	began time.Time // Begin's start, for Stats.Write
 
 	// stopped, if set, is polled by Write: once it reports true, Write
 	// fails with ErrStopped (the writer process is shutting down).
@@ -46,6 +48,7 @@ func (s *Store) Begin(uid string, index, term uint64, meta []byte) (*Pending, er
 	if len(meta) > MaxMetaBytes {
 		return nil, fmt.Errorf("%w: meta of %d bytes exceeds %d", ErrInvalid, len(meta), MaxMetaBytes)
 	}
+	began := time.Now()
 	st := s.state(uid)
 	st.mu.Lock()
 	gen := st.gen
@@ -55,17 +58,21 @@ func (s *Store) Begin(uid string, index, term uint64, meta []byte) (*Pending, er
 	}
 	st.mu.Unlock()
 	if err != nil {
+		if !errors.Is(err, ErrStale) {
+			s.stats.writeFailures.Add(1)
+		}
 		return nil, err
 	}
 	path := filepath.Join(s.uidDir(uid), tempName(index, term))
 	f, err := s.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL)
 	if err != nil {
+		s.stats.writeFailures.Add(1)
 		if errors.Is(err, fs.ErrNotExist) && s.generation(uid) != gen {
 			return nil, fmt.Errorf("%w: %s while starting snapshot %d", ErrDeleted, uid, index)
 		}
 		return nil, ioErr("create "+path, err)
 	}
-	p := &Pending{store: s, uid: uid, gen: gen, path: path, f: f}
+	p := &Pending{store: s, uid: uid, gen: gen, path: path, f: f, began: began}
 	if err := p.enc.start(f, path, s.blockBytes, header{index: index, term: term, id: newFileID()}, meta); err != nil {
 		p.Abort()
 		return nil, err
@@ -111,6 +118,13 @@ func (p *Pending) Commit() (Info, error) {
 	if p.done {
 		return Info{}, ErrFinished
 	}
+	info, err := p.commit()
+	p.store.stats.wrote(p.began, info, err)
+	return info, err
+}
+
+// commit is Commit without the counting.
+func (p *Pending) commit() (Info, error) {
 	err := p.enc.finish()
 	if err == nil {
 		if err = p.f.Sync(); err != nil {
@@ -118,7 +132,7 @@ func (p *Pending) Commit() (Info, error) {
 		}
 	}
 	if err != nil {
-		p.Abort()
+		p.discard()
 		return Info{}, err
 	}
 	p.done = true
@@ -140,6 +154,12 @@ func (p *Pending) Abort() {
 	if p.done {
 		return
 	}
+	p.store.stats.writeFailures.Add(1)
+	p.discard()
+}
+
+// discard closes and removes the temporary file.
+func (p *Pending) discard() {
 	p.done = true
 	_ = p.f.Close()
 	p.store.removeQuietly(p.path)

@@ -122,6 +122,8 @@ func NewReceiver(store *Store, uid string, cfg ReceiverConfig) (*Receiver, error
 
 // Receive takes one chunk at time now and says what to answer.
 func (r *Receiver) Receive(c Chunk, now time.Time) Received {
+	r.store.stats.chunksReceived.Add(1)
+	r.store.stats.chunkBytesReceived.Add(int64(len(c.Data)))
 	if err := c.check(); err != nil {
 		r.logger.Debug("snapshot: dropping a malformed chunk", "uid", r.uid, "err", err)
 		return Received{}

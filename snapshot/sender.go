@@ -111,11 +111,12 @@ func NewTransferID() uint64 {
 // It keeps the snapshot file open until it finishes or Close, so pruning
 // the snapshot meanwhile does not disturb it.
 type Sender struct {
-	cfg  SenderConfig
-	info Info
-	f    File
-	name string
-	size int64
+	cfg   SenderConfig
+	stats *statsCounters // the store's
+	info  Info
+	f     File
+	name  string
+	size  int64
 
 	// Invariant: 0 <= acked <= size and acked <= sent <= size, except
 	// that a receiver that lost data can move acked back (sent follows).
@@ -151,7 +152,7 @@ func NewSender(store *Store, info Info, cfg SenderConfig) (*Sender, error) {
 	if err != nil {
 		return nil, openErr(path, err)
 	}
-	s := &Sender{cfg: cfg, info: info, f: f, name: path, rewound: -1}
+	s := &Sender{cfg: cfg, stats: &store.stats, info: info, f: f, name: path, rewound: -1}
 	if err := s.readHeader(); err != nil {
 		_ = f.Close()
 		return nil, err
@@ -311,6 +312,8 @@ func (s *Sender) fill(limit int) ([]Chunk, error) {
 		c.CRC = c.Checksum()
 		out = append(out, c)
 		s.sent += n
+		s.stats.chunksSent.Add(1)
+		s.stats.chunkBytesSent.Add(n)
 	}
 	return out, nil
 }

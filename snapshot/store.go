@@ -77,6 +77,8 @@ type Store struct {
 
 	mu   sync.Mutex
 	uids map[string]*uidState // entries are never removed, so generations stay monotonic
+
+	stats statsCounters
 }
 
 // uidState is the store's knowledge of one UID, guarded by mu.

@@ -5,6 +5,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/rago-raft/rago/wal/walfs"
 )
@@ -38,6 +39,9 @@ type fileWriter struct {
 	sync SyncMethod
 	f    walfs.File
 	seq  uint64 // sequence of f; 0 when no file is open
+	// stats gets the write and sync latencies and failures (the core's
+	// counters: the flusher and the process update disjoint fields).
+	stats *statsCounters
 }
 
 // write makes b durable according to the sync method. On error the batch
@@ -51,27 +55,36 @@ func (w *fileWriter) write(b *batch) error {
 		name := path.Join(w.dir, fileName(b.file))
 		f, err := w.fs.Create(name)
 		if err != nil {
+			w.stats.writeFailures.Add(1)
 			return fmt.Errorf("create %s: %w", name, err)
 		}
 		w.f, w.seq = f, b.file
 	}
-	if n, err := w.f.Write(b.out); err != nil {
+	start := time.Now()
+	n, err := w.f.Write(b.out)
+	w.stats.write.Since(start)
+	if err != nil {
+		w.stats.writeFailures.Add(1)
 		return fmt.Errorf("write %d bytes (%d done) to %s: %w", len(b.out), n, fileName(w.seq), err)
 	}
-	var err error
-	switch w.sync {
-	case SyncData:
-		err = w.f.Datasync()
-	case SyncFull:
-		err = w.f.Sync()
-	}
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", fileName(w.seq), err)
+	if w.sync != SyncNoneUnsafeForTests {
+		start = time.Now()
+		if w.sync == SyncFull {
+			err = w.f.Sync()
+		} else {
+			err = w.f.Datasync()
+		}
+		w.stats.sync.Since(start)
+		if err != nil {
+			w.stats.syncFailures.Add(1)
+			return fmt.Errorf("sync %s: %w", fileName(w.seq), err)
+		}
 	}
 	if b.newFile && w.sync != SyncNoneUnsafeForTests {
 		// The name must be durable too, or a crash could lose the whole
 		// file with acknowledged entries in it.
 		if err := w.fs.SyncDir(w.dir); err != nil {
+			w.stats.syncFailures.Add(1)
 			return fmt.Errorf("sync dir %s: %w", w.dir, err)
 		}
 	}

@@ -1,13 +1,34 @@
 package wal
 
-import "sync/atomic"
+import (
+	"sync/atomic"
 
-// Stats are cumulative counters of a WAL since Start.
+	"github.com/rago-raft/rago/metrics"
+)
+
+// Stats are cumulative counters of a WAL since Start (or since the Open of
+// a restarted WAL: every Open starts from zero).
 type Stats struct {
 	Batches int64 // batches made durable (one write and one sync each)
 	Entries int64 // entries in them
 	Bytes   int64 // bytes written to WAL files, framing included
 	Files   int64 // files started
+
+	// Write is the time of each batch's write to its file: one observation
+	// per write call that returned, failed ones included. Creating a new
+	// file for the batch is not part of it.
+	Write metrics.HistogramSnapshot
+	// Sync is the time of each batch's file sync (fdatasync, or fsync with
+	// SyncFull): one observation per sync that returned, failed ones
+	// included. It is empty with SyncNoneUnsafeForTests. The directory sync
+	// after starting a file is not part of it.
+	Sync metrics.HistogramSnapshot
+	// WriteFailures counts batches whose file creation or write failed.
+	// The WAL is fail-stop, so it is 0 or 1.
+	WriteFailures int64
+	// SyncFailures counts batches whose file sync, or directory sync after
+	// starting a file, failed. The WAL is fail-stop, so it is 0 or 1.
+	SyncFailures int64
 }
 
 // MeanBatch returns the mean entries per batch.
@@ -18,13 +39,25 @@ func (s Stats) MeanBatch() float64 {
 	return float64(s.Entries) / float64(s.Batches)
 }
 
-// statsCounters are updated by the WAL process and read by anyone.
+// statsCounters are updated by the WAL process (batches, entries, bytes,
+// files) and its flusher (the rest), and read by anyone.
 type statsCounters struct {
 	batches, entries, bytes, files atomic.Int64
+	write, sync                    metrics.Histogram
+	writeFailures, syncFailures    atomic.Int64
 }
 
 func (c *statsCounters) load() Stats {
-	return Stats{Batches: c.batches.Load(), Entries: c.entries.Load(), Bytes: c.bytes.Load(), Files: c.files.Load()}
+	return Stats{
+		Batches:       c.batches.Load(),
+		Entries:       c.entries.Load(),
+		Bytes:         c.bytes.Load(),
+		Files:         c.files.Load(),
+		Write:         c.write.Snapshot(),
+		Sync:          c.sync.Snapshot(),
+		WriteFailures: c.writeFailures.Load(),
+		SyncFailures:  c.syncFailures.Load(),
+	}
 }
 
 // Stats returns the WAL's counters. Safe from any goroutine.
