@@ -199,11 +199,16 @@ func testLogChildCrash(t *testing.T, child string, nodes int) {
 		wg.Wait()
 	}()
 	waitAcked(t, acks, 300)
+	walBefore := victim.Metrics().WAL
 	crashChild(t, victim, child)
 	waitLogRestarted(t, victim, child, 1, local)
 	waitAcked(t, acks, acks.n.Load()+300)
 	close(stop)
 	wg.Wait()
+	// The node's WAL counters count on over the restart.
+	walAfter := victim.Metrics().WAL
+	require.Greater(t, walAfter.Batches, walBefore.Batches)
+	require.GreaterOrEqual(t, walAfter.Write.Count, walBefore.Write.Count)
 
 	c.check(client, acks.all())
 	want := map[string]int{}

@@ -7,8 +7,11 @@ import (
 	"time"
 
 	"github.com/rago-raft/rago/actor"
+	"github.com/rago-raft/rago/failuredetector"
 	"github.com/rago-raft/rago/metrics"
 	"github.com/rago-raft/rago/raftserver/core"
+	"github.com/rago-raft/rago/segment"
+	"github.com/rago-raft/rago/snapshot"
 	"github.com/rago-raft/rago/wal"
 )
 
@@ -19,10 +22,20 @@ import (
 type Metrics struct {
 	// Node is the node's name.
 	Node string
-	// Transport counts the node's messages, frames, bytes and refusals.
+	// Transport counts the node's messages, frames, bytes and refusals;
+	// Peers the traffic with each peer node.
 	Transport actor.Stats
-	// WAL counts the node's write-ahead log batches, entries and bytes.
+	Peers     []actor.PeerStats
+	// WAL counts the node's write-ahead log batches, entries, bytes, write
+	// and sync times, summed over the WALs the node ran since it started
+	// (a log restart opens a new one).
 	WAL wal.Stats
+	// Segments counts the segment writer's flushes; Snapshots the
+	// snapshots written and the chunks sent and received.
+	Segments  segment.Stats
+	Snapshots snapshot.Stats
+	// FailureDetector counts suspicions of other nodes.
+	FailureDetector failuredetector.Stats
 	// System counts what the node's Raft system refused.
 	System SystemStats
 	// Servers are the node's servers, sorted by cluster and name.
@@ -33,13 +46,21 @@ type Metrics struct {
 // server it hosts (see Metrics). Safe from any goroutine.
 func (s *System) Metrics() Metrics {
 	m := Metrics{
-		Node:      s.node.Name(),
-		Transport: s.node.Stats(),
-		System:    s.Stats(),
-		Servers:   s.metrics.all(),
+		Node:            s.node.Name(),
+		Transport:       s.node.Stats(),
+		Peers:           s.node.PeerStats(),
+		Segments:        s.segments.Stats(),
+		Snapshots:       s.snapshots.Stats(),
+		FailureDetector: s.fd.Stats(),
+		System:          s.Stats(),
+		Servers:         s.metrics.all(s.node),
 	}
-	if w := s.currentWAL(); w != nil {
-		m.WAL = w.Stats()
+	s.logMu.Lock()
+	m.WAL = s.walEarlier
+	w := s.wal
+	s.logMu.Unlock()
+	if w != nil {
+		m.WAL.Add(w.Stats())
 	}
 	return m
 }
@@ -89,6 +110,9 @@ type ServerMetrics struct {
 	Commit, Applied, LastIndex uint64
 	// Sessions: client sessions the machine host tracks (see Session).
 	Sessions int
+	// MailboxDepth: messages waiting in the server's mailbox (0 when it
+	// does not run).
+	MailboxDepth int64
 	// FollowerLag is a leader's view of how far each follower is behind
 	// its log, in entries (nil unless the server leads).
 	FollowerLag []FollowerLag
@@ -280,12 +304,17 @@ func (r *metricsRegistry) drop(name string) {
 	r.mu.Unlock()
 }
 
-// all returns every server's metrics, sorted by cluster and name.
-func (r *metricsRegistry) all() []ServerMetrics {
+// all returns every server's metrics, sorted by cluster and name, with
+// their mailbox depths on node.
+func (r *metricsRegistry) all(node *actor.Node) []ServerMetrics {
 	r.mu.RLock()
 	out := make([]ServerMetrics, 0, len(r.servers))
-	for _, m := range r.servers {
-		out = append(out, m.snapshot())
+	for name, m := range r.servers {
+		sm := m.snapshot()
+		if sm.Running {
+			sm.MailboxDepth, _ = node.MailboxDepth(name)
+		}
+		out = append(out, sm)
 	}
 	r.mu.RUnlock()
 	slices.SortFunc(out, func(a, b ServerMetrics) int {

@@ -88,6 +88,21 @@ func TestMetricsFollowAScriptedWorkload(t *testing.T) {
 		}, waitFor, 10*time.Millisecond, "member %d did not count %d applied commands", i, n)
 	}
 
+	// The node's rooms: the WAL wrote the batches, the transport carried
+	// them to both peers.
+	nm := s.Metrics()
+	require.Equal(t, s.Name(), nm.Node)
+	require.Positive(t, nm.WAL.Batches)
+	require.GreaterOrEqual(t, nm.WAL.Entries, nm.WAL.Batches)
+	require.EqualValues(t, nm.WAL.Batches, nm.WAL.Write.Count)
+	require.Len(t, nm.Peers, 2)
+	for _, p := range nm.Peers {
+		require.True(t, p.Up, "peer %s", p.Node)
+		require.Positive(t, p.MessagesSent, "peer %s", p.Node)
+		require.Positive(t, p.MessagesReceived, "peer %s", p.Node)
+	}
+	require.Zero(t, nm.FailureDetector.Suspected)
+
 	// Through a follower: it receives the command and refuses it (the
 	// caller follows to the leader).
 	fb := c.metricsOf(fi)

@@ -42,10 +42,13 @@ type System struct {
 	// logMu guards wal and snapw, which a restart of the log processes
 	// replaces. Servers read them unlocked: they run only between the
 	// restarts (see logServers), which orders their reads after the write.
-	logMu  sync.Mutex
-	logErr atomic.Pointer[error] // why the log supervisor gave up
-	pacer  *electionPacer
-	fd     *failuredetector.Detector
+	logMu sync.Mutex
+	// walEarlier sums the counters of the WALs a restart replaced, so
+	// that Metrics counts on across restarts.
+	walEarlier wal.Stats
+	logErr     atomic.Pointer[error] // why the log supervisor gave up
+	pacer      *electionPacer
+	fd         *failuredetector.Detector
 
 	stats    systemStats
 	refusals refusalLog
@@ -200,6 +203,7 @@ func StartSystem(cfg SystemConfig) (sys *System, err error) {
 					return failedStart{err: fmt.Errorf("%w: restart the wal: %w", ErrStorage, err)}
 				}
 				s.logMu.Lock()
+				s.walEarlier.Add(s.wal.Stats())
 				s.wal = w
 				s.logMu.Unlock()
 				return p

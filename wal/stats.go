@@ -31,6 +31,18 @@ type Stats struct {
 	SyncFailures int64
 }
 
+// Add adds o's counts to s: the counts of a node's WALs over restarts.
+func (s *Stats) Add(o Stats) {
+	s.Batches += o.Batches
+	s.Entries += o.Entries
+	s.Bytes += o.Bytes
+	s.Files += o.Files
+	s.Write.Add(o.Write)
+	s.Sync.Add(o.Sync)
+	s.WriteFailures += o.WriteFailures
+	s.SyncFailures += o.SyncFailures
+}
+
 // MeanBatch returns the mean entries per batch.
 func (s Stats) MeanBatch() float64 {
 	if s.Batches == 0 {
