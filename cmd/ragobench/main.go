@@ -50,6 +50,7 @@ type options struct {
 	warmup   time.Duration
 	dir      string
 	auth     string
+	scrape   time.Duration
 }
 
 func main() {
@@ -70,6 +71,7 @@ func main() {
 	flag.StringVar(&o.dir, "dir", "", "data directory (default: a new temporary one, removed afterwards)")
 	flag.StringVar(&o.auth, "auth", authPlain, "commands scenario: how the nodes (the client's too) authenticate each other: plain (not at all), "+
 		"secret (a cluster secret) or tls (mutual TLS with certificates made for the run); the credentials' files are removed afterwards")
+	flag.DurationVar(&o.scrape, "scrape", 0, "commands scenario, inproc: read every node's System.Metrics this often during the run, as a metrics scraper would (0: never)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured run (this process only)")
 	keys := flag.Int("keys", 50000, "storage-tax scenario: distinct keys")
 	value := flag.Int("value", 1024, "storage-tax scenario: value size in bytes")
@@ -238,6 +240,7 @@ func run(o options) error {
 	defer client.Stop()
 	var members []raftserver.ServerID
 	var pids []int
+	scraped := []*raftserver.System{client}
 	switch o.topology {
 	case "inproc":
 		for i := range 3 {
@@ -247,6 +250,7 @@ func run(o options) error {
 			}
 			defer s.Stop()
 			members = append(members, raftserver.ServerID{Name: "bench", Node: s.Name()})
+			scraped = append(scraped, s)
 		}
 		pids = []int{os.Getpid()}
 	case "procs":
@@ -278,6 +282,10 @@ func run(o options) error {
 		return err
 	}
 
+	if o.scrape > 0 {
+		stop := scrapeEvery(o.scrape, scraped)
+		defer stop()
+	}
 	var res result
 	switch o.mode {
 	case "sync":
@@ -300,6 +308,29 @@ func run(o options) error {
 		p50.Round(time.Microsecond), p99.Round(time.Microsecond), rss/1024, fsync.Round(time.Microsecond),
 		fsync3.Round(time.Microsecond), float64(p50)/float64(fsync), res.errors)
 	return nil
+}
+
+// scrapeEvery reads the systems' metrics every interval until the
+// returned stop is called: the load a metrics scraper adds.
+func scrapeEvery(interval time.Duration, systems []*raftserver.System) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				for _, s := range systems {
+					_ = s.Metrics()
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 func inflightOf(o options) int {
