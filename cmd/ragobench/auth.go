@@ -1,20 +1,14 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/rago-raft/rago/actor"
+	"github.com/rago-raft/rago/internal/testpki"
 	"github.com/rago-raft/rago/raftserver"
 )
 
@@ -113,72 +107,29 @@ func (c *credentials) apply(cfg *raftserver.SystemConfig, id string) error {
 }
 
 // writeCertificates makes a CA and, for each id, a certificate and key it
-// signs, with both the server and the client key usage (a node dials and
-// accepts) and an IP SAN for 127.0.0.1; all PEM, keys PKCS #8.
+// signs (internal/testpki: both the server and the client key usage, as a
+// node dials and accepts) with an IP SAN for 127.0.0.1; all PEM, keys
+// PKCS #8.
 func writeCertificates(dir string, ids []string, now time.Time) error {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	notBefore, notAfter := now.Add(-5*time.Minute), now.Add(24*time.Hour)
+	ca, err := testpki.NewCA("ragobench CA", notBefore, notAfter)
 	if err != nil {
 		return err
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          serialNumber(),
-		Subject:               pkix.Name{CommonName: "ragobench CA"},
-		NotBefore:             now.Add(-5 * time.Minute),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return err
-	}
-	if err := writePEM(filepath.Join(dir, caFile), "CERTIFICATE", caDER, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, caFile), ca.CertPEM, 0o644); err != nil {
 		return err
 	}
 	for _, id := range ids {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		c, err := ca.Issue([]string{"127.0.0.1"}, notBefore, notAfter)
 		if err != nil {
 			return err
 		}
-		tmpl := &x509.Certificate{
-			SerialNumber: serialNumber(),
-			Subject:      pkix.Name{CommonName: id},
-			NotBefore:    caTmpl.NotBefore,
-			NotAfter:     caTmpl.NotAfter,
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
+		if err := os.WriteFile(filepath.Join(dir, id+"-key.pem"), c.KeyPEM, 0o600); err != nil {
 			return err
 		}
-		keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			return err
-		}
-		if err := writePEM(filepath.Join(dir, id+"-key.pem"), "PRIVATE KEY", keyDER, 0o600); err != nil {
-			return err
-		}
-		if err := writePEM(filepath.Join(dir, id+".pem"), "CERTIFICATE", der, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, id+".pem"), c.CertPEM, 0o644); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func writePEM(path, typ string, der []byte, mode os.FileMode) error {
-	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode)
-}
-
-// serialNumber returns a random 128-bit certificate serial number.
-func serialNumber() *big.Int {
-	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
-	return n
 }
