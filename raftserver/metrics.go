@@ -101,6 +101,11 @@ type ServerMetrics struct {
 	// SnapshotsInstalled: snapshots received from a leader and installed,
 	// with SnapshotBytesInstalled.
 	SnapshotsTaken, SnapshotsSent, SnapshotBytesSent, SnapshotsInstalled, SnapshotBytesInstalled uint64
+	// SnapshotSendTime: from the start of a completed transfer to its
+	// last acknowledgement. SnapshotInstallTime: restoring the machine
+	// from a received snapshot and resetting the log. (The time to write
+	// a snapshot is the node's, in Metrics.Snapshots.)
+	SnapshotSendTime, SnapshotInstallTime metrics.HistogramSnapshot
 
 	// Role ("follower", "pre_vote", "candidate", "leader"), Term, Leader,
 	// Commit, Applied and LastIndex as the server last published them.
@@ -144,6 +149,7 @@ type serverMetrics struct {
 	leaderChanges atomic.Uint64
 
 	snapsTaken, snapsSent, snapBytesSent, snapsInstalled, snapBytesInstalled atomic.Uint64
+	snapSendLatency, snapInstallLatency                                      metrics.Histogram
 
 	commit, appliedIndex, lastIndex, term atomic.Uint64
 	sessions                              atomic.Int64
@@ -243,6 +249,8 @@ func (m *serverMetrics) snapshot() ServerMetrics {
 		SnapshotBytesSent:      m.snapBytesSent.Load(),
 		SnapshotsInstalled:     m.snapsInstalled.Load(),
 		SnapshotBytesInstalled: m.snapBytesInstalled.Load(),
+		SnapshotSendTime:       m.snapSendLatency.Snapshot(),
+		SnapshotInstallTime:    m.snapInstallLatency.Snapshot(),
 		Role:                   role.String(),
 		Term:                   m.term.Load(),
 		Leader:                 leader,

@@ -174,6 +174,26 @@ func TestFollowerFarBehindCatchesUpBySnapshot(t *testing.T) {
 		return st.SnapshotIndex >= ldr.FirstIndex-1 && st.LastApplied >= ldr.Commit
 	})
 	require.Greater(t, st.SnapshotIndex, before.LastIndex, "only a snapshot covers what the leader dropped")
+	// The metrics saw the transfer: sent and timed by the leader's node,
+	// installed and timed by the follower's.
+	fm := c.metricsOf(2)
+	require.Positive(t, fm.SnapshotsInstalled)
+	require.Positive(t, fm.SnapshotBytesInstalled)
+	require.Equal(t, fm.SnapshotsInstalled, fm.SnapshotInstallTime.Count)
+	require.Eventually(t, func() bool {
+		var sent, timed, bytes uint64
+		for i := range 2 {
+			m := c.metricsOf(i)
+			sent, timed, bytes = sent+m.SnapshotsSent, timed+m.SnapshotSendTime.Count, bytes+m.SnapshotBytesSent
+		}
+		return sent >= 1 && timed == sent && bytes >= fm.SnapshotBytesInstalled
+	}, waitFor, 10*time.Millisecond, "no member counted the snapshot it sent")
+	var taken uint64
+	for i := range 2 {
+		taken += c.metricsOf(i).SnapshotsTaken
+	}
+	require.Positive(t, taken)
+	require.Positive(t, c.systems[0].Metrics().Snapshots.SnapshotsWritten)
 	for k, v := range acked {
 		got, err := c.localGet(2, k)
 		require.NoError(t, err)

@@ -130,8 +130,10 @@ type snapState struct {
 	stagedDesc core.Snapshot
 	receiver   *snapshot.Receiver
 	senders    map[ServerID]*snapshot.Sender
-	tickArmed  bool
-	tickTimer  timerID
+	// sendStarted is when each transfer in senders started (metrics).
+	sendStarted map[ServerID]time.Time
+	tickArmed   bool
+	tickTimer   timerID
 }
 
 // snapshotter returns the machine as a Snapshotter, if it is one.
@@ -344,6 +346,7 @@ func (s *server) snapshotFailed(m snapshot.WriteFailed) {
 // becomes the server's, the machine is restored from it, and the log is
 // reset to hold nothing after it.
 func (s *server) restoreSnapshot(want core.Snapshot) error {
+	started := s.env.now()
 	info := s.snap.staged
 	if info.Index != want.Index || info.Term != want.Term {
 		return fmt.Errorf("%w: restore snapshot (%d, term %d), staged is (%d, term %d)",
@@ -363,6 +366,7 @@ func (s *server) restoreSnapshot(want core.Snapshot) error {
 	s.snap.entries, s.snap.bytes, s.snap.at = 0, 0, s.env.now()
 	s.met.snapsInstalled.Add(1)
 	s.met.snapBytesInstalled.Add(uint64(info.Size))
+	s.met.snapInstallLatency.Observe(s.env.now().Sub(started))
 	s.met.appliedIndex.Store(s.applied)
 	s.logger.Info("installed snapshot", "index", desc.Index, "term", desc.Term, "bytes", info.Size)
 	return nil

@@ -62,8 +62,10 @@ func (s *server) sendSnapshot(a core.SendSnapshot) {
 	}
 	if s.snap.senders == nil {
 		s.snap.senders = map[ServerID]*snapshot.Sender{}
+		s.snap.sendStarted = map[ServerID]time.Time{}
 	}
 	s.snap.senders[a.To] = snd
+	s.snap.sendStarted[a.To] = s.env.now()
 	s.sendChunks(a.To, chunks)
 	s.armSnapTick()
 }
@@ -93,12 +95,14 @@ func (s *server) transferProgress(to ServerID, snd *snapshot.Sender, err error) 
 		return
 	}
 	delete(s.snap.senders, to)
+	defer delete(s.snap.sendStarted, to)
 	_ = snd.Close()
 	var rej *snapshot.RejectedError
 	switch {
 	case snd.Done():
 		s.met.snapsSent.Add(1)
 		s.met.snapBytesSent.Add(uint64(snd.Info().Size))
+		s.met.snapSendLatency.Observe(s.env.now().Sub(s.snap.sendStarted[to]))
 		s.logger.Info("snapshot sent", "to", to.String(), "snapshot", snd.Info().String())
 	case errors.As(err, &rej) && rej.Reason == snapshot.RejectCorrupt:
 		if verr := s.snaps.store.Verify(snd.Info()); verr != nil {
