@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/stretchr/testify/require"
@@ -14,14 +18,15 @@ import (
 	"github.com/rago-raft/rago/examples/kvstore/internal/api"
 )
 
-// TestMetrics: the nodes serve Prometheus metrics on /metrics, on a
-// cluster of three node processes.
+// TestMetrics: the nodes serve Prometheus metrics on /metrics and the
+// page's live charts, on a cluster of three node processes.
 func TestMetrics(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts node processes")
 	}
 	c := startCluster(t, 3)
 	t.Run("Prometheus", func(t *testing.T) { testPrometheusMetrics(t, c) })
+	t.Run("ChartsInBrowser", func(t *testing.T) { testCharts(t, c) })
 }
 
 // scrapeMetrics reads p's /metrics as Prometheus would, in the text
@@ -121,4 +126,49 @@ func testPrometheusMetrics(t *testing.T, c *testCluster) {
 		}
 		return seen && s.Node == lead.id
 	}, waitFor, 100*time.Millisecond, "a sample of the leader with commits, latency and lag")
+}
+
+// testCharts: the page draws commits per second and commit latency of
+// the leader, and the lag of both followers, from live samples.
+func testCharts(t *testing.T, c *testCluster) {
+	b := newBrowser(t)
+	lead := c.leader(c.nodes[0])
+	b.step(chromedp.Navigate(c.followers()[0].url() + "/"))
+
+	// Writes, a few a second, while the page watches.
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ctx.Err() == nil; i++ {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPut, fmt.Sprintf("%s/kv/chart-%d", lead.url(), i%10), strings.NewReader("v"))
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	defer wg.Wait()
+	defer cancel()
+
+	commits := b.poll(`(() => { const s = document.querySelector("#chart-commits"); return s && Number(s.dataset.max) > 0 ? s.dataset.max : ""; })()`)
+	require.NotEmpty(t, commits)
+	b.poll(`document.querySelector('#chart-commits path.series[data-series="` + lead.id + `"]') ? "line" : ""`)
+	b.poll(`document.querySelector('#chart-latency path.series[data-series="` + lead.id + ` p99"]') ? "p99" : ""`)
+	legend := b.poll(`(() => { const l = document.querySelector('#legend-latency [data-series="` + lead.id + ` p50"]'); return l ? l.textContent : ""; })()`)
+	require.Contains(t, legend, " ms")
+	var followers []string
+	for _, f := range c.followers() {
+		followers = append(followers, f.id)
+	}
+	lags := b.poll(`(() => { const ls = [...document.querySelectorAll("#chart-lag path.series")].map((p) => p.dataset.series).sort(); return ls.length === 2 ? ls.join(",") : ""; })()`)
+	require.Equal(t, strings.Join(followers, ","), lags)
+	// The page loads nothing from elsewhere.
+	external, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll("script[src], link[href]").length`))
+	require.NoError(t, err)
+	require.Zero(t, external)
 }
