@@ -1,6 +1,7 @@
 package promexport_test
 
 import (
+	"fmt"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -351,4 +352,39 @@ func TestNoServers(t *testing.T) {
 	require.True(t, ok)
 	require.Zero(t, got)
 	require.Zero(t, histogram(t, fams, "rago_commit_latency_seconds", nil).GetSampleCount())
+}
+
+// series counts the series of a scrape as Prometheus stores them: a
+// histogram is one per bucket, +Inf included, and its sum and count.
+func series(fams map[string]*dto.MetricFamily) int {
+	n := 0
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			n++
+			if h := m.GetHistogram(); h != nil {
+				n += len(h.GetBucket()) + 1
+			}
+		}
+	}
+	return n
+}
+
+// TestAggregateIsBounded: with per-cluster series off, a node of 10,000
+// clusters exports as many series as a node of three, under a hundred.
+func TestAggregateIsBounded(t *testing.T) {
+	few := series(families(t, promexport.New(fixed(sample()), promexport.Options{Aggregate: true})))
+	require.Less(t, few, 100)
+	m := sample()
+	one := m.Servers[0]
+	m.Servers = make([]raftserver.ServerMetrics, 10_000)
+	for i := range m.Servers {
+		s := one
+		s.Cluster = fmt.Sprint("c", i)
+		m.Servers[i] = s
+	}
+	fams := families(t, promexport.New(fixed(m), promexport.Options{Aggregate: true}))
+	require.Equal(t, few, series(fams))
+	got, _ := value(fams, "rago_commands_committed_total", nil)
+	require.Equal(t, 10_000*float64(one.CommandsCommitted), got)
+	t.Logf("%d series with per-cluster series off, for 3 or 10,000 clusters", few)
 }
