@@ -178,7 +178,20 @@ func TestCountersFollowAWorkload(t *testing.T) {
 		v, _ := value(s[lead], "rago_wal_entries_total", nil)
 		return v
 	}
-	require.GreaterOrEqual(t, wal(after)-wal(before), float64(n), "the leader's WAL took every entry")
+	// Each WAL batch is one fsync, timed. A command commits once a quorum
+	// has it, which may be before the leader's own batch is done: wait.
+	require.Eventually(t, func() bool {
+		now := c.scrape()
+		batches, _ := value(now[lead], "rago_wal_batches_total", nil)
+		was, _ := value(before[lead], "rago_wal_batches_total", nil)
+		syncs := histogram(t, now[lead], "rago_wal_fsync_seconds", nil).GetSampleCount() - histogram(t, before[lead], "rago_wal_fsync_seconds", nil).GetSampleCount()
+		return wal(now)-wal(before) >= n && syncs > 0 && float64(syncs) == batches-was
+	}, waitFor, 20*time.Millisecond, "the leader's WAL took every entry, one fsync per batch")
+	// The leader's node talks to both peers.
+	for _, m := range after[lead]["rago_peer_up"].GetMetric() {
+		require.Equal(t, 1.0, m.GetGauge().GetValue(), "peer %v", labels(m))
+	}
+	require.Len(t, after[lead]["rago_peer_sent_bytes_total"].GetMetric(), 2)
 	for i := range c.members {
 		require.Eventually(t, func() bool {
 			s := c.scrape()

@@ -3,6 +3,7 @@ package promexport
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rago-raft/rago/actor"
 	"github.com/rago-raft/rago/metrics"
 	"github.com/rago-raft/rago/raftserver"
 )
@@ -23,6 +24,17 @@ type nodeFamily struct {
 func nodeCounter[T int64 | uint64](name, help string, get func(m *raftserver.Metrics) T) nodeFamily {
 	return nodeFamily{name: name, help: help, typ: prometheus.CounterValue,
 		collect: func(m *raftserver.Metrics, emit func(float64, ...string)) { emit(float64(get(m))) }}
+}
+
+// peerFamily is a node-wide family with one series per peer node, with
+// the label peer (its name).
+func peerFamily(name string, typ prometheus.ValueType, help string, get func(p *actor.PeerStats) float64) nodeFamily {
+	return nodeFamily{name: name, help: help, typ: typ, labels: []string{"peer"},
+		collect: func(m *raftserver.Metrics, emit func(float64, ...string)) {
+			for i := range m.Peers {
+				emit(get(&m.Peers[i]), m.Peers[i].Node)
+			}
+		}}
 }
 
 // nodeGauge is a node-wide gauge without labels.
@@ -92,6 +104,58 @@ var nodeFamilies = []nodeFamily{
 		func(m *raftserver.Metrics) int64 { return m.WAL.Bytes }),
 	nodeCounter("wal_files_total", "Write-ahead log files started.",
 		func(m *raftserver.Metrics) int64 { return m.WAL.Files }),
+	nodeCounter("wal_write_failures_total", "Write-ahead log batches whose file creation or write failed (the WAL then stops).",
+		func(m *raftserver.Metrics) int64 { return m.WAL.WriteFailures }),
+	nodeCounter("wal_sync_failures_total", "Write-ahead log batches whose file or directory sync failed (the WAL then stops).",
+		func(m *raftserver.Metrics) int64 { return m.WAL.SyncFailures }),
+
+	nodeCounter("segment_flushes_total", "Write-ahead log files made durable in the segment store.",
+		func(m *raftserver.Metrics) int64 { return m.Segments.Flushes }),
+	nodeCounter("segment_flushed_entries_total", "Entries those flushes wrote.",
+		func(m *raftserver.Metrics) int64 { return m.Segments.Entries }),
+	nodeCounter("segment_flushed_bytes_total", "Payload bytes of the entries those flushes wrote.",
+		func(m *raftserver.Metrics) int64 { return m.Segments.Bytes }),
+	nodeCounter("segment_flush_failures_total", "Flushes of a write-ahead log file into the segment store that failed (each is retried).",
+		func(m *raftserver.Metrics) int64 { return m.Segments.FlushFailures }),
+
+	nodeCounter("snapshots_written_total", "Snapshots of the node's servers made durable.",
+		func(m *raftserver.Metrics) int64 { return m.Snapshots.SnapshotsWritten }),
+	nodeCounter("snapshot_written_bytes_total", "File bytes of the snapshots made durable.",
+		func(m *raftserver.Metrics) int64 { return m.Snapshots.BytesWritten }),
+	nodeCounter("snapshot_write_failures_total", "Snapshot writes that did not become durable.",
+		func(m *raftserver.Metrics) int64 { return m.Snapshots.WriteFailures }),
+	nodeCounter("snapshot_chunks_sent_total", "Snapshot chunks sent to followers, resent ones included.",
+		func(m *raftserver.Metrics) int64 { return m.Snapshots.ChunksSent }),
+	nodeCounter("snapshot_chunk_sent_bytes_total", "Snapshot bytes in the chunks sent.",
+		func(m *raftserver.Metrics) int64 { return m.Snapshots.ChunkBytesSent }),
+	nodeCounter("snapshot_chunks_received_total", "Snapshot chunks received from leaders, duplicates and rejected ones included.",
+		func(m *raftserver.Metrics) int64 { return m.Snapshots.ChunksReceived }),
+	nodeCounter("snapshot_chunk_received_bytes_total", "Snapshot bytes in the chunks received.",
+		func(m *raftserver.Metrics) int64 { return m.Snapshots.ChunkBytesReceived }),
+
+	nodeCounter("failure_detector_suspicions_total", "Times a node this node watches went from trusted to suspected.",
+		func(m *raftserver.Metrics) int64 { return m.FailureDetector.Suspicions }),
+	nodeCounter("failure_detector_cleared_total", "Times a suspected node was heard from again and trusted.",
+		func(m *raftserver.Metrics) int64 { return m.FailureDetector.Cleared }),
+	nodeGauge("failure_detector_suspected_nodes", "Nodes suspected now.",
+		func(m *raftserver.Metrics) float64 { return float64(m.FailureDetector.Suspected) }),
+
+	peerFamily("peer_up", prometheus.GaugeValue, "1 while the connection this node sends to the peer over is up, else 0.",
+		func(p *actor.PeerStats) float64 { return bit(p.Up) }),
+	peerFamily("peer_messages_sent_total", prometheus.CounterValue, "Messages written to the peer's connection.",
+		func(p *actor.PeerStats) float64 { return float64(p.MessagesSent) }),
+	peerFamily("peer_frames_sent_total", prometheus.CounterValue, "Frames sent to the peer.",
+		func(p *actor.PeerStats) float64 { return float64(p.FramesSent) }),
+	peerFamily("peer_sent_bytes_total", prometheus.CounterValue, "Bytes sent to the peer, frame headers excluded.",
+		func(p *actor.PeerStats) float64 { return float64(p.BytesSent) }),
+	peerFamily("peer_messages_dropped_total", prometheus.CounterValue, "Messages for the peer accepted and never written: its queue was full or the link down.",
+		func(p *actor.PeerStats) float64 { return float64(p.MessagesDropped) }),
+	peerFamily("peer_messages_received_total", prometheus.CounterValue, "Messages in frames read from the peer.",
+		func(p *actor.PeerStats) float64 { return float64(p.MessagesReceived) }),
+	peerFamily("peer_frames_received_total", prometheus.CounterValue, "Frames read from the peer.",
+		func(p *actor.PeerStats) float64 { return float64(p.FramesReceived) }),
+	peerFamily("peer_received_bytes_total", prometheus.CounterValue, "Bytes read from the peer, length prefixes excluded.",
+		func(p *actor.PeerStats) float64 { return float64(p.BytesReceived) }),
 
 	nodeCounter("refused_peer_messages_total", "Raft messages, snapshot chunks and acks dropped because their sender was not on the node they came from or not a member as the receiving server knew it.",
 		func(m *raftserver.Metrics) uint64 { return m.System.RefusedPeerMessages }),
@@ -119,6 +183,14 @@ var nodeFamilies = []nodeFamily{
 			}
 			return float64(n)
 		}),
+	nodeGauge("mailbox_depth_max", "The most messages waiting in the mailbox of any server of the node.",
+		func(m *raftserver.Metrics) float64 {
+			var most int64
+			for _, s := range m.Servers {
+				most = max(most, s.MailboxDepth)
+			}
+			return float64(most)
+		}),
 	nodeGauge("follower_lag_max_entries", "The largest lag, in entries, of any follower of any cluster this node's servers lead (0 when they lead none).",
 		func(m *raftserver.Metrics) float64 {
 			var most uint64
@@ -138,7 +210,16 @@ type nodeHistogram struct {
 }
 
 // nodeHistograms are the node-wide histograms.
-var nodeHistograms = []nodeHistogram{}
+var nodeHistograms = []nodeHistogram{
+	{"wal_write_seconds", "The write of each write-ahead log batch to its file.",
+		func(m *raftserver.Metrics) metrics.HistogramSnapshot { return m.WAL.Write }},
+	{"wal_fsync_seconds", "The file sync (fdatasync, or fsync) of each write-ahead log batch: every commit waits for one.",
+		func(m *raftserver.Metrics) metrics.HistogramSnapshot { return m.WAL.Sync }},
+	{"segment_flush_seconds", "Each flush of a write-ahead log file into the segment store, to a synced table.",
+		func(m *raftserver.Metrics) metrics.HistogramSnapshot { return m.Segments.Flush }},
+	{"snapshot_write_seconds", "Each snapshot written, from its start to its file and directory synced.",
+		func(m *raftserver.Metrics) metrics.HistogramSnapshot { return m.Snapshots.Write }},
+}
 
 // serverCounter is a per-server counter, summed over servers with
 // Options.Aggregate.
@@ -210,6 +291,8 @@ var serverGauges = []serverGauge{
 		func(s *raftserver.ServerMetrics) float64 { return float64(s.LastIndex) }},
 	{"server_sessions", "Client sessions the server's machine host tracks.",
 		func(s *raftserver.ServerMetrics) float64 { return float64(s.Sessions) }},
+	{"server_mailbox_depth", "Messages waiting in the server's mailbox.",
+		func(s *raftserver.ServerMetrics) float64 { return float64(s.MailboxDepth) }},
 }
 
 // serverHistogram is a per-server histogram, merged over servers with
@@ -224,4 +307,8 @@ var serverHistograms = []serverHistogram{
 		func(s *raftserver.ServerMetrics) metrics.HistogramSnapshot { return s.CommitLatency }},
 	{"apply_latency_seconds", "The machine's Apply of one command, on every member.",
 		func(s *raftserver.ServerMetrics) metrics.HistogramSnapshot { return s.ApplyLatency }},
+	{"snapshot_send_seconds", "Each completed snapshot transfer to a follower, from its start to the last acknowledgement.",
+		func(s *raftserver.ServerMetrics) metrics.HistogramSnapshot { return s.SnapshotSendTime }},
+	{"snapshot_install_seconds", "Each install of a snapshot received from a leader: restoring the machine and resetting the log.",
+		func(s *raftserver.ServerMetrics) metrics.HistogramSnapshot { return s.SnapshotInstallTime }},
 }

@@ -19,25 +19,27 @@
 // 50 µs doubling to about 13 s), sizes are in bytes (_bytes). Series of one
 // server carry the labels cluster (its cluster's name) and server (its ID,
 // name@node); a leader's rago_follower_lag_entries also carries follower
-// (the follower's ID, name@node). Node-wide series carry no label of their
-// own: Prometheus adds instance (and job) when it scrapes. To tell nodes
-// apart by their rago name as well, set Options.ConstLabels, e.g.
-// prometheus.Labels{"node": sys.Name()}.
+// (the follower's ID, name@node). Node-wide series carry neither: Prometheus
+// adds instance (and job) when it scrapes. A few have a label of their own:
+// role (rago_servers), reason (dropped messages) and peer (the peer node
+// of the rago_peer_ families). To tell nodes apart by their rago name as
+// well, set Options.ConstLabels, e.g. prometheus.Labels{"node": sys.Name()}.
 //
 // # Many clusters
 //
-// Every server a node hosts adds about 70 series (its counters, gauges
-// and two histograms of 22 series each). A node with a few clusters can
+// Every server a node hosts adds about 110 series (its counters, gauges
+// and four histograms of 22 series each). A node with a few clusters can
 // afford them; one with thousands cannot. Options.Aggregate switches the
 // per-cluster series off: the servers' counters are then summed, and
 // their histograms merged, into series of the same names without the
 // cluster and server labels, and the per-server gauges are left out. The
-// node-wide gauges rago_servers (by role), rago_servers_without_leader and
-// rago_follower_lag_max_entries are there in both modes, so alerts on
-// them work whatever the mode, and a query that sums over clusters
-// (sum(rate(rago_commands_committed_total[1m]))) gives the same answer in
-// both. The number of series is then a constant, whatever the number of
-// clusters.
+// node-wide gauges rago_servers (by role), rago_servers_without_leader,
+// rago_follower_lag_max_entries and rago_mailbox_depth_max are there in
+// both modes, so alerts on them work whatever the mode, and a query that
+// sums over clusters (sum(rate(rago_commands_committed_total[1m]))) gives
+// the same answer in both. The number of series is then a constant,
+// whatever the number of clusters: about 250 on a node with two peers
+// (the rago_peer_ families have one series per peer node).
 //
 // # Adding a metric
 //
