@@ -24,6 +24,8 @@ var packages = map[string]string{
 	"meta":            "../meta",
 	"failuredetector": "../failuredetector",
 	"leaderboard":     "../leaderboard",
+	"metrics":         "../metrics",
+	"promexport":      "../promexport",
 }
 
 // decls is what one package declares: its top-level names, and the fields

@@ -282,3 +282,34 @@ type MembersResult struct {
 	// delete the node's data directory before starting it again.
 	ReplicaDeleted bool `json:"replica_deleted,omitempty"`
 }
+
+// MetricsSummary answers GET /metrics/summary: what the web page's charts
+// show of one node, sampled once a second from rago's metrics of its
+// member (System.Metrics). Samples are oldest first; the node keeps the
+// last two minutes of them.
+type MetricsSummary struct {
+	Node            string          `json:"node"`
+	IntervalSeconds float64         `json:"interval_seconds"`
+	Samples         []MetricsSample `json:"samples"`
+}
+
+// MetricsSample is one interval of a node's member, ending at Time (Unix
+// milliseconds).
+type MetricsSample struct {
+	Time int64  `json:"t"`
+	Role string `json:"role,omitempty"`
+	// CommitsPerSecond: commands this member committed as leader (their
+	// callers got the answer), per second over the interval; 0 on a
+	// follower. AppliedPerSecond: commands it applied to its machine, on
+	// every member.
+	CommitsPerSecond float64 `json:"commits_per_second"`
+	AppliedPerSecond float64 `json:"applied_per_second"`
+	// CommitP50Ms and CommitP99Ms are quantiles of the commit latency of
+	// the commands committed in the interval, in milliseconds; absent
+	// when none was.
+	CommitP50Ms *float64 `json:"commit_p50_ms,omitempty"`
+	CommitP99Ms *float64 `json:"commit_p99_ms,omitempty"`
+	// Lag is, on a leader, how many entries each follower (by node id)
+	// does not yet hold durably.
+	Lag map[string]uint64 `json:"lag,omitempty"`
+}

@@ -72,6 +72,15 @@ func (n *Node) route(w http.ResponseWriter, r *http.Request) {
 		// the profiles; go tool pprof http://HOST/debug/pprof/profile?seconds=10
 		// takes a CPU profile.
 		servePprof(w, r, path[len("/debug/pprof/"):])
+	case path == "/metrics":
+		// rago's and Go's metrics for Prometheus; a read like /status.
+		if n.allow(w, r, http.MethodGet) {
+			n.metrics.ServeHTTP(w, r)
+		}
+	case path == "/metrics/summary":
+		if n.allow(w, r, http.MethodGet) {
+			n.handleMetricsSummary(w, r)
+		}
 	case path == "/favicon.ico":
 		// Browsers ask for it; answer without a 404 in the log.
 		w.WriteHeader(http.StatusNoContent)
@@ -116,7 +125,7 @@ func (n *Node) route(w http.ResponseWriter, r *http.Request) {
 		}
 	default:
 		n.fail(w, &api.Error{Status: http.StatusNotFound, Code: api.CodeNoRoute,
-			Message: fmt.Sprintf("no endpoint %s; see GET / for the page, /kv, /kv/{key}, /status, /cluster, /watch, /backup, /debug/pprof/", r.URL.Path)})
+			Message: fmt.Sprintf("no endpoint %s; see GET / for the page, /kv, /kv/{key}, /status, /cluster, /watch, /backup, /metrics, /debug/pprof/", r.URL.Path)})
 	}
 }
 

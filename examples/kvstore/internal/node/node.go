@@ -271,6 +271,9 @@ type Node struct {
 	client  raftserver.TypedClient[kv.Command, kv.Result]
 	started time.Time
 	watch   *watcher
+	// metrics serves GET /metrics; samples feeds GET /metrics/summary.
+	metrics http.Handler
+	samples *sampler
 
 	httpURL  string
 	listener net.Listener
@@ -353,6 +356,8 @@ func Start(cfg Config) (_ *Node, err error) {
 		n.httpURL = scheme + n.listener.Addr().String()
 	}
 	n.watch = newWatcher(n)
+	n.metrics = metricsHandler(n.sys)
+	n.samples = newSampler(n.sys, n.self)
 	n.server = &http.Server{
 		Handler:           n.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -369,7 +374,11 @@ func Start(cfg Config) (_ *Node, err error) {
 			n.rejoinIfReplaced(n.stopCtx)
 		}()
 	}
-	n.wg.Add(3)
+	n.wg.Add(4)
+	go func() {
+		defer n.wg.Done()
+		n.samples.run(n.stopCtx)
+	}()
 	go func() {
 		defer n.wg.Done()
 		var err error

@@ -33,6 +33,8 @@ func TestAPITokenGuardsWritesAndAdmin(t *testing.T) {
 		{http.MethodGet, "/cluster", false},
 		{http.MethodGet, "/recent", false},
 		{http.MethodGet, "/watch", false},
+		{http.MethodGet, "/metrics", false},
+		{http.MethodGet, "/metrics/summary", false},
 		{http.MethodPut, "/kv/k", true},
 		{http.MethodDelete, "/kv/k", true},
 		{http.MethodPost, "/kv/k/cas", true},
