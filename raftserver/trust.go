@@ -21,7 +21,9 @@ import (
 // until the server restarts, and a leader removing itself is heard until
 // its last messages. A server that is not a member of its own
 // configuration (one that joins and has not heard of its cluster yet, or
-// one removed) takes messages from any server, since it cannot know who
+// one removed), or whose log is empty (a replica of a new cluster, or one
+// created again after losing its disk, which knows only the initial
+// members), takes messages from any server, since it cannot know who
 // leads the cluster it joins; the node check still holds.
 //
 // Raft itself lets a server take requests from servers outside its
@@ -98,8 +100,8 @@ func (s *server) refusePeer(src string, from ServerID) string {
 	if _, ok := s.known[from]; ok {
 		return ""
 	}
-	if !s.current.Contains(s.self) {
-		return "" // joining (or removed): it cannot know who leads
+	if !s.current.Contains(s.self) || s.raft.LastIndex() == 0 {
+		return "" // joining, removed or empty: it cannot know who leads
 	}
 	return refusedNotMember
 }
