@@ -110,7 +110,7 @@ func (w *hsWorld) sendOp(o *hsOp, try int) {
 	}
 	w.schedule(hsClientWaitMs, hsTimeout{op: o, try: try})
 	m := w.members[o.target]
-	if !m.up {
+	if !m.takesInput() {
 		// The call fails at once: nothing was asked.
 		w.refused(o, ErrNoSuchServer, ServerID{})
 		return

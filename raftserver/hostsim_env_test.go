@@ -71,7 +71,9 @@ func (e *hsEnv) demonitorNode(string)   {}
 func (e *hsEnv) now() time.Time         { return time.UnixMilli(1_700_000_000_000 + e.w.now) }
 
 func (e *hsEnv) exit(reason actor.Reason) {
-	if e.live() {
+	if e.live() && !e.m.exiting {
+		e.m.exiting = true
+		e.m.removedAt = e.m.host.raft.Status().MembersIndex
 		e.w.schedule(0, hsExit{m: e.m.idx, inc: e.inc, reason: reason})
 	}
 }

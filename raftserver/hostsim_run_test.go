@@ -93,7 +93,14 @@ func TestHostSimulationSeeds(t *testing.T) {
 //     and stopped as if removed itself.
 //   - 63703: a promotion queued behind a member's removal added it back
 //     while it stopped; the operator starts it again.
-var hsRegressionSeeds = []uint64{15898, 52282, 63703, 80283, 88448}
+//   - 26481, 33138, 37303, 78164, 84341, 86445, 92260: the same, when the
+//     configuration that adds the member back reached it after it asked
+//     to exit (the simulation let an exiting host take more input).
+//   - 63538: a replica created again after losing its disk, whose
+//     initial members had all been replaced, refused the leader that
+//     added it back (a server with an empty log now takes any server's
+//     messages, as a joiner does).
+var hsRegressionSeeds = []uint64{15898, 26481, 33138, 37303, 52282, 63538, 63703, 78164, 80283, 84341, 86445, 88448, 92260}
 
 // TestHostSimulationRegressionSeeds runs hsRegressionSeeds.
 func TestHostSimulationRegressionSeeds(t *testing.T) {

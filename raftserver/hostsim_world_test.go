@@ -176,8 +176,11 @@ type hsMember struct {
 	// bound: when it last went down, its configuration bound it to its
 	// incarnation, and that configuration had committed.
 	bound bool
+	// exiting: its host asked to exit (a removal); like a process that
+	// called Exit, it takes no more input until it is down.
+	exiting bool
 	// removedAt is the index of the configuration whose removal stopped
-	// it (see readmitted).
+	// it, as it was when the host asked to exit (see readmitted).
 	removedAt uint64
 	inc       int
 	host      *server
@@ -287,7 +290,7 @@ func (w *hsWorld) addMember(initial []ServerID, version uint64) *hsMember {
 // start builds m's host from its durable state and starts it.
 func (w *hsWorld) start(m *hsMember) {
 	m.inc++
-	m.up = true
+	m.up, m.exiting = true, false
 	m.watching, m.told = map[string]bool{}, map[string]bool{}
 	m.syncQueued, m.lastCommit = false, 0
 	m.env = &hsEnv{w: w, m: m, inc: m.inc, timers: map[timerID]bool{}, mons: map[monitorID]int{}}
@@ -436,7 +439,7 @@ func (w *hsWorld) step() bool {
 	switch ev := e.ev.(type) {
 	case hsDeliver:
 		m := w.members[ev.to]
-		if !m.up || w.blocked[ev.from][ev.to] {
+		if !m.takesInput() || w.blocked[ev.from][ev.to] {
 			return true
 		}
 		w.tracef("deliver %s->%s %T", w.members[ev.from].id.Name, m.id.Name, ev.msg)
@@ -452,7 +455,7 @@ func (w *hsWorld) step() bool {
 		w.afterInput(m)
 	case hsTimer:
 		m := w.members[ev.m]
-		if !m.up || m.inc != ev.inc || !m.env.timers[ev.id] {
+		if !m.takesInput() || m.inc != ev.inc || !m.env.timers[ev.id] {
 			return true
 		}
 		delete(m.env.timers, ev.id)
@@ -461,7 +464,7 @@ func (w *hsWorld) step() bool {
 		w.afterInput(m)
 	case hsDown:
 		m := w.members[ev.m]
-		if !m.up || m.inc != ev.inc {
+		if !m.takesInput() || m.inc != ev.inc {
 			return true
 		}
 		if _, ok := m.env.mons[ev.id]; !ok {
@@ -506,6 +509,10 @@ func (w *hsWorld) step() bool {
 	return true
 }
 
+// takesInput reports whether m's host handles input: it is up and did not
+// ask to exit.
+func (m *hsMember) takesInput() bool { return m.up && !m.exiting }
+
 // exited: a host ended its process. Removed from the cluster, it stops
 // for good; any other reason is a failure the simulation never causes.
 func (w *hsWorld) exited(ev hsExit) {
@@ -518,7 +525,6 @@ func (w *hsWorld) exited(ev hsExit) {
 		return
 	}
 	w.stats.Stopped++
-	m.removedAt = m.host.raft.Status().MembersIndex
 	w.stopGracefully(m, ev.reason, true)
 }
 
@@ -563,7 +569,7 @@ func (w *hsWorld) afterInput(m *hsMember) {
 // syncLog makes some of a member's pending writes durable and reports them.
 func (w *hsWorld) syncLog(ev hsSync) {
 	m := w.members[ev.m]
-	if !m.up || m.inc != ev.inc {
+	if !m.takesInput() || m.inc != ev.inc {
 		return
 	}
 	m.syncQueued = false
@@ -589,7 +595,7 @@ func (w *hsWorld) syncLog(ev hsSync) {
 		lasts = lasts[len(lasts)-1:] // one report per fsync
 	}
 	for _, wr := range written(m.uid, lasts) {
-		if !m.up || m.inc != ev.inc {
+		if !m.takesInput() || m.inc != ev.inc {
 			return
 		}
 		w.tracef("written %s %d@%d", m.id.Name, wr.To, wr.Term)
@@ -602,7 +608,7 @@ func (w *hsWorld) syncLog(ev hsSync) {
 func (w *hsWorld) writeSnapshot(ev hsSnapWrite) {
 	m := w.members[ev.m]
 	defer ev.w.Data.Release()
-	if !m.up || m.inc != ev.inc {
+	if !m.takesInput() || m.inc != ev.inc {
 		return
 	}
 	store := m.host.snaps.store
