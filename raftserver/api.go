@@ -452,17 +452,25 @@ func (s *System) Overview(ctx context.Context, server ServerID) (*ServerStatus, 
 // for instance after StartCluster, or after a restart, before the first
 // commands. It asks via, follows the leader it names, and while no leader
 // is known (an election is under way, a node is reconnecting) asks via
-// again with backoff, until ctx ends with ErrNoLeader or ErrTimeout.
+// again with backoff, until ctx ends: with ErrNoLeader once a server
+// answered that it knows none, even if ctx ends while it is asked again,
+// and with ErrTimeout if no answer came.
 func (s *System) WaitForLeader(ctx context.Context, via ServerID) (ServerID, error) {
+	var knowsNone error
 	return s.redirect(ctx, via, func(to ServerID) (ServerID, error) {
 		st, err := s.Overview(ctx, to)
 		switch {
+		case err != nil && knowsNone != nil && ctx.Err() != nil:
+			// The deadline came during a repeated question: the last
+			// answer stands, rather than a timeout that says less.
+			return ServerID{}, knowsNone
 		case err != nil:
 			return ServerID{}, err
 		case st.Role == core.RoleLeader.String():
 			return to, nil
 		case st.Leader.IsZero():
-			return ServerID{}, fmt.Errorf("%w: %s knows none", ErrNoLeader, to)
+			knowsNone = fmt.Errorf("%w: %s knows none", ErrNoLeader, to)
+			return ServerID{}, knowsNone
 		}
 		return st.Leader, &NotLeaderError{Server: to, Leader: st.Leader}
 	})
