@@ -42,12 +42,17 @@ type parkedQuery struct {
 
 func (s *server) queueCommand(m *commandReq, rt actor.ReplyTo) {
 	var tok any
-	now := s.env.now()
+	if !s.flushPending {
+		// The commands of one batch (see flushCommands) arrive within
+		// one drain of the mailbox and share its first one's arrival
+		// time: one clock reading per batch.
+		s.batchArrived = s.env.now()
+	}
 	s.met.received.Add(1)
 	if m.Pipeline {
-		tok = pipeToken{notify: m.Notify, corr: m.Correlation, at: now}
+		tok = pipeToken{notify: m.Notify, corr: m.Correlation, at: s.batchArrived}
 	} else {
-		tok = syncToken{rt: rt, at: now}
+		tok = syncToken{rt: rt, at: s.batchArrived}
 	}
 	data := encodeUserCommand(m.Data)
 	if m.Session {

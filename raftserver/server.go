@@ -47,6 +47,9 @@ type server struct {
 	// goes to the core as one batch.
 	cmdBuf       []core.Command
 	flushPending bool
+	// batchArrived is when the first command of cmdBuf arrived (commit
+	// latency).
+	batchArrived time.Time
 
 	queries []parkedQuery // waiting for applied >= readIndex
 	// logSubs are the watchers of the applied log (WatchLog), by id.
