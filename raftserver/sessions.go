@@ -256,11 +256,25 @@ func (c *Session) responded() uint64 {
 // ErrTimeout and ErrLeadershipLost only come back when ctx ended with the
 // outcome still unknown (a later retry could not be made).
 func (c *Session) ProcessCommand(ctx context.Context, via ServerID, cmd []byte) ([]byte, ServerID, error) {
+	return c.ProcessCommandAny(ctx, []ServerID{via}, cmd)
+}
+
+// ProcessCommandAny is ProcessCommand through any of vias, members of one
+// cluster: the first attempt goes through vias[0], and each retry through
+// the next one in turn, all with the same sequence number, so that a
+// member that is down, or no longer on its node (ErrNoSuchServer), does
+// not hold the command up and a retry through another member cannot apply
+// it twice. With one via it is ProcessCommand.
+func (c *Session) ProcessCommandAny(ctx context.Context, vias []ServerID, cmd []byte) ([]byte, ServerID, error) {
+	if len(vias) == 0 {
+		return nil, ServerID{}, fmt.Errorf("%w: no member to send the command through", ErrInvalidConfig)
+	}
 	cmd = bytes.Clone(cmd) // see System.ProcessCommand
 	seq := c.begin()
 	defer c.end(seq)
 	backoff := retryBackoffMin
-	for {
+	for i := 0; ; i++ {
+		via := vias[i%len(vias)]
 		attempt, cancel := context.WithTimeout(ctx, sessionAttemptTimeout(ctx))
 		req := &commandReq{Data: cmd, Session: true, Client: c.id, Seq: seq, Responded: c.responded()}
 		reply, leader, err := c.sys.processCommand(attempt, via, req)
@@ -269,12 +283,16 @@ func (c *Session) ProcessCommand(ctx context.Context, via ServerID, cmd []byte) 
 			return reply, leader, nil
 		}
 		retry := errors.Is(err, ErrTimeout) || errors.Is(err, ErrLeadershipLost) || errors.Is(err, ErrNoLeader) ||
-			errors.Is(err, ErrNotLeader) || errors.Is(err, ErrUnreachable)
+			errors.Is(err, ErrNotLeader) || errors.Is(err, ErrUnreachable) ||
+			len(vias) > 1 && errors.Is(err, ErrNoSuchServer)
 		if !retry || ctx.Err() != nil {
 			return nil, leader, err
 		}
-		// Each attempt starts at via again: a leader named by a failed
-		// attempt may be gone by now, and via finds the current one.
+		if (i+1)%len(vias) != 0 {
+			continue // try the next member at once; pause after a full turn
+		}
+		// Each turn starts at vias[0] again: a leader named by a failed
+		// attempt may be gone by now, and the vias find the current one.
 		if sleepCtx(ctx, backoff) != nil {
 			return nil, leader, err
 		}
