@@ -1,0 +1,306 @@
+package fleet_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rago-raft/rago/fleet"
+	"github.com/rago-raft/rago/raftserver"
+	"github.com/rago-raft/rago/wal"
+)
+
+// register is a tiny machine: commands set a key, queries read one.
+type register struct{ m map[string]string }
+
+type setCmd struct{ Key, Value string }
+
+func (r *register) Apply(_ *raftserver.ApplyContext, cmd []byte) []byte {
+	var c setCmd
+	if err := json.Unmarshal(cmd, &c); err != nil {
+		return nil
+	}
+	r.m[c.Key] = c.Value
+	return []byte("ok")
+}
+
+func (r *register) Query(q []byte) ([]byte, error) { return []byte(r.m[string(q)]), nil }
+
+var machines = fleet.Machines(map[string]raftserver.MachineFactory{
+	"register": func([]byte) (raftserver.Machine, error) { return &register{m: map[string]string{}}, nil },
+})
+
+// testNode is one node of an in-process fleet.
+type testNode struct {
+	sys   *raftserver.System
+	agent *fleet.Agent
+	zone  string
+	fs    vfs.FS
+}
+
+type testFleet struct {
+	t     *testing.T
+	nodes []*testNode
+	seeds []string
+}
+
+func (f *testFleet) fleetConfig(sys *raftserver.System, zone string) fleet.Config {
+	return fleet.Config{
+		System: sys, Zone: zone, Seeds: f.seeds,
+		Interval: 100 * time.Millisecond, SeenInterval: 200 * time.Millisecond,
+		PurgeAfter: 3 * time.Second, CallTimeout: 2 * time.Second, MaxChanges: 8,
+	}
+}
+
+func startSystem(t *testing.T) (*raftserver.System, vfs.FS) {
+	fs := vfs.NewMem()
+	sys, err := raftserver.StartSystem(raftserver.SystemConfig{
+		DataDir: "/data", FS: fs, Address: "127.0.0.1:0", Machines: machines,
+		WALSync: wal.SyncNoneUnsafeForTests, ShutdownTimeout: 5 * time.Second,
+	})
+	require.NoError(t, err)
+	return sys, fs
+}
+
+// newFleet starts n systems, the first three the seeds, and their agents,
+// activated in zones a, b, c round robin.
+func newFleet(t *testing.T, n int) *testFleet {
+	f := &testFleet{t: t}
+	var systems []*raftserver.System
+	var filesystems []vfs.FS
+	for range n {
+		sys, fs := startSystem(t)
+		systems = append(systems, sys)
+		filesystems = append(filesystems, fs)
+	}
+	for i := range min(3, n) {
+		f.seeds = append(f.seeds, systems[i].Name())
+	}
+	for i, sys := range systems {
+		f.startAgent(sys, filesystems[i], string(rune('a'+i%3)))
+	}
+	for _, n := range f.nodes {
+		f.activate(n)
+	}
+	t.Cleanup(func() {
+		for _, n := range f.nodes {
+			n.agent.Stop()
+			_ = n.sys.Stop()
+		}
+	})
+	return f
+}
+
+func (f *testFleet) startAgent(sys *raftserver.System, fs vfs.FS, zone string) *testNode {
+	a, err := fleet.Start(f.fleetConfig(sys, zone))
+	require.NoError(f.t, err)
+	n := &testNode{sys: sys, agent: a, zone: zone, fs: fs}
+	f.nodes = append(f.nodes, n)
+	return n
+}
+
+func (f *testFleet) activate(n *testNode) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(f.t, n.agent.Activate(ctx))
+}
+
+// addNode starts an agent on sys and activates it.
+func (f *testFleet) addNode(sys *raftserver.System, fs vfs.FS, zone string) *testNode {
+	n := f.startAgent(sys, fs, zone)
+	f.activate(n)
+	return n
+}
+
+// waitConverged waits until every group of the books is where placement
+// wants it and no node has a change in flight, and returns the report.
+func (f *testFleet) waitConverged(via *testNode, timeout time.Duration) fleet.Report {
+	f.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last fleet.Report
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		b, err := via.agent.Books(ctx)
+		if err == nil {
+			last = fleet.Inspect(ctx, via.sys, b)
+		}
+		cancel()
+		idle := true
+		for _, n := range f.nodes {
+			if n.sys.Err() == nil && len(n.agent.Status().InFlight) > 0 {
+				idle = false
+			}
+		}
+		if err == nil && idle && last.Converged == len(last.Groups) {
+			return last
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var stuck []fleet.GroupReport
+	for _, g := range last.Groups {
+		if !g.Converged {
+			stuck = append(stuck, g)
+		}
+	}
+	for _, n := range f.nodes {
+		f.t.Logf("%s: %+v", n.sys.Name(), n.agent.Status())
+	}
+	f.t.Fatalf("not converged after %v: %d of %d; stuck: %+v", timeout, last.Converged, len(last.Groups), stuck[:min(5, len(stuck))])
+	return last
+}
+
+// writer keeps writing to every group through one node's client and
+// records what was acknowledged.
+type writer struct {
+	mu    sync.Mutex
+	acked map[string]string // group/key -> value
+	stop  atomic.Bool
+	wg    sync.WaitGroup
+	fails atomic.Int64
+}
+
+func startWriter(client *fleet.Client, groups []string) *writer {
+	w := &writer{acked: map[string]string{}}
+	for i := range 4 {
+		w.wg.Go(func() {
+			for n := 0; !w.stop.Load(); n++ {
+				g := groups[(n*4+i)%len(groups)]
+				key := fmt.Sprintf("k%d-%d", i, n)
+				val := fmt.Sprintf("v%d", n)
+				cmd, _ := json.Marshal(setCmd{Key: key, Value: val})
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, err := client.Process(ctx, g, cmd)
+				cancel()
+				if err != nil {
+					w.fails.Add(1)
+					continue
+				}
+				w.mu.Lock()
+				w.acked[g+"/"+key] = val
+				w.mu.Unlock()
+			}
+		})
+	}
+	return w
+}
+
+func (w *writer) finish() map[string]string {
+	w.stop.Store(true)
+	w.wg.Wait()
+	return w.acked
+}
+
+func groupNames(n int) []string {
+	var out []string
+	for i := range n {
+		out = append(out, fmt.Sprintf("g%03d", i))
+	}
+	return out
+}
+
+// members returns each group's voters.
+func members(r fleet.Report) map[string][]string {
+	out := map[string][]string{}
+	for _, g := range r.Groups {
+		out[g.Name] = g.Voters
+	}
+	return out
+}
+
+// TestFleetHealsAndRebalances runs a fleet of four nodes in one process
+// through the life of a fleet under continuous writes: groups are added
+// and grow to their placement; a fifth node joins and takes its share;
+// a node deactivates and hands its members over; a node dies and is
+// purged, and its members are replaced. After each step placement must
+// match rendezvous, and at the end every acknowledged write is read back.
+func TestFleetHealsAndRebalances(t *testing.T) {
+	f := newFleet(t, 4)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	groups := groupNames(24)
+	for _, g := range groups {
+		require.NoError(t, f.nodes[0].agent.AddGroup(ctx, fleet.GroupSpec{Name: g, Machine: raftserver.MachineSpec{Kind: "register"}, Replicas: 3}))
+	}
+	require.ErrorIs(t, f.nodes[1].agent.AddGroup(ctx, fleet.GroupSpec{Name: groups[0], Machine: raftserver.MachineSpec{Kind: "register"}}), fleet.ErrGroupExists)
+	before := f.waitConverged(f.nodes[1], 60*time.Second)
+	for _, g := range before.Groups {
+		require.Len(t, g.Voters, 3, g.Name)
+	}
+
+	w := startWriter(f.nodes[2].agent.Client(), groups)
+
+	// A node joins: it takes members, and only members move onto it.
+	sys, fs := startSystem(t)
+	joined := f.addNode(sys, fs, "b")
+	after := f.waitConverged(f.nodes[0], 60*time.Second)
+	moved := 0
+	for g, vs := range members(after) {
+		for _, v := range vs {
+			if !slices.Contains(members(before)[g], v) {
+				moved++
+				require.Equal(t, joined.sys.Name(), v, "%s moved a member onto a node other than the new one", g)
+			}
+		}
+	}
+	require.Positive(t, moved, "the new node took no members")
+	require.Positive(t, after.MembersPerNode[joined.sys.Name()])
+
+	// A node deactivates: its members move away, and its replicas are
+	// deleted.
+	leaving := f.nodes[3]
+	require.NoError(t, f.nodes[0].agent.Deactivate(ctx, leaving.sys.Name()))
+	after = f.waitConverged(f.nodes[0], 60*time.Second)
+	require.Zero(t, after.MembersPerNode[leaving.sys.Name()], "members left on the deactivated node")
+	assert.Eventually(t, func() bool {
+		for _, sm := range leaving.sys.Metrics().Servers {
+			if sm.Cluster != fleet.BooksCluster && slices.Contains(groups, sm.Cluster) {
+				return false
+			}
+		}
+		return true
+	}, 20*time.Second, 100*time.Millisecond, "the deactivated node kept replicas")
+	if t.Failed() {
+		for _, sm := range leaving.sys.Metrics().Servers {
+			t.Logf("%s %s running=%v role=%s", sm.ID, sm.Cluster, sm.Running, sm.Role)
+		}
+		t.Logf("%+v", leaving.agent.Status())
+	}
+
+	// A node dies: once it is purged, its members are replaced.
+	dead := joined
+	dead.agent.Stop()
+	require.NoError(t, dead.sys.Stop())
+	require.Eventually(t, func() bool {
+		b, err := f.nodes[0].agent.Books(ctx)
+		return err == nil && b.Nodes[dead.sys.Name()].State == fleet.NodeGone
+	}, 30*time.Second, 100*time.Millisecond, "the dead node was never marked gone")
+	after = f.waitConverged(f.nodes[0], 60*time.Second)
+	require.Zero(t, after.MembersPerNode[dead.sys.Name()])
+
+	acked := w.finish()
+	require.NotEmpty(t, acked)
+	client := f.nodes[1].agent.Client()
+	for _, k := range slices.Sorted(maps.Keys(acked)) {
+		var g, key string
+		for i := range k {
+			if k[i] == '/' {
+				g, key = k[:i], k[i+1:]
+				break
+			}
+		}
+		got, err := client.Query(ctx, g, raftserver.QueryConsistent, []byte(key))
+		require.NoError(t, err, k)
+		require.Equal(t, acked[k], string(got), "acknowledged write %s lost", k)
+	}
+	t.Logf("%d writes acknowledged, %d failed; %d members moved onto the new node", len(acked), w.fails.Load(), moved)
+}
