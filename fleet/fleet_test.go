@@ -46,6 +46,7 @@ type testNode struct {
 	agent *fleet.Agent
 	zone  string
 	fs    vfs.FS
+	down  atomic.Bool
 }
 
 type testFleet struct {
@@ -64,12 +65,113 @@ func (f *testFleet) fleetConfig(sys *raftserver.System, zone string) fleet.Confi
 
 func startSystem(t *testing.T) (*raftserver.System, vfs.FS) {
 	fs := vfs.NewMem()
-	sys, err := raftserver.StartSystem(raftserver.SystemConfig{
-		DataDir: "/data", FS: fs, Address: "127.0.0.1:0", Machines: machines,
-		WALSync: wal.SyncNoneUnsafeForTests, ShutdownTimeout: 5 * time.Second,
-	})
+	sys, err := raftserver.StartSystem(systemConfig(fs, "127.0.0.1:0"))
 	require.NoError(t, err)
 	return sys, fs
+}
+
+func systemConfig(fs vfs.FS, addr string) raftserver.SystemConfig {
+	return raftserver.SystemConfig{
+		DataDir: "/data", FS: fs, Address: addr, Machines: machines,
+		WALSync: wal.SyncNoneUnsafeForTests, ShutdownTimeout: 5 * time.Second,
+	}
+}
+
+// restart stops node n and starts it again on its address and data, with
+// a new agent.
+func (f *testFleet) restart(n *testNode) {
+	n.down.Store(true)
+	n.agent.Stop()
+	require.NoError(f.t, n.sys.Stop())
+	addr := n.sys.Name()
+	require.Eventually(f.t, func() bool {
+		sys, err := raftserver.StartSystem(systemConfig(n.fs, addr))
+		if err == nil {
+			n.sys = sys
+		}
+		return err == nil
+	}, 20*time.Second, 50*time.Millisecond, "restart %s", addr)
+	a, err := fleet.Start(f.fleetConfig(n.sys, n.zone))
+	require.NoError(f.t, err)
+	n.agent = a
+	n.down.Store(false)
+	f.activate(n)
+}
+
+// quorumWatch samples, until stopped, whether every group keeps a
+// majority of its voters running (every voter, while strict: all nodes
+// are up then, and a planned change must not take a voter's replica away
+// before the configuration dropped it): the replicas running on each node
+// before and after an Inspect, against the voters Inspect saw.
+type quorumWatch struct {
+	strict atomic.Bool
+	stop   chan struct{}
+	done   chan struct{}
+	mu     sync.Mutex
+	broken []string
+	checks int
+}
+
+func (f *testFleet) watchQuorums() *quorumWatch {
+	q := &quorumWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	running := func() map[string]bool {
+		out := map[string]bool{}
+		for _, n := range f.nodes {
+			if n.down.Load() {
+				continue
+			}
+			for _, sm := range n.sys.Metrics().Servers {
+				if sm.Running {
+					out[sm.ID.String()] = true
+				}
+			}
+		}
+		return out
+	}
+	go func() {
+		defer close(q.done)
+		for {
+			select {
+			case <-q.stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			via := f.nodes[1]
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			b, err := via.agent.Books(ctx)
+			if err != nil {
+				cancel()
+				continue
+			}
+			before := running()
+			r := fleet.Inspect(ctx, via.sys, b)
+			after := running()
+			cancel()
+			q.mu.Lock()
+			q.checks++
+			for _, g := range r.Groups {
+				up := 0
+				for _, v := range g.Voters {
+					id := raftserver.ServerID{Name: g.Name, Node: v}.String()
+					if before[id] || after[id] {
+						up++
+					}
+				}
+				if len(g.Voters) > 0 && (up <= len(g.Voters)/2 || q.strict.Load() && up < len(g.Voters)) {
+					q.broken = append(q.broken, fmt.Sprintf("%s: voters %v, %d running", g.Name, g.Voters, up))
+				}
+			}
+			q.mu.Unlock()
+		}
+	}()
+	return q
+}
+
+func (q *quorumWatch) finish(t *testing.T) {
+	close(q.stop)
+	<-q.done
+	require.Positive(t, q.checks)
+	require.Empty(t, q.broken, "a planned change left a group without a quorum of running voters")
 }
 
 // newFleet starts n systems, the first three the seeds, and their agents,
@@ -137,7 +239,7 @@ func (f *testFleet) waitConverged(via *testNode, timeout time.Duration) fleet.Re
 		cancel()
 		idle := true
 		for _, n := range f.nodes {
-			if n.sys.Err() == nil && len(n.agent.Status().InFlight) > 0 {
+			if !n.down.Load() && len(n.agent.Status().InFlight) > 0 {
 				idle = false
 			}
 		}
@@ -238,6 +340,14 @@ func TestFleetHealsAndRebalances(t *testing.T) {
 	}
 
 	w := startWriter(f.nodes[2].agent.Client(), groups)
+	quorums := f.watchQuorums()
+
+	// A seed restarts before it could be purged: nothing moves, and it
+	// leads its groups again.
+	f.restart(f.nodes[0])
+	again := f.waitConverged(f.nodes[1], 60*time.Second)
+	require.Equal(t, members(before), members(again), "members moved for a restart")
+	quorums.strict.Store(true)
 
 	// A node joins: it takes members, and only members move onto it.
 	sys, fs := startSystem(t)
@@ -276,8 +386,11 @@ func TestFleetHealsAndRebalances(t *testing.T) {
 		t.Logf("%+v", leaving.agent.Status())
 	}
 
+	quorums.finish(t)
+
 	// A node dies: once it is purged, its members are replaced.
 	dead := joined
+	dead.down.Store(true)
 	dead.agent.Stop()
 	require.NoError(t, dead.sys.Stop())
 	require.Eventually(t, func() bool {
