@@ -51,8 +51,36 @@ type testNode struct {
 
 type testFleet struct {
 	t     *testing.T
-	nodes []*testNode
 	seeds []string
+
+	mu    sync.Mutex // nodes, and each node's sys and agent (restart replaces them)
+	nodes []*testNode
+}
+
+// up returns the systems of the nodes that are up.
+func (f *testFleet) up() []*raftserver.System {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*raftserver.System
+	for _, n := range f.nodes {
+		if !n.down.Load() {
+			out = append(out, n.sys)
+		}
+	}
+	return out
+}
+
+// agents returns the agents of the nodes that are up.
+func (f *testFleet) agents() []*fleet.Agent {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*fleet.Agent
+	for _, n := range f.nodes {
+		if !n.down.Load() {
+			out = append(out, n.agent)
+		}
+	}
+	return out
 }
 
 func (f *testFleet) fleetConfig(sys *raftserver.System, zone string) fleet.Config {
@@ -84,16 +112,17 @@ func (f *testFleet) restart(n *testNode) {
 	n.agent.Stop()
 	require.NoError(f.t, n.sys.Stop())
 	addr := n.sys.Name()
+	var sys *raftserver.System
 	require.Eventually(f.t, func() bool {
-		sys, err := raftserver.StartSystem(systemConfig(n.fs, addr))
-		if err == nil {
-			n.sys = sys
-		}
+		var err error
+		sys, err = raftserver.StartSystem(systemConfig(n.fs, addr))
 		return err == nil
 	}, 20*time.Second, 50*time.Millisecond, "restart %s", addr)
-	a, err := fleet.Start(f.fleetConfig(n.sys, n.zone))
+	a, err := fleet.Start(f.fleetConfig(sys, n.zone))
 	require.NoError(f.t, err)
-	n.agent = a
+	f.mu.Lock()
+	n.sys, n.agent = sys, a
+	f.mu.Unlock()
 	n.down.Store(false)
 	f.activate(n)
 }
@@ -116,11 +145,8 @@ func (f *testFleet) watchQuorums() *quorumWatch {
 	q := &quorumWatch{stop: make(chan struct{}), done: make(chan struct{})}
 	running := func() map[string]bool {
 		out := map[string]bool{}
-		for _, n := range f.nodes {
-			if n.down.Load() {
-				continue
-			}
-			for _, sm := range n.sys.Metrics().Servers {
+		for _, sys := range f.up() {
+			for _, sm := range sys.Metrics().Servers {
 				if sm.Running {
 					out[sm.ID.String()] = true
 				}
@@ -136,7 +162,9 @@ func (f *testFleet) watchQuorums() *quorumWatch {
 				return
 			case <-time.After(50 * time.Millisecond):
 			}
+			f.mu.Lock()
 			via := f.nodes[1]
+			f.mu.Unlock()
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			b, err := via.agent.Books(ctx)
 			if err != nil {
@@ -207,7 +235,9 @@ func (f *testFleet) startAgent(sys *raftserver.System, fs vfs.FS, zone string) *
 	a, err := fleet.Start(f.fleetConfig(sys, zone))
 	require.NoError(f.t, err)
 	n := &testNode{sys: sys, agent: a, zone: zone, fs: fs}
+	f.mu.Lock()
 	f.nodes = append(f.nodes, n)
+	f.mu.Unlock()
 	return n
 }
 
@@ -238,8 +268,8 @@ func (f *testFleet) waitConverged(via *testNode, timeout time.Duration) fleet.Re
 		}
 		cancel()
 		idle := true
-		for _, n := range f.nodes {
-			if !n.down.Load() && len(n.agent.Status().InFlight) > 0 {
+		for _, a := range f.agents() {
+			if len(a.Status().InFlight) > 0 {
 				idle = false
 			}
 		}
@@ -254,8 +284,8 @@ func (f *testFleet) waitConverged(via *testNode, timeout time.Duration) fleet.Re
 			stuck = append(stuck, g)
 		}
 	}
-	for _, n := range f.nodes {
-		f.t.Logf("%s: %+v", n.sys.Name(), n.agent.Status())
+	for _, a := range f.agents() {
+		f.t.Logf("%+v", a.Status())
 	}
 	f.t.Fatalf("not converged after %v: %d of %d; stuck: %+v", timeout, last.Converged, len(last.Groups), stuck[:min(5, len(stuck))])
 	return last
