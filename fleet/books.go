@@ -68,9 +68,10 @@ type GroupInfo struct {
 	Members []string
 }
 
-// Books is the state of the bookkeeping machine. Version changes whenever
-// something placement depends on changes (nodes' states and zones, groups
-// added or removed, births); Index is the last command applied.
+// Books is the state of the bookkeeping machine. Version changes with
+// everything but the nodes' reports (LastSeen): nodes' states and zones,
+// groups added or removed, births, members noted; Index is the last
+// command applied.
 type Books struct {
 	Nodes   map[string]*NodeInfo
 	Groups  map[string]*GroupInfo
@@ -305,8 +306,11 @@ func (m *booksMachine) apply(index uint64, c bookCmd) error {
 			changed()
 		}
 	case opMembers:
-		if g := b.Groups[c.Group]; g != nil {
+		// A hint, but a change all the same: readers that poll the
+		// version must see it, or the reporter would report again.
+		if g := b.Groups[c.Group]; g != nil && !slices.Equal(g.Members, c.Members) {
 			g.Members = slices.Clone(c.Members)
+			changed()
 		}
 	default:
 		return fmt.Errorf("%w: unknown operation %q", ErrInvalidGroup, c.Op)

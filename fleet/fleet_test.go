@@ -107,7 +107,11 @@ func systemConfig(fs vfs.FS, addr string) raftserver.SystemConfig {
 
 // restart stops node n and starts it again on its address and data, with
 // a new agent.
-func (f *testFleet) restart(n *testNode) {
+func (f *testFleet) restart(n *testNode) { f.restartOn(n, n.fs) }
+
+// restartOn is restart with the node's data on fs (a new, empty one for a
+// lost disk).
+func (f *testFleet) restartOn(n *testNode, fs vfs.FS) {
 	n.down.Store(true)
 	n.agent.Stop()
 	require.NoError(f.t, n.sys.Stop())
@@ -115,13 +119,13 @@ func (f *testFleet) restart(n *testNode) {
 	var sys *raftserver.System
 	require.Eventually(f.t, func() bool {
 		var err error
-		sys, err = raftserver.StartSystem(systemConfig(n.fs, addr))
+		sys, err = raftserver.StartSystem(systemConfig(fs, addr))
 		return err == nil
 	}, 20*time.Second, 50*time.Millisecond, "restart %s", addr)
 	a, err := fleet.Start(f.fleetConfig(sys, n.zone))
 	require.NoError(f.t, err)
 	f.mu.Lock()
-	n.sys, n.agent = sys, a
+	n.sys, n.agent, n.fs = sys, a, fs
 	f.mu.Unlock()
 	n.down.Store(false)
 	f.activate(n)
@@ -258,6 +262,8 @@ func (f *testFleet) addNode(sys *raftserver.System, fs vfs.FS, zone string) *tes
 // wants it and no node has a change in flight, and returns the report.
 func (f *testFleet) waitConverged(via *testNode, timeout time.Duration) fleet.Report {
 	f.t.Helper()
+	start := time.Now()
+	defer func() { f.t.Logf("converged in %v", time.Since(start).Round(time.Millisecond)) }()
 	deadline := time.Now().Add(timeout)
 	var last fleet.Report
 	for time.Now().Before(deadline) {
@@ -273,7 +279,7 @@ func (f *testFleet) waitConverged(via *testNode, timeout time.Duration) fleet.Re
 				idle = false
 			}
 		}
-		if err == nil && idle && last.Converged == len(last.Groups) {
+		if err == nil && idle && last.Converged == len(last.Groups) && f.votersRunning(last) {
 			return last
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -291,14 +297,36 @@ func (f *testFleet) waitConverged(via *testNode, timeout time.Duration) fleet.Re
 	return last
 }
 
+// votersRunning reports whether every voter of every group has a running
+// replica on a node that is up.
+func (f *testFleet) votersRunning(r fleet.Report) bool {
+	running := map[string]bool{}
+	for _, sys := range f.up() {
+		for _, sm := range sys.Metrics().Servers {
+			if sm.Running {
+				running[sm.ID.String()] = true
+			}
+		}
+	}
+	for _, g := range r.Groups {
+		for _, v := range g.Voters {
+			if !running[raftserver.ServerID{Name: g.Name, Node: v}.String()] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // writer keeps writing to every group through one node's client and
 // records what was acknowledged.
 type writer struct {
-	mu    sync.Mutex
-	acked map[string]string // group/key -> value
-	stop  atomic.Bool
-	wg    sync.WaitGroup
-	fails atomic.Int64
+	mu      sync.Mutex
+	acked   map[string]string // group/key -> value
+	stop    atomic.Bool
+	wg      sync.WaitGroup
+	fails   atomic.Int64
+	lastErr atomic.Pointer[string]
 }
 
 func startWriter(client *fleet.Client, groups []string) *writer {
@@ -315,6 +343,8 @@ func startWriter(client *fleet.Client, groups []string) *writer {
 				cancel()
 				if err != nil {
 					w.fails.Add(1)
+					msg := g + ": " + err.Error()
+					w.lastErr.Store(&msg)
 					continue
 				}
 				w.mu.Lock()
@@ -377,6 +407,16 @@ func TestFleetHealsAndRebalances(t *testing.T) {
 	f.restart(f.nodes[0])
 	again := f.waitConverged(f.nodes[1], 60*time.Second)
 	require.Equal(t, members(before), members(again), "members moved for a restart")
+
+	// A seed loses its disk: its books member and its groups' replicas
+	// come back as new incarnations, and are re-admitted (Rejoin).
+	f.restartOn(f.nodes[0], vfs.NewMem())
+	rebuilt := f.waitConverged(f.nodes[1], 60*time.Second)
+	require.Equal(t, members(before), members(rebuilt), "members moved for a lost disk")
+	require.Eventually(t, func() bool {
+		st, err := f.nodes[0].sys.Overview(ctx, raftserver.ServerID{Name: fleet.BooksCluster, Node: f.nodes[0].sys.Name()})
+		return err == nil && !st.Stale && st.LastApplied > 0
+	}, 30*time.Second, 100*time.Millisecond, "the seed's new books replica was not re-admitted")
 	quorums.strict.Store(true)
 
 	// A node joins: it takes members, and only members move onto it.
@@ -445,5 +485,9 @@ func TestFleetHealsAndRebalances(t *testing.T) {
 		require.NoError(t, err, k)
 		require.Equal(t, acked[k], string(got), "acknowledged write %s lost", k)
 	}
-	t.Logf("%d writes acknowledged, %d failed; %d members moved onto the new node", len(acked), w.fails.Load(), moved)
+	last := ""
+	if p := w.lastErr.Load(); p != nil {
+		last = *p
+	}
+	t.Logf("%d writes acknowledged, %d failed (last: %s); %d members moved onto the new node", len(acked), w.fails.Load(), last, moved)
 }

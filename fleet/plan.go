@@ -57,7 +57,11 @@ type Change struct {
 // a voter (so each replacement caught up first), and one change per group
 // is in flight at a time (the caller sees to that), so a planned change
 // never leaves a group without a quorum of live voters it had before.
-func plan(group string, place []string, L *raftserver.ServerStatus, slack uint64) (Change, bool) {
+//
+// lost are the wanted members whose replica lost its data (it is missing
+// from its node, or is another incarnation than the one the configuration
+// binds): they are re-admitted first, as strangers are.
+func plan(group string, place []string, L *raftserver.ServerStatus, lost []string, slack uint64) (Change, bool) {
 	c := Change{Group: group, Leader: L.ID}
 	nodes := func(ids []raftserver.ServerID) []string {
 		out := make([]string, 0, len(ids))
@@ -74,6 +78,12 @@ func plan(group string, place []string, L *raftserver.ServerStatus, slack uint64
 	for _, s := range L.Strangers {
 		if wanted(s.Node) {
 			c.Kind, c.Node = ChangeRejoin, s.Node
+			return c, true
+		}
+	}
+	for _, n := range lost {
+		if wanted(n) && n != L.ID.Node {
+			c.Kind, c.Node = ChangeRejoin, n
 			return c, true
 		}
 	}
@@ -104,19 +114,35 @@ func plan(group string, place []string, L *raftserver.ServerStatus, slack uint64
 			continue
 		}
 		if v == L.ID.Node {
-			// The leader is to go: it hands over to the desired leader,
-			// a caught-up voter by now, and the next round removes it.
+			// The leader is to go: it hands over to the desired leader
+			// (once that keeps up), and the next round removes it.
+			if !keepsUp(L, place[0], slack) {
+				return c, false
+			}
 			c.Kind, c.Node = ChangeTransfer, place[0]
 			return c, true
 		}
 		c.Kind, c.Node = ChangeRemove, v
 		return c, true
 	}
-	if L.ID.Node != place[0] {
+	if L.ID.Node != place[0] && keepsUp(L, place[0], slack) {
 		c.Kind, c.Node = ChangeTransfer, place[0]
 		return c, true
 	}
 	return c, false
+}
+
+// keepsUp reports whether the leader replicates to node in step: a
+// transfer to a member that is behind, or that the leader cannot reach
+// (its replica is gone), would fail, and while it is tried the leader
+// turns commands away.
+func keepsUp(L *raftserver.ServerStatus, node string, slack uint64) bool {
+	for _, p := range L.Progress {
+		if p.ID.Node == node {
+			return p.State == "replicate" && p.Match+slack >= L.Commit
+		}
+	}
+	return false
 }
 
 // caughtUp reports whether the leader's progress shows member node within

@@ -31,7 +31,12 @@ func (m *groupModel) status(group string) *raftserver.ServerStatus {
 		if m.fresh[n] {
 			match = 0
 		}
-		st.Progress = append(st.Progress, raftserver.Progress{ID: id(n), Match: match})
+		st.Progress = append(st.Progress, raftserver.Progress{ID: id(n), Match: match, State: "replicate"})
+	}
+	for _, v := range m.voters {
+		if v != m.leader {
+			st.Progress = append(st.Progress, raftserver.Progress{ID: id(v), Match: 100, State: "replicate"})
+		}
 	}
 	return st
 }
@@ -62,7 +67,7 @@ func TestPlanConvergesSafely(t *testing.T) {
 			if step > 4*len(all) {
 				t.Fatalf("no convergence after %d steps: %+v to %v", step, m, place)
 			}
-			c, ok := plan("g", place, m.status("g"), 0)
+			c, ok := plan("g", place, m.status("g"), nil, 0)
 			fresh := map[string]bool{}
 			if !ok {
 				if len(m.nonVoters) > 0 && len(m.fresh) > 0 {
@@ -114,15 +119,41 @@ func TestPlanConvergesSafely(t *testing.T) {
 	})
 }
 
+// TestPlanTransfersOnlyToAMemberInStep: leadership goes to the desired
+// leader only once the leader replicates to it in step; a transfer to a
+// member that is gone would fail, and the leader turns commands away while
+// it tries.
+func TestPlanTransfersOnlyToAMemberInStep(t *testing.T) {
+	st := (&groupModel{voters: []string{"n1", "n2", "n3"}, leader: "n2"}).status("g")
+	place := []string{"n1", "n2", "n3"}
+	c, ok := plan("g", place, st, nil, 0)
+	if !ok || c.Kind != ChangeTransfer || c.Node != "n1" {
+		t.Fatalf("no transfer to the desired leader: %+v", c)
+	}
+	for i := range st.Progress {
+		if st.Progress[i].ID.Node == "n1" {
+			st.Progress[i].State = "probe"
+		}
+	}
+	if c, ok := plan("g", place, st, nil, 0); ok {
+		t.Fatalf("a transfer to a member the leader cannot reach: %+v", c)
+	}
+}
+
 func TestPlanRejoinsStrangers(t *testing.T) {
 	st := (&groupModel{voters: []string{"n1", "n2", "n3"}, leader: "n1"}).status("g")
 	st.Strangers = []raftserver.ServerID{{Name: "g", Node: "n2"}}
-	c, ok := plan("g", []string{"n1", "n2", "n3"}, st, 0)
+	c, ok := plan("g", []string{"n1", "n2", "n3"}, st, nil, 0)
 	if !ok || c.Kind != ChangeRejoin || c.Node != "n2" {
 		t.Fatalf("a stranger in placement is not rejoined: %+v", c)
 	}
 	st.Strangers = []raftserver.ServerID{{Name: "g", Node: "n9"}}
-	if c, ok := plan("g", []string{"n1", "n2", "n3"}, st, 0); ok {
+	if c, ok := plan("g", []string{"n1", "n2", "n3"}, st, nil, 0); ok {
 		t.Fatal(fmt.Sprintf("acted on a stranger off placement: %+v", c))
+	}
+	st.Strangers = nil
+	c, ok = plan("g", []string{"n1", "n2", "n3"}, st, []string{"n3"}, 0)
+	if !ok || c.Kind != ChangeRejoin || c.Node != "n3" {
+		t.Fatalf("a lost replica in placement is not rejoined: %+v", c)
 	}
 }

@@ -21,6 +21,11 @@ import (
 type reconciler struct {
 	a        *Agent
 	inflight map[string]Change // by group: one change per group at a time
+	// failing holds the groups whose last change failed, and when they
+	// may be tried again: the pause doubles per failure in a row, so a
+	// change that cannot succeed yet (its target is down) is not retried
+	// every round.
+	failing map[string]retryAt
 	// surveying: a survey runs; again: another was asked for meanwhile.
 	surveying, again bool
 	timer            actor.TimerRef
@@ -29,6 +34,15 @@ type reconciler struct {
 	lastErr          string
 	last             *survey
 }
+
+// retryAt is when a failing group's next change may start.
+type retryAt struct {
+	at     time.Time
+	streak int
+}
+
+// maxRetryPause caps the pause after failed changes of a group.
+const maxRetryPause = 30 * time.Second
 
 type (
 	roundTick  struct{}
@@ -47,6 +61,9 @@ type survey struct {
 	// owned: born groups whose desired leader is this node, with their
 	// leader's status (nil if none was found).
 	owned map[string]*raftserver.ServerStatus
+	// lost: per owned group, the wanted members whose replica lost its
+	// data.
+	lost map[string][]string
 	// found: unborn groups this node is to found.
 	found []string
 	// forget: local replicas that belong nowhere.
@@ -82,10 +99,15 @@ func (r *reconciler) Receive(ctx *actor.Context, msg actor.Message) {
 	case changeDone:
 		delete(r.inflight, m.c.Group)
 		if m.err != nil {
+			f := r.failing[m.c.Group]
+			f.streak++
+			f.at = time.Now().Add(min(r.a.cfg.Interval<<min(f.streak, 16), maxRetryPause))
+			r.failing[m.c.Group] = f
 			r.failed++
 			r.lastErr = fmt.Sprintf("%s %s on %s: %v", m.c.Kind, m.c.Group, m.c.Node, m.err)
 			r.a.log.Warn("fleet change failed", "group", m.c.Group, "change", m.c.Kind, "node", m.c.Node, "err", m.err)
 		} else {
+			delete(r.failing, m.c.Group)
 			r.done++
 			r.a.log.Debug("fleet change done", "group", m.c.Group, "change", m.c.Kind, "node", m.c.Node)
 		}
@@ -143,7 +165,7 @@ func (r *reconciler) act(ctx *actor.Context, s *survey) {
 		if L == nil {
 			continue
 		}
-		if c, ok := plan(g, s.books.Placement(g), L, r.a.cfg.CatchUpSlack); ok {
+		if c, ok := plan(g, s.books.Placement(g), L, s.lost[g], r.a.cfg.CatchUpSlack); ok {
 			todo = append(todo, c)
 		}
 	}
@@ -154,12 +176,19 @@ func (r *reconciler) act(ctx *actor.Context, s *survey) {
 		todo = append(todo, Change{Group: g, Kind: ChangeRecord, Node: r.a.me})
 	}
 	self := ctx.Self()
+	now := time.Now()
 	for _, c := range todo {
-		if len(r.inflight) >= r.a.cfg.MaxChanges {
-			r.again = false // the completions will ask for the next survey
-			return
-		}
 		if _, busy := r.inflight[c.Group]; busy {
+			continue
+		}
+		if f, ok := r.failing[c.Group]; ok && now.Before(f.at) {
+			continue
+		}
+		// Deleting local strays and noting members cost no membership
+		// change: they have a budget of their own, so that a node with
+		// hundreds of strays does not hold up healing, nor the reverse.
+		local := c.Kind == ChangeForget || c.Kind == ChangeRecord
+		if r.count(local) >= r.a.cfg.MaxChanges {
 			continue
 		}
 		r.inflight[c.Group] = c
@@ -169,6 +198,18 @@ func (r *reconciler) act(ctx *actor.Context, s *survey) {
 			_ = r.a.sys.Node().Send(self, changeDone{c, err})
 		}()
 	}
+}
+
+// count returns the changes in flight that are local (forget, record),
+// or the others.
+func (r *reconciler) count(local bool) int {
+	n := 0
+	for _, c := range r.inflight {
+		if (c.Kind == ChangeForget || c.Kind == ChangeRecord) == local {
+			n++
+		}
+	}
+	return n
 }
 
 func (r *reconciler) publish() {
@@ -207,7 +248,7 @@ const surveyWorkers = 16
 // survey reads the books and the state of the groups this node owns;
 // busy groups (a change in flight) are skipped.
 func (a *Agent) survey(busy map[string]bool) *survey {
-	s := &survey{owned: map[string]*raftserver.ServerStatus{}, record: map[string][]string{}}
+	s := &survey{owned: map[string]*raftserver.ServerStatus{}, lost: map[string][]string{}, record: map[string][]string{}}
 	defer func() { s.at = time.Now() }()
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.CallTimeout)
 	defer cancel()
@@ -246,9 +287,14 @@ func (a *Agent) survey(busy map[string]bool) *survey {
 			for name := range work {
 				gctx, cancel := context.WithTimeout(context.Background(), a.cfg.CallTimeout)
 				L := a.findLeader(gctx, b, name)
+				var lost []string
+				if L != nil {
+					lost = a.lostReplicas(gctx, b.Placement(name), L)
+				}
 				cancel()
 				mu.Lock()
 				s.owned[name] = L
+				s.lost[name] = lost
 				if L != nil && converged(b.Placement(name), L) && !sameNodes(b.Groups[name].Members, L.Voters) {
 					s.record[name] = nodesOf(L.Voters)
 				}
@@ -261,7 +307,7 @@ func (a *Agent) survey(busy map[string]bool) *survey {
 	}
 	close(work)
 	wg.Wait()
-	s.forget = a.strays(ctx, b, busy)
+	s.forget = a.strays(b, busy)
 	if leader, _, err := a.sys.Leader(BooksCluster); err == nil && leader.Node == a.me {
 		if st, err := a.sys.Overview(ctx, leader); err == nil && len(st.Strangers) > 0 && !busy[BooksCluster] {
 			s.booksLeader = st
@@ -286,12 +332,48 @@ func (a *Agent) findLeader(ctx context.Context, b *Books, group string) *raftser
 	return leaderAmong(ctx, a.sys, group, candidates)
 }
 
+// lostReplicas returns the wanted members of L's group that the leader
+// cannot replicate to or that lag behind, and whose replica lost its data:
+// missing from its node, or a new incarnation the configuration does not
+// bind (a disk replaced, a node rebuilt). Members that keep up are not
+// asked: this costs a call only for laggards.
+func (a *Agent) lostReplicas(ctx context.Context, place []string, L *raftserver.ServerStatus) []string {
+	var out []string
+	for _, p := range L.Progress {
+		// A replica that keeps up is fine; one the leader cannot reach
+		// (probing, paused) or that falls behind may be gone.
+		if !slices.Contains(place, p.ID.Node) || p.State == "replicate" && p.Match+a.cfg.CatchUpSlack >= L.Commit {
+			continue
+		}
+		st, err := a.sys.Overview(ctx, p.ID)
+		switch {
+		case errors.Is(err, raftserver.ErrNoSuchServer):
+			out = append(out, p.ID.Node)
+		case err != nil:
+		case st.Stale || L.Incarnations[p.ID] != 0 && st.Incarnation != L.Incarnations[p.ID]:
+			out = append(out, p.ID.Node)
+		}
+	}
+	return out
+}
+
+// boundIncarnation reports whether id's running replica is the
+// incarnation the configuration at leader binds id to.
+func (a *Agent) boundIncarnation(ctx context.Context, leader, id raftserver.ServerID) bool {
+	L, err := a.sys.Overview(ctx, leader)
+	if err != nil {
+		return false
+	}
+	st, err := a.sys.Overview(ctx, id)
+	return err == nil && !st.Stale && L.Incarnations[id] != 0 && st.Incarnation == L.Incarnations[id]
+}
+
 // strays lists this node's replicas of fleet groups that belong nowhere:
 // of removed groups; of unborn groups founded elsewhere (a founder that
 // lost its turn); and stopped ones (removed from their group) on a node
 // placement no longer wants.
-func (a *Agent) strays(ctx context.Context, b *Books, busy map[string]bool) []string {
-	var out []string
+func (a *Agent) strays(b *Books, busy map[string]bool) []string {
+	var out, check []string
 	for _, sm := range a.sys.Metrics().Servers {
 		name := sm.Cluster
 		if sm.ID.Name != name || busy[name] {
@@ -307,15 +389,43 @@ func (a *Agent) strays(ctx context.Context, b *Books, busy map[string]bool) []st
 		case !g.Born && g.Founder != a.me:
 			out = append(out, name)
 		case !g.Born || slices.Contains(b.Placement(name), a.me):
-		case !sm.Running:
-			if ls, err := a.sys.LocalServer(ctx, name); err == nil && !ls.Running {
-				out = append(out, name)
-			}
-		case a.removed(ctx, b, name):
-			out = append(out, name)
+		default:
+			check = append(check, name) // off placement: removed yet?
 		}
 	}
+	var mu sync.Mutex
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range min(surveyWorkers, len(check)) {
+		wg.Go(func() {
+			for name := range work {
+				ctx, cancel := context.WithTimeout(context.Background(), a.cfg.CallTimeout)
+				stray := a.offDuty(ctx, b, name)
+				cancel()
+				if stray {
+					mu.Lock()
+					out = append(out, name)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, name := range check {
+		work <- name
+	}
+	close(work)
+	wg.Wait()
 	return out
+}
+
+// offDuty reports whether this node's replica of group, off placement, is
+// no longer of use: stopped (removed members stop once they learn of it),
+// or no longer in the configuration of the group's leader.
+func (a *Agent) offDuty(ctx context.Context, b *Books, group string) bool {
+	if ls, err := a.sys.LocalServer(ctx, group); err == nil && !ls.Running {
+		return true
+	}
+	return a.removed(ctx, b, group)
 }
 
 // removed reports whether this node's running replica of group was
@@ -358,6 +468,10 @@ func (a *Agent) run(c Change, voters []string) error {
 	case ChangeRejoin:
 		if c.Group == BooksCluster {
 			id = a.booksID(c.Node)
+		} else if err := a.ensureServer(ctx, c.Group, c.Node); err != nil {
+			return err
+		} else if a.boundIncarnation(ctx, c.Leader, id) {
+			return nil // it was only stopped: restarted with its data, it is the member again
 		}
 		_, err := a.sys.Rejoin(ctx, c.Leader, id)
 		return err

@@ -168,7 +168,14 @@ func (s *System) ProcessCommand(ctx context.Context, via ServerID, cmd []byte) (
 }
 
 func (s *System) processCommand(ctx context.Context, via ServerID, req *commandReq) (reply []byte, leader ServerID, err error) {
-	leader, err = s.redirect(ctx, via, func(to ServerID) (ServerID, error) {
+	return s.processCommandWait(ctx, via, req, sleepCtx)
+}
+
+// processCommandWait is processCommand with wait as the pause before via
+// is asked again (see followLeader); a wait that fails at once makes a
+// request that found no leader through via return at once.
+func (s *System) processCommandWait(ctx context.Context, via ServerID, req *commandReq, wait func(context.Context, time.Duration) error) (reply []byte, leader ServerID, err error) {
+	leader, err = followLeader(ctx, via, func(to ServerID) (ServerID, error) {
 		res, err := s.call(ctx, to, req)
 		if err != nil {
 			return ServerID{}, err
@@ -176,7 +183,7 @@ func (s *System) processCommand(ctx context.Context, via ServerID, req *commandR
 		r := res.(*commandResult)
 		reply = r.Reply
 		return r.Leader, r.Err.err(to)
-	})
+	}, wait)
 	return reply, leader, err
 }
 

@@ -344,3 +344,26 @@ func TestSessionRetriesAfterAnInjectedTimeout(t *testing.T) {
 	require.Equal(t, "1", string(got), "applied once")
 	_ = fmt.Sprint
 }
+
+// TestSessionRetriesThroughOtherMembers: ProcessCommandAny skips a via
+// that has no such server, and its retry after a timeout goes through the
+// next member with the same sequence number: the command applies once.
+func TestSessionRetriesThroughOtherMembers(t *testing.T) {
+	c := startCluster(t, 3)
+	members := c.startFX()
+	sess := c.systems[0].NewSession()
+	missing := ServerID{Name: "nope", Node: members[1].Node}
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	reply, _, err := sess.ProcessCommandAny(ctx, []ServerID{missing, members[1], members[2]}, []byte("slowincr 600"))
+	require.NoError(t, err)
+	require.Equal(t, "1", string(reply))
+	got, _, err := c.systems[0].ConsistentQuery(c.ctx(), members[0], []byte("count"))
+	require.NoError(t, err)
+	require.Equal(t, "1", string(got), "applied once")
+
+	_, _, err = sess.ProcessCommandAny(ctx, nil, []byte("incr"))
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	_, _, err = sess.ProcessCommand(ctx, missing, []byte("incr"))
+	require.ErrorIs(t, err, ErrNoSuchServer, "with one via, a missing server is the answer")
+}

@@ -272,12 +272,19 @@ func (c *Session) ProcessCommandAny(ctx context.Context, vias []ServerID, cmd []
 	cmd = bytes.Clone(cmd) // see System.ProcessCommand
 	seq := c.begin()
 	defer c.end(seq)
+	// With other members to try, one that knows no leader (a replica
+	// waiting to be added, one cut off) is left at once for the next,
+	// rather than asked again until the attempt's time is up.
+	wait := sleepCtx
+	if len(vias) > 1 {
+		wait = func(context.Context, time.Duration) error { return errNextVia }
+	}
 	backoff := retryBackoffMin
 	for i := 0; ; i++ {
 		via := vias[i%len(vias)]
 		attempt, cancel := context.WithTimeout(ctx, sessionAttemptTimeout(ctx))
 		req := &commandReq{Data: cmd, Session: true, Client: c.id, Seq: seq, Responded: c.responded()}
-		reply, leader, err := c.sys.processCommand(attempt, via, req)
+		reply, leader, err := c.sys.processCommandWait(attempt, via, req, wait)
 		cancel()
 		if err == nil {
 			return reply, leader, nil
@@ -299,6 +306,10 @@ func (c *Session) ProcessCommandAny(ctx context.Context, vias []ServerID, cmd []
 		backoff = min(2*backoff, retryBackoffMax)
 	}
 }
+
+// errNextVia ends a request's rounds through one member so that the next
+// member is tried; it is never returned.
+var errNextVia = errors.New("raftserver: try the next member")
 
 // sessionAttemptTimeout gives one attempt a part of the caller's time, so
 // that a lost attempt leaves time to retry.
