@@ -31,7 +31,7 @@ type fleetOptions struct {
 	writers, zones             int
 	interval                   time.Duration
 	maxChanges                 int
-	timeout                    time.Duration
+	timeout, linger            time.Duration
 }
 
 // fleetReplicas is every group's member count.
@@ -206,12 +206,16 @@ func (f *fleetBench) addNode(ctx context.Context, i int) error {
 	return activate(ctx, n)
 }
 
-// state is one look at the fleet: the books, every group as Inspect found
-// it, and the changes in flight on every agent.
+// fleetState is one look at the fleet: the books, every group as Inspect
+// found it, and the changes in flight on every agent. Writes of the
+// books' member hints (fleet.ChangeRecord) are counted apart: they move
+// nothing, and the agents repeat them without end (see docs/benchmarks.md,
+// Fleet), so a fleet that waited for them would never settle.
 type fleetState struct {
 	books    *fleet.Books
 	report   fleet.Report
 	inflight int
+	records  int
 }
 
 func (s fleetState) settled(groups int) bool {
@@ -227,7 +231,13 @@ func (f *fleetBench) look(ctx context.Context) (fleetState, error) {
 	s.books = b
 	s.report = fleet.Inspect(ctx, f.nodes[0].sys, b)
 	for _, n := range f.nodes {
-		s.inflight += len(n.agent.Status().InFlight)
+		for _, c := range n.agent.Status().InFlight {
+			if c.Kind == fleet.ChangeRecord {
+				s.records++
+			} else {
+				s.inflight++
+			}
+		}
 	}
 	return s, nil
 }
@@ -258,8 +268,8 @@ func (f *fleetBench) waitSettled(what string, start time.Time, timeout time.Dura
 			if err != nil {
 				log.Printf("fleet: %s: %v: %v", what, took.Round(time.Second), err)
 			} else {
-				log.Printf("fleet: %s: %v: %d/%d converged, %d leaderless, %d changes in flight, members per node %s",
-					what, took.Round(time.Second), s.report.Converged, f.o.groups, s.report.Leaderless, s.inflight, f.perNode(s.report))
+				log.Printf("fleet: %s: %v: %d/%d converged, %d leaderless, %d changes in flight (and %d records), members per node %s",
+					what, took.Round(time.Second), s.report.Converged, f.o.groups, s.report.Leaderless, s.inflight, s.records, f.perNode(s.report))
 			}
 		}
 		time.Sleep(250 * time.Millisecond)
@@ -273,6 +283,59 @@ func (f *fleetBench) perNode(r fleet.Report) string {
 		parts = append(parts, fmt.Sprintf("n%d(%s)=%d", i, n.zone, r.MembersPerNode[n.sys.Name()]))
 	}
 	return strings.Join(parts, " ")
+}
+
+// replicas renders the group replicas each node holds, running and
+// stopped (a removed member stops; its agent deletes it later).
+func (f *fleetBench) replicas() string {
+	var parts []string
+	for i, n := range f.nodes {
+		running, stopped := 0, 0
+		for _, sm := range n.sys.Metrics().Servers {
+			if sm.Cluster == fleet.BooksCluster || sm.ID.Name != sm.Cluster {
+				continue
+			}
+			if sm.Running {
+				running++
+			} else {
+				stopped++
+			}
+		}
+		parts = append(parts, fmt.Sprintf("n%d=%d+%d", i, running, stopped))
+	}
+	return strings.Join(parts, " ")
+}
+
+// linger watches the settled fleet for o.linger, logging every second
+// what should be still: the replicas on each node, the books' index (the
+// commands they applied) and version, the member hints in the books that
+// differ from the groups' voters, and the changes in flight by kind.
+func (f *fleetBench) linger(r fleet.Report) {
+	for end := time.Now().Add(f.o.linger); time.Now().Before(end); time.Sleep(time.Second) {
+		stale := 0
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		b, err := f.nodes[0].agent.Books(ctx)
+		cancel()
+		if err != nil {
+			log.Printf("fleet: linger: books: %v", err)
+			continue
+		}
+		for _, g := range r.Groups {
+			hint := slices.Clone(b.Groups[g.Name].Members)
+			slices.Sort(hint)
+			if !slices.Equal(hint, g.Voters) {
+				stale++
+			}
+		}
+		kinds := map[fleet.ChangeKind]int{}
+		for _, n := range f.nodes {
+			for _, c := range n.agent.Status().InFlight {
+				kinds[c.Kind]++
+			}
+		}
+		log.Printf("fleet: linger: replicas %s; books index=%d version=%d, stale member hints %d; in flight %v",
+			f.replicas(), b.Index, b.Version, stale, kinds)
+	}
 }
 
 // diagnose logs what every agent is doing and the groups that are not
@@ -506,8 +569,9 @@ func runFleet(dir string, o fleetOptions) error {
 		return err
 	}
 	moved := movedMembers(memberSets(before.report), memberSets(after.report))
-	log.Printf("fleet: members per node after %s; writes acknowledged %d, failed %d, slowest acknowledged %v",
-		f.perNode(after.report), acked, writers.errs.Load(), time.Duration(writers.slowest.Load()).Round(time.Millisecond))
+	log.Printf("fleet: members per node after %s; replicas (running+stopped) %s; writes acknowledged %d, failed %d, slowest acknowledged %v",
+		f.perNode(after.report), f.replicas(), acked, writers.errs.Load(), time.Duration(writers.slowest.Load()).Round(time.Millisecond))
+	f.linger(after.report)
 	fmt.Printf("FLEET nodes=%d->%d groups=%d replicas=%d moved=%d ideal=%d converged=%.1fs lost=%d\n",
 		o.nodes, newNodes, o.groups, fleetReplicas, moved, idealMoves(o.groups, fleetReplicas, o.nodes, newNodes, removedMembers),
 		converged.Seconds(), lost)

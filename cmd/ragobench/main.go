@@ -95,6 +95,7 @@ func main() {
 	flag.DurationVar(&fo.interval, "interval", 250*time.Millisecond, "fleet scenario: the agents' survey interval (fleet.Config.Interval)")
 	flag.IntVar(&fo.maxChanges, "max-changes", 8, "fleet scenario: changes at once per node (fleet.Config.MaxChanges)")
 	flag.DurationVar(&fo.timeout, "timeout", 5*time.Minute, "fleet scenario: give up if the fleet has not settled after this long (the start, then the change)")
+	flag.DurationVar(&fo.linger, "linger", 0, "fleet scenario: after the fleet settled, watch it this long (logs what still changes)")
 	node := flag.String("node", "", "internal: run as a node process at this address")
 	nodeDir := flag.String("node-dir", "", "internal: the node process's data directory")
 	nodeCreds := flag.String("node-creds", "", "internal: the node process's credentials directory (with -auth)")
