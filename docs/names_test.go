@@ -26,6 +26,7 @@ var packages = map[string]string{
 	"leaderboard":     "../leaderboard",
 	"metrics":         "../metrics",
 	"promexport":      "../promexport",
+	"fleet":           "../fleet",
 }
 
 // decls is what one package declares: its top-level names, and the fields

@@ -400,7 +400,7 @@ func (m *booksMachine) Restore(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	b := newBooks()
+	b := &Books{}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(b); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/rago-raft/rago/raftserver"
 )
@@ -75,16 +76,23 @@ func (c *Client) Query(ctx context.Context, group string, kind raftserver.QueryK
 		return nil, err
 	}
 	var errs []error
-	for _, via := range vias {
+	for i, via := range vias {
+		// Each member gets a share of the time left, so that one that is
+		// down (a call to it waits for its node) leaves time for the next.
+		attempt, cancel := ctx, context.CancelFunc(func() {})
+		if dl, ok := ctx.Deadline(); ok && i < len(vias)-1 {
+			attempt, cancel = context.WithTimeout(ctx, time.Until(dl)/time.Duration(len(vias)-i))
+		}
 		var reply []byte
 		switch kind {
 		case raftserver.QueryConsistent:
-			reply, _, err = c.a.sys.ConsistentQuery(ctx, via, q)
+			reply, _, err = c.a.sys.ConsistentQuery(attempt, via, q)
 		case raftserver.QueryLeader:
-			reply, _, err = c.a.sys.LeaderQuery(ctx, via, q)
+			reply, _, err = c.a.sys.LeaderQuery(attempt, via, q)
 		default:
-			reply, _, err = c.a.sys.LocalQuery(ctx, via, q)
+			reply, _, err = c.a.sys.LocalQuery(attempt, via, q)
 		}
+		cancel()
 		if err == nil {
 			return reply, nil
 		}

@@ -306,13 +306,30 @@ func (a *Agent) strays(ctx context.Context, b *Books, busy map[string]bool) []st
 		case g == nil:
 		case !g.Born && g.Founder != a.me:
 			out = append(out, name)
-		case g.Born && !sm.Running && !slices.Contains(b.Placement(name), a.me):
+		case !g.Born || slices.Contains(b.Placement(name), a.me):
+		case !sm.Running:
 			if ls, err := a.sys.LocalServer(ctx, name); err == nil && !ls.Running {
 				out = append(out, name)
 			}
+		case a.removed(ctx, b, name):
+			out = append(out, name)
 		}
 	}
 	return out
+}
+
+// removed reports whether this node's running replica of group was
+// removed from the group: the group's leader, found among placement's
+// members, leaves it out of its configuration. A removed follower does
+// not learn of its removal (the leader stops sending to it as soon as it
+// appends the new configuration), so it would run for ever. The owner
+// removes a member only once placement's members are all caught-up
+// voters, so deleting it cannot cost the group a voter it needs, even if
+// the removal is not committed yet.
+func (a *Agent) removed(ctx context.Context, b *Books, group string) bool {
+	self := raftserver.ServerID{Name: group, Node: a.me}
+	L := leaderAmong(ctx, a.sys, group, b.Placement(group))
+	return L != nil && L.ID != self && !slices.Contains(L.Voters, self) && !slices.Contains(L.NonVoters, self)
 }
 
 // run carries out one change. Every step is safe to repeat: a change that
