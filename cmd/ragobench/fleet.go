@@ -285,25 +285,56 @@ func (f *fleetBench) perNode(r fleet.Report) string {
 	return strings.Join(parts, " ")
 }
 
-// replicas renders the group replicas each node holds, running and
-// stopped (a removed member stops; its agent deletes it later).
-func (f *fleetBench) replicas() string {
-	var parts []string
+// replicaCounts returns the group replicas each node holds, running and
+// stopped (a member removed from its group is deleted by its node's agent
+// some time after).
+func (f *fleetBench) replicaCounts() (running, stopped []int) {
+	running, stopped = make([]int, len(f.nodes)), make([]int, len(f.nodes))
 	for i, n := range f.nodes {
-		running, stopped := 0, 0
 		for _, sm := range n.sys.Metrics().Servers {
 			if sm.Cluster == fleet.BooksCluster || sm.ID.Name != sm.Cluster {
 				continue
 			}
 			if sm.Running {
-				running++
+				running[i]++
 			} else {
-				stopped++
+				stopped[i]++
 			}
 		}
-		parts = append(parts, fmt.Sprintf("n%d=%d+%d", i, running, stopped))
+	}
+	return running, stopped
+}
+
+// replicas renders replicaCounts.
+func (f *fleetBench) replicas() string {
+	running, stopped := f.replicaCounts()
+	var parts []string
+	for i := range f.nodes {
+		parts = append(parts, fmt.Sprintf("n%d=%d+%d", i, running[i], stopped[i]))
 	}
 	return strings.Join(parts, " ")
+}
+
+// waitCleaned polls until every node holds exactly the replicas that are
+// members per r (those removed from their groups deleted), up to timeout,
+// and returns the time from start, or false if some remained.
+func (f *fleetBench) waitCleaned(r fleet.Report, start time.Time, timeout time.Duration) (time.Duration, bool) {
+	for {
+		running, stopped := f.replicaCounts()
+		clean := true
+		for i, n := range f.nodes {
+			if running[i]+stopped[i] != r.MembersPerNode[n.sys.Name()] {
+				clean = false
+			}
+		}
+		if clean {
+			return time.Since(start), true
+		}
+		if time.Since(start) > timeout {
+			return time.Since(start), false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // linger watches the settled fleet for o.linger, logging every second
@@ -560,17 +591,26 @@ func runFleet(dir string, o fleetOptions) error {
 		}
 	}
 	after, converged, err := f.waitSettled("change", start, o.timeout)
-	acked := writers.halt()
 	if err != nil {
+		writers.halt()
 		return err
 	}
+	// The members removed from their groups are deleted after the groups
+	// converged; the writes go on meanwhile.
+	log.Printf("fleet: settled; replicas (running+stopped) %s", f.replicas())
+	if took, ok := f.waitCleaned(after.report, start, o.timeout); ok {
+		log.Printf("fleet: every removed member deleted %v after the change", took.Round(time.Millisecond))
+	} else {
+		log.Printf("fleet: removed members still there %v after the change: replicas %s", took.Round(time.Millisecond), f.replicas())
+	}
+	acked := writers.halt()
 	lost, err := writers.lost(clients[0])
 	if err != nil {
 		return err
 	}
 	moved := movedMembers(memberSets(before.report), memberSets(after.report))
-	log.Printf("fleet: members per node after %s; replicas (running+stopped) %s; writes acknowledged %d, failed %d, slowest acknowledged %v",
-		f.perNode(after.report), f.replicas(), acked, writers.errs.Load(), time.Duration(writers.slowest.Load()).Round(time.Millisecond))
+	log.Printf("fleet: members per node after %s; writes acknowledged %d, failed %d, slowest acknowledged %v",
+		f.perNode(after.report), acked, writers.errs.Load(), time.Duration(writers.slowest.Load()).Round(time.Millisecond))
 	f.linger(after.report)
 	fmt.Printf("FLEET nodes=%d->%d groups=%d replicas=%d moved=%d ideal=%d converged=%.1fs lost=%d\n",
 		o.nodes, newNodes, o.groups, fleetReplicas, moved, idealMoves(o.groups, fleetReplicas, o.nodes, newNodes, removedMembers),
