@@ -13,6 +13,7 @@
 //	go run ./cmd/ragobench -scenario storage-tax -png docs/storage-tax.png
 //	go run ./cmd/ragobench -scenario restart -clusters 1000
 //	go run ./cmd/ragobench -scenario install -state-mb 100
+//	go run ./cmd/ragobench -scenario fleet -groups 300 -nodes 4 -add 1
 //
 // docs/benchmarks.md has the figures and the script that runs the matrix.
 package main
@@ -56,7 +57,8 @@ type options struct {
 func main() {
 	var o options
 	scenario := flag.String("scenario", "commands", "commands: throughput and latency; clusters: start many idle clusters and measure memory and idle CPU; "+
-		"failover; storage-tax: disk bytes against live data over time; restart: time to serve again; install: a follower's catch-up by snapshot")
+		"failover; storage-tax: disk bytes against live data over time; restart: time to serve again; install: a follower's catch-up by snapshot; "+
+		"fleet: time for a fleet's groups to settle after nodes join or leave under writes")
 	clusters := flag.Int("clusters", 1000, "clusters scenario: how many 3-member clusters")
 	idle := flag.Duration("idle", 30*time.Second, "clusters scenario: how long to measure idle CPU")
 	signal := flag.String("signal", "KILL", "failover scenario: KILL or STOP the leader's node process")
@@ -83,6 +85,17 @@ func main() {
 	noSnapshots := flag.Bool("no-snapshots", false, "storage-tax scenario: a machine without snapshots (the baseline)")
 	perCluster := flag.Int("per-cluster", 100, "restart scenario: commands per cluster of the many-clusters case")
 	stateMB := flag.Int("state-mb", 100, "install scenario: the machine's state in MiB")
+	var fo fleetOptions
+	flag.IntVar(&fo.groups, "groups", 300, "fleet scenario: groups of 3 members")
+	flag.IntVar(&fo.nodes, "nodes", 4, "fleet scenario: nodes at the start (the first 3 are the seeds)")
+	flag.IntVar(&fo.add, "add", 0, "fleet scenario: nodes to add")
+	flag.IntVar(&fo.remove, "remove", 0, "fleet scenario: nodes to deactivate (the last ones; not with -add)")
+	flag.IntVar(&fo.writers, "writers", 4, "fleet scenario: concurrent writers during the change")
+	flag.IntVar(&fo.zones, "zones", 3, "fleet scenario: zones, given to the nodes in turn")
+	flag.DurationVar(&fo.interval, "interval", 250*time.Millisecond, "fleet scenario: the agents' survey interval (fleet.Config.Interval)")
+	flag.IntVar(&fo.maxChanges, "max-changes", 8, "fleet scenario: changes at once per node (fleet.Config.MaxChanges)")
+	flag.DurationVar(&fo.timeout, "timeout", 5*time.Minute, "fleet scenario: give up if the fleet has not settled after this long (the start, then the change)")
+	flag.DurationVar(&fo.linger, "linger", 0, "fleet scenario: after the fleet settled, watch it this long (logs what still changes)")
 	node := flag.String("node", "", "internal: run as a node process at this address")
 	nodeDir := flag.String("node-dir", "", "internal: the node process's data directory")
 	nodeCreds := flag.String("node-creds", "", "internal: the node process's credentials directory (with -auth)")
@@ -131,6 +144,8 @@ func main() {
 			err = runRestart(dir, []int{100_000, 1_000_000}, *clusters, *perCluster)
 		case *scenario == "install":
 			err = runInstall(dir, *stateMB)
+		case *scenario == "fleet":
+			err = runFleet(dir, fo)
 		case *scenario != "failover":
 			err = fmt.Errorf("unknown scenario %q", *scenario)
 		case *signal == "KILL":
