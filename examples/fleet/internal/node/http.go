@@ -335,9 +335,11 @@ type Status struct {
 	State string `json:"state"`
 	// Books summarises the books as this node last read them.
 	Books BooksSummary `json:"books"`
-	// Servers and Leaders count the running members of groups on this
-	// node (the books' member of a seed aside), and those that lead.
-	Servers    int            `json:"servers"`
+	// Replicas and Leaders count the replicas of groups running on this
+	// node (the books' member of a seed aside), and those that lead. A
+	// replica removed from its group may run on until its node deletes
+	// it, so Replicas can exceed the node's members in /placement.
+	Replicas   int            `json:"replicas"`
 	Leaders    int            `json:"leaders"`
 	Reconciler ReconcilerView `json:"reconciler"`
 }
@@ -389,7 +391,7 @@ func (n *Node) status(ctx context.Context) Status {
 		if !m.Running || m.Cluster == fleet.BooksCluster {
 			continue
 		}
-		st.Servers++
+		st.Replicas++
 		if m.Role == "leader" {
 			st.Leaders++
 		}

@@ -188,7 +188,7 @@ func TestHTTPAPI(t *testing.T) {
 	require.Equal(t, "active", st.State)
 	require.Equal(t, "secret", st.RaftAuth)
 	require.Equal(t, 9, st.Books.Groups)
-	require.Equal(t, 9, st.Servers)
+	require.Equal(t, 9, st.Replicas)
 
 	// A fourth node, in zone a again: placement now wants some members on
 	// it, and the groups move until converged.
