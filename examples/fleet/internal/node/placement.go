@@ -151,8 +151,8 @@ func (n *Node) gather(ctx context.Context) (*Placement, error) {
 		})
 	}
 	me := n.status(ctx)
-	statuses[n.sys.Name()] = &me
 	wg.Wait()
+	statuses[n.sys.Name()] = &me
 
 	p := &Placement{Node: n.cfg.ID, BooksVersion: b.Version, Shards: n.cfg.Shards,
 		Converged: rep.Converged, Leaderless: rep.Leaderless, Moves: []MoveView{}}
