@@ -89,9 +89,9 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	}
 	// Secure by default: without credentials or --insecure, the nodes get
 	// the demo's own secret, made once the ports are known to be free.
-	ownSecret := !sec.insecure && sec.secretFile == "" && !sec.hasTLS()
+	ownSecret := !sec.Insecure && sec.SecretFile == "" && !sec.HasTLS()
 	if ownSecret {
-		sec.secretFile = filepath.Join(*data, secretFile)
+		sec.SecretFile = filepath.Join(*data, secretFile)
 	}
 	if err := sec.check(); err != nil {
 		return err
@@ -117,7 +117,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if ownSecret {
-		if err := demoSecret(sec.secretFile); err != nil {
+		if err := demoSecret(sec.SecretFile); err != nil {
 			return err
 		}
 	}
@@ -137,7 +137,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	d := &demo{layout: layout, exe: exe, logLevel: *logLevel, sec: sec, out: stdout, color: isTerminal(stdout), procs: map[string]*demoProc{}, exited: make(chan string, 16)}
 	d.scheme = "http://"
 	d.hc = &http.Client{Timeout: time.Second}
-	if sec.hasTLS() && !sec.insecureHTTP {
+	if sec.HasTLS() && !sec.InsecureHTTP {
 		d.scheme = "https://"
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.TLSClientConfig = &tls.Config{RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12}
@@ -496,11 +496,11 @@ func (d *demo) banner(fresh bool) {
 	first := d.url(d.layout.Nodes[0])
 	curl, write, client := "curl", "", "go run ./examples/kvstore status"
 	if d.scheme == "https://" {
-		curl += " --cacert " + d.sec.tlsCA
-		client += " --tls-ca " + d.sec.tlsCA
+		curl += " --cacert " + d.sec.TLSCA
+		client += " --tls-ca " + d.sec.TLSCA
 	}
-	if d.sec.tokenFile != "" {
-		write = ` -H "Authorization: Bearer $(cat ` + d.sec.tokenFile + `)"`
+	if d.sec.TokenFile != "" {
+		write = ` -H "Authorization: Bearer $(cat ` + d.sec.TokenFile + `)"`
 	}
 	fmt.Fprintf(w, `
 Open %s/ in a browser, then try:
@@ -522,22 +522,22 @@ func (d *demo) url(n demoNode) string { return d.scheme + n.HTTP }
 func (d *demo) securityText() string {
 	var raft string
 	switch {
-	case d.sec.insecure:
+	case d.sec.Insecure:
 		raft = "Raft connections: NOT authenticated (--insecure): anyone who can reach the Raft ports can act as a member."
-	case d.sec.hasTLS() && d.sec.secretFile != "":
-		raft = fmt.Sprintf("Raft connections: mutual TLS (CA %s) and the secret in %s.", d.sec.tlsCA, d.sec.secretFile)
-	case d.sec.hasTLS():
-		raft = fmt.Sprintf("Raft connections: mutual TLS (CA %s).", d.sec.tlsCA)
+	case d.sec.HasTLS() && d.sec.SecretFile != "":
+		raft = fmt.Sprintf("Raft connections: mutual TLS (CA %s) and the secret in %s.", d.sec.TLSCA, d.sec.SecretFile)
+	case d.sec.HasTLS():
+		raft = fmt.Sprintf("Raft connections: mutual TLS (CA %s).", d.sec.TLSCA)
 	default:
-		raft = fmt.Sprintf("Raft connections: authenticated with the secret in %s.", d.sec.secretFile)
+		raft = fmt.Sprintf("Raft connections: authenticated with the secret in %s.", d.sec.SecretFile)
 	}
 	host, _, _ := net.SplitHostPort(d.layout.Nodes[0].HTTP)
 	api := fmt.Sprintf("HTTP API: open to whoever can reach %s, writes included (--api-token-file guards them).", host)
-	if d.sec.tokenFile != "" {
-		api = fmt.Sprintf("HTTP API: writes and admin endpoints need the token in %s; reads are open.", d.sec.tokenFile)
+	if d.sec.TokenFile != "" {
+		api = fmt.Sprintf("HTTP API: writes and admin endpoints need the token in %s; reads are open.", d.sec.TokenFile)
 	}
 	if d.scheme == "https://" {
-		api += fmt.Sprintf(" HTTPS with the nodes' certificates: trust %s.", d.sec.tlsCA)
+		api += fmt.Sprintf(" HTTPS with the nodes' certificates: trust %s.", d.sec.TLSCA)
 	}
 	return raft + "\n" + api
 }

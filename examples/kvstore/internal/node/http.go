@@ -411,7 +411,7 @@ func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 	st.RaftAuth = n.cfg.raftAuth()
 	stats := n.sys.Node().Stats()
 	st.RefusedConnections, st.FailedHandshakes = stats.RefusedConnections, stats.FailedHandshakes
-	st.APIToken = n.tokenDigest != nil
+	st.APIToken = n.token.Set()
 	cors(w)
 	writeJSON(w, http.StatusOK, st)
 }

@@ -14,7 +14,6 @@ package node
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -32,6 +31,7 @@ import (
 	"time"
 
 	"github.com/rago-raft/rago/actor"
+	"github.com/rago-raft/rago/examples/internal/creds"
 	"github.com/rago-raft/rago/examples/kvstore/internal/kv"
 	"github.com/rago-raft/rago/raftserver"
 )
@@ -278,9 +278,9 @@ type Node struct {
 	httpURL  string
 	listener net.Listener
 	server   *http.Server
-	https    *httpsCert // nil without Config.HTTPS
-	// tokenDigest is the SHA-256 of Config.APIToken, nil without one.
-	tokenDigest []byte
+	https    *creds.HTTPSCert // nil without Config.HTTPS
+	// token is Config.APIToken, zero without one.
+	token creds.Token
 	// created: this start created the member from --peers in an empty
 	// data directory (see rejoinIfReplaced).
 	created bool
@@ -312,15 +312,12 @@ func Start(cfg Config) (_ *Node, err error) {
 		}
 	}()
 
-	if cfg.APIToken != "" {
-		d := sha256.Sum256([]byte(cfg.APIToken))
-		n.tokenDigest = d[:]
-	}
+	n.token = creds.NewToken(cfg.APIToken)
 	if cfg.HTTPS {
 		// Loaded before anything starts: a certificate that does not load
 		// is a mistake in the flags, reported before the node runs.
-		if n.https, err = newHTTPSCert(cfg.TLS, n.log); err != nil {
-			return nil, err
+		if n.https, err = creds.NewHTTPSCert(cfg.TLS, n.log); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 	}
 	n.sys, err = raftserver.StartSystem(raftserver.SystemConfig{
@@ -364,8 +361,8 @@ func Start(cfg Config) (_ *Node, err error) {
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
 	}
 	if cfg.HTTPS {
-		n.server.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: n.https.get}
-		n.https.warnUncovered(n.httpURL, n.log)
+		n.server.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: n.https.Get}
+		n.https.WarnUncovered(n.httpURL, n.log)
 	}
 	if n.created {
 		n.wg.Add(1)
@@ -404,7 +401,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	if cfg.Insecure {
 		n.log.Warn("the Raft port is not authenticated (--insecure): anyone who can reach it can act as a member of the cluster, stop this node's member and read its traffic", "raft", n.sys.Name())
 	}
-	if cfg.APIToken != "" && !cfg.HTTPS && !isLoopback(n.listener.Addr()) {
+	if cfg.APIToken != "" && !cfg.HTTPS && !creds.IsLoopback(n.listener.Addr()) {
 		n.log.Warn("the API token travels in clear text over plain HTTP on a non-loopback address; use --tls-* for HTTPS", "http", n.httpURL)
 	}
 	return n, nil
