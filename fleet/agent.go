@@ -220,8 +220,8 @@ func (a *Agent) Activate(ctx context.Context) error {
 
 // Deactivate marks node (this one or another) deactivating: placement
 // skips it, and the reconcilers move its members to other nodes before
-// they remove them. Wait until Members reports none on the node before
-// you stop it for good.
+// they remove them; its agent then deletes the replicas. Stop it for good
+// once Inspect's Report.MembersPerNode counts none on it.
 func (a *Agent) Deactivate(ctx context.Context, node string) error {
 	return a.command(ctx, bookCmd{Op: opDeactivate, Node: node})
 }
