@@ -117,6 +117,11 @@ func (n *Node) route(w http.ResponseWriter, r *http.Request) {
 		if n.allow(w, r, http.MethodGet) {
 			n.handlePlacement(w, r)
 		}
+	case path == "/replicas":
+		if n.allow(w, r, http.MethodGet) {
+			cors(w)
+			writeJSON(w, http.StatusOK, n.replicas())
+		}
 	case path == "/metrics":
 		if n.allow(w, r, http.MethodGet) {
 			n.metrics.ServeHTTP(w, r)
@@ -131,7 +136,7 @@ func (n *Node) route(w http.ResponseWriter, r *http.Request) {
 		}
 	default:
 		n.fail(w, &Error{Status: http.StatusNotFound, Code: CodeNoRoute,
-			Message: fmt.Sprintf("no endpoint %s; see / for the page, /kv/{key}, /status, /placement, /metrics, POST /activate, POST /deactivate", r.URL.Path)})
+			Message: fmt.Sprintf("no endpoint %s; see / for the page, /kv/{key}, /status, /placement, /replicas, /metrics, POST /activate, POST /deactivate", r.URL.Path)})
 	}
 }
 
@@ -398,6 +403,36 @@ func (n *Node) status(ctx context.Context) Status {
 	}
 	st.Reconciler = reconcilerView(n.agent.Status())
 	return st
+}
+
+// Replicas is GET /replicas: the replicas of groups running on this node
+// now, one by one, as the node's system knows them (the books' member of
+// a seed aside). /placement says what each group's leader counts as its
+// members; this says which of them exist, so that a test can check that
+// every voter a leader counts is a replica that runs.
+type Replicas struct {
+	ID       string        `json:"id"`
+	Raft     string        `json:"raft"`
+	Replicas []ReplicaView `json:"replicas"`
+}
+
+// ReplicaView is one running replica: its group, and its role and term as
+// it last published them.
+type ReplicaView struct {
+	Group string `json:"group"`
+	Role  string `json:"role"`
+	Term  uint64 `json:"term"`
+}
+
+func (n *Node) replicas() Replicas {
+	out := Replicas{ID: n.cfg.ID, Raft: n.sys.Name(), Replicas: []ReplicaView{}}
+	for _, m := range n.sys.Metrics().Servers {
+		if !m.Running || m.Cluster == fleet.BooksCluster {
+			continue
+		}
+		out.Replicas = append(out.Replicas, ReplicaView{Group: m.Cluster, Role: m.Role, Term: m.Term})
+	}
+	return out
 }
 
 func summarize(b *fleet.Books) BooksSummary {

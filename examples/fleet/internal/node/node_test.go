@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/rago-raft/rago/examples/fleet/internal/shard"
 	"github.com/rago-raft/rago/fleet"
 )
 
@@ -189,6 +190,17 @@ func TestHTTPAPI(t *testing.T) {
 	require.Equal(t, "secret", st.RaftAuth)
 	require.Equal(t, 9, st.Books.Groups)
 	require.Equal(t, 9, st.Replicas)
+	reps := getJSON[Replicas](t, u(1)+"/replicas")
+	require.Equal(t, "n2", reps.ID)
+	var groups []string
+	for _, rv := range reps.Replicas {
+		groups = append(groups, rv.Group)
+	}
+	want := []string{DirectoryGroup}
+	for i := range 8 {
+		want = append(want, shard.Name(i))
+	}
+	require.ElementsMatch(t, want, groups, "every group runs a replica on every node of three")
 
 	// A fourth node, in zone a again: placement now wants some members on
 	// it, and the groups move until converged.
