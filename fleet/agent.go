@@ -97,8 +97,12 @@ type Agent struct {
 
 	// books is the latest copy read, replaced as a whole, never modified:
 	// any goroutine may read it.
-	books  atomic.Pointer[Books]
-	status atomic.Pointer[Status]
+	books atomic.Pointer[Books]
+	// booksVia is the books member the last read went through: asked
+	// first next time, so that a seed that is down costs one read its
+	// share of time, not every read.
+	booksVia atomic.Pointer[raftserver.ServerID]
+	status   atomic.Pointer[Status]
 
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -169,6 +173,9 @@ func (a *Agent) booksVias() []raftserver.ServerID {
 	out := make([]raftserver.ServerID, 0, len(a.cfg.Seeds))
 	if slices.Contains(a.cfg.Seeds, a.me) {
 		out = append(out, a.booksID(a.me))
+	}
+	if via := a.booksVia.Load(); via != nil && !slices.Contains(out, *via) {
+		out = append(out, *via)
 	}
 	if leader, _, err := a.sys.Leader(BooksCluster); err == nil && leader.Node != a.me {
 		out = append(out, leader)
@@ -258,8 +265,10 @@ func (a *Agent) RemoveGroup(ctx context.Context, name string) error {
 	return a.command(ctx, bookCmd{Op: opRemoveGroup, Group: name})
 }
 
-// Books reads the books from their leader (not a linearizable read: a
-// leader that was just deposed may answer with what it had).
+// Books reads the books from their leader, or, if this node cannot reach
+// it, from a books member's own copy. Either may be a little behind (a
+// leader that was just deposed answers with what it had): not a
+// linearizable read.
 func (a *Agent) Books(ctx context.Context) (*Books, error) {
 	return a.readBooks(ctx, 0)
 }
@@ -273,34 +282,73 @@ func (a *Agent) CachedBooks() *Books { return a.books.Load() }
 func (a *Agent) readBooks(ctx context.Context, since uint64) (*Books, error) {
 	q, _ := json.Marshal(booksQuery{Since: since})
 	var errs []error
-	for _, via := range a.booksVias() {
-		reply, _, err := a.sys.LeaderQuery(ctx, via, q)
-		if err != nil {
-			errs = append(errs, err)
-			if ctx.Err() != nil {
+	vias := a.booksVias()
+	// First through the books' leader, by way of each member in turn; if
+	// none leads to it (it is cut off from this node, or an election is
+	// under way), then from any member's own copy, which may be a little
+	// behind: the reconciler acts on it safely (every step is a valid
+	// change checked by the group's leader) and corrects itself when the
+	// leader is back. The leader gets half the time.
+	leaderCtx, cancel := ctx, context.CancelFunc(func() {})
+	if dl, ok := ctx.Deadline(); ok {
+		leaderCtx, cancel = context.WithTimeout(ctx, time.Until(dl)/2)
+	}
+	defer cancel()
+	for _, kind := range []raftserver.QueryKind{raftserver.QueryLeader, raftserver.QueryLocal} {
+		qctx := ctx
+		if kind == raftserver.QueryLeader {
+			qctx = leaderCtx
+		}
+		for i, via := range vias {
+			if qctx.Err() != nil {
 				break
 			}
-			continue
-		}
-		var ans booksAnswer
-		if err := json.Unmarshal(reply, &ans); err != nil {
-			return nil, fmt.Errorf("fleet: the books' answer: %w", err)
-		}
-		if ans.Unchanged {
-			if b := a.books.Load(); b != nil {
-				return b, nil
+			reply, err := a.queryShare(qctx, kind, via, q, len(vias)-i)
+			if err != nil {
+				errs = append(errs, err)
+				continue
 			}
-			return a.readBooks(ctx, 0)
+			var ans booksAnswer
+			if err := json.Unmarshal(reply, &ans); err != nil {
+				return nil, fmt.Errorf("fleet: the books' answer: %w", err)
+			}
+			a.booksVia.Store(&via)
+			if ans.Unchanged {
+				if b := a.books.Load(); b != nil {
+					return b, nil
+				}
+				return a.readBooks(ctx, 0)
+			}
+			if ans.Books == nil {
+				return nil, errors.New("fleet: the books answered with nothing")
+			}
+			if cur := a.books.Load(); cur == nil || ans.Books.Index >= cur.Index {
+				a.books.Store(ans.Books)
+			}
+			return ans.Books, nil
 		}
-		if ans.Books == nil {
-			return nil, errors.New("fleet: the books answered with nothing")
-		}
-		if cur := a.books.Load(); cur == nil || ans.Books.Index >= cur.Index {
-			a.books.Store(ans.Books)
-		}
-		return ans.Books, nil
 	}
 	return nil, fmt.Errorf("fleet: read the books: %w", errors.Join(errs...))
+}
+
+// queryShare asks via for the books (kind: through the leader, or its
+// own copy) with 1/left of the time ctx has left, so that a member whose
+// node is down (a query to it waits for the node until its deadline)
+// leaves time for the others.
+func (a *Agent) queryShare(ctx context.Context, kind raftserver.QueryKind, via raftserver.ServerID, q []byte, left int) ([]byte, error) {
+	if dl, ok := ctx.Deadline(); ok && left > 1 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Until(dl)/time.Duration(left))
+		defer cancel()
+	}
+	var reply []byte
+	var err error
+	if kind == raftserver.QueryLocal {
+		reply, _, err = a.sys.LocalQuery(ctx, via, q)
+	} else {
+		reply, _, err = a.sys.LeaderQuery(ctx, via, q)
+	}
+	return reply, err
 }
 
 // Status is what a node's reconciler is doing.

@@ -491,3 +491,36 @@ func TestFleetHealsAndRebalances(t *testing.T) {
 	}
 	t.Logf("%d writes acknowledged, %d failed (last: %s); %d members moved onto the new node", len(acked), w.fails.Load(), last, moved)
 }
+
+// TestBooksReadableWithASeedDown: a node that is not a seed reads the
+// books through the other seeds while one it went through is cut off
+// (a partition: its calls wait, unanswered); the one cut off does not
+// take the whole time of the read.
+func TestBooksReadableWithASeedDown(t *testing.T) {
+	f := newFleet(t, 4)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, f.nodes[0].agent.AddGroup(ctx, fleet.GroupSpec{Name: "g", Machine: raftserver.MachineSpec{Kind: "register"}}))
+	reader := f.nodes[3]
+	_, err := reader.agent.Books(ctx)
+	require.NoError(t, err)
+	// Cut the reader off from the seed its reads went through.
+	var cut string
+	for _, n := range f.nodes[:3] {
+		st, err := reader.sys.Overview(ctx, raftserver.ServerID{Name: fleet.BooksCluster, Node: n.sys.Name()})
+		require.NoError(t, err)
+		if st.Role == "leader" {
+			cut = n.sys.Name()
+		}
+	}
+	require.NotEmpty(t, cut)
+	reader.sys.Node().Block(cut, true, true)
+	defer reader.sys.Node().Block(cut, false, false)
+	for range 3 {
+		read, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		b, err := f.nodes[3].agent.Books(read)
+		cancel()
+		require.NoError(t, err, "the books were not read through the seeds that are up")
+		require.NotNil(t, b.Groups["g"])
+	}
+}

@@ -83,10 +83,12 @@ func (r *reconciler) Receive(ctx *actor.Context, msg actor.Message) {
 		r.startSurvey(ctx)
 	case surveyDone:
 		r.surveying = false
-		r.last = m.s
 		if m.s.err != nil {
+			// Keep the last survey that saw something: a failed one
+			// says nothing about what the node owns.
 			r.lastErr = m.s.err.Error()
 		} else {
+			r.last = m.s
 			r.act(ctx, m.s)
 		}
 		r.publish()
