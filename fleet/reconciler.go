@@ -70,8 +70,8 @@ type survey struct {
 	forget []string
 	// record: groups whose voters differ from the books' hint.
 	record map[string][]string
-	// booksStrangers: members of the books cluster to re-admit, if the
-	// books' leader is here.
+	// booksLeader: the status of the books' leader if it is on this node
+	// and lists strangers (books members to re-admit).
 	booksLeader *raftserver.ServerStatus
 	err         error
 	at          time.Time
@@ -89,6 +89,11 @@ func (r *reconciler) Receive(ctx *actor.Context, msg actor.Message) {
 			r.lastErr = m.s.err.Error()
 		} else {
 			r.last = m.s
+			for g := range r.failing {
+				if m.s.books.Groups[g] == nil && g != BooksCluster {
+					delete(r.failing, g) // removed meanwhile
+				}
+			}
 			r.act(ctx, m.s)
 		}
 		r.publish()
