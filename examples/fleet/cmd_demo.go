@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/rago-raft/rago/examples/fleet/internal/node"
+	"github.com/rago-raft/rago/examples/internal/cli"
 	"github.com/rago-raft/rago/examples/internal/creds"
 )
 
@@ -80,7 +81,7 @@ const layoutFile = "demo.json"
 var demoZones = []string{"a", "a", "b", "b", "c"}
 
 func runDemo(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("demo", stderr, demoHelp)
+	fs := prog.NewFlags("demo", stderr, demoHelp)
 	data := fs.String("data", "fleet-data", "`directory` for the nodes' data and the demo's layout")
 	host := fs.String("host", "127.0.0.1", "`address` the nodes listen on")
 	raftPort := fs.Int("raft-port", 7101, "Raft `port` of the first node; the others follow")
@@ -89,11 +90,11 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "warn", "the nodes' log `level`")
 	var sec creds.Flags
 	sec.Register(fs, "writes, POST /activate and POST /deactivate")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if *shards < 1 || *shards > node.MaxShards {
-		return usageErr("--shards %d: use 1 to %d", *shards, node.MaxShards)
+		return cli.Usagef("--shards %d: use 1 to %d", *shards, node.MaxShards)
 	}
 	// Secure by default: without credentials or --insecure, the nodes get
 	// the demo's own secret, made once the ports are known to be free.
@@ -147,7 +148,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		d.scheme = "https://"
 		pem, err := os.ReadFile(sec.TLSCA)
 		if err != nil {
-			return usageErr("--tls-ca: %v", err)
+			return cli.Usagef("--tls-ca: %v", err)
 		}
 		pool := x509.NewCertPool()
 		pool.AppendCertsFromPEM(pem)

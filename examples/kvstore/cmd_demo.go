@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rago-raft/rago/examples/internal/cli"
 	"github.com/rago-raft/rago/examples/kvstore/internal/api"
 	"github.com/rago-raft/rago/examples/kvstore/internal/node"
 )
@@ -68,7 +69,7 @@ type demoNode struct {
 const layoutFile = "demo.json"
 
 func runDemo(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("demo", stderr, demoHelp)
+	fs := prog.NewFlags("demo", stderr, demoHelp)
 	data := fs.String("data", "kvstore-data", "`directory` for the nodes' data and the demo's layout")
 	host := fs.String("host", "127.0.0.1", "`address` the nodes listen on")
 	raftPort := fs.Int("raft-port", 7001, "Raft `port` of the first node; the others follow")
@@ -77,15 +78,15 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "the nodes' log `level`")
 	var sec securityFlags
 	sec.register(fs)
-	pos, err := parseArgs(fs, args)
+	pos, err := cli.ParseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
-		return usageErr("unexpected argument %q", pos[0])
+		return cli.Usagef("unexpected argument %q", pos[0])
 	}
 	if *nodes < 1 || *nodes > 9 {
-		return usageErr("--nodes %d: use 1 to 9", *nodes)
+		return cli.Usagef("--nodes %d: use 1 to 9", *nodes)
 	}
 	// Secure by default: without credentials or --insecure, the nodes get
 	// the demo's own secret, made once the ports are known to be free.
