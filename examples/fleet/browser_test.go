@@ -11,6 +11,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
+
+	"github.com/rago-raft/rago/examples/internal/exampletest"
 )
 
 // findChromium returns the path of a Chromium or Chrome binary, or "".
@@ -59,10 +61,10 @@ func TestWebPage(t *testing.T) {
 		t.Skip("starts node processes")
 	}
 	browser := newBrowser(t)
-	raftPort := freeRange(t, 5)
-	httpPort := freeRange(t, 5, raftPort)
-	d := startDemo(t, "--data", t.TempDir(), "--raft-port", strconv.Itoa(raftPort), "--http-port", strconv.Itoa(httpPort), "--shards", "12")
-	d.out.waitFor(t, "Started a fleet of 5 nodes")
+	raftPort := exampletest.FreeRange(t, 5)
+	httpPort := exampletest.FreeRange(t, 5, raftPort)
+	d := bin.StartDemo(t, "--data", t.TempDir(), "--raft-port", strconv.Itoa(raftPort), "--http-port", strconv.Itoa(httpPort), "--shards", "12")
+	d.Out.WaitFor(t, "Started a fleet of 5 nodes")
 	page := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	waitPlacement(t, page, 5, 13)
 
@@ -102,8 +104,8 @@ func TestWebPage(t *testing.T) {
 	r := call(t, http.MethodGet, page+"/kv/from-the-browser?raw=1", "")
 	require.Equal(t, "typed into the form", string(r.body))
 
-	d.send(t, "deactivate n2")
+	d.Send(t, "deactivate n2")
 	poll(`document.querySelector('.node.deactivating[data-node="n2"]') ? "shown" : ""`)
 	poll(`document.querySelectorAll('.node[data-node="n2"] .grid i.v, .node[data-node="n2"] .grid i.l, .node[data-node="n2"] .grid i.n').length === 0 ? "empty" : ""`)
-	d.stop(t)
+	d.Stop(t)
 }

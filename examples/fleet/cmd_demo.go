@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bufio"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -15,18 +12,17 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/rago-raft/rago/examples/fleet/internal/node"
+	"github.com/rago-raft/rago/examples/internal/cli"
 	"github.com/rago-raft/rago/examples/internal/creds"
+	"github.com/rago-raft/rago/examples/internal/demoproc"
 )
 
 const demoHelp = `
@@ -80,7 +76,7 @@ const layoutFile = "demo.json"
 var demoZones = []string{"a", "a", "b", "b", "c"}
 
 func runDemo(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("demo", stderr, demoHelp)
+	fs := prog.NewFlags("demo", stderr, demoHelp)
 	data := fs.String("data", "fleet-data", "`directory` for the nodes' data and the demo's layout")
 	host := fs.String("host", "127.0.0.1", "`address` the nodes listen on")
 	raftPort := fs.Int("raft-port", 7101, "Raft `port` of the first node; the others follow")
@@ -89,17 +85,17 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "warn", "the nodes' log `level`")
 	var sec creds.Flags
 	sec.Register(fs, "writes, POST /activate and POST /deactivate")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if *shards < 1 || *shards > node.MaxShards {
-		return usageErr("--shards %d: use 1 to %d", *shards, node.MaxShards)
+		return cli.Usagef("--shards %d: use 1 to %d", *shards, node.MaxShards)
 	}
 	// Secure by default: without credentials or --insecure, the nodes get
 	// the demo's own secret, made once the ports are known to be free.
 	ownSecret := !sec.Insecure && sec.SecretFile == "" && !sec.HasTLS()
 	if ownSecret {
-		sec.SecretFile = filepath.Join(*data, secretFile)
+		sec.SecretFile = filepath.Join(*data, creds.DemoSecretFile)
 	}
 	if err := sec.Check("go run ./examples/kvstore"); err != nil {
 		return err
@@ -125,7 +121,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if ownSecret {
-		if err := demoSecret(sec.SecretFile); err != nil {
+		if err := creds.MakeDemoSecret(sec.SecretFile); err != nil {
 			return err
 		}
 	}
@@ -140,14 +136,14 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("cannot find this program to start the nodes: %w", err)
 	}
 	d := &demo{dir: *data, layout: layout, exe: exe, logLevel: *logLevel, sec: sec, token: c.APIToken,
-		out: stdout, color: isTerminal(stdout), procs: map[string]*demoProc{}, exited: make(chan string, 16)}
+		sup: demoproc.New(stdout)}
 	d.scheme = "http://"
 	d.hc = &http.Client{Timeout: 5 * time.Second}
 	if c.HTTPS {
 		d.scheme = "https://"
 		pem, err := os.ReadFile(sec.TLSCA)
 		if err != nil {
-			return usageErr("--tls-ca: %v", err)
+			return cli.Usagef("--tls-ca: %v", err)
 		}
 		pool := x509.NewCertPool()
 		pool.AppendCertsFromPEM(pem)
@@ -156,11 +152,8 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		d.hc.Transport = t
 	}
 
-	// Ctrl-C goes to the demo alone (the nodes run in their own process
-	// group), which stops the nodes in order.
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sig)
+	sig, stopSignals := demoproc.Signals()
+	defer stopSignals()
 
 	for _, n := range layout.Nodes {
 		if err := d.start(n.ID); err != nil {
@@ -182,27 +175,9 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	}
 	d.banner(fresh)
 
-	lines := make(chan string)
-	go readLines(os.Stdin, lines)
-	for {
-		select {
-		case s := <-sig:
-			d.say("%s: stopping the nodes", s)
-			d.stopAll()
-			return nil
-		case id := <-d.exited:
-			d.say("%s is not running any more; type 'start %s' to start it again", id, id)
-		case line, ok := <-lines:
-			if !ok {
-				lines = nil // stdin closed: keep running until a signal
-				continue
-			}
-			if quit := d.command(line); quit {
-				d.stopAll()
-				return nil
-			}
-		}
-	}
+	d.sup.Prompt(sig, os.Stdin, d.command)
+	d.stopAll()
+	return nil
 }
 
 func demoLoadLayout(dir, host string, raftPort, httpPort, shards int) (demoLayout, bool, error) {
@@ -234,60 +209,13 @@ func demoLoadLayout(dir, host string, raftPort, httpPort, shards int) (demoLayou
 }
 
 // demoCheckPorts fails if an address of the nodes is taken, before any
-// starts: nodes started on a busy port die at once.
+// starts.
 func demoCheckPorts(nodes []demoNode, fresh bool, dir string) error {
-	var busy []string
-	for _, n := range nodes {
-		for _, a := range []struct{ what, addr string }{{"Raft", n.Raft}, {"HTTP", n.HTTP}} {
-			ln, err := net.Listen("tcp", a.addr)
-			if err != nil {
-				busy = append(busy, fmt.Sprintf("%s (%s of %s: %v)", a.addr, a.what, n.ID, errors.Unwrap(err)))
-				continue
-			}
-			ln.Close()
-		}
+	ports := make([]demoproc.Ports, len(nodes))
+	for i, n := range nodes {
+		ports[i] = demoproc.Ports{ID: n.ID, Raft: n.Raft, HTTP: n.HTTP}
 	}
-	if len(busy) == 0 {
-		return nil
-	}
-	hint := "stop what holds them, or choose other ports with --raft-port and --http-port"
-	if !fresh {
-		hint = fmt.Sprintf("the fleet recorded in %s keeps its addresses: stop what holds them, or use another --data for a new fleet", filepath.Join(dir, layoutFile))
-	}
-	return fmt.Errorf("%w: %s; %s", errPortsBusy, strings.Join(busy, ", "), hint)
-}
-
-// errPortsBusy: an address the demo's nodes need is taken.
-var errPortsBusy = errors.New("ports in use")
-
-// secretFile is the demo's cluster secret, in its data directory.
-const secretFile = "cluster.secret"
-
-// demoSecret makes the demo's cluster secret at path on the first run: 32
-// random bytes, hex-encoded, readable by the user alone. A later run keeps
-// it.
-func demoSecret(path string) error {
-	if _, err := os.Stat(path); err == nil {
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("make the demo's cluster secret: %w", err)
-	}
-	b := make([]byte, 32)
-	rand.Read(b) // crypto/rand never returns an error; it crashes instead
-	_, err = fmt.Fprintf(f, "%s\n", hex.EncodeToString(b))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-		return fmt.Errorf("make the demo's cluster secret: %w", err)
-	}
-	return nil
+	return demoproc.CheckPorts(ports, fresh, filepath.Join(dir, layoutFile), "fleet")
 }
 
 // demo runs the nodes of a layout as child processes.
@@ -295,7 +223,6 @@ type demo struct {
 	dir      string
 	exe      string
 	logLevel string
-	color    bool
 	// sec are the credentials every node gets, token the API token the
 	// demo sends with its own POSTs; scheme and hc are how the demo talks
 	// to the nodes' HTTP API.
@@ -303,20 +230,10 @@ type demo struct {
 	token  string
 	scheme string
 	hc     *http.Client
-
-	outMu sync.Mutex
-	out   io.Writer
+	sup    *demoproc.Supervisor
 
 	mu     sync.Mutex
 	layout demoLayout // grows with add
-	procs  map[string]*demoProc
-	exited chan string
-}
-
-type demoProc struct {
-	cmd      *exec.Cmd
-	done     chan struct{}
-	stopping bool // the demo stopped it: its exit is no news
 }
 
 func (d *demo) saveLayout() error {
@@ -350,131 +267,36 @@ func (d *demo) nodes() []demoNode {
 	return slices.Clone(d.layout.Nodes)
 }
 
-// running returns the process of node id if it runs.
-func (d *demo) running(id string) *demoProc {
-	d.mu.Lock()
-	p := d.procs[id]
-	d.mu.Unlock()
-	if p == nil {
-		return nil
-	}
-	select {
-	case <-p.done:
-		return nil
-	default:
-		return p
-	}
-}
-
 // start starts node id as a child process running "serve".
 func (d *demo) start(id string) error {
 	n, ok := d.node(id)
 	if !ok {
 		return fmt.Errorf("no node %q in this demo", id)
 	}
-	if p := d.running(id); p != nil {
-		return fmt.Errorf("%s is running (pid %d)", id, p.cmd.Process.Pid)
-	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	args := []string{"serve", "--id", n.ID, "--zone", n.Zone, "--raft", n.Raft, "--http", n.HTTP, "--data", n.Data,
 		"--seeds", strings.Join(d.layout.Seeds, ","), "--shards", strconv.Itoa(d.layout.Shards), "--log-level", d.logLevel}
-	cmd := exec.Command(d.exe, append(args, d.sec.Args()...)...)
-	cmd.Env = append(os.Environ(), parentEnv+"="+strconv.Itoa(os.Getpid()))
-	setProcessGroup(cmd)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return err
-	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", id, err)
-	}
-	p := &demoProc{cmd: cmd, done: make(chan struct{})}
-	d.procs[id] = p
-	var copying sync.WaitGroup
-	copying.Add(2)
-	go func() { defer copying.Done(); d.copyLines(id, stdout) }()
-	go func() { defer copying.Done(); d.copyLines(id, stderr) }()
-	go func() {
-		copying.Wait()
-		err := cmd.Wait()
-		d.mu.Lock()
-		stopping := p.stopping
-		d.mu.Unlock()
-		close(p.done)
-		if !stopping {
-			d.say("%s exited: %v", id, exitText(err))
-			d.exited <- id
-		}
-	}()
-	return nil
+	d.mu.Unlock()
+	return d.sup.Start(id, d.exe, append(args, d.sec.Args()...), []string{parentEnv + "=" + strconv.Itoa(os.Getpid())})
 }
 
 // waitUp waits until the nodes' HTTP APIs answer, and fails as soon as
-// one of them exits instead: its log, streamed above, says why.
+// one of them exits instead.
 func (d *demo) waitUp(nodes []demoNode, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
+	var eps []demoproc.Endpoint
 	for _, n := range nodes {
-		d.mu.Lock()
-		p := d.procs[n.ID]
-		d.mu.Unlock()
-		for {
-			select {
-			case <-p.done:
-				return fmt.Errorf("%s stopped while starting; its log above says why", n.ID)
-			default:
-			}
-			if resp, err := d.hc.Get(d.url(n) + "/status"); err == nil {
-				resp.Body.Close()
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%s does not answer on %s/ after %v", n.ID, d.url(n), limit)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		eps = append(eps, demoproc.Endpoint{ID: n.ID, URL: d.url(n)})
 	}
-	return nil
-}
-
-func exitText(err error) string {
-	if err == nil {
-		return "status 0"
-	}
-	return err.Error()
-}
-
-// copyLines copies a child's output line by line, prefixed with its id.
-func (d *demo) copyLines(id string, r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	prefix := fmt.Sprintf("%-3s | ", id)
-	if d.color {
-		i, _ := strconv.Atoi(strings.TrimPrefix(id, "n"))
-		prefix = fmt.Sprintf("\x1b[%dm%s\x1b[0m", 31+(i%6), prefix)
-	}
-	for sc.Scan() {
-		d.outMu.Lock()
-		fmt.Fprintf(d.out, "%s%s\n", prefix, sc.Text())
-		d.outMu.Unlock()
-	}
-}
-
-func (d *demo) say(format string, args ...any) {
-	d.outMu.Lock()
-	defer d.outMu.Unlock()
-	fmt.Fprintf(d.out, "demo | "+format+"\n", args...)
+	return d.sup.WaitUp(d.hc, limit, eps...)
 }
 
 func (d *demo) banner(fresh bool) {
 	nodes := d.nodes()
-	d.outMu.Lock()
-	defer d.outMu.Unlock()
-	w := d.out
+	d.sup.Print(func(w io.Writer) { d.printBanner(w, fresh, nodes) })
+}
+
+// printBanner writes the banner; the nodes' output waits meanwhile.
+func (d *demo) printBanner(w io.Writer, fresh bool, nodes []demoNode) {
 	what := "Started"
 	if !fresh {
 		what = "Restarted"
@@ -551,25 +373,25 @@ func (d *demo) command(line string) bool {
 		d.status()
 		return false
 	case "help", "?":
-		d.say("%s", demoCommands)
+		d.sup.Say("%s", demoCommands)
 		return false
 	case "add":
 		if err := d.add(); err != nil {
-			d.say("add: %v", err)
+			d.sup.Say("add: %v", err)
 		}
 		return false
 	case "kill", "stop", "start", "activate", "deactivate":
 	default:
-		d.say("unknown command %q; %s", verb, demoCommands)
+		d.sup.Say("unknown command %q; %s", verb, demoCommands)
 		return false
 	}
 	if len(ids) == 0 {
-		d.say("%s which node? e.g. '%s n2'", verb, verb)
+		d.sup.Say("%s which node? e.g. '%s n2'", verb, verb)
 		return false
 	}
 	for _, id := range ids {
 		if err := d.control(verb, id); err != nil {
-			d.say("%s %s: %v", verb, id, err)
+			d.sup.Say("%s %s: %v", verb, id, err)
 		}
 	}
 	return false
@@ -585,17 +407,17 @@ func (d *demo) control(verb, id string) error {
 		if err := d.start(id); err != nil {
 			return err
 		}
-		d.say("started %s", id)
+		d.sup.Say("started %s", id)
 		return nil
 	case "activate":
 		// A node activates itself: only it knows its zone.
-		if d.running(id) == nil {
+		if d.sup.Running(id) == nil {
 			return fmt.Errorf("not running; 'start %s' starts it (a node activates itself when it starts)", id)
 		}
 		if err := d.post(n, "/activate"); err != nil {
 			return err
 		}
-		d.say("activated %s: placement uses it again, and members move to it", id)
+		d.sup.Say("activated %s: placement uses it again, and members move to it", id)
 		return nil
 	case "deactivate":
 		// Any running node can deactivate another, even one that is down.
@@ -606,34 +428,24 @@ func (d *demo) control(verb, id string) error {
 		if err := d.post(via, "/deactivate?node="+n.Raft); err != nil {
 			return err
 		}
-		d.say("deactivated %s: its members move to other nodes (watch the page); 'activate %s' undoes it", id, id)
+		d.sup.Say("deactivated %s: its members move to other nodes (watch the page); 'activate %s' undoes it", id, id)
 		return nil
 	}
-	p := d.running(id)
+	p := d.sup.Running(id)
 	if p == nil {
 		return fmt.Errorf("not running; 'start %s' starts it", id)
 	}
 	if verb == "kill" {
-		if err := p.cmd.Process.Signal(demoKill); err != nil {
+		if err := p.Kill(); err != nil {
 			return err
 		}
-		d.say("killed %s (pid %d) with SIGKILL", id, p.cmd.Process.Pid)
+		d.sup.Say("killed %s (pid %d) with SIGKILL", id, p.Pid())
 		return nil
 	}
-	d.mu.Lock()
-	p.stopping = true
-	d.mu.Unlock()
-	resume(p.cmd.Process)
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := d.sup.Stop(p); err != nil {
 		return err
 	}
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-	d.say("stopped %s; 'start %s' starts it again", id, id)
+	d.sup.Say("stopped %s; 'start %s' starts it again", id, id)
 	return nil
 }
 
@@ -650,7 +462,7 @@ func (d *demo) anyRunning(prefer string) (demoNode, bool) {
 		return 0
 	})
 	for _, n := range nodes {
-		if d.running(n.ID) != nil {
+		if d.sup.Running(n.ID) != nil {
 			return n, true
 		}
 	}
@@ -731,7 +543,7 @@ func (d *demo) add() error {
 	if err := d.saveLayout(); err != nil {
 		return err
 	}
-	d.say("added %s in zone %s: web page and API %s/, raft %s; members move to it (watch the page)", id, zone, d.url(n), n.Raft)
+	d.sup.Say("added %s in zone %s: web page and API %s/, raft %s; members move to it (watch the page)", id, zone, d.url(n), n.Raft)
 	return nil
 }
 
@@ -742,7 +554,7 @@ func (d *demo) status() {
 	var wg sync.WaitGroup
 	for i, n := range nodes {
 		wg.Go(func() {
-			p := d.running(n.ID)
+			p := d.sup.Running(n.ID)
 			if p == nil {
 				lines[i] = fmt.Sprintf("%-3s zone %-2s not running", n.ID, n.Zone)
 				return
@@ -754,7 +566,7 @@ func (d *demo) status() {
 				resp.Body.Close()
 			}
 			if err != nil {
-				lines[i] = fmt.Sprintf("%-3s zone %-2s pid %-7d does not answer: %v", n.ID, n.Zone, p.cmd.Process.Pid, err)
+				lines[i] = fmt.Sprintf("%-3s zone %-2s pid %-7d does not answer: %v", n.ID, n.Zone, p.Pid(), err)
 				return
 			}
 			moves := 0
@@ -768,58 +580,17 @@ func (d *demo) status() {
 				state += " (starting: " + st.SetupError + ")"
 			}
 			lines[i] = fmt.Sprintf("%-3s zone %-2s pid %-7d %-13s replicas %4d  leaders %4d  moves in flight %2d  owned %d, converged %d   %s/",
-				n.ID, n.Zone, p.cmd.Process.Pid, state, st.Replicas, st.Leaders, moves, st.Reconciler.Owned, st.Reconciler.Converged, d.url(n))
+				n.ID, n.Zone, p.Pid(), state, st.Replicas, st.Leaders, moves, st.Reconciler.Owned, st.Reconciler.Converged, d.url(n))
 		})
 	}
 	wg.Wait()
 	for _, l := range lines {
-		d.say("%s", l)
+		d.sup.Say("%s", l)
 	}
 }
 
-// stopAll asks every running node to stop (SIGTERM, after SIGCONT for a
-// frozen one), waits for them, and kills those that take too long.
+// stopAll stops every running node, in order, and says so.
 func (d *demo) stopAll() {
-	d.mu.Lock()
-	var running []*demoProc
-	for _, p := range d.procs {
-		select {
-		case <-p.done:
-		default:
-			p.stopping = true
-			running = append(running, p)
-		}
-	}
-	d.mu.Unlock()
-	for _, p := range running {
-		resume(p.cmd.Process)
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	}
-	deadline := time.After(20 * time.Second)
-	for _, p := range running {
-		select {
-		case <-p.done:
-		case <-deadline:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	}
-	d.say("all nodes stopped; run the demo again to restart the fleet with its data")
-}
-
-func readLines(r io.Reader, out chan<- string) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		out <- sc.Text()
-	}
-	close(out)
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	d.sup.StopAll()
+	d.sup.Say("all nodes stopped; run the demo again to restart the fleet with its data")
 }

@@ -1,18 +1,13 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"os/signal"
-	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/rago-raft/rago/examples/fleet/internal/node"
+	"github.com/rago-raft/rago/examples/internal/cli"
 	"github.com/rago-raft/rago/examples/internal/creds"
 	"github.com/rago-raft/rago/fleet"
 )
@@ -48,22 +43,22 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 func (f *serveFlags) config(stderr io.Writer) (node.Config, error) {
 	for name, v := range map[string]string{"--id": f.id, "--raft": f.raft, "--http": f.http, "--data": f.data, "--seeds": f.seeds} {
 		if v == "" {
-			return node.Config{}, usageErr("%s is required", name)
+			return node.Config{}, cli.Usagef("%s is required", name)
 		}
 	}
 	if f.shards < 1 || f.shards > node.MaxShards {
-		return node.Config{}, usageErr("--shards %d: use 1 to %d", f.shards, node.MaxShards)
+		return node.Config{}, cli.Usagef("--shards %d: use 1 to %d", f.shards, node.MaxShards)
 	}
 	if f.replicas < 1 || f.replicas > 9 {
-		return node.Config{}, usageErr("--replicas %d: use 1 to 9", f.replicas)
+		return node.Config{}, cli.Usagef("--replicas %d: use 1 to 9", f.replicas)
 	}
-	logger, err := newLogger(f.logLevel, f.logFormat, stderr)
+	logger, err := cli.NewLogger(f.logLevel, f.logFormat, stderr)
 	if err != nil {
 		return node.Config{}, err
 	}
 	c, err := f.sec.Load("go run ./examples/kvstore", logger)
 	if err != nil {
-		return node.Config{}, usageOf(err)
+		return node.Config{}, err
 	}
 	return node.Config{
 		ID: f.id, RaftAddr: f.raft, HTTPAddr: f.http, DataDir: f.data, Zone: f.zone,
@@ -72,21 +67,6 @@ func (f *serveFlags) config(stderr io.Writer) (node.Config, error) {
 		Fleet:         fleet.Config{PurgeAfter: f.purgeAfter},
 		ClusterSecret: c.ClusterSecret, TLS: c.TLS, HTTPS: c.HTTPS, Insecure: c.Insecure, APIToken: c.APIToken,
 	}, nil
-}
-
-func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, usageErr("--log-level %q: use debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: l}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, usageErr("--log-format %q: use text or json", format)
 }
 
 const serveHelp = `
@@ -113,10 +93,10 @@ SIGINT or SIGTERM stops the node cleanly; SIGKILL is fine too: nothing
 acknowledged is lost.`
 
 func runServe(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("serve", stderr, serveHelp)
+	fs := prog.NewFlags("serve", stderr, serveHelp)
 	var f serveFlags
 	f.register(fs)
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	cfg, err := f.config(stderr)
@@ -128,49 +108,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "node %s: web page and API at %s/\n", cfg.ID, n.HTTPURL())
-	return serveUntilSignal(n, cfg.Logger)
+	return cli.ServeUntilSignal(n.Stop, cfg.Logger, parentEnv)
 }
 
 // parentEnv names the environment variable in which the demo passes its
-// process id to the nodes it starts. A node whose parent is gone (the demo
-// was killed with SIGKILL and could not stop it) stops by itself instead
-// of holding the demo's ports forever.
+// process id to the nodes it starts (see cli.ParentGone).
 const parentEnv = "FLEET_DEMO_PARENT"
-
-// serveUntilSignal runs until SIGINT or SIGTERM (or, under the demo, until
-// the demo is gone), then stops the node; a second signal exits at once.
-func serveUntilSignal(n *node.Node, logger *slog.Logger) error {
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	select {
-	case s := <-sig:
-		logger.Info("stopping", "signal", s.String())
-	case <-parentGone():
-		logger.Warn("stopping: the demo that started this node is gone")
-	}
-	go func() {
-		<-sig
-		logger.Warn("second signal: exiting without a clean stop")
-		os.Exit(1)
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	return n.Stop(ctx)
-}
-
-// parentGone is closed when the process named by parentEnv is no longer
-// this process's parent; it never closes outside the demo.
-func parentGone() <-chan struct{} {
-	ch := make(chan struct{})
-	want, err := strconv.Atoi(os.Getenv(parentEnv))
-	if err != nil || want != os.Getppid() {
-		return ch
-	}
-	go func() {
-		for os.Getppid() == want {
-			time.Sleep(time.Second)
-		}
-		close(ch)
-	}()
-	return ch
-}

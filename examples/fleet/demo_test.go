@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rago-raft/rago/examples/fleet/internal/node"
+	"github.com/rago-raft/rago/examples/internal/exampletest"
 )
 
 // waitPlacement waits until url's /placement shows nodes nodes, all
@@ -48,15 +49,15 @@ func TestDemo(t *testing.T) {
 		t.Skip("starts node processes")
 	}
 	data := t.TempDir()
-	raftPort := freeRange(t, 6)
-	httpPort := freeRange(t, 6, raftPort)
+	raftPort := exampletest.FreeRange(t, 6)
+	httpPort := exampletest.FreeRange(t, 6, raftPort)
 	args := []string{"--data", data, "--raft-port", strconv.Itoa(raftPort), "--http-port", strconv.Itoa(httpPort), "--shards", "16"}
 	url := func(i int) string { return fmt.Sprintf("http://127.0.0.1:%d", httpPort+i) }
 
 	start := time.Now()
-	d := startDemo(t, args...)
-	d.out.waitFor(t, "Started a fleet of 5 nodes with 16 shards")
-	d.out.waitFor(t, "Raft connections: authenticated with the secret in "+filepath.Join(data, "cluster.secret"))
+	d := bin.StartDemo(t, args...)
+	d.Out.WaitFor(t, "Started a fleet of 5 nodes with 16 shards")
+	d.Out.WaitFor(t, "Raft connections: authenticated with the secret in "+filepath.Join(data, "cluster.secret"))
 	st, err := os.Stat(filepath.Join(data, "cluster.secret"))
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
@@ -75,8 +76,8 @@ func TestDemo(t *testing.T) {
 	require.Equal(t, "hello, fleet", g.Value)
 
 	start = time.Now()
-	d.send(t, "add")
-	d.out.waitFor(t, "added n6 in zone c")
+	d.Send(t, "add")
+	d.Out.WaitFor(t, "added n6 in zone c")
 	p = waitPlacement(t, url(0), 6, 17)
 	t.Logf("converged onto n6 %v after 'add'", time.Since(start))
 	members := map[string]int{}
@@ -84,14 +85,14 @@ func TestDemo(t *testing.T) {
 		members[n.ID] = n.Members
 	}
 	require.Positive(t, members["n6"], "members moved to the new node: %v", members)
-	d.send(t, "status")
-	d.out.waitFor(t, "n6  zone c  pid")
-	d.stop(t)
+	d.Send(t, "status")
+	d.Out.WaitFor(t, "n6  zone c  pid")
+	d.Stop(t)
 
-	d = startDemo(t, args...)
-	d.out.waitFor(t, "Restarted a fleet of 6 nodes with 16 shards")
+	d = bin.StartDemo(t, args...)
+	d.Out.WaitFor(t, "Restarted a fleet of 6 nodes with 16 shards")
 	waitPlacement(t, url(5), 6, 17)
 	require.NoError(t, getJSON(url(5)+"/kv/greeting", &g))
 	require.Equal(t, "hello, fleet", g.Value)
-	d.stop(t)
+	d.Stop(t)
 }

@@ -1,150 +1,33 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/rago-raft/rago/examples/internal/exampletest"
 )
 
-// The test binary is also the fleet program: with runMainEnv set it runs
-// the command line in os.Args, so the tests start real node processes
-// (and the demo's children) without building anything else.
+// bin is the test binary as the fleet program (see exampletest.Program).
+var bin = exampletest.Program{RunMainEnv: runMainEnv, WaitFor: waitFor}
+
 const runMainEnv = "FLEET_TEST_RUN_MAIN"
 
-func TestMain(m *testing.M) {
-	if os.Getenv(runMainEnv) == "1" {
-		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { bin.Main(m, run) }
 
 // waitFor bounds every wait of the tests for the fleet to reach a state.
 // It is a deadline, not a measurement: the states come much sooner, also
 // under the race detector on two cores.
 const waitFor = 90 * time.Second
-
-// freeRange returns the first of n consecutive free ports on 127.0.0.1
-// that avoid the ranges starting at taken (each n long).
-func freeRange(t *testing.T, n int, taken ...int) int {
-	t.Helper()
-	for range 200 {
-		base := 20000 + rand.IntN(40000)
-		ok := true
-		for _, x := range taken {
-			if base+n > x && base < x+n {
-				ok = false
-			}
-		}
-		for i := 0; ok && i < n; i++ {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+i))
-			if err != nil {
-				ok = false
-				break
-			}
-			l.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatal("no free port range")
-	return 0
-}
-
-// output collects a process's output for the test to wait on.
-type output struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (o *output) Write(b []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.Write(b)
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.String()
-}
-
-func (o *output) waitFor(t *testing.T, s string) {
-	t.Helper()
-	require.Eventually(t, func() bool { return strings.Contains(o.String(), s) }, waitFor, 20*time.Millisecond,
-		"output to contain %q; it is:\n%s", s, lastLines(o.String(), 40))
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-type demoRun struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   *output
-	done  chan error
-}
-
-func startDemo(t *testing.T, args ...string) *demoRun {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"demo"}, args...)...)
-	cmd.Env = append(os.Environ(), runMainEnv+"=1")
-	d := &demoRun{cmd: cmd, out: &output{}, done: make(chan error, 1)}
-	cmd.Stdout, cmd.Stderr = d.out, d.out
-	var err error
-	d.stdin, err = cmd.StdinPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	go func() { d.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		// A failed test may leave it running; its nodes follow it when it
-		// is gone.
-		_ = cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("demo output (last lines):\n%s", lastLines(d.out.String(), 80))
-		}
-	})
-	return d
-}
-
-// send types a line at the demo's prompt.
-func (d *demoRun) send(t *testing.T, line string) {
-	t.Helper()
-	_, err := io.WriteString(d.stdin, line+"\n")
-	require.NoError(t, err)
-}
-
-// stop sends Ctrl-C's signal and waits for a clean exit.
-func (d *demoRun) stop(t *testing.T) {
-	t.Helper()
-	require.NoError(t, d.cmd.Process.Signal(syscall.SIGINT))
-	select {
-	case err := <-d.done:
-		require.NoError(t, err, "demo exit; output:\n%s", lastLines(d.out.String(), 40))
-	case <-time.After(waitFor):
-		t.Fatalf("the demo did not stop; output:\n%s", lastLines(d.out.String(), 40))
-	}
-	d.out.waitFor(t, "all nodes stopped")
-	require.NotContains(t, d.out.String(), "WARNING: DATA RACE")
-}
 
 type response struct {
 	status int
@@ -187,7 +70,7 @@ type nodeProc struct {
 	id, zone   string
 	raft, http string
 	args       []string
-	out        *output
+	out        *exampletest.Output
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd

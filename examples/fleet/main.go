@@ -11,54 +11,25 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
-	"github.com/rago-raft/rago/examples/internal/creds"
+	"github.com/rago-raft/rago/examples/internal/cli"
 )
 
-// program is how the messages name this command.
-const program = "fleet"
-
-// command is one subcommand.
-type command struct {
-	name    string
-	args    string // synopsis after the name
-	summary string
-	run     func(args []string, stdout, stderr io.Writer) error
-}
-
-var commands []command
+// prog is the fleet command and its subcommands.
+var prog = &cli.Program{Name: "fleet"}
 
 func init() {
-	// Assigned here, not in the declaration, because "help" refers to the
-	// list itself.
-	commands = []command{
-		{"demo", "[flags]", "run 5 nodes in 3 zones on this machine, with their logs, until Ctrl-C", runDemo},
-		{"serve", "--id ID --raft HOST:PORT --http HOST:PORT --data DIR --zone Z --seeds ADDR,ADDR,ADDR", "run one node", runServe},
-		{"help", "[COMMAND]", "show help", runHelp},
+	// Assigned here, not in the declaration, because "help" and the usage
+	// refer to the program itself.
+	prog.Usage = printUsage
+	prog.Commands = []cli.Command{
+		{Name: "demo", Args: "[flags]", Summary: "run 5 nodes in 3 zones on this machine, with their logs, until Ctrl-C", Run: runDemo},
+		{Name: "serve", Args: "--id ID --raft HOST:PORT --http HOST:PORT --data DIR --zone Z --seeds ADDR,ADDR,ADDR", Summary: "run one node", Run: runServe},
+		{Name: "help", Args: "[COMMAND]", Summary: "show help", Run: prog.Help},
 	}
-}
-
-// errUsage marks a command line mistake: the message is followed by the
-// command's usage hint, and the exit status is 2.
-type errUsage struct{ msg string }
-
-func (e errUsage) Error() string { return e.msg }
-
-func usageErr(format string, args ...any) error { return errUsage{fmt.Sprintf(format, args...)} }
-
-// usageOf turns the shared credentials' usage mistakes into this
-// command's; other errors pass as they are.
-func usageOf(err error) error {
-	if u, ok := errors.AsType[*creds.UsageError](err); ok {
-		return errUsage{u.Msg}
-	}
-	return err
 }
 
 func main() {
@@ -67,39 +38,7 @@ func main() {
 
 // run runs the command line and returns the exit status: 0 on success, 1
 // on failure, 2 on a usage mistake.
-func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		printUsage(stderr)
-		return 2
-	}
-	name := args[0]
-	if name == "-h" || name == "-help" || name == "--help" {
-		printUsage(stdout)
-		return 0
-	}
-	for _, c := range commands {
-		if c.name != name {
-			continue
-		}
-		err := usageOf(c.run(args[1:], stdout, stderr))
-		var u errUsage
-		switch {
-		case err == nil, errors.Is(err, flag.ErrHelp):
-			return 0
-		case errors.As(err, &u) && u.msg == "":
-			return 2 // the flag package has said what is wrong
-		case errors.As(err, &u):
-			fmt.Fprintf(stderr, "%s %s: %s\nRun '%s %s -h' for help.\n", program, c.name, u.msg, program, c.name)
-			return 2
-		default:
-			fmt.Fprintf(stderr, "%s %s: %v\n", program, c.name, err)
-			return 1
-		}
-	}
-	fmt.Fprintf(stderr, "%s: unknown command %q\n\n", program, name)
-	printUsage(stderr)
-	return 2
-}
+func run(args []string, stdout, stderr io.Writer) int { return prog.Run(args, stdout, stderr) }
 
 func printUsage(w io.Writer) {
 	fmt.Fprint(w, `fleet is a sharded key-value store on rago's fleet: many Raft groups placed
@@ -112,9 +51,7 @@ Usage:
 Commands:
 
 `)
-	for _, c := range commands {
-		fmt.Fprintf(w, "\t%-6s %s\n", c.name, c.summary)
-	}
+	prog.PrintCommands(w, 6)
 	fmt.Fprint(w, `
 Start here:
 
@@ -124,51 +61,4 @@ Start here:
 
 Run 'fleet COMMAND -h' for a command's flags.
 `)
-}
-
-func runHelp(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		printUsage(stdout)
-		return nil
-	}
-	for _, c := range commands {
-		if c.name == args[0] && c.name != "help" {
-			return c.run([]string{"-h"}, stdout, stderr)
-		}
-	}
-	return usageErr("no command %q", args[0])
-}
-
-// newFlags makes the flag set of a command, with a usage text that shows
-// the synopsis, a description and the flags.
-func newFlags(name string, stderr io.Writer, description string) *flag.FlagSet {
-	fs := flag.NewFlagSet(program+" "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var synopsis string
-	for _, c := range commands {
-		if c.name == name {
-			synopsis = c.args
-		}
-	}
-	fs.Usage = func() {
-		w := fs.Output()
-		fmt.Fprintf(w, "Usage: %s %s %s\n\n%s\n\nFlags:\n", program, name, synopsis, strings.TrimSpace(description))
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parseFlags parses a command's flags, which take no positional
-// arguments.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage{} // the flag package printed the problem and the usage
-	}
-	if fs.NArg() > 0 {
-		return usageErr("unexpected argument %q", fs.Arg(0))
-	}
-	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rago-raft/rago/examples/fleet/internal/node"
+	"github.com/rago-raft/rago/examples/internal/exampletest"
 	"github.com/rago-raft/rago/fleet"
 )
 
@@ -92,8 +93,8 @@ func TestFleetProcesses(t *testing.T) {
 	_, _ = rand.Read(key)
 	require.NoError(t, os.WriteFile(secret, []byte(hex.EncodeToString(key)+"\n"), 0o600))
 
-	raftPort := freeRange(t, 6)
-	httpPort := freeRange(t, 6, raftPort)
+	raftPort := exampletest.FreeRange(t, 6)
+	httpPort := exampletest.FreeRange(t, 6, raftPort)
 	// Zones a, b, c of two nodes each once n6 has joined; the seeds are
 	// one per zone, so the books survive losing a zone.
 	layout := []struct {
@@ -109,7 +110,7 @@ func TestFleetProcesses(t *testing.T) {
 	f := &testFleet{byName: map[string]*nodeProc{}}
 	for i, l := range layout {
 		p := &nodeProc{id: l.id, zone: l.zone, raft: fmt.Sprintf("127.0.0.1:%d", raftPort+i),
-			http: fmt.Sprintf("127.0.0.1:%d", httpPort+i), out: &output{}}
+			http: fmt.Sprintf("127.0.0.1:%d", httpPort+i), out: bin.NewOutput()}
 		p.args = []string{"serve", "--id", p.id, "--zone", p.zone, "--raft", p.raft, "--http", p.http,
 			"--data", filepath.Join(dir, p.id), "--seeds", strings.Join(seeds, ","),
 			"--shards", strconv.Itoa(shards), "--secret-file", secret, "--log-level", "warn"}
@@ -122,10 +123,10 @@ func TestFleetProcesses(t *testing.T) {
 		for _, p := range f.procs {
 			out := p.out.String()
 			if t.Failed() {
-				t.Logf("%s output (last lines):\n%s", p.id, lastLines(out, 40))
+				t.Logf("%s output (last lines):\n%s", p.id, exampletest.LastLines(out, 40))
 			}
 			if strings.Contains(out, "WARNING: DATA RACE") || strings.Contains(out, "panic:") {
-				t.Errorf("%s raced or panicked:\n%s", p.id, lastLines(out, 200))
+				t.Errorf("%s raced or panicked:\n%s", p.id, exampletest.LastLines(out, 200))
 			}
 		}
 	})

@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/rago-raft/rago/examples/internal/cli"
 	"github.com/rago-raft/rago/examples/kvstore/internal/node"
 	"github.com/rago-raft/rago/raftserver"
 )
@@ -21,18 +22,18 @@ checksum verified, so FILE is never a partial backup.
 Start a new cluster from it with kvstore restore.`
 
 func runBackup(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("backup", stderr, backupHelp)
+	fs := prog.NewFlags("backup", stderr, backupHelp)
 	cf := registerClientFlags(fs)
 	out := fs.String("out", "", "`FILE` to write the backup to (required)")
-	pos, err := parseArgs(fs, args)
+	pos, err := cli.ParseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
-		return usageErr("unexpected argument %q", pos[0])
+		return cli.Usagef("unexpected argument %q", pos[0])
 	}
 	if *out == "" {
-		return usageErr("--out is required: the file to write the backup to")
+		return cli.Usagef("--out is required: the file to write the backup to")
 	}
 	c, ctx, cancel, err := cf.client()
 	if err != nil {
@@ -86,19 +87,19 @@ verified first: a damaged or foreign file is refused, and nothing starts.
 	    --http 127.0.0.1:8101 --data d2/n1`
 
 func runRestore(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("restore", stderr, restoreHelp)
+	fs := prog.NewFlags("restore", stderr, restoreHelp)
 	var nf nodeFlags
 	nf.register(fs)
 	from := fs.String("from", "", "backup `FILE` written by kvstore backup (required)")
-	pos, err := parseArgs(fs, args)
+	pos, err := cli.ParseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
-		return usageErr("unexpected argument %q", pos[0])
+		return cli.Usagef("unexpected argument %q", pos[0])
 	}
 	if *from == "" {
-		return usageErr("--from is required: the backup file")
+		return cli.Usagef("--from is required: the backup file")
 	}
 	cfg, err := nf.config(stderr)
 	if err != nil {
@@ -110,5 +111,5 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "node %s: restored from %s; web page and API at %s/\n", cfg.ID, *from, n.HTTPURL())
-	return serveUntilSignal(n, cfg.Logger)
+	return cli.ServeUntilSignal(n.Stop, cfg.Logger, parentEnv)
 }

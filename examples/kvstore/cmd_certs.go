@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rago-raft/rago/examples/internal/cli"
 	"github.com/rago-raft/rago/examples/kvstore/internal/kv"
 )
 
@@ -44,23 +45,23 @@ const (
 )
 
 func runCerts(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("certs", stderr, certsHelp)
+	fs := prog.NewFlags("certs", stderr, certsHelp)
 	dir := fs.String("dir", "", "`directory` to write the CA and the node certificates to (required)")
 	nodes := fs.String("nodes", "", "the nodes as `id=host,...` where host is the host of the node's --raft address; a :port is ignored (required)")
 	valid := fs.Duration("valid", 30*24*time.Hour, "how long the node certificates are valid")
 	caValid := fs.Duration("ca-valid", 90*24*time.Hour, "how long a new CA is valid")
-	pos, err := parseArgs(fs, args)
+	pos, err := cli.ParseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
-		return usageErr("unexpected argument %q", pos[0])
+		return cli.Usagef("unexpected argument %q", pos[0])
 	}
 	if *dir == "" || *nodes == "" {
-		return usageErr("--dir and --nodes are required")
+		return cli.Usagef("--dir and --nodes are required")
 	}
 	if *valid <= 0 || *caValid <= 0 {
-		return usageErr("--valid %v and --ca-valid %v must be positive", *valid, *caValid)
+		return cli.Usagef("--valid %v and --ca-valid %v must be positive", *valid, *caValid)
 	}
 	hosts, err := parseCertNodes(*nodes)
 	if err != nil {
@@ -120,15 +121,15 @@ func parseCertNodes(s string) ([]certHost, error) {
 		}
 		id, host, ok := strings.Cut(part, "=")
 		if !ok || host == "" {
-			return nil, usageErr("--nodes: %q is not id=host", part)
+			return nil, cli.Usagef("--nodes: %q is not id=host", part)
 		}
 		// The id names the files; the same rules as for a node's --id
 		// keep it a plain file name.
 		if err := kv.ValidateNodeID(id); err != nil {
-			return nil, usageErr("--nodes: %v", err)
+			return nil, cli.Usagef("--nodes: %v", err)
 		}
 		if seen[id] {
-			return nil, usageErr("--nodes: %s appears twice", id)
+			return nil, cli.Usagef("--nodes: %s appears twice", id)
 		}
 		seen[id] = true
 		if h, _, err := net.SplitHostPort(host); err == nil {
@@ -137,12 +138,12 @@ func parseCertNodes(s string) ([]certHost, error) {
 		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 		ch := certHost{id: id, host: host, ip: net.ParseIP(host)}
 		if ch.ip == nil && !validDNSName(host) {
-			return nil, usageErr("--nodes: %s's host %q is neither an IP address nor a DNS name", id, host)
+			return nil, cli.Usagef("--nodes: %s's host %q is neither an IP address nor a DNS name", id, host)
 		}
 		out = append(out, ch)
 	}
 	if len(out) == 0 {
-		return nil, usageErr("--nodes names no node")
+		return nil, cli.Usagef("--nodes names no node")
 	}
 	return out, nil
 }

@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/rago-raft/rago/examples/internal/cli"
 	"github.com/rago-raft/rago/examples/kvstore/internal/api"
 	"github.com/rago-raft/rago/examples/kvstore/internal/client"
 )
@@ -51,7 +52,7 @@ func (cf *clientFlags) client() (*client.Client, context.Context, context.Cancel
 	}
 	c, err := client.NewWithOptions(strings.Split(addr, ","), opts)
 	if err != nil {
-		return nil, nil, nil, usageErr("--addr: %v", err)
+		return nil, nil, nil, cli.Usagef("--addr: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cf.timeout)
 	return c, ctx, cancel, nil
@@ -95,19 +96,19 @@ func showValue(e api.Entry) string {
 }
 
 func runPut(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("put", stderr, `
+	fs := prog.NewFlags("put", stderr, `
 Sets KEY to VALUE. With VALUE left out or "-", the value is read from stdin
 (any bytes). Write the value after "--" when it starts with a dash.
 
 	kvstore put greeting "hello, raft"
 	kvstore put config/app.json - < app.json`)
 	cf := registerClientFlags(fs)
-	pos, err := parseArgs(fs, args)
+	pos, err := cli.ParseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) < 1 || len(pos) > 2 {
-		return usageErr("want KEY [VALUE]; without VALUE (or with -) the value is read from stdin")
+		return cli.Usagef("want KEY [VALUE]; without VALUE (or with -) the value is read from stdin")
 	}
 	var value []byte
 	if len(pos) == 1 || pos[1] == "-" {
@@ -138,17 +139,17 @@ Sets KEY to VALUE. With VALUE left out or "-", the value is read from stdin
 }
 
 func runGet(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("get", stderr, `
+	fs := prog.NewFlags("get", stderr, `
 Prints the value of KEY (its bytes, then a newline unless it ends in one).
 A missing key exits with status 1.`)
 	cf := registerClientFlags(fs)
 	consistency := fs.String("consistency", "linearizable", "linearizable (confirmed by a quorum), leader (the leader's state) or local (the answering node's state)")
-	pos, err := parseArgs(fs, args)
+	pos, err := cli.ParseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		return usageErr("want one KEY")
+		return cli.Usagef("want one KEY")
 	}
 	c, ctx, cancel, err := cf.client()
 	if err != nil {
@@ -174,15 +175,15 @@ A missing key exits with status 1.`)
 }
 
 func runDel(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("del", stderr, `
+	fs := prog.NewFlags("del", stderr, `
 Deletes KEY. A missing key exits with status 1.`)
 	cf := registerClientFlags(fs)
-	pos, err := parseArgs(fs, args)
+	pos, err := cli.ParseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		return usageErr("want one KEY")
+		return cli.Usagef("want one KEY")
 	}
 	c, ctx, cancel, err := cf.client()
 	if err != nil {
@@ -201,7 +202,7 @@ Deletes KEY. A missing key exits with status 1.`)
 }
 
 func runCAS(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("cas", stderr, `
+	fs := prog.NewFlags("cas", stderr, `
 Sets KEY to NEW (or deletes it) only if it is as expected, in one step.
 A mismatch writes nothing, prints the key's current state and exits with
 status 1.
@@ -216,7 +217,7 @@ status 1.
 	absent := fs.Bool("expect-absent", false, "the key must not exist")
 	revision := fs.Int64("expect-revision", -1, "the `revision` the key must have (0: must not exist)")
 	del := fs.Bool("delete", false, "delete the key instead of setting it")
-	pos, err := parseArgs(fs, args)
+	pos, err := cli.ParseArgs(fs, args)
 	if err != nil {
 		return err
 	}
@@ -236,7 +237,7 @@ status 1.
 		req.ExpectedRevision = &r
 	}
 	if conditions != 1 {
-		return usageErr("give exactly one of --expect, --expect-absent and --expect-revision")
+		return cli.Usagef("give exactly one of --expect, --expect-absent and --expect-revision")
 	}
 	switch {
 	case len(pos) == 1 && *del:
@@ -244,7 +245,7 @@ status 1.
 	case len(pos) == 2 && !*del:
 		req.Value = &pos[1]
 	default:
-		return usageErr("want KEY and NEW, or KEY and --delete")
+		return cli.Usagef("want KEY and NEW, or KEY and --delete")
 	}
 	c, ctx, cancel, err := cf.client()
 	if err != nil {
@@ -282,7 +283,7 @@ func (o *optString) Set(s string) error {
 }
 
 func runList(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("list", stderr, `
+	fs := prog.NewFlags("list", stderr, `
 Lists the keys that start with PREFIX (all keys without one) in byte order,
 one per line as KEY<tab>VALUE. It pages through the whole range unless
 --limit stops it.`)
@@ -290,12 +291,12 @@ one per line as KEY<tab>VALUE. It pages through the whole range unless
 	limit := fs.Int("limit", 0, "list at most `n` keys (0: all)")
 	keysOnly := fs.Bool("keys", false, "print only the keys")
 	consistency := fs.String("consistency", "linearizable", "linearizable, leader or local")
-	pos, err := parseArgs(fs, args)
+	pos, err := cli.ParseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 1 {
-		return usageErr("want at most one PREFIX")
+		return cli.Usagef("want at most one PREFIX")
 	}
 	prefix := ""
 	if len(pos) == 1 {
@@ -342,16 +343,16 @@ one per line as KEY<tab>VALUE. It pages through the whole range unless
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("status", stderr, `
+	fs := prog.NewFlags("status", stderr, `
 Shows every member of the cluster as the first node that answers sees it:
 role, term, commit and applied index, keys and whether it is reachable.`)
 	cf := registerClientFlags(fs)
-	pos, err := parseArgs(fs, args)
+	pos, err := cli.ParseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
-		return usageErr("unexpected argument %q", pos[0])
+		return cli.Usagef("unexpected argument %q", pos[0])
 	}
 	c, ctx, cancel, err := cf.client()
 	if err != nil {

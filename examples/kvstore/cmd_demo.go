@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bufio"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -13,15 +10,14 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
+	"github.com/rago-raft/rago/examples/internal/cli"
+	"github.com/rago-raft/rago/examples/internal/creds"
+	"github.com/rago-raft/rago/examples/internal/demoproc"
 	"github.com/rago-raft/rago/examples/kvstore/internal/api"
 	"github.com/rago-raft/rago/examples/kvstore/internal/node"
 )
@@ -68,7 +64,7 @@ type demoNode struct {
 const layoutFile = "demo.json"
 
 func runDemo(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("demo", stderr, demoHelp)
+	fs := prog.NewFlags("demo", stderr, demoHelp)
 	data := fs.String("data", "kvstore-data", "`directory` for the nodes' data and the demo's layout")
 	host := fs.String("host", "127.0.0.1", "`address` the nodes listen on")
 	raftPort := fs.Int("raft-port", 7001, "Raft `port` of the first node; the others follow")
@@ -77,21 +73,21 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "the nodes' log `level`")
 	var sec securityFlags
 	sec.register(fs)
-	pos, err := parseArgs(fs, args)
+	pos, err := cli.ParseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
-		return usageErr("unexpected argument %q", pos[0])
+		return cli.Usagef("unexpected argument %q", pos[0])
 	}
 	if *nodes < 1 || *nodes > 9 {
-		return usageErr("--nodes %d: use 1 to 9", *nodes)
+		return cli.Usagef("--nodes %d: use 1 to 9", *nodes)
 	}
 	// Secure by default: without credentials or --insecure, the nodes get
 	// the demo's own secret, made once the ports are known to be free.
 	ownSecret := !sec.Insecure && sec.SecretFile == "" && !sec.HasTLS()
 	if ownSecret {
-		sec.SecretFile = filepath.Join(*data, secretFile)
+		sec.SecretFile = filepath.Join(*data, creds.DemoSecretFile)
 	}
 	if err := sec.check(); err != nil {
 		return err
@@ -113,11 +109,15 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 				filepath.Join(*data, layoutFile))
 		}
 	}
-	if err := demoCheckPorts(layout, fresh, *data); err != nil {
+	ports := make([]demoproc.Ports, len(layout.Nodes))
+	for i, n := range layout.Nodes {
+		ports[i] = demoproc.Ports{ID: n.ID, Raft: n.Raft, HTTP: n.HTTP}
+	}
+	if err := demoproc.CheckPorts(ports, fresh, filepath.Join(*data, layoutFile), "cluster"); err != nil {
 		return err
 	}
 	if ownSecret {
-		if err := demoSecret(sec.SecretFile); err != nil {
+		if err := creds.MakeDemoSecret(sec.SecretFile); err != nil {
 			return err
 		}
 	}
@@ -134,7 +134,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("cannot find this program to start the nodes: %w", err)
 	}
-	d := &demo{layout: layout, exe: exe, logLevel: *logLevel, sec: sec, out: stdout, color: isTerminal(stdout), procs: map[string]*demoProc{}, exited: make(chan string, 16)}
+	d := &demo{layout: layout, exe: exe, logLevel: *logLevel, sec: sec, sup: demoproc.New(stdout)}
 	d.scheme = "http://"
 	d.hc = &http.Client{Timeout: time.Second}
 	if sec.HasTLS() && !sec.InsecureHTTP {
@@ -144,11 +144,8 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		d.hc.Transport = t
 	}
 
-	// Ctrl-C goes to the demo alone (the nodes run in their own process
-	// group), which stops the nodes in order.
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sig)
+	sig, stopSignals := demoproc.Signals()
+	defer stopSignals()
 
 	for _, n := range layout.Nodes {
 		if err := d.start(n.ID); err != nil {
@@ -170,31 +167,13 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	}
 	// The banner invites a write: show it once the cluster can take one.
 	if !d.waitLeader(30 * time.Second) {
-		d.say("the nodes answer but have elected no leader yet; writes answer 503 until they do (their logs above say why)")
+		d.sup.Say("the nodes answer but have elected no leader yet; writes answer 503 until they do (their logs above say why)")
 	}
 	d.banner(fresh)
 
-	lines := make(chan string)
-	go readLines(os.Stdin, lines)
-	for {
-		select {
-		case s := <-sig:
-			d.say("%s: stopping the nodes", s)
-			d.stopAll()
-			return nil
-		case id := <-d.exited:
-			d.say("%s is not running any more; type 'start %s' to start it again", id, id)
-		case line, ok := <-lines:
-			if !ok {
-				lines = nil // stdin closed: keep running until a signal
-				continue
-			}
-			if quit := d.command(line); quit {
-				d.stopAll()
-				return nil
-			}
-		}
-	}
+	d.sup.Prompt(sig, os.Stdin, d.command)
+	d.stopAll()
+	return nil
 }
 
 func demoLoadLayout(dir, host string, raftPort, httpPort, count int) (demoLayout, bool, error) {
@@ -233,88 +212,17 @@ func demoSaveLayout(dir string, l demoLayout) error {
 	return os.WriteFile(filepath.Join(dir, layoutFile), append(b, '\n'), 0o644)
 }
 
-// demoCheckPorts fails if an address of the layout is taken, before any
-// node starts: nodes started on a busy port die at once, and the demo
-// would have nothing to show.
-func demoCheckPorts(l demoLayout, fresh bool, dir string) error {
-	var busy []string
-	for _, n := range l.Nodes {
-		for _, a := range []struct{ what, addr string }{{"Raft", n.Raft}, {"HTTP", n.HTTP}} {
-			ln, err := net.Listen("tcp", a.addr)
-			if err != nil {
-				busy = append(busy, fmt.Sprintf("%s (%s of %s: %v)", a.addr, a.what, n.ID, errors.Unwrap(err)))
-				continue
-			}
-			ln.Close()
-		}
-	}
-	if len(busy) == 0 {
-		return nil
-	}
-	hint := "stop what holds them, or choose other ports with --raft-port and --http-port"
-	if !fresh {
-		hint = fmt.Sprintf("the cluster recorded in %s keeps its addresses: stop what holds them, or use another --data for a new cluster", filepath.Join(dir, layoutFile))
-	}
-	return fmt.Errorf("%w: %s; %s", errPortsBusy, strings.Join(busy, ", "), hint)
-}
-
-// errPortsBusy: an address the demo's nodes need is taken.
-var errPortsBusy = errors.New("ports in use")
-
-// secretFile is the demo's cluster secret, in its data directory.
-const secretFile = "cluster.secret"
-
-// demoSecret makes the demo's cluster secret at path on the first run: 32
-// random bytes, hex-encoded so that it can be copied to another machine as
-// text, readable by the user alone. A later run keeps it.
-func demoSecret(path string) error {
-	if _, err := os.Stat(path); err == nil {
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("make the demo's cluster secret: %w", err)
-	}
-	b := make([]byte, 32)
-	rand.Read(b) // crypto/rand never returns an error; it crashes instead
-	_, err = fmt.Fprintf(f, "%s\n", hex.EncodeToString(b))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-		return fmt.Errorf("make the demo's cluster secret: %w", err)
-	}
-	return nil
-}
-
 // demo runs the nodes of a layout as child processes.
 type demo struct {
 	layout   demoLayout
 	exe      string
 	logLevel string
-	color    bool
 	// sec are the credentials every node gets; scheme and hc are how the
 	// demo itself talks to the nodes' HTTP API (https:// with TLS).
 	sec    securityFlags
 	scheme string
 	hc     *http.Client
-
-	outMu sync.Mutex
-	out   io.Writer
-
-	mu     sync.Mutex
-	procs  map[string]*demoProc
-	exited chan string
-}
-
-type demoProc struct {
-	cmd      *exec.Cmd
-	done     chan struct{}
-	stopping bool // the demo stopped it: its exit is no news
+	sup    *demoproc.Supervisor
 }
 
 func (d *demo) node(id string) (demoNode, bool) {
@@ -340,78 +248,19 @@ func (d *demo) start(id string) error {
 	if !ok {
 		return fmt.Errorf("no node %q in this demo", id)
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if p := d.procs[id]; p != nil {
-		select {
-		case <-p.done:
-		default:
-			return fmt.Errorf("%s is running (pid %d)", id, p.cmd.Process.Pid)
-		}
-	}
 	args := []string{"serve", "--id", n.ID, "--raft", n.Raft, "--http", n.HTTP, "--data", n.Data,
 		"--peers", d.peers(), "--log-level", d.logLevel}
-	cmd := exec.Command(d.exe, append(args, d.sec.args()...)...)
-	cmd.Env = append(os.Environ(), parentEnv+"="+strconv.Itoa(os.Getpid()))
-	setProcessGroup(cmd)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return err
-	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", id, err)
-	}
-	p := &demoProc{cmd: cmd, done: make(chan struct{})}
-	d.procs[id] = p
-	var copying sync.WaitGroup
-	copying.Add(2)
-	go func() { defer copying.Done(); d.copyLines(id, stdout) }()
-	go func() { defer copying.Done(); d.copyLines(id, stderr) }()
-	go func() {
-		copying.Wait()
-		err := cmd.Wait()
-		d.mu.Lock()
-		stopping := p.stopping
-		d.mu.Unlock()
-		close(p.done)
-		if !stopping {
-			d.say("%s exited: %v", id, exitText(err))
-			d.exited <- id
-		}
-	}()
-	return nil
+	return d.sup.Start(id, d.exe, append(args, d.sec.args()...), []string{parentEnv + "=" + strconv.Itoa(os.Getpid())})
 }
 
 // waitUp waits until every node's HTTP API answers, and fails as soon as
-// one of them exits instead (a port in use, a data directory of another
-// node): its log, streamed above, says why.
+// one of them exits instead.
 func (d *demo) waitUp(limit time.Duration) error {
-	deadline := time.Now().Add(limit)
+	var nodes []demoproc.Endpoint
 	for _, n := range d.layout.Nodes {
-		d.mu.Lock()
-		p := d.procs[n.ID]
-		d.mu.Unlock()
-		for {
-			select {
-			case <-p.done:
-				return fmt.Errorf("%s stopped while starting; its log above says why", n.ID)
-			default:
-			}
-			if resp, err := d.hc.Get(d.url(n) + "/status"); err == nil {
-				resp.Body.Close()
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%s does not answer on %s/ after %v", n.ID, d.url(n), limit)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		nodes = append(nodes, demoproc.Endpoint{ID: n.ID, URL: d.url(n)})
 	}
-	return nil
+	return d.sup.WaitUp(d.hc, limit, nodes...)
 }
 
 // waitLeader waits until a node says it leads, and reports whether one
@@ -421,11 +270,8 @@ func (d *demo) waitLeader(limit time.Duration) bool {
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		for _, n := range d.layout.Nodes {
-			d.mu.Lock()
-			p := d.procs[n.ID]
-			d.mu.Unlock()
 			select {
-			case <-p.done:
+			case <-d.sup.Proc(n.ID).Done():
 				return false
 			default:
 			}
@@ -445,45 +291,17 @@ func (d *demo) waitLeader(limit time.Duration) bool {
 	return false
 }
 
-func exitText(err error) string {
-	if err == nil {
-		return "status 0"
-	}
-	return err.Error()
-}
-
-// copyLines copies a child's output line by line, prefixed with its id.
-func (d *demo) copyLines(id string, r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	prefix := fmt.Sprintf("%-3s | ", id)
-	if d.color {
-		i, _ := strconv.Atoi(strings.TrimPrefix(id, "n"))
-		prefix = fmt.Sprintf("\x1b[%dm%s\x1b[0m", 31+(i%6), prefix)
-	}
-	for sc.Scan() {
-		d.outMu.Lock()
-		fmt.Fprintf(d.out, "%s%s\n", prefix, sc.Text())
-		d.outMu.Unlock()
-	}
-}
-
-func (d *demo) say(format string, args ...any) {
-	d.outMu.Lock()
-	defer d.outMu.Unlock()
-	fmt.Fprintf(d.out, "demo | "+format+"\n", args...)
-}
-
 func (d *demo) banner(fresh bool) {
 	pids := map[string]int{}
-	d.mu.Lock()
-	for id, p := range d.procs {
-		pids[id] = p.cmd.Process.Pid
+	for _, n := range d.layout.Nodes {
+		if p := d.sup.Proc(n.ID); p != nil {
+			pids[n.ID] = p.Pid()
+		}
 	}
-	d.mu.Unlock()
-	d.outMu.Lock()
-	defer d.outMu.Unlock()
-	w := d.out
+	d.sup.Print(func(w io.Writer) { d.printBanner(w, fresh, pids) })
+}
+
+func (d *demo) printBanner(w io.Writer, fresh bool, pids map[string]int) {
 	what := "Started"
 	if !fresh {
 		what = "Restarted"
@@ -556,20 +374,20 @@ func (d *demo) command(line string) bool {
 		d.ps()
 		return false
 	case "help", "?":
-		d.say("commands: kill ID, stop ID, cont ID, start ID, ps, quit")
+		d.sup.Say("commands: kill ID, stop ID, cont ID, start ID, ps, quit")
 		return false
 	case "kill", "stop", "cont", "start":
 	default:
-		d.say("unknown command %q; try: kill n1, stop n1, cont n1, start n1, ps, quit", verb)
+		d.sup.Say("unknown command %q; try: kill n1, stop n1, cont n1, start n1, ps, quit", verb)
 		return false
 	}
 	if len(ids) == 0 {
-		d.say("%s which node? e.g. '%s n1'", verb, verb)
+		d.sup.Say("%s which node? e.g. '%s n1'", verb, verb)
 		return false
 	}
 	for _, id := range ids {
 		if err := d.control(verb, id); err != nil {
-			d.say("%s %s: %v", verb, id, err)
+			d.sup.Say("%s %s: %v", verb, id, err)
 		}
 	}
 	return false
@@ -580,17 +398,15 @@ func (d *demo) control(verb, id string) error {
 		if err := d.start(id); err != nil {
 			return err
 		}
-		d.say("started %s", id)
+		d.sup.Say("started %s", id)
 		return nil
 	}
-	d.mu.Lock()
-	p := d.procs[id]
-	d.mu.Unlock()
+	p := d.sup.Proc(id)
 	if p == nil {
 		return fmt.Errorf("no node %q", id)
 	}
 	select {
-	case <-p.done:
+	case <-p.Done():
 		return fmt.Errorf("not running; 'start %s' starts it", id)
 	default:
 	}
@@ -598,83 +414,32 @@ func (d *demo) control(verb, id string) error {
 	if err != nil {
 		return err
 	}
-	if err := p.cmd.Process.Signal(sig); err != nil {
+	if err := p.Signal(sig); err != nil {
 		return err
 	}
 	switch verb {
 	case "stop":
-		d.say("froze %s (pid %d): its connections stay open, but its peers will notice its silence; 'cont %s' resumes it", id, p.cmd.Process.Pid, id)
+		d.sup.Say("froze %s (pid %d): its connections stay open, but its peers will notice its silence; 'cont %s' resumes it", id, p.Pid(), id)
 	case "cont":
-		d.say("resumed %s", id)
+		d.sup.Say("resumed %s", id)
 	case "kill":
-		d.say("killed %s (pid %d) with SIGKILL", id, p.cmd.Process.Pid)
+		d.sup.Say("killed %s (pid %d) with SIGKILL", id, p.Pid())
 	}
 	return nil
 }
 
 func (d *demo) ps() {
-	var lines []string
-	d.mu.Lock()
 	for _, n := range d.layout.Nodes {
 		state := "not running"
-		if p := d.procs[n.ID]; p != nil {
-			select {
-			case <-p.done:
-			default:
-				state = fmt.Sprintf("pid %d", p.cmd.Process.Pid)
-			}
+		if p := d.sup.Running(n.ID); p != nil {
+			state = fmt.Sprintf("pid %d", p.Pid())
 		}
-		lines = append(lines, fmt.Sprintf("%-3s %-14s http://%s/", n.ID, state, n.HTTP))
-	}
-	d.mu.Unlock()
-	for _, l := range lines {
-		d.say("%s", l)
+		d.sup.Say("%-3s %-14s http://%s/", n.ID, state, n.HTTP)
 	}
 }
 
-// stopAll asks every running node to stop (SIGTERM, after SIGCONT for a
-// frozen one), waits for them, and kills those that take too long.
+// stopAll stops every running node, in order, and says so.
 func (d *demo) stopAll() {
-	d.mu.Lock()
-	var running []*demoProc
-	for _, p := range d.procs {
-		select {
-		case <-p.done:
-		default:
-			p.stopping = true
-			running = append(running, p)
-		}
-	}
-	d.mu.Unlock()
-	for _, p := range running {
-		resume(p.cmd.Process)
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	}
-	deadline := time.After(20 * time.Second)
-	for _, p := range running {
-		select {
-		case <-p.done:
-		case <-deadline:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	}
-	d.say("all nodes stopped; run the demo again to restart the cluster with its data")
-}
-
-func readLines(r io.Reader, out chan<- string) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		out <- sc.Text()
-	}
-	close(out)
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	d.sup.StopAll()
+	d.sup.Say("all nodes stopped; run the demo again to restart the cluster with its data")
 }

@@ -5,14 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/rago-raft/rago/examples/internal/cli"
 	"github.com/rago-raft/rago/examples/kvstore/internal/api"
 	"github.com/rago-raft/rago/examples/kvstore/internal/client"
 	"github.com/rago-raft/rago/examples/kvstore/internal/node"
@@ -45,10 +43,10 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 func (f *nodeFlags) config(stderr io.Writer) (node.Config, error) {
 	for name, v := range map[string]string{"--id": f.id, "--raft": f.raft, "--http": f.http, "--data": f.data} {
 		if v == "" {
-			return node.Config{}, usageErr("%s is required", name)
+			return node.Config{}, cli.Usagef("%s is required", name)
 		}
 	}
-	logger, err := newLogger(f.logLevel, f.logFormat, stderr)
+	logger, err := cli.NewLogger(f.logLevel, f.logFormat, stderr)
 	if err != nil {
 		return node.Config{}, err
 	}
@@ -67,21 +65,6 @@ func (f *nodeFlags) config(stderr io.Writer) (node.Config, error) {
 		return node.Config{}, err
 	}
 	return cfg, nil
-}
-
-func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, usageErr("--log-level %q: use debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: l}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, usageErr("--log-format %q: use text or json", format)
 }
 
 const serveHelp = `
@@ -111,16 +94,16 @@ SIGINT or SIGTERM stops the node cleanly; SIGKILL is fine too: nothing
 acknowledged is lost.`
 
 func runServe(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("serve", stderr, serveHelp)
+	fs := prog.NewFlags("serve", stderr, serveHelp)
 	var nf nodeFlags
 	nf.register(fs)
 	peers := fs.String("peers", "", "initial members as `id=host:port,...` (Raft addresses), this node included; used on the first start only")
-	pos, err := parseArgs(fs, args)
+	pos, err := cli.ParseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
-		return usageErr("unexpected argument %q", pos[0])
+		return cli.Usagef("unexpected argument %q", pos[0])
 	}
 	cfg, err := nf.config(stderr)
 	if err != nil {
@@ -134,7 +117,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "node %s: web page and API at %s/\n", cfg.ID, n.HTTPURL())
-	return serveUntilSignal(n, cfg.Logger)
+	return cli.ServeUntilSignal(n.Stop, cfg.Logger, parentEnv)
 }
 
 const joinHelp = `
@@ -152,20 +135,20 @@ token (--api-token-file) it also uses it to ask to be added, and with
 --tls-ca it trusts the HTTPS of --via.`
 
 func runJoin(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("join", stderr, joinHelp)
+	fs := prog.NewFlags("join", stderr, joinHelp)
 	var nf nodeFlags
 	nf.register(fs)
 	via := fs.String("via", envOr("KVSTORE_ADDR", ""), "`URLs` of running nodes, comma-separated (default $KVSTORE_ADDR)")
 	wait := fs.Duration("join-timeout", 30*time.Second, "how long to keep asking the cluster to add this node")
-	pos, err := parseArgs(fs, args)
+	pos, err := cli.ParseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
-		return usageErr("unexpected argument %q", pos[0])
+		return cli.Usagef("unexpected argument %q", pos[0])
 	}
 	if *via == "" {
-		return usageErr("--via is required: the address of a running node")
+		return cli.Usagef("--via is required: the address of a running node")
 	}
 	cfg, err := nf.config(stderr)
 	if err != nil {
@@ -178,7 +161,7 @@ func runJoin(args []string, stdout, stderr io.Writer) error {
 	}
 	c, err := client.NewWithOptions(strings.Split(*via, ","), opts)
 	if err != nil {
-		return usageErr("--via: %v", err)
+		return cli.Usagef("--via: %v", err)
 	}
 	n, err := node.Start(cfg)
 	if err != nil {
@@ -201,7 +184,7 @@ func runJoin(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("could not join through %s: %w (run the same command again to retry)", *via, err)
 	}
 	fmt.Fprintf(stdout, "node %s: web page and API at %s/\n", cfg.ID, n.HTTPURL())
-	return serveUntilSignal(n, cfg.Logger)
+	return cli.ServeUntilSignal(n.Stop, cfg.Logger, parentEnv)
 }
 
 func membersText(ms []api.Node) string {
@@ -213,48 +196,8 @@ func membersText(ms []api.Node) string {
 }
 
 // parentEnv names the environment variable in which the demo passes its
-// process id to the nodes it starts. A node whose parent is gone (the demo
-// was killed with SIGKILL and could not stop it) stops by itself instead
-// of holding the demo's ports forever.
+// process id to the nodes it starts (see cli.ParentGone).
 const parentEnv = "KVSTORE_DEMO_PARENT"
-
-// serveUntilSignal runs until SIGINT or SIGTERM (or, under the demo, until
-// the demo is gone), then stops the node; a second signal exits at once.
-func serveUntilSignal(n *node.Node, logger *slog.Logger) error {
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	select {
-	case s := <-sig:
-		logger.Info("stopping", "signal", s.String())
-	case <-parentGone():
-		logger.Warn("stopping: the demo that started this node is gone")
-	}
-	go func() {
-		<-sig
-		logger.Warn("second signal: exiting without a clean stop")
-		os.Exit(1)
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	return n.Stop(ctx)
-}
-
-// parentGone is closed when the process named by parentEnv is no longer
-// this process's parent; it never closes outside the demo.
-func parentGone() <-chan struct{} {
-	ch := make(chan struct{})
-	want, err := strconv.Atoi(os.Getenv(parentEnv))
-	if err != nil || want != os.Getppid() {
-		return ch
-	}
-	go func() {
-		for os.Getppid() == want {
-			time.Sleep(time.Second)
-		}
-		close(ch)
-	}()
-	return ch
-}
 
 const leaveHelp = `
 Removes a node from the cluster, through any node (--addr), and deletes the
@@ -266,18 +209,18 @@ If the node is down when it is removed, its replica cannot be deleted: delete
 its --data directory before you start it again.`
 
 func runLeave(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("leave", stderr, leaveHelp)
+	fs := prog.NewFlags("leave", stderr, leaveHelp)
 	id := fs.String("id", "", "`id` of the node to remove (required)")
 	cf := registerClientFlags(fs)
-	pos, err := parseArgs(fs, args)
+	pos, err := cli.ParseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
-		return usageErr("unexpected argument %q", pos[0])
+		return cli.Usagef("unexpected argument %q", pos[0])
 	}
 	if *id == "" {
-		return usageErr("--id is required")
+		return cli.Usagef("--id is required")
 	}
 	c, ctx, cancel, err := cf.client()
 	if err != nil {

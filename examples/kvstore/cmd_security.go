@@ -2,11 +2,11 @@ package main
 
 import (
 	"crypto/x509"
-	"errors"
 	"flag"
 	"log/slog"
 	"os"
 
+	"github.com/rago-raft/rago/examples/internal/cli"
 	"github.com/rago-raft/rago/examples/internal/creds"
 	"github.com/rago-raft/rago/examples/kvstore/internal/client"
 	"github.com/rago-raft/rago/examples/kvstore/internal/node"
@@ -21,7 +21,7 @@ func (s *securityFlags) register(fs *flag.FlagSet) {
 }
 
 // check checks the combination of flags, before any file is read.
-func (s *securityFlags) check() error { return usageOf(s.Check("kvstore")) }
+func (s *securityFlags) check() error { return s.Check("kvstore") }
 
 // apply checks the flags, reads the files they name and sets the
 // security fields of cfg. Mistakes in the flags or files are usage errors
@@ -30,7 +30,7 @@ func (s *securityFlags) check() error { return usageOf(s.Check("kvstore")) }
 func (s *securityFlags) apply(cfg *node.Config, logger *slog.Logger) error {
 	c, err := s.Load("kvstore", logger)
 	if err != nil {
-		return usageOf(err)
+		return err
 	}
 	cfg.Insecure, cfg.ClusterSecret, cfg.TLS, cfg.HTTPS, cfg.APIToken = c.Insecure, c.ClusterSecret, c.TLS, c.HTTPS, c.APIToken
 	return nil
@@ -51,28 +51,19 @@ func loadClientOptions(caFile, tokenFile string, logger *slog.Logger) (client.Op
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {
-			return o, usageErr("--tls-ca: %v", err)
+			return o, cli.Usagef("--tls-ca: %v", err)
 		}
 		o.RootCAs = x509.NewCertPool()
 		if !o.RootCAs.AppendCertsFromPEM(pem) {
-			return o, usageErr("--tls-ca %s holds no PEM certificate", caFile)
+			return o, cli.Usagef("--tls-ca %s holds no PEM certificate", caFile)
 		}
 	}
 	if tokenFile != "" {
 		token, err := creds.ReadToken(tokenFile, logger)
 		if err != nil {
-			return o, usageOf(err)
+			return o, err
 		}
 		o.Token = token
 	}
 	return o, nil
-}
-
-// usageOf turns the shared package's usage mistakes into this command's
-// (status 2, with the usage hint); other errors pass as they are.
-func usageOf(err error) error {
-	if u, ok := errors.AsType[*creds.UsageError](err); ok {
-		return errUsage{u.Msg}
-	}
-	return err
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/rago-raft/rago/examples/internal/cli"
 	"github.com/rago-raft/rago/examples/kvstore/internal/api"
 )
 
@@ -26,16 +27,16 @@ from another one: no change is missed or printed twice.
 	kvstore watch --from-revision 120 --count 10`
 
 func runWatch(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("watch", stderr, watchHelp)
+	fs := prog.NewFlags("watch", stderr, watchHelp)
 	cf := registerClientFlags(fs)
 	from := fs.Uint64("from-revision", 0, "start with the changes from this `revision` on (default: from now)")
 	count := fs.Int("count", 0, "stop after this many changes (default: run until interrupted)")
-	pos, err := parseArgs(fs, args)
+	pos, err := cli.ParseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 1 {
-		return usageErr("unexpected argument %q", pos[1])
+		return cli.Usagef("unexpected argument %q", pos[1])
 	}
 	prefix := ""
 	if len(pos) == 1 {

@@ -4,122 +4,19 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/rago-raft/rago/examples/internal/exampletest"
 	"github.com/rago-raft/rago/examples/kvstore/internal/api"
 	"github.com/stretchr/testify/require"
 )
-
-// freeRange returns the first of n consecutive free ports on 127.0.0.1
-// that avoid the ports in taken.
-func freeRange(t *testing.T, n int, taken ...int) int {
-	t.Helper()
-	for range 200 {
-		base := 20000 + rand.IntN(40000)
-		ok := true
-		for _, x := range taken {
-			if base+n > x && base < x+n {
-				ok = false
-			}
-		}
-		for i := 0; ok && i < n; i++ {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+i))
-			if err != nil {
-				ok = false
-				break
-			}
-			l.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatal("no free port range")
-	return 0
-}
-
-// output collects a process's output for the test to wait on.
-type output struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (o *output) Write(b []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.Write(b)
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.String()
-}
-
-func (o *output) waitFor(t *testing.T, s string) {
-	t.Helper()
-	require.Eventually(t, func() bool { return strings.Contains(o.String(), s) }, waitFor, 20*time.Millisecond,
-		"output to contain %q; it is:\n%s", s, lastLines(o.String(), 40))
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-type demoRun struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   *output
-	done  chan error
-}
-
-func startDemo(t *testing.T, args ...string) *demoRun {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"demo"}, args...)...)
-	cmd.Env = append(os.Environ(), runMainEnv+"=1")
-	d := &demoRun{cmd: cmd, out: &output{}, done: make(chan error, 1)}
-	cmd.Stdout, cmd.Stderr = d.out, d.out
-	var err error
-	d.stdin, err = cmd.StdinPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	go func() { d.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		// A failed test may leave it running; its nodes follow it when it
-		// is gone.
-		_ = cmd.Process.Kill()
-	})
-	return d
-}
-
-// stop sends Ctrl-C's signal and waits for a clean exit.
-func (d *demoRun) stop(t *testing.T) {
-	t.Helper()
-	require.NoError(t, d.cmd.Process.Signal(syscall.SIGINT))
-	select {
-	case err := <-d.done:
-		require.NoError(t, err, "demo exit; output:\n%s", lastLines(d.out.String(), 40))
-	case <-time.After(waitFor):
-		t.Fatalf("the demo did not stop; output:\n%s", lastLines(d.out.String(), 40))
-	}
-	d.out.waitFor(t, "all nodes stopped")
-	require.NotContains(t, d.out.String(), "WARNING: DATA RACE")
-}
 
 // TestDemo runs "kvstore demo", writes a key, kills and restarts a node
 // through the demo's prompt, stops the demo with SIGINT, and runs it again:
@@ -129,8 +26,8 @@ func TestDemo(t *testing.T) {
 		t.Skip("starts node processes")
 	}
 	data := t.TempDir()
-	raftPort := freeRange(t, 3)
-	httpPort := freeRange(t, 3, raftPort)
+	raftPort := exampletest.FreeRange(t, 3)
+	httpPort := exampletest.FreeRange(t, 3, raftPort)
 	args := []string{"--data", data, "--raft-port", strconv.Itoa(raftPort), "--http-port", strconv.Itoa(httpPort)}
 	urls := make([]string, 3)
 	for i := range urls {
@@ -158,13 +55,13 @@ func TestDemo(t *testing.T) {
 		}, waitFor, 50*time.Millisecond, "a healthy demo cluster")
 	}
 
-	d := startDemo(t, args...)
-	d.out.waitFor(t, "Started a kvstore cluster of 3 nodes")
+	d := bin.StartDemo(t, args...)
+	d.Out.WaitFor(t, "Started a kvstore cluster of 3 nodes")
 	for _, u := range urls {
-		d.out.waitFor(t, u+"/")
+		d.Out.WaitFor(t, u+"/")
 	}
 	// The banner's own suggestion works as soon as it shows.
-	d.out.waitFor(t, "curl -X PUT "+urls[0]+"/kv/greeting")
+	d.Out.WaitFor(t, "curl -X PUT "+urls[0]+"/kv/greeting")
 	r := do(t, http.MethodPut, urls[0]+"/kv/greeting", strings.NewReader("hello, raft"))
 	require.Equal(t, http.StatusOK, r.status, "the write the banner suggests: %s", r.body)
 	healthy()
@@ -172,7 +69,7 @@ func TestDemo(t *testing.T) {
 
 	// Secure by default: the demo made a secret only its user can read,
 	// and every node authenticates its Raft connections with it.
-	d.out.waitFor(t, "Raft connections: authenticated with the secret in "+filepath.Join(data, "cluster.secret"))
+	d.Out.WaitFor(t, "Raft connections: authenticated with the secret in "+filepath.Join(data, "cluster.secret"))
 	st, err := os.Stat(filepath.Join(data, "cluster.secret"))
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
@@ -184,41 +81,41 @@ func TestDemo(t *testing.T) {
 	}
 	secret, err := os.ReadFile(filepath.Join(data, "cluster.secret"))
 	require.NoError(t, err)
-	d.out.waitFor(t, "n1  | ") // the nodes' logs come through, prefixed
+	d.Out.WaitFor(t, "n1  | ") // the nodes' logs come through, prefixed
 
 	// Break a node from the demo's prompt, and bring it back.
-	_, err = io.WriteString(d.stdin, "kill n2\n")
+	_, err = io.WriteString(d.Stdin, "kill n2\n")
 	require.NoError(t, err)
-	d.out.waitFor(t, "n2 exited")
+	d.Out.WaitFor(t, "n2 exited")
 	require.Contains(t, kv("put", "while-n2-is-down", "yes"), "created")
-	_, err = io.WriteString(d.stdin, "start n2\n")
+	_, err = io.WriteString(d.Stdin, "start n2\n")
 	require.NoError(t, err)
-	d.out.waitFor(t, "started n2")
+	d.Out.WaitFor(t, "started n2")
 	healthy()
-	d.stop(t)
+	d.Stop(t)
 	for _, u := range urls {
 		_, err := httpGetJSON(u+"/status", nil)
 		require.Error(t, err, "%s still answers after the demo stopped", u)
 	}
 
 	// Again: the same cluster, with its data and its secret.
-	d = startDemo(t, args...)
-	d.out.waitFor(t, "Restarted a kvstore cluster of 3 nodes")
+	d = bin.StartDemo(t, args...)
+	d.Out.WaitFor(t, "Restarted a kvstore cluster of 3 nodes")
 	healthy()
 	again, err := os.ReadFile(filepath.Join(data, "cluster.secret"))
 	require.NoError(t, err)
 	require.Equal(t, secret, again)
 	require.Equal(t, "survives restarts\n", kv("get", "demo-key"))
 	require.Equal(t, "yes\n", kv("get", "while-n2-is-down"))
-	d.stop(t)
+	d.Stop(t)
 }
 
 // TestDemoRefusesBusyPorts: a port the demo needs is taken. It says which,
 // exits non-zero before starting any node, and records no layout, so that
 // a run with other ports is not pinned to these.
 func TestDemoRefusesBusyPorts(t *testing.T) {
-	raft := freeRange(t, 3)
-	httpBase := freeRange(t, 3, raft)
+	raft := exampletest.FreeRange(t, 3)
+	httpBase := exampletest.FreeRange(t, 3, raft)
 	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(httpBase+1))
 	require.NoError(t, err)
 	defer ln.Close()
@@ -240,15 +137,15 @@ func TestDemoInsecure(t *testing.T) {
 		t.Skip("starts node processes")
 	}
 	data := t.TempDir()
-	raftPort := freeRange(t, 1)
-	httpPort := freeRange(t, 1, raftPort)
-	d := startDemo(t, "--insecure", "--nodes", "1", "--data", data, "--raft-port", strconv.Itoa(raftPort), "--http-port", strconv.Itoa(httpPort))
-	d.out.waitFor(t, "Started a kvstore cluster of 1 nodes")
-	d.out.waitFor(t, "Raft connections: NOT authenticated (--insecure)")
+	raftPort := exampletest.FreeRange(t, 1)
+	httpPort := exampletest.FreeRange(t, 1, raftPort)
+	d := bin.StartDemo(t, "--insecure", "--nodes", "1", "--data", data, "--raft-port", strconv.Itoa(raftPort), "--http-port", strconv.Itoa(httpPort))
+	d.Out.WaitFor(t, "Started a kvstore cluster of 1 nodes")
+	d.Out.WaitFor(t, "Raft connections: NOT authenticated (--insecure)")
 	var s api.Status
 	_, err := httpGetJSON(fmt.Sprintf("http://127.0.0.1:%d/status", httpPort), &s)
 	require.NoError(t, err)
 	require.Equal(t, "none", s.RaftAuth)
 	require.NoFileExists(t, filepath.Join(data, "cluster.secret"))
-	d.stop(t)
+	d.Stop(t)
 }

@@ -17,22 +17,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rago-raft/rago/examples/internal/exampletest"
 	"github.com/rago-raft/rago/examples/kvstore/internal/api"
 	"github.com/rago-raft/rago/examples/kvstore/internal/client"
 	"github.com/stretchr/testify/require"
 )
 
-// The test binary is also the kvstore program: with runMainEnv set it runs
-// the command line in os.Args, so the tests start real node processes (and
-// the demo's children) without building anything else.
+// bin is the test binary as the kvstore program (see exampletest.Program).
+var bin = exampletest.Program{RunMainEnv: runMainEnv, WaitFor: waitFor}
+
 const runMainEnv = "KVSTORE_TEST_RUN_MAIN"
 
-func TestMain(m *testing.M) {
-	if os.Getenv(runMainEnv) == "1" {
-		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { bin.Main(m, run) }
 
 // waitFor bounds every wait of the tests for the cluster to reach a state.
 // It is a deadline, not a measurement: the states come much sooner, also

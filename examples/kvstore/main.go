@@ -18,53 +18,38 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strings"
+
+	"github.com/rago-raft/rago/examples/internal/cli"
 )
 
-// command is one subcommand.
-type command struct {
-	name    string
-	args    string // synopsis after the name
-	summary string
-	run     func(args []string, stdout, stderr io.Writer) error
-}
-
-var commands []command
+// prog is the kvstore command and its subcommands.
+var prog = &cli.Program{Name: "kvstore"}
 
 func init() {
-	// Assigned here, not in the declaration, because "help" refers to the
-	// list itself.
-	commands = []command{
-		{"demo", "[flags]", "run a 3-node cluster on this machine, with its logs, until Ctrl-C", runDemo},
-		{"serve", "--id ID --raft HOST:PORT --http HOST:PORT --data DIR [--peers ID=HOST:PORT,...]", "run one node", runServe},
-		{"join", "--id ID --raft HOST:PORT --http HOST:PORT --data DIR --via URL", "run a new node and add it to a running cluster", runJoin},
-		{"leave", "--id ID [--addr URL]", "remove a node from the cluster", runLeave},
-		{"put", "KEY [VALUE|-]", "set a key (the value from stdin with - or when left out)", runPut},
-		{"get", "KEY", "print a key's value", runGet},
-		{"del", "KEY", "delete a key", runDel},
-		{"cas", "KEY (--expect OLD | --expect-absent | --expect-revision N) (NEW | --delete)", "compare and set", runCAS},
-		{"list", "[PREFIX]", "list keys and values, by prefix", runList},
-		{"status", "", "show every member of the cluster", runStatus},
-		{"watch", "[PREFIX] [--from-revision N]", "print changes of keys as they are committed", runWatch},
-		{"backup", "--out FILE", "write a backup of the cluster's data to FILE", runBackup},
-		{"restore", "--from FILE --id ID --raft HOST:PORT --http HOST:PORT --data DIR", "run a node that starts a new cluster from a backup", runRestore},
-		{"certs", "--dir DIR --nodes ID=HOST,...", "make a CA and node certificates to try mutual TLS", runCerts},
-		{"help", "[COMMAND]", "show help", runHelp},
+	// Assigned here, not in the declaration, because "help" and the usage
+	// refer to the program itself.
+	prog.Usage = printUsage
+	prog.Commands = []cli.Command{
+		{Name: "demo", Args: "[flags]", Summary: "run a 3-node cluster on this machine, with its logs, until Ctrl-C", Run: runDemo},
+		{Name: "serve", Args: "--id ID --raft HOST:PORT --http HOST:PORT --data DIR [--peers ID=HOST:PORT,...]", Summary: "run one node", Run: runServe},
+		{Name: "join", Args: "--id ID --raft HOST:PORT --http HOST:PORT --data DIR --via URL", Summary: "run a new node and add it to a running cluster", Run: runJoin},
+		{Name: "leave", Args: "--id ID [--addr URL]", Summary: "remove a node from the cluster", Run: runLeave},
+		{Name: "put", Args: "KEY [VALUE|-]", Summary: "set a key (the value from stdin with - or when left out)", Run: runPut},
+		{Name: "get", Args: "KEY", Summary: "print a key's value", Run: runGet},
+		{Name: "del", Args: "KEY", Summary: "delete a key", Run: runDel},
+		{Name: "cas", Args: "KEY (--expect OLD | --expect-absent | --expect-revision N) (NEW | --delete)", Summary: "compare and set", Run: runCAS},
+		{Name: "list", Args: "[PREFIX]", Summary: "list keys and values, by prefix", Run: runList},
+		{Name: "status", Args: "", Summary: "show every member of the cluster", Run: runStatus},
+		{Name: "watch", Args: "[PREFIX] [--from-revision N]", Summary: "print changes of keys as they are committed", Run: runWatch},
+		{Name: "backup", Args: "--out FILE", Summary: "write a backup of the cluster's data to FILE", Run: runBackup},
+		{Name: "restore", Args: "--from FILE --id ID --raft HOST:PORT --http HOST:PORT --data DIR", Summary: "run a node that starts a new cluster from a backup", Run: runRestore},
+		{Name: "certs", Args: "--dir DIR --nodes ID=HOST,...", Summary: "make a CA and node certificates to try mutual TLS", Run: runCerts},
+		{Name: "help", Args: "[COMMAND]", Summary: "show help", Run: prog.Help},
 	}
 }
-
-// errUsage marks a command line mistake: the message is followed by the
-// command's usage, and the exit status is 2.
-type errUsage struct{ msg string }
-
-func (e errUsage) Error() string { return e.msg }
-
-func usageErr(format string, args ...any) error { return errUsage{fmt.Sprintf(format, args...)} }
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -72,41 +57,7 @@ func main() {
 
 // run runs the command line and returns the exit status: 0 on success, 1
 // on failure, 2 on a usage mistake.
-func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		printUsage(stderr)
-		return 2
-	}
-	name := args[0]
-	if name == "-h" || name == "-help" || name == "--help" {
-		printUsage(stdout)
-		return 0
-	}
-	for _, c := range commands {
-		if c.name != name {
-			continue
-		}
-		err := c.run(args[1:], stdout, stderr)
-		var u errUsage
-		switch {
-		case err == nil:
-			return 0
-		case errors.Is(err, flag.ErrHelp):
-			return 0
-		case errors.As(err, &u) && u.msg == "":
-			return 2 // the flag package has said what is wrong
-		case errors.As(err, &u):
-			fmt.Fprintf(stderr, "kvstore %s: %s\nRun 'kvstore %s -h' for help.\n", c.name, u.msg, c.name)
-			return 2
-		default:
-			fmt.Fprintf(stderr, "kvstore %s: %v\n", c.name, err)
-			return 1
-		}
-	}
-	fmt.Fprintf(stderr, "kvstore: unknown command %q\n\n", name)
-	printUsage(stderr)
-	return 2
-}
+func run(args []string, stdout, stderr io.Writer) int { return prog.Run(args, stdout, stderr) }
 
 func printUsage(w io.Writer) {
 	fmt.Fprint(w, `kvstore is a replicated key-value store on rago (Raft clusters on an actor runtime).
@@ -118,9 +69,7 @@ Usage:
 Commands:
 
 `)
-	for _, c := range commands {
-		fmt.Fprintf(w, "\t%-7s %s\n", c.name, c.summary)
-	}
+	prog.PrintCommands(w, 7)
 	fmt.Fprint(w, `
 Start here:
 
@@ -132,66 +81,4 @@ Start here:
 The client commands talk to --addr (default $KVSTORE_ADDR, else the demo's
 three nodes). Run 'kvstore COMMAND -h' for a command's flags.
 `)
-}
-
-func runHelp(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		printUsage(stdout)
-		return nil
-	}
-	for _, c := range commands {
-		if c.name == args[0] && c.name != "help" {
-			return c.run([]string{"-h"}, stdout, stderr)
-		}
-	}
-	return usageErr("no command %q", args[0])
-}
-
-// newFlags makes the flag set of a command, with a usage text that shows
-// the synopsis, a description and the flags.
-func newFlags(name string, stderr io.Writer, description string) *flag.FlagSet {
-	fs := flag.NewFlagSet("kvstore "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var synopsis string
-	for _, c := range commands {
-		if c.name == name {
-			synopsis = c.args
-		}
-	}
-	fs.Usage = func() {
-		w := fs.Output()
-		fmt.Fprintf(w, "Usage: kvstore %s %s\n\n%s\n", name, synopsis, strings.TrimSpace(description))
-		hasFlags := false
-		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
-		if hasFlags {
-			fmt.Fprint(w, "\nFlags:\n")
-			fs.PrintDefaults()
-		}
-	}
-	return fs
-}
-
-// parseArgs parses flags that may come before, between or after the
-// positional arguments ("kvstore get k --consistency local"), as people
-// type them. Everything after "--" is positional.
-func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			// The flag package printed the problem and the usage.
-			return nil, errUsage{}
-		}
-		rest := fs.Args()
-		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
-			return append(pos, rest...), nil
-		}
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
 }

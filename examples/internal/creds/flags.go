@@ -18,17 +18,16 @@ import (
 	"runtime"
 
 	"github.com/rago-raft/rago/actor"
+	"github.com/rago-raft/rago/examples/internal/cli"
 )
 
 // UsageError is a mistake in the command line or in the files it names:
-// the programs print it with their usage hint and exit with status 2.
-type UsageError struct{ Msg string }
+// the programs print it with their usage hint and exit with status 2. It
+// is the programs' own kind of usage mistake, so that they need not
+// translate these.
+type UsageError = cli.UsageError
 
-func (e *UsageError) Error() string { return e.Msg }
-
-func usage(format string, args ...any) error {
-	return &UsageError{Msg: fmt.Sprintf(format, args...)}
-}
+func usage(format string, args ...any) error { return cli.Usagef(format, args...) }
 
 // Flags are the credential flags of a node command (and of a demo, which
 // passes them on to its nodes).

@@ -1,6 +1,6 @@
 //go:build unix
 
-package main
+package demoproc
 
 import (
 	"os"
@@ -16,9 +16,6 @@ func setProcessGroup(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 }
 
-// demoKill is the signal of the demo's kill command.
-var demoKill os.Signal = syscall.SIGKILL
-
-// resume lets a process frozen from outside (kill -STOP) run again, so
-// that it can hear SIGTERM.
+// resume lets a frozen process (SIGSTOP) run again, so that it can hear
+// SIGTERM.
 func resume(p *os.Process) { _ = p.Signal(syscall.SIGCONT) }

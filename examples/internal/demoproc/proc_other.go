@@ -1,6 +1,6 @@
 //go:build !unix
 
-package main
+package demoproc
 
 import (
 	"os"
@@ -10,7 +10,5 @@ import (
 // setProcessGroup does nothing where process groups do not exist.
 func setProcessGroup(*exec.Cmd) {}
 
-// demoKill is the signal of the demo's kill command.
-var demoKill os.Signal = os.Kill
-
+// resume does nothing where processes cannot be frozen.
 func resume(*os.Process) {}
