@@ -24,7 +24,22 @@ func TestWipedNodeLosesNoAcknowledgedWrite(t *testing.T) {
 	}
 	c := startCluster(t, 3)
 	ctx := ctxFor(t)
-	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
+	// n3 is the member frozen below while the others take writes, n2 the
+	// one wiped, n1 the one that comes back last. n3 must be a follower:
+	// frozen while it leads, the writes would wait for the failure
+	// detector to depose it, longer than a request may take (a 504, not
+	// the case under test). So the roles go to the nodes by who leads.
+	var leader string
+	require.Eventually(t, func() bool {
+		st, err := c.client(c.nodes[0]).Status(ctx)
+		leader = st.Leader
+		return err == nil && leader != ""
+	}, waitFor, 50*time.Millisecond, "a leader")
+	roles := slices.Clone(c.nodes)
+	if i := slices.IndexFunc(roles, func(p *proc) bool { return p.id == leader }); i == 2 {
+		roles[0], roles[2] = roles[2], roles[0]
+	}
+	n1, n2, n3 := roles[0], roles[1], roles[2]
 	// n3 is frozen only once its log binds every member to its replica
 	// (the leader binds each member once it hears from it): a member that
 	// never learnt a binding cannot tell a wiped replica from the old one.
