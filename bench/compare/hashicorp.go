@@ -22,6 +22,7 @@ import (
 // transport on loopback. Callers call Apply on the leader, which returns
 // once the command is committed and applied by the leader's FSM.
 type hashicorpCluster struct {
+	logger hclog.Logger
 	nodes  []*raft.Raft
 	wals   []*raftwal.WAL
 	trans  []*raft.NetworkTransport
@@ -61,9 +62,9 @@ func (s countSnapshot) Persist(sink raft.SnapshotSink) error {
 func (countSnapshot) Release() {}
 
 func startHashicorp(dir string) (cluster, error) {
-	c := &hashicorpCluster{leader: -1}
 	// Errors only: its info logging of every election is noise here.
 	logger := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Error, Output: os.Stderr})
+	c := &hashicorpCluster{logger: logger, leader: -1}
 	var servers []raft.Server
 	for i := range 3 {
 		id := fmt.Sprint("n", i)
@@ -145,6 +146,8 @@ func (c *hashicorpCluster) applied() uint64 {
 }
 
 func (c *hashicorpCluster) close() error {
+	// Shutting down logs errors about connections it closes itself.
+	c.logger.SetLevel(hclog.Off)
 	var errs []error
 	for _, r := range c.nodes {
 		errs = append(errs, r.Shutdown().Error())

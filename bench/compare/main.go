@@ -20,6 +20,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"os/exec"
@@ -44,6 +45,7 @@ type options struct {
 	callers          []int
 	systems          []string
 	dir              string
+	fsyncTime        time.Duration
 }
 
 func main() {
@@ -56,6 +58,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per system and cell")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured time before it")
 	flag.StringVar(&o.dir, "dir", os.TempDir(), "where the data directories go (the disk under test); removed afterwards")
+	flag.DurationVar(&o.fsyncTime, "fsync-time", 2*time.Second, "how long to measure fdatasync at the start of each round")
 	child := flag.String("child", "", "internal: run one system for one cell and print its result")
 	flag.Parse()
 	var err error
@@ -83,10 +86,10 @@ func main() {
 		fmt.Printf("RESULT %s\n", b)
 		return
 	}
-	if o.rounds < 1 || o.duration <= 0 {
-		log.Fatal("-rounds must be at least 1 and -duration positive")
+	if o.rounds < 1 || o.duration <= 0 || o.fsyncTime <= 0 {
+		log.Fatal("-rounds must be at least 1, -duration and -fsync-time positive")
 	}
-	if err := runAll(o); err != nil {
+	if err := runAll(o, os.Stdout); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -120,8 +123,8 @@ func runChild(system, dir string, payload, callers int, warmup, duration time.Du
 }
 
 // runAll runs the rounds, each of which runs every cell on every system in
-// turn, and prints the table.
-func runAll(o options) error {
+// turn, and writes the table to w.
+func runAll(o options, w io.Writer) error {
 	root, err := os.MkdirTemp(o.dir, "ragocompare")
 	if err != nil {
 		return err
@@ -146,7 +149,7 @@ func runAll(o options) error {
 	var fsyncs []float64
 	var failures []string
 	for round := 1; round <= o.rounds; round++ {
-		f, err := measureFdatasync(root, 2*time.Second)
+		f, err := measureFdatasync(root, o.fsyncTime)
 		if err != nil {
 			return err
 		}
@@ -167,14 +170,14 @@ func runAll(o options) error {
 			}
 		}
 	}
-	fmt.Printf("%s, %d rounds of %v (after %v warm-up) per system and cell, interleaved; medians over the rounds.\n",
+	fmt.Fprintf(w, "%s, %d rounds of %v (after %v warm-up) per system and cell, interleaved; medians over the rounds.\n",
 		began.Format("2006-01-02"), o.rounds, o.duration, o.warmup)
-	fmt.Printf("%s/%s, %d CPUs, %s; load average %s at the start, %s at the end.\n",
+	fmt.Fprintf(w, "%s/%s, %d CPUs, %s; load average %s at the start, %s at the end.\n",
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), loadBefore, loadAverage())
-	fmt.Printf("versions: %s\n\n", versions())
-	fmt.Print(table(cells, o.systems, got))
-	fmt.Println()
-	fmt.Print(fsyncLines(cells, o.systems, got, median(fsyncs)))
+	fmt.Fprintf(w, "versions: %s\n\n", versions())
+	fmt.Fprint(w, table(cells, o.systems, got))
+	fmt.Fprintln(w)
+	fmt.Fprint(w, fsyncLines(cells, o.systems, got, median(fsyncs)))
 	if len(failures) > 0 {
 		return fmt.Errorf("%d runs failed:\n  %s", len(failures), strings.Join(failures, "\n  "))
 	}
