@@ -69,6 +69,7 @@ type etcdNode struct {
 	// applied() too).
 	count     atomic.Uint64
 	applied   uint64
+	snapIndex uint64 // the MemoryStorage's snapshot's index
 	confState *pb.ConfState
 
 	nextID  atomic.Uint64
@@ -272,6 +273,7 @@ func (nd *etcdNode) handle(rd raft.Ready) error {
 		md := rd.Snapshot.GetMetadata()
 		nd.count.Store(binary.BigEndian.Uint64(rd.Snapshot.GetData()))
 		nd.applied = md.GetIndex()
+		nd.snapIndex = md.GetIndex()
 		nd.confState = md.GetConfState()
 	}
 	for _, e := range rd.CommittedEntries {
@@ -372,18 +374,14 @@ func (nd *etcdNode) apply(e *pb.Entry) error {
 // harness never restarts from it, and a real WAL would release its old
 // segments, which costs no fsync here.
 func (nd *etcdNode) maybeCompact() error {
-	snap, err := nd.storage.Snapshot()
-	if err != nil {
-		return err
-	}
-	last := snap.GetMetadata().GetIndex()
-	if nd.applied < last+etcdSnapshotEvery {
+	if nd.applied < nd.snapIndex+etcdSnapshotEvery {
 		return nil
 	}
 	data := binary.BigEndian.AppendUint64(nil, nd.count.Load())
 	if _, err := nd.storage.CreateSnapshot(nd.applied, nd.confState, data); err != nil {
 		return err
 	}
+	nd.snapIndex = nd.applied
 	if nd.applied > etcdCatchUpEntries {
 		if err := nd.storage.Compact(nd.applied - etcdCatchUpEntries); err != nil && !errors.Is(err, raft.ErrCompacted) {
 			return err
