@@ -2,6 +2,8 @@ module github.com/rago-raft/rago/bench/compare
 
 go 1.26.0
 
+// A module of its own so that rago's go.mod names no other Raft library;
+// it benchmarks the rago of the checkout it sits in.
 replace github.com/rago-raft/rago => ../..
 
 require (
