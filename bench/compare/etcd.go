@@ -93,6 +93,9 @@ func (quietLogger) Infof(string, ...any) {}
 func startEtcd(dir string) (cluster, error) {
 	c := &etcdCluster{}
 	logger := quietLogger{&raft.DefaultLogger{Logger: log.New(os.Stderr, "etcd-raft ", log.LstdFlags)}}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
 	addrs := map[uint64]string{}
 	var peers []raft.Peer
 	for i := range 3 {
@@ -106,9 +109,6 @@ func startEtcd(dir string) (cluster, error) {
 			done:    make(chan struct{}),
 		}
 		nd.nextID.Store(id << 56)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, err
-		}
 		f, err := os.OpenFile(filepath.Join(dir, fmt.Sprintf("n%d.log", id)), os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644)
 		if err != nil {
 			_ = c.close()
