@@ -2,6 +2,7 @@ package segment
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -15,10 +16,17 @@ type FlushResult struct {
 	Skipped bool // the UID was deleted: its records were discarded
 }
 
-// FlushFile writes every table of cf into the store as one batch and makes
-// it durable (pebble Flush: memtable to a synced sstable). Only after it
-// returns nil may the tables be dropped (MemLog.DropFile) and the WAL file
-// removed (ClosedFile.Remove); the segment writer process does both.
+// FlushFile writes every table of cf into the store and makes it durable.
+// Only after it returns nil may the tables be dropped (MemLog.DropFile)
+// and the WAL file removed (ClosedFile.Remove); the segment writer process
+// does both.
+//
+// The entries do not go through pebble's memtable: they are written
+// straight into sstables, synced, and ingested (see ingest.go). A log
+// only grows at its end, so a server's new entries never overlap what
+// the store holds and pebble places their sstable in the bottom level,
+// where no compaction rewrites it: each entry is written once more after
+// the WAL, not once per level.
 //
 // Applying a table is idempotent, so a file replayed after a crash that
 // happened after its flush but before its removal changes nothing:
@@ -29,6 +37,10 @@ type FlushResult struct {
 //     segments), then writes its own;
 //   - entries at or below the UID's floor (truncated by a snapshot) are not
 //     written again, and a UID with a tombstone is skipped.
+//
+// The deletions and floors are committed first and the entries ingested
+// after, so the entries carry the newer sequence number and survive the
+// deletions of their own flush.
 //
 // Files must be flushed in WAL sequence order: a table only shadows what
 // older files wrote.
@@ -59,6 +71,7 @@ func (s *Store) flushLocked(cf *wal.ClosedFile) ([]FlushResult, flushCount, erro
 	b := s.db.NewBatch()
 	defer b.Close()
 	results := make([]FlushResult, 0, len(cf.Tables))
+	runs := make([]run, 0, len(cf.Tables))
 	for _, t := range cf.Tables {
 		deleted, err := s.Deleted(t.UID)
 		if err != nil {
@@ -68,32 +81,61 @@ func (s *Store) flushLocked(cf *wal.ClosedFile) ([]FlushResult, flushCount, erro
 			results = append(results, FlushResult{Table: t, Skipped: true})
 			continue
 		}
-		if err := s.applyTable(b, t, &n); err != nil {
+		r, err := s.prepareTable(b, t)
+		if err != nil {
 			return nil, n, fmt.Errorf("segment: flush %s of %s: %w", t.UID, cf.Path, err)
+		}
+		if len(r.entries) > 0 {
+			runs = append(runs, r)
+		}
+		for _, e := range r.entries {
+			n.entries++
+			n.bytes += int64(len(e.Payload))
 		}
 		results = append(results, FlushResult{Table: t})
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
-		return nil, n, fmt.Errorf("segment: commit flush of %s: %w", cf.Path, err)
+	if !b.Empty() {
+		if err := b.Commit(pebble.NoSync); err != nil {
+			return nil, n, fmt.Errorf("segment: commit flush of %s: %w", cf.Path, err)
+		}
+		s.unsynced = true
 	}
-	if err := s.db.Flush(); err != nil {
-		return nil, n, fmt.Errorf("segment: make flush of %s durable: %w", cf.Path, err)
+	if err := s.ingest(runs); err != nil {
+		return nil, n, fmt.Errorf("segment: flush of %s: %w", cf.Path, err)
+	}
+	if s.unsynced {
+		// Deletions, floors and truncations live in the memtable, which
+		// pebble (without its WAL) only makes durable by a flush.
+		if err := s.db.Flush(); err != nil {
+			return nil, n, fmt.Errorf("segment: make flush of %s durable: %w", cf.Path, err)
+		}
+		s.unsynced = false
 	}
 	return results, n, nil
 }
 
-// applyTable adds t to b and counts the entries it writes into n.
-func (s *Store) applyTable(b *pebble.Batch, t wal.ClosedTable, n *flushCount) error {
+// prepareTable adds t's deletions and floor to b and returns the entries
+// of t that are to be written: those above the UID's floor.
+func (s *Store) prepareTable(b *pebble.Batch, t wal.ClosedTable) (run, error) {
 	floor, err := s.readUvarint(floorKey(t.UID))
 	if err != nil {
-		return err
+		return run{}, err
 	}
 	lower, upper := entryBounds(t.UID)
 	if !t.Reset {
 		lower = entryKey(t.UID, t.First)
 	}
-	if err := b.DeleteRange(lower, upper, nil); err != nil {
-		return err
+	// A leader's log, and a follower's that is not overwritten, only
+	// grows: there is nothing at or after First to delete, and a range
+	// deletion would only make the next ingest overlap this one.
+	stale, err := s.anyKey(lower, upper)
+	if err != nil {
+		return run{}, err
+	}
+	if stale {
+		if err := b.DeleteRange(lower, upper, nil); err != nil {
+			return run{}, err
+		}
 	}
 	if t.Reset && floor != t.First-1 {
 		// The log restarts after First-1 (a snapshot there): that is its
@@ -101,18 +143,22 @@ func (s *Store) applyTable(b *pebble.Batch, t wal.ClosedTable, n *flushCount) er
 		// came from was lost and the log restarted from an older one).
 		floor = t.First - 1
 		if err := b.Set(floorKey(t.UID), binary.AppendUvarint(nil, floor), nil); err != nil {
-			return err
+			return run{}, err
 		}
 	}
-	for _, e := range t.Entries {
-		if e.Index <= floor {
-			continue
-		}
-		if err := b.Set(entryKey(t.UID, e.Index), encodeValue(e.Term, e.Payload), nil); err != nil {
-			return err
-		}
-		n.entries++
-		n.bytes += int64(len(e.Payload))
+	entries := t.Entries
+	for len(entries) > 0 && entries[0].Index <= floor {
+		entries = entries[1:]
 	}
-	return nil
+	return run{uid: t.UID, entries: entries}, nil
+}
+
+// anyKey reports whether the store holds a key in [lower, upper).
+func (s *Store) anyKey(lower, upper []byte) (bool, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return false, err
+	}
+	found := it.First()
+	return found, errors.Join(it.Error(), it.Close())
 }

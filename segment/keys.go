@@ -34,11 +34,15 @@ const (
 
 // entryKey returns the key of uid's entry at index.
 func entryKey(uid string, index uint64) []byte {
-	k := make([]byte, 0, 1+len(uid)+1+8)
-	k = append(k, kindEntry)
-	k = append(k, uid...)
-	k = append(k, uidSep)
-	return binary.BigEndian.AppendUint64(k, index)
+	return appendEntryKey(make([]byte, 0, 1+len(uid)+1+8), uid, index)
+}
+
+// appendEntryKey appends the key of uid's entry at index to dst.
+func appendEntryKey(dst []byte, uid string, index uint64) []byte {
+	dst = append(dst, kindEntry)
+	dst = append(dst, uid...)
+	dst = append(dst, uidSep)
+	return binary.BigEndian.AppendUint64(dst, index)
 }
 
 // entryBounds returns the key range [lower, upper) holding every entry of
@@ -63,11 +67,10 @@ func indexOf(uid string, key []byte) (uint64, error) {
 func floorKey(uid string) []byte     { return append([]byte{kindFloor}, uid...) }
 func tombstoneKey(uid string) []byte { return append([]byte{kindTombstone}, uid...) }
 
-// encodeValue lays out an entry's value.
-func encodeValue(term uint64, payload []byte) []byte {
-	v := make([]byte, 0, binary.MaxVarintLen64+len(payload))
-	v = binary.AppendUvarint(v, term)
-	return append(v, payload...)
+// appendValue appends an entry's value to dst.
+func appendValue(dst []byte, term uint64, payload []byte) []byte {
+	dst = binary.AppendUvarint(dst, term)
+	return append(dst, payload...)
 }
 
 // decodeValue splits an entry's value; the payload is copied, because

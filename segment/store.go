@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rago-raft/rago/internal/pebblelog"
 	"github.com/rago-raft/rago/internal/pebblesched"
@@ -42,11 +44,12 @@ type Options struct {
 // The database runs with pebble's own WAL disabled. The rago WAL already
 // holds every entry durably until the segment writer has flushed it, so a
 // second log inside pebble would only write each entry twice more. Each
-// flush of a closed WAL file is one unsynced batch followed by one
-// pebble Flush, which writes and syncs the memtable as an sstable; only
-// then is the WAL file deleted. A crash before that loses at most batches
-// whose WAL files still exist and are replayed at start. Replaying a file
-// is idempotent (see applyTable), so duplicates are harmless.
+// flush of a closed WAL file writes its entries into synced sstables that
+// pebble ingests (see FlushFile), and its deletions as an unsynced batch
+// made durable by a pebble Flush; only then is the WAL file deleted. A
+// crash before that loses at most what WAL files still hold, and they are
+// replayed at start. Replaying a file is idempotent (see FlushFile), so
+// duplicates are harmless.
 //
 // Because DisableWAL is database-wide, nothing that needs a synced write
 // of its own (terms, votes) can live here: that is the meta store's job.
@@ -55,11 +58,17 @@ type Options struct {
 // truncation, deletion) are serialized by mu so that a flush never
 // interleaves with a truncation or deletion of the same UID.
 type Store struct {
-	db     *pebble.DB
-	logger *slog.Logger
-	mu     sync.Mutex // serializes writes
-	closed bool
-	stats  statsCounters
+	db           *pebble.DB
+	fs           vfs.FS // the very FS pebble uses, so that ingests link files, not copy them
+	dir          string
+	tableOptions sstable.WriterOptions // for the sstables a flush ingests
+	logger       *slog.Logger
+	stats        statsCounters
+
+	mu        sync.Mutex // serializes writes and guards the fields below
+	closed    bool
+	unsynced  bool   // the memtable holds writes no pebble Flush made durable yet
+	ingestSeq uint64 // names the sstables of ingests
 }
 
 // Open opens (or creates) the store in dir.
@@ -76,11 +85,48 @@ func Open(dir string, opts Options) (*Store, error) {
 	// Compactions are granted on events, not on a 100 ms clock: an idle
 	// node must not wake up for nothing.
 	popts.Experimental.CompactionScheduler = pebblesched.New()
+	// Fill in pebble's defaults here rather than in Open, so that the FS
+	// (wrapped with disk-health checks when none is given) is the same
+	// value pebble keeps: ingesting from it links instead of copying.
+	popts.EnsureDefaults()
+	if err := popts.FS.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("segment: open %s: %w", dir, err)
+	}
+	if err := removeIngestLeftovers(popts.FS, dir); err != nil {
+		return nil, fmt.Errorf("segment: open %s: %w", dir, err)
+	}
 	db, err := pebble.Open(dir, popts)
 	if err != nil {
 		return nil, fmt.Errorf("segment: open %s: %w", dir, err)
 	}
-	return &Store{db: db, logger: logger}, nil
+	tableOptions := popts.MakeWriterOptions(len(popts.Levels)-1, db.TableFormat())
+	// Logs are read in runs of consecutive entries, so larger blocks cost
+	// readers little and cut a flush's writes (one per block) by 8.
+	tableOptions.BlockSize = ingestBlockBytes
+	return &Store{
+		db:           db,
+		fs:           popts.FS,
+		dir:          dir,
+		tableOptions: tableOptions,
+		logger:       logger,
+	}, nil
+}
+
+// removeIngestLeftovers removes sstables a flush wrote but a crash kept it
+// from ingesting; their WAL file is still there and will be flushed again.
+func removeIngestLeftovers(fs vfs.FS, dir string) error {
+	names, err := fs.List(dir)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if strings.HasPrefix(name, ingestPrefix) {
+			if err := fs.Remove(fs.PathJoin(dir, name)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Close flushes what is not yet durable and closes the database.
@@ -109,6 +155,7 @@ func (s *Store) Sync() error {
 	if err := s.db.Flush(); err != nil {
 		return fmt.Errorf("segment: flush: %w", err)
 	}
+	s.unsynced = false
 	return nil
 }
 
@@ -240,6 +287,7 @@ func (s *Store) Truncate(uid string, index uint64) error {
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("segment: truncate %s: %w", uid, err)
 	}
+	s.unsynced = true
 	return nil
 }
 

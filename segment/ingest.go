@@ -1,0 +1,122 @@
+package segment
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/rago-raft/rago/wal"
+)
+
+// ownTableBytes is the payload from which one UID's run gets an sstable of
+// its own. Such a table holds one UID's next indexes only, overlaps
+// nothing in the store, and goes straight to the bottom level. Smaller
+// runs share sstables: with thousands of servers a file per UID per flush
+// would flood the store with tiny files. A shared sstable spans many
+// UIDs' key ranges, so pebble puts it in level 0 and compacts it later;
+// that costs little because such runs are small.
+const ownTableBytes = 1 << 20
+
+// ingestBlockBytes is the data block size of the sstables a flush writes.
+const ingestBlockBytes = 32 << 10
+
+// ingestPrefix starts the names of the sstables a flush writes before
+// handing them to pebble. Pebble links them in, and they are removed
+// after; Open removes any that a crash left behind.
+const ingestPrefix = "rago-ingest-"
+
+// run is one UID's entries to write, contiguous and in index order.
+type run struct {
+	uid     string
+	entries []wal.Entry
+}
+
+func (r run) bytes() int {
+	n := 0
+	for _, e := range r.entries {
+		n += len(e.Payload)
+	}
+	return n
+}
+
+// ingest writes runs into synced sstables, in key order, and ingests them
+// in one step: they become visible together, each with a sequence number
+// above everything committed before. Runs of ownTableBytes or more get a
+// file of their own; the runs between them share one, so that the files
+// of one ingest never overlap each other.
+func (s *Store) ingest(runs []run) error {
+	if len(runs) == 0 {
+		return nil
+	}
+	// entryKey order is UID order: a UID never holds 0x00, and a shorter
+	// UID that is a prefix of a longer one sorts first in both.
+	slices.SortFunc(runs, func(a, b run) int { return strings.Compare(a.uid, b.uid) })
+	var paths []string
+	defer func() {
+		for _, p := range paths {
+			_ = s.fs.Remove(p)
+		}
+	}()
+	var shared []run
+	write := func(rs []run) error {
+		if len(rs) == 0 {
+			return nil
+		}
+		s.ingestSeq++
+		p := s.fs.PathJoin(s.dir, fmt.Sprintf("%s%d.sst", ingestPrefix, s.ingestSeq))
+		paths = append(paths, p)
+		return s.writeTable(p, rs)
+	}
+	for _, r := range runs {
+		if r.bytes() < ownTableBytes {
+			shared = append(shared, r)
+			continue
+		}
+		if err := write(shared); err != nil {
+			return err
+		}
+		shared = shared[:0]
+		if err := write([]run{r}); err != nil {
+			return err
+		}
+	}
+	if err := write(shared); err != nil {
+		return err
+	}
+	if err := s.db.Ingest(context.Background(), paths); err != nil {
+		return fmt.Errorf("ingest %d sstables: %w", len(paths), err)
+	}
+	return nil
+}
+
+// writeTable writes rs, sorted by UID, into a new synced sstable at path.
+func (s *Store) writeTable(path string, rs []run) (err error) {
+	f, err := s.fs.Create(path, "")
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), s.tableOptions)
+	defer func() {
+		if err != nil {
+			_ = w.Close()
+		}
+	}()
+	var key, value []byte
+	for _, r := range rs {
+		for _, e := range r.entries {
+			key = appendEntryKey(key[:0], r.uid, e.Index)
+			value = appendValue(value[:0], e.Term, e.Payload)
+			if err := w.Set(key, value); err != nil {
+				return fmt.Errorf("write %s: %w", path, err)
+			}
+		}
+	}
+	// Close finishes the table and syncs the file before it returns.
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("finish %s: %w", path, err)
+	}
+	return nil
+}

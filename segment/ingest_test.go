@@ -1,0 +1,108 @@
+package segment
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rago-raft/rago/wal"
+	"github.com/stretchr/testify/require"
+)
+
+// bigEntries is n entries of size bytes each, their payloads telling
+// index and term apart.
+func bigEntries(first, term uint64, n, size int) []wal.Entry {
+	es := make([]wal.Entry, n)
+	for i := range es {
+		idx := first + uint64(i)
+		p := bytes.Repeat([]byte{byte(idx)}, size)
+		copy(p, fmt.Sprint(idx, "@", term))
+		es[i] = wal.Entry{Index: idx, Term: term, Payload: p}
+	}
+	return es
+}
+
+// TestGrowingLogsSkipCompaction checks the point of ingesting: a server
+// whose log only grows gets its entries written to the bottom level and
+// never rewritten by a compaction, also when small runs of other servers,
+// before and after it in key order, share the flushes.
+func TestGrowingLogsSkipCompaction(t *testing.T) {
+	s := openMem(t, vfs.NewMem())
+	defer s.Close()
+	const perFile, size = 300, 4 << 10 // 1.2 MiB: over ownTableBytes
+	for f := range 6 {
+		first := uint64(f*perFile + 1)
+		flush(t, s, uint64(f+1), table("hot", false, bigEntries(first, 1, perFile, size)))
+	}
+	m := s.db.Metrics()
+	require.Zero(t, m.Levels[0].TablesCount, "a growing log's sstables went to level 0")
+	require.EqualValues(t, 6, m.Levels[len(m.Levels)-1].TablesCount)
+	require.Zero(t, m.Compact.Count)
+
+	// Small runs on both sides of "hot" in key order share sstables that
+	// must not overlap "hot"'s within one ingest.
+	for f := 6; f < 9; f++ {
+		first := uint64(f*perFile + 1)
+		flush(t, s, uint64(f+1),
+			table("cold-a", false, entries(uint64(f*3+1), 1, 3)),
+			table("hot", false, bigEntries(first, 1, perFile, size)),
+			table("z-cold", false, entries(uint64(f*3+1), 1, 3)))
+	}
+	requireBounds(t, s, "hot", 1, 9*perFile)
+	requireBounds(t, s, "cold-a", 19, 27)
+	requireBounds(t, s, "z-cold", 19, 27)
+	got, err := s.Range("hot", 1, 9*perFile, 0)
+	require.NoError(t, err)
+	require.Len(t, got, 9*perFile)
+	for i, e := range got {
+		require.Equal(t, bigEntries(uint64(i+1), 1, 1, size)[0], e)
+	}
+
+	// A follower's overwrite in the middle still drops the old suffix.
+	flush(t, s, 10, table("hot", false, bigEntries(1000, 2, perFile, size)))
+	requireBounds(t, s, "hot", 1, 1000+perFile-1)
+	e, err := s.Entry("hot", 1000)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, e.Term)
+}
+
+// TestTruncationDurableAfterNextFlush checks that a truncation, which
+// lives in pebble's memtable, is made durable by the next flush even when
+// that flush itself has no deletion to commit.
+func TestTruncationDurableAfterNextFlush(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	s := openMem(t, fs)
+	flush(t, s, 1, table("a", false, entries(1, 1, 100)))
+	require.NoError(t, s.Truncate("a", 60))
+	flush(t, s, 2, table("a", false, entries(101, 1, 10)))
+	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	require.NoError(t, s.Close())
+	s2 := openMem(t, crashed)
+	defer s2.Close()
+	requireBounds(t, s2, "a", 61, 110)
+	floor, err := s2.Floor("a")
+	require.NoError(t, err)
+	require.EqualValues(t, 60, floor)
+}
+
+// TestOpenRemovesIngestLeftovers checks that an sstable a crash left
+// between writing and ingesting does not stay on disk for ever.
+func TestOpenRemovesIngestLeftovers(t *testing.T) {
+	fs := vfs.NewMem()
+	s := openMem(t, fs)
+	flush(t, s, 1, table("a", false, entries(1, 1, 10)))
+	require.NoError(t, s.Close())
+	f, err := fs.Create("/seg/"+ingestPrefix+"9.sst", "")
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	s2 := openMem(t, fs)
+	defer s2.Close()
+	names, err := fs.List("/seg")
+	require.NoError(t, err)
+	for _, n := range names {
+		require.NotContains(t, n, ingestPrefix)
+	}
+	requireBounds(t, s2, "a", 1, 10)
+}
