@@ -60,6 +60,8 @@ func main() {
 	flag.StringVar(&o.dir, "dir", os.TempDir(), "where the data directories go (the disk under test); removed afterwards")
 	flag.DurationVar(&o.fsyncTime, "fsync-time", 2*time.Second, "how long to measure fdatasync at the start of each round")
 	child := flag.String("child", "", "internal: run one system for one cell and print its result")
+	cpuProfile := flag.String("cpuprofile", "", "with -child: write a CPU profile of the measured window to this file")
+	heapProfile := flag.String("memprofile", "", "with -child: write a heap profile at the end of the measured window to this file")
 	flag.Parse()
 	var err error
 	if o.payloads, err = parseInts(*payloads); err != nil {
@@ -78,7 +80,7 @@ func main() {
 		if len(o.payloads) != 1 || len(o.callers) != 1 {
 			log.Fatal("-child takes one payload and one number of callers")
 		}
-		res, err := runChild(*child, o.dir, o.payloads[0], o.callers[0], o.warmup, o.duration)
+		res, err := runChild(*child, o.dir, o.payloads[0], o.callers[0], o.warmup, o.duration, profiles{*cpuProfile, *heapProfile})
 		if err != nil {
 			log.Fatalf("%s: %v", *child, err)
 		}
@@ -108,12 +110,20 @@ func parseInts(s string) ([]int, error) {
 
 // runChild starts one system in dir, drives it and reports, with its
 // peak RSS read before the cluster is closed.
-func runChild(system, dir string, payload, callers int, warmup, duration time.Duration) (cellResult, error) {
+func runChild(system, dir string, payload, callers int, warmup, duration time.Duration, prof profiles) (cellResult, error) {
 	c, err := starters[system](dir)
 	if err != nil {
 		return cellResult{}, err
 	}
+	stop, err := prof.start(warmup, duration)
+	if err != nil {
+		_ = c.close()
+		return cellResult{}, err
+	}
 	res, err := drive(c, payload, callers, warmup, duration)
+	if perr := stop(); err == nil && perr != nil {
+		err = perr
+	}
 	res.System = system
 	res.PeakRSS = peakRSSKiB()
 	if cerr := c.close(); err == nil && cerr != nil {
