@@ -79,13 +79,12 @@ func checkPreamble(pre [len(preamble)]byte) error {
 	return nil
 }
 
-// appendFrame builds a frame around already encoded items.
-func appendFrame(b []byte, src string, epoch uint64, count int, items []byte) []byte {
+// appendFrameHeader appends what precedes a frame's items.
+func appendFrameHeader(b []byte, src string, epoch uint64, count int) []byte {
 	b = append(b, frameVersion)
 	b = wire.AppendString(b, src)
 	b = wire.AppendUvarint(b, epoch)
-	b = wire.AppendUvarint(b, uint64(count))
-	return append(b, items...)
+	return wire.AppendUvarint(b, uint64(count))
 }
 
 func appendMessage(b []byte, e *codecEntry, msg any) ([]byte, error) {

@@ -9,6 +9,12 @@ import (
 	"github.com/rago-raft/rago/internal/wire"
 )
 
+// appendFrame builds a whole frame around already encoded items, as the
+// link's pump writes it (header, then items).
+func appendFrame(b []byte, src string, epoch uint64, count int, items []byte) []byte {
+	return append(appendFrameHeader(b, src, epoch, count), items...)
+}
+
 func TestFrameRoundTrip(t *testing.T) {
 	var items []byte
 	items = append(items, opSend)

@@ -85,6 +85,7 @@ type link struct {
 	peerInc   uint64         // the peer's incarnation, 0 until known
 	frames    []pendingFrame // sealed frames, oldest first
 	open      pendingFrame   // frame being filled
+	spare     []byte         // a written frame's items buffer, emptied, for the next open frame
 	queued    int            // item bytes in frames and open
 	retryAt   time.Time      // after a failure, no new attempt before this
 	conn      net.Conn       // the current epoch's connection, once dialled
@@ -269,6 +270,12 @@ func (l *link) appendLocked(item []byte) {
 	if l.open.count > 0 && len(l.open.items)+len(item) > l.node.cfg.MaxFrameBytes {
 		l.frames = append(l.frames, l.open)
 		l.open = pendingFrame{}
+	}
+	if l.open.items == nil && l.spare != nil {
+		// Reuse the buffer of a frame already written: under load a
+		// frame fills up to MaxFrameBytes, and growing a new buffer to
+		// that size by appends was a third of a node's allocation.
+		l.open.items, l.spare = l.spare, nil
 	}
 	l.open.items = append(l.open.items, item...)
 	l.open.count++
@@ -518,6 +525,19 @@ func (l *link) onHelloAck(inc, epoch uint64) {
 	l.node.notifyNode(l.peer, true)
 }
 
+// recycle keeps a written frame's items buffer for the next open frame,
+// unless it is too large to keep for ever.
+func (l *link) recycle(items []byte) {
+	if cap(items) > keepFrameBufferBytes {
+		return
+	}
+	l.mu.Lock()
+	if l.spare == nil {
+		l.spare = items[:0]
+	}
+	l.mu.Unlock()
+}
+
 // take pops the next frame to write and the epoch it belongs to.
 func (l *link) takeLocked() (pendingFrame, uint64, bool) {
 	var f pendingFrame
@@ -542,7 +562,7 @@ func (l *link) pump() {
 		conn      net.Conn
 		connEpoch uint64
 		w         *bufio.Writer
-		buf       []byte
+		hdr       []byte
 	)
 	fail := func(epoch uint64, err error) {
 		if conn != nil {
@@ -596,16 +616,21 @@ func (l *link) pump() {
 				}
 				conn, connEpoch, w = c, epoch, bufio.NewWriterSize(c, 64<<10)
 			}
-			buf = appendFrame(append(buf[:0], 0, 0, 0, 0), l.node.name, epoch, f.count, f.items)
-			binary.LittleEndian.PutUint32(buf, uint32(len(buf)-4))
-			if _, err := w.Write(buf); err != nil {
+			// The header goes out first and the items after it from their
+			// own buffer, which is not copied into a frame buffer: the
+			// bufio.Writer passes large items straight to the connection.
+			hdr = appendFrameHeader(append(hdr[:0], 0, 0, 0, 0), l.node.name, epoch, f.count)
+			binary.LittleEndian.PutUint32(hdr, uint32(len(hdr)-4+len(f.items)))
+			_, err := w.Write(hdr)
+			if err == nil {
+				_, err = w.Write(f.items)
+			}
+			if err != nil {
 				l.droppedLinkDown(uint64(f.count))
 				fail(epoch, err)
 				continue
 			}
-			if cap(buf) > keepFrameBufferBytes {
-				buf = nil // do not keep a huge frame's buffer for ever
-			}
+			l.recycle(f.items)
 			l.node.stats.framesSent.Add(1)
 			l.node.stats.bytesSent.Add(uint64(len(f.items)))
 			l.stats.framesSent.Add(1)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
 	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rago-raft/rago/wal"
 )
 
@@ -22,6 +23,10 @@ const ownTableBytes = 1 << 20
 
 // ingestBlockBytes is the data block size of the sstables a flush writes.
 const ingestBlockBytes = 32 << 10
+
+// ingestBytesPerSync is how much of an sstable being written may wait in
+// the page cache before it is handed to the disk.
+const ingestBytesPerSync = 512 << 10
 
 // ingestPrefix starts the names of the sstables a flush writes before
 // handing them to pebble. Pebble links them in, and they are removed
@@ -98,6 +103,10 @@ func (s *Store) writeTable(path string, rs []run) (err error) {
 	if err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
+	// Hand the data to the disk as it is written, as pebble does with its
+	// own sstables, rather than all of it at the final sync, where it
+	// would compete at once with the WAL's syncs on the same disk.
+	f = vfs.NewSyncingFile(f, vfs.SyncingFileOptions{BytesPerSync: ingestBytesPerSync})
 	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), s.tableOptions)
 	defer func() {
 		if err != nil {
