@@ -221,10 +221,16 @@ var itemBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b 
 func getItemBuf() *[]byte { return itemBufs.Get().(*[]byte) }
 
 func putItemBuf(b *[]byte) {
-	if cap(*b) <= 64<<10 { // do not pin huge buffers in the pool
+	// Keep buffers up to the size of a full message of entries (1 MiB
+	// by default), which busy links encode all the time, but not huge
+	// ones: the pool keeps what it holds until the next GCs.
+	if cap(*b) <= maxPooledItemBytes {
 		itemBufs.Put(b)
 	}
 }
+
+// maxPooledItemBytes is the largest item buffer the pool keeps.
+const maxPooledItemBytes = 2 << 20
 
 // Disconnect treats peer as lost, as if its connection had broken:
 // monitors on its processes get Down with ReasonNoConnection, node

@@ -163,8 +163,10 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // (ApplyContext.Reject). cmd's buffer may be reused once it returns.
 func (s *System) ProcessCommand(ctx context.Context, via ServerID, cmd []byte) (reply []byte, leader ServerID, err error) {
 	// A local server may still take the request after ctx ended: it must
-	// not see the caller reuse the buffer.
-	return s.processCommand(ctx, via, &commandReq{Data: bytes.Clone(cmd)})
+	// not see the caller reuse the buffer. The copy is made in the form
+	// the server logs, so that a local server need not copy it again.
+	enc := encodeUserCommand(cmd)
+	return s.processCommand(ctx, via, &commandReq{Data: enc[1:len(enc):len(enc)], userCommand: enc})
 }
 
 func (s *System) processCommand(ctx context.Context, via ServerID, req *commandReq) (reply []byte, leader ServerID, err error) {

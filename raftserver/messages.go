@@ -39,6 +39,10 @@ type commandReq struct {
 	Client    uint64
 	Seq       uint64
 	Responded uint64
+	// userCommand, if not nil, is Data already encoded as a user command
+	// (encodeUserCommand) by a sender in this process; Data is part of
+	// it. It does not cross the wire.
+	userCommand []byte
 }
 
 type commandResult struct {

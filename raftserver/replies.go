@@ -54,9 +54,14 @@ func (s *server) queueCommand(m *commandReq, rt actor.ReplyTo) {
 	} else {
 		tok = syncToken{rt: rt, at: s.batchArrived}
 	}
-	data := encodeUserCommand(m.Data)
-	if m.Session {
+	var data []byte
+	switch {
+	case m.Session:
 		data = encodeSessionCommand(m.Client, m.Seq, m.Responded, m.Data)
+	case m.userCommand != nil:
+		data = m.userCommand
+	default:
+		data = encodeUserCommand(m.Data)
 	}
 	s.cmdBuf = append(s.cmdBuf, core.Command{Data: data, Token: tok})
 	if !s.flushPending {

@@ -1,8 +1,10 @@
 package core
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/rago-raft/rago/internal/wire"
 )
@@ -35,6 +37,13 @@ import (
 
 // AppendBinary implements Message.
 func (m *AppendEntries) AppendBinary(b []byte) []byte {
+	// Grow b once: a message carries up to MaxAppendBytes of entries, and
+	// growing to that by appends allocates about twice as much.
+	size := 1 + 5*binary.MaxVarintLen64
+	for i := range m.Entries {
+		size += 2*binary.MaxVarintLen64 + 1 + len(m.Entries[i].Data)
+	}
+	b = slices.Grow(b, size)
 	b = append(b, byte(kindAppendEntries))
 	b = wire.AppendUvarint(b, m.Term)
 	b = wire.AppendUvarint(b, m.PrevIndex)
@@ -200,8 +209,12 @@ func decodeAppendEntries(r *wire.Reader) *AppendEntries {
 		r.Fail("prev index %d + %d entries overflows", m.PrevIndex, n)
 		return m
 	}
+	var data []byte
 	if n > 0 {
 		m.Entries = make([]Entry, n)
+		// Every entry's data is copied out of the frame into one
+		// allocation: the data of all of them is less than what remains.
+		data = make([]byte, 0, r.Remaining())
 	}
 	lastTerm := m.PrevTerm
 	for i := range m.Entries {
@@ -209,7 +222,11 @@ func decodeAppendEntries(r *wire.Reader) *AppendEntries {
 		e.Index = m.PrevIndex + 1 + uint64(i)
 		e.Term = r.Uvarint()
 		e.Type = EntryType(r.Uint8())
-		e.Data = r.BytesCopy()
+		if p := r.Bytes(); len(p) > 0 {
+			at := len(data)
+			data = append(data, p...)
+			e.Data = data[at:len(data):len(data)]
+		}
 		if r.Err() != nil {
 			return m
 		}
