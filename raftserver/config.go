@@ -47,10 +47,12 @@ type SystemConfig struct {
 	// WALSync is how the WAL makes batches durable (default wal.SyncData).
 	WALSync wal.SyncMethod
 	// WALMaxFileBytes is the WAL file size at which it rolls over.
-	// Default 16 MiB. The entries of the current file and of closed files
+	// Default 8 MiB. The entries of the current file and of closed files
 	// not yet in the segments stay in memory (the mem tables), so with
 	// WALMaxClosedFiles (default 4) they bound the log memory of a node at
-	// about (1 + WALMaxClosedFiles) x WALMaxFileBytes of entries.
+	// about (1 + WALMaxClosedFiles) x WALMaxFileBytes. Rollover counts
+	// each entry 64 bytes more than its record, for its cost in memory, so
+	// the bound also holds for tiny entries (see wal.Config.MaxFileBytes).
 	WALMaxFileBytes   int64
 	WALMaxClosedFiles int
 	// Raft holds the Raft timing and flow-control settings of every server
@@ -276,7 +278,7 @@ func (c SystemConfig) withDefaults() SystemConfig {
 		c.MaxSessions = 10000
 	}
 	if c.WALMaxFileBytes == 0 {
-		c.WALMaxFileBytes = 16 << 20
+		c.WALMaxFileBytes = 8 << 20
 	}
 	if c.WALMaxClosedFiles == 0 {
 		c.WALMaxClosedFiles = 4

@@ -84,6 +84,13 @@ type batch struct {
 
 const batchReserve = fileHeaderLen + batchHeaderLen
 
+// memEntryCost is what an entry costs in its mem table beyond its record
+// in the file: its Entry and its payload's own allocation. Rollover counts
+// it, so that a file of tiny entries, whose mem tables take several times
+// the file's size, closes sooner and MaxFileBytes bounds the memory of a
+// file's mem tables whatever the entries' size.
+const memEntryCost = 64
+
 // core is the WAL's logic without actors, goroutines or clocks: it stages
 // writes into batches, decides rollover, and turns a finished batch into
 // mem-table updates and notifications. The actor shell feeds it messages
@@ -100,6 +107,7 @@ type core struct {
 
 	file      uint64 // current file; 0 before the first batch
 	fileBytes int64  // bytes in the current file
+	fileCost  int64  // fileBytes plus memEntryCost per entry: what rollover counts
 	lastLen   int    // length of the last completed batch (tests locate it)
 	nextFile  uint64 // sequence of the next file to open
 	batchSeq  uint64 // sequence of the last batch cut
@@ -208,7 +216,8 @@ func (c *core) cut() *batch {
 	}
 	b := c.pending[0]
 	body := len(b.buf) - batchReserve
-	roll := c.file == 0 || c.forceRoll || c.fileBytes+int64(batchHeaderLen+body) > c.cfg.MaxFileBytes && c.fileBytes > fileHeaderLen
+	cost := int64(batchHeaderLen+body) + int64(b.entries)*memEntryCost
+	roll := c.file == 0 || c.forceRoll || c.fileCost+cost > c.cfg.MaxFileBytes && c.fileBytes > fileHeaderLen
 	if roll && c.waitingForSegments() {
 		return nil
 	}
@@ -256,9 +265,10 @@ func (c *core) complete(b *batch, err error) ([]notice, *ClosedFile) {
 		if c.file != 0 {
 			closed = c.closeFile()
 		}
-		c.file, c.fileBytes, c.nextFile = b.file, 0, b.file+1
+		c.file, c.fileBytes, c.fileCost, c.nextFile = b.file, 0, 0, b.file+1
 	}
 	c.fileBytes += int64(len(b.out))
+	c.fileCost += int64(len(b.out)) + int64(b.entries)*memEntryCost
 	c.lastLen = len(b.out)
 	c.stats.batches.Add(1)
 	c.stats.entries.Add(int64(b.entries))

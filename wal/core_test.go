@@ -149,6 +149,29 @@ func TestRolloverAndRecovery(t *testing.T) {
 	require.Nil(t, h3.o.tables.Get("b"))
 }
 
+// TestTinyEntriesRollSooner checks that rollover counts what entries cost
+// in their mem tables: a file of tiny entries closes long before its bytes
+// reach MaxFileBytes, so that MaxFileBytes bounds mem-table memory.
+func TestTinyEntriesRollSooner(t *testing.T) {
+	h := openHarness(t, testConfig(walfs.NewMem()))
+	a := h.writer("a")
+	for i := uint64(1); i <= 200; i++ {
+		require.NoError(t, a.Write(ent(i, 1, "tiny")))
+		h.flush()
+	}
+	require.NotEmpty(t, h.closed)
+	for _, cf := range h.closed {
+		var entries, bytes int
+		for _, t := range cf.Tables {
+			entries += len(t.Entries)
+			bytes += int(payloadBytes(t.Entries))
+		}
+		cost := entries*memEntryCost + bytes
+		require.LessOrEqual(t, cost, int(h.cfg.MaxFileBytes), "file %d: %d entries of %d bytes", cf.Seq, entries, bytes)
+		require.Greater(t, cost+2*memEntryCost, int(h.cfg.MaxFileBytes)/2, "file %d rolled far too early", cf.Seq)
+	}
+}
+
 func TestTornTailIsCut(t *testing.T) {
 	fs := walfs.NewMem()
 	h := openHarness(t, testConfig(fs))
