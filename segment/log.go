@@ -52,6 +52,9 @@ func (l *Log) Entry(index uint64) (wal.Entry, error) {
 func (l *Log) Range(lo, hi uint64, maxBytes int) ([]wal.Entry, error) {
 	v := l.view()
 	var out []wal.Entry
+	if hi >= lo {
+		out = make([]wal.Entry, 0, min(hi-lo+1, maxRangePrealloc))
+	}
 	size := 0
 	for i := lo; i <= hi && i != 0; i++ {
 		e, p := v.Get(i)
@@ -87,6 +90,10 @@ func (l *Log) Range(lo, hi uint64, maxBytes int) ([]wal.Entry, error) {
 	}
 	return out, nil
 }
+
+// maxRangePrealloc bounds the entries Range makes room for at once: a
+// range may be far larger than what maxBytes lets it return.
+const maxRangePrealloc = 1024
 
 func budget(maxBytes, used int) int {
 	if maxBytes <= 0 {

@@ -162,7 +162,9 @@ func (l *raftLog) slice(lo, hi uint64, maxBytes int) ([]Entry, error) {
 		if len(ents) == 0 {
 			return nil, fmt.Errorf("%w: reader returned no entries for [%d, %d)", ErrUnavailable, lo, end)
 		}
-		out = append(make([]Entry, 0, len(ents)), ents...)
+		// The reader's slice is not ours to change: capped at its length,
+		// appending the unstable entries below copies it first.
+		out = ents[:len(ents):len(ents)]
 		for i := range ents {
 			size += ents[i].size()
 		}
