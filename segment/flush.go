@@ -38,9 +38,10 @@ type FlushResult struct {
 //   - entries at or below the UID's floor (truncated by a snapshot) are not
 //     written again, and a UID with a tombstone is skipped.
 //
-// The deletions and floors are committed first and the entries ingested
-// after, so the entries carry the newer sequence number and survive the
-// deletions of their own flush.
+// The deletions and floors are committed and made durable first and the
+// entries ingested after, so the entries carry the newer sequence number
+// and survive the deletions of their own flush, and a crash between the
+// two never leaves new entries beside the old suffix they replaced.
 //
 // Files must be flushed in WAL sequence order: a table only shadows what
 // older files wrote.
@@ -100,16 +101,18 @@ func (s *Store) flushLocked(cf *wal.ClosedFile) ([]FlushResult, flushCount, erro
 		}
 		s.unsynced = true
 	}
-	if err := s.ingest(runs); err != nil {
-		return nil, n, fmt.Errorf("segment: flush of %s: %w", cf.Path, err)
-	}
 	if s.unsynced {
 		// Deletions, floors and truncations live in the memtable, which
-		// pebble (without its WAL) only makes durable by a flush.
+		// pebble (without its WAL) only makes durable by a flush. They go
+		// first: a crash must not keep the ingested entries and lose the
+		// deletion of the old suffix they replace.
 		if err := s.db.Flush(); err != nil {
 			return nil, n, fmt.Errorf("segment: make flush of %s durable: %w", cf.Path, err)
 		}
 		s.unsynced = false
+	}
+	if err := s.ingest(runs); err != nil {
+		return nil, n, fmt.Errorf("segment: flush of %s: %w", cf.Path, err)
 	}
 	return results, n, nil
 }

@@ -3,6 +3,7 @@ package segment
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -105,4 +106,46 @@ func TestOpenRemovesIngestLeftovers(t *testing.T) {
 		require.NotContains(t, n, ingestPrefix)
 	}
 	requireBounds(t, s2, "a", 1, 10)
+}
+
+// crashAtIngestCleanup takes a crash image of the file system at the
+// moment a flush removes its ingested sstable's temporary name: the
+// ingest is done, and whatever the flush made durable before it is in
+// the image.
+type crashAtIngestCleanup struct {
+	*vfs.MemFS
+	image *vfs.MemFS
+}
+
+func (fs *crashAtIngestCleanup) Remove(name string) error {
+	if fs.image == nil && strings.Contains(name, ingestPrefix) {
+		fs.image = fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	}
+	return fs.MemFS.Remove(name)
+}
+
+// TestOverwriteNeverLeavesTheOldSuffixBesideNewEntries crashes a
+// follower's overwrite right after its entries were ingested: the
+// deletion of the suffix they replace must already be durable, or the
+// store would hold the new entries next to the old ones after them.
+func TestOverwriteNeverLeavesTheOldSuffixBesideNewEntries(t *testing.T) {
+	base := vfs.NewCrashableMem()
+	s := openMem(t, base)
+	flush(t, s, 1, table("a", false, entries(1, 1, 10)))
+	require.NoError(t, s.Close())
+
+	fs := &crashAtIngestCleanup{MemFS: base}
+	s = openMem(t, fs)
+	flush(t, s, 2, table("a", false, entries(6, 2, 2)))
+	require.NotNil(t, fs.image)
+	require.NoError(t, s.Close())
+
+	s2 := openMem(t, fs.image)
+	defer s2.Close()
+	requireBounds(t, s2, "a", 1, 7)
+	e, err := s2.Entry("a", 7)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, e.Term)
+	_, err = s2.Entry("a", 8)
+	require.ErrorIs(t, err, ErrNotFound)
 }
