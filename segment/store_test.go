@@ -35,6 +35,15 @@ func flush(t *testing.T, s *Store, seq uint64, tables ...wal.ClosedTable) {
 	require.NoError(t, err)
 }
 
+// crashAndReopen closes s after taking the image a power cut would leave
+// of fs (only what was synced), and opens a store on that image.
+func crashAndReopen(t *testing.T, fs *vfs.MemFS, s *Store) *Store {
+	t.Helper()
+	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	require.NoError(t, s.Close())
+	return openMem(t, crashed)
+}
+
 func requireBounds(t *testing.T, s *Store, uid string, first, last uint64) {
 	t.Helper()
 	f, l, ok, err := s.Bounds(uid)
@@ -103,9 +112,7 @@ func TestFlushIsDurableWithoutPebbleWAL(t *testing.T) {
 	fs := vfs.NewCrashableMem()
 	s := openMem(t, fs)
 	flush(t, s, 1, table("a", false, entries(1, 1, 100)))
-	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
-	require.NoError(t, s.Close())
-	s2 := openMem(t, crashed)
+	s2 := crashAndReopen(t, fs, s)
 	defer s2.Close()
 	requireBounds(t, s2, "a", 1, 100)
 	e, err := s2.Entry("a", 77)
