@@ -162,6 +162,7 @@ type Node struct {
 	cfg         Config
 	logger      *slog.Logger
 	system      *pa.ActorSystem
+	dispatcher  *dispatcher // runs the mailboxes of the node's processes
 	listener    *listener
 	incarnation uint64
 
@@ -229,6 +230,7 @@ func StartNode(cfg Config) (*Node, error) {
 		auth:        auth,
 		stopped:     make(chan struct{}),
 	}
+	n.dispatcher = newDispatcher(n.stopped)
 	n.mons.init()
 	n.mons.node = n
 	n.calls.init(name)
@@ -399,7 +401,7 @@ func (n *Node) spawn(name string, behavior Process, opts []SpawnOption) (Ref, er
 	props := pa.PropsFromProducer(func() pa.Actor { return p }, pa.WithMailbox(func() pa.Mailbox {
 		mailbox = newMailbox()
 		return mailbox
-	}))
+	}), pa.WithDispatcher(n.dispatcher))
 	pid := n.system.Root.Spawn(props)
 	target, ok := n.system.ProcessRegistry.GetLocal(pid.Id)
 	if !ok {
