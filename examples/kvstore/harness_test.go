@@ -267,11 +267,7 @@ func (p *proc) tail(n int) string {
 	if p.log == nil {
 		return ""
 	}
-	lines := strings.Split(strings.TrimRight(p.log.String(), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return exampletest.LastLines(strings.TrimRight(p.log.String(), "\n"), n)
 }
 
 type lockedWriter struct {
