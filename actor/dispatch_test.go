@@ -1,6 +1,8 @@
 package actor
 
 import (
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,4 +42,99 @@ func TestDispatcherIdleWorkersExit(t *testing.T) {
 	d.Schedule(func() { close(done) })
 	<-done
 	require.Eventually(t, func() bool { return d.running.Load() == 0 }, workerIdle+5*time.Second, 10*time.Millisecond)
+}
+
+// TestDispatcherBoundsWorkers checks that a burst of activations waits in
+// the dispatcher's queue for a few workers instead of each starting a
+// goroutine: thousands of runnable goroutines starved the node's
+// connection readers of the CPU.
+func TestDispatcherBoundsWorkers(t *testing.T) {
+	stop := make(chan struct{})
+	defer close(stop)
+	d := newDispatcher(stop)
+	const activations = 2000
+	var wg sync.WaitGroup
+	wg.Add(activations)
+	var ran atomic.Int64
+	for range activations {
+		d.Schedule(func() {
+			defer wg.Done()
+			ran.Add(1)
+			time.Sleep(10 * time.Microsecond)
+		})
+	}
+	wg.Wait()
+	require.EqualValues(t, activations, ran.Load())
+	// The watchdog may add a worker when the machine stalls every worker
+	// for stallCheck (a loaded test machine), not one per activation.
+	require.Less(t, d.started.Load(), int64(d.limit+activations/10), "activations started their own goroutines")
+}
+
+// TestDispatcherBlockedWorkersDoNotStall checks that activations blocked
+// inside a process (a synchronous call, a synced write) do not keep the
+// queued ones from running: here every worker waits for an activation
+// queued behind them.
+func TestDispatcherBlockedWorkersDoNotStall(t *testing.T) {
+	stop := make(chan struct{})
+	defer close(stop)
+	d := newDispatcher(stop)
+	release := make(chan struct{})
+	var blocked sync.WaitGroup
+	blocked.Add(d.limit)
+	for range d.limit {
+		d.Schedule(func() {
+			blocked.Done()
+			<-release
+		})
+	}
+	blocked.Wait() // every worker is taken
+	done := make(chan struct{})
+	d.Schedule(func() {
+		close(release)
+		close(done)
+	})
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("an activation queued behind blocked workers never ran")
+	}
+	require.Greater(t, d.started.Load(), int64(d.limit), "no worker was added")
+}
+
+// TestHighPriorityProcessSkipsTheQueue checks that a HighPriority process
+// answers while every worker of the dispatcher is busy, without waiting
+// for one: a node's services must not queue behind its thousands of
+// servers.
+func TestHighPriorityProcessSkipsTheQueue(t *testing.T) {
+	n := startNode(t)
+	release := make(chan struct{})
+	defer close(release)
+	var blocked sync.WaitGroup
+	blocked.Add(n.dispatcher.limit)
+	for range n.dispatcher.limit {
+		ref, err := n.Spawn(ProcessFunc(func(_ *Context, msg Message) {
+			if msg == "block" {
+				blocked.Done()
+				<-release
+			}
+		}))
+		require.NoError(t, err)
+		require.NoError(t, n.Send(ref, "block"))
+	}
+	blocked.Wait()
+	n.dispatcher.mu.Lock()
+	workers := n.dispatcher.workers
+	n.dispatcher.mu.Unlock()
+	require.Equal(t, n.dispatcher.limit, workers, "every worker is busy")
+
+	ref, err := n.Spawn(ProcessFunc(func(ctx *Context, msg Message) {
+		if msg == "ping" {
+			_ = ctx.Reply("pong")
+		}
+	}), HighPriority())
+	require.NoError(t, err)
+	reply, err := n.Call(ref, "ping", waitFor)
+	require.NoError(t, err)
+	require.Equal(t, "pong", reply)
+	require.EqualValues(t, n.dispatcher.limit, n.dispatcher.started.Load(), "the call took a worker of the queue")
 }

@@ -158,13 +158,14 @@ func (c *Config) newAuthConfig(name string) (*authConfig, error) {
 // Node is one actor system reachable at its name (host:port). Its methods
 // are safe for concurrent use.
 type Node struct {
-	name        string
-	cfg         Config
-	logger      *slog.Logger
-	system      *pa.ActorSystem
-	dispatcher  *dispatcher // runs the mailboxes of the node's processes
-	listener    *listener
-	incarnation uint64
+	name           string
+	cfg            Config
+	logger         *slog.Logger
+	system         *pa.ActorSystem
+	dispatcher     *dispatcher          // runs the mailboxes of the node's processes
+	highDispatcher *goroutineDispatcher // runs those of its HighPriority processes
+	listener       *listener
+	incarnation    uint64
 
 	procs sync.Map // name -> *proc
 	// exiting holds a process from the moment its name is freed until its
@@ -231,6 +232,7 @@ func StartNode(cfg Config) (*Node, error) {
 		stopped:     make(chan struct{}),
 	}
 	n.dispatcher = newDispatcher(n.stopped)
+	n.highDispatcher = newGoroutineDispatcher(n.stopped)
 	n.mons.init()
 	n.mons.node = n
 	n.calls.init(name)
@@ -326,6 +328,9 @@ type spawnConfig struct {
 	// remoteExits: exit signals from other nodes stop the process
 	// (AcceptRemoteExits).
 	remoteExits bool
+	// high: the process runs outside the dispatcher's queue
+	// (HighPriority).
+	high bool
 }
 
 // WithLogger gives the process its own logger (Context.Logger).
@@ -344,6 +349,16 @@ func WithLogger(l *slog.Logger) SpawnOption { return func(c *spawnConfig) { c.lo
 // another node. Give the option to processes that other nodes are meant
 // to stop.
 func AcceptRemoteExits() SpawnOption { return func(c *spawnConfig) { c.remoteExits = true } }
+
+// HighPriority runs the process outside the queue of the node's
+// dispatcher: each activation gets a goroutine of its own (an idle one is
+// reused), as Erlang runs processes of high priority before those of
+// normal priority. A node's own services (supervisors, managers, the log
+// writers, the failure detector) use it, so that they answer at once even
+// while thousands of normal processes wait for a worker. Keep it for few
+// processes: every busy one is a runnable goroutine that competes with the
+// node's connections for the CPU (see docs/actor.md).
+func HighPriority() SpawnOption { return func(c *spawnConfig) { c.high = true } }
 
 // Spawn starts p under a generated name ("$" and a number).
 func (n *Node) Spawn(p Process, opts ...SpawnOption) (Ref, error) {
@@ -395,13 +410,17 @@ func (n *Node) spawn(name string, behavior Process, opts []SpawnOption) (Ref, er
 		p.mu.Unlock()
 		return Ref{}, fmt.Errorf("%w: %s", ErrNameTaken, ref)
 	}
+	var dispatcher pa.Dispatcher = n.dispatcher
+	if sc.high {
+		dispatcher = n.highDispatcher
+	}
 	// The mailbox is protoactor's default one, kept to read its depth.
 	// Spawn makes it on this goroutine before it returns.
 	var mailbox pa.Mailbox
 	props := pa.PropsFromProducer(func() pa.Actor { return p }, pa.WithMailbox(func() pa.Mailbox {
 		mailbox = newMailbox()
 		return mailbox
-	}), pa.WithDispatcher(n.dispatcher))
+	}), pa.WithDispatcher(dispatcher))
 	pid := n.system.Root.Spawn(props)
 	target, ok := n.system.ProcessRegistry.GetLocal(pid.Id)
 	if !ok {

@@ -609,7 +609,9 @@ func (c *Context) SpawnMonitor(name string, p Process, opts ...SpawnOption) (Ref
 	}
 	w.owned[id] = ref
 	w.mu.Unlock()
-	opts = append(opts, func(sc *spawnConfig) { sc.watcher, sc.watchID = w, id })
+	// Full slice: the caller's array (a ChildSpec's Options) is not ours
+	// to append into.
+	opts = append(opts[:len(opts):len(opts)], func(sc *spawnConfig) { sc.watcher, sc.watchID = w, id })
 	if _, err := n.spawn(name, p, opts); err != nil {
 		w.mu.Lock()
 		delete(w.owned, id)

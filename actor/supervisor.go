@@ -44,6 +44,8 @@ type ChildSpec struct {
 	// ShutdownTimeout bounds how long stopping the child may take before
 	// the supervisor gives up waiting. Default 5s.
 	ShutdownTimeout time.Duration
+	// Options are given to every spawn of the child (e.g. HighPriority).
+	Options []SpawnOption
 }
 
 // SupervisorSpec describes a supervisor: its strategy, its restart budget
@@ -89,7 +91,7 @@ func (n *Node) StartSupervisor(name string, spec SupervisorSpec) (Ref, error) {
 		}
 	}
 	s := &supervisor{spec: spec}
-	ref, err := n.SpawnNamed(name, s)
+	ref, err := n.SpawnNamed(name, s, HighPriority())
 	if err != nil {
 		return Ref{}, err
 	}
@@ -261,7 +263,7 @@ func (s *supervisor) find(name string) *child {
 func (s *supervisor) start(ctx *Context, c *child) error {
 	// Monitored from its birth: a child that fails at once (its Started
 	// exits with an error) is a failure, not a child that never was.
-	ref, mon, err := ctx.SpawnMonitor(c.spec.Name, c.spec.Start())
+	ref, mon, err := ctx.SpawnMonitor(c.spec.Name, c.spec.Start(), c.spec.Options...)
 	if err != nil {
 		return fmt.Errorf("supervisor %s: starting child %s: %w", ctx.Self(), c.spec.Name, err)
 	}

@@ -131,7 +131,7 @@ func Start(node *actor.Node, cfg Config) (*Detector, error) {
 		watchers: make(map[actor.Ref]*watcher),
 		deaf:     make(map[string]bool),
 	}
-	ref, err := node.SpawnNamed(ProcessName, p, actor.WithLogger(logger))
+	ref, err := node.SpawnNamed(ProcessName, p, actor.WithLogger(logger), actor.HighPriority())
 	if err != nil {
 		return nil, fmt.Errorf("failuredetector: start on %s: %w", node.Name(), err)
 	}

@@ -129,7 +129,7 @@ func Start(cfg Config) (*Agent, error) {
 			return nil, err
 		}
 	}
-	ref, err := a.sys.Node().Spawn(&reconciler{a: a, inflight: map[string]Change{}, failing: map[string]retryAt{}})
+	ref, err := a.sys.Node().Spawn(&reconciler{a: a, inflight: map[string]Change{}, failing: map[string]retryAt{}}, actor.HighPriority())
 	if err != nil {
 		return nil, fmt.Errorf("fleet: start the reconciler: %w", err)
 	}

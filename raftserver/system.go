@@ -175,9 +175,13 @@ func StartSystem(cfg SystemConfig) (sys *System, err error) {
 	}
 	// The manager starts no server until the log supervisor's last child
 	// asks it to (managerResume), once the log processes run.
-	if s.manager, err = s.node.SpawnNamed(managerName, &manager{sys: s, servers: map[string]*managed{}, suspended: true}); err != nil {
+	// The node's services run at high priority: a call to the manager or
+	// a write to the WAL never waits behind a thousand servers that
+	// recover or catch up (docs/actor.md).
+	if s.manager, err = s.node.SpawnNamed(managerName, &manager{sys: s, servers: map[string]*managed{}, suspended: true}, actor.HighPriority()); err != nil {
 		return nil, err
 	}
+	high := []actor.SpawnOption{actor.HighPriority()}
 	logSpec := actor.SupervisorSpec{
 		// The WAL hands its closed files to the segment writer, which holds
 		// the WAL's mem tables and removes its files: neither survives the
@@ -188,11 +192,11 @@ func StartSystem(cfg SystemConfig) (sys *System, err error) {
 		Intensity: cfg.LogRestartIntensity,
 		Period:    cfg.LogRestartPeriod,
 		Children: []actor.ChildSpec{
-			{Name: s.segw.Ref().Name, Restart: actor.Transient, ShutdownTimeout: cfg.ShutdownTimeout, Start: func() actor.Process {
+			{Name: s.segw.Ref().Name, Restart: actor.Transient, ShutdownTimeout: cfg.ShutdownTimeout, Options: high, Start: func() actor.Process {
 				_, p := segment.NewWriter(s.node, s.segments, segment.WriterOptions{Logger: logger})
 				return p
 			}},
-			{Name: wal.DefaultName, Restart: actor.Transient, ShutdownTimeout: cfg.ShutdownTimeout, Start: func() actor.Process {
+			{Name: wal.DefaultName, Restart: actor.Transient, ShutdownTimeout: cfg.ShutdownTimeout, Options: high, Start: func() actor.Process {
 				if walp != nil { // the first start: recovered above
 					p := walp
 					walp = nil
@@ -208,7 +212,7 @@ func StartSystem(cfg SystemConfig) (sys *System, err error) {
 				s.logMu.Unlock()
 				return p
 			}},
-			{Name: s.snapw.Ref().Name, Restart: actor.Transient, ShutdownTimeout: cfg.ShutdownTimeout, Start: func() actor.Process {
+			{Name: s.snapw.Ref().Name, Restart: actor.Transient, ShutdownTimeout: cfg.ShutdownTimeout, Options: high, Start: func() actor.Process {
 				if snapp != nil {
 					p := snapp
 					snapp = nil
@@ -223,7 +227,7 @@ func StartSystem(cfg SystemConfig) (sys *System, err error) {
 				s.logMu.Unlock()
 				return p
 			}},
-			{Name: logServersName, Restart: actor.Transient, ShutdownTimeout: 2*cfg.ShutdownTimeout + time.Minute, Start: func() actor.Process {
+			{Name: logServersName, Restart: actor.Transient, ShutdownTimeout: 2*cfg.ShutdownTimeout + time.Minute, Options: high, Start: func() actor.Process {
 				return &logServers{sys: s}
 			}},
 		},

@@ -45,7 +45,7 @@ type Writer struct {
 // Start it before the WAL, which hands it the recovered files.
 func StartWriter(node *actor.Node, store *Store, opts WriterOptions) (*Writer, error) {
 	w, p := NewWriter(node, store, opts)
-	if _, err := node.SpawnNamed(w.ref.Name, p); err != nil {
+	if _, err := node.SpawnNamed(w.ref.Name, p, actor.HighPriority()); err != nil {
 		return nil, fmt.Errorf("segment: spawn %q: %w", w.ref.Name, err)
 	}
 	return w, nil

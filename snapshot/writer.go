@@ -95,7 +95,7 @@ func StartWriter(node *actor.Node, store *Store, opts WriterOptions) (*Writer, e
 	if err != nil {
 		return nil, err
 	}
-	if _, err := node.SpawnNamed(w.ref.Name, p); err != nil {
+	if _, err := node.SpawnNamed(w.ref.Name, p, actor.HighPriority()); err != nil {
 		return nil, fmt.Errorf("snapshot: spawn %q: %w", w.ref.Name, err)
 	}
 	return w, nil

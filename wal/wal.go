@@ -46,7 +46,7 @@ func Start(node *actor.Node, cfg Config, opts StartOptions) (*WAL, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := node.SpawnNamed(w.ref.Name, p); err != nil {
+	if _, err := node.SpawnNamed(w.ref.Name, p, actor.HighPriority()); err != nil {
 		return nil, fmt.Errorf("wal: spawn %q: %w", w.ref.Name, err)
 	}
 	return w, nil
