@@ -56,7 +56,7 @@ type dispatcher struct {
 	stop  <-chan struct{}
 	limit int // workers started on demand
 	// wake carries one token per idle worker that Schedule claimed; its
-	// capacity bounds the idle workers.
+	// capacity bounds the idle workers (and Schedule never blocks on it).
 	wake chan struct{}
 
 	mu       sync.Mutex
@@ -83,18 +83,26 @@ func newDispatcher(stop <-chan struct{}) *dispatcher {
 // finish takes it.
 func (d *dispatcher) Schedule(fn func()) {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	d.queue = append(d.queue, fn)
+	if d.idle > 0 {
+		select {
+		case d.wake <- struct{}{}:
+			d.idle--
+			return
+		default:
+			// Claimed workers have not taken their tokens yet: wake is
+			// full. Never wait for them under mu; a worker is started
+			// or the watchdog sees to the queue.
+		}
+	}
 	switch {
-	case d.idle > 0:
-		d.idle--
-		d.wake <- struct{}{} // never blocks: idle workers <= cap(wake)
 	case d.workers < d.limit:
 		d.startLocked()
 	case !d.watching:
 		d.watching = true
 		go d.watch()
 	}
-	d.mu.Unlock()
 }
 
 // Throughput implements pa.Dispatcher.
