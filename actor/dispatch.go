@@ -2,6 +2,7 @@ package actor
 
 import (
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +47,12 @@ const (
 // goroutine pays (6% of a node's CPU at 1 KiB x 512 callers in
 // bench/compare).
 //
+// Schedule never waits for a lock: connection readers and timers call it
+// for every mailbox they wake, and a mutex shared by all of them queues
+// its waiters on a loaded machine and hands it from one to the next a
+// scheduling round at a time (see link). It pushes onto a lock-free stack;
+// workers move that stack into their FIFO under a lock only they take.
+//
 // A process may block (a synced write, a synchronous call to another
 // process, a machine that waits on I/O). So that blocked workers cannot
 // stall the node, a watchdog runs while work waits and every worker is
@@ -54,86 +61,120 @@ const (
 // stops, so an idle node keeps no goroutine.
 type dispatcher struct {
 	stop  <-chan struct{}
-	limit int // workers started on demand
-	// wake carries one token per idle worker that Schedule claimed; its
-	// capacity bounds the idle workers (and Schedule never blocks on it).
+	limit int64 // workers started on demand
+	// wake carries one token per idle worker that Schedule claimed.
 	wake chan struct{}
 
-	mu       sync.Mutex
-	queue    []func() // runnable mailboxes, oldest first from head
-	head     int
-	workers  int    // alive
-	idle     int    // waiting on wake and not claimed
-	taken    uint64 // activations taken from the queue: the watchdog's measure of progress
-	watching bool   // a watchdog runs
+	inbox    atomic.Pointer[task] // scheduled, newest first
+	pending  atomic.Int64         // scheduled and not yet taken
+	idle     atomic.Int64         // workers waiting on wake and not claimed
+	workers  atomic.Int64         // alive
+	taken    atomic.Uint64        // activations taken: the watchdog's measure of progress
+	watching atomic.Bool          // a watchdog runs
+
+	mu    sync.Mutex // workers only
+	queue []func()   // taken from inbox, oldest first from head
+	head  int
 
 	started atomic.Int64 // workers started, for tests
 	running atomic.Int64 // workers not yet exited, for tests
+}
+
+// task is one scheduled activation on the inbox.
+type task struct {
+	fn   func()
+	next *task
 }
 
 var _ pa.Dispatcher = (*dispatcher)(nil)
 
 func newDispatcher(stop <-chan struct{}) *dispatcher {
 	limit := max(minWorkers, workersPerCPU*runtime.GOMAXPROCS(0))
-	return &dispatcher{stop: stop, limit: limit, wake: make(chan struct{}, 4*limit)}
+	return &dispatcher{stop: stop, limit: int64(limit), wake: make(chan struct{}, 4*limit)}
 }
 
 // Schedule queues fn, a mailbox activation, and gets a worker to it: an
 // idle one, or a new one below the limit; otherwise the next worker to
-// finish takes it.
+// finish takes it. It never blocks.
 func (d *dispatcher) Schedule(fn func()) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.queue = append(d.queue, fn)
-	if d.idle > 0 {
-		select {
-		case d.wake <- struct{}{}:
-			d.idle--
-			return
-		default:
-			// Claimed workers have not taken their tokens yet: wake is
-			// full. Never wait for them under mu; a worker is started
-			// or the watchdog sees to the queue.
+	t := &task{fn: fn}
+	for {
+		t.next = d.inbox.Load()
+		if d.inbox.CompareAndSwap(t.next, t) {
+			break
 		}
 	}
-	switch {
-	case d.workers < d.limit:
-		d.startLocked()
-	case !d.watching:
-		d.watching = true
+	d.pending.Add(1)
+	if d.claimIdle() {
+		select {
+		case d.wake <- struct{}{}:
+			return
+		default:
+			// Claimed workers have not taken their tokens yet and wake
+			// is full: give the claim back and start a worker instead.
+			d.idle.Add(1)
+		}
+	}
+	for {
+		w := d.workers.Load()
+		if w >= d.limit {
+			break
+		}
+		if d.workers.CompareAndSwap(w, w+1) {
+			d.start()
+			return
+		}
+	}
+	if d.watching.CompareAndSwap(false, true) {
 		go d.watch()
+	}
+}
+
+// claimIdle takes one idle worker, if any, for a token on wake.
+func (d *dispatcher) claimIdle() bool {
+	for {
+		i := d.idle.Load()
+		if i <= 0 {
+			return false
+		}
+		if d.idle.CompareAndSwap(i, i-1) {
+			return true
+		}
 	}
 }
 
 // Throughput implements pa.Dispatcher.
 func (d *dispatcher) Throughput() int { return mailboxThroughput }
 
-func (d *dispatcher) startLocked() {
-	d.workers++
+// start runs a worker already counted in workers.
+func (d *dispatcher) start() {
 	d.started.Add(1)
 	d.running.Add(1)
 	go d.worker()
 }
 
-// popLocked takes the oldest queued activation.
-func (d *dispatcher) popLocked() (func(), bool) {
+// take returns the oldest scheduled activation, or nil.
+func (d *dispatcher) take() func() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.head == len(d.queue) {
-		return nil, false
+		d.queue, d.head = d.queue[:0], 0
+		top := d.inbox.Swap(nil)
+		if top == nil {
+			return nil
+		}
+		n := len(d.queue)
+		for t := top; t != nil; t = t.next {
+			d.queue = append(d.queue, t.fn)
+		}
+		slices.Reverse(d.queue[n:]) // the stack is newest first
 	}
 	fn := d.queue[d.head]
 	d.queue[d.head] = nil
 	d.head++
-	switch {
-	case d.head == len(d.queue):
-		d.queue, d.head = d.queue[:0], 0
-	case d.head >= 1024 && 2*d.head >= len(d.queue):
-		// Mostly consumed: move the rest down instead of growing.
-		n := copy(d.queue, d.queue[d.head:])
-		clear(d.queue[n:])
-		d.queue, d.head = d.queue[:n], 0
-	}
-	d.taken++
-	return fn, true
+	d.pending.Add(-1)
+	d.taken.Add(1)
+	return fn
 }
 
 func (d *dispatcher) worker() {
@@ -141,19 +182,17 @@ func (d *dispatcher) worker() {
 	idle := time.NewTimer(workerIdle)
 	defer idle.Stop()
 	for {
-		d.mu.Lock()
-		if fn, ok := d.popLocked(); ok {
-			d.mu.Unlock()
+		if fn := d.take(); fn != nil {
 			fn()
 			continue
 		}
-		if d.idle >= cap(d.wake) {
-			d.workers--
-			d.mu.Unlock()
-			return
+		d.idle.Add(1)
+		// Work scheduled after take looked, by a Schedule that saw no idle
+		// worker, would wait for the watchdog: look again, now that
+		// Schedule can see this one.
+		if d.pending.Load() > 0 && d.claimIdle() {
+			continue
 		}
-		d.idle++
-		d.mu.Unlock()
 		idle.Reset(workerIdle)
 		select {
 		case <-d.wake:
@@ -161,18 +200,23 @@ func (d *dispatcher) worker() {
 		case <-idle.C:
 		case <-d.stop:
 		}
-		d.mu.Lock()
-		select {
-		case <-d.wake:
-			// Claimed by a Schedule meanwhile (which counted us out of
-			// idle): take the work.
-			d.mu.Unlock()
+		if !d.claimIdle() {
+			// Every idle worker was claimed, this one among them: a
+			// token is on its way. Take it and the work with it.
+			<-d.wake
 			continue
-		default:
 		}
-		d.idle--
-		d.workers--
-		d.mu.Unlock()
+		if d.pending.Load() > 0 {
+			continue // not idle after all
+		}
+		d.workers.Add(-1)
+		if d.pending.Load() > 0 && d.workers.Load() == 0 {
+			// Work arrived as the last worker left: a Schedule that
+			// counted it among the workers started none.
+			if d.workers.CompareAndSwap(0, 1) {
+				d.start()
+			}
+		}
 		return
 	}
 }
@@ -186,21 +230,22 @@ func (d *dispatcher) worker() {
 func (d *dispatcher) watch() {
 	t := time.NewTicker(stallCheck)
 	defer t.Stop()
-	d.mu.Lock()
-	last := d.taken
-	d.mu.Unlock()
+	last := d.taken.Load()
 	for range t.C {
-		d.mu.Lock()
-		if d.head == len(d.queue) {
-			d.watching = false
-			d.mu.Unlock()
-			return
+		if d.pending.Load() == 0 {
+			d.watching.Store(false)
+			// Work scheduled just before the flag was cleared saw a
+			// watchdog running: look again.
+			if d.pending.Load() == 0 || !d.watching.CompareAndSwap(false, true) {
+				return
+			}
 		}
-		if d.taken == last && d.idle == 0 {
-			d.startLocked()
+		now := d.taken.Load()
+		if now == last && d.idle.Load() == 0 {
+			d.workers.Add(1)
+			d.start()
 		}
-		last = d.taken
-		d.mu.Unlock()
+		last = now
 	}
 }
 

@@ -67,7 +67,7 @@ func TestDispatcherBoundsWorkers(t *testing.T) {
 	require.EqualValues(t, activations, ran.Load())
 	// The watchdog may add a worker when the machine stalls every worker
 	// for stallCheck (a loaded test machine), not one per activation.
-	require.Less(t, d.started.Load(), int64(d.limit+activations/10), "activations started their own goroutines")
+	require.Less(t, d.started.Load(), d.limit+activations/10, "activations started their own goroutines")
 }
 
 // TestDispatcherBlockedWorkersDoNotStall checks that activations blocked
@@ -80,7 +80,7 @@ func TestDispatcherBlockedWorkersDoNotStall(t *testing.T) {
 	d := newDispatcher(stop)
 	release := make(chan struct{})
 	var blocked sync.WaitGroup
-	blocked.Add(d.limit)
+	blocked.Add(int(d.limit))
 	for range d.limit {
 		d.Schedule(func() {
 			blocked.Done()
@@ -98,7 +98,7 @@ func TestDispatcherBlockedWorkersDoNotStall(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("an activation queued behind blocked workers never ran")
 	}
-	require.Greater(t, d.started.Load(), int64(d.limit), "no worker was added")
+	require.Greater(t, d.started.Load(), d.limit, "no worker was added")
 }
 
 // TestHighPriorityProcessSkipsTheQueue checks that a HighPriority process
@@ -110,7 +110,7 @@ func TestHighPriorityProcessSkipsTheQueue(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
 	var blocked sync.WaitGroup
-	blocked.Add(n.dispatcher.limit)
+	blocked.Add(int(n.dispatcher.limit))
 	for range n.dispatcher.limit {
 		ref, err := n.Spawn(ProcessFunc(func(_ *Context, msg Message) {
 			if msg == "block" {
@@ -122,10 +122,7 @@ func TestHighPriorityProcessSkipsTheQueue(t *testing.T) {
 		require.NoError(t, n.Send(ref, "block"))
 	}
 	blocked.Wait()
-	n.dispatcher.mu.Lock()
-	workers := n.dispatcher.workers
-	n.dispatcher.mu.Unlock()
-	require.Equal(t, n.dispatcher.limit, workers, "every worker is busy")
+	require.Equal(t, n.dispatcher.limit, n.dispatcher.workers.Load(), "every worker is busy")
 
 	ref, err := n.Spawn(ProcessFunc(func(ctx *Context, msg Message) {
 		if msg == "ping" {
@@ -137,4 +134,32 @@ func TestHighPriorityProcessSkipsTheQueue(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "pong", reply)
 	require.EqualValues(t, n.dispatcher.limit, n.dispatcher.started.Load(), "the call took a worker of the queue")
+}
+
+// TestDispatcherScheduleNeverWaits checks that Schedule returns while the
+// workers' lock is held: connection readers and timers call it for every
+// mailbox they wake, and on a loaded machine a lock they all share queued
+// them for seconds.
+func TestDispatcherScheduleNeverWaits(t *testing.T) {
+	stop := make(chan struct{})
+	defer close(stop)
+	d := newDispatcher(stop)
+	ran := make(chan struct{}, 100)
+	d.mu.Lock()
+	scheduled := make(chan struct{})
+	go func() {
+		for range 100 {
+			d.Schedule(func() { ran <- struct{}{} })
+		}
+		close(scheduled)
+	}()
+	select {
+	case <-scheduled:
+	case <-time.After(waitFor):
+		t.Fatal("Schedule waited for the workers' lock")
+	}
+	d.mu.Unlock()
+	for range 100 {
+		<-ran
+	}
 }
