@@ -1,10 +1,12 @@
 package raftserver
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,6 +116,7 @@ func TestThousandClusters(t *testing.T) {
 		t.Logf("system %d restarted its %d servers in %v", i, count, time.Since(started))
 	}
 	start = time.Now()
+	var summaryOnce sync.Once
 	var slowest struct {
 		sync.Mutex
 		d time.Duration
@@ -130,11 +133,15 @@ func TestThousandClusters(t *testing.T) {
 			// When it was asked tells a slow recovery (asked late, after
 			// other queries) from a lost answer (asked early, healthy since).
 			err = fmt.Errorf("asked %v after the restart, failed after %v: %w", asked.Sub(start).Round(time.Millisecond), time.Since(asked).Round(time.Millisecond), err)
+			// What the process's goroutines were doing, once per run: a
+			// node that stops reading or handling shows here.
+			var goroutines string
+			summaryOnce.Do(func() { goroutines = goroutineSummary(20, 10) })
 			var stats strings.Builder
 			for k, s := range c.systems {
 				fmt.Fprintf(&stats, "  system %d: %+v\n", k, s.Node().Stats())
 			}
-			return fmt.Errorf("%w\n%s%s%s", err, c.describe(membersOf(i)), &stats, links)
+			return fmt.Errorf("%w\n%s%s%s%s", err, c.describe(membersOf(i)), &stats, links, goroutines)
 		}
 		if string(got) != fmt.Sprint(i) {
 			return fmt.Errorf("key is %q, want %d", got, i)
@@ -152,6 +159,25 @@ func TestThousandClusters(t *testing.T) {
 		}
 	}
 	t.Logf("after the restart: %d suspicions, %d checks excused by bytes waiting to be read", links.count("node suspected"), excused)
+}
+
+// goroutineSummary returns the groups of goroutines with identical stacks,
+// the largest first: at most groups of them, frames lines of each.
+func goroutineSummary(groups, frames int) string {
+	var buf bytes.Buffer
+	_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
+	var b strings.Builder
+	b.WriteString("  goroutines:\n")
+	for i, g := range strings.Split(buf.String(), "\n\n") {
+		if i > groups {
+			break
+		}
+		lines := strings.Split(strings.TrimSpace(g), "\n")
+		for _, l := range lines[:min(len(lines), frames+1)] {
+			b.WriteString("    " + l + "\n")
+		}
+	}
+	return b.String()
 }
 
 // count returns how many lines have msg as their message.
