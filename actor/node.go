@@ -237,10 +237,7 @@ func StartNode(cfg Config) (*Node, error) {
 	n.mons.node = n
 	n.calls.init(name)
 	n.kept.init()
-	// protoactor logs at info and error level about things that are
-	// routine for us; they go to debug.
-	paLogger := slog.New(levelCapHandler{inner: logger.Handler(), level: slog.LevelDebug}).With("lib", "protoactor")
-	n.system = pa.NewActorSystem(pa.WithLoggerFactory(func(*pa.ActorSystem) *slog.Logger { return paLogger }))
+	n.system = sharedSystem()
 	n.listener = &listener{node: n, ln: ln, conns: make(map[net.Conn]struct{})}
 	n.listener.wg.Add(1)
 	go n.listener.serve()
@@ -311,7 +308,6 @@ func (n *Node) Stop() {
 		n.listener.close()
 		n.calls.failAll()
 		close(n.stopped)
-		n.system.Shutdown()
 		n.logger.Debug("node stopped", "node", n.name)
 	})
 }
@@ -713,6 +709,20 @@ func (t *Timer) Cancel() bool { return t.t.Stop() }
 func (n *Node) SendAfter(d time.Duration, to Ref, msg Message) *Timer {
 	return &Timer{t: time.AfterFunc(d, func() { _ = n.Send(to, msg) })}
 }
+
+// sharedSystem returns the protoactor ActorSystem that every node of this
+// OS process spawns its processes in. Nodes share it because a system is
+// mostly fixed cost: its process registry alone takes about 3 MiB (1,024
+// concurrent maps of 32 shards each), paid again by every node that a test,
+// a benchmark or an embedding application runs in one process. Sharing is
+// safe because a node uses the system only to spawn, find and stop its own
+// actors, by the ids the registry hands out; names, routing and shutdown
+// are the node's. Its logger is slog.Default() as of the first node, with
+// protoactor's info and error records, routine for us, lowered to debug.
+var sharedSystem = sync.OnceValue(func() *pa.ActorSystem {
+	logger := slog.New(levelCapHandler{inner: slog.Default().Handler(), level: slog.LevelDebug}).With("lib", "protoactor")
+	return pa.NewActorSystem(pa.WithLoggerFactory(func(*pa.ActorSystem) *slog.Logger { return logger }))
+})
 
 // levelCapHandler lowers every record of a noisy library to one level.
 type levelCapHandler struct {

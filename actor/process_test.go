@@ -327,6 +327,32 @@ func TestStopExitsEveryProcessWithShutdown(t *testing.T) {
 	require.ErrorIs(t, err, ErrNodeStopped)
 }
 
+// Nodes of one OS process share protoactor's ActorSystem. Stopping one
+// must leave the others working and take its own actors out of the shared
+// registry, or a process that starts and stops nodes would leak them.
+func TestNodesShareTheActorSystemAndStopAlone(t *testing.T) {
+	stays := startNode(t)
+	goes, err := StartNode(Config{Address: "127.0.0.1:0", ShutdownTimeout: 2 * time.Second})
+	require.NoError(t, err)
+	require.Same(t, stays.system, goes.system)
+	gone, err := goes.SpawnNamed("echo", echoServer(Ref{}))
+	require.NoError(t, err)
+	pid := goes.lookup(gone.Name).pid
+	_, ok := goes.system.ProcessRegistry.GetLocal(pid.Id)
+	require.True(t, ok, "the process is in the shared registry")
+	goes.Stop()
+	eventually(t, func() bool {
+		_, ok := stays.system.ProcessRegistry.GetLocal(pid.Id)
+		return !ok
+	}, "the stopped node's process left the shared registry")
+
+	ref, err := stays.SpawnNamed("echo", echoServer(Ref{}))
+	require.NoError(t, err)
+	reply, err := stays.Call(ref, echo{N: 1, Text: "still here"}, waitFor)
+	require.NoError(t, err)
+	require.Equal(t, echo{N: 1, Text: "still here"}, reply)
+}
+
 func TestStartFailsWhenTheAddressIsInUse(t *testing.T) {
 	n := startNode(t)
 	_, err := StartNode(Config{Address: n.Name()})
