@@ -45,7 +45,7 @@ func benchmarkFlushFile(b *testing.B, uids, perUID int) {
 				at := (u*perUID + i) * size
 				es[i] = wal.Entry{Index: uint64(n*perUID + i + 1), Term: 1, Payload: pool[at : at+size]}
 			}
-			cf.Tables = append(cf.Tables, wal.ClosedTable{UID: fmt.Sprintf("bench-%04d", u), First: es[0].Index, Entries: es})
+			cf.Tables = append(cf.Tables, wal.ClosedTable{UID: fmt.Sprintf("bench-%04d", u), First: es[0].Index, Entries: wal.PackEntries(es...)})
 		}
 		start := time.Now()
 		if _, err := store.FlushFile(cf); err != nil {

@@ -86,13 +86,11 @@ func (s *Store) flushLocked(cf *wal.ClosedFile) ([]FlushResult, flushCount, erro
 		if err != nil {
 			return nil, n, fmt.Errorf("segment: flush %s of %s: %w", t.UID, cf.Path, err)
 		}
-		if len(r.entries) > 0 {
+		if r.entries.Len() > 0 {
 			runs = append(runs, r)
 		}
-		for _, e := range r.entries {
-			n.entries++
-			n.bytes += int64(len(e.Payload))
-		}
+		n.entries += int64(r.entries.Len())
+		n.bytes += r.entries.Bytes()
 		results = append(results, FlushResult{Table: t})
 	}
 	if !b.Empty() {
@@ -149,11 +147,12 @@ func (s *Store) prepareTable(b *pebble.Batch, t wal.ClosedTable) (run, error) {
 			return run{}, err
 		}
 	}
-	entries := t.Entries
-	for len(entries) > 0 && entries[0].Index <= floor {
-		entries = entries[1:]
+	// Entries are consecutive from First: skip those at or below floor.
+	skip := 0
+	if floor >= t.First {
+		skip = int(min(floor-t.First+1, uint64(t.Entries.Len())))
 	}
-	return run{uid: t.UID, entries: entries}, nil
+	return run{uid: t.UID, entries: t.Entries.From(skip)}, nil
 }
 
 // anyKey reports whether the store holds a key in [lower, upper).

@@ -36,16 +36,10 @@ const ingestPrefix = "rago-ingest-"
 // run is one UID's entries to write, contiguous and in index order.
 type run struct {
 	uid     string
-	entries []wal.Entry
+	entries wal.Entries
 }
 
-func (r run) bytes() int {
-	n := 0
-	for _, e := range r.entries {
-		n += len(e.Payload)
-	}
-	return n
-}
+func (r run) bytes() int { return int(r.entries.Bytes()) }
 
 // ingest writes runs into synced sstables, in key order, and ingests them
 // in one step: they become visible together, each with a sequence number
@@ -115,7 +109,7 @@ func (s *Store) writeTable(path string, rs []run) (err error) {
 	}()
 	var key, value []byte
 	for _, r := range rs {
-		for _, e := range r.entries {
+		for e := range r.entries.All() {
 			key = appendEntryKey(key[:0], r.uid, e.Index)
 			value = appendValue(value[:0], e.Term, e.Payload)
 			if err := w.Set(key, value); err != nil {

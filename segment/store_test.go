@@ -26,7 +26,7 @@ func entries(first, term uint64, n int) []wal.Entry {
 }
 
 func table(uid string, reset bool, es []wal.Entry) wal.ClosedTable {
-	return wal.ClosedTable{UID: uid, First: es[0].Index, Reset: reset, Entries: es}
+	return wal.ClosedTable{UID: uid, First: es[0].Index, Reset: reset, Entries: wal.PackEntries(es...)}
 }
 
 func flush(t *testing.T, s *Store, seq uint64, tables ...wal.ClosedTable) {

@@ -145,7 +145,7 @@ func (p *writerProcess) flush(ctx *actor.Context, cf *wal.ClosedFile) error {
 		if r.Skipped {
 			continue
 		}
-		entries += len(r.Table.Entries)
+		entries += r.Table.Entries.Len()
 		ref, ok := r.Table.Log.Subscriber()
 		if !ok {
 			continue

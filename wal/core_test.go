@@ -163,8 +163,8 @@ func TestTinyEntriesRollSooner(t *testing.T) {
 	for _, cf := range h.closed {
 		var entries, bytes int
 		for _, t := range cf.Tables {
-			entries += len(t.Entries)
-			bytes += int(payloadBytes(t.Entries))
+			entries += t.Entries.Len()
+			bytes += int(t.Entries.Bytes())
 		}
 		cost := entries*memEntryCost + bytes
 		require.LessOrEqual(t, cost, int(h.cfg.MaxFileBytes), "file %d: %d entries of %d bytes", cf.Seq, entries, bytes)

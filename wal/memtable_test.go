@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
 )
 
 func writesOf(reset bool, first, term uint64, n int) []memWrite {
@@ -174,4 +176,100 @@ func TestMemLogReleaseDropsOnlyCoveredOldestTables(t *testing.T) {
 	require.Equal(t, Absent, p, "the overwritten suffix stays hidden")
 	m2.Release(10)
 	require.True(t, m2.View().Empty())
+}
+
+// TestMemLogCompactStorageProperty drives one file's table through random
+// appends, overwrites and resets, with payloads from empty to larger than a
+// chunk, and checks that the newest view holds exactly the model's log and
+// that every view taken on the way still reads what it held then: the
+// compact storage never moves or overwrites bytes a published view can see.
+func TestMemLogCompactStorageProperty(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		m := newMemLog("u")
+		type snap struct {
+			view View
+			log  []Entry
+		}
+		var snaps []snap
+		var log []Entry // the model: the log from log[0].Index on
+		term := uint64(1)
+		payload := func(index uint64) []byte {
+			size := rapid.SampledFrom([]int{0, 1, 16, 200, 1024, bigPayloadBytes + 1, maxChunkBytes + 3}).Draw(t, "size")
+			p := make([]byte, size)
+			for i := range p {
+				p[i] = byte(index*31 + term*7 + uint64(i))
+			}
+			return p
+		}
+		write := func(from uint64, n int, reset bool) {
+			ws := make([]memWrite, n)
+			for i := range ws {
+				idx := from + uint64(i)
+				ws[i] = memWrite{Entry: Entry{Index: idx, Term: term, Payload: payload(idx)}, reset: reset && i == 0}
+			}
+			m.publish(1, ws)
+			if reset || len(log) == 0 {
+				log = nil
+			} else {
+				log = log[: from-log[0].Index : from-log[0].Index] // a fresh backing array below
+			}
+			for _, w := range ws {
+				log = append(log, w.Entry)
+			}
+		}
+		write(1+rapid.Uint64Range(0, 100).Draw(t, "first"), rapid.IntRange(1, 5).Draw(t, "n"), false)
+		steps := rapid.IntRange(1, 60).Draw(t, "steps")
+		for range steps {
+			lo, hi := log[0].Index, log[len(log)-1].Index
+			n := rapid.IntRange(1, 40).Draw(t, "n")
+			switch rapid.IntRange(0, 9).Draw(t, "op") {
+			case 0: // a follower's log overwritten from inside the table
+				term++
+				write(rapid.Uint64Range(lo, hi).Draw(t, "at"), n, false)
+			case 1: // a snapshot installed: the log restarts anywhere
+				term++
+				write(rapid.Uint64Range(1, hi+100).Draw(t, "reset"), n, true)
+			default:
+				write(hi+1, n, false)
+			}
+			snaps = append(snaps, snap{view: m.View(), log: log})
+		}
+		for i, s := range snaps {
+			last, lastTerm, ok := s.view.Last()
+			require.True(t, ok)
+			require.Equal(t, s.log[len(s.log)-1].Index, last, "view %d", i)
+			require.Equal(t, s.log[len(s.log)-1].Term, lastTerm, "view %d", i)
+			for _, want := range s.log {
+				got, p := s.view.Get(want.Index)
+				require.Equal(t, Present, p, "view %d index %d", i, want.Index)
+				require.Equal(t, want.Index, got.Index)
+				require.Equal(t, want.Term, got.Term, "view %d index %d", i, want.Index)
+				require.True(t, bytes.Equal(want.Payload, got.Payload), "view %d index %d: payload changed", i, want.Index)
+				require.Equal(t, len(got.Payload), cap(got.Payload), "a payload must not be appendable into the chunk")
+			}
+			_, p := s.view.Get(last + 1)
+			require.Equal(t, Absent, p)
+		}
+	})
+}
+
+// TestEntriesOfAClosedTable checks the view a closed file gives the
+// segment writer: its length, bytes, suffixes and order.
+func TestEntriesOfAClosedTable(t *testing.T) {
+	es := PackEntries(
+		Entry{Index: 7, Term: 1, Payload: []byte("a")},
+		Entry{Index: 8, Term: 1, Payload: nil},
+		Entry{Index: 9, Term: 3, Payload: bytes.Repeat([]byte("z"), maxChunkBytes+1)},
+		Entry{Index: 10, Term: 3, Payload: []byte("dd")},
+	)
+	require.Equal(t, 4, es.Len())
+	require.Equal(t, int64(1+maxChunkBytes+1+2), es.Bytes())
+	var got []uint64
+	for e := range es.From(1).All() {
+		got = append(got, e.Index*10+e.Term)
+	}
+	require.Equal(t, []uint64{81, 93, 103}, got)
+	require.Equal(t, "dd", string(es.At(3).Payload))
+	require.Equal(t, 0, es.From(9).Len())
+	require.Equal(t, 0, PackEntries().Len())
 }

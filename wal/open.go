@@ -41,7 +41,7 @@ func open(cfg Config) (*opened, error) {
 		f.remove = c.remover(f.Seq)
 		c.handedOver++
 		for _, t := range f.Tables {
-			entries += len(t.Entries)
+			entries += t.Entries.Len()
 		}
 	}
 	cfg.Logger.Info("wal recovered", "dir", cfg.Dir, "files", len(rec.files), "entries", entries, "next_file", rec.nextFile)

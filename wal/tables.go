@@ -66,16 +66,16 @@ func (cf *ClosedFile) Remove() error {
 }
 
 // ClosedTable is one UID's entries in a closed file: the run
-// First..First+len(Entries)-1. In segments it replaces every entry of the
+// First..First+Entries.Len()-1. In segments it replaces every entry of the
 // UID at index >= First, or, if Reset, every entry of the UID.
 type ClosedTable struct {
 	UID     string
 	Log     *MemLog // where to DropFile once the entries are durable
 	First   uint64
 	Reset   bool
-	Entries []Entry // immutable; shared with readers
+	Entries Entries // immutable; shared with readers
 }
 
 func closedTable(log *MemLog, t *table) ClosedTable {
-	return ClosedTable{UID: log.uid, Log: log, First: t.lo, Reset: t.reset, Entries: t.entries}
+	return ClosedTable{UID: log.uid, Log: log, First: t.lo, Reset: t.reset, Entries: tableEntries(t)}
 }
