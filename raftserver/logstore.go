@@ -188,11 +188,25 @@ func (l *logStore) Entries(lo, hi uint64, maxBytes int) ([]core.Entry, error) {
 	return out, nil
 }
 
-func encodeEntry(e core.Entry) wal.Entry {
-	p := make([]byte, 1+len(e.Data))
-	p[0] = byte(e.Type)
-	copy(p[1:], e.Data)
-	return wal.Entry{Index: e.Index, Term: e.Term, Payload: p}
+// encodeEntries encodes ents for the WAL: each payload is the entry's type
+// byte, then its data. The payloads share one allocation: the WAL copies
+// them into its mem tables once they are durable, so the buffer lives only
+// as long as the write, and one allocation per call costs the allocator and
+// the collector less than one per entry.
+func encodeEntries(ents []core.Entry) []wal.Entry {
+	n := 0
+	for _, e := range ents {
+		n += 1 + len(e.Data)
+	}
+	buf := make([]byte, 0, n)
+	ws := make([]wal.Entry, len(ents))
+	for i, e := range ents {
+		at := len(buf)
+		buf = append(buf, byte(e.Type))
+		buf = append(buf, e.Data...)
+		ws[i] = wal.Entry{Index: e.Index, Term: e.Term, Payload: buf[at:len(buf):len(buf)]}
+	}
+	return ws
 }
 
 func decodeEntry(w wal.Entry) (core.Entry, error) {
@@ -208,10 +222,7 @@ func (l *logStore) append(ents []core.Entry) error {
 	if len(ents) == 0 {
 		return nil
 	}
-	ws := make([]wal.Entry, len(ents))
-	for i, e := range ents {
-		ws[i] = encodeEntry(e)
-	}
+	ws := encodeEntries(ents)
 	l.last = ents[len(ents)-1].Index
 	l.terms.appended(ents)
 	w := pendingWrite{ents: ws, reset: l.resetNext}
