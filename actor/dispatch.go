@@ -2,7 +2,6 @@ package actor
 
 import (
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,12 +64,12 @@ type dispatcher struct {
 	// wake carries one token per idle worker that Schedule claimed.
 	wake chan struct{}
 
-	inbox    atomic.Pointer[task] // scheduled, newest first
-	pending  atomic.Int64         // scheduled and not yet taken
-	idle     atomic.Int64         // workers waiting on wake and not claimed
-	workers  atomic.Int64         // alive
-	taken    atomic.Uint64        // activations taken: the watchdog's measure of progress
-	watching atomic.Bool          // a watchdog runs
+	inbox    pushStack[func()] // scheduled, not yet in queue
+	pending  atomic.Int64      // scheduled and not yet taken
+	idle     atomic.Int64      // workers waiting on wake and not claimed
+	workers  atomic.Int64      // alive
+	taken    atomic.Uint64     // activations taken: the watchdog's measure of progress
+	watching atomic.Bool       // a watchdog runs
 
 	mu    sync.Mutex // workers only
 	queue []func()   // taken from inbox, oldest first from head
@@ -78,12 +77,6 @@ type dispatcher struct {
 
 	started atomic.Int64 // workers started, for tests
 	running atomic.Int64 // workers not yet exited, for tests
-}
-
-// task is one scheduled activation on the inbox.
-type task struct {
-	fn   func()
-	next *task
 }
 
 var _ pa.Dispatcher = (*dispatcher)(nil)
@@ -97,13 +90,7 @@ func newDispatcher(stop <-chan struct{}) *dispatcher {
 // idle one, or a new one below the limit; otherwise the next worker to
 // finish takes it. It never blocks.
 func (d *dispatcher) Schedule(fn func()) {
-	t := &task{fn: fn}
-	for {
-		t.next = d.inbox.Load()
-		if d.inbox.CompareAndSwap(t.next, t) {
-			break
-		}
-	}
+	d.inbox.push(fn)
 	d.pending.Add(1)
 	if d.claimIdle() {
 		select {
@@ -159,15 +146,9 @@ func (d *dispatcher) take() func() {
 	defer d.mu.Unlock()
 	if d.head == len(d.queue) {
 		d.queue, d.head = d.queue[:0], 0
-		top := d.inbox.Swap(nil)
-		if top == nil {
+		if !d.inbox.takeAll(func(fn func()) { d.queue = append(d.queue, fn) }) {
 			return nil
 		}
-		n := len(d.queue)
-		for t := top; t != nil; t = t.next {
-			d.queue = append(d.queue, t.fn)
-		}
-		slices.Reverse(d.queue[n:]) // the stack is newest first
 	}
 	fn := d.queue[d.head]
 	d.queue[d.head] = nil

@@ -68,10 +68,10 @@ type link struct {
 	peer string
 	wake chan struct{}
 
-	// inbox: items pushed by senders, newest first, which the pump (or a
+	// inbox: items pushed by senders (a pushStack), which the pump (or a
 	// call's sender, under mu) moves into the frames; inboxBytes and
 	// inboxItems count them (see push).
-	inbox      atomic.Pointer[outItem]
+	inbox      pushStack[[]byte]
 	inboxBytes atomic.Int64
 	inboxItems atomic.Int64
 
@@ -187,12 +187,6 @@ func (l *link) enqueueCall(item []byte, c *pendingCall) bool {
 	return ok
 }
 
-// outItem is one item in a link's inbox.
-type outItem struct {
-	next *outItem
-	b    []byte
-}
-
 // push puts a copy of item on the inbox and wakes the pump. It is a
 // compare-and-swap loop on the inbox's head: a sender that loses a race
 // retries at once instead of sleeping until its turn (see link).
@@ -203,39 +197,20 @@ func (l *link) push(item []byte) {
 		l.droppedQueueFull()
 		return
 	}
-	it := &outItem{b: append([]byte(nil), item...)}
 	l.inboxItems.Add(1)
-	for {
-		head := l.inbox.Load()
-		it.next = head
-		if l.inbox.CompareAndSwap(head, it) {
-			break
-		}
-	}
+	l.inbox.push(append([]byte(nil), item...))
 	l.signal()
 }
 
 // takeInboxLocked moves the inbox into the frames, oldest first, as
 // enqueueLocked would have queued each item when it was pushed.
 func (l *link) takeInboxLocked() {
-	head := l.inbox.Swap(nil)
-	if head == nil {
-		return
-	}
-	var oldest *outItem
-	for head != nil { // newest first: reverse
-		next := head.next
-		head.next = oldest
-		oldest, head = head, next
-	}
 	var bytes, count int64
-	for it := oldest; it != nil; {
-		next := it.next
-		bytes += int64(len(it.b))
+	l.inbox.takeAll(func(b []byte) {
+		bytes += int64(len(b))
 		count++
-		l.enqueueLocked(it.b, nil)
-		it = next
-	}
+		l.enqueueLocked(b, nil)
+	})
 	l.inboxBytes.Add(-bytes)
 	l.inboxItems.Add(-count)
 }
