@@ -639,13 +639,16 @@ func (s *System) waitForLeader(ctx context.Context, members []ServerID) error {
 	}
 }
 
-// LocalServers lists the servers running on this node.
-func (s *System) LocalServers() []ServerConfig {
-	res, err := s.node.Call(s.manager, &managerList{}, s.cfg.ShutdownTimeout)
+// LocalServers lists the servers running on this node. It fails, wrapping
+// ErrTimeout or ErrShuttingDown, if the system's manager does not answer
+// before ctx ends or the system stops: that is not the same as having no
+// servers, and a caller deciding whether to start one must not read it so.
+func (s *System) LocalServers(ctx context.Context) ([]ServerConfig, error) {
+	res, err := s.node.CallContext(ctx, s.manager, &managerList{})
 	if err != nil {
-		return nil
+		return nil, callError("system on node "+s.node.Name(), err)
 	}
-	return res.([]ServerConfig)
+	return res.([]ServerConfig), nil
 }
 
 // Leader returns the leader and members of cluster as this node's

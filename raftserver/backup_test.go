@@ -143,7 +143,9 @@ func TestRestoreRefusesBadBackups(t *testing.T) {
 		require.ErrorIs(t, err, ErrInvalidBackup, name)
 		require.ErrorContains(t, err, tc.says, name)
 	}
-	for _, cfg := range s.LocalServers() {
+	servers, err := s.LocalServers(t.Context())
+	require.NoError(t, err)
+	for _, cfg := range servers {
 		require.NotEqual(t, "copy", cfg.Cluster, "nothing was created")
 	}
 	// A machine that cannot read the state refuses it too.

@@ -112,7 +112,9 @@ func TestThousandClusters(t *testing.T) {
 		s, err := StartSystem(cfg)
 		require.NoError(t, err)
 		c.systems[i] = s
-		require.Len(t, s.LocalServers(), count)
+		servers, err := s.LocalServers(t.Context())
+		require.NoError(t, err)
+		require.Len(t, servers, count)
 		t.Logf("system %d restarted its %d servers in %v", i, count, time.Since(started))
 	}
 	start = time.Now()

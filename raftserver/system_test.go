@@ -112,6 +112,28 @@ func TestFormClusterAndProcessCommands(t *testing.T) {
 	require.ElementsMatch(t, c.members, members)
 }
 
+// LocalServers must tell "no servers" from "no answer": a node deciding
+// whether to start its member would otherwise start a second one.
+func TestLocalServersTellsNoAnswerFromNoServers(t *testing.T) {
+	c := startCluster(t, 1)
+	s := c.systems[0]
+	servers, err := s.LocalServers(c.ctx())
+	require.NoError(t, err)
+	require.Len(t, servers, 1)
+	require.Equal(t, c.members[0], servers[0].ID)
+
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	servers, err = s.LocalServers(done)
+	require.ErrorIs(t, err, ErrTimeout)
+	require.Nil(t, servers)
+
+	require.NoError(t, s.Stop())
+	servers, err = s.LocalServers(c.ctx())
+	require.ErrorIs(t, err, ErrShuttingDown)
+	require.Nil(t, servers)
+}
+
 func TestPipelineCommands(t *testing.T) {
 	c := startCluster(t, 3)
 	s := c.systems[0]

@@ -403,8 +403,12 @@ func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	st, err := n.memberStatus(ctx, n.self, n.directory(ctx))
 	if err != nil {
-		st.Member = n.memberRunning()
 		st.Error = err.Error()
+		running, lerr := n.memberRunning()
+		st.Member = running
+		if lerr != nil {
+			st.Error += "; " + lerr.Error()
+		}
 	}
 	st.HTTP = n.httpURL
 	st.UptimeSeconds = time.Since(n.started).Seconds()

@@ -234,6 +234,12 @@ type identity struct {
 
 const identityFile = "node.json"
 
+// startListTimeout bounds how long a starting node waits for its system to
+// list the servers it restarted. The list comes from memory, so only a
+// node far too overloaded to serve anyway takes long; failing then is
+// better than taking a late answer for "no member here" and starting one.
+const startListTimeout = 30 * time.Second
+
 func checkIdentity(dir, id, raft string) error {
 	path := filepath.Join(dir, identityFile)
 	b, err := os.ReadFile(path)
@@ -409,7 +415,13 @@ func Start(cfg Config) (_ *Node, err error) {
 
 // startMember makes sure this node's member of the cluster runs.
 func (n *Node) startMember() error {
-	for _, s := range n.sys.LocalServers() {
+	listCtx, cancelList := context.WithTimeout(context.Background(), startListTimeout)
+	servers, err := n.sys.LocalServers(listCtx)
+	cancelList()
+	if err != nil {
+		return fmt.Errorf("list the servers in %s: %w", n.cfg.DataDir, err)
+	}
+	for _, s := range servers {
 		if s.Cluster != ClusterName {
 			continue
 		}
@@ -438,7 +450,7 @@ func (n *Node) startMember() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
 	defer cancel()
-	err := n.sys.StartServer(ctx, raftserver.ServerConfig{
+	err = n.sys.StartServer(ctx, raftserver.ServerConfig{
 		ID:             n.self,
 		Cluster:        ClusterName,
 		Machine:        raftserver.MachineSpec{Kind: kv.Kind},

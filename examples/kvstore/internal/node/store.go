@@ -130,7 +130,7 @@ func (n *Node) raftError(err error, write bool) *api.Error {
 		}
 		return e
 	case errors.Is(err, raftserver.ErrNoSuchServer):
-		if !n.memberRunning() {
+		if running, lerr := n.memberRunning(); lerr == nil && !running {
 			return unavailable(api.CodeNotMember, fmt.Sprintf("node %s runs no member of the cluster (it was removed, or is not added yet): ask another node", n.cfg.ID))
 		}
 		return unavailable(api.CodeNoLeader, "the member the request was sent to is gone; nothing was written: "+err.Error())
@@ -153,13 +153,19 @@ func (n *Node) raftError(err error, write bool) *api.Error {
 }
 
 // memberRunning reports whether this node's member runs.
-func (n *Node) memberRunning() bool {
-	for _, s := range n.sys.LocalServers() {
+func (n *Node) memberRunning() (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
+	defer cancel()
+	servers, err := n.sys.LocalServers(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, s := range servers {
 		if s.ID == n.self {
-			return true
+			return true, nil
 		}
 	}
-	return false
+	return false, nil
 }
 
 func badArg(format string, args ...any) *api.Error {
