@@ -45,9 +45,10 @@ type Config struct {
 	Sync SyncMethod
 	// MaxFileBytes: a batch that would take the current file past this
 	// size starts a new file (rollover). Each entry counts 64 bytes more
-	// than its record, for what it costs in its mem table, so that this
-	// bounds the memory of one file's mem tables too, also for tiny
-	// entries. A single batch larger than this still goes into one file.
+	// than its record; a mem table holds an entry in less than its record,
+	// so this also bounds the memory of one file's mem tables, with room
+	// to spare for tiny entries. A single batch larger than this still
+	// goes into one file.
 	MaxFileBytes int64
 	// MaxBatchBytes and MaxBatchEntries bound one batch (one write + one
 	// sync). Writes that arrive while a batch is in flight accumulate into
