@@ -22,6 +22,11 @@ import (
 type Machine interface {
 	// Apply applies one committed command and returns the reply that the
 	// caller of ProcessCommand (or the pipeline's notify process) gets.
+	//
+	// cmd is valid only during the call and must not be modified: it may
+	// share memory with other log entries (the WAL's mem tables keep
+	// payloads in shared chunks), so a machine that keeps bytes of it must
+	// copy them, or one kept slice holds a whole chunk in memory.
 	Apply(ctx *ApplyContext, cmd []byte) []byte
 }
 
@@ -126,6 +131,8 @@ type MachineSpec struct {
 }
 
 // Codec converts values of T to bytes and back, for the typed helpers.
+// Decode's b, like Machine.Apply's cmd, is valid only during the call: a
+// value that keeps bytes of it must hold a copy.
 type Codec[T any] interface {
 	Encode(v T) ([]byte, error)
 	Decode(b []byte) (T, error)

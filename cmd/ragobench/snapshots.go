@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -54,7 +55,7 @@ func (m *storeMachine) Apply(ctx *raftserver.ApplyContext, cmd []byte) []byte {
 		return []byte("bad command")
 	}
 	key := string(cmd[k : k+int(n)])
-	m.data[key] = cmd[k+int(n):]
+	m.data[key] = bytes.Clone(cmd[k+int(n):]) // cmd is only valid during Apply
 	return nil
 }
 
