@@ -56,7 +56,7 @@ type termRun struct{ first, term uint64 }
 // idle servers do not each hold a large one; each next one doubles, up to
 // maxChunkBytes. A payload above bigPayloadBytes gets a chunk of its own.
 const (
-	minChunkBytes   = 256
+	minChunkBytes   = 64
 	maxChunkBytes   = 64 << 10
 	bigPayloadBytes = maxChunkBytes / 4
 )
