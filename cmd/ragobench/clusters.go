@@ -16,8 +16,10 @@ import (
 
 // runClusters starts n idle 3-member clusters on 3 nodes in this process
 // and reports the start time, the resident memory each server adds, and
-// the CPU the idle nodes use over idle.
-func runClusters(n int, idle time.Duration, dir string) error {
+// the CPU the idle nodes use over idle. With memprofile set, it writes a
+// heap profile there once the clusters are idle (after the RSS reading, so
+// writing it does not count).
+func runClusters(n int, idle time.Duration, dir, memprofile string) error {
 	var systems []*raftserver.System
 	for i := range 3 {
 		s, err := raftserver.StartSystem(systemConfig(filepath.Join(dir, fmt.Sprint("n", i)), "127.0.0.1:0"))
@@ -52,6 +54,12 @@ func runClusters(n int, idle time.Duration, dir string) error {
 	runtime.GC()
 	debug.FreeOSMemory()
 	rssAfter := rssKiB(os.Getpid())
+	if memprofile != "" {
+		if err := writeHeapProfile(memprofile); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "heap profile in %s; goroutines=%d\n", memprofile, runtime.NumGoroutine())
+	}
 	if p := os.Getenv("RAGOBENCH_IDLE_PROFILE"); p != "" {
 		if f, err := os.Create(p); err == nil {
 			_ = pprof.StartCPUProfile(f)
@@ -110,4 +118,17 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// writeHeapProfile writes the live heap as of the last GC to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
