@@ -141,7 +141,7 @@ type serverMetrics struct {
 	running atomic.Bool
 
 	received, committed, applied, rejected, poison atomic.Uint64
-	commitLatency, applyLatency                    metrics.Histogram
+	commitLatency, applyLatency                    lazyHistogram
 
 	// Election counters: base holds the sums of the server's earlier
 	// processes, cur the running process's core.Counters.
@@ -149,7 +149,7 @@ type serverMetrics struct {
 	leaderChanges atomic.Uint64
 
 	snapsTaken, snapsSent, snapBytesSent, snapsInstalled, snapBytesInstalled atomic.Uint64
-	snapSendLatency, snapInstallLatency                                      metrics.Histogram
+	snapSendLatency, snapInstallLatency                                      lazyHistogram
 
 	commit, appliedIndex, lastIndex, term atomic.Uint64
 	sessions                              atomic.Int64
@@ -160,6 +160,36 @@ type serverMetrics struct {
 	// lastLeader is the last nonzero leader known (LeaderChanges).
 	lastLeader ServerID
 	lag        []FollowerLag
+}
+
+// lazyHistogram is a metrics.Histogram made on its first observation. A
+// histogram is 168 bytes, and a node may host thousands of servers that sit
+// idle: most never take or install a snapshot, followers commit nothing,
+// and a server without commands applies none, so their histograms would
+// stay empty. Until the first Observe, Snapshot returns the zero snapshot,
+// as an empty Histogram's would. Safe for concurrent use.
+type lazyHistogram struct {
+	h atomic.Pointer[metrics.Histogram]
+}
+
+// Observe records d, making the histogram first if need be.
+func (l *lazyHistogram) Observe(d time.Duration) {
+	h := l.h.Load()
+	if h == nil {
+		// Two first observations may race; the loser's histogram is
+		// dropped before anything was recorded in it.
+		l.h.CompareAndSwap(nil, new(metrics.Histogram))
+		h = l.h.Load()
+	}
+	h.Observe(d)
+}
+
+// Snapshot returns the histogram's counts, zero before the first Observe.
+func (l *lazyHistogram) Snapshot() metrics.HistogramSnapshot {
+	if h := l.h.Load(); h != nil {
+		return h.Snapshot()
+	}
+	return metrics.HistogramSnapshot{}
 }
 
 // electionCounts are a server's election counters: those of its earlier

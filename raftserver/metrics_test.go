@@ -1,6 +1,7 @@
 package raftserver
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -131,4 +132,45 @@ func TestMetricsFollowAScriptedWorkload(t *testing.T) {
 	}
 	require.Equal(t, "leader", c.metricsOf(fi).Role)
 	require.Nil(t, c.metricsOf(li).FollowerLag)
+}
+
+// TestLazyHistogramsAreMadeOnFirstUse: a server's histograms cost nothing
+// until their first observation, read as empty until then, and report
+// every observation once made, also when the first ones race.
+func TestLazyHistogramsAreMadeOnFirstUse(t *testing.T) {
+	m := newServerMetrics(ServerID{Name: "s", Node: "n"}, "c")
+	for _, h := range []*lazyHistogram{&m.commitLatency, &m.applyLatency, &m.snapSendLatency, &m.snapInstallLatency} {
+		require.Nil(t, h.h.Load())
+	}
+	sm := m.snapshot()
+	require.Zero(t, sm.CommitLatency)
+	require.Zero(t, sm.ApplyLatency)
+	require.Zero(t, sm.SnapshotSendTime)
+	require.Zero(t, sm.SnapshotInstallTime)
+	require.Nil(t, m.snapSendLatency.h.Load(), "reading must not make a histogram")
+
+	m.snapInstallLatency.Observe(3 * time.Millisecond)
+	m.snapSendLatency.Observe(time.Second)
+	m.commitLatency.Observe(time.Millisecond)
+	sm = m.snapshot()
+	require.EqualValues(t, 1, sm.SnapshotInstallTime.Count)
+	require.Equal(t, 3*time.Millisecond, sm.SnapshotInstallTime.Sum)
+	require.EqualValues(t, 1, sm.SnapshotSendTime.Count)
+	require.Equal(t, time.Second, sm.SnapshotSendTime.Sum)
+	require.EqualValues(t, 1, sm.CommitLatency.Count)
+	require.Zero(t, sm.ApplyLatency)
+
+	const goroutines, each = 8, 100
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				m.applyLatency.Observe(time.Microsecond)
+			}
+		}()
+	}
+	wg.Wait()
+	require.EqualValues(t, goroutines*each, m.snapshot().ApplyLatency.Count)
 }

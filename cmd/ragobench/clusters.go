@@ -58,7 +58,10 @@ func runClusters(n int, idle time.Duration, dir, memprofile string) error {
 		if err := writeHeapProfile(memprofile); err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "heap profile in %s; goroutines=%d\n", memprofile, runtime.NumGoroutine())
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		fmt.Fprintf(os.Stderr, "heap profile in %s; goroutines=%d heap_alloc=%dKiB heap_inuse=%dKiB stack_inuse=%dKiB gc_sys=%dKiB other_sys=%dKiB\n",
+			memprofile, runtime.NumGoroutine(), ms.HeapAlloc>>10, ms.HeapInuse>>10, ms.StackInuse>>10, ms.GCSys>>10, ms.OtherSys>>10)
 	}
 	if p := os.Getenv("RAGOBENCH_IDLE_PROFILE"); p != "" {
 		if f, err := os.Create(p); err == nil {
