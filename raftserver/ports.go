@@ -84,7 +84,10 @@ type nodeServices interface {
 	refusedPeerMessage(server, from ServerID, src string, msg actor.Message, why string)
 }
 
-// hostConfig is what a host takes of its node's configuration.
+// hostConfig is what a host takes of its node's configuration. A node
+// makes one (System.hostConf) that all its hosts share by pointer, and
+// nobody changes it afterwards: a copy per host cost each server 368 bytes,
+// twice (its field, and the closure of newSessions).
 type hostConfig struct {
 	raft              core.Config // without the per-server fields
 	sessionTTLEntries uint64
@@ -107,7 +110,7 @@ func (c SystemConfig) host() hostConfig {
 }
 
 // newSessions is an empty session table under the configured limits.
-func (c hostConfig) newSessions() *sessionTable {
+func (c *hostConfig) newSessions() *sessionTable {
 	return newSessionTable(c.sessionTTLEntries, c.maxSessions)
 }
 

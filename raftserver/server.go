@@ -22,7 +22,7 @@ import (
 // own. serverActor runs it as a process; the host simulation runs it too.
 type server struct {
 	env     hostEnv
-	conf    hostConfig
+	conf    *hostConfig // the node's, shared by all its servers
 	openLog func(self actor.Ref) (logPort, error)
 	state   statePort
 	snaps   snapshotPort
@@ -140,7 +140,7 @@ func newServer(sys *System, cfg ServerConfig, uid string, initial []ServerID) *s
 		node:    sys,
 	}
 	logger := sys.logger.With("server", cfg.ID.String(), "cluster", cfg.Cluster)
-	h := newHost(env, sys.cfg.host(), ports, cfg, uid, initial, logger)
+	h := newHost(env, sys.hostConf, ports, cfg, uid, initial, logger)
 	h.met = sys.metrics.forServer(cfg.ID, cfg.Cluster)
 	return &serverActor{env: env, host: h}
 }
@@ -155,7 +155,7 @@ type hostPorts struct {
 
 // newHost builds the host of one member from its parts; it does nothing
 // until start.
-func newHost(env hostEnv, conf hostConfig, ports hostPorts, cfg ServerConfig, uid string, initial []ServerID, logger *slog.Logger) *server {
+func newHost(env hostEnv, conf *hostConfig, ports hostPorts, cfg ServerConfig, uid string, initial []ServerID, logger *slog.Logger) *server {
 	s := &server{
 		env:         env,
 		conf:        conf,

@@ -28,6 +28,7 @@ import (
 // servers on this node. Its methods are safe for concurrent use.
 type System struct {
 	cfg       SystemConfig
+	hostConf  *hostConfig // cfg.host(), shared by every server's host
 	logger    *slog.Logger
 	node      *actor.Node
 	meta      *meta.Store
@@ -84,6 +85,8 @@ func StartSystem(cfg SystemConfig) (sys *System, err error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &System{cfg: cfg, logger: logger, pacer: newElectionPacer(cfg.ElectionRate, cfg.ElectionBurst)}
+	hc := cfg.host()
+	s.hostConf = &hc
 	var closers []func()
 	defer func() {
 		if err != nil {
