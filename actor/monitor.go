@@ -47,10 +47,7 @@ func (n *Node) monitor(w *proc, target Ref) MonitorRef {
 		w.mu.Unlock()
 		return MonitorRef{id}
 	}
-	if w.owned == nil {
-		w.owned = make(map[uint64]Ref)
-	}
-	w.owned[id] = target
+	w.owned.Set(id, target)
 	w.mu.Unlock()
 
 	if target.Node == n.name {
@@ -66,10 +63,7 @@ func (n *Node) monitor(w *proc, target Ref) MonitorRef {
 			w.post(downSignal{id: id, ref: target, reason: r})
 			return MonitorRef{id}
 		}
-		if t.watchers == nil {
-			t.watchers = make(map[watcherKey]*proc)
-		}
-		t.watchers[watcherKey{node: n.name, id: id}] = w
+		t.watchers.Set(watcherKey{node: n.name, id: id}, w)
 		t.mu.Unlock()
 		return MonitorRef{id}
 	}
@@ -95,8 +89,7 @@ func (n *Node) monitor(w *proc, target Ref) MonitorRef {
 
 func (n *Node) demonitor(w *proc, id uint64) bool {
 	w.mu.Lock()
-	target, ok := w.owned[id]
-	delete(w.owned, id)
+	target, ok := w.owned.Delete(id)
 	w.mu.Unlock()
 	if !ok {
 		return false
@@ -110,7 +103,7 @@ func (n *Node) dropMonitor(w *proc, id uint64, target Ref) {
 	if target.Node == n.name {
 		if t := n.lookup(target.Name); t != nil {
 			t.mu.Lock()
-			delete(t.watchers, watcherKey{node: n.name, id: id})
+			t.watchers.Delete(watcherKey{node: n.name, id: id})
 			t.mu.Unlock()
 		}
 		return
@@ -249,7 +242,7 @@ func (n *Node) onPeerLost(peer string) {
 	}
 	for id, t := range ins {
 		t.mu.Lock()
-		delete(t.watchers, watcherKey{node: peer, id: id})
+		t.watchers.Delete(watcherKey{node: peer, id: id})
 		t.mu.Unlock()
 	}
 }
@@ -269,7 +262,7 @@ func (n *Node) handleControl(ic *inConn, src string, epoch uint64, it item) {
 		n.mons.mu.Unlock()
 		if t := n.lookup(it.target); t != nil {
 			t.mu.Lock()
-			delete(t.watchers, watcherKey{node: src, id: it.id})
+			t.watchers.Delete(watcherKey{node: src, id: it.id})
 			t.mu.Unlock()
 		}
 	case ctlDown:
@@ -313,10 +306,7 @@ func (n *Node) onRemoteMonitor(src string, id uint64, target string) {
 		reply(r)
 		return
 	}
-	if t.watchers == nil {
-		t.watchers = make(map[watcherKey]*proc)
-	}
-	t.watchers[watcherKey{node: src, id: id}] = nil
+	t.watchers.Set(watcherKey{node: src, id: id}, nil)
 	t.mu.Unlock()
 	n.mons.mu.Lock()
 	m := n.mons.in[src]

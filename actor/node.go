@@ -397,7 +397,7 @@ func (n *Node) spawn(name string, behavior Process, opts []SpawnOption) (Ref, er
 		done:        make(chan struct{}),
 	}
 	if sc.watcher != nil {
-		p.watchers = map[watcherKey]*proc{{node: n.name, id: sc.watchID}: sc.watcher}
+		p.watchers.Set(watcherKey{node: n.name, id: sc.watchID}, sc.watcher)
 	}
 	// Hold mu from publishing the name until the actor exists, so a
 	// message sent in between waits in post instead of being lost.

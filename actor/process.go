@@ -9,6 +9,8 @@ import (
 	"time"
 
 	pa "github.com/asynkron/protoactor-go/actor"
+
+	"github.com/rago-raft/rago/internal/smallmap"
 )
 
 // Process is the behaviour of a process. Receive is called for one message
@@ -149,18 +151,22 @@ type proc struct {
 	mu       sync.Mutex
 	dead     bool
 	reason   Reason
-	exitWith *Reason              // reason requested by Exit, first wins
-	watchers map[watcherKey]*proc // monitors on this process; nil value = remote watcher
-	owned    map[uint64]Ref       // monitors this process holds
-	nodeMons map[string]int       // nodes this process monitors (count of MonitorNode calls)
-	calls    *callRequest         // calls posted and not yet taken, newest first
-	taken    *callRequest         // calls taken and not yet answered, newest first
-	done     chan struct{}        // closed once fully terminated
+	exitWith *Reason // reason requested by Exit, first wins
+	// watchers and owned are small maps: most processes are watched by a
+	// few others and hold a few monitors, and a Go map with one entry costs
+	// hundreds of bytes, a lot for an idle process on a node with
+	// thousands of them.
+	watchers smallmap.Map[watcherKey, *proc] // monitors on this process; nil value = remote watcher
+	owned    smallmap.Map[uint64, Ref]       // monitors this process holds
+	nodeMons map[string]int                  // nodes this process monitors (count of MonitorNode calls)
+	calls    *callRequest                    // calls posted and not yet taken, newest first
+	taken    *callRequest                    // calls taken and not yet answered, newest first
+	done     chan struct{}                   // closed once fully terminated
 
 	// Owned by the process goroutine.
 	ctx       Context
-	nodeState map[string]bool // last NodeUp (true) / NodeDown delivered, per node
-	timers    map[uint64]timerEntry
+	nodeState map[string]bool                  // last NodeUp (true) / NodeDown delivered, per node
+	timers    smallmap.Map[uint64, timerEntry] // pending, usually one or two
 	nextTimer uint64
 	stopping  bool
 }
@@ -318,14 +324,12 @@ func (p *proc) Receive(c pa.Context) {
 		remoteSends.Put(m)
 		p.invoke(c, msg, nil)
 	case timerFired:
-		if e, ok := p.timers[m.id]; ok {
-			delete(p.timers, m.id)
+		if e, ok := p.timers.Delete(m.id); ok {
 			p.invoke(c, e.msg, nil)
 		}
 	case downSignal:
 		p.mu.Lock()
-		_, ok := p.owned[m.id]
-		delete(p.owned, m.id)
+		_, ok := p.owned.Delete(m.id)
 		p.mu.Unlock()
 		if ok {
 			p.invoke(c, Down{Monitor: MonitorRef{m.id}, Ref: m.ref, Reason: m.reason}, nil)
@@ -423,9 +427,9 @@ func (p *proc) terminate() {
 	p.dead = true
 	p.reason = reason
 	watchers := p.watchers
-	p.watchers = nil
+	p.watchers = smallmap.Map[watcherKey, *proc]{}
 	owned := p.owned
-	p.owned = nil
+	p.owned = smallmap.Map[uint64, Ref]{}
 	nodeMons := p.nodeMons
 	p.nodeMons = nil
 	queued := p.calls
@@ -476,17 +480,17 @@ func (p *proc) terminate() {
 		req = next
 	}
 
-	for _, e := range p.timers {
+	for _, e := range p.timers.All() {
 		e.t.Stop()
 	}
-	p.timers = nil
-	for id, target := range owned {
+	p.timers.Clear()
+	for id, target := range owned.All() {
 		p.node.dropMonitor(p, id, target)
 	}
 	for node := range nodeMons {
 		p.node.dropNodeMonitor(p, node)
 	}
-	for k, w := range watchers {
+	for k, w := range watchers.All() {
 		p.node.notifyDown(k, w, p.ref, reason)
 	}
 	close(p.done)
@@ -604,17 +608,14 @@ func (c *Context) SpawnMonitor(name string, p Process, opts ...SpawnOption) (Ref
 	ref := Ref{Name: name, Node: n.name}
 	id := n.nextID.Add(1)
 	w.mu.Lock()
-	if w.owned == nil {
-		w.owned = make(map[uint64]Ref)
-	}
-	w.owned[id] = ref
+	w.owned.Set(id, ref)
 	w.mu.Unlock()
 	// Full slice: the caller's array (a ChildSpec's Options) is not ours
 	// to append into.
 	opts = append(opts[:len(opts):len(opts)], func(sc *spawnConfig) { sc.watcher, sc.watchID = w, id })
 	if _, err := n.spawn(name, p, opts); err != nil {
 		w.mu.Lock()
-		delete(w.owned, id)
+		w.owned.Delete(id)
 		w.mu.Unlock()
 		return Ref{}, MonitorRef{}, err
 	}
@@ -643,25 +644,21 @@ func (c *Context) DemonitorNode(node string) {
 // the timer already fired.
 func (c *Context) SendAfter(d time.Duration, msg Message) TimerRef {
 	p := c.proc
-	if p.timers == nil {
-		p.timers = make(map[uint64]timerEntry)
-	}
 	p.nextTimer++
 	id := p.nextTimer
 	t := time.AfterFunc(d, func() { p.post(timerFired{id: id}) })
-	p.timers[id] = timerEntry{t: t, msg: msg}
+	p.timers.Set(id, timerEntry{t: t, msg: msg})
 	return TimerRef{id: id}
 }
 
 // CancelTimer cancels a timer started with SendAfter. It reports whether
 // the timer was still pending (false if its message was already received).
 func (c *Context) CancelTimer(t TimerRef) bool {
-	e, ok := c.proc.timers[t.id]
+	e, ok := c.proc.timers.Delete(t.id)
 	if !ok {
 		return false
 	}
 	e.t.Stop()
-	delete(c.proc.timers, t.id)
 	return true
 }
 

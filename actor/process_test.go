@@ -249,12 +249,12 @@ func TestMonitorsOfAnExitedWatcherAreReleased(t *testing.T) {
 	}))
 	require.NoError(t, err)
 	p := n.lookup(target.Name)
-	eventually(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return len(p.watchers) == 1 }, "monitor registered")
+	eventually(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.watchers.Len() == 1 }, "monitor registered")
 	require.NoError(t, n.Exit(watcher, Normal))
 	require.NoError(t, n.Wait(context.Background(), watcher))
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	require.Empty(t, p.watchers)
+	require.Zero(t, p.watchers.Len())
 }
 
 func TestTimerDeliversAndCancelIsExact(t *testing.T) {
@@ -302,7 +302,7 @@ func TestStopExitsEveryProcessWithShutdown(t *testing.T) {
 	require.NoError(t, err)
 	ib.Monitor(ref)
 	p := n.lookup(ref.Name)
-	eventually(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return len(p.watchers) == 1 }, "remote monitor registered")
+	eventually(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.watchers.Len() == 1 }, "remote monitor registered")
 	n.Stop()
 	n.Stop() // idempotent
 	// The remote watcher hears shutdown, or noconnection if the node was

@@ -295,7 +295,7 @@ func waitRemoteMonitor(t testing.TB, n *Node, ref Ref, want int) {
 	t.Helper()
 	p := n.lookup(ref.Name)
 	require.NotNil(t, p)
-	eventually(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return len(p.watchers) == want }, "%d monitors on %s", want, ref)
+	eventually(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.watchers.Len() == want }, "%d monitors on %s", want, ref)
 }
 
 func startNodeAt(t testing.TB, addr string) *Node {
