@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rago-raft/rago/actor"
+	"github.com/rago-raft/rago/internal/smallmap"
 )
 
 // ProcessName is the name the detector process is registered under on
@@ -318,8 +319,11 @@ type peer struct {
 
 // watcher is one local process's registrations.
 type watcher struct {
-	mon   actor.MonitorRef
-	nodes map[string]int // node -> Watch count
+	mon actor.MonitorRef
+	// nodes: node -> Watch count. A small map: a Raft server watches the
+	// node of its leader or those of its followers, one or two, and a node
+	// may have thousands of servers.
+	nodes smallmap.Map[string, int]
 }
 
 // Receive implements actor.Process.
@@ -373,11 +377,12 @@ func (p *process) Receive(ctx *actor.Context, msg actor.Message) {
 func (p *process) watch(ctx *actor.Context, who actor.Ref, node string) {
 	w := p.watchers[who]
 	if w == nil {
-		w = &watcher{mon: ctx.Monitor(who), nodes: make(map[string]int)}
+		w = &watcher{mon: ctx.Monitor(who)}
 		p.watchers[who] = w
 	}
-	w.nodes[node]++
-	if w.nodes[node] > 1 || node == p.self {
+	c, _ := w.nodes.Get(node)
+	w.nodes.Set(node, c+1)
+	if c > 0 || node == p.self {
 		return
 	}
 	pr, _ := p.track(ctx, node)
@@ -395,16 +400,21 @@ func (p *process) watch(ctx *actor.Context, who actor.Ref, node string) {
 
 func (p *process) unwatch(ctx *actor.Context, who actor.Ref, node string) {
 	w := p.watchers[who]
-	if w == nil || w.nodes[node] == 0 {
+	c := 0
+	if w != nil {
+		c, _ = w.nodes.Get(node)
+	}
+	if c == 0 {
 		p.log.Debug("unwatch of a node not watched", "watcher", who.String(), "peer", node)
 		return
 	}
-	w.nodes[node]--
-	if w.nodes[node] == 0 {
-		delete(w.nodes, node)
+	if c > 1 {
+		w.nodes.Set(node, c-1)
+	} else {
+		w.nodes.Delete(node)
 		p.dropWatcher(ctx, who, node)
 	}
-	if len(w.nodes) == 0 {
+	if w.nodes.Len() == 0 {
 		ctx.Demonitor(w.mon)
 		delete(p.watchers, who)
 	}
@@ -417,7 +427,7 @@ func (p *process) watcherDown(ctx *actor.Context, who actor.Ref) {
 		return
 	}
 	delete(p.watchers, who)
-	for node := range w.nodes {
+	for node := range w.nodes.All() {
 		p.dropWatcher(ctx, who, node)
 	}
 }
