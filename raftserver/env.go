@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/rago-raft/rago/actor"
+	"github.com/rago-raft/rago/internal/smallmap"
 )
 
 // hostEnv is the world as a server's host sees it, apart from its storage
@@ -53,21 +54,17 @@ type (
 
 // actorEnv is the hostEnv of a server process: actor.Context, valid during
 // Receive, and tables from the host's timer and monitor ids to the actor's.
+// The tables are small maps: a server has a timer or two pending and
+// monitors its leader or its followers, and a node may host thousands.
 type actorEnv struct {
 	ctx    *actor.Context
 	nextID uint64
-	timers map[timerID]actor.TimerRef
-	mons   map[monitorID]actor.MonitorRef
-	monIDs map[actor.MonitorRef]monitorID
+	timers smallmap.Map[timerID, actor.TimerRef]
+	mons   smallmap.Map[monitorID, actor.MonitorRef]
+	monIDs smallmap.Map[actor.MonitorRef, monitorID]
 }
 
-func newActorEnv() *actorEnv {
-	return &actorEnv{
-		timers: map[timerID]actor.TimerRef{},
-		mons:   map[monitorID]actor.MonitorRef{},
-		monIDs: map[actor.MonitorRef]monitorID{},
-	}
-}
+func newActorEnv() *actorEnv { return &actorEnv{} }
 
 func (e *actorEnv) self() actor.Ref { return e.ctx.Self() }
 
@@ -78,50 +75,45 @@ func (e *actorEnv) reply(rt actor.ReplyTo, msg actor.Message) { _ = e.ctx.Node()
 func (e *actorEnv) after(d time.Duration, msg actor.Message) timerID {
 	e.nextID++
 	id := timerID(e.nextID)
-	e.timers[id] = e.ctx.SendAfter(d, firedTimer{id: id, msg: msg})
+	e.timers.Set(id, e.ctx.SendAfter(d, firedTimer{id: id, msg: msg}))
 	return id
 }
 
 func (e *actorEnv) cancelTimer(id timerID) {
-	if ref, ok := e.timers[id]; ok {
+	if ref, ok := e.timers.Delete(id); ok {
 		e.ctx.CancelTimer(ref)
-		delete(e.timers, id)
 	}
 }
 
 // fired reports whether a timer's message is still wanted, and forgets
 // the timer.
 func (e *actorEnv) fired(id timerID) bool {
-	if _, ok := e.timers[id]; !ok {
-		return false
-	}
-	delete(e.timers, id)
-	return true
+	_, ok := e.timers.Delete(id)
+	return ok
 }
 
 func (e *actorEnv) monitor(ref actor.Ref) monitorID {
 	e.nextID++
 	id := monitorID(e.nextID)
 	mon := e.ctx.Monitor(ref)
-	e.mons[id], e.monIDs[mon] = mon, id
+	e.mons.Set(id, mon)
+	e.monIDs.Set(mon, id)
 	return id
 }
 
 func (e *actorEnv) demonitor(id monitorID) {
-	if mon, ok := e.mons[id]; ok {
+	if mon, ok := e.mons.Delete(id); ok {
 		e.ctx.Demonitor(mon)
-		delete(e.mons, id)
-		delete(e.monIDs, mon)
+		e.monIDs.Delete(mon)
 	}
 }
 
 // down translates an actor monitor's Down into the host's id, forgetting
 // the monitor.
 func (e *actorEnv) down(mon actor.MonitorRef) (monitorID, bool) {
-	id, ok := e.monIDs[mon]
+	id, ok := e.monIDs.Delete(mon)
 	if ok {
-		delete(e.monIDs, mon)
-		delete(e.mons, id)
+		e.mons.Delete(id)
 	}
 	return id, ok
 }

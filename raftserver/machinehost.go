@@ -32,7 +32,7 @@ type machineHost struct {
 	machine  Machine
 	sessions *sessionTable
 	// poisoned holds the indexes of commands that made the machine panic:
-	// a rebuild replays the log around them.
+	// a rebuild replays the log around them. Nil until a command panics.
 	poisoned map[uint64]bool
 	// members and version are the config and the machine version in
 	// effect at the applied index (members empty: the initial members),
@@ -153,6 +153,9 @@ func (h *machineHost) runMachine(e core.Entry, live bool, run func(*ApplyContext
 	ctx := &ApplyContext{Index: e.Index, Term: e.Term, MachineVersion: h.version}
 	reply, panicked := callMachine(ctx, run)
 	if panicked != nil {
+		if h.poisoned == nil {
+			h.poisoned = map[uint64]bool{}
+		}
 		h.poisoned[e.Index] = true
 		if live {
 			h.logger.Error("machine panicked applying a command; its state is rebuilt without it",

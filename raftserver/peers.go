@@ -19,19 +19,20 @@ func (s *server) syncWatches() {
 			}
 		}
 	}
-	for node := range s.watching {
+	var drop []string
+	for node := range s.watching.All() {
 		if !want[node] {
-			s.node.unwatchNode(s.env.self(), node)
-			delete(s.watching, node)
+			drop = append(drop, node)
 		}
 	}
+	for _, node := range drop {
+		s.node.unwatchNode(s.env.self(), node)
+		s.watching.Delete(node)
+	}
 	for node := range want {
-		if !s.watching[node] {
-			if s.watching == nil {
-				s.watching = map[string]bool{}
-			}
+		if !s.watching.Has(node) {
 			if err := s.node.watchNode(s.env.self(), node); err == nil {
-				s.watching[node] = true
+				s.watching.Set(node, struct{}{})
 			}
 		}
 	}
@@ -62,22 +63,24 @@ func (s *server) syncPeerMonitors() {
 	} else {
 		clear(s.peersGone)
 	}
-	for id, ref := range s.peerMonOf {
+	var drop []ServerID
+	for id := range s.peerMonOf.All() {
 		if !want[id] {
-			s.env.demonitor(ref)
-			delete(s.peerMonOf, id)
-			delete(s.peerMons, ref)
+			drop = append(drop, id)
 		}
 	}
+	for _, id := range drop {
+		ref, _ := s.peerMonOf.Delete(id)
+		s.env.demonitor(ref)
+		s.peerMons.Delete(ref)
+	}
 	for _, id := range order {
-		if _, ok := s.peerMonOf[id]; ok {
+		if s.peerMonOf.Has(id) {
 			continue
 		}
-		if s.peerMonOf == nil {
-			s.peerMonOf, s.peerMons = map[ServerID]monitorID{}, map[monitorID]ServerID{}
-		}
 		ref := s.env.monitor(Ref(id))
-		s.peerMonOf[id], s.peerMons[ref] = ref, id
+		s.peerMonOf.Set(id, ref)
+		s.peerMons.Set(ref, id)
 	}
 }
 

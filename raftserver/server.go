@@ -8,6 +8,7 @@ import (
 
 	"github.com/rago-raft/rago/actor"
 	"github.com/rago-raft/rago/failuredetector"
+	"github.com/rago-raft/rago/internal/smallmap"
 	"github.com/rago-raft/rago/raftserver/core"
 	"github.com/rago-raft/rago/segment"
 	"github.com/rago-raft/rago/snapshot"
@@ -41,12 +42,15 @@ type server struct {
 	role core.Role // last role reported by RoleChanged
 	// executing is set while the actions of one step are carried out.
 	executing bool
+	// flushPending: a flushCommands message is on its way (see cmdBuf).
+	// Next to the other small fields, so the struct has no padding to
+	// spare: it is allocated once per server, and thousands may be idle.
+	flushPending bool
 
 	// Client commands wait in cmdBuf until the flush message the first of
 	// them posted comes round: everything queued in the mailbox by then
 	// goes to the core as one batch.
-	cmdBuf       []core.Command
-	flushPending bool
+	cmdBuf []core.Command
 	// batchArrived is when the first command of cmdBuf arrived (commit
 	// latency).
 	batchArrived time.Time
@@ -58,6 +62,7 @@ type server struct {
 	electionTimer timerID
 	electionArmed bool
 	tickerOn      bool
+	lagTimer      bool // a publishLagMsg is due (see lagAt)
 	tickMs        int64
 	tickTimer     timerID
 
@@ -65,8 +70,10 @@ type server struct {
 	monitoring ServerID // the leader whose process we monitor
 
 	// A leader monitors its peers' processes (see syncPeerMonitors).
-	peerMons  map[monitorID]ServerID
-	peerMonOf map[ServerID]monitorID
+	// Small maps, as are watching and known: a handful of entries, on a
+	// node that may host thousands of servers.
+	peerMons  smallmap.Map[monitorID, ServerID]
+	peerMonOf smallmap.Map[ServerID, monitorID]
 	peersGone map[ServerID]bool // Down seen, not heard from since
 
 	// Pipelined replies of the current Apply, by notify process, in the
@@ -76,7 +83,7 @@ type server struct {
 
 	appliedSaved uint64 // last applied index written to the meta store
 
-	watching map[string]bool // nodes the failure detector watches for us
+	watching smallmap.Map[string, struct{}] // nodes the failure detector watches for us
 
 	// mh runs the machine; effects carries out what it asks for.
 	mh      machineHost
@@ -90,7 +97,7 @@ type server struct {
 	// known are the servers this one takes peer messages from (see
 	// refusePeer): every member of every configuration it held since it
 	// started.
-	known map[ServerID]struct{}
+	known smallmap.Map[ServerID, struct{}]
 	// refusedPeer counts the peer messages refused since the server
 	// started (ServerStatus.RefusedPeerMessages).
 	refusedPeer uint64
@@ -106,10 +113,8 @@ type server struct {
 	// met are the server's counters (System.Metrics), kept across its
 	// processes.
 	met *serverMetrics
-	// lagAt is when the lag was last published; lagTimer: a publishLagMsg
-	// is due.
-	lagAt    time.Time
-	lagTimer bool
+	// lagAt is when the lag was last published.
+	lagAt time.Time
 }
 
 // Messages a server sends itself.
@@ -178,7 +183,6 @@ func newHost(env hostEnv, conf *hostConfig, ports hostPorts, cfg ServerConfig, u
 		entries:     func(lo, hi uint64) ([]core.Entry, error) { return s.raft.Entries(lo, hi, entryReadBytes) },
 		firstIndex:  func() uint64 { return s.log.FirstIndex() },
 		restore:     s.restoreOnDisk,
-		poisoned:    map[uint64]bool{},
 	}
 	s.effects = effectRunner{env: env, logger: logger, tickEvery: conf.machineTick}
 	return s
@@ -322,9 +326,8 @@ func (s *server) processDown(id monitorID, reason actor.Reason) {
 		s.step(core.LeaderDown{Leader: leader})
 		return
 	}
-	if peer, ok := s.peerMons[id]; ok {
-		delete(s.peerMons, id)
-		delete(s.peerMonOf, peer)
+	if peer, ok := s.peerMons.Delete(id); ok {
+		s.peerMonOf.Delete(peer)
 		if s.peersGone == nil {
 			s.peersGone = map[ServerID]bool{}
 		}

@@ -112,13 +112,14 @@ type snapState struct {
 	entries uint64
 	bytes   int64
 	at      time.Time
-	// force makes the next release cursor take a snapshot whatever the
-	// policy says (the one a transfer sent turned out corrupt).
-	force bool
 	// releaseAt is the index of the entry being applied if the machine
 	// released the log up to it; released is the last such entry.
 	releaseAt uint64
 	released  core.Entry
+	// force makes the next release cursor take a snapshot whatever the
+	// policy says (the one a transfer sent turned out corrupt).
+	// (The bools sit together: snapState is in every server's struct.)
+	force bool
 	// dueArmed: a snapshot is due but for MinInterval; a timer fires when
 	// it has passed, so a burst shorter than the interval is snapshotted
 	// too (if the state still stands on its own then).
@@ -361,7 +362,7 @@ func (s *server) restoreSnapshot(want core.Snapshot) error {
 	}
 	s.mh.reset(m, desc, sessions)
 	s.applied = desc.Index
-	s.mh.poisoned = map[uint64]bool{}
+	s.mh.poisoned = nil
 	s.snap.info, s.snap.desc, s.snap.staged = info, desc, snapshot.Info{}
 	s.snap.entries, s.snap.bytes, s.snap.at = 0, 0, s.env.now()
 	s.met.snapsInstalled.Add(1)

@@ -97,7 +97,7 @@ func (s *server) refusePeer(src string, from ServerID) string {
 	if from.Node != src {
 		return refusedForeignNode
 	}
-	if _, ok := s.known[from]; ok {
+	if s.known.Has(from) {
 		return ""
 	}
 	if !s.current.Contains(s.self) || s.raft.LastIndex() == 0 {
@@ -116,8 +116,8 @@ func (s *server) vouch() {
 		return
 	}
 	s.askedAt = now
-	ids := make([]ServerID, 0, len(s.known))
-	for id := range s.known {
+	ids := make([]ServerID, 0, s.known.Len())
+	for id := range s.known.All() {
 		if id != s.self {
 			ids = append(ids, id)
 		}
@@ -134,8 +134,8 @@ func (s *server) membersTold(m *membersTell) {
 	added := 0
 	for _, list := range [][]ServerID{m.Voters, m.NonVoters} {
 		for _, id := range list {
-			if _, ok := s.known[id]; !ok {
-				s.known[id] = struct{}{}
+			if !s.known.Has(id) {
+				s.known.Set(id, struct{}{})
 				added++
 			}
 		}
@@ -150,10 +150,7 @@ func (s *server) membersTold(m *membersTell) {
 // configuration in effect changes, so it sees every configuration the
 // server ever held.
 func (s *server) learnMembers() {
-	if s.known == nil {
-		s.known = map[ServerID]struct{}{}
-	}
-	s.raft.KnownMembers(func(id ServerID) { s.known[id] = struct{}{} })
+	s.raft.KnownMembers(func(id ServerID) { s.known.Set(id, struct{}{}) })
 }
 
 // SystemStats counts what a node's Raft system refused since it started.
