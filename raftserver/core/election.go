@@ -216,6 +216,9 @@ func (r *Raft) handleLeaderDown(leader ServerID) {
 }
 
 func (r *Raft) handleNodeSuspected(node string) {
+	if r.suspected == nil {
+		r.suspected = map[string]bool{}
+	}
 	r.suspected[node] = true
 	switch {
 	case r.role == RoleFollower && r.lead.Node == node && !r.lead.IsZero():
@@ -227,6 +230,9 @@ func (r *Raft) handleNodeSuspected(node string) {
 
 func (r *Raft) handlePeerDown(peer ServerID) {
 	if peer != r.id && r.members.current.Contains(peer) {
+		if r.gone == nil {
+			r.gone = map[ServerID]bool{}
+		}
 		r.gone[peer] = true // a leader checks its quorum in finish
 	}
 }

@@ -48,6 +48,9 @@ func (r *Raft) checkIncarnation(from ServerID, inc uint64, m Message) bool {
 		if r.strangers[from] != inc {
 			r.logger.Warn("vote or acknowledgement from another incarnation of a member dropped: it lost its data or was created again, and must be removed and added again",
 				"from", from.String(), "incarnation", inc, "bound", want)
+			if r.strangers == nil {
+				r.strangers = map[ServerID]uint64{}
+			}
 			r.strangers[from] = inc
 		}
 		return false

@@ -25,7 +25,9 @@ type Raft struct {
 	lead     ServerID // known leader of this term (self when leader), zero if none
 	// deadLead is a leader reported dead by LeaderDown in this term; a
 	// delayed message from it must not make it look alive again.
-	deadLead  ServerID
+	deadLead ServerID
+	// suspected, gone and strangers are nil until their first entry:
+	// most members never see one, and a node may host thousands.
 	suspected map[string]bool // nodes the failure detector suspects
 	// gone are peers whose process PeerDown reported gone and that have
 	// not been heard from since.
@@ -133,9 +135,6 @@ func New(cfg Config, state HardState, log LogReader) (*Raft, error) {
 		vote:      state.VotedFor,
 		persisted: state,
 		role:      RoleFollower,
-		suspected: map[string]bool{},
-		gone:      map[ServerID]bool{},
-		strangers: map[ServerID]uint64{},
 		step:      stepFollower,
 		log:       rl,
 		commit:    snap.Index,
