@@ -108,9 +108,12 @@ type RoleChanged struct {
 
 // MembersChanged: the configuration in effect changed (a config entry was
 // appended, one was truncated away, a snapshot was installed), or this is
-// the first step. Members is the server's to keep. The server follows the
-// members it watches and monitors from it; the core's own decisions already
-// use the new configuration.
+// the first step. Members is the server's to keep, but shares its slices
+// and map with the core's copy: neither may change them. (The core never
+// changes a configuration in place; a change makes a new one. Not cloning
+// it here saves every server a copy of its configuration.) The server
+// follows the members it watches and monitors from it; the core's own
+// decisions already use the new configuration.
 type MembersChanged struct {
 	Members Membership
 }

@@ -312,7 +312,7 @@ func (r *Raft) finish() {
 	if r.membersUnreported || r.members.gen != r.reportedMembers {
 		r.membersUnreported, r.reportedMembers = false, r.members.gen
 		r.forgetSuspicionsOfFormerNodes()
-		r.emit(MembersChanged{Members: r.members.current.Clone()})
+		r.emit(MembersChanged{Members: r.members.current})
 	}
 	if apply != nil {
 		r.emit(*apply)
