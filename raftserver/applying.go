@@ -2,6 +2,8 @@ package raftserver
 
 import (
 	"errors"
+	"maps"
+	"slices"
 
 	"github.com/rago-raft/rago/actor"
 	"github.com/rago-raft/rago/raftserver/core"
@@ -44,6 +46,7 @@ func (s *server) apply(a core.Apply) error {
 				}
 			}
 			if e.Type == core.EntryConfig {
+				s.shareMembers()
 				s.configApplied(e.Index, before)
 			}
 			s.applied = e.Index
@@ -95,6 +98,24 @@ func (s *server) configApplied(index uint64, before core.Membership) {
 		s.logger.Warn("could not record the new members", "err", err)
 	}
 	s.node.recordLeader(s.cfg.Cluster, st.Leader, st.Members.Voters, st.Term)
+}
+
+// shareMembers has the machine host keep the configuration the core
+// reported (current) instead of its own decoding of the same config entry
+// when the two are equal, as they are once the cluster is steady: one copy
+// of the configuration, incarnation map included, instead of two for each
+// of the node's servers. Neither side changes a configuration in place.
+func (s *server) shareMembers() {
+	if sameMembers(s.mh.members, s.current) {
+		s.mh.members = s.current
+	}
+}
+
+// sameMembers reports whether a and b name the same voters and non-voters,
+// in the same order, bound to the same incarnations.
+func sameMembers(a, b core.Membership) bool {
+	return slices.Equal(a.Voters, b.Voters) && slices.Equal(a.NonVoters, b.NonVoters) && maps.Equal(a.Incarnations, b.Incarnations) &&
+		(a.Voters == nil) == (b.Voters == nil) && (a.NonVoters == nil) == (b.NonVoters == nil) && (a.Incarnations == nil) == (b.Incarnations == nil)
 }
 
 // memberOf reports whether m names this replica: its server ID, bound to
