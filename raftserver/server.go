@@ -178,7 +178,7 @@ func newHost(env hostEnv, conf *hostConfig, ports hostPorts, cfg ServerConfig, u
 	}
 	s.mh = machineHost{
 		logger:      logger,
-		newMachine:  func() (Machine, error) { return s.node.newMachine(cfg.Machine) },
+		newMachine:  func() (Machine, error) { return s.node.newMachine(s.cfg.Machine) }, // captures s alone: 16 bytes, not cfg's 112
 		newSessions: conf.newSessions,
 		entries:     func(lo, hi uint64) ([]core.Entry, error) { return s.raft.Entries(lo, hi, entryReadBytes) },
 		firstIndex:  func() uint64 { return s.log.FirstIndex() },
