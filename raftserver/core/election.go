@@ -70,7 +70,16 @@ func (r *Raft) receive(from ServerID, inc uint64, m Message) {
 			return
 		}
 	}
-	r.step(r, from, m)
+	switch r.role {
+	case RoleLeader:
+		stepLeader(r, from, m)
+	case RoleCandidate:
+		stepCandidate(r, from, m)
+	case RolePreVote:
+		stepPreVote(r, from, m)
+	default:
+		stepFollower(r, from, m)
+	}
 }
 
 func (r *Raft) handlePreVoteRequest(from ServerID, m *PreVoteRequest) {
@@ -229,7 +238,7 @@ func (r *Raft) handleNodeSuspected(node string) {
 }
 
 func (r *Raft) handlePeerDown(peer ServerID) {
-	if peer != r.id && r.members.current.Contains(peer) {
+	if peer != r.cfg.ID && r.members.current.Contains(peer) {
 		if r.gone == nil {
 			r.gone = map[ServerID]bool{}
 		}
@@ -249,9 +258,9 @@ func (r *Raft) stepDownIfUnreachable() {
 	}
 	var suspected, gone int
 	for _, v := range r.members.current.Voters {
-		if v != r.id && r.suspected[v.Node] {
+		if v != r.cfg.ID && r.suspected[v.Node] {
 			suspected++
-		} else if v != r.id && r.gone[v] {
+		} else if v != r.cfg.ID && r.gone[v] {
 			gone++
 		}
 	}
@@ -286,7 +295,7 @@ func (r *Raft) quorumReachable() bool {
 	up := 0
 	for _, v := range voters {
 		switch {
-		case v == r.id:
+		case v == r.cfg.ID:
 			up++
 		case r.gone[v]:
 			// Its Down came after anything it sent: what was heard in
@@ -310,7 +319,7 @@ func (r *Raft) handleNodeUp(node string) {
 			return
 		}
 		for _, v := range r.members.current.Voters {
-			if v.Node == node && v != r.id {
+			if v.Node == node && v != r.cfg.ID {
 				// A voter came back: retry soon, at the base timeout.
 				r.electionAttempts = 0
 				r.rearmShort = true
@@ -334,7 +343,6 @@ func (r *Raft) becomeFollower(term uint64, lead ServerID) {
 		r.deadLead = ServerID{}
 	}
 	r.role = RoleFollower
-	r.step = stepFollower
 	r.lead = lead
 	r.votes = nil
 	if !lead.IsZero() {
@@ -351,9 +359,8 @@ func (r *Raft) becomePreVote() {
 	}
 	r.counters.PreVotes++
 	r.role = RolePreVote
-	r.step = stepPreVote
 	r.lead = ServerID{}
-	r.votes = map[ServerID]bool{r.id: true}
+	r.votes = map[ServerID]bool{r.cfg.ID: true}
 	r.rearmTimer = true
 	if tallyVotes(r.members.current.Voters, r.votes) == voteWon {
 		r.becomeCandidate(false)
@@ -362,7 +369,7 @@ func (r *Raft) becomePreVote() {
 	req := &PreVoteRequest{Term: r.term + 1, LastIndex: r.log.lastIndex(), LastTerm: r.log.lastTerm(),
 		MachineVersion: r.cfg.MachineVersion}
 	for _, v := range r.sortedVoters() {
-		if v != r.id {
+		if v != r.cfg.ID {
 			r.send(v, req)
 		}
 	}
@@ -376,13 +383,12 @@ func (r *Raft) becomeCandidate(transfer bool) {
 	}
 	r.counters.Elections++
 	r.term++
-	r.vote = r.id
+	r.vote = r.cfg.ID
 	r.resetMatched()
 	r.deadLead = ServerID{}
 	r.role = RoleCandidate
-	r.step = stepCandidate
 	r.lead = ServerID{}
-	r.votes = map[ServerID]bool{r.id: true}
+	r.votes = map[ServerID]bool{r.cfg.ID: true}
 	r.ownVotes = r.votes
 	r.rearmTimer = true
 	if r.electionOutcome() == voteWon {
@@ -392,7 +398,7 @@ func (r *Raft) becomeCandidate(transfer bool) {
 	req := &VoteRequest{Term: r.term, LastIndex: r.log.lastIndex(), LastTerm: r.log.lastTerm(), Transfer: transfer,
 		MachineVersion: r.cfg.MachineVersion}
 	for _, v := range r.sortedVoters() {
-		if v != r.id {
+		if v != r.cfg.ID {
 			r.send(v, req)
 		}
 	}
@@ -434,7 +440,7 @@ func stepPreVote(r *Raft, from ServerID, m Message) {
 		// voter grants one vote per term, so a quorum of grants makes it
 		// this term's only leader. On a loaded machine round trips outlast
 		// the timer; without this, such rounds would never conclude.
-		if m.Term != r.term || r.vote != r.id || r.ownVotes == nil {
+		if m.Term != r.term || r.vote != r.cfg.ID || r.ownVotes == nil {
 			return
 		}
 		r.ownVotes[from] = m.Granted

@@ -61,7 +61,7 @@ func (r *Raft) checkIncarnation(from ServerID, inc uint64, m Message) bool {
 // name to another incarnation than its own: it is a new replica under an
 // old name and must neither vote nor stand.
 func (r *Raft) staleIncarnation() bool {
-	bound := r.members.current.Incarnation(r.id)
+	bound := r.members.current.Incarnation(r.cfg.ID)
 	return bound != 0 && bound != r.cfg.Incarnation && !r.cfg.Sabotage.IgnoreIncarnations
 }
 
@@ -76,15 +76,15 @@ func (r *Raft) bindIncarnations() {
 		return
 	}
 	cur := r.members.current
-	selfUnbound := r.cfg.Incarnation != 0 && cur.Incarnation(r.id) == 0 && cur.Contains(r.id)
+	selfUnbound := r.cfg.Incarnation != 0 && cur.Incarnation(r.cfg.ID) == 0 && cur.Contains(r.cfg.ID)
 	if !selfUnbound && len(r.ldr.heard) == 0 || len(r.ldr.changes) > 0 || !r.changePermitted() {
 		return
 	}
 	next := cur
 	if selfUnbound {
-		next = next.bind(r.id, r.cfg.Incarnation)
+		next = next.bind(r.cfg.ID, r.cfg.Incarnation)
 	}
-	for _, id := range cur.peers(r.id) {
+	for _, id := range cur.peers(r.cfg.ID) {
 		if inc := r.ldr.heard[id]; inc != 0 && cur.Contains(id) && cur.Incarnation(id) == 0 {
 			next = next.bind(id, inc)
 		}

@@ -41,8 +41,7 @@ func (r *Raft) becomeLeader() {
 	r.logger.Info("became leader", "term", r.term)
 	r.counters.ElectionsWon++
 	r.role = RoleLeader
-	r.step = stepLeader
-	r.lead = r.id
+	r.lead = r.cfg.ID
 	r.electionAttempts = 0
 	r.ldr = leaderState{progress: map[ServerID]*progress{}, justElected: true}
 	r.ldr.syncPeers(r, r.members.current)
@@ -62,7 +61,7 @@ func (r *Raft) becomeLeader() {
 // syncPeers makes progress track exactly the members of m other than self.
 // New peers start probing at the end of the leader's log.
 func (ls *leaderState) syncPeers(r *Raft, m Membership) {
-	ls.peers = m.peers(r.id)
+	ls.peers = m.peers(r.cfg.ID)
 	for _, id := range ls.peers {
 		if ls.progress[id] == nil {
 			ls.progress[id] = &progress{next: r.log.lastIndex() + 1, probing: true}
@@ -85,7 +84,7 @@ func (r *Raft) appendOwn(ents []Entry, token any) {
 		// config change or version bump.
 		r.logger.Error("log full: entry not appended", "index", last)
 		if token != nil {
-			r.emit(Reply{Token: token, Err: fmt.Errorf("%w: the log is at index %d", ErrOutOfRange, last-1), Leader: r.id})
+			r.emit(Reply{Token: token, Err: fmt.Errorf("%w: the log is at index %d", ErrOutOfRange, last-1), Leader: r.cfg.ID})
 		}
 		return
 	}
@@ -113,7 +112,7 @@ func (r *Raft) handleCommands(cmds []Command) {
 			if r.role != RoleLeader {
 				r.rejectNotLeader(c.Token)
 			} else {
-				r.emit(Reply{Token: c.Token, Err: ErrTransferInProgress, Leader: r.id})
+				r.emit(Reply{Token: c.Token, Err: ErrTransferInProgress, Leader: r.cfg.ID})
 			}
 		}
 		return
@@ -122,7 +121,7 @@ func (r *Raft) handleCommands(cmds []Command) {
 	if uint64(len(cmds)) > MaxIndex+1-next {
 		// The log is full (see MaxIndex): refuse rather than wrap.
 		for _, c := range cmds {
-			r.emit(Reply{Token: c.Token, Err: fmt.Errorf("%w: the log is at index %d", ErrOutOfRange, next-1), Leader: r.id})
+			r.emit(Reply{Token: c.Token, Err: fmt.Errorf("%w: the log is at index %d", ErrOutOfRange, next-1), Leader: r.cfg.ID})
 		}
 		return
 	}
@@ -138,7 +137,7 @@ func (r *Raft) handleCommands(cmds []Command) {
 
 // rejectNotLeader answers a request that only a leader can serve.
 func (r *Raft) rejectNotLeader(token any) {
-	if r.liveLeader() && r.lead != r.id {
+	if r.liveLeader() && r.lead != r.cfg.ID {
 		r.emit(Reply{Token: token, Err: ErrNotLeader, Leader: r.lead})
 		return
 	}

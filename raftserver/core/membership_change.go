@@ -22,7 +22,7 @@ func (r *Raft) queueChange(ev Event, token any) bool {
 		return false
 	}
 	if len(r.ldr.changes) >= maxQueuedChanges {
-		r.emit(Reply{Token: token, Err: fmt.Errorf("%w: %d changes already wait", ErrMembershipChangePending, len(r.ldr.changes)), Leader: r.id})
+		r.emit(Reply{Token: token, Err: fmt.Errorf("%w: %d changes already wait", ErrMembershipChangePending, len(r.ldr.changes)), Leader: r.cfg.ID})
 		return true
 	}
 	r.ldr.changes = append(r.ldr.changes, ev)
@@ -118,7 +118,7 @@ func (r *Raft) rejectChange(token any, err error) {
 		r.rejectNotLeader(token)
 		return
 	}
-	r.emit(Reply{Token: token, Err: err, Leader: r.id})
+	r.emit(Reply{Token: token, Err: err, Leader: r.cfg.ID})
 }
 
 // proposeMembership appends a config entry, which takes effect at once.
@@ -131,9 +131,9 @@ func (r *Raft) proposeMembership(next Membership, token any) {
 	case r.role != RoleLeader:
 		r.rejectNotLeader(token)
 	case r.ldr.transfer != nil:
-		r.emit(Reply{Token: token, Err: ErrTransferInProgress, Leader: r.id})
+		r.emit(Reply{Token: token, Err: ErrTransferInProgress, Leader: r.cfg.ID})
 	case !r.changePermitted():
-		r.emit(Reply{Token: token, Err: ErrMembershipChangePending, Leader: r.id})
+		r.emit(Reply{Token: token, Err: ErrMembershipChangePending, Leader: r.cfg.ID})
 	default:
 		r.logger.Info("membership change proposed", "members", next.String(), "term", r.term)
 		e := Entry{Index: r.log.lastIndex() + 1, Term: r.term, Type: EntryConfig, Data: next.AppendBinary(nil)}

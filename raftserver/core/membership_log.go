@@ -212,7 +212,7 @@ func (r *Raft) followMembership() {
 	r.members.committed(r.commit)
 	cur := r.members.current
 	switch {
-	case r.role == RoleLeader && !cur.Contains(r.id):
+	case r.role == RoleLeader && !cur.Contains(r.cfg.ID):
 		r.logger.Info("stepping down: removed from the cluster", "term", r.term)
 		r.becomeFollower(r.term, ServerID{})
 	case r.role == RoleFollower && !r.lead.IsZero() && !cur.Contains(r.lead) && !cur.empty() && r.members.index() > 0:

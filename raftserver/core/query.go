@@ -90,7 +90,7 @@ func (r *Raft) checkReads() {
 		seq := rs.pend[n].seq
 		acks := 0
 		for _, v := range voters {
-			if v == r.id {
+			if v == r.cfg.ID {
 				acks++
 			} else if pr := r.ldr.progress[v]; pr != nil && pr.ackedSeq >= seq {
 				acks++

@@ -10,9 +10,12 @@ import (
 
 // Raft is one member's Raft state machine. It is not safe for concurrent
 // use: the server actor owns it and calls Step from one goroutine.
+//
+// A node may host thousands of members: keep the struct lean (its own ID
+// is cfg.ID, its step function follows from its role, and its small fields
+// sit together, without padding).
 type Raft struct {
 	cfg    Config
-	id     ServerID
 	logger *slog.Logger
 	rng    *rand.Rand
 
@@ -20,7 +23,16 @@ type Raft struct {
 	vote      ServerID
 	persisted HardState // last state handed out in PersistState
 
-	role     Role
+	role Role // a message is handled by the role's step function (see receive)
+	// tickerOn: the leader's tick timer runs (see Leader state below).
+	tickerOn bool
+	// membersUnreported forces a MembersChanged report (after Started).
+	membersUnreported bool
+	// The election timer (see Elections below).
+	timerArmed bool
+	rearmTimer bool
+	rearmShort bool
+
 	counters Counters
 	lead     ServerID // known leader of this term (self when leader), zero if none
 	// deadLead is a leader reported dead by LeaderDown in this term; a
@@ -35,7 +47,6 @@ type Raft struct {
 	// strangers are members heard from under another incarnation than the
 	// one the configuration binds them to (Status.Strangers).
 	strangers map[ServerID]uint64
-	step      func(r *Raft, from ServerID, m Message)
 
 	log     raftLog
 	commit  uint64
@@ -68,18 +79,13 @@ type Raft struct {
 	// term, kept after its timer gave the round up (see stepPreVote).
 	ownVotes         map[ServerID]bool
 	electionAttempts int
-	timerArmed       bool
-	rearmTimer       bool
-	rearmShort       bool
 
 	// Leader state.
 	ldr        leaderState
-	tickerOn   bool
 	reportRole RoleChanged // last RoleChanged handed out
 	// reportedMembers is the membershipLog.gen last reported by
-	// MembersChanged; membersUnreported forces a report (after Started).
-	reportedMembers   uint64
-	membersUnreported bool
+	// MembersChanged (see also membersUnreported).
+	reportedMembers uint64
 
 	actions []Action
 	err     error
@@ -128,14 +134,12 @@ func New(cfg Config, state HardState, log LogReader) (*Raft, error) {
 	}
 	r := &Raft{
 		cfg:       cfg,
-		id:        cfg.ID,
 		logger:    logger.With("member", cfg.ID.String()),
 		rng:       rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
 		term:      state.Term,
 		vote:      state.VotedFor,
 		persisted: state,
 		role:      RoleFollower,
-		step:      stepFollower,
 		log:       rl,
 		commit:    snap.Index,
 		applied:   snap.Index,
@@ -174,7 +178,7 @@ func (r *Raft) Step(ev Event) ([]Action, error) {
 		r.reportRole = RoleChanged{}
 		r.membersUnreported = true
 		r.announce()
-		if v := r.members.current.Voters; len(v) == 1 && v[0] == r.id && r.mayCampaign() {
+		if v := r.members.current.Voters; len(v) == 1 && v[0] == r.cfg.ID && r.mayCampaign() {
 			// The only voter has nobody to wait for or to disrupt: a
 			// single-member cluster serves again at once after a restart.
 			r.becomePreVote()
@@ -232,7 +236,7 @@ func (r *Raft) stop() []Action {
 	if r.role == RoleLeader {
 		r.logger.Info("stepping down: stopping", "term", r.term)
 		r.ldr.stepDown(r, false)
-		r.role, r.step, r.lead = RoleFollower, stepFollower, ServerID{}
+		r.role, r.lead = RoleFollower, ServerID{}
 	}
 	return r.actions
 }
@@ -355,10 +359,10 @@ func (r *Raft) mayStand() bool {
 		return false
 	}
 	prev, ok := r.members.previous(r.commit)
-	if !ok || !prev.IsVoter(r.id) {
+	if !ok || !prev.IsVoter(r.cfg.ID) {
 		return false
 	}
-	inc := prev.Incarnation(r.id)
+	inc := prev.Incarnation(r.cfg.ID)
 	return inc == 0 || inc == r.cfg.Incarnation
 }
 
@@ -366,7 +370,7 @@ func (r *Raft) mayStand() bool {
 // as the incarnation that config binds (if any).
 func (r *Raft) isVoter() bool {
 	if r.members.voterFor != r.members.index()+1 {
-		r.members.voter = r.members.current.IsVoter(r.id) && !r.staleIncarnation()
+		r.members.voter = r.members.current.IsVoter(r.cfg.ID) && !r.staleIncarnation()
 		r.members.voterFor = r.members.index() + 1
 	}
 	return r.members.voter
@@ -378,7 +382,7 @@ func (r *Raft) liveLeader() bool {
 	if r.lead.IsZero() {
 		return false
 	}
-	if r.lead == r.id {
+	if r.lead == r.cfg.ID {
 		return true
 	}
 	return r.lead != r.deadLead && !r.suspected[r.lead.Node]
@@ -404,7 +408,7 @@ func (r *Raft) syncElectionTimer() {
 	campaign := r.mayCampaign() && (r.role == RolePreVote || r.role == RoleCandidate ||
 		(r.role == RoleFollower && !live))
 	recovering := r.recoverTo > 0
-	announce := (!r.mayStand() || recovering) && r.role == RoleFollower && !live && len(r.members.current.peers(r.id)) > 0
+	announce := (!r.mayStand() || recovering) && r.role == RoleFollower && !live && len(r.members.current.peers(r.cfg.ID)) > 0
 	watchdog := r.role == RoleFollower && live && (r.commit < r.log.lastIndex() || recovering)
 	want := campaign || announce || watchdog
 	lazy := r.role == RoleFollower && live
@@ -424,7 +428,7 @@ func (r *Raft) syncElectionTimer() {
 // stepped down) forgets it; a leader learns the member restarted (and,
 // while it recovers, that it lost log entries).
 func (r *Raft) announce() {
-	for _, id := range r.members.current.peers(r.id) {
+	for _, id := range r.members.current.peers(r.cfg.ID) {
 		r.send(id, &NotLeader{Term: r.term, Lost: r.recoverTo > 0})
 	}
 }

@@ -226,9 +226,9 @@ func (r *Raft) maybeCommit() {
 	matches := r.ldr.matchBuf[:0]
 	for _, v := range r.members.current.Voters {
 		switch {
-		case v == r.id && r.cfg.Sabotage.CountUndurable:
+		case v == r.cfg.ID && r.cfg.Sabotage.CountUndurable:
 			matches = append(matches, r.log.lastIndex())
-		case v == r.id:
+		case v == r.cfg.ID:
 			matches = append(matches, r.log.stable)
 		default:
 			if pr := r.ldr.progress[v]; pr != nil {

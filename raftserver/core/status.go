@@ -80,7 +80,7 @@ type Progress struct {
 // Status returns the member's current status. Members is a copy.
 func (r *Raft) Status() Status {
 	return Status{
-		ID:           r.id,
+		ID:           r.cfg.ID,
 		Role:         r.role,
 		Term:         r.term,
 		Vote:         r.vote,

@@ -11,12 +11,12 @@ func (r *Raft) handleTransfer(ev TransferLeadership) {
 	switch {
 	case r.role != RoleLeader:
 		r.rejectNotLeader(ev.Token)
-	case ev.To == r.id:
+	case ev.To == r.cfg.ID:
 		r.emit(Reply{Token: ev.Token})
 	case !r.members.current.IsVoter(ev.To):
-		r.emit(Reply{Token: ev.Token, Err: ErrUnknownMember, Leader: r.id})
+		r.emit(Reply{Token: ev.Token, Err: ErrUnknownMember, Leader: r.cfg.ID})
 	case r.ldr.transfer != nil:
-		r.emit(Reply{Token: ev.Token, Err: ErrTransferInProgress, Leader: r.id})
+		r.emit(Reply{Token: ev.Token, Err: ErrTransferInProgress, Leader: r.cfg.ID})
 	default:
 		r.logger.Info("leader transfer started", "to", ev.To.String(), "term", r.term)
 		r.ldr.transfer = &transferState{to: ev.To, token: ev.Token}
@@ -54,7 +54,7 @@ func (ls *leaderState) transferTick(r *Raft) {
 	if tr.ticks >= r.cfg.checkQuorumTicks() {
 		r.logger.Info("leader transfer timed out", "to", tr.to.String(), "term", r.term)
 		ls.transfer = nil
-		r.emit(Reply{Token: tr.token, Err: ErrTransferFailed, Leader: r.id})
+		r.emit(Reply{Token: tr.token, Err: ErrTransferFailed, Leader: r.cfg.ID})
 		return
 	}
 	ls.maybeSendTimeoutNow(r, tr.to)

@@ -158,7 +158,7 @@ func (r *Raft) maybeBumpVersion() {
 	vs := r.ldr.matchBuf[:0]
 	for _, v := range r.members.current.Voters {
 		switch pr := r.ldr.progress[v]; {
-		case v == r.id:
+		case v == r.cfg.ID:
 			vs = append(vs, r.cfg.MachineVersion)
 		case pr != nil && pr.versionKnown:
 			vs = append(vs, pr.version)
