@@ -332,7 +332,7 @@ func (w *hsWorld) start(m *hsMember) {
 		members = m.state.members
 	}
 	cfg := ServerConfig{ID: m.id, Cluster: "sim", Machine: MachineSpec{Kind: "kv"}, InitialMembers: members}
-	m.host = newHost(m.env, &conf, ports, cfg, m.uid, m.initial, w.logger.With("server", m.id.Name))
+	m.host = newHost(m.env, &conf, ports, cfg, m.uid, m.initial, w.logger.With("server", m.id.Name), newServerMetrics(cfg.ID, cfg.Cluster))
 	w.tracef("start %s inc=%d version=%d", m.id.Name, m.inc, m.version)
 	if err := m.host.start(); err != nil {
 		w.violate("member %s failed to start: %v", m.id, err)

@@ -145,8 +145,7 @@ func newServer(sys *System, cfg ServerConfig, uid string, initial []ServerID) *s
 		node:    sys,
 	}
 	logger := sys.logger.With("server", cfg.ID.String(), "cluster", cfg.Cluster)
-	h := newHost(env, sys.hostConf, ports, cfg, uid, initial, logger)
-	h.met = sys.metrics.forServer(cfg.ID, cfg.Cluster)
+	h := newHost(env, sys.hostConf, ports, cfg, uid, initial, logger, sys.metrics.forServer(cfg.ID, cfg.Cluster))
 	return &serverActor{env: env, host: h}
 }
 
@@ -159,8 +158,8 @@ type hostPorts struct {
 }
 
 // newHost builds the host of one member from its parts; it does nothing
-// until start.
-func newHost(env hostEnv, conf *hostConfig, ports hostPorts, cfg ServerConfig, uid string, initial []ServerID, logger *slog.Logger) *server {
+// until start. met are the counters it keeps (kept across its processes).
+func newHost(env hostEnv, conf *hostConfig, ports hostPorts, cfg ServerConfig, uid string, initial []ServerID, logger *slog.Logger, met *serverMetrics) *server {
 	s := &server{
 		env:         env,
 		conf:        conf,
@@ -174,7 +173,7 @@ func newHost(env hostEnv, conf *hostConfig, ports hostPorts, cfg ServerConfig, u
 		self:        cfg.ID,
 		initial:     core.Membership{Voters: initial},
 		logger:      logger,
-		met:         newServerMetrics(cfg.ID, cfg.Cluster),
+		met:         met,
 	}
 	s.mh = machineHost{
 		logger:      logger,
