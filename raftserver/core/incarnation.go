@@ -80,18 +80,31 @@ func (r *Raft) bindIncarnations() {
 	if !selfUnbound && len(r.ldr.heard) == 0 || len(r.ldr.changes) > 0 || !r.changePermitted() {
 		return
 	}
-	next := cur
+	// Collect the bindings first and clone cur once for all of them (bind
+	// clones it for each).
+	type binding struct {
+		id  ServerID
+		inc uint64
+	}
+	var binds []binding
 	if selfUnbound {
-		next = next.bind(r.cfg.ID, r.cfg.Incarnation)
+		binds = append(binds, binding{r.cfg.ID, r.cfg.Incarnation})
 	}
 	for _, id := range cur.peers(r.cfg.ID) {
 		if inc := r.ldr.heard[id]; inc != 0 && cur.Contains(id) && cur.Incarnation(id) == 0 {
-			next = next.bind(id, inc)
+			binds = append(binds, binding{id, inc})
 		}
 	}
 	r.ldr.heard = nil
-	if len(next.Incarnations) == len(cur.Incarnations) {
+	if len(binds) == 0 {
 		return
+	}
+	next := cur.Clone()
+	if next.Incarnations == nil {
+		next.Incarnations = make(map[ServerID]uint64, len(binds))
+	}
+	for _, b := range binds {
+		next.Incarnations[b.id] = b.inc
 	}
 	r.proposeMembership(next, nil)
 }
