@@ -199,15 +199,27 @@ type electionCounts struct {
 }
 
 func newServerMetrics(id ServerID, cluster string) *serverMetrics {
-	m := &serverMetrics{id: id, cluster: cluster}
-	m.elections.Store(&electionCounts{})
-	return m
+	return &serverMetrics{id: id, cluster: cluster} // elections nil: see electionCounts
 }
+
+// electionCounts returns the election counters, zero before the server's
+// first process started. (The first one is stored then, not by
+// newServerMetrics, whose would be replaced at once: garbage among the
+// long-lived allocations of every server start.)
+func (m *serverMetrics) electionCounts() *electionCounts {
+	if e := m.elections.Load(); e != nil {
+		return e
+	}
+	return &noElections
+}
+
+// noElections are the counters before the first process; never written.
+var noElections electionCounts
 
 // processStarted folds the counters of the server's previous process into
 // the base: a new process's core counts from zero.
 func (m *serverMetrics) processStarted() {
-	e := m.elections.Load()
+	e := m.electionCounts()
 	b := e.base
 	b.PreVotes += e.cur.PreVotes
 	b.Elections += e.cur.Elections
@@ -219,7 +231,7 @@ func (m *serverMetrics) processStarted() {
 
 // countElections publishes the running process's election counters.
 func (m *serverMetrics) countElections(c core.Counters) {
-	e := m.elections.Load()
+	e := m.electionCounts()
 	if e.cur != c {
 		m.elections.Store(&electionCounts{base: e.base, cur: c})
 	}
@@ -254,7 +266,7 @@ func (m *serverMetrics) publishLag(last uint64, progress []core.Progress) {
 }
 
 func (m *serverMetrics) snapshot() ServerMetrics {
-	e := m.elections.Load()
+	e := m.electionCounts()
 	m.mu.Lock()
 	role, leader, lag := m.role, m.leader, slices.Clone(m.lag)
 	m.mu.Unlock()
