@@ -73,6 +73,7 @@ func (s *Store) flushLocked(cf *wal.ClosedFile) ([]FlushResult, flushCount, erro
 	defer b.Close()
 	results := make([]FlushResult, 0, len(cf.Tables))
 	runs := make([]run, 0, len(cf.Tables))
+	var overwritten []wal.ClosedTable // tables whose flush deletes older entries
 	for _, t := range cf.Tables {
 		deleted, err := s.Deleted(t.UID)
 		if err != nil {
@@ -82,9 +83,12 @@ func (s *Store) flushLocked(cf *wal.ClosedFile) ([]FlushResult, flushCount, erro
 			results = append(results, FlushResult{Table: t, Skipped: true})
 			continue
 		}
-		r, err := s.prepareTable(b, t)
+		r, stale, err := s.prepareTable(b, t)
 		if err != nil {
 			return nil, n, fmt.Errorf("segment: flush %s of %s: %w", t.UID, cf.Path, err)
+		}
+		if stale {
+			overwritten = append(overwritten, t)
 		}
 		if r.entries.Len() > 0 {
 			runs = append(runs, r)
@@ -92,6 +96,21 @@ func (s *Store) flushLocked(cf *wal.ClosedFile) ([]FlushResult, flushCount, erro
 		n.entries += int64(r.entries.Len())
 		n.bytes += r.entries.Bytes()
 		results = append(results, FlushResult{Table: t})
+	}
+	var linked *linkedFile
+	if i := s.linkCandidate(cf, runs); i >= 0 {
+		lf, refs, err := s.link(cf, runs[i])
+		switch {
+		case errors.Is(err, errCannotLink):
+			// The mem tables hold the entries: copy them, now and from
+			// now on.
+			s.linkMinBytes = -1
+			s.logger.Info("segment: WAL files cannot be linked; copying their entries", "err", err)
+		case err != nil:
+			s.logger.Warn("segment: copying a run instead of linking its WAL file", "file", cf.Path, "uid", runs[i].uid, "err", err)
+		default:
+			runs[i].refs, linked = refs, lf
+		}
 	}
 	if !b.Empty() {
 		if err := b.Commit(pebble.NoSync); err != nil {
@@ -109,18 +128,37 @@ func (s *Store) flushLocked(cf *wal.ClosedFile) ([]FlushResult, flushCount, erro
 		}
 		s.unsynced = false
 	}
-	if err := s.ingest(runs); err != nil {
+	if linked != nil {
+		// Readers may meet its references as soon as they are ingested.
+		s.links.add(linked)
+	}
+	if err := s.ingest(runs, linked); err != nil {
+		if linked != nil {
+			// Nothing refers to the file: remove it now (or at Open).
+			s.links.remove(linked.id)
+			_ = s.fs.Remove(linked.path)
+		}
 		return nil, n, fmt.Errorf("segment: flush of %s: %w", cf.Path, err)
+	}
+	if linked != nil {
+		s.stats.linked.Add(1)
+	}
+	for _, t := range overwritten {
+		from := t.First
+		if t.Reset {
+			from = 0
+		}
+		s.collectLinkedOrLog(t.UID, from, ^uint64(0))
 	}
 	return results, n, nil
 }
 
 // prepareTable adds t's deletions and floor to b and returns the entries
 // of t that are to be written: those above the UID's floor.
-func (s *Store) prepareTable(b *pebble.Batch, t wal.ClosedTable) (run, error) {
+func (s *Store) prepareTable(b *pebble.Batch, t wal.ClosedTable) (r run, stale bool, err error) {
 	floor, err := s.readUvarint(floorKey(t.UID))
 	if err != nil {
-		return run{}, err
+		return run{}, false, err
 	}
 	lower, upper := entryBounds(t.UID)
 	if !t.Reset {
@@ -129,13 +167,13 @@ func (s *Store) prepareTable(b *pebble.Batch, t wal.ClosedTable) (run, error) {
 	// A leader's log, and a follower's that is not overwritten, only
 	// grows: there is nothing at or after First to delete, and a range
 	// deletion would only make the next ingest overlap this one.
-	stale, err := s.anyKey(lower, upper)
+	stale, err = s.anyKey(lower, upper)
 	if err != nil {
-		return run{}, err
+		return run{}, false, err
 	}
 	if stale {
 		if err := b.DeleteRange(lower, upper, nil); err != nil {
-			return run{}, err
+			return run{}, false, err
 		}
 	}
 	if t.Reset && floor != t.First-1 {
@@ -144,7 +182,7 @@ func (s *Store) prepareTable(b *pebble.Batch, t wal.ClosedTable) (run, error) {
 		// came from was lost and the log restarted from an older one).
 		floor = t.First - 1
 		if err := b.Set(floorKey(t.UID), binary.AppendUvarint(nil, floor), nil); err != nil {
-			return run{}, err
+			return run{}, false, err
 		}
 	}
 	// Entries are consecutive from First: skip those at or below floor.
@@ -152,7 +190,7 @@ func (s *Store) prepareTable(b *pebble.Batch, t wal.ClosedTable) (run, error) {
 	if floor >= t.First {
 		skip = int(min(floor-t.First+1, uint64(t.Entries.Len())))
 	}
-	return run{uid: t.UID, entries: t.Entries.From(skip)}, nil
+	return run{uid: t.UID, entries: t.Entries.From(skip)}, stale, nil
 }
 
 // anyKey reports whether the store holds a key in [lower, upper).

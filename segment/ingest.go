@@ -33,10 +33,13 @@ const ingestBytesPerSync = 512 << 10
 // after; Open removes any that a crash left behind.
 const ingestPrefix = "rago-ingest-"
 
-// run is one UID's entries to write, contiguous and in index order.
+// run is one UID's entries to write, contiguous and in index order. If
+// refs is set, the run's WAL file is linked and refs[i] locates entry i in
+// it: the sstable holds references instead of the entries.
 type run struct {
 	uid     string
 	entries wal.Entries
+	refs    []ref
 }
 
 func (r run) bytes() int { return int(r.entries.Bytes()) }
@@ -45,8 +48,10 @@ func (r run) bytes() int { return int(r.entries.Bytes()) }
 // in one step: they become visible together, each with a sequence number
 // above everything committed before. Runs of ownTableBytes or more get a
 // file of their own; the runs between them share one, so that the files
-// of one ingest never overlap each other.
-func (s *Store) ingest(runs []run) error {
+// of one ingest never overlap each other. A linked file's record, if
+// any, goes in a table of its own after them (its key sorts after every
+// entry key), so that it is durable exactly when its references are.
+func (s *Store) ingest(runs []run, linked *linkedFile) error {
 	if len(runs) == 0 {
 		return nil
 	}
@@ -70,7 +75,7 @@ func (s *Store) ingest(runs []run) error {
 		return s.writeTable(p, rs)
 	}
 	for _, r := range runs {
-		if r.bytes() < ownTableBytes {
+		if r.bytes() < ownTableBytes && r.refs == nil {
 			shared = append(shared, r)
 			continue
 		}
@@ -84,6 +89,14 @@ func (s *Store) ingest(runs []run) error {
 	}
 	if err := write(shared); err != nil {
 		return err
+	}
+	if linked != nil {
+		s.ingestSeq++
+		p := s.fs.PathJoin(s.dir, fmt.Sprintf("%s%d.sst", ingestPrefix, s.ingestSeq))
+		paths = append(paths, p)
+		if err := s.writeRecordTable(p, linkKey(linked.id), linkValue(linked.uid, linked.first, linked.last)); err != nil {
+			return err
+		}
 	}
 	if err := s.db.Ingest(context.Background(), paths); err != nil {
 		return fmt.Errorf("ingest %d sstables: %w", len(paths), err)
@@ -109,15 +122,38 @@ func (s *Store) writeTable(path string, rs []run) (err error) {
 	}()
 	var key, value []byte
 	for _, r := range rs {
+		i := 0
 		for e := range r.entries.All() {
 			key = appendEntryKey(key[:0], r.uid, e.Index)
-			value = appendValue(value[:0], e.Term, e.Payload)
+			if r.refs != nil {
+				value = appendRef(value[:0], r.refs[i])
+			} else {
+				value = appendValue(value[:0], e.Term, e.Payload)
+			}
+			i++
 			if err := w.Set(key, value); err != nil {
 				return fmt.Errorf("write %s: %w", path, err)
 			}
 		}
 	}
 	// Close finishes the table and syncs the file before it returns.
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("finish %s: %w", path, err)
+	}
+	return nil
+}
+
+// writeRecordTable writes a synced sstable holding one key.
+func (s *Store) writeRecordTable(path string, key, value []byte) (err error) {
+	f, err := s.fs.Create(path, "")
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), s.tableOptions)
+	if err := w.Set(key, value); err != nil {
+		_ = w.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
 	if err := w.Close(); err != nil {
 		return fmt.Errorf("finish %s: %w", path, err)
 	}

@@ -20,6 +20,11 @@ import (
 //	tombstone  0x03 | uid
 //	           value: empty; the UID was deleted, replays of its WAL
 //	           records are discarded
+//	linked     0x04 | id (8 bytes, big endian)
+//	           value: a WAL file kept by hard link (see linked.go)
+//
+// An entry's value is either inline, as above, or a reference into a
+// linked WAL file: 0x80 0x00 | file id | offset | length (uvarints).
 //
 // Big-endian indexes make pebble's byte order the index order, so one
 // UID's entries are one contiguous key range: a range read is one
@@ -29,6 +34,7 @@ const (
 	kindEntry     byte = 0x01
 	kindFloor     byte = 0x02
 	kindTombstone byte = 0x03
+	kindLinked    byte = 0x04
 	uidSep        byte = 0x00
 )
 

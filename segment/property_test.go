@@ -25,6 +25,7 @@ type stack struct {
 	gen     int
 	walFS   *walfs.Mem
 	segFS   *vfs.MemFS
+	shared  *vfs.MemFS // with linking: one file system for the WAL and the store
 	store   *Store
 	w       *wal.WAL
 	segs    *actor.Inbox
@@ -38,10 +39,16 @@ var uids = []string{"u0", "u1", "u2", "u3-long_UID"}
 func (s *stack) start() {
 	s.gen++
 	var err error
-	s.store, err = Open("/seg", Options{FS: s.segFS})
-	require.NoError(s.t, err)
 	cfg := wal.DefaultConfig("/wal")
-	cfg.FS = s.walFS
+	if s.shared != nil {
+		// Any run that is nine tenths of its file is linked.
+		s.store, err = Open("/seg", Options{FS: s.shared, LinkMinBytes: 1})
+		cfg.FS = walfs.FromVFS(s.shared)
+	} else {
+		s.store, err = Open("/seg", Options{FS: s.segFS})
+		cfg.FS = s.walFS
+	}
+	require.NoError(s.t, err)
 	cfg.MaxFileBytes = 2 << 10
 	cfg.MaxInFlightEntries = 1 << 20
 	cfg.MaxInFlightBytes = 1 << 30
@@ -61,11 +68,32 @@ func (s *stack) crash() {
 	require.NoError(s.t, s.w.Stop(10*time.Second))
 	s.drainClosed()
 	s.closed = nil // the restarted WAL hands every file over again
+	s.countLinks()
+	if s.shared != nil {
+		crashed := s.shared.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 50, RNG: rand.New(rand.NewPCG(uint64(s.gen), 2))})
+		require.NoError(s.t, s.store.Close())
+		s.shared = crashed
+		s.start()
+		return
+	}
 	s.walFS = s.walFS.Crash(rand.New(rand.NewPCG(uint64(s.gen), 1)))
 	crashed := s.segFS.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 50, RNG: rand.New(rand.NewPCG(uint64(s.gen), 2))})
 	require.NoError(s.t, s.store.Close())
 	s.segFS = crashed
 	s.start()
+}
+
+// linkCounts adds up, over every run of a property test, how often its
+// stores linked and collected WAL files: a test meant to cover linking
+// fails if it never happened.
+type linkCounts struct{ linked, collected int64 }
+
+var propertyLinks linkCounts
+
+func (s *stack) countLinks() {
+	st := s.store.Stats()
+	propertyLinks.linked += st.Linked
+	propertyLinks.collected += st.LinkedCollected
 }
 
 func (s *stack) drainClosed() {
@@ -108,9 +136,27 @@ func TestStorageMatchesModel(t *testing.T) {
 	if f := flag.Lookup("rapid.steps"); f != nil && f.Value.String() == f.DefValue {
 		require.NoError(t, flag.Set("rapid.steps", "100"))
 	}
+	t.Run("copied", func(t *testing.T) { storageMatchesModel(t, false) })
+	t.Run("linked", func(t *testing.T) {
+		propertyLinks = linkCounts{}
+		storageMatchesModel(t, true)
+		t.Logf("linked %d WAL files, collected %d", propertyLinks.linked, propertyLinks.collected)
+		require.Positive(t, propertyLinks.linked, "no WAL file was linked")
+		require.Positive(t, propertyLinks.collected, "no linked WAL file was collected")
+	})
+}
+
+// storageMatchesModel runs the property; with link, the WAL and the store
+// share a file system and one UID writes most, so that closed files are
+// often linked rather than copied.
+func storageMatchesModel(t *testing.T, link bool) {
 	node, err := actor.StartNode(actor.Config{Address: "127.0.0.1:0"})
 	require.NoError(t, err)
 	defer node.Stop()
+	writers := uids
+	if link {
+		writers = []string{uids[0], uids[0], uids[0], uids[0], uids[0], uids[0], uids[1], uids[2], uids[3]}
+	}
 	rapid.Check(t, func(rt *rapid.T) {
 		segs, err := node.NewInbox()
 		require.NoError(rt, err)
@@ -119,9 +165,22 @@ func TestStorageMatchesModel(t *testing.T) {
 		require.NoError(rt, err)
 		defer server.Close()
 		s := &stack{t: rt, node: node, walFS: walfs.NewMem(), segFS: vfs.NewCrashableMem(), segs: segs, server: server}
+		if link {
+			// As the system does: the directories exist and are durable
+			// before the stores start.
+			s.shared = vfs.NewCrashableMem()
+			for _, dir := range []string{"/wal", "/seg"} {
+				require.NoError(rt, s.shared.MkdirAll(dir, 0o755))
+			}
+			d, err := s.shared.OpenDir("/")
+			require.NoError(rt, err)
+			require.NoError(rt, d.Sync())
+			require.NoError(rt, d.Close())
+		}
 		s.start()
 		defer func() {
 			_ = s.w.Stop(10 * time.Second)
+			s.countLinks()
 			_ = s.store.Close()
 		}()
 		model := map[string][]wal.Entry{}
@@ -129,7 +188,7 @@ func TestStorageMatchesModel(t *testing.T) {
 
 		rt.Repeat(map[string]func(*rapid.T){
 			"write": func(rt *rapid.T) {
-				uid := rapid.SampledFrom(uids).Draw(rt, "uid")
+				uid := rapid.SampledFrom(writers).Draw(rt, "uid")
 				last := uint64(len(model[uid]))
 				at := last + 1
 				if last > floor[uid] && rapid.Bool().Draw(rt, "overwrite") {

@@ -27,6 +27,13 @@ type Stats struct {
 	// FlushFailures counts FlushFile calls that failed. The segment writer
 	// retries a failed file, so one file can fail many times.
 	FlushFailures int64
+	// Linked counts WAL files that flushes kept by hard link instead of
+	// copying their entries (see Options.LinkMinBytes); their entries
+	// are counted in Entries and Bytes too.
+	Linked int64
+	// LinkedCollected counts linked files removed once no entry referred
+	// to them any more.
+	LinkedCollected int64
 }
 
 // statsCounters are updated by FlushFile and read by anyone.
@@ -34,6 +41,7 @@ type statsCounters struct {
 	flushes, entries, bytes atomic.Int64
 	flush                   metrics.Histogram
 	flushFailures           atomic.Int64
+	linked, linkedCollected atomic.Int64
 }
 
 // Stats returns the store's flush counters. Safe from any goroutine,
@@ -41,10 +49,12 @@ type statsCounters struct {
 func (s *Store) Stats() Stats {
 	c := &s.stats
 	return Stats{
-		Flushes:       c.flushes.Load(),
-		Entries:       c.entries.Load(),
-		Bytes:         c.bytes.Load(),
-		Flush:         c.flush.Snapshot(),
-		FlushFailures: c.flushFailures.Load(),
+		Flushes:         c.flushes.Load(),
+		Entries:         c.entries.Load(),
+		Bytes:           c.bytes.Load(),
+		Flush:           c.flush.Snapshot(),
+		FlushFailures:   c.flushFailures.Load(),
+		Linked:          c.linked.Load(),
+		LinkedCollected: c.linkedCollected.Load(),
 	}
 }

@@ -35,6 +35,11 @@ type Options struct {
 	FS vfs.FS
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
+	// LinkMinBytes is the smallest run of one server's entries that a
+	// flush keeps by hard-linking its WAL file instead of copying the
+	// entries, when the run also holds nine tenths of the file's payload
+	// bytes (see linked.go). 0 means 1 MiB; a negative value never links.
+	LinkMinBytes int64
 }
 
 // Store is the durable per-server log storage of a node: one pebble
@@ -64,11 +69,14 @@ type Store struct {
 	tableOptions sstable.WriterOptions // for the sstables a flush ingests
 	logger       *slog.Logger
 	stats        statsCounters
+	links        linkTable // live linked WAL files
+	linkMinBytes int64
 
 	mu        sync.Mutex // serializes writes and guards the fields below
 	closed    bool
 	unsynced  bool   // the memtable holds writes no pebble Flush made durable yet
 	ingestSeq uint64 // names the sstables of ingests
+	nextLink  uint64 // the id of the next linked WAL file
 }
 
 // Open opens (or creates) the store in dir.
@@ -103,13 +111,23 @@ func Open(dir string, opts Options) (*Store, error) {
 	// Logs are read in runs of consecutive entries, so larger blocks cost
 	// readers little and cut a flush's writes (one per block) by 8.
 	tableOptions.BlockSize = ingestBlockBytes
-	return &Store{
+	s := &Store{
 		db:           db,
 		fs:           popts.FS,
 		dir:          dir,
 		tableOptions: tableOptions,
 		logger:       logger,
-	}, nil
+		linkMinBytes: opts.LinkMinBytes,
+		nextLink:     1,
+	}
+	if s.linkMinBytes == 0 {
+		s.linkMinBytes = defaultLinkMinBytes
+	}
+	if err := s.openLinked(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("segment: open %s: linked WAL files: %w", dir, err)
+	}
+	return s, nil
 }
 
 // removeIngestLeftovers removes sstables a flush wrote but a crash kept it
@@ -137,6 +155,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.links.closeAll()
 	ferr := s.db.Flush()
 	cerr := s.db.Close()
 	if err := errors.Join(ferr, cerr); err != nil {
@@ -169,7 +188,7 @@ func (s *Store) Entry(uid string, index uint64) (wal.Entry, error) {
 		return wal.Entry{}, fmt.Errorf("segment: get %s index %d: %w", uid, index, err)
 	}
 	defer closer.Close()
-	term, payload, err := decodeValue(v)
+	term, payload, err := s.value(uid, index, v)
 	if err != nil {
 		return wal.Entry{}, err
 	}
@@ -211,7 +230,10 @@ func (s *Store) Range(uid string, lo, hi uint64, maxBytes int) ([]wal.Entry, err
 		if err != nil {
 			return nil, fmt.Errorf("segment: range %s: %w", uid, err)
 		}
-		term, payload, err := decodeValue(v)
+		term, payload, err := s.value(uid, idx, v)
+		if errors.Is(err, ErrNotFound) {
+			break // its linked file was collected: truncated meanwhile
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -226,6 +248,15 @@ func (s *Store) Range(uid string, lo, hi uint64, maxBytes int) ([]wal.Entry, err
 		return nil, fmt.Errorf("segment: range %s: %w", uid, err)
 	}
 	return out, nil
+}
+
+// value decodes the value v of uid's entry at index, inline or a
+// reference into a linked WAL file.
+func (s *Store) value(uid string, index uint64, v []byte) (term uint64, payload []byte, err error) {
+	if isRef(v) {
+		return s.readRef(uid, index, v)
+	}
+	return decodeValue(v)
 }
 
 // Bounds returns the first and last index uid has in the segments; ok is
@@ -288,7 +319,16 @@ func (s *Store) Truncate(uid string, index uint64) error {
 		return fmt.Errorf("segment: truncate %s: %w", uid, err)
 	}
 	s.unsynced = true
+	s.collectLinkedOrLog(uid, 0, index)
 	return nil
+}
+
+// collectLinkedOrLog collects after a deletion that has succeeded: a file
+// that fails to go is only wasted space, collected at the next Open.
+func (s *Store) collectLinkedOrLog(uid string, from, to uint64) {
+	if err := s.collectLinked(uid, from, to); err != nil {
+		s.logger.Warn("segment: collecting linked WAL files failed", "uid", uid, "err", err)
+	}
 }
 
 // DeleteUID removes everything stored for uid and leaves a tombstone so
@@ -318,6 +358,8 @@ func (s *Store) DeleteUID(uid string) error {
 	if err != nil {
 		return fmt.Errorf("segment: delete %s: %w", uid, err)
 	}
+	s.unsynced = false
+	s.collectLinkedOrLog(uid, 0, ^uint64(0))
 	return nil
 }
 

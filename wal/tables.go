@@ -47,7 +47,8 @@ func (m *MemTables) remove(uid string) *MemLog {
 // segment writer with the tables written into it. The segment writer
 // makes the tables durable in segments, then calls Tables[i].Log.DropFile
 // for each, then removes the file with Remove. Files must be flushed in
-// Seq order.
+// Seq order. The segment store may keep the file itself under another
+// name (a hard link): the WAL never changes a closed file's bytes.
 type ClosedFile struct {
 	Seq    uint64        // the file's sequence number
 	Path   string        // its path, for logs

@@ -1,0 +1,306 @@
+package segment
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rago-raft/rago/actor"
+	"github.com/rago-raft/rago/wal"
+	"github.com/rago-raft/rago/wal/walfs"
+	"github.com/stretchr/testify/require"
+)
+
+// linkEnv is a WAL and a store sharing one crashable file system, with
+// the test playing the segment writer.
+type linkEnv struct {
+	t     *testing.T
+	fs    *vfs.MemFS
+	node  *actor.Node
+	w     *wal.WAL
+	segs  *actor.Inbox
+	acks  *actor.Inbox
+	wr    map[string]*wal.Writer
+	ticks uint64
+}
+
+func newLinkEnv(t *testing.T) *linkEnv {
+	fs := vfs.NewCrashableMem()
+	for _, dir := range []string{"/wal", "/seg"} {
+		require.NoError(t, fs.MkdirAll(dir, 0o755))
+	}
+	d, err := fs.OpenDir("/")
+	require.NoError(t, err)
+	require.NoError(t, d.Sync())
+	require.NoError(t, d.Close())
+	node, err := actor.StartNode(actor.Config{Address: "127.0.0.1:0"})
+	require.NoError(t, err)
+	t.Cleanup(node.Stop)
+	e := &linkEnv{t: t, fs: fs, node: node, wr: map[string]*wal.Writer{}}
+	e.segs, err = node.NewInbox()
+	require.NoError(t, err)
+	e.acks, err = node.NewInbox()
+	require.NoError(t, err)
+	cfg := wal.DefaultConfig("/wal")
+	cfg.FS = walfs.FromVFS(fs)
+	e.w, err = wal.Start(node, cfg, wal.StartOptions{Name: "link-wal", SegmentWriter: e.segs.Ref()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = e.w.Stop(10 * time.Second) })
+	return e
+}
+
+func (e *linkEnv) open(fs vfs.FS) *Store {
+	s, err := Open("/seg", Options{FS: fs, LinkMinBytes: 1 << 10})
+	require.NoError(e.t, err)
+	return s
+}
+
+func (e *linkEnv) write(uid string, es []wal.Entry) {
+	if e.wr[uid] == nil {
+		w, err := e.w.Register(uid, e.acks.Ref())
+		require.NoError(e.t, err)
+		e.wr[uid] = w
+	}
+	require.NoError(e.t, e.wr[uid].Write(es...))
+	_, err := e.acks.ReceiveTimeout(10 * time.Second)
+	require.NoError(e.t, err)
+}
+
+// closeFile rolls the WAL over and returns the file it closed. The file
+// is handed over once a batch of the next is durable: a small write to
+// another UID provides one.
+func (e *linkEnv) closeFile() *wal.ClosedFile {
+	require.NoError(e.t, e.w.Rollover())
+	e.ticks++
+	e.write("tick", entries(e.ticks, 1, 1))
+	m, err := e.segs.ReceiveTimeout(10 * time.Second)
+	require.NoError(e.t, err)
+	return m.(*wal.ClosedFile)
+}
+
+func linkedNames(t *testing.T, fs vfs.FS) []string {
+	names, err := fs.List("/seg")
+	require.NoError(t, err)
+	var out []string
+	for _, n := range names {
+		if strings.HasPrefix(n, linkPrefix) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func requireEntries(t *testing.T, s *Store, uid string, want []wal.Entry) {
+	t.Helper()
+	got, err := s.Range(uid, want[0].Index, want[len(want)-1].Index, 0)
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+	for _, w := range want {
+		e, err := s.Entry(uid, w.Index)
+		require.NoError(t, err)
+		require.Equal(t, w, e)
+	}
+}
+
+// TestFlushLinksADominantRun checks that a run that is most of its WAL
+// file is kept by linking the file, not copied, that its entries read back
+// from the file after the WAL removed it and after a restart, and that a
+// small run of the same file is still copied.
+func TestFlushLinksADominantRun(t *testing.T) {
+	e := newLinkEnv(t)
+	s := e.open(e.fs)
+	hot := bigEntries(1, 1, 40, 1<<10)
+	e.write("hot", hot)
+	e.write("cold", entries(1, 1, 2))
+	cf := e.closeFile()
+	_, err := s.FlushFile(cf)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, s.Stats().Linked)
+	require.Len(t, linkedNames(t, e.fs), 1)
+	// The sstable holds references, not the 40 KiB of entries.
+	m := s.db.Metrics()
+	require.Less(t, m.DiskSpaceUsage(), uint64(16<<10), "the entries were copied")
+	for _, tb := range cf.Tables {
+		tb.Log.DropFile(cf.Seq)
+	}
+	require.NoError(t, cf.Remove())
+
+	requireEntries(t, s, "hot", hot)
+	requireEntries(t, s, "cold", entries(1, 1, 2))
+	first, last, ok, err := s.Bounds("hot")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, [2]uint64{1, 40}, [2]uint64{first, last})
+
+	require.NoError(t, s.Close())
+	s = e.open(e.fs)
+	defer s.Close()
+	requireEntries(t, s, "hot", hot)
+}
+
+// TestLinkedFileCollectedWhenNothingRefersToIt checks that a linked file
+// stays while any entry of its run does and goes once a truncation, a
+// follower's overwrite or a deletion removed them all, and that a crash
+// right after never brings back references to the removed file.
+func TestLinkedFileCollectedWhenNothingRefersToIt(t *testing.T) {
+	for _, how := range []string{"truncate", "overwrite", "delete"} {
+		t.Run(how, func(t *testing.T) {
+			e := newLinkEnv(t)
+			s := e.open(e.fs)
+			e.write("hot", bigEntries(1, 1, 20, 1<<10))
+			_, err := s.FlushFile(e.closeFile())
+			require.NoError(t, err)
+			require.Len(t, linkedNames(t, e.fs), 1)
+
+			switch how {
+			case "truncate":
+				require.NoError(t, s.Truncate("hot", 10))
+				require.Len(t, linkedNames(t, e.fs), 1, "half the run is still referred to")
+				require.NoError(t, s.Truncate("hot", 20))
+			case "overwrite":
+				e.write("hot", bigEntries(1, 2, 30, 1<<10))
+				_, err := s.FlushFile(e.closeFile())
+				require.NoError(t, err)
+				require.EqualValues(t, 2, s.Stats().Linked)
+			case "delete":
+				require.NoError(t, s.DeleteUID("hot"))
+			}
+			require.EqualValues(t, 1, s.Stats().LinkedCollected)
+			if how == "overwrite" {
+				require.Len(t, linkedNames(t, e.fs), 1, "the new run's file stays")
+			} else {
+				require.Empty(t, linkedNames(t, e.fs))
+			}
+
+			s2 := crashAndReopenLinked(t, e, s)
+			defer s2.Close()
+			switch how {
+			case "truncate":
+				_, _, ok, err := s2.Bounds("hot")
+				require.NoError(t, err)
+				require.False(t, ok)
+			case "overwrite":
+				requireEntries(t, s2, "hot", bigEntries(1, 2, 30, 1<<10))
+			}
+		})
+	}
+}
+
+func crashAndReopenLinked(t *testing.T, e *linkEnv, s *Store) *Store {
+	t.Helper()
+	crashed := e.fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	require.NoError(t, s.Close())
+	return e.open(crashed)
+}
+
+// TestDamagedLinkedFileIsCorruption checks that a reference into a
+// damaged file is reported, never returned as an entry.
+func TestDamagedLinkedFileIsCorruption(t *testing.T) {
+	e := newLinkEnv(t)
+	s := e.open(e.fs)
+	defer s.Close()
+	e.write("hot", bigEntries(1, 1, 20, 1<<10))
+	_, err := s.FlushFile(e.closeFile())
+	require.NoError(t, err)
+	names := linkedNames(t, e.fs)
+	require.Len(t, names, 1)
+	path := "/seg/" + names[0]
+	f, err := e.fs.OpenReadWrite(path, vfs.WriteCategoryUnspecified)
+	require.NoError(t, err)
+	st, err := f.Stat()
+	require.NoError(t, err)
+	_, err = f.WriteAt([]byte{0xff}, st.Size()-100) // in the last entry's payload
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	_, err = s.Entry("hot", 20)
+	require.ErrorIs(t, err, ErrCorrupt)
+	_, err = s.Range("hot", 1, 20, 0)
+	require.ErrorIs(t, err, ErrCorrupt)
+	e1, err := s.Entry("hot", 1)
+	require.NoError(t, err)
+	require.Equal(t, bigEntries(1, 1, 1, 1<<10)[0], e1)
+}
+
+// crashBeforeIngest takes a crash image when a flush starts writing its
+// sstables: the link exists, its record and references do not.
+type crashBeforeIngest struct {
+	*vfs.MemFS
+	image *vfs.MemFS
+}
+
+func (fs *crashBeforeIngest) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	if fs.image == nil && strings.Contains(name, ingestPrefix) {
+		fs.image = fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	}
+	return fs.MemFS.Create(name, c)
+}
+
+// TestOpenCollectsWhatACrashLeft checks what a crash in a linking flush
+// leaves: links without a record. Open removes them, and a replay of the
+// WAL file links it again.
+func TestOpenCollectsWhatACrashLeft(t *testing.T) {
+	e := newLinkEnv(t)
+	fs := &crashBeforeIngest{MemFS: e.fs}
+	s := e.open(fs)
+	hot := bigEntries(1, 1, 20, 1<<10)
+	e.write("hot", hot)
+	cf := e.closeFile()
+	_, err := s.FlushFile(cf)
+	require.NoError(t, err)
+	require.NotNil(t, fs.image)
+	require.NoError(t, s.Close())
+	// The link was not synced yet; a file system may keep it anyway.
+	orphan, err := fs.image.Create("/seg/"+linkName(77), vfs.WriteCategoryUnspecified)
+	require.NoError(t, err)
+	require.NoError(t, orphan.Close())
+
+	s2 := e.open(fs.image)
+	require.Empty(t, linkedNames(t, fs.image), "links without a record stay")
+	_, _, ok, err := s2.Bounds("hot")
+	require.NoError(t, err)
+	require.False(t, ok)
+
+	// The WAL file is in the image too: its replay links it anew.
+	cf.Path = "/wal/" + cf.Path[strings.LastIndex(cf.Path, "/")+1:]
+	_, err = s2.FlushFile(cf)
+	require.NoError(t, err)
+	requireEntries(t, s2, "hot", hot)
+	require.NoError(t, s2.Close())
+}
+
+// TestOpenRefusesAMissingLinkedFile checks that losing a linked file that
+// entries still refer to stops Open instead of losing them quietly.
+func TestOpenRefusesAMissingLinkedFile(t *testing.T) {
+	e := newLinkEnv(t)
+	s := e.open(e.fs)
+	e.write("hot", bigEntries(1, 1, 20, 1<<10))
+	_, err := s.FlushFile(e.closeFile())
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	names := linkedNames(t, e.fs)
+	require.Len(t, names, 1)
+	require.NoError(t, e.fs.Remove("/seg/"+names[0]))
+	_, err = Open("/seg", Options{FS: e.fs})
+	require.ErrorIs(t, err, ErrCorrupt)
+}
+
+// TestLinkDurableWithItsReferences crashes right after a linking flush's
+// ingest: the link must have been made durable with the references,
+// although the flush never syncs the directory for it alone.
+func TestLinkDurableWithItsReferences(t *testing.T) {
+	e := newLinkEnv(t)
+	fs := &crashAtIngestCleanup{MemFS: e.fs}
+	s := e.open(fs)
+	hot := bigEntries(1, 1, 20, 1<<10)
+	e.write("hot", hot)
+	_, err := s.FlushFile(e.closeFile())
+	require.NoError(t, err)
+	require.NotNil(t, fs.image)
+	require.NoError(t, s.Close())
+	s2 := e.open(fs.image)
+	defer s2.Close()
+	require.Len(t, linkedNames(t, fs.image), 1)
+	requireEntries(t, s2, "hot", hot)
+}
