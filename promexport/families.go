@@ -117,6 +117,10 @@ var nodeFamilies = []nodeFamily{
 		func(m *raftserver.Metrics) int64 { return m.Segments.Bytes }),
 	nodeCounter("segment_flush_failures_total", "Flushes of a write-ahead log file into the segment store that failed (each is retried).",
 		func(m *raftserver.Metrics) int64 { return m.Segments.FlushFailures }),
+	nodeCounter("segment_linked_files_total", "Write-ahead log files the segment store kept by hard link instead of copying their entries.",
+		func(m *raftserver.Metrics) int64 { return m.Segments.Linked }),
+	nodeCounter("segment_linked_files_collected_total", "Linked write-ahead log files removed once no entry referred to them.",
+		func(m *raftserver.Metrics) int64 { return m.Segments.LinkedCollected }),
 
 	nodeCounter("snapshots_written_total", "Snapshots of the node's servers made durable.",
 		func(m *raftserver.Metrics) int64 { return m.Snapshots.SnapshotsWritten }),
