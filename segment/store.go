@@ -70,13 +70,13 @@ type Store struct {
 	logger       *slog.Logger
 	stats        statsCounters
 	links        linkTable // live linked WAL files
-	linkMinBytes int64
 
-	mu        sync.Mutex // serializes writes and guards the fields below
-	closed    bool
-	unsynced  bool   // the memtable holds writes no pebble Flush made durable yet
-	ingestSeq uint64 // names the sstables of ingests
-	nextLink  uint64 // the id of the next linked WAL file
+	mu           sync.Mutex // serializes writes and guards the fields below
+	closed       bool
+	unsynced     bool   // the memtable holds writes no pebble Flush made durable yet
+	ingestSeq    uint64 // names the sstables of ingests
+	nextLink     uint64 // the id of the next linked WAL file
+	linkMinBytes int64  // see Options; -1 once the file system refused a link
 }
 
 // Open opens (or creates) the store in dir.
