@@ -98,6 +98,7 @@ func (s *Store) flushLocked(cf *wal.ClosedFile) ([]FlushResult, flushCount, erro
 		results = append(results, FlushResult{Table: t})
 	}
 	var linked *linkedFile
+	newFormat := false
 	if i := s.linkCandidate(cf, runs); i >= 0 {
 		lf, refs, err := s.link(cf, runs[i])
 		switch {
@@ -110,6 +111,14 @@ func (s *Store) flushLocked(cf *wal.ClosedFile) ([]FlushResult, flushCount, erro
 			s.logger.Warn("segment: copying a run instead of linking its WAL file", "file", cf.Path, "uid", runs[i].uid, "err", err)
 		default:
 			runs[i].refs, linked = refs, lf
+			if s.format < formatLinked {
+				// Before the first reference, so that an older version
+				// refuses the store instead of misreading references.
+				if err := b.Set(formatKey, binary.AppendUvarint(nil, formatLinked), nil); err != nil {
+					return nil, n, err
+				}
+				newFormat = true
+			}
 		}
 	}
 	if !b.Empty() {
@@ -127,6 +136,9 @@ func (s *Store) flushLocked(cf *wal.ClosedFile) ([]FlushResult, flushCount, erro
 			return nil, n, fmt.Errorf("segment: make flush of %s durable: %w", cf.Path, err)
 		}
 		s.unsynced = false
+	}
+	if newFormat {
+		s.format = formatLinked
 	}
 	if linked != nil {
 		// Readers may meet its references as soon as they are ingested.

@@ -22,6 +22,9 @@ import (
 //	           records are discarded
 //	linked     0x04 | id (8 bytes, big endian)
 //	           value: a WAL file kept by hard link (see linked.go)
+//	format     0x05
+//	           value: uvarint; the newest format feature the store
+//	           holds (absent: 1, inline entries only)
 //
 // An entry's value is either inline, as above, or a reference into a
 // linked WAL file: 0x80 0x00 | file id | offset | length (uvarints).
@@ -35,6 +38,7 @@ const (
 	kindFloor     byte = 0x02
 	kindTombstone byte = 0x03
 	kindLinked    byte = 0x04
+	kindFormat    byte = 0x05
 	uidSep        byte = 0x00
 )
 
@@ -91,3 +95,13 @@ func decodeValue(v []byte) (term uint64, payload []byte, err error) {
 	}
 	return term, payload, nil
 }
+
+// Store formats. A store records the newest format it holds, and Open
+// refuses a store of a newer format than it knows, instead of misreading
+// values it cannot decode.
+const (
+	formatInline uint64 = 1 // entries inline only (no format key)
+	formatLinked uint64 = 2 // entries may be references into linked WAL files
+)
+
+var formatKey = []byte{kindFormat}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rago-raft/rago/actor"
 	"github.com/rago-raft/rago/wal"
@@ -118,6 +119,9 @@ func TestFlushLinksADominantRun(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 1, s.Stats().Linked)
 	require.Len(t, linkedNames(t, e.fs), 1)
+	format, err := s.readUvarint(formatKey)
+	require.NoError(t, err)
+	require.Equal(t, formatLinked, format, "the store does not say it holds references")
 	// The sstable holds references, not the 40 KiB of entries.
 	m := s.db.Metrics()
 	require.Less(t, m.DiskSpaceUsage(), uint64(16<<10), "the entries were copied")
@@ -303,4 +307,18 @@ func TestLinkDurableWithItsReferences(t *testing.T) {
 	defer s2.Close()
 	require.Len(t, linkedNames(t, fs.image), 1)
 	requireEntries(t, s2, "hot", hot)
+}
+
+// TestOpenRefusesANewerFormat checks that a store a newer version wrote
+// in a format this one does not know is refused, not misread.
+func TestOpenRefusesANewerFormat(t *testing.T) {
+	fs := vfs.NewMem()
+	s := openMem(t, fs)
+	format, err := s.readUvarint(formatKey)
+	require.NoError(t, err)
+	require.Zero(t, format, "a store without references keeps the first format")
+	require.NoError(t, s.db.Set(formatKey, []byte{byte(formatLinked + 1)}, pebble.NoSync))
+	require.NoError(t, s.Close())
+	_, err = Open("/seg", Options{FS: fs})
+	require.ErrorIs(t, err, ErrFormat)
 }

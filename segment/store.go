@@ -26,6 +26,9 @@ var (
 	ErrCorrupt = errors.New("segment: corrupt data")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("segment: closed")
+	// ErrFormat: the store was written by a newer version of rago, in a
+	// format this one cannot read.
+	ErrFormat = errors.New("segment: unknown store format")
 )
 
 // Options configures a Store.
@@ -76,6 +79,7 @@ type Store struct {
 	unsynced     bool   // the memtable holds writes no pebble Flush made durable yet
 	ingestSeq    uint64 // names the sstables of ingests
 	nextLink     uint64 // the id of the next linked WAL file
+	format       uint64 // the newest format feature the store holds
 	linkMinBytes int64  // see Options; -1 once the file system refused a link
 }
 
@@ -122,6 +126,13 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	if s.linkMinBytes == 0 {
 		s.linkMinBytes = defaultLinkMinBytes
+	}
+	if s.format, err = s.readUvarint(formatKey); err == nil && s.format > formatLinked {
+		err = fmt.Errorf("%w: format %d, this version reads up to %d", ErrFormat, s.format, formatLinked)
+	}
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("segment: open %s: %w", dir, err)
 	}
 	if err := s.openLinked(); err != nil {
 		_ = db.Close()
