@@ -142,6 +142,7 @@ type linkedFile struct {
 	first, last uint64
 	path        string
 	f           vfs.File // open for reads, or nil
+	size        int64    // of f, once opened
 }
 
 // linkTable holds the live linked files. Its mutex also serializes the
@@ -225,11 +226,20 @@ func (t *linkTable) read(fs vfs.FS, r ref) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("segment: open linked file %s: %w", lf.path, err)
 		}
+		st, err := f.Stat()
+		if err != nil {
+			_ = f.Close()
+			return nil, fmt.Errorf("segment: stat linked file %s: %w", lf.path, err)
+		}
 		if len(t.open) >= maxOpenLinked {
 			t.closeLocked(t.open[0])
 		}
-		lf.f = f
+		lf.f, lf.size = f, st.Size()
 		t.open = append(t.open, lf)
+	}
+	// A damaged reference must not make a read allocate beyond the file.
+	if r.off+int64(r.n) > lf.size {
+		return nil, fmt.Errorf("%w: linked file %s ends before offset %d+%d", ErrCorrupt, lf.path, r.off, r.n)
 	}
 	buf := make([]byte, r.n)
 	if _, err := lf.f.ReadAt(buf, r.off); err != nil {
@@ -284,8 +294,8 @@ func (s *Store) linkCandidate(cf *wal.ClosedFile, runs []run) int {
 }
 
 // link hard-links cf into the store's directory and finds the record of
-// each entry of r in it (the last one of each index, which must equal the
-// entry in the mem tables). It returns the file and the references; on
+// each entry of r in it (the last one of each index, whose term and length
+// must be the mem tables'). It returns the file and the references; on
 // error nothing is left behind.
 func (s *Store) link(cf *wal.ClosedFile, r run) (lf *linkedFile, refs []ref, err error) {
 	id := s.nextLink

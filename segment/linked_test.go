@@ -1,6 +1,7 @@
 package segment
 
 import (
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -225,6 +226,16 @@ func TestDamagedLinkedFileIsCorruption(t *testing.T) {
 	e1, err := s.Entry("hot", 1)
 	require.NoError(t, err)
 	require.Equal(t, bigEntries(1, 1, 1, 1<<10)[0], e1)
+
+	// A damaged reference pointing past the file's end is refused before
+	// anything is read or allocated for it.
+	v := appendRef(nil, ref{id: 1, off: st.Size() - 10, n: 1 << 30})
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, _, err = s.readRef("hot", 5, v)
+	runtime.ReadMemStats(&after)
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(1<<20), "a damaged reference allocated its length")
 }
 
 // crashBeforeIngest takes a crash image when a flush starts writing its
