@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -114,14 +115,37 @@ func TestOpenRemovesIngestLeftovers(t *testing.T) {
 // the image.
 type crashAtIngestCleanup struct {
 	*vfs.MemFS
-	image *vfs.MemFS
+	crashImage
 }
 
 func (fs *crashAtIngestCleanup) Remove(name string) error {
-	if fs.image == nil && strings.Contains(name, ingestPrefix) {
-		fs.image = fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	if strings.Contains(name, ingestPrefix) {
+		fs.take(fs.MemFS)
 	}
 	return fs.MemFS.Remove(name)
+}
+
+// crashImage holds the first crash image a test takes. pebble calls the
+// file system from its own goroutines too, so taking and reading it lock.
+type crashImage struct {
+	mu  sync.Mutex
+	img *vfs.MemFS
+}
+
+// take clones fs as a crash would leave it, unless an image was taken.
+func (c *crashImage) take(fs *vfs.MemFS) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.img == nil {
+		c.img = fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	}
+}
+
+// image returns the image taken, or nil.
+func (c *crashImage) image() *vfs.MemFS {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.img
 }
 
 // TestOverwriteNeverLeavesTheOldSuffixBesideNewEntries crashes a
@@ -137,10 +161,10 @@ func TestOverwriteNeverLeavesTheOldSuffixBesideNewEntries(t *testing.T) {
 	fs := &crashAtIngestCleanup{MemFS: base}
 	s = openMem(t, fs)
 	flush(t, s, 2, table("a", false, entries(6, 2, 2)))
-	require.NotNil(t, fs.image)
+	require.NotNil(t, fs.image())
 	require.NoError(t, s.Close())
 
-	s2 := openMem(t, fs.image)
+	s2 := openMem(t, fs.image())
 	defer s2.Close()
 	requireBounds(t, s2, "a", 1, 7)
 	e, err := s2.Entry("a", 7)

@@ -242,12 +242,12 @@ func TestDamagedLinkedFileIsCorruption(t *testing.T) {
 // sstables: the link exists, its record and references do not.
 type crashBeforeIngest struct {
 	*vfs.MemFS
-	image *vfs.MemFS
+	crashImage
 }
 
 func (fs *crashBeforeIngest) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
-	if fs.image == nil && strings.Contains(name, ingestPrefix) {
-		fs.image = fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	if strings.Contains(name, ingestPrefix) {
+		fs.take(fs.MemFS)
 	}
 	return fs.MemFS.Create(name, c)
 }
@@ -264,15 +264,15 @@ func TestOpenCollectsWhatACrashLeft(t *testing.T) {
 	cf := e.closeFile()
 	_, err := s.FlushFile(cf)
 	require.NoError(t, err)
-	require.NotNil(t, fs.image)
+	require.NotNil(t, fs.image())
 	require.NoError(t, s.Close())
 	// The link was not synced yet; a file system may keep it anyway.
-	orphan, err := fs.image.Create("/seg/"+linkName(77), vfs.WriteCategoryUnspecified)
+	orphan, err := fs.image().Create("/seg/"+linkName(77), vfs.WriteCategoryUnspecified)
 	require.NoError(t, err)
 	require.NoError(t, orphan.Close())
 
-	s2 := e.open(fs.image)
-	require.Empty(t, linkedNames(t, fs.image), "links without a record stay")
+	s2 := e.open(fs.image())
+	require.Empty(t, linkedNames(t, fs.image()), "links without a record stay")
 	_, _, ok, err := s2.Bounds("hot")
 	require.NoError(t, err)
 	require.False(t, ok)
@@ -312,11 +312,11 @@ func TestLinkDurableWithItsReferences(t *testing.T) {
 	e.write("hot", hot)
 	_, err := s.FlushFile(e.closeFile())
 	require.NoError(t, err)
-	require.NotNil(t, fs.image)
+	require.NotNil(t, fs.image())
 	require.NoError(t, s.Close())
-	s2 := e.open(fs.image)
+	s2 := e.open(fs.image())
 	defer s2.Close()
-	require.Len(t, linkedNames(t, fs.image), 1)
+	require.Len(t, linkedNames(t, fs.image()), 1)
 	requireEntries(t, s2, "hot", hot)
 }
 
