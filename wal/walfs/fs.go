@@ -7,11 +7,13 @@
 // to them, syncs them, reads whole files back during recovery, truncates a
 // torn tail, removes flushed files and lists its directory. Keeping it this
 // small keeps the in-memory crash model honest: every operation has one
-// clearly defined durability rule (see Mem).
+// clearly defined durability rule (see Mem). Preallocated files are an
+// optional extension (Preallocator) that all three implementations have.
 package walfs
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -64,6 +66,58 @@ type File interface {
 	Close() error
 }
 
+// Preallocator is the optional part of an FS that prepares files ahead of
+// use. A file system where appending changes the file's size must commit
+// that size with every fdatasync (a journal commit on ext4 and xfs);
+// writing over bytes that were already written and synced is data only, a
+// cheaper sync. So the WAL fills its next file with zeros in the
+// background, and starts the file by adopting it.
+type Preallocator interface {
+	// Preallocate creates name (truncating an existing file) holding size
+	// zero bytes, and makes those bytes durable before it returns (the
+	// name itself is durable only after SyncDir). It writes in chunks of
+	// PreallocateChunk bytes and starts each chunk's way to the disk at
+	// once where the platform can, so that no burst of them later holds
+	// up the syncs of the file being written. After each chunk it calls
+	// pace, if not nil, with the bytes written so far: pace may sleep to
+	// spread the chunks out, and an error from it stops the preallocation
+	// and is returned. On any error Preallocate removes what it created.
+	Preallocate(name string, size int64, pace func(done int64) error) error
+	// Adopt renames spare, a file made by Preallocate, to name and opens
+	// it for writing from its start. Writes replace the zeros; the bytes
+	// after the last write keep their zeros. As with Create, the new name
+	// is durable only after SyncDir; until then a crash may leave spare
+	// instead, with whatever the writes made durable.
+	Adopt(spare, name string) (File, error)
+}
+
+// PreallocateChunk is the unit in which Preallocate writes and paces.
+const PreallocateChunk = 256 << 10
+
+// zeros is the source of preallocation writes; never written to.
+var zeros = make([]byte, PreallocateChunk)
+
+// fillZeros writes size zero bytes to w in chunks. After each, written
+// (if not nil) learns the chunk's place, then pace (if not nil) the total.
+func fillZeros(w io.Writer, size int64, written func(off, n int64), pace func(int64) error) error {
+	for done := int64(0); done < size; {
+		n, err := w.Write(zeros[:min(int64(len(zeros)), size-done)])
+		if err != nil {
+			return err
+		}
+		if written != nil {
+			written(done, int64(n))
+		}
+		done += int64(n)
+		if pace != nil {
+			if err := pace(done); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // OS returns the FS backed by the operating system.
 func OS() FS { return osFS{} }
 
@@ -71,6 +125,37 @@ type osFS struct{}
 
 func (osFS) Create(name string) (File, error) {
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return osFile{f}, nil
+}
+
+func (osFS) Preallocate(name string, size int64, pace func(int64) error) error {
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	err = fillZeros(f, size, func(off, n int64) { startWriteback(f, off, n) }, pace)
+	if err == nil {
+		err = datasync(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(name)
+		return fmt.Errorf("walfs: preallocate %s: %w", name, err)
+	}
+	return nil
+}
+
+func (osFS) Adopt(spare, name string) (File, error) {
+	if err := os.Rename(spare, name); err != nil {
+		return nil, err
+	}
+	// Neither O_TRUNC nor O_APPEND: writes go over the zeros from offset 0.
+	f, err := os.OpenFile(name, os.O_RDWR, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -55,6 +55,9 @@ type Fault func(op Op, name string) error
 //
 //   - a file's bytes are durable up to its synced length (set by Sync,
 //     Datasync and Truncate); later bytes are lost, torn or zeroed by Crash;
+//   - a preallocated file (Preallocate) also has durable zeros up to its
+//     preallocated size: writes replace them from the start, and bytes
+//     that Crash drops read as those zeros again;
 //   - a created name is durable only after SyncDir of its directory, and a
 //     removed name comes back after a Crash unless SyncDir followed;
 //   - SetCapacity makes writes fail with ErrNoSpace once the total size of
@@ -75,7 +78,20 @@ type Mem struct {
 type memFile struct {
 	data   []byte
 	synced int // bytes [0, synced) are durable
+	// zeroTo is the preallocated size: the file reads as data, then
+	// zeros up to zeroTo. The zeros are durable.
+	zeroTo int
 }
+
+// content returns the bytes the file reads as.
+func (f *memFile) content() []byte {
+	out := make([]byte, max(len(f.data), f.zeroTo))
+	copy(out, f.data)
+	return out
+}
+
+// size is the file's length.
+func (f *memFile) size() int { return max(len(f.data), f.zeroTo) }
 
 // NewMem returns an empty in-memory FS.
 func NewMem() *Mem {
@@ -109,7 +125,7 @@ func (m *Mem) check(op Op, name string) error {
 func (m *Mem) usedLocked() int64 {
 	var n int64
 	for _, f := range m.files {
-		n += int64(len(f.data))
+		n += int64(f.size())
 	}
 	return n
 }
@@ -129,6 +145,66 @@ func (m *Mem) Create(name string) (File, error) {
 	return &memHandle{m: m, name: name, f: f}, nil
 }
 
+// Preallocate implements Preallocator. It makes the whole file at once,
+// then calls pace once, with size, and drops the file if pace fails. The
+// OpCreate, OpWrite and OpSync faults apply to it, in that order, as the
+// three steps it stands for.
+func (m *Mem) Preallocate(name string, size int64, pace func(int64) error) error {
+	if err := m.preallocate(name, size); err != nil {
+		return err
+	}
+	if pace != nil {
+		if err := pace(size); err != nil {
+			m.mu.Lock()
+			delete(m.files, name)
+			m.mu.Unlock()
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *Mem) preallocate(name string, size int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, op := range []Op{OpCreate, OpWrite, OpSync} {
+		if err := m.check(op, name); err != nil {
+			return err
+		}
+	}
+	if !m.dirs[path.Dir(name)] {
+		return &os.PathError{Op: "create", Path: name, Err: fs.ErrNotExist}
+	}
+	old := int64(0)
+	if f, ok := m.files[name]; ok {
+		old = int64(f.size())
+	}
+	if m.capacity > 0 && m.usedLocked()-old+size > m.capacity {
+		return &os.PathError{Op: "preallocate", Path: name, Err: ErrNoSpace}
+	}
+	m.files[name] = &memFile{zeroTo: int(size)}
+	return nil
+}
+
+// Adopt implements Preallocator. The OpCreate fault applies to name.
+func (m *Mem) Adopt(spare, name string) (File, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.check(OpCreate, name); err != nil {
+		return nil, err
+	}
+	f, ok := m.files[spare]
+	if !ok {
+		return nil, &os.PathError{Op: "rename", Path: spare, Err: fs.ErrNotExist}
+	}
+	if len(f.data) > 0 {
+		return nil, &os.PathError{Op: "adopt", Path: spare, Err: fs.ErrInvalid}
+	}
+	delete(m.files, spare)
+	m.files[name] = f
+	return &memHandle{m: m, name: name, f: f}, nil
+}
+
 // ReadFile implements FS.
 func (m *Mem) ReadFile(name string) ([]byte, error) {
 	m.mu.Lock()
@@ -140,7 +216,7 @@ func (m *Mem) ReadFile(name string) ([]byte, error) {
 	if !ok {
 		return nil, &os.PathError{Op: "read", Path: name, Err: fs.ErrNotExist}
 	}
-	return append([]byte(nil), f.data...), nil
+	return f.content(), nil
 }
 
 // Truncate implements FS.
@@ -154,11 +230,13 @@ func (m *Mem) Truncate(name string, size int64) error {
 	if !ok {
 		return &os.PathError{Op: "truncate", Path: name, Err: fs.ErrNotExist}
 	}
-	if size < 0 || size > int64(len(f.data)) {
+	if size < 0 || size > int64(f.size()) {
 		return &os.PathError{Op: "truncate", Path: name, Err: fs.ErrInvalid}
 	}
-	f.data = f.data[:size:size]
-	f.synced = int(size)
+	data := make([]byte, size)
+	copy(data, f.data)
+	f.data = data
+	f.synced, f.zeroTo = int(size), 0
 	return nil
 }
 
@@ -257,7 +335,7 @@ func (m *Mem) Crash(rng *rand.Rand) *Mem {
 			to := from + rng.IntN(keep-from+1)
 			clear(data[from:to])
 		}
-		nf := &memFile{data: data, synced: len(data)}
+		nf := &memFile{data: data, synced: len(data), zeroTo: f.zeroTo}
 		c.files[name] = nf
 		c.durable[name] = nf
 	}
@@ -283,7 +361,9 @@ func (h *memHandle) Write(p []byte) (int, error) {
 	n := len(p)
 	var err error
 	if h.m.capacity > 0 {
-		if free := h.m.capacity - h.m.usedLocked(); int64(n) > free {
+		// Writes over preallocated zeros take no new space.
+		free := h.m.capacity - h.m.usedLocked() + int64(max(h.f.zeroTo-len(h.f.data), 0))
+		if int64(n) > free {
 			n = int(max(free, 0))
 			err = &os.PathError{Op: "write", Path: h.name, Err: ErrNoSpace}
 		}

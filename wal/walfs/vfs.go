@@ -41,6 +41,37 @@ func (v vfsFS) Create(name string) (File, error) {
 	return &vfsFile{f: f}, nil
 }
 
+// Preallocate has no way to start a chunk's writeback early through a
+// vfs.File; the final sync writes them all.
+func (v vfsFS) Preallocate(name string, size int64, pace func(int64) error) error {
+	f, err := v.Create(name)
+	if err != nil {
+		return err
+	}
+	err = fillZeros(f, size, nil, pace)
+	if err == nil {
+		err = f.Datasync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = v.fs.Remove(name)
+		return fmt.Errorf("walfs: preallocate %s: %w", name, err)
+	}
+	return nil
+}
+
+// Adopt uses the vfs's ReuseForWrite: a rename, then an open for writing
+// from offset 0 without truncating.
+func (v vfsFS) Adopt(spare, name string) (File, error) {
+	f, err := v.fs.ReuseForWrite(spare, name, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return nil, err
+	}
+	return &vfsFile{f: f}, nil
+}
+
 func (v vfsFS) ReadFile(name string) ([]byte, error) {
 	f, err := v.fs.Open(name)
 	if err != nil {
