@@ -56,6 +56,12 @@ type SystemConfig struct {
 	// (see wal.Config.MaxFileBytes).
 	WALMaxFileBytes   int64
 	WALMaxClosedFiles int
+	// WALPreallocateBytes sizes the spare file the WAL fills with zeros in
+	// the background and starts its next file in, so that its fdatasyncs
+	// sync data only (see wal.Config.PreallocateBytes). Default 0: the
+	// size of a file. Negative turns it off, which saves writing each
+	// file's size in zeros once and one spare file on disk.
+	WALPreallocateBytes int64
 	// Raft holds the Raft timing and flow-control settings of every server
 	// on this node.
 	Raft RaftConfig

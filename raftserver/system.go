@@ -166,6 +166,7 @@ func StartSystem(cfg SystemConfig) (sys *System, err error) {
 	wcfg.Sync, wcfg.Logger = cfg.WALSync, logger
 	wcfg.MaxFileBytes = cfg.WALMaxFileBytes
 	wcfg.MaxClosedFiles = cfg.WALMaxClosedFiles
+	wcfg.PreallocateBytes = cfg.WALPreallocateBytes
 	if cfg.FS != nil {
 		wcfg.FS = walfs.FromVFS(cfg.FS)
 	}

@@ -50,6 +50,17 @@ type Config struct {
 	// to spare for tiny entries. A single batch larger than this still
 	// goes into one file.
 	MaxFileBytes int64
+	// PreallocateBytes is the size of the spare file the WAL fills with
+	// zeros and syncs in the background while the current file fills, and
+	// then starts the next file in. Appending to a file makes every
+	// fdatasync commit the new size too (a journal commit on ext4 or xfs);
+	// writing over synced zeros makes it sync data only, which shortens
+	// every batch's sync. The price is writing each file's bytes twice
+	// (zeros, then data) and one spare file on disk. 0 means MaxFileBytes;
+	// negative turns preallocation off. Only with SyncData, and only if FS
+	// implements walfs.Preallocator (the OS, walfs.Mem and walfs.FromVFS
+	// do).
+	PreallocateBytes int64
 	// MaxBatchBytes and MaxBatchEntries bound one batch (one write + one
 	// sync). Writes that arrive while a batch is in flight accumulate into
 	// the following batches.
@@ -58,7 +69,7 @@ type Config struct {
 	// MaxClosedFiles bounds the files handed to the segment writer and not
 	// yet removed; beyond it, rollover waits (see docs/storage.md,
 	// Backpressure). The WAL directory holds at most MaxClosedFiles+1
-	// files, plus what recovery found.
+	// files, plus what recovery found, plus the spare (PreallocateBytes).
 	MaxClosedFiles int
 	// MaxPayloadBytes is the largest payload one entry may carry.
 	MaxPayloadBytes int

@@ -49,5 +49,7 @@
 // Batch sequence numbers are consecutive across the whole WAL. The flusher
 // syncs each batch before writing the next, so only the last batch of the
 // last file can be torn; recovery cuts such a tail and refuses any other
-// damage with a *CorruptionError naming the file and offset.
+// damage with a *CorruptionError naming the file and offset. A file may end
+// in zeros after its last batch: it started in a preallocated spare (see
+// Config.PreallocateBytes) and was not cut yet.
 package wal

@@ -98,7 +98,7 @@ func (h *harness) releaseClosed() {
 	h.closed = nil
 }
 
-func (h *harness) close() { require.NoError(h.t, h.o.fw.close()) }
+func (h *harness) close() { require.NoError(h.t, h.o.fw.stop()) }
 
 func ent(index, term uint64, payload string) Entry {
 	return Entry{Index: index, Term: term, Payload: []byte(payload)}

@@ -49,7 +49,7 @@ func open(cfg Config) (*opened, error) {
 		cfg:    cfg,
 		tables: tables,
 		core:   c,
-		fw:     &fileWriter{fs: cfg.FS, dir: cfg.Dir, sync: cfg.Sync, stats: &c.stats},
+		fw:     newFileWriter(cfg, &c.stats),
 		files:  rec.files,
 	}, nil
 }

@@ -36,6 +36,13 @@ func recoverDir(cfg Config, tables *MemTables) (recovered, error) {
 	}
 	var seqs []uint64
 	for _, name := range names {
+		if name == spareName {
+			// A prepared next file; the WAL prepares a new one.
+			if err := cfg.FS.Remove(path.Join(cfg.Dir, name)); err != nil {
+				return rec, fmt.Errorf("wal: remove %s: %w", name, err)
+			}
+			continue
+		}
 		if seq, ok := parseFileName(name); ok {
 			seqs = append(seqs, seq)
 		} else {
@@ -111,7 +118,9 @@ func recoverFile(cfg Config, tables *MemTables, seq uint64, isLast bool, rec *re
 
 // replay applies every good batch of one file's data to the mem tables. It
 // returns the offset where damage starts and what it is, or a nil error if
-// the whole file is good. off is always the end of the last good batch
+// the whole file is good. Zeros from the end of a batch to the end of the
+// file are the unused part of a preallocated file, not damage (a file
+// that lost whole batches there is caught by the next file's sequence). off is always the end of the last good batch
 // (or 0 for a bad file header). If continues, the file follows another
 // recovered file and its first batch must continue that file's sequence:
 // a file that lost whole batches at its end is damaged too.
@@ -128,6 +137,9 @@ func replay(data []byte, seq uint64, continues bool, tables *MemTables, touched 
 	for off < len(data) {
 		h, recs, n, _, err := decodeBatch(data[off:])
 		if err != nil {
+			if !first && allZero(data[off:]) {
+				break
+			}
 			return off, err
 		}
 		if first && continues && h.seq != *batchSeq+1 {
@@ -197,4 +209,19 @@ func removeDurably(cfg Config, name string) error {
 		return fmt.Errorf("wal: sync dir %s: %w", cfg.Dir, err)
 	}
 	return nil
+}
+
+// zeroChunk is what allZero compares with; never written to.
+var zeroChunk [4096]byte
+
+// allZero reports whether every byte of b is zero.
+func allZero(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), len(zeroChunk))
+		if !bytes.Equal(b[:n], zeroChunk[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
 }

@@ -22,8 +22,10 @@ type Record struct {
 // synced) from its start and calls fn for each record, in file order, with
 // the byte offset of the record in the file and its encoded length. Those
 // two locate the record for DecodeRecord later. Payloads alias a buffer
-// that fn must not keep. Any damage, including a torn end, is an error
-// matching ErrCorrupt; an error from fn stops the scan and is returned.
+// that fn must not keep. Zeros from the end of a batch to the end of the
+// file are a preallocated file's unused part and end the scan. Any damage,
+// including a torn end, is an error matching ErrCorrupt; an error from fn
+// stops the scan and is returned.
 func ScanFile(r io.Reader, fn func(rec Record, off int64, n int) error) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	var hdr [batchHeaderLen]byte
@@ -36,10 +38,20 @@ func ScanFile(r io.Reader, fn func(rec Record, off int64, n int) error) error {
 	off := int64(fileHeaderLen)
 	var body []byte
 	for {
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		got, err := io.ReadFull(br, hdr[:])
+		if err != nil && err != io.ErrUnexpectedEOF {
 			if err == io.EOF {
 				return nil
 			}
+			return scanError(off, err)
+		}
+		if allZero(hdr[:got]) && off > fileHeaderLen {
+			if err := zerosToEnd(br); err != nil {
+				return scanError(off, err)
+			}
+			return nil
+		}
+		if err != nil {
 			return scanError(off, err)
 		}
 		h, err := parseBatchHeader(hdr[:])
@@ -68,6 +80,23 @@ func ScanFile(r io.Reader, fn func(rec Record, off int64, n int) error) error {
 			return scanError(off+batchHeaderLen+int64(at), fmt.Errorf("%w: %d bytes after the last record of the batch", errBad, len(body)-at))
 		}
 		off += batchHeaderLen + int64(h.bodyLen)
+	}
+}
+
+// zerosToEnd reads r to its end and fails unless every byte is zero.
+func zerosToEnd(r io.Reader) error {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if !allZero(buf[:n]) {
+			return fmt.Errorf("%w: data after zeros that should end the file", errBad)
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
 	}
 }
 

@@ -13,6 +13,9 @@ type Stats struct {
 	Entries int64 // entries in them
 	Bytes   int64 // bytes written to WAL files, framing included
 	Files   int64 // files started
+	// Preallocated counts the files started in a prepared, zero-filled
+	// spare (see Config.PreallocateBytes) instead of an empty file.
+	Preallocated int64
 
 	// Write is the time of each batch's write to its file: one observation
 	// per write call that returned, failed ones included. Creating a new
@@ -37,6 +40,7 @@ func (s *Stats) Add(o Stats) {
 	s.Entries += o.Entries
 	s.Bytes += o.Bytes
 	s.Files += o.Files
+	s.Preallocated += o.Preallocated
 	s.Write.Add(o.Write)
 	s.Sync.Add(o.Sync)
 	s.WriteFailures += o.WriteFailures
@@ -55,6 +59,7 @@ func (s Stats) MeanBatch() float64 {
 // files) and its flusher (the rest), and read by anyone.
 type statsCounters struct {
 	batches, entries, bytes, files atomic.Int64
+	preallocated                   atomic.Int64
 	write, sync                    metrics.Histogram
 	writeFailures, syncFailures    atomic.Int64
 }
@@ -65,6 +70,7 @@ func (c *statsCounters) load() Stats {
 		Entries:       c.entries.Load(),
 		Bytes:         c.bytes.Load(),
 		Files:         c.files.Load(),
+		Preallocated:  c.preallocated.Load(),
 		Write:         c.write.Snapshot(),
 		Sync:          c.sync.Snapshot(),
 		WriteFailures: c.writeFailures.Load(),

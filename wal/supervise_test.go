@@ -3,6 +3,7 @@ package wal
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -72,11 +73,12 @@ func TestSupervisedWALRestartsAfterPanic(t *testing.T) {
 	}
 	require.Equal(t, uint64(5), acked)
 
-	// Hold the next sync until the process has crashed.
+	// Hold the next sync of a WAL file (not of the spare the WAL may be
+	// preparing) until the process has crashed.
 	syncing, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	fs.SetFault(func(op walfs.Op, name string) error {
-		if op == walfs.OpSync {
+		if op == walfs.OpSync && strings.HasSuffix(name, fileSuffix) {
 			once.Do(func() {
 				close(syncing)
 				<-release

@@ -302,11 +302,12 @@ func (p *process) finish(ctx *actor.Context) {
 // owns the file writer: nothing else touches the file.
 func (p *process) flusher(node *actor.Node, self actor.Ref) {
 	defer close(p.wal.stopped)
+	p.fw.prepare() // so that even the first file may start in a spare
 	for b := range p.flush {
 		err := p.fw.write(b)
 		_ = node.Send(self, batchDone{b: b, err: err})
 	}
-	if err := p.fw.close(); err != nil {
+	if err := p.fw.stop(); err != nil {
 		p.core.cfg.Logger.Error("wal: close file", "err", err)
 	}
 }
