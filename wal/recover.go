@@ -118,12 +118,13 @@ func recoverFile(cfg Config, tables *MemTables, seq uint64, isLast bool, rec *re
 
 // replay applies every good batch of one file's data to the mem tables. It
 // returns the offset where damage starts and what it is, or a nil error if
-// the whole file is good. Zeros from the end of a batch to the end of the
-// file are the unused part of a preallocated file, not damage (a file
-// that lost whole batches there is caught by the next file's sequence). off is always the end of the last good batch
+// the whole file is good. off is always the end of the last good batch
 // (or 0 for a bad file header). If continues, the file follows another
 // recovered file and its first batch must continue that file's sequence:
-// a file that lost whole batches at its end is damaged too.
+// a file that lost whole batches at its end is damaged too. Zeros from the
+// end of a batch to the end of the file are the unused part of a
+// preallocated file, not damage: lost batches there are caught by that
+// same check in the next file.
 func replay(data []byte, seq uint64, continues bool, tables *MemTables, touched map[*MemLog]struct{}, batchSeq *uint64) (off int, damage error) {
 	got, err := parseFileHeader(data)
 	if err != nil {
