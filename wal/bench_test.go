@@ -155,32 +155,46 @@ func BenchmarkWAL(b *testing.B) {
 // about the same load and only its spread over writers changes.
 const totalWindow = 4096
 
-func runWALBench(b *testing.B, base diskBaseline, writers, size int) {
+// startBenchWAL starts a node and a WAL on it, in a directory of the
+// benchmark's, whose closed files a stand-in segment writer removes at
+// once: the WAL's cost only. stop stops both (the benchmark function runs
+// more than once per benchmark, so it is not left to b.Cleanup).
+func startBenchWAL(b *testing.B, set func(*Config)) (node *actor.Node, w *WAL, stop func()) {
 	node, err := actor.StartNode(actor.Config{Address: "127.0.0.1:0"})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer node.Stop()
 	sink, err := node.NewInbox()
 	if err != nil {
+		node.Stop()
 		b.Fatal(err)
 	}
-	defer sink.Close()
-	go func() { // a segment writer that flushes instantly: WAL cost only
+	go func() {
 		for m := range sink.C() {
 			if cf, ok := m.(*ClosedFile); ok {
 				_ = cf.Remove()
 			}
 		}
 	}()
-	window := max(4, totalWindow/writers)
 	cfg := DefaultConfig(filepath.Join(benchDir(b), "wal"))
-	cfg.MaxInFlightEntries = window
-	w, err := Start(node, cfg, StartOptions{SegmentWriter: sink.Ref()})
+	set(&cfg)
+	w, err = Start(node, cfg, StartOptions{SegmentWriter: sink.Ref()})
 	if err != nil {
+		sink.Close()
+		node.Stop()
 		b.Fatal(err)
 	}
-	defer w.Stop(time.Minute)
+	return node, w, func() {
+		_ = w.Stop(time.Minute)
+		sink.Close()
+		node.Stop()
+	}
+}
+
+func runWALBench(b *testing.B, base diskBaseline, writers, size int) {
+	window := max(4, totalWindow/writers)
+	node, w, stop := startBenchWAL(b, func(c *Config) { c.MaxInFlightEntries = window })
+	defer stop()
 
 	perWriter := max(1, b.N/writers)
 	total := perWriter * writers
@@ -289,31 +303,11 @@ func BenchmarkOneWrite(b *testing.B) {
 }
 
 func runOneWrite(b *testing.B, size int, prealloc int64) {
-	node, err := actor.StartNode(actor.Config{Address: "127.0.0.1:0"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer node.Stop()
-	sink, err := node.NewInbox()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sink.Close()
-	go func() {
-		for m := range sink.C() {
-			if cf, ok := m.(*ClosedFile); ok {
-				_ = cf.Remove()
-			}
-		}
-	}()
-	cfg := DefaultConfig(filepath.Join(benchDir(b), "wal"))
-	cfg.MaxFileBytes = 8 << 20 // as a raftserver node's
-	cfg.PreallocateBytes = prealloc
-	w, err := Start(node, cfg, StartOptions{SegmentWriter: sink.Ref()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer w.Stop(time.Minute)
+	node, w, stop := startBenchWAL(b, func(c *Config) {
+		c.MaxFileBytes = 8 << 20 // as a raftserver node's
+		c.PreallocateBytes = prealloc
+	})
+	defer stop()
 	ib, err := node.NewInbox()
 	if err != nil {
 		b.Fatal(err)

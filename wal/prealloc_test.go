@@ -42,6 +42,22 @@ func (l *logLines) String() string {
 
 func (l *logLines) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
 
+// loggedConfig is testConfig with its logs collected.
+func loggedConfig(fs walfs.FS) (Config, *logLines) {
+	logs := &logLines{}
+	cfg := testConfig(fs)
+	cfg.Logger = logs.logger()
+	return cfg, logs
+}
+
+// failTruncates makes every truncate fail: closed files keep their zeros.
+func failTruncates(op walfs.Op, name string) error {
+	if op == walfs.OpTruncate {
+		return syscall.EIO
+	}
+	return nil
+}
+
 // writeFiles writes n rounds of one 500-byte entry for each of "a" and
 // "b", one batch per round, waiting for the spare after each: with 4 KiB
 // files that is a rollover every few rounds.
@@ -115,15 +131,8 @@ func TestFilesStartInPreparedSpares(t *testing.T) {
 // ending with their last batch, cuts nothing and loses nothing.
 func TestZerosEndAFile(t *testing.T) {
 	fs := walfs.NewMem()
-	fs.SetFault(func(op walfs.Op, name string) error {
-		if op == walfs.OpTruncate {
-			return syscall.EIO
-		}
-		return nil
-	})
-	var logs logLines
-	cfg := testConfig(fs)
-	cfg.Logger = logs.logger()
+	fs.SetFault(failTruncates)
+	cfg, logs := loggedConfig(fs)
 	h := openHarness(t, cfg)
 	writeFiles(t, h, 1, 30)
 	require.GreaterOrEqual(t, h.o.core.stats.load().Preallocated, int64(2))
@@ -134,9 +143,7 @@ func TestZerosEndAFile(t *testing.T) {
 
 	// The process dies: no stop, so the current file keeps its zeros too.
 	crashed := fs.Crash(nil)
-	var logs2 logLines
-	cfg2 := testConfig(crashed)
-	cfg2.Logger = logs2.logger()
+	cfg2, logs2 := loggedConfig(crashed)
 	h2 := openHarness(t, cfg2)
 	requireLogs(t, h2.o, 30)
 	require.NotContains(t, logs2.String(), "torn", "zeros after the last batch are not damage")
@@ -159,12 +166,7 @@ func TestDataAfterZerosIsDamage(t *testing.T) {
 	for _, which := range []string{"closed", "last"} {
 		t.Run(which, func(t *testing.T) {
 			fs := walfs.NewMem()
-			fs.SetFault(func(op walfs.Op, name string) error {
-				if op == walfs.OpTruncate {
-					return syscall.EIO
-				}
-				return nil
-			})
+			fs.SetFault(failTruncates)
 			cfg := testConfig(fs)
 			cfg.PreallocateBytes = 16 << 10 // room for a batch after the last one
 			h := openHarness(t, cfg)
@@ -244,9 +246,7 @@ func TestPreparationFailureFallsBackToEmptyFiles(t *testing.T) {
 		}
 		return nil
 	})
-	var logs logLines
-	cfg := testConfig(fs)
-	cfg.Logger = logs.logger()
+	cfg, logs := loggedConfig(fs)
 	h := openHarness(t, cfg)
 	writeFiles(t, h, 1, 30)
 	s := h.o.core.stats.load()
