@@ -233,6 +233,7 @@ func (w *fileWriter) collect(wait bool) {
 			return
 		}
 	}
+	w.spare.cancel() // releases the context; the preparation ended
 	w.spare.done, w.spare.cancel = nil, nil
 	w.spare.ready = err == nil
 	if err != nil && !errors.Is(err, context.Canceled) {
