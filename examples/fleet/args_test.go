@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/rago-raft/rago/examples/internal/exampletest"
 )
 
 // TestServeRefusesBadCommandLines: serve refuses to start without
@@ -83,10 +85,4 @@ func TestServeWithoutCredentialsExits(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
-}
+func freeAddr(t *testing.T) string { return exampletest.FreeAddr(t) }

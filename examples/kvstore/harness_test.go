@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -73,13 +72,7 @@ type testCluster struct {
 	opts client.Options
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
-}
+func freePort(t *testing.T) string { return exampletest.FreeAddr(t) }
 
 // startCluster starts n nodes at once (the cluster forms itself), each
 // with the given flags of "kvstore serve", and waits until they have a

@@ -43,12 +43,60 @@ func (p Program) Main(m *testing.M, run func(args []string, stdout, stderr io.Wr
 // NewOutput returns an Output whose waits last p.WaitFor.
 func (p Program) NewOutput() *Output { return &Output{limit: p.WaitFor} }
 
+// The free ports below are taken under the kernel's range of ephemeral
+// ports. A port from that range (what listening on port 0 returns) can be
+// taken, between the test's check and the node's listen, as the source
+// port of any outgoing connection on the machine, and then stays taken
+// for that connection's life: a node could not listen for seconds.
+const lowestPort = 10000
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux's
+// default where it cannot be read; BSD and macOS start higher).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	if f := strings.Fields(string(b)); len(f) == 2 {
+		if lo, err := strconv.Atoi(f[0]); err == nil {
+			return lo
+		}
+	}
+	return 32768
+}
+
+// FreeAddr returns 127.0.0.1 with a port that was free a moment ago,
+// below the ephemeral range when there is room there, so that only
+// another test picking the same port at the same moment can take it.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	if hi := ephemeralLow(); hi-lowestPort >= 1000 {
+		for range 200 {
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(lowestPort+rand.IntN(hi-lowestPort)))
+			if err == nil {
+				addr := l.Addr().String()
+				require.NoError(t, l.Close())
+				return addr
+			}
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
 // FreeRange returns the first of n consecutive free ports on 127.0.0.1
-// that avoid the ranges starting at taken (each n long).
+// that avoid the ranges starting at taken (each n long), below the
+// ephemeral range when there is room there (see FreeAddr).
 func FreeRange(t *testing.T, n int, taken ...int) int {
 	t.Helper()
+	lo, hi := lowestPort, ephemeralLow()
+	if hi-lo < 1000 {
+		lo, hi = 20000, 60000
+	}
 	for range 200 {
-		base := 20000 + rand.IntN(40000)
+		base := lo + rand.IntN(hi-lo-n)
 		ok := true
 		for _, x := range taken {
 			if base+n > x && base < x+n {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/rago-raft/rago/examples/internal/exampletest"
 
 	"github.com/rago-raft/rago/examples/fleet/internal/shard"
 	"github.com/rago-raft/rago/fleet"
@@ -22,13 +23,7 @@ import (
 // not a measurement.
 const waitFor = 60 * time.Second
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
-}
+func freeAddr(t *testing.T) string { return exampletest.FreeAddr(t) }
 
 // testFleet is a fleet of nodes in this process, on free ports.
 type testFleet struct {
