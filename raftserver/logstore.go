@@ -189,22 +189,14 @@ func (l *logStore) Entries(lo, hi uint64, maxBytes int) ([]core.Entry, error) {
 }
 
 // encodeEntries encodes ents for the WAL: each payload is the entry's type
-// byte, then its data. The payloads share one allocation: the WAL copies
-// them into its mem tables once they are durable, so the buffer lives only
-// as long as the write, and one allocation per call costs the allocator and
-// the collector less than one per entry.
+// byte, then its data. The type goes as the WAL entry's prefix, so the
+// data is not copied here: the WAL copies it into its batch and its mem
+// tables anyway. Entry data is never modified once made, so the WAL may
+// hold it until the write is answered.
 func encodeEntries(ents []core.Entry) []wal.Entry {
-	n := 0
-	for _, e := range ents {
-		n += 1 + len(e.Data)
-	}
-	buf := make([]byte, 0, n)
 	ws := make([]wal.Entry, len(ents))
 	for i, e := range ents {
-		at := len(buf)
-		buf = append(buf, byte(e.Type))
-		buf = append(buf, e.Data...)
-		ws[i] = wal.Entry{Index: e.Index, Term: e.Term, Payload: buf[at:len(buf):len(buf)]}
+		ws[i] = wal.Entry{Index: e.Index, Term: e.Term, Prefix: byte(e.Type), Prefixed: true, Payload: e.Data}
 	}
 	return ws
 }

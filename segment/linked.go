@@ -1,6 +1,7 @@
 package segment
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -318,8 +319,32 @@ func (s *Store) link(cf *wal.ClosedFile, r run) (lf *linkedFile, refs []ref, err
 	first := r.entries.At(0).Index
 	last := first + uint64(n) - 1
 	refs = make([]ref, n)
+	if r.entries.Records(func(i int, off int64, size int) { refs[i] = ref{id: id, off: off, n: size} }) {
+		// The WAL said where the records are: check the first and the
+		// last rather than read the whole file back.
+		for _, i := range []int{0, n - 1} {
+			if err := checkRecord(f, refs[i], r.uid, r.entries.At(i)); err != nil {
+				return nil, nil, fmt.Errorf("%s: %w", name, err)
+			}
+		}
+	} else if err := scanRefs(f, r, id, refs); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	// The link's directory entry needs no sync of its own: the ingest
+	// that makes the references durable syncs this same directory (the
+	// ingested sstables are linked into it) before it commits.
+	return &linkedFile{id: id, uid: r.uid, first: first, last: last, path: name}, refs, nil
+}
+
+// scanRefs reads f, the linked file, to find the record of each entry of
+// r: for entries whose offsets the WAL did not hand over (recovered
+// files of older releases, tests' tables).
+func scanRefs(f vfs.File, r run, id uint64, refs []ref) error {
+	n := r.entries.Len()
+	first := r.entries.At(0).Index
+	last := first + uint64(n) - 1
 	matched := make([]bool, n)
-	err = wal.ScanFile(f, func(rec wal.Record, off int64, size int) error {
+	err := wal.ScanFile(f, func(rec wal.Record, off int64, size int) error {
 		if rec.UID != r.uid || rec.Index < first || rec.Index > last {
 			return nil
 		}
@@ -332,17 +357,31 @@ func (s *Store) link(cf *wal.ClosedFile, r run) (lf *linkedFile, refs []ref, err
 		return nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("scan %s: %w", name, err)
+		return fmt.Errorf("scan: %w", err)
 	}
 	for i, ok := range matched {
 		if !ok {
-			return nil, nil, fmt.Errorf("%s: index %d does not match the mem tables", name, first+uint64(i))
+			return fmt.Errorf("index %d does not match the mem tables", first+uint64(i))
 		}
 	}
-	// The link's directory entry needs no sync of its own: the ingest
-	// that makes the references durable syncs this same directory (the
-	// ingested sstables are linked into it) before it commits.
-	return &linkedFile{id: id, uid: r.uid, first: first, last: last, path: name}, refs, nil
+	return nil
+}
+
+// checkRecord reads the record rf points at and checks that it is e's.
+func checkRecord(f vfs.File, rf ref, uid string, e wal.Entry) error {
+	b := make([]byte, rf.n)
+	if _, err := f.ReadAt(b, rf.off); err != nil {
+		return fmt.Errorf("read the record of index %d at offset %d: %w", e.Index, rf.off, err)
+	}
+	rec, err := wal.DecodeRecord(b)
+	if err != nil {
+		return fmt.Errorf("record of index %d at offset %d: %w", e.Index, rf.off, err)
+	}
+	if rec.UID != uid || rec.Index != e.Index || rec.Term != e.Term || !bytes.Equal(rec.Payload, e.Payload) {
+		return fmt.Errorf("offset %d holds %s index %d term %d, not the mem tables' index %d term %d",
+			rf.off, rec.UID, rec.Index, rec.Term, e.Index, e.Term)
+	}
+	return nil
 }
 
 // linkAlive reports whether any entry key of lf's run still refers to it.

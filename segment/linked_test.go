@@ -3,6 +3,7 @@ package segment
 import (
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -332,4 +333,99 @@ func TestOpenRefusesANewerFormat(t *testing.T) {
 	require.NoError(t, s.Close())
 	_, err = Open("/seg", Options{FS: fs})
 	require.ErrorIs(t, err, ErrFormat)
+}
+
+// readCounter counts the bytes read from linked files.
+type readCounter struct {
+	vfs.FS
+	n *atomic.Int64
+}
+
+func (fs readCounter) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
+	f, err := fs.FS.Open(name, opts...)
+	if err != nil || !strings.Contains(name, linkPrefix) {
+		return f, err
+	}
+	return countedFile{File: f, n: fs.n}, nil
+}
+
+type countedFile struct {
+	vfs.File
+	n *atomic.Int64
+}
+
+func (f countedFile) Read(p []byte) (int, error) {
+	n, err := f.File.Read(p)
+	f.n.Add(int64(n))
+	return n, err
+}
+
+func (f countedFile) ReadAt(p []byte, off int64) (int, error) {
+	n, err := f.File.ReadAt(p, off)
+	f.n.Add(int64(n))
+	return n, err
+}
+
+// TestLinkUsesTheWALsOffsets checks that a flush links a WAL file from the
+// record offsets the WAL handed over, reading back only the two records
+// it checks, and that the references are right where the file holds
+// overwritten records and prefixed entries.
+func TestLinkUsesTheWALsOffsets(t *testing.T) {
+	e := newLinkEnv(t)
+	var read atomic.Int64
+	s := e.open(readCounter{FS: e.fs, n: &read})
+	defer s.Close()
+	e.write("hot", bigEntries(1, 1, 40, 1<<10))
+	e.write("cold", entries(1, 1, 2))
+	e.write("hot", bigEntries(30, 2, 16, 1<<10)) // overwrites 30..40 in the same file
+	prefixed := bigEntries(46, 2, 5, 1<<10)
+	for i := range prefixed {
+		prefixed[i].Prefix, prefixed[i].Prefixed = byte(i), true
+	}
+	e.write("hot", prefixed)
+	cf := e.closeFile()
+	_, err := s.FlushFile(cf)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, s.Stats().Linked)
+	require.Less(t, read.Load(), int64(4<<10), "the flush read the file back")
+	for _, tb := range cf.Tables {
+		tb.Log.DropFile(cf.Seq)
+	}
+	require.NoError(t, cf.Remove())
+
+	want := append(bigEntries(1, 1, 29, 1<<10), bigEntries(30, 2, 16, 1<<10)...)
+	for i, p := range prefixed {
+		want = append(want, wal.Entry{Index: p.Index, Term: p.Term, Payload: append([]byte{byte(i)}, p.Payload...)})
+	}
+	requireEntries(t, s, "hot", want)
+	requireEntries(t, s, "cold", entries(1, 1, 2))
+}
+
+// TestLinkChecksWhatItPointsAt checks that a WAL file whose bytes do not
+// hold what the offsets say (here its last record was damaged after it
+// was written) is not linked: the run is copied from the mem tables.
+func TestLinkChecksWhatItPointsAt(t *testing.T) {
+	e := newLinkEnv(t)
+	s := e.open(e.fs)
+	defer s.Close()
+	hot := bigEntries(1, 1, 20, 1<<10)
+	e.write("hot", hot)
+	cf := e.closeFile()
+	f, err := e.fs.OpenReadWrite(cf.Path, vfs.WriteCategoryUnspecified)
+	require.NoError(t, err)
+	st, err := f.Stat()
+	require.NoError(t, err)
+	_, err = f.WriteAt([]byte{0xff}, st.Size()-100) // in the last entry's payload
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	_, err = s.FlushFile(cf)
+	require.NoError(t, err)
+	require.Zero(t, s.Stats().Linked)
+	require.Empty(t, linkedNames(t, e.fs), "a failed link left its file behind")
+	for _, tb := range cf.Tables {
+		tb.Log.DropFile(cf.Seq)
+	}
+	require.NoError(t, cf.Remove())
+	requireEntries(t, s, "hot", hot)
 }

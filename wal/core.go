@@ -186,12 +186,13 @@ func (c *core) append(ws *writerState, w *Writer, e Entry, reset bool) {
 	if n := len(c.pending); n > 0 {
 		b = c.pending[n-1]
 	}
-	rlen := recordLen(ws.uid, e.Payload)
+	rlen := recordLen(ws.uid, &e)
 	if b == nil || b.entries >= c.cfg.MaxBatchEntries || (b.entries > 0 && len(b.buf)-batchReserve+rlen > c.cfg.MaxBatchBytes) {
 		b = &batch{buf: c.newBuf(), byWriter: map[*writerState]*progress{}}
 		c.pending = append(c.pending, b)
 	}
-	b.buf = appendRecord(b.buf, ws.uid, e.Index, e.Term, reset, e.Payload)
+	at := len(b.buf) // the record's place in the batch; complete makes it the file's
+	b.buf = appendRecord(b.buf, ws.uid, &e, reset)
 	b.entries++
 	p := b.byWriter[ws]
 	if p == nil {
@@ -202,8 +203,8 @@ func (c *core) append(ws *writerState, w *Writer, e Entry, reset bool) {
 	p.to = w
 	p.from = min(p.from, e.Index)
 	p.last, p.term = e.Index, e.Term
-	p.addCredit(w, int64(len(e.Payload)))
-	p.writes = append(p.writes, memWrite{Entry: e, reset: reset})
+	p.addCredit(w, int64(e.size()))
+	p.writes = append(p.writes, memWrite{Entry: e, reset: reset, off: int64(at)})
 }
 
 // hasPending reports whether a batch is ready to be cut.
@@ -271,6 +272,11 @@ func (c *core) complete(b *batch, err error) ([]notice, *ClosedFile) {
 		}
 		c.file, c.fileBytes, c.fileCost, c.nextFile = b.file, 0, 0, b.file+1
 	}
+	// Where b.buf's bytes land in the file: the records' offsets.
+	base := c.fileBytes - fileHeaderLen
+	if b.newFile {
+		base = 0
+	}
 	c.fileBytes += int64(len(b.out))
 	c.fileCost += int64(len(b.out)) + int64(b.entries)*memEntryCost
 	c.lastLen = len(b.out)
@@ -285,6 +291,9 @@ func (c *core) complete(b *batch, err error) ([]notice, *ClosedFile) {
 		p.release()
 		if p.ws.gone {
 			continue
+		}
+		for i := range p.writes {
+			p.writes[i].off += base
 		}
 		p.ws.log.publish(b.file, p.writes)
 		c.fileLogs[p.ws] = struct{}{}
@@ -392,7 +401,7 @@ func (c *core) forget(uid string) {
 func payloadBytes(es []Entry) int64 {
 	var n int64
 	for _, e := range es {
-		n += int64(len(e.Payload))
+		n += int64(e.size())
 	}
 	return n
 }

@@ -10,12 +10,29 @@ import (
 )
 
 // Entry is one log entry as the WAL stores it. Payload is opaque; once an
-// Entry is handed to the WAL its Payload must not be modified, because mem
-// tables keep the slice and concurrent readers see it.
+// Entry is handed to the WAL its Payload must not be modified until the
+// write is answered.
+//
+// A writer whose payloads start with a byte it keeps apart (a type, say)
+// can hand that byte over as Prefix, with Prefixed set, instead of
+// copying it and the payload into a new buffer: the WAL stores Prefix
+// followed by Payload as the entry's payload, with the copies it makes
+// anyway. Entries read back are never Prefixed: the byte is the first of
+// their Payload.
 type Entry struct {
-	Index   uint64
-	Term    uint64
-	Payload []byte
+	Index    uint64
+	Term     uint64
+	Payload  []byte
+	Prefix   byte
+	Prefixed bool
+}
+
+// size returns the length of the stored payload: Payload and any prefix.
+func (e *Entry) size() int {
+	if e.Prefixed {
+		return 1 + len(e.Payload)
+	}
+	return len(e.Payload)
 }
 
 // table holds the entries one UID wrote into one WAL file, as a contiguous
@@ -43,6 +60,16 @@ type table struct {
 	terms  []termRun // ascending; terms[0].first == lo
 	chunks [][]byte  // payload storage, each allocated at its full length
 	used   int       // bytes written into the last chunk
+
+	// Where the entries' records lie in the WAL file, so that the segment
+	// writer can point at them without reading the file back. Records of
+	// one UID mostly follow each other, so only where that breaks is
+	// kept: entry i's record starts at the offset of the last run at or
+	// before i, plus the lengths of the records between. Nil when the
+	// offsets are unknown (PackEntries); then unknown for good.
+	locs    []locRun
+	recHead uint32 // a record's length beyond its payload (header and UID)
+	nextOff int64  // where a record right after the last one would start
 }
 
 // span locates one entry's payload: chunks[chunk][off:off+n].
@@ -51,6 +78,14 @@ type span struct{ chunk, off, n uint32 }
 // termRun says that entries from index first on have term, up to the
 // next run.
 type termRun struct{ first, term uint64 }
+
+// locRun says that the record of the entry at position at starts at file
+// offset off, and those of the entries after it follow it, up to the
+// next run.
+type locRun struct {
+	at  int
+	off int64
+}
 
 // Chunk sizes: a table's first chunk is small, so that a thousand mostly
 // idle servers do not each hold a large one; each next one doubles, up to
@@ -61,9 +96,15 @@ const (
 	bigPayloadBytes = maxChunkBytes / 4
 )
 
-func newTable(file uint64, reset bool, e Entry) *table {
-	t := &table{file: file, lo: e.Index, reset: reset}
-	t.add(e)
+// newTable starts a table with e. uidLen is the length of its UID (0 if
+// its records' offsets are unknown); off is where e's record lies in the
+// file (0: unknown).
+func newTable(file uint64, reset bool, uidLen int, e Entry, off int64) *table {
+	t := &table{file: file, lo: e.Index, reset: reset, recHead: uint32(recordHeaderLen + uidLen)}
+	if uidLen > 0 && off > 0 {
+		t.locs = []locRun{}
+	}
+	t.add(e, off)
 	return t
 }
 
@@ -85,9 +126,10 @@ func (t *table) termOf(index uint64) uint64 {
 	return t.terms[i-1].term
 }
 
-// add appends e, whose index must be hi()+1 (or lo for a new table).
-func (t *table) add(e Entry) {
-	n := len(e.Payload)
+// add appends e, whose index must be hi()+1 (or lo for a new table) and
+// whose record starts at off in the file (0: unknown).
+func (t *table) add(e Entry, off int64) {
+	n := e.size()
 	if len(t.chunks) == 0 || t.used+n > len(t.chunks[len(t.chunks)-1]) {
 		size := n
 		if n <= bigPayloadBytes {
@@ -101,11 +143,32 @@ func (t *table) add(e Entry) {
 		t.used = 0
 	}
 	last := len(t.chunks) - 1
-	copy(t.chunks[last][t.used:], e.Payload)
+	at := t.used
+	if e.Prefixed {
+		t.chunks[last][at] = e.Prefix
+		at++
+	}
+	copy(t.chunks[last][at:], e.Payload)
 	t.spans = append(t.spans, span{chunk: uint32(last), off: uint32(t.used), n: uint32(n)})
 	t.used += n
 	if len(t.terms) == 0 || t.terms[len(t.terms)-1].term != e.Term {
 		t.terms = append(t.terms, termRun{first: e.Index, term: e.Term})
+	}
+	t.locate(off, n)
+}
+
+// locate records that the entry just added, of payload size n, has its
+// record at off.
+func (t *table) locate(off int64, n int) {
+	switch {
+	case t.locs == nil:
+	case off <= 0:
+		t.locs = nil
+	case off != t.nextOff:
+		t.locs = append(t.locs, locRun{at: len(t.spans) - 1, off: off})
+		fallthrough
+	default:
+		t.nextOff = off + int64(t.recHead) + int64(n)
 	}
 }
 
@@ -120,13 +183,24 @@ func (t *table) truncate(keep int, owned bool) {
 	for terms > 0 && t.terms[terms-1].first >= index {
 		terms--
 	}
+	locs := len(t.locs)
+	for locs > 0 && t.locs[locs-1].at >= keep {
+		locs--
+	}
+	t.nextOff = 0 // the next record starts a run of its own
 	if owned {
 		t.spans = t.spans[:keep]
 		t.terms = t.terms[:terms]
+		if t.locs != nil {
+			t.locs = t.locs[:locs]
+		}
 		return
 	}
 	t.spans = append(make([]span, 0, keep+1), t.spans[:keep]...)
 	t.terms = append(make([]termRun, 0, terms+1), t.terms[:terms]...)
+	if t.locs != nil {
+		t.locs = append(make([]locRun, 0, locs+1), t.locs[:locs]...)
+	}
 }
 
 // Entries is a run of consecutive entries of one table: what a closed
@@ -143,9 +217,9 @@ func PackEntries(es ...Entry) Entries {
 	if len(es) == 0 {
 		return Entries{}
 	}
-	t := newTable(0, false, es[0])
+	t := newTable(0, false, 0, es[0], 0)
 	for _, e := range es[1:] {
-		t.add(e)
+		t.add(e, 0)
 	}
 	return Entries{t: t, to: t.len()}
 }
@@ -173,6 +247,37 @@ func (es Entries) All() iter.Seq[Entry] {
 			}
 		}
 	}
+}
+
+// Records calls fn with the position (0 <= i < Len), file offset and
+// encoded length of each entry's record in the WAL file, in order. It
+// reports false, without calling fn, if the entries do not know where
+// their records lie (PackEntries made them).
+func (es Entries) Records(fn func(i int, off int64, n int)) bool {
+	t := es.t
+	if es.Len() == 0 {
+		return true
+	}
+	if t.locs == nil {
+		return false
+	}
+	// The last run that starts at or before es.from, walked up to it.
+	r := sort.Search(len(t.locs), func(r int) bool { return t.locs[r].at > es.from }) - 1
+	off := t.locs[r].off
+	for i := t.locs[r].at; i < es.from; i++ {
+		off += int64(t.recHead) + int64(t.spans[i].n)
+	}
+	r++
+	for i := es.from; i < es.to; i++ {
+		if r < len(t.locs) && t.locs[r].at == i {
+			off = t.locs[r].off
+			r++
+		}
+		n := int(t.recHead) + int(t.spans[i].n)
+		fn(i-es.from, off, n)
+		off += int64(n)
+	}
+	return true
 }
 
 // Bytes returns the sum of the entries' payload sizes.
@@ -236,6 +341,7 @@ func (m *MemLog) View() View { return View{tables: m.state.Load().tables} }
 type memWrite struct {
 	Entry
 	reset bool
+	off   int64 // where the record lies in the file; 0 if unknown
 }
 
 // publish applies writes, in order, to the table of file and publishes the
@@ -264,18 +370,18 @@ func (m *MemLog) publish(file uint64, writes []memWrite) {
 			// same file: that one lies entirely at or above w.Index (or is
 			// discarded by the reset), so nothing of it stays visible.
 			reset := w.reset || (cur != nil && cur.reset)
-			cur = newTable(file, reset, w.Entry)
+			cur = newTable(file, reset, len(m.uid), w.Entry, w.off)
 			owned = true
 		case w.Index == cur.hi()+1:
 			// Appending past every published length is invisible to
 			// readers until the new state is stored.
-			cur.add(w.Entry)
+			cur.add(w.Entry, w.off)
 		default:
 			// Overwrite inside the table: readers may be looking at the
 			// slots being replaced, so copy unless nobody has seen them.
 			cur.truncate(int(w.Index-cur.lo), owned)
 			owned = true
-			cur.add(w.Entry)
+			cur.add(w.Entry, w.off)
 		}
 	}
 	tables := make([]*table, 0, len(keep)+1)

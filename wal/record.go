@@ -103,18 +103,19 @@ type record struct {
 	payload []byte
 }
 
-// recordLen returns the encoded size of a record.
-func recordLen(uid string, payload []byte) int { return recordHeaderLen + len(uid) + len(payload) }
+// recordLen returns the encoded size of e's record.
+func recordLen(uid string, e *Entry) int { return recordHeaderLen + len(uid) + e.size() }
 
-// appendRecord appends the encoding of one record. The caller has checked
-// that 1 <= len(uid) <= maxUIDLen and that the payload fits in a u32.
-func appendRecord(b []byte, uid string, index, term uint64, reset bool, payload []byte) []byte {
+// appendRecord appends the encoding of e's record: its payload is e's
+// prefix, if any, then e.Payload. The caller has checked that
+// 1 <= len(uid) <= maxUIDLen and that the payload fits in a u32.
+func appendRecord(b []byte, uid string, e *Entry, reset bool) []byte {
 	start := len(b)
 	b = append(b, make([]byte, recordHeaderLen)...)
 	h := b[start:]
-	binary.LittleEndian.PutUint32(h[4:8], uint32(len(payload)))
-	binary.LittleEndian.PutUint64(h[8:16], index)
-	binary.LittleEndian.PutUint64(h[16:24], term)
+	binary.LittleEndian.PutUint32(h[4:8], uint32(e.size()))
+	binary.LittleEndian.PutUint64(h[8:16], e.Index)
+	binary.LittleEndian.PutUint64(h[16:24], e.Term)
 	var flags byte
 	if reset {
 		flags |= flagReset
@@ -122,7 +123,10 @@ func appendRecord(b []byte, uid string, index, term uint64, reset bool, payload 
 	h[24] = flags
 	h[25] = byte(len(uid))
 	b = append(b, uid...)
-	b = append(b, payload...)
+	if e.Prefixed {
+		b = append(b, e.Prefix)
+	}
+	b = append(b, e.Payload...)
 	binary.LittleEndian.PutUint32(b[start:start+4], crc32.Checksum(b[start+4:], castagnoli))
 	return b
 }

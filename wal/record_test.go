@@ -10,7 +10,7 @@ import (
 func encodeTestBatch(seq uint64, recs []record) []byte {
 	buf := make([]byte, batchHeaderLen)
 	for _, r := range recs {
-		buf = appendRecord(buf, r.uid, r.index, r.term, r.reset, r.payload)
+		buf = appendRecord(buf, r.uid, &Entry{Index: r.index, Term: r.term, Payload: r.payload}, r.reset)
 	}
 	putBatchHeader(buf, batchHeader{seq: seq, bodyLen: uint32(len(buf) - batchHeaderLen), count: uint32(len(recs))})
 	return buf

@@ -151,7 +151,7 @@ func replay(data []byte, seq uint64, continues bool, tables *MemTables, touched 
 		}
 		first = false
 		*batchSeq = h.seq
-		applyBatch(seq, recs, tables, touched)
+		applyBatch(seq, int64(off), recs, tables, touched)
 		off += n
 	}
 	if first {
@@ -162,16 +162,19 @@ func replay(data []byte, seq uint64, continues bool, tables *MemTables, touched 
 	return off, nil
 }
 
-// applyBatch publishes a decoded batch the way the live WAL does: each
-// UID's writes of the batch, in order, in one publish.
-func applyBatch(file uint64, recs []record, tables *MemTables, touched map[*MemLog]struct{}) {
+// applyBatch publishes a decoded batch, which starts at offset off of the
+// file, the way the live WAL does: each UID's writes of the batch, in
+// order, in one publish.
+func applyBatch(file uint64, off int64, recs []record, tables *MemTables, touched map[*MemLog]struct{}) {
 	byUID := map[string][]memWrite{}
 	var order []string
+	at := off + batchHeaderLen
 	for _, r := range recs {
 		if _, ok := byUID[r.uid]; !ok {
 			order = append(order, r.uid)
 		}
-		byUID[r.uid] = append(byUID[r.uid], memWrite{Entry: Entry{Index: r.index, Term: r.term, Payload: r.payload}, reset: r.reset})
+		byUID[r.uid] = append(byUID[r.uid], memWrite{Entry: Entry{Index: r.index, Term: r.term, Payload: r.payload}, reset: r.reset, off: at})
+		at += int64(recordHeaderLen + len(r.uid) + len(r.payload))
 	}
 	for _, uid := range order {
 		log := tables.getOrCreate(uid)

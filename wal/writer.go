@@ -67,10 +67,10 @@ func (w *Writer) write(entries []Entry, reset bool) error {
 		if i > 0 && e.Index != entries[i-1].Index+1 {
 			return fmt.Errorf("%w: index %d follows %d", ErrInvalid, e.Index, entries[i-1].Index)
 		}
-		if len(e.Payload) > w.maxPayload {
-			return fmt.Errorf("%w: payload of %d bytes exceeds %d", ErrInvalid, len(e.Payload), w.maxPayload)
+		if e.size() > w.maxPayload {
+			return fmt.Errorf("%w: payload of %d bytes exceeds %d", ErrInvalid, e.size(), w.maxPayload)
 		}
-		bytes += int64(len(e.Payload))
+		bytes += int64(e.size())
 	}
 	n := int64(len(entries))
 	ne := w.inflightEntries.Add(n)
