@@ -294,10 +294,10 @@ func (s *Store) linkCandidate(cf *wal.ClosedFile, runs []run) int {
 	return -1
 }
 
-// link hard-links cf into the store's directory and finds the record of
-// each entry of r in it (the last one of each index, whose term and length
-// must be the mem tables'). It returns the file and the references; on
-// error nothing is left behind.
+// link hard-links cf into the store's directory and points at the record
+// of each entry of r in it, where the WAL said it wrote them. It returns
+// the file and the references; on error (the caller then copies the run)
+// nothing is left behind.
 func (s *Store) link(cf *wal.ClosedFile, r run) (lf *linkedFile, refs []ref, err error) {
 	id := s.nextLink
 	s.nextLink++
@@ -319,52 +319,20 @@ func (s *Store) link(cf *wal.ClosedFile, r run) (lf *linkedFile, refs []ref, err
 	first := r.entries.At(0).Index
 	last := first + uint64(n) - 1
 	refs = make([]ref, n)
-	if r.entries.Records(func(i int, off int64, size int) { refs[i] = ref{id: id, off: off, n: size} }) {
-		// The WAL said where the records are: check the first and the
-		// last rather than read the whole file back.
-		for _, i := range []int{0, n - 1} {
-			if err := checkRecord(f, refs[i], r.uid, r.entries.At(i)); err != nil {
-				return nil, nil, fmt.Errorf("%s: %w", name, err)
-			}
+	if !r.entries.Records(func(i int, off int64, size int) { refs[i] = ref{id: id, off: off, n: size} }) {
+		return nil, nil, fmt.Errorf("%s: the entries carry no record offsets", cf.Path)
+	}
+	// The WAL said where the records are: check the first and the last
+	// rather than read the whole file back.
+	for _, i := range []int{0, n - 1} {
+		if err := checkRecord(f, refs[i], r.uid, r.entries.At(i)); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", name, err)
 		}
-	} else if err := scanRefs(f, r, id, refs); err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
 	// The link's directory entry needs no sync of its own: the ingest
 	// that makes the references durable syncs this same directory (the
 	// ingested sstables are linked into it) before it commits.
 	return &linkedFile{id: id, uid: r.uid, first: first, last: last, path: name}, refs, nil
-}
-
-// scanRefs reads f, the linked file, to find the record of each entry of
-// r: for entries whose offsets the WAL did not hand over (recovered
-// files of older releases, tests' tables).
-func scanRefs(f vfs.File, r run, id uint64, refs []ref) error {
-	n := r.entries.Len()
-	first := r.entries.At(0).Index
-	last := first + uint64(n) - 1
-	matched := make([]bool, n)
-	err := wal.ScanFile(f, func(rec wal.Record, off int64, size int) error {
-		if rec.UID != r.uid || rec.Index < first || rec.Index > last {
-			return nil
-		}
-		i := int(rec.Index - first)
-		e := r.entries.At(i)
-		refs[i] = ref{id: id, off: off, n: size}
-		// The record's checksum held; its term and length tell it apart
-		// from an older record of the index that was overwritten.
-		matched[i] = rec.Term == e.Term && len(rec.Payload) == len(e.Payload)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("scan: %w", err)
-	}
-	for i, ok := range matched {
-		if !ok {
-			return fmt.Errorf("index %d does not match the mem tables", first+uint64(i))
-		}
-	}
-	return nil
 }
 
 // checkRecord reads the record rf points at and checks that it is e's.

@@ -2,6 +2,7 @@ package segment
 
 import (
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -427,5 +428,27 @@ func TestLinkChecksWhatItPointsAt(t *testing.T) {
 		tb.Log.DropFile(cf.Seq)
 	}
 	require.NoError(t, cf.Remove())
+	requireEntries(t, s, "hot", hot)
+}
+
+// TestLinkNeedsRecordOffsets checks that a run whose entries do not say
+// where their records are (built by PackEntries, not written by the WAL)
+// is copied, not linked.
+func TestLinkNeedsRecordOffsets(t *testing.T) {
+	e := newLinkEnv(t)
+	s := e.open(e.fs)
+	defer s.Close()
+	hot := bigEntries(1, 1, 20, 1<<10)
+	e.write("hot", hot)
+	cf := e.closeFile()
+	packed := &wal.ClosedFile{Seq: cf.Seq, Path: cf.Path}
+	for _, tb := range cf.Tables {
+		tb.Entries = wal.PackEntries(slices.Collect(tb.Entries.All())...)
+		packed.Tables = append(packed.Tables, tb)
+	}
+	_, err := s.FlushFile(packed)
+	require.NoError(t, err)
+	require.Zero(t, s.Stats().Linked)
+	require.Empty(t, linkedNames(t, e.fs))
 	requireEntries(t, s, "hot", hot)
 }
