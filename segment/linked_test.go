@@ -201,6 +201,19 @@ func crashAndReopenLinked(t *testing.T, e *linkEnv, s *Store) *Store {
 	return e.open(crashed)
 }
 
+// damageLastPayload flips a byte in the last entry's payload of a file of
+// 1 KiB entries and returns the file's size.
+func damageLastPayload(t *testing.T, fs vfs.FS, path string) int64 {
+	f, err := fs.OpenReadWrite(path, vfs.WriteCategoryUnspecified)
+	require.NoError(t, err)
+	st, err := f.Stat()
+	require.NoError(t, err)
+	_, err = f.WriteAt([]byte{0xff}, st.Size()-100)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	return st.Size()
+}
+
 // TestDamagedLinkedFileIsCorruption checks that a reference into a
 // damaged file is reported, never returned as an entry.
 func TestDamagedLinkedFileIsCorruption(t *testing.T) {
@@ -212,14 +225,7 @@ func TestDamagedLinkedFileIsCorruption(t *testing.T) {
 	require.NoError(t, err)
 	names := linkedNames(t, e.fs)
 	require.Len(t, names, 1)
-	path := "/seg/" + names[0]
-	f, err := e.fs.OpenReadWrite(path, vfs.WriteCategoryUnspecified)
-	require.NoError(t, err)
-	st, err := f.Stat()
-	require.NoError(t, err)
-	_, err = f.WriteAt([]byte{0xff}, st.Size()-100) // in the last entry's payload
-	require.NoError(t, err)
-	require.NoError(t, f.Close())
+	size := damageLastPayload(t, e.fs, "/seg/"+names[0])
 
 	_, err = s.Entry("hot", 20)
 	require.ErrorIs(t, err, ErrCorrupt)
@@ -231,7 +237,7 @@ func TestDamagedLinkedFileIsCorruption(t *testing.T) {
 
 	// A damaged reference pointing past the file's end is refused before
 	// anything is read or allocated for it.
-	v := appendRef(nil, ref{id: 1, off: st.Size() - 10, n: 1 << 30})
+	v := appendRef(nil, ref{id: 1, off: size - 10, n: 1 << 30})
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	_, _, err = s.readRef("hot", 5, v)
@@ -402,53 +408,42 @@ func TestLinkUsesTheWALsOffsets(t *testing.T) {
 	requireEntries(t, s, "cold", entries(1, 1, 2))
 }
 
-// TestLinkChecksWhatItPointsAt checks that a WAL file whose bytes do not
-// hold what the offsets say (here its last record was damaged after it
-// was written) is not linked: the run is copied from the mem tables.
-func TestLinkChecksWhatItPointsAt(t *testing.T) {
-	e := newLinkEnv(t)
-	s := e.open(e.fs)
-	defer s.Close()
-	hot := bigEntries(1, 1, 20, 1<<10)
-	e.write("hot", hot)
-	cf := e.closeFile()
-	f, err := e.fs.OpenReadWrite(cf.Path, vfs.WriteCategoryUnspecified)
-	require.NoError(t, err)
-	st, err := f.Stat()
-	require.NoError(t, err)
-	_, err = f.WriteAt([]byte{0xff}, st.Size()-100) // in the last entry's payload
-	require.NoError(t, err)
-	require.NoError(t, f.Close())
-
-	_, err = s.FlushFile(cf)
-	require.NoError(t, err)
-	require.Zero(t, s.Stats().Linked)
-	require.Empty(t, linkedNames(t, e.fs), "a failed link left its file behind")
-	for _, tb := range cf.Tables {
-		tb.Log.DropFile(cf.Seq)
+// TestRunIsCopiedWhenItCannotBeLinked checks that a run is copied from the
+// mem tables, and no linked file is left, when the WAL file's bytes do not
+// hold what the offsets say (its last record was damaged after it was
+// written) and when the entries do not say where their records are (built
+// by PackEntries, not written by the WAL).
+func TestRunIsCopiedWhenItCannotBeLinked(t *testing.T) {
+	for name, spoil := range map[string]func(*testing.T, *linkEnv, *wal.ClosedFile) *wal.ClosedFile{
+		"damaged": func(t *testing.T, e *linkEnv, cf *wal.ClosedFile) *wal.ClosedFile {
+			damageLastPayload(t, e.fs, cf.Path)
+			return cf
+		},
+		"no offsets": func(_ *testing.T, _ *linkEnv, cf *wal.ClosedFile) *wal.ClosedFile {
+			packed := &wal.ClosedFile{Seq: cf.Seq, Path: cf.Path}
+			for _, tb := range cf.Tables {
+				tb.Entries = wal.PackEntries(slices.Collect(tb.Entries.All())...)
+				packed.Tables = append(packed.Tables, tb)
+			}
+			return packed
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newLinkEnv(t)
+			s := e.open(e.fs)
+			defer s.Close()
+			hot := bigEntries(1, 1, 20, 1<<10)
+			e.write("hot", hot)
+			cf := e.closeFile()
+			_, err := s.FlushFile(spoil(t, e, cf))
+			require.NoError(t, err)
+			require.Zero(t, s.Stats().Linked)
+			require.Empty(t, linkedNames(t, e.fs), "a failed link left its file behind")
+			for _, tb := range cf.Tables {
+				tb.Log.DropFile(cf.Seq)
+			}
+			require.NoError(t, cf.Remove())
+			requireEntries(t, s, "hot", hot)
+		})
 	}
-	require.NoError(t, cf.Remove())
-	requireEntries(t, s, "hot", hot)
-}
-
-// TestLinkNeedsRecordOffsets checks that a run whose entries do not say
-// where their records are (built by PackEntries, not written by the WAL)
-// is copied, not linked.
-func TestLinkNeedsRecordOffsets(t *testing.T) {
-	e := newLinkEnv(t)
-	s := e.open(e.fs)
-	defer s.Close()
-	hot := bigEntries(1, 1, 20, 1<<10)
-	e.write("hot", hot)
-	cf := e.closeFile()
-	packed := &wal.ClosedFile{Seq: cf.Seq, Path: cf.Path}
-	for _, tb := range cf.Tables {
-		tb.Entries = wal.PackEntries(slices.Collect(tb.Entries.All())...)
-		packed.Tables = append(packed.Tables, tb)
-	}
-	_, err := s.FlushFile(packed)
-	require.NoError(t, err)
-	require.Zero(t, s.Stats().Linked)
-	require.Empty(t, linkedNames(t, e.fs))
-	requireEntries(t, s, "hot", hot)
 }
