@@ -62,6 +62,7 @@ func main() {
 	child := flag.String("child", "", "internal: run one system for one cell and print its result")
 	cpuProfile := flag.String("cpuprofile", "", "with -child: write a CPU profile of the measured window to this file")
 	heapProfile := flag.String("memprofile", "", "with -child: write a heap profile at the end of the measured window to this file")
+	traceFile := flag.String("trace", "", "with -child: write an execution trace of the measured window to this file")
 	flag.Parse()
 	var err error
 	if o.payloads, err = parseInts(*payloads); err != nil {
@@ -80,7 +81,7 @@ func main() {
 		if len(o.payloads) != 1 || len(o.callers) != 1 {
 			log.Fatal("-child takes one payload and one number of callers")
 		}
-		res, err := runChild(*child, o.dir, o.payloads[0], o.callers[0], o.warmup, o.duration, profiles{*cpuProfile, *heapProfile})
+		res, err := runChild(*child, o.dir, o.payloads[0], o.callers[0], o.warmup, o.duration, profiles{*cpuProfile, *heapProfile, *traceFile})
 		if err != nil {
 			log.Fatalf("%s: %v", *child, err)
 		}
@@ -115,7 +116,7 @@ func runChild(system, dir string, payload, callers int, warmup, duration time.Du
 	if err != nil {
 		return cellResult{}, err
 	}
-	stop, err := prof.start(warmup, duration)
+	stop, err := prof.start(warmup)
 	if err != nil {
 		_ = c.close()
 		return cellResult{}, err
