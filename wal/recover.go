@@ -173,8 +173,9 @@ func applyBatch(file uint64, off int64, recs []record, tables *MemTables, touche
 		if _, ok := byUID[r.uid]; !ok {
 			order = append(order, r.uid)
 		}
-		byUID[r.uid] = append(byUID[r.uid], memWrite{Entry: Entry{Index: r.index, Term: r.term, Payload: r.payload}, reset: r.reset, off: at})
-		at += int64(recordHeaderLen + len(r.uid) + len(r.payload))
+		e := Entry{Index: r.index, Term: r.term, Payload: r.payload}
+		byUID[r.uid] = append(byUID[r.uid], memWrite{Entry: e, reset: r.reset, off: at})
+		at += int64(recordLen(r.uid, &e))
 	}
 	for _, uid := range order {
 		log := tables.getOrCreate(uid)
