@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"slices"
 	"syscall"
 	"time"
 )
@@ -19,7 +18,7 @@ func measureFdatasync(dir string, d time.Duration) (time.Duration, error) {
 	defer os.Remove(f.Name())
 	defer f.Close()
 	buf := make([]byte, 4096)
-	var lat []time.Duration
+	var lat histogram
 	for end := time.Now().Add(d); time.Now().Before(end); {
 		start := time.Now()
 		if _, err := f.Write(buf); err != nil {
@@ -28,8 +27,7 @@ func measureFdatasync(dir string, d time.Duration) (time.Duration, error) {
 		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
 			return 0, err
 		}
-		lat = append(lat, time.Since(start))
+		lat.record(time.Since(start))
 	}
-	slices.Sort(lat)
-	return percentile(lat, 50), nil
+	return lat.percentile(50), nil
 }

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -51,9 +51,8 @@ func drive(c cluster, payload, callers int, warmup, duration time.Duration) (cel
 	start := time.Now().Add(warmup)
 	end := start.Add(duration)
 	inWindow := func(t time.Time) bool { return !t.Before(start) && t.Before(end) }
-	var mu sync.Mutex
-	var lat []time.Duration
-	var count, errs int64
+	var lat histogram
+	var errs atomic.Int64
 	var wg sync.WaitGroup
 	for i := range callers {
 		wg.Add(1)
@@ -66,8 +65,6 @@ func drive(c cluster, payload, callers int, warmup, duration time.Duration) (cel
 			for j := range cmd {
 				cmd[j] = byte(r.Uint32())
 			}
-			var mine []time.Duration
-			var n, e int64
 			for {
 				t0 := time.Now()
 				if !t0.Before(end) {
@@ -78,48 +75,32 @@ func drive(c cluster, payload, callers int, warmup, duration time.Duration) (cel
 				cancel()
 				t1 := time.Now()
 				if err != nil {
-					e++
+					errs.Add(1)
 					// A harness that fails at once must not spin the CPU
 					// the others need.
 					time.Sleep(time.Millisecond)
 					continue
 				}
 				if inWindow(t0) && inWindow(t1) {
-					n++
-					mine = append(mine, t1.Sub(t0))
+					lat.record(t1.Sub(t0))
 				}
 			}
-			mu.Lock()
-			lat = append(lat, mine...)
-			count += n
-			errs += e
-			mu.Unlock()
 		}()
 	}
 	wg.Wait()
+	count := int64(lat.count())
 	res := cellResult{
-		Payload: payload, Callers: callers, Count: count, Errors: errs,
+		Payload: payload, Callers: callers, Count: count, Errors: errs.Load(),
 		Seconds: duration.Seconds(), Applied: c.applied(),
 	}
 	res.PerSecond = float64(count) / duration.Seconds()
-	slices.Sort(lat)
-	res.P50 = micros(percentile(lat, 50))
-	res.P99 = micros(percentile(lat, 99))
-	res.Max = micros(percentile(lat, 100))
+	res.P50 = micros(lat.percentile(50))
+	res.P99 = micros(lat.percentile(99))
+	res.Max = micros(lat.percentile(100))
 	if count == 0 {
-		return res, fmt.Errorf("%w (%d errors)", errNothingCommitted, errs)
+		return res, fmt.Errorf("%w (%d errors)", errNothingCommitted, res.Errors)
 	}
 	return res, nil
-}
-
-// percentile returns the p-th percentile of sorted latencies (nearest
-// rank), or 0 if there are none.
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(float64(len(sorted)-1) * p / 100)
-	return sorted[i]
 }
 
 func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }

@@ -3,7 +3,6 @@ package main
 import (
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestMedian(t *testing.T) {
@@ -37,25 +36,6 @@ func TestRatioToBest(t *testing.T) {
 	}
 	if got := ratioToBest(90, []float64{0, 0}); got != 0 {
 		t.Errorf("ratio without peers = %v, want 0", got)
-	}
-}
-
-func TestPercentile(t *testing.T) {
-	var d []time.Duration
-	for i := 1; i <= 100; i++ {
-		d = append(d, time.Duration(i))
-	}
-	if p := percentile(d, 50); p != 50 {
-		t.Errorf("p50 = %v", p)
-	}
-	if p := percentile(d, 99); p != 99 {
-		t.Errorf("p99 = %v", p)
-	}
-	if p := percentile(d, 100); p != 100 {
-		t.Errorf("max = %v", p)
-	}
-	if p := percentile(nil, 50); p != 0 {
-		t.Errorf("p50 of nothing = %v", p)
 	}
 }
 
