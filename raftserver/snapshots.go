@@ -115,7 +115,7 @@ type snapState struct {
 	// releaseAt is the index of the entry being applied if the machine
 	// released the log up to it; released is the last such entry.
 	releaseAt uint64
-	released  core.Entry
+	released  logPos
 	// force makes the next release cursor take a snapshot whatever the
 	// policy says (the one a transfer sent turned out corrupt).
 	// (The bools sit together: snapState is in every server's struct.)
@@ -233,9 +233,14 @@ func (s *server) counted(e core.Entry) {
 		return
 	}
 	s.mh.releaseAt = 0
-	s.snap.released = core.Entry{Index: e.Index, Term: e.Term}
+	s.snap.released = logPos{Index: e.Index, Term: e.Term}
 	s.maybeSnapshot()
 }
+
+// logPos is where an entry lies in the log: all a server keeps of the
+// last entry that released the log (an entry, with its data, is larger, and
+// snapState is in every server's struct).
+type logPos struct{ Index, Term uint64 }
 
 // maybeSnapshot takes a snapshot at the last released entry if it is the
 // last applied one and the policy says one is due.
@@ -264,7 +269,7 @@ func (s *server) snapDue() {
 
 // viewAt asks the machine for a view of its state, which is the state
 // after entry e, and describes it. A panic or a missing source is an error.
-func (s *server) viewAt(sn Snapshotter, e core.Entry) (src snapshot.Source, desc core.Snapshot, err error) {
+func (s *server) viewAt(sn Snapshotter, e logPos) (src snapshot.Source, desc core.Snapshot, err error) {
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
@@ -281,7 +286,7 @@ func (s *server) viewAt(sn Snapshotter, e core.Entry) (src snapshot.Source, desc
 }
 
 // takeSnapshot hands the machine's state after e to the snapshot writer.
-func (s *server) takeSnapshot(e core.Entry) {
+func (s *server) takeSnapshot(e logPos) {
 	sn, ok := s.snapshotter()
 	if !ok {
 		return
