@@ -45,10 +45,11 @@ type Config struct {
 	Sync SyncMethod
 	// MaxFileBytes: a batch that would take the current file past this
 	// size starts a new file (rollover). Each entry counts 64 bytes more
-	// than its record; a mem table holds an entry in less than its record,
-	// so this also bounds the memory of one file's mem tables, with room
-	// to spare for tiny entries. A single batch larger than this still
-	// goes into one file.
+	// than its record, and a kept payload (Entry.Shared) also what its
+	// allocation may hold beyond it; a mem table holds an entry in less
+	// than that, so this also bounds the memory of one file's mem tables,
+	// with room to spare for tiny entries. A single batch larger than this
+	// still goes into one file.
 	MaxFileBytes int64
 	// PreallocateBytes is the size of the spare file the WAL fills with
 	// zeros and syncs in the background while the current file fills, and

@@ -72,6 +72,7 @@ func (p *progress) release() {
 type batch struct {
 	buf      []byte // fileHeaderLen+batchHeaderLen reserved, then records
 	entries  int
+	kept     int64 // what rollover counts for payloads the mem tables keep (keptCost)
 	progress []*progress
 	byWriter map[*writerState]*progress
 
@@ -95,6 +96,19 @@ const batchReserve = fileHeaderLen + batchHeaderLen
 // three nodes.
 const memEntryCost = 64
 
+// keptCost is what rollover counts, on top of memEntryCost, for an entry
+// whose payload of n bytes the mem tables keep instead of copying (see
+// Entry.Shared): the chunk's slice header, and what the payload's own
+// allocation may hold beyond its n bytes. Go rounds an allocation up to its
+// size class, by at most an eighth up to 32 KiB, and to whole 8 KiB pages
+// above.
+func keptCost(n int) int64 {
+	if n <= 32<<10 {
+		return 24 + int64(n)/8
+	}
+	return 24 + 8<<10
+}
+
 // core is the WAL's logic without actors, goroutines or clocks: it stages
 // writes into batches, decides rollover, and turns a finished batch into
 // mem-table updates and notifications. The actor shell feeds it messages
@@ -111,7 +125,7 @@ type core struct {
 
 	file      uint64 // current file; 0 before the first batch
 	fileBytes int64  // bytes in the current file
-	fileCost  int64  // fileBytes plus memEntryCost per entry: what rollover counts
+	fileCost  int64  // fileBytes plus memEntryCost per entry and keptCost: what rollover counts
 	lastLen   int    // length of the last completed batch (tests locate it)
 	nextFile  uint64 // sequence of the next file to open
 	batchSeq  uint64 // sequence of the last batch cut
@@ -194,6 +208,9 @@ func (c *core) append(ws *writerState, w *Writer, e Entry, reset bool) {
 	at := len(b.buf) // the record's place in the batch; complete makes it the file's
 	b.buf = appendRecord(b.buf, ws.uid, &e, reset)
 	b.entries++
+	if e.kept() {
+		b.kept += keptCost(len(e.Payload))
+	}
 	p := b.byWriter[ws]
 	if p == nil {
 		p = &progress{ws: ws, to: w, from: e.Index}
@@ -221,7 +238,7 @@ func (c *core) cut() *batch {
 	}
 	b := c.pending[0]
 	body := len(b.buf) - batchReserve
-	cost := int64(batchHeaderLen+body) + int64(b.entries)*memEntryCost
+	cost := int64(batchHeaderLen+body) + int64(b.entries)*memEntryCost + b.kept
 	roll := c.file == 0 || c.forceRoll || c.fileCost+cost > c.cfg.MaxFileBytes && c.fileBytes > fileHeaderLen
 	if roll && c.waitingForSegments() {
 		return nil
@@ -278,7 +295,7 @@ func (c *core) complete(b *batch, err error) ([]notice, *ClosedFile) {
 		base = 0
 	}
 	c.fileBytes += int64(len(b.out))
-	c.fileCost += int64(len(b.out)) + int64(b.entries)*memEntryCost
+	c.fileCost += int64(len(b.out)) + int64(b.entries)*memEntryCost + b.kept
 	c.lastLen = len(b.out)
 	c.stats.batches.Add(1)
 	c.stats.entries.Add(int64(b.entries))

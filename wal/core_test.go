@@ -172,6 +172,37 @@ func TestTinyEntriesRollSooner(t *testing.T) {
 	}
 }
 
+// TestKeptPayloadsRollSooner checks that rollover also counts what a kept
+// payload (Entry.Shared) may cost beyond its bytes, so that MaxFileBytes
+// still bounds mem-table memory: such files close with fewer entries than
+// files of the same entries copied.
+func TestKeptPayloadsRollSooner(t *testing.T) {
+	perFile := func(shared bool) int {
+		h := openHarness(t, testConfig(walfs.NewMem()))
+		defer h.close()
+		a := h.writer("a")
+		for i := uint64(1); i <= 200; i++ {
+			require.NoError(t, a.Write(Entry{Index: i, Term: 1, Payload: make([]byte, 2*sharedMinBytes), Shared: shared}))
+			h.flush()
+		}
+		require.Greater(t, len(h.closed), 1)
+		cf := h.closed[0]
+		var entries, bytes int
+		for _, t := range cf.Tables {
+			entries += t.Entries.Len()
+			bytes += int(t.Entries.Bytes())
+		}
+		cost := entries*memEntryCost + bytes
+		if shared {
+			cost += entries * int(keptCost(2*sharedMinBytes))
+		}
+		require.LessOrEqual(t, cost, int(h.cfg.MaxFileBytes), "shared %v: %d entries of %d bytes", shared, entries, bytes)
+		return entries
+	}
+	copied, kept := perFile(false), perFile(true)
+	require.Less(t, kept, copied)
+}
+
 func TestTornTailIsCut(t *testing.T) {
 	fs := walfs.NewMem()
 	h := openHarness(t, testConfig(fs))

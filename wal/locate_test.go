@@ -56,7 +56,8 @@ func requireLocated(t require.TestingT, fs walfs.FS, cf *ClosedFile) {
 }
 
 // TestTablesKnowWhereTheirRecordsAre writes random runs, overwrites and
-// resets of several UIDs, with and without prefixes, over small files, and
+// resets of several UIDs, with and without prefixes, shared or not, over
+// small files, and
 // checks that each closed table points at its records exactly as a scan
 // of the file finds them: live, and again after recovery.
 func TestTablesKnowWhereTheirRecordsAre(t *testing.T) {
@@ -93,6 +94,7 @@ func TestTablesKnowWhereTheirRecordsAre(t *testing.T) {
 				if rapid.Bool().Draw(rt, "prefixed") {
 					es[i].Prefix, es[i].Prefixed = byte(i+1), true
 				}
+				es[i].Shared = rapid.Bool().Draw(rt, "shared")
 			}
 			w := h.writer(uid)
 			if reset {
@@ -173,6 +175,46 @@ func TestPrefixIsStoredBeforeThePayload(t *testing.T) {
 	require.ErrorIs(t, err, ErrInvalid)
 	require.Contains(t, err.Error(), fmt.Sprint(5))
 	h3.close()
+}
+
+// TestSharedPayloadsAreKept checks that the mem tables keep a shared
+// payload of sharedMinBytes or more instead of a copy, copy everything
+// else, and that every reader sees the same bytes either way: the mem
+// tables, and recovery from the file.
+func TestSharedPayloadsAreKept(t *testing.T) {
+	fs := walfs.NewMem()
+	h := openHarness(t, testConfig(fs))
+	a := h.writer("a")
+	big := bytes.Repeat([]byte("b"), sharedMinBytes)
+	small := bytes.Repeat([]byte("s"), sharedMinBytes-1)
+	notShared := bytes.Repeat([]byte("n"), sharedMinBytes)
+	prefixed := bytes.Repeat([]byte("p"), sharedMinBytes)
+	require.NoError(t, a.Write(
+		Entry{Index: 1, Term: 1, Payload: big, Shared: true},
+		Entry{Index: 2, Term: 1, Payload: small, Shared: true},
+		Entry{Index: 3, Term: 1, Payload: notShared},
+		Entry{Index: 4, Term: 1, Payload: prefixed, Prefix: 9, Prefixed: true, Shared: true},
+		Entry{Index: 5, Term: 2, Payload: big, Shared: true},
+	))
+	h.flush()
+	require.Equal(t, []any{Written{UID: "a", Term: 2, From: 1, To: 5}}, h.take("a"))
+	want := map[uint64]string{1: string(big), 2: string(small), 3: string(notShared), 4: "\x09" + string(prefixed), 5: string(big)}
+	v := a.Mem().View()
+	for i, p := range want {
+		e, pr := v.Get(i)
+		require.Equal(t, Present, pr)
+		require.Equal(t, p, string(e.Payload), "index %d", i)
+		require.Equal(t, i == 1 || i == 5, &e.Payload[0] == &big[0], "index %d: kept only if shared, large enough and not prefixed", i)
+	}
+	h.close()
+	h2 := openHarness(t, testConfig(fs.Crash(nil)))
+	v = h2.o.tables.Get("a").View()
+	for i, p := range want {
+		e, pr := v.Get(i)
+		require.Equal(t, Present, pr)
+		require.Equal(t, p, string(e.Payload), "recovered index %d", i)
+	}
+	h2.close()
 }
 
 // TestPackedEntriesHaveNoRecords checks that entries the WAL did not write

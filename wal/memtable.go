@@ -19,13 +19,22 @@ import (
 // followed by Payload as the entry's payload, with the copies it makes
 // anyway. Entries read back are never Prefixed: the byte is the first of
 // their Payload.
+//
+// A writer that never modifies Payload, not even after the write is
+// answered, sets Shared: the mem tables may then keep Payload itself
+// instead of a copy (they do from sharedMinBytes on). Shared is ignored for
+// a Prefixed entry, whose payload is not in one piece.
 type Entry struct {
 	Index    uint64
 	Term     uint64
 	Payload  []byte
 	Prefix   byte
 	Prefixed bool
+	Shared   bool
 }
+
+// kept reports whether the mem tables keep e's payload instead of a copy.
+func (e *Entry) kept() bool { return e.Shared && !e.Prefixed && len(e.Payload) >= sharedMinBytes }
 
 // size returns the length of the stored payload: Payload and any prefix.
 func (e *Entry) size() int {
@@ -44,14 +53,19 @@ func (e *Entry) size() int {
 // little more memory than its bytes: payloads are copied into shared
 // chunks, each entry keeps only where its payload lies (a span), indexes
 // are implied by position, and terms are kept as runs. None of it holds
-// pointers per entry, so the garbage collector scans a table in a few
-// steps however many entries it has.
+// pointers per small entry, so the garbage collector scans a table in a
+// few steps however many entries it has. A Shared payload of
+// sharedMinBytes or more is kept as it is, as a chunk of its own: one
+// pointer per such entry, and no copy of its bytes. It keeps its whole
+// buffer alive with it (for a follower, the other entries that arrived in
+// the same message), as long as the table lives.
 //
 // Invariant: a published table is never mutated except past what any
 // published view has seen: spans and terms are appended past their
 // published length, payload bytes are written into a chunk past every
 // published span (at used), and a chunk's slice header, once stored in
-// chunks, never changes. So readers need no lock.
+// chunks, never changes. So readers need no lock. A shared chunk is full
+// from the start (used is its length): nothing is ever written into it.
 type table struct {
 	file   uint64 // WAL file sequence number the entries live in
 	lo     uint64 // index of the first entry
@@ -94,6 +108,10 @@ const (
 	minChunkBytes   = 64
 	maxChunkBytes   = 64 << 10
 	bigPayloadBytes = maxChunkBytes / 4
+	// sharedMinBytes: a Shared payload from this size on is kept rather
+	// than copied. Below it, a chunk's slice header (24 bytes) would cost
+	// more than a tenth of the bytes it saves copying.
+	sharedMinBytes = 256
 )
 
 // newTable starts a table with e. uidLen is the length of its UID (0 if
@@ -130,6 +148,14 @@ func (t *table) termOf(index uint64) uint64 {
 // whose record starts at off in the file (0: unknown).
 func (t *table) add(e Entry, off int64) {
 	n := e.size()
+	if e.kept() {
+		t.chunks = append(t.chunks, e.Payload[:n:n])
+		t.used = n
+		t.spans = append(t.spans, span{chunk: uint32(len(t.chunks) - 1), n: uint32(n)})
+		t.addTerm(e)
+		t.locate(off, n)
+		return
+	}
 	if len(t.chunks) == 0 || t.used+n > len(t.chunks[len(t.chunks)-1]) {
 		size := n
 		if n <= bigPayloadBytes {
@@ -151,10 +177,15 @@ func (t *table) add(e Entry, off int64) {
 	copy(t.chunks[last][at:], e.Payload)
 	t.spans = append(t.spans, span{chunk: uint32(last), off: uint32(t.used), n: uint32(n)})
 	t.used += n
+	t.addTerm(e)
+	t.locate(off, n)
+}
+
+// addTerm records the term of e, just added.
+func (t *table) addTerm(e Entry) {
 	if len(t.terms) == 0 || t.terms[len(t.terms)-1].term != e.Term {
 		t.terms = append(t.terms, termRun{first: e.Index, term: e.Term})
 	}
-	t.locate(off, n)
 }
 
 // locate records that the entry just added, of payload size n, has its

@@ -205,7 +205,7 @@ func TestMemLogCompactStorageProperty(t *testing.T) {
 			ws := make([]memWrite, n)
 			for i := range ws {
 				idx := from + uint64(i)
-				ws[i] = memWrite{Entry: Entry{Index: idx, Term: term, Payload: payload(idx)}, reset: reset && i == 0}
+				ws[i] = memWrite{Entry: Entry{Index: idx, Term: term, Payload: payload(idx), Shared: rapid.Bool().Draw(t, "shared")}, reset: reset && i == 0}
 			}
 			m.publish(1, ws)
 			if reset || len(log) == 0 {
@@ -246,6 +246,11 @@ func TestMemLogCompactStorageProperty(t *testing.T) {
 				require.Equal(t, want.Term, got.Term, "view %d index %d", i, want.Index)
 				require.True(t, bytes.Equal(want.Payload, got.Payload), "view %d index %d: payload changed", i, want.Index)
 				require.Equal(t, len(got.Payload), cap(got.Payload), "a payload must not be appendable into the chunk")
+				if len(got.Payload) > 0 {
+					kept := &got.Payload[0] == &want.Payload[0]
+					require.Equal(t, want.Shared && len(want.Payload) >= sharedMinBytes, kept,
+						"view %d index %d: a shared payload of %d bytes is kept, anything else copied", i, want.Index, len(want.Payload))
+				}
 			}
 			_, p := s.view.Get(last + 1)
 			require.Equal(t, Absent, p)
