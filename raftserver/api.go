@@ -165,8 +165,8 @@ func (s *System) ProcessCommand(ctx context.Context, via ServerID, cmd []byte) (
 	// A local server may still take the request after ctx ended: it must
 	// not see the caller reuse the buffer. The copy is made in the form
 	// the server logs, so that a local server need not copy it again.
-	enc := encodeUserCommand(cmd)
-	return s.processCommand(ctx, via, &commandReq{Data: enc[1:len(enc):len(enc)], userCommand: enc})
+	enc := frameUserCommand(cmd)
+	return s.processCommand(ctx, via, &commandReq{Data: enc[2:len(enc):len(enc)], userCommand: enc})
 }
 
 func (s *System) processCommand(ctx context.Context, via ServerID, req *commandReq) (reply []byte, leader ServerID, err error) {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/rago-raft/rago/actor"
 	"github.com/rago-raft/rago/internal/wire"
+	"github.com/rago-raft/rago/raftserver/core"
 )
 
 // The data of a normal log entry starts with a kind byte (wire format):
@@ -27,10 +28,14 @@ const (
 	obsTimer       = 4
 )
 
-func encodeUserCommand(data []byte) []byte {
-	b := make([]byte, 1+len(data))
-	b[0] = cmdUser
-	copy(b[1:], data)
+// frameUserCommand returns data encoded as a user command and framed as
+// a normal log entry (see core.Entry.Framed): EntryNormal's byte, then
+// the command's kind byte, then data. The entry's data is b[1:].
+func frameUserCommand(data []byte) []byte {
+	b := make([]byte, 2+len(data))
+	b[0] = byte(core.EntryNormal)
+	b[1] = cmdUser
+	copy(b[2:], data)
 	return b
 }
 

@@ -50,10 +50,11 @@ type SystemConfig struct {
 	// Default 8 MiB. The entries of the current file and of closed files
 	// not yet in the segments stay in memory (the mem tables), so with
 	// WALMaxClosedFiles (default 4) they bound the log memory of a node at
-	// about (1 + WALMaxClosedFiles) x WALMaxFileBytes. A mem table holds
-	// an entry in less than its record, and rollover counts each entry 64
-	// bytes more than its record, so the bound also holds for tiny entries
-	// (see wal.Config.MaxFileBytes).
+	// about (1 + WALMaxClosedFiles) x WALMaxFileBytes. Rollover counts
+	// each entry 64 bytes more than its record, and a payload the mem
+	// tables keep rather than copy (wal.Entry.Shared) also what its
+	// allocation may hold beyond it, so the bound holds for tiny and for
+	// large entries (see wal.Config.MaxFileBytes).
 	WALMaxFileBytes   int64
 	WALMaxClosedFiles int
 	// WALPreallocateBytes sizes the spare file the WAL fills with zeros in

@@ -189,13 +189,22 @@ func (l *logStore) Entries(lo, hi uint64, maxBytes int) ([]core.Entry, error) {
 }
 
 // encodeEntries encodes ents for the WAL: each payload is the entry's type
-// byte, then its data. The type goes as the WAL entry's prefix, so the
-// data is not copied here: the WAL copies it into its batch and its mem
-// tables anyway. Entry data is never modified once made, so the WAL may
-// hold it until the write is answered.
+// byte, then its data. A framed entry (core.Entry.Framed: a follower's
+// decoded entries, a leader's user commands) is that payload already, and
+// goes as shared: entry data is never modified once made, so the mem
+// tables may keep it instead of a copy. Otherwise the type goes as the WAL
+// entry's prefix, so the data is not copied here either: the WAL copies it
+// into its batch and its mem tables anyway.
 func encodeEntries(ents []core.Entry) []wal.Entry {
 	ws := make([]wal.Entry, len(ents))
-	for i, e := range ents {
+	for i := range ents {
+		e := &ents[i]
+		if e.FramedOK() {
+			// Laid out as the WAL stores it, and never modified: the
+			// mem tables may keep it instead of a copy.
+			ws[i] = wal.Entry{Index: e.Index, Term: e.Term, Payload: e.Framed, Shared: true}
+			continue
+		}
 		ws[i] = wal.Entry{Index: e.Index, Term: e.Term, Prefix: byte(e.Type), Prefixed: true, Payload: e.Data}
 	}
 	return ws

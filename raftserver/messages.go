@@ -40,8 +40,8 @@ type commandReq struct {
 	Seq       uint64
 	Responded uint64
 	// userCommand, if not nil, is Data already encoded as a user command
-	// (encodeUserCommand) by a sender in this process; Data is part of
-	// it. It does not cross the wire.
+	// and framed as a log entry (frameUserCommand) by a sender in this
+	// process; Data is part of it. It does not cross the wire.
 	userCommand []byte
 }
 

@@ -54,16 +54,20 @@ func (s *server) queueCommand(m *commandReq, rt actor.ReplyTo) {
 	} else {
 		tok = syncToken{rt: rt, at: s.batchArrived}
 	}
-	var data []byte
+	var cmd core.Command
 	switch {
 	case m.Session:
-		data = encodeSessionCommand(m.Client, m.Seq, m.Responded, m.Data)
+		cmd.Data = encodeSessionCommand(m.Client, m.Seq, m.Responded, m.Data)
 	case m.userCommand != nil:
-		data = m.userCommand
+		cmd.Framed = m.userCommand
 	default:
-		data = encodeUserCommand(m.Data)
+		cmd.Framed = frameUserCommand(m.Data)
 	}
-	s.cmdBuf = append(s.cmdBuf, core.Command{Data: data, Token: tok})
+	if cmd.Framed != nil {
+		cmd.Data = cmd.Framed[1:]
+	}
+	cmd.Token = tok
+	s.cmdBuf = append(s.cmdBuf, cmd)
 	if !s.flushPending {
 		s.flushPending = true
 		_ = s.env.send(s.env.self(), flushCommands{})

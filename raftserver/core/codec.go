@@ -194,6 +194,11 @@ func DecodeMessage(b []byte) (Message, error) {
 	return m, nil
 }
 
+// ownFrameBytes: a decoded entry whose frame (type and data) is at least
+// this long gets a buffer of its own. It matches what the WAL keeps
+// rather than copies.
+const ownFrameBytes = 256
+
 func decodeAppendEntries(r *wire.Reader) *AppendEntries {
 	m := &AppendEntries{Term: r.Uvarint(), PrevIndex: r.Uvarint(), PrevTerm: r.Uvarint(), Commit: r.Uvarint()}
 	// An entry takes at least three bytes: term, type, data length.
@@ -209,12 +214,23 @@ func decodeAppendEntries(r *wire.Reader) *AppendEntries {
 		r.Fail("prev index %d + %d entries overflows", m.PrevIndex, n)
 		return m
 	}
-	var data []byte
+	// Every entry's type and data are copied out of the frame, framed
+	// (see Entry.Framed) so that the log can keep them without another
+	// copy. An entry of ownFrameBytes or more gets a buffer of its own, so
+	// that whoever keeps it keeps nothing else alive; the smaller ones
+	// share one buffer, sized by a first pass.
+	var small []byte
 	if n > 0 {
 		m.Entries = make([]Entry, n)
-		// Every entry's data is copied out of the frame into one
-		// allocation: the data of all of them is less than what remains.
-		data = make([]byte, 0, r.Remaining())
+		scan, size := *r, 0
+		for range n {
+			scan.Uvarint()
+			scan.Uint8()
+			if f := 1 + len(scan.Bytes()); f < ownFrameBytes {
+				size += f
+			}
+		}
+		small = make([]byte, 0, size)
 	}
 	lastTerm := m.PrevTerm
 	for i := range m.Entries {
@@ -222,10 +238,19 @@ func decodeAppendEntries(r *wire.Reader) *AppendEntries {
 		e.Index = m.PrevIndex + 1 + uint64(i)
 		e.Term = r.Uvarint()
 		e.Type = EntryType(r.Uint8())
-		if p := r.Bytes(); len(p) > 0 {
-			at := len(data)
-			data = append(data, p...)
-			e.Data = data[at:len(data):len(data)]
+		p := r.Bytes()
+		if 1+len(p) >= ownFrameBytes {
+			e.Framed = make([]byte, 1+len(p))
+			e.Framed[0] = byte(e.Type)
+			copy(e.Framed[1:], p)
+		} else {
+			at := len(small)
+			small = append(small, byte(e.Type))
+			small = append(small, p...)
+			e.Framed = small[at:len(small):len(small)]
+		}
+		if len(p) > 0 {
+			e.Data = e.Framed[1:]
 		}
 		if r.Err() != nil {
 			return m

@@ -31,6 +31,13 @@ func fuzzKind(f *testing.F, kind msgKind, extra ...Message) {
 		if err := checkBounds(m); err != nil {
 			t.Fatalf("decoded %#v out of range: %v", m, err)
 		}
+		if ae, ok := m.(*AppendEntries); ok {
+			for i := range ae.Entries {
+				if !ae.Entries[i].FramedOK() {
+					t.Fatalf("entry %d of %#v is not framed", i, ae)
+				}
+			}
+		}
 		again, err := DecodeMessage(m.AppendBinary(nil))
 		if err != nil {
 			t.Fatalf("re-encoding of %#v does not decode: %v", m, err)

@@ -33,9 +33,13 @@ type Written struct {
 // Command: a client command. Token is the server's opaque correlation: it
 // comes back in exactly one Apply (via Apply.Tokens) or Reply action, and
 // never enters durable state.
+//
+// Framed, if not nil, is EntryNormal's byte followed by Data, of which Data
+// is the tail (see Entry.Framed): the entry takes it over.
 type Command struct {
-	Data  []byte
-	Token any
+	Data   []byte
+	Framed []byte
+	Token  any
 }
 
 // Commands: several client commands at once, e.g. everything the server

@@ -127,7 +127,7 @@ func (r *Raft) handleCommands(cmds []Command) {
 	}
 	ents := make([]Entry, len(cmds))
 	for i, c := range cmds {
-		ents[i] = Entry{Index: next + uint64(i), Term: r.term, Type: EntryNormal, Data: c.Data}
+		ents[i] = Entry{Index: next + uint64(i), Term: r.term, Type: EntryNormal, Data: c.Data, Framed: c.Framed}
 		if c.Token != nil {
 			r.ldr.tokens = append(r.ldr.tokens, IndexedToken{Index: ents[i].Index, Token: c.Token})
 		}

@@ -741,3 +741,17 @@ func TestCommitResendsBackOff(t *testing.T) {
 	require.Equal(t, r.commit, pr.commitAcked)
 	require.Zero(t, pr.commitBackoff)
 }
+
+// TestCommandsKeepTheirFrame checks that a command's frame (Command.Framed)
+// reaches the entry the leader appends, so that storage can keep it.
+func TestCommandsKeepTheirFrame(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.elect(id(1))
+	buf := []byte{byte(EntryNormal), 'x', 'y'}
+	c.step(id(1), Command{Data: buf[1:], Framed: buf, Token: "framed"})
+	ents := c.node(id(1)).log.ents
+	e := ents[len(ents)-1]
+	require.Equal(t, "xy", string(e.Data))
+	require.True(t, e.FramedOK())
+	require.Same(t, &buf[0], &e.Framed[0])
+}

@@ -83,11 +83,28 @@ func (t EntryType) String() string {
 // Entry is one Raft log entry. Index starts at 1; Term is the term of the
 // leader that created it. Data is owned by the log once appended: callers
 // must not modify it afterwards.
+//
+// Framed, if not nil, is Type's byte followed by Data in one buffer, of
+// which Data is the tail: the entry laid out as a log stores it, by
+// whoever made it, so that storage can keep those bytes instead of a copy.
+// Like Data it is never modified. Nothing in the core reads it; storage
+// must check the layout (see FramedOK) before it relies on it.
 type Entry struct {
-	Index uint64
-	Term  uint64
-	Type  EntryType
-	Data  []byte
+	Index  uint64
+	Term   uint64
+	Type   EntryType
+	Data   []byte
+	Framed []byte
+}
+
+// FramedOK reports whether e.Framed is set and holds exactly e.Type's byte
+// followed by e.Data, Data being the very bytes at Framed[1:].
+func (e *Entry) FramedOK() bool {
+	f := e.Framed
+	if len(f) != 1+len(e.Data) || f[0] != byte(e.Type) {
+		return false
+	}
+	return len(e.Data) == 0 || &f[1] == &e.Data[0]
 }
 
 // size is the entry's rough byte cost, used for message and read budgets.
