@@ -57,8 +57,9 @@ func (e *Entry) size() int {
 // few steps however many entries it has. A Shared payload of
 // sharedMinBytes or more is kept as it is, as a chunk of its own: one
 // pointer per such entry, and no copy of its bytes. It keeps its whole
-// buffer alive with it (for a follower, the other entries that arrived in
-// the same message), as long as the table lives.
+// buffer alive as long as the table lives, so a writer shares payloads
+// that have a buffer of their own (a Raft server's do, see
+// core.Entry.Framed).
 //
 // Invariant: a published table is never mutated except past what any
 // published view has seen: spans and terms are appended past their
