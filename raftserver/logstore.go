@@ -200,8 +200,6 @@ func encodeEntries(ents []core.Entry) []wal.Entry {
 	for i := range ents {
 		e := &ents[i]
 		if e.FramedOK() {
-			// Laid out as the WAL stores it, and never modified: the
-			// mem tables may keep it instead of a copy.
 			ws[i] = wal.Entry{Index: e.Index, Term: e.Term, Payload: e.Framed, Shared: true}
 			continue
 		}
