@@ -20,10 +20,12 @@ func freeAddress(t testing.TB) string {
 }
 
 // startFixedCluster is startCluster on fixed addresses, so a system can be
-// stopped and started again as the same node.
+// stopped and started again as the same node: each binds a port of the
+// system's choosing, which then names its node, and restarts there.
 func startFixedCluster(t testing.TB, n int) *cluster { return startClusterOf(t, n, "kv", nil) }
 
-// startClusterOf starts n systems on fixed addresses, each configured by
+// startClusterOf starts n systems on fixed addresses (see
+// startFixedCluster), each configured by
 // mod (restarts too), and a cluster "kv" of the given machine kind with a
 // member on each.
 func startClusterOf(t testing.TB, n int, kind string, mod func(*SystemConfig)) *cluster {
@@ -31,7 +33,7 @@ func startClusterOf(t testing.TB, n int, kind string, mod func(*SystemConfig)) *
 	c := &cluster{t: t, mod: mod}
 	for i := range n {
 		dir := t.TempDir()
-		s, err := StartSystem(c.config(dir, freeAddress(t)))
+		s, err := StartSystem(c.config(dir, "127.0.0.1:0"))
 		require.NoError(t, err)
 		c.systems = append(c.systems, s)
 		c.dirs = append(c.dirs, dir)

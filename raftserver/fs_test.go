@@ -52,7 +52,7 @@ func startMemCluster(t *testing.T) *memCluster {
 	for i := range 3 {
 		dir := fmt.Sprintf("%s/n%d", memRoot, i+1)
 		m.fss[dir] = vfs.NewCrashableMem()
-		s, err := StartSystem(c.config(dir, freeAddress(t)))
+		s, err := StartSystem(c.config(dir, "127.0.0.1:0"))
 		require.NoError(t, err)
 		c.systems = append(c.systems, s)
 		c.dirs = append(c.dirs, dir)

@@ -268,11 +268,11 @@ func watch(t *testing.T, s *System, target actor.Ref) <-chan actor.Down {
 func TestLogSupervisorGivesUp(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testSystemConfig(t, dir)
-	cfg.Address = freeAddress(t) // the same node after the restart below
 	cfg.LogRestartIntensity = 2
 	cfg.LogRestartPeriod = time.Hour // every crash of the test falls in it
 	s, err := StartSystem(cfg)
 	require.NoError(t, err)
+	cfg.Address = s.Name() // the same node after the restart below
 	t.Cleanup(func() { _ = s.Stop() })
 	id := ServerID{Name: "kv1", Node: s.Name()}
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
