@@ -15,7 +15,9 @@ import (
 //
 // Buckets are exact below 256 ns. Above that each power of two is split
 // into 128 buckets, so a reported percentile (a bucket's midpoint) is
-// within 0.4% of the recorded one. The maximum is kept exactly.
+// within 0.4% of the recorded one. The maximum is kept exactly. (rago's
+// metrics.Histogram doubles from bucket to bucket: fine for a dashboard,
+// too coarse to compare two systems' p50s.)
 type histogram struct {
 	counts [histBuckets]atomic.Uint64
 	n      atomic.Uint64
