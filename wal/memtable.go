@@ -45,14 +45,15 @@ func (e *Entry) size() int {
 }
 
 // table holds the entries one UID wrote into one WAL file, as a contiguous
-// run [lo, lo+len(spans)). A table shadows every entry of older tables
+// run [lo, lo+len(ends)). A table shadows every entry of older tables
 // and of the segments at index >= lo; a reset table also hides everything
 // below lo.
 //
 // The entries are held compactly, so that a file of small entries costs
-// little more memory than its bytes: payloads are copied into shared
-// chunks, each entry keeps only where its payload lies (a span), indexes
-// are implied by position, and terms are kept as runs. None of it holds
+// little more memory than its bytes: payloads are copied one after the
+// other into shared chunks, each entry keeps only where its payload ends in
+// its chunk (4 bytes), each chunk where its first entry is, indexes are
+// implied by position, and terms are kept as runs. None of it holds
 // pointers per small entry, so the garbage collector scans a table in a
 // few steps however many entries it has. A Shared payload of
 // sharedMinBytes or more is kept as it is, as a chunk of its own: one
@@ -62,19 +63,24 @@ func (e *Entry) size() int {
 // core.Entry.Framed).
 //
 // Invariant: a published table is never mutated except past what any
-// published view has seen: spans and terms are appended past their
-// published length, payload bytes are written into a chunk past every
-// published span (at used), and a chunk's slice header, once stored in
-// chunks, never changes. So readers need no lock. A shared chunk is full
+// published view has seen: ends, chunks, firsts and terms are appended
+// past their published length, payload bytes are written into a chunk past
+// every published entry's (at used), and a chunk's slice header, once
+// stored in chunks, never changes. So readers need no lock. A shared chunk is full
 // from the start (used is its length): nothing is ever written into it.
 type table struct {
-	file   uint64 // WAL file sequence number the entries live in
-	lo     uint64 // index of the first entry
-	reset  bool
-	spans  []span    // one per entry; non-empty
-	terms  []termRun // ascending; terms[0].first == lo
+	file  uint64 // WAL file sequence number the entries live in
+	lo    uint64 // index of the first entry
+	reset bool
+	// Entry i's payload is chunks[c][start:ends[i]], where c is the last
+	// chunk with firsts[c] <= i, and start is 0 if firsts[c] == i and
+	// ends[i-1] otherwise: the entries of a chunk follow each other.
+	ends   []uint32  // one per entry; non-empty
 	chunks [][]byte  // payload storage, each allocated at its full length
+	firsts []uint32  // per chunk, its first entry's position; ascending
 	used   int       // bytes written into the last chunk
+	sealed bool      // the last chunk takes no more entries (see truncate)
+	terms  []termRun // ascending; terms[0].first == lo
 
 	// Where the entries' records lie in the WAL file, so that the segment
 	// writer can point at them without reading the file back. Records of
@@ -86,9 +92,6 @@ type table struct {
 	recHead uint32 // a record's length beyond its payload (header and UID)
 	nextOff int64  // where a record right after the last one would start
 }
-
-// span locates one entry's payload: chunks[chunk][off:off+n].
-type span struct{ chunk, off, n uint32 }
 
 // termRun says that entries from index first on have term, up to the
 // next run.
@@ -127,16 +130,59 @@ func newTable(file uint64, reset bool, uidLen int, e Entry, off int64) *table {
 	return t
 }
 
-func (t *table) len() int   { return len(t.spans) }
-func (t *table) hi() uint64 { return t.lo + uint64(len(t.spans)) - 1 }
+func (t *table) len() int   { return len(t.ends) }
+func (t *table) hi() uint64 { return t.lo + uint64(len(t.ends)) - 1 }
 
 // at returns the entry at position i (index lo+i). Its payload is a view
 // into the table's storage, capped so that appending to it copies.
-func (t *table) at(i int) Entry {
-	s := t.spans[i]
-	p := t.chunks[s.chunk][s.off : s.off+s.n : s.off+s.n]
+func (t *table) at(i int) Entry { return t.entry(t.chunkOf(i), i) }
+
+// entry returns the entry at position i, which chunk c holds.
+func (t *table) entry(c, i int) Entry {
+	start, end := t.bounds(c, i)
 	index := t.lo + uint64(i)
-	return Entry{Index: index, Term: t.termOf(index), Payload: p}
+	return Entry{Index: index, Term: t.termOf(index), Payload: t.chunks[c][start:end:end]}
+}
+
+// chunkOf returns the chunk that holds the entry at position i: the last
+// one whose first entry is at or before i.
+func (t *table) chunkOf(i int) int {
+	lo, hi := 0, len(t.firsts)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if int(t.firsts[m]) <= i {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo - 1
+}
+
+// bounds returns where in chunk c, which holds it, the payload of the
+// entry at position i lies.
+func (t *table) bounds(c, i int) (start, end uint32) {
+	if int(t.firsts[c]) != i {
+		start = t.ends[i-1]
+	}
+	return start, t.ends[i]
+}
+
+// size returns the payload size of the entry at position i, which chunk
+// c holds.
+func (t *table) size(c, i int) int {
+	start, end := t.bounds(c, i)
+	return int(end - start)
+}
+
+// nextChunk returns the chunk that holds the entry at position i, given
+// that chunk c holds the one before it: how walks in order follow the
+// chunks.
+func (t *table) nextChunk(c, i int) int {
+	if c+1 < len(t.firsts) && int(t.firsts[c+1]) == i {
+		return c + 1
+	}
+	return c
 }
 
 func (t *table) termOf(index uint64) uint64 {
@@ -150,14 +196,14 @@ func (t *table) termOf(index uint64) uint64 {
 func (t *table) add(e Entry, off int64) {
 	n := e.size()
 	if e.kept() {
-		t.chunks = append(t.chunks, e.Payload[:n:n])
+		t.newChunk(e.Payload[:n:n])
 		t.used = n
-		t.spans = append(t.spans, span{chunk: uint32(len(t.chunks) - 1), n: uint32(n)})
+		t.ends = append(t.ends, uint32(n))
 		t.addTerm(e)
 		t.locate(off, n)
 		return
 	}
-	if len(t.chunks) == 0 || t.used+n > len(t.chunks[len(t.chunks)-1]) {
+	if len(t.chunks) == 0 || t.sealed || t.used+n > len(t.chunks[len(t.chunks)-1]) {
 		size := n
 		if n <= bigPayloadBytes {
 			size = minChunkBytes
@@ -166,7 +212,7 @@ func (t *table) add(e Entry, off int64) {
 			}
 			size = max(size, n)
 		}
-		t.chunks = append(t.chunks, make([]byte, size))
+		t.newChunk(make([]byte, size))
 		t.used = 0
 	}
 	last := len(t.chunks) - 1
@@ -176,10 +222,17 @@ func (t *table) add(e Entry, off int64) {
 		at++
 	}
 	copy(t.chunks[last][at:], e.Payload)
-	t.spans = append(t.spans, span{chunk: uint32(last), off: uint32(t.used), n: uint32(n)})
 	t.used += n
+	t.ends = append(t.ends, uint32(t.used))
 	t.addTerm(e)
 	t.locate(off, n)
+}
+
+// newChunk starts chunk b, whose first entry is the next one added.
+func (t *table) newChunk(b []byte) {
+	t.chunks = append(t.chunks, b)
+	t.firsts = append(t.firsts, uint32(len(t.ends)))
+	t.sealed = false
 }
 
 // addTerm records the term of e, just added.
@@ -197,7 +250,7 @@ func (t *table) locate(off int64, n int) {
 	case off <= 0:
 		t.locs = nil
 	case off != t.nextOff:
-		t.locs = append(t.locs, locRun{at: len(t.spans) - 1, off: off})
+		t.locs = append(t.locs, locRun{at: len(t.ends) - 1, off: off})
 		fallthrough
 	default:
 		t.nextOff = off + int64(t.recHead) + int64(n)
@@ -205,10 +258,13 @@ func (t *table) locate(off int64, n int) {
 }
 
 // truncate keeps the first keep entries. Unless owned (the slices were
-// made by this publish and never published), the kept spans and terms are
-// copied first: published views may still read the slots that the next
-// appends would overwrite. Payload bytes are never overwritten: chunks
-// only grow, and the dropped entries' bytes stay until the table goes.
+// made by this publish and never published), what is kept of ends, chunks,
+// firsts and terms is copied first: published views may still read the
+// slots that the next appends would overwrite. Payload bytes are never
+// overwritten: the chunks that still hold kept entries stay, the last of
+// them sealed (the next entry starts a chunk of its own, since the dropped
+// entries' bytes lie between), and a dropped chunk's bytes stay until no
+// view holds it.
 func (t *table) truncate(keep int, owned bool) {
 	index := t.lo + uint64(keep) // the first index dropped
 	terms := len(t.terms)
@@ -219,16 +275,22 @@ func (t *table) truncate(keep int, owned bool) {
 	for locs > 0 && t.locs[locs-1].at >= keep {
 		locs--
 	}
-	t.nextOff = 0 // the next record starts a run of its own
+	chunks := t.chunkOf(keep-1) + 1 // those holding kept entries (none if keep is 0)
+	t.nextOff = 0                   // the next record starts a run of its own
+	t.sealed = true
 	if owned {
-		t.spans = t.spans[:keep]
+		t.ends = t.ends[:keep]
+		t.chunks = t.chunks[:chunks]
+		t.firsts = t.firsts[:chunks]
 		t.terms = t.terms[:terms]
 		if t.locs != nil {
 			t.locs = t.locs[:locs]
 		}
 		return
 	}
-	t.spans = append(make([]span, 0, keep+1), t.spans[:keep]...)
+	t.ends = append(make([]uint32, 0, keep+1), t.ends[:keep]...)
+	t.chunks = append(make([][]byte, 0, chunks+1), t.chunks[:chunks]...)
+	t.firsts = append(make([]uint32, 0, chunks+1), t.firsts[:chunks]...)
 	t.terms = append(make([]termRun, 0, terms+1), t.terms[:terms]...)
 	if t.locs != nil {
 		t.locs = append(make([]locRun, 0, locs+1), t.locs[:locs]...)
@@ -273,8 +335,14 @@ func (es Entries) From(i int) Entries {
 // All yields the entries in order.
 func (es Entries) All() iter.Seq[Entry] {
 	return func(yield func(Entry) bool) {
+		if es.Len() == 0 {
+			return
+		}
+		t := es.t
+		c := t.chunkOf(es.from)
 		for i := es.from; i < es.to; i++ {
-			if !yield(es.t.at(i)) {
+			c = t.nextChunk(c, i)
+			if !yield(t.entry(c, i)) {
 				return
 			}
 		}
@@ -296,8 +364,10 @@ func (es Entries) Records(fn func(i int, off int64, n int)) bool {
 	// The last run that starts at or before es.from, walked up to it.
 	r := sort.Search(len(t.locs), func(r int) bool { return t.locs[r].at > es.from }) - 1
 	off := t.locs[r].off
+	c := t.chunkOf(t.locs[r].at)
 	for i := t.locs[r].at; i < es.from; i++ {
-		off += int64(t.recHead) + int64(t.spans[i].n)
+		c = t.nextChunk(c, i)
+		off += int64(t.recHead) + int64(t.size(c, i))
 	}
 	r++
 	for i := es.from; i < es.to; i++ {
@@ -305,7 +375,8 @@ func (es Entries) Records(fn func(i int, off int64, n int)) bool {
 			off = t.locs[r].off
 			r++
 		}
-		n := int(t.recHead) + int(t.spans[i].n)
+		c = t.nextChunk(c, i)
+		n := int(t.recHead) + t.size(c, i)
 		fn(i-es.from, off, n)
 		off += int64(n)
 	}
@@ -314,9 +385,15 @@ func (es Entries) Records(fn func(i int, off int64, n int)) bool {
 
 // Bytes returns the sum of the entries' payload sizes.
 func (es Entries) Bytes() int64 {
+	if es.Len() == 0 {
+		return 0
+	}
+	t := es.t
 	var n int64
+	c := t.chunkOf(es.from)
 	for i := es.from; i < es.to; i++ {
-		n += int64(es.t.spans[i].n)
+		c = t.nextChunk(c, i)
+		n += int64(t.size(c, i))
 	}
 	return n
 }
@@ -389,7 +466,7 @@ func (m *MemLog) publish(file uint64, writes []memWrite) {
 	old := m.state.Load().tables
 	keep := old
 	var cur *table
-	owned := false // cur's spans and terms were allocated here and never published
+	owned := false // cur's slices were allocated here and never published
 	if n := len(old); n > 0 && old[n-1].file == file {
 		c := *old[n-1]
 		cur = &c
