@@ -86,8 +86,8 @@ type batch struct {
 const batchReserve = fileHeaderLen + batchHeaderLen
 
 // memEntryCost is what rollover counts per entry on top of its record.
-// The mem tables themselves take less than a record per entry (a 12-byte
-// span beside the payload's bytes), so the file's bytes alone would
+// The mem tables themselves take less than a record per entry (a 4-byte
+// end offset beside the payload's bytes), so the file's bytes alone would
 // already bound their memory by MaxFileBytes. Counting more closes a file
 // of tiny entries sooner: its mem tables, held until the segment writer
 // flushed the file, then take well under MaxFileBytes, and a flush
@@ -98,15 +98,15 @@ const memEntryCost = 64
 
 // keptCost is what rollover counts, on top of memEntryCost, for an entry
 // whose payload of n bytes the mem tables keep instead of copying (see
-// Entry.Shared): the chunk's slice header, and what the payload's own
-// allocation may hold beyond its n bytes. Go rounds an allocation up to its
-// size class, by at most an eighth up to 32 KiB, and to whole 8 KiB pages
-// above.
+// Entry.Shared): the chunk's slice header and first-entry position, and
+// what the payload's own allocation may hold beyond its n bytes. Go rounds
+// an allocation up to its size class, by at most an eighth up to 32 KiB,
+// and to whole 8 KiB pages above.
 func keptCost(n int) int64 {
 	if n <= 32<<10 {
-		return 24 + int64(n)/8
+		return 28 + int64(n)/8
 	}
-	return 24 + 8<<10
+	return 28 + 8<<10
 }
 
 // core is the WAL's logic without actors, goroutines or clocks: it stages
@@ -136,6 +136,9 @@ type core struct {
 
 	stats statsCounters
 	spare [][]byte // batch buffers to reuse: nothing references them after complete
+	// Write lists to reuse: the mem tables copy what they keep of them
+	// when a batch is published.
+	spareWrites [][]memWrite
 
 	// removeFile deletes a flushed file durably (ClosedFile.Remove).
 	removeFile func(seq uint64) error
@@ -213,7 +216,7 @@ func (c *core) append(ws *writerState, w *Writer, e Entry, reset bool) {
 	}
 	p := b.byWriter[ws]
 	if p == nil {
-		p = &progress{ws: ws, to: w, from: e.Index}
+		p = &progress{ws: ws, to: w, from: e.Index, writes: c.newWrites()}
 		b.byWriter[ws] = p
 		b.progress = append(b.progress, p)
 	}
@@ -306,18 +309,42 @@ func (c *core) complete(b *batch, err error) ([]notice, *ClosedFile) {
 	out := make([]notice, 0, len(b.progress))
 	for _, p := range b.progress {
 		p.release()
-		if p.ws.gone {
-			continue
+		if !p.ws.gone {
+			for i := range p.writes {
+				p.writes[i].off += base
+			}
+			p.ws.log.publish(b.file, p.writes)
+			c.fileLogs[p.ws] = struct{}{}
+			out = append(out, notice{to: p.to, msg: Written{UID: p.ws.uid, Term: p.term, From: p.from, To: p.last}})
 		}
-		for i := range p.writes {
-			p.writes[i].off += base
-		}
-		p.ws.log.publish(b.file, p.writes)
-		c.fileLogs[p.ws] = struct{}{}
-		out = append(out, notice{to: p.to, msg: Written{UID: p.ws.uid, Term: p.term, From: p.from, To: p.last}})
+		c.recycleWrites(p)
 	}
 	c.recycle(b)
 	return out, closed
+}
+
+// spareWritesMax is the longest write list kept for reuse: 256 KiB.
+const spareWritesMax = 4096
+
+// newWrites returns an empty write list, reusing a spare one if possible.
+func (c *core) newWrites() []memWrite {
+	if n := len(c.spareWrites); n > 0 {
+		ws := c.spareWrites[n-1]
+		c.spareWrites = c.spareWrites[:n-1]
+		return ws
+	}
+	return nil
+}
+
+// recycleWrites keeps p's write list for reuse, cleared so that it holds
+// no payload alive. A few are kept, and none longer than spareWritesMax, so
+// that what an idle WAL holds stays small (at most 1 MiB).
+func (c *core) recycleWrites(p *progress) {
+	if len(c.spareWrites) < 4 && cap(p.writes) <= spareWritesMax {
+		clear(p.writes)
+		c.spareWrites = append(c.spareWrites, p.writes[:0])
+	}
+	p.writes = nil
 }
 
 // newBuf returns an empty batch buffer, reusing a spare one if possible.

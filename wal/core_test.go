@@ -359,3 +359,33 @@ func TestRolloverWaitsForSegmentWriter(t *testing.T) {
 	notes := h.take("a")
 	require.Equal(t, Written{UID: "a", Term: 1, From: 4, To: 4}, notes[len(notes)-1])
 }
+
+// TestWriteListsAreReusedEmpty checks that a completed batch's write lists
+// are kept for the next batches cleared: reused, and holding no payload
+// alive.
+func TestWriteListsAreReusedEmpty(t *testing.T) {
+	h := openHarness(t, testConfig(walfs.NewMem()))
+	a, b := h.writer("a"), h.writer("b")
+	require.NoError(t, a.Write(ent(1, 1, "a1"), ent(2, 1, "a2")))
+	require.NoError(t, b.Write(ent(1, 1, "b1")))
+	h.flush()
+	c := h.o.core
+	require.Len(t, c.spareWrites, 2)
+	var lists [][]memWrite
+	for _, ws := range c.spareWrites {
+		require.Empty(t, ws)
+		for _, w := range ws[:cap(ws)] {
+			require.Nil(t, w.Payload, "a kept list must not hold a payload")
+		}
+		lists = append(lists, ws[:1])
+	}
+
+	require.NoError(t, a.Write(ent(3, 1, "a3")))
+	p := c.pending[0].progress[0]
+	require.Same(t, &lists[1][0], &p.writes[0], "the next batch reuses a kept list")
+	h.flush()
+	e, _ := a.Mem().View().Get(3)
+	require.Equal(t, "a3", string(e.Payload))
+	e, _ = a.Mem().View().Get(2)
+	require.Equal(t, "a2", string(e.Payload), "reusing a list changes no published entry")
+}
