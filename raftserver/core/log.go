@@ -1,6 +1,9 @@
 package core
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // LogReader is the core's read-only window on the member's durable log (in
 // the server: the log store over the WAL's mem tables and the segments). The core reads through it only entries that a Written event
@@ -173,15 +176,21 @@ func (l *raftLog) slice(lo, hi uint64, maxBytes int) ([]Entry, error) {
 		}
 		lo = end
 	}
+	// The unstable entries that fit, counted first so that out grows once.
+	n := 0
 	for i := lo; i < hi; i++ {
-		e := l.unstable[i-l.stable-1]
-		if len(out) > 0 && size+e.size() > maxBytes {
+		e := &l.unstable[i-l.stable-1]
+		if (len(out) > 0 || n > 0) && size+e.size() > maxBytes {
 			break
 		}
-		out = append(out, e)
 		size += e.size()
+		n++
 	}
-	return out, nil
+	if n == 0 {
+		return out, nil
+	}
+	from := lo - l.stable - 1
+	return append(slices.Grow(out, n), l.unstable[from:from+uint64(n)]...), nil
 }
 
 // append adds ents, which must start at or below lastIndex+1. Starting at

@@ -61,6 +61,19 @@ func TestRaftLogSliceSpansStorageAndMemory(t *testing.T) {
 	got, err = l.slice(7, 9, 1)
 	require.NoError(t, err)
 	require.Len(t, got, 1)
+	// Entirely in storage.
+	got, err = l.slice(2, 4, 1<<20)
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	// A budget that ends inside the unstable entries.
+	budget := l.unstable[0].size() + l.unstable[1].size() + l.unstable[2].size()
+	got, err = l.slice(6, 11, budget)
+	require.NoError(t, err)
+	require.Len(t, got, 3)
+	// The result is a copy: the log may overwrite its unstable entries
+	// while a message still holds what it was sent.
+	l.unstable[0].Term = 99
+	require.EqualValues(t, 1, got[0].Term)
 }
 
 func TestRaftLogConflictHintSkipsWholeTerms(t *testing.T) {
