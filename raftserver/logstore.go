@@ -40,7 +40,12 @@ type logStore struct {
 	pending []pendingWrite
 	// terms answers Term for a suffix of the log from memory.
 	terms termRuns
+	// scratch is Entries' reused read buffer, empty between calls.
+	scratch []wal.Entry
 }
+
+// scratchMax bounds the read buffer Entries keeps between calls: 64 KiB.
+const scratchMax = 1024
 
 // entryReadBytes bounds the bytes of entries one read of the log returns
 // when the server walks a range of it (applying, rebuilding the machine,
@@ -170,7 +175,14 @@ func (l *logStore) Entries(lo, hi uint64, maxBytes int) ([]core.Entry, error) {
 	if lo < l.first {
 		return nil, fmt.Errorf("%w: %d < first %d", core.ErrCompacted, lo, l.first)
 	}
-	ws, err := l.log.Range(lo, hi-1, maxBytes)
+	ws, err := l.log.AppendRange(l.scratch, lo, hi-1, maxBytes)
+	defer func() {
+		// Emptied, so that it holds no payload read from the segments.
+		clear(ws)
+		if cap(ws) <= scratchMax {
+			l.scratch = ws[:0]
+		}
+	}()
 	if err != nil {
 		return nil, err
 	}

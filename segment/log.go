@@ -50,11 +50,17 @@ func (l *Log) Entry(index uint64) (wal.Entry, error) {
 // Range returns the entries lo..hi inclusive that exist, contiguous from
 // lo, stopping early after maxBytes of payload (maxBytes <= 0: no limit).
 func (l *Log) Range(lo, hi uint64, maxBytes int) ([]wal.Entry, error) {
-	v := l.view()
 	var out []wal.Entry
 	if hi >= lo {
 		out = make([]wal.Entry, 0, min(hi-lo+1, maxRangePrealloc))
 	}
+	return l.AppendRange(out, lo, hi, maxBytes)
+}
+
+// AppendRange is Range appending to out: a reader that walks the log
+// often can reuse one slice.
+func (l *Log) AppendRange(out []wal.Entry, lo, hi uint64, maxBytes int) ([]wal.Entry, error) {
+	v := l.view()
 	size := 0
 	for i := lo; i <= hi && i != 0; i++ {
 		e, p := v.Get(i)

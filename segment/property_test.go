@@ -254,6 +254,12 @@ func checkLog(t *rapid.T, l *Log, want []wal.Entry, floor uint64) {
 		require.Equal(t, w.Term, e.Term, "term of %d", w.Index)
 		require.Equal(t, string(w.Payload), string(e.Payload), "payload of %d", w.Index)
 	}
+	// AppendRange reads the same, after what out already holds.
+	pre := []wal.Entry{{Index: 1 << 40}}
+	appended, err := l.AppendRange(pre, first, last, 0)
+	require.NoError(t, err)
+	require.Equal(t, pre[0], appended[0])
+	require.Equal(t, got, appended[1:])
 	e, err := l.Entry(last)
 	require.NoError(t, err)
 	require.Equal(t, want[last-1].Term, e.Term)
