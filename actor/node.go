@@ -545,13 +545,21 @@ func (n *Node) Call(to Ref, msg Message, timeout time.Duration) (Message, error)
 //     call waited. The request may or may not have been processed.
 //   - ErrTimeout: no reply came before ctx ended. The request may or may
 //     not have been processed: the process may be slow, or alive and never
-//     replying, or its node may be frozen or partitioned away.
+//     replying, or its node may be frozen or partitioned away. A ctx that
+//     has already ended fails the call before anything is sent: the
+//     request was not processed.
 //   - ErrNotSerializable / ErrMessageTooLarge: the request cannot cross
 //     nodes.
 //   - ErrNodeStopped: this node is stopping or stopped.
 func (n *Node) CallContext(ctx context.Context, to Ref, msg Message) (Message, error) {
 	if n.stopping.Load() {
 		return nil, ErrNodeStopped
+	}
+	// A caller that already gave up must not have its request processed,
+	// nor get a reply by chance: the select below picks at random when
+	// both the reply and the end of ctx are there.
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%w: call %s: %w", ErrTimeout, to, err)
 	}
 	local := to.Node == n.name
 	var c *pendingCall

@@ -103,6 +103,32 @@ func TestCallTimesOutWhenNobodyReplies(t *testing.T) {
 	require.ErrorIs(t, err, ErrTimeout)
 }
 
+// TestCallWithAnEndedContextSendsNothing checks that a call whose context
+// has ended fails with ErrTimeout every time and never reaches the
+// process, however fast the process would have answered.
+func TestCallWithAnEndedContextSendsNothing(t *testing.T) {
+	n := startNode(t)
+	var got atomic.Int64
+	ref, err := n.Spawn(ProcessFunc(func(ctx *Context, msg Message) {
+		if msg == "x" {
+			got.Add(1)
+		}
+		_ = ctx.Reply(msg)
+	}))
+	require.NoError(t, err)
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 200 {
+		_, err := n.CallContext(ended, ref, "x")
+		require.ErrorIs(t, err, ErrTimeout)
+		require.ErrorIs(t, err, context.Canceled)
+	}
+	reply, err := n.Call(ref, "after", waitFor)
+	require.NoError(t, err)
+	require.Equal(t, "after", reply)
+	require.Zero(t, got.Load(), "a call with an ended context reached the process")
+}
+
 func TestDeferredReply(t *testing.T) {
 	n := startNode(t)
 	// The server keeps the caller and answers when a second message comes.
