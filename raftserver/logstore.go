@@ -3,6 +3,7 @@ package raftserver
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/rago-raft/rago/raftserver/core"
 	"github.com/rago-raft/rago/segment"
@@ -40,12 +41,16 @@ type logStore struct {
 	pending []pendingWrite
 	// terms answers Term for a suffix of the log from memory.
 	terms termRuns
-	// scratch is Entries' reused read buffer, empty between calls.
-	scratch []wal.Entry
 }
 
-// scratchMax bounds the read buffer Entries keeps between calls: 64 KiB.
-const scratchMax = 1024
+// readBufs holds the buffers that logStore.Entries reads the log into,
+// emptied between reads. They are shared by every server of the process
+// rather than kept per server, so that thousands of idle servers hold
+// none, and the collector drops them when reads stop.
+var readBufs = sync.Pool{New: func() any { return new([]wal.Entry) }}
+
+// readBufMax bounds the buffers kept in readBufs: 48 KiB.
+const readBufMax = 1024
 
 // entryReadBytes bounds the bytes of entries one read of the log returns
 // when the server walks a range of it (applying, rebuilding the machine,
@@ -175,12 +180,14 @@ func (l *logStore) Entries(lo, hi uint64, maxBytes int) ([]core.Entry, error) {
 	if lo < l.first {
 		return nil, fmt.Errorf("%w: %d < first %d", core.ErrCompacted, lo, l.first)
 	}
-	ws, err := l.log.AppendRange(l.scratch, lo, hi-1, maxBytes)
+	buf := readBufs.Get().(*[]wal.Entry)
+	ws, err := l.log.AppendRange(*buf, lo, hi-1, maxBytes)
 	defer func() {
 		// Emptied, so that it holds no payload read from the segments.
 		clear(ws)
-		if cap(ws) <= scratchMax {
-			l.scratch = ws[:0]
+		if cap(ws) <= readBufMax {
+			*buf = ws[:0]
+			readBufs.Put(buf)
 		}
 	}()
 	if err != nil {

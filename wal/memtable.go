@@ -66,8 +66,9 @@ func (e *Entry) size() int {
 // published view has seen: ends, chunks, firsts and terms are appended
 // past their published length, payload bytes are written into a chunk past
 // every published entry's (at used), and a chunk's slice header, once
-// stored in chunks, never changes. So readers need no lock. A shared chunk is full
-// from the start (used is its length): nothing is ever written into it.
+// stored in chunks, never changes. So readers need no lock. A shared chunk
+// is full from the start (used is its length): nothing is ever written
+// into it.
 type table struct {
 	file  uint64 // WAL file sequence number the entries live in
 	lo    uint64 // index of the first entry
