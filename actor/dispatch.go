@@ -17,9 +17,9 @@ const mailboxThroughput = 300
 // before it exits.
 const workerIdle = time.Second
 
-// stallCheck is how often a dispatcher whose workers are all busy checks
-// that they still take work; one that took none in that time gets another
-// worker.
+// stallCheck is how often a dispatcher whose workers are all inside
+// activations checks that they still take work; one that took none in
+// that time gets another worker.
 const stallCheck = 50 * time.Millisecond
 
 // workersPerCPU sets how many workers a dispatcher starts on demand:
@@ -55,9 +55,12 @@ const (
 // A process may block (a synced write, a synchronous call to another
 // process, a machine that waits on I/O). So that blocked workers cannot
 // stall the node, a watchdog runs while work waits and every worker is
-// busy: if no worker took an activation for stallCheck, it starts one
-// more. Workers exit after workerIdle without work and once the node
-// stops, so an idle node keeps no goroutine.
+// busy: if no worker took an activation for stallCheck while every one was
+// inside an activation, it starts one more. A worker that waits for the
+// queue's lock is slow, not blocked, and another would only lengthen the
+// line: counting those as stalled once grew a loaded node to hundreds of
+// workers, all queued on the lock. Workers exit after workerIdle without
+// work and once the node stops, so an idle node keeps no goroutine.
 type dispatcher struct {
 	stop  <-chan struct{}
 	limit int64 // workers started on demand
@@ -68,6 +71,7 @@ type dispatcher struct {
 	pending  atomic.Int64      // scheduled and not yet taken
 	idle     atomic.Int64      // workers waiting on wake and not claimed
 	workers  atomic.Int64      // alive
+	inside   atomic.Int64      // workers running an activation
 	taken    atomic.Uint64     // activations taken: the watchdog's measure of progress
 	watching atomic.Bool       // a watchdog runs
 
@@ -164,7 +168,9 @@ func (d *dispatcher) worker() {
 	defer idle.Stop()
 	for {
 		if fn := d.take(); fn != nil {
+			d.inside.Add(1)
 			fn()
+			d.inside.Add(-1)
 			continue
 		}
 		d.idle.Add(1)
@@ -204,10 +210,12 @@ func (d *dispatcher) worker() {
 
 // watch runs while activations wait and every worker is busy. A worker
 // blocked in a process (a synced write, a synchronous call) takes no
-// work; when none took any for stallCheck, it starts one more worker, so
-// that blocked workers never stall the node. Busy workers that keep
-// taking work are left alone: more of them would only compete with the
-// node's connections for the CPU.
+// work; when none took any for stallCheck and every worker is inside an
+// activation, it starts one more worker, so that blocked workers never
+// stall the node. Workers that keep taking work, or wait for the queue's
+// lock to take some, are left alone: more of them would only compete
+// with the node's connections for the CPU, and with each other for the
+// lock.
 func (d *dispatcher) watch() {
 	t := time.NewTicker(stallCheck)
 	defer t.Stop()
@@ -222,7 +230,7 @@ func (d *dispatcher) watch() {
 			}
 		}
 		now := d.taken.Load()
-		if now == last && d.idle.Load() == 0 {
+		if now == last && d.idle.Load() == 0 && d.inside.Load() >= d.workers.Load() {
 			d.workers.Add(1)
 			d.start()
 		}

@@ -101,6 +101,28 @@ func TestDispatcherBlockedWorkersDoNotStall(t *testing.T) {
 	require.Greater(t, d.started.Load(), d.limit, "no worker was added")
 }
 
+// TestDispatcherSlowWorkersAreNotStalled checks that the watchdog adds no
+// worker while the workers wait for the queue's lock: they are slow (a
+// loaded machine hands the lock from one to the next a scheduling round at
+// a time), not blocked in a process, and each added worker lengthened the
+// line. A loaded node grew hundreds of workers so, all queued on the lock.
+func TestDispatcherSlowWorkersAreNotStalled(t *testing.T) {
+	stop := make(chan struct{})
+	defer close(stop)
+	d := newDispatcher(stop)
+	var ran sync.WaitGroup
+	const activations = 100
+	ran.Add(activations)
+	d.mu.Lock()
+	for range activations {
+		d.Schedule(ran.Done)
+	}
+	time.Sleep(10 * stallCheck) // the watchdog looks ten times
+	d.mu.Unlock()
+	ran.Wait()
+	require.Equal(t, d.limit, d.started.Load(), "workers were added while the others waited for the lock")
+}
+
 // TestHighPriorityProcessSkipsTheQueue checks that a HighPriority process
 // answers while every worker of the dispatcher is busy, without waiting
 // for one: a node's services must not queue behind its thousands of
