@@ -2,6 +2,7 @@ package meta
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/rago-raft/rago/internal/wire"
@@ -29,6 +30,27 @@ func (s *Store) PutServer(srv Server) error {
 		return fmt.Errorf("meta: put server %s: %w", srv.UID, err)
 	}
 	return nil
+}
+
+// SetServerMembers sets the member list of uid's directory record
+// (synced), and reports whether it wrote anything. A list equal to the
+// recorded one is not written again: a restarted node re-applies the
+// configuration entries of every server it hosts, and a synced write for
+// each held up a thousand servers' restart. A missing record (the server
+// was deleted) is left missing.
+func (s *Store) SetServerMembers(uid string, members []ServerID) (bool, error) {
+	if err := checkUID(uid); err != nil {
+		return false, err
+	}
+	srv, ok, err := s.Server(uid)
+	if err != nil || !ok {
+		return false, err
+	}
+	if slices.Equal(srv.Members, members) {
+		return false, nil
+	}
+	srv.Members = members
+	return true, s.PutServer(srv)
 }
 
 // DeleteServer removes the directory record of uid (synced). Deleting a

@@ -84,6 +84,43 @@ func TestDirectory(t *testing.T) {
 	require.ErrorIs(t, s2.Put("", 1, ServerID{}), ErrInvalid)
 }
 
+// TestSetServerMembersWritesOnlyChanges checks that a member list equal to
+// the recorded one is not written again (a restarted node re-applies every
+// server's configuration entries), that a changed one is written durably
+// with the rest of the record kept, and that a deleted server's record is
+// not brought back.
+func TestSetServerMembersWritesOnlyChanges(t *testing.T) {
+	fs := vfs.NewMem()
+	s := open(t, fs)
+	rec := Server{UID: "uidA", ServerName: "kv1", ClusterName: "kv", MachineConfig: []byte("cfg"),
+		Members: []ServerID{{"kv1", "n1"}, {"kv2", "n2"}}, InitialMembers: []ServerID{{"kv1", "n1"}}}
+	require.NoError(t, s.PutServer(rec))
+
+	written, err := s.SetServerMembers("uidA", []ServerID{{"kv1", "n1"}, {"kv2", "n2"}})
+	require.NoError(t, err)
+	require.False(t, written, "an unchanged member list was written")
+
+	grown := []ServerID{{"kv1", "n1"}, {"kv2", "n2"}, {"kv3", "n3"}}
+	written, err = s.SetServerMembers("uidA", grown)
+	require.NoError(t, err)
+	require.True(t, written)
+
+	written, err = s.SetServerMembers("gone", grown)
+	require.NoError(t, err)
+	require.False(t, written)
+	require.NoError(t, s.Close())
+
+	s2 := open(t, fs)
+	defer s2.Close()
+	list, err := s2.Servers()
+	require.NoError(t, err)
+	want := rec
+	want.Members = grown
+	require.Equal(t, []Server{want}, list)
+	_, err = s2.SetServerMembers("", grown)
+	require.ErrorIs(t, err, ErrInvalid)
+}
+
 func TestDirectoryReadsVersionOneRecords(t *testing.T) {
 	// A version 1 record: name, cluster, config, members; no initial
 	// members, which read as the members.

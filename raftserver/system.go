@@ -368,14 +368,11 @@ func (s *System) newMachine(spec MachineSpec) (Machine, error) {
 	return m, nil
 }
 
-// directoryMembers updates the member list of uid's directory record.
+// directoryMembers updates the member list of uid's directory record, if
+// it changed.
 func (s *System) directoryMembers(uid string, members []meta.ServerID) error {
-	rec, ok, err := s.meta.Server(uid)
-	if err != nil || !ok {
-		return err
-	}
-	rec.Members = members
-	return s.meta.PutServer(rec)
+	_, err := s.meta.SetServerMembers(uid, members)
+	return err
 }
 
 func encodeSpec(spec MachineSpec) []byte { return appendSpec(nil, spec) }
