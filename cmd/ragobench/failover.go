@@ -30,16 +30,12 @@ func runFailover(sig syscall.Signal, rounds int, dir string) error {
 	nodes := make([]*node, 3)
 	var members []raftserver.ServerID
 	for i := range nodes {
-		addr, err := freeAddress()
-		if err != nil {
-			return err
-		}
-		n := &node{addr: addr, dir: filepath.Join(dir, fmt.Sprint("n", i))}
-		if n.cmd, err = startNodeProcess(n.addr, n.dir); err != nil {
+		n := &node{dir: filepath.Join(dir, fmt.Sprint("n", i))}
+		if n.cmd, n.addr, err = startNodeProcess("127.0.0.1:0", n.dir); err != nil {
 			return err
 		}
 		nodes[i] = n
-		members = append(members, raftserver.ServerID{Name: "bench", Node: addr})
+		members = append(members, raftserver.ServerID{Name: "bench", Node: n.addr})
 	}
 	defer func() {
 		for _, n := range nodes {
@@ -94,7 +90,8 @@ func runFailover(sig syscall.Signal, rounds int, dir string) error {
 			_ = victim.cmd.Process.Signal(syscall.SIGCONT)
 		} else {
 			_ = victim.cmd.Wait()
-			if victim.cmd, err = startNodeProcess(victim.addr, victim.dir); err != nil {
+			// Restarted on its name, the port it bound the first time.
+			if victim.cmd, _, err = startNodeProcess(victim.addr, victim.dir); err != nil {
 				return err
 			}
 		}

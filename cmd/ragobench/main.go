@@ -25,7 +25,6 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -204,15 +203,6 @@ func runNode(addr, dir string, creds *credentials, id string) {
 	_ = s.Stop()
 }
 
-func freeAddress() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 func run(o options) error {
 	if o.clients < 1 || o.inflight < 1 || o.payload < 0 || o.duration <= 0 {
 		return fmt.Errorf("bad flags: clients %d, inflight %d, payload %d, duration %v", o.clients, o.inflight, o.payload, o.duration)
@@ -277,17 +267,13 @@ func run(o options) error {
 		pids = []int{os.Getpid()}
 	case "procs":
 		for i := range 3 {
-			addr, err := freeAddress()
-			if err != nil {
-				return err
-			}
 			id := fmt.Sprint("n", i)
-			cmd, err := startNodeProcess(addr, filepath.Join(dir, id), creds.nodeArgs(id)...)
+			cmd, name, err := startNodeProcess("127.0.0.1:0", filepath.Join(dir, id), creds.nodeArgs(id)...)
 			if err != nil {
 				return err
 			}
 			defer func() { _ = cmd.Process.Signal(syscall.SIGKILL); _ = cmd.Wait() }()
-			members = append(members, raftserver.ServerID{Name: "bench", Node: addr})
+			members = append(members, raftserver.ServerID{Name: "bench", Node: name})
 			pids = append(pids, cmd.Process.Pid)
 		}
 		pids = append(pids, os.Getpid())
@@ -364,25 +350,31 @@ func inflightOf(o options) int {
 
 // startNodeProcess starts a node process at addr with its data in dir;
 // args are more flags for it (its credentials).
-func startNodeProcess(addr, dir string, args ...string) (*exec.Cmd, error) {
+// startNodeProcess starts a node on addr in a process of its own and
+// returns the node's name from its READY line. A first start passes port
+// 0, so the node binds a port itself: a port picked here and handed over
+// could be taken by another program in between. A restart passes the name.
+func startNodeProcess(addr, dir string, args ...string) (*exec.Cmd, string, error) {
 	cmd := exec.Command(os.Args[0], append([]string{"-node", addr, "-node-dir", dir}, args...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if _, err := cmd.StdinPipe(); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	line, _ := bufio.NewReader(out).ReadString('\n')
-	if !strings.HasPrefix(line, "READY") {
+	name, ok := strings.CutPrefix(strings.TrimSpace(line), "READY ")
+	if !ok || name == "" {
 		_ = cmd.Process.Kill()
-		return nil, fmt.Errorf("node process %s: %q", addr, line)
+		_ = cmd.Wait()
+		return nil, "", fmt.Errorf("node process %s in %s: %q", addr, dir, line)
 	}
-	return cmd, nil
+	return cmd, name, nil
 }
 
 // result holds what the measured window saw.

@@ -459,16 +459,13 @@ func runRestart(dir string, sizes []int, clusters, perCluster int) error {
 // bytes over 10000 keys, stops its node and starts it again. onStop lets
 // the server snapshot as it stops.
 func restartOne(dir, kind string, entries int, onStop bool) error {
-	addr, err := freeAddress()
-	if err != nil {
-		return err
-	}
-	cfg := systemConfig(dir, addr)
+	cfg := systemConfig(dir, "127.0.0.1:0")
 	cfg.Snapshots.SkipOnStop = !onStop
 	s, err := raftserver.StartSystem(cfg)
 	if err != nil {
 		return err
 	}
+	cfg.Address = s.Name() // the restart binds the same port: the node's name
 	id := raftserver.ServerID{Name: "r", Node: s.Name()}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -523,15 +520,12 @@ func restartMany(dir string, clusters, perCluster int) error {
 	var cfgs []raftserver.SystemConfig
 	var systems []*raftserver.System
 	for i := range 3 {
-		addr, err := freeAddress()
-		if err != nil {
-			return err
-		}
-		cfg := systemConfig(filepath.Join(dir, fmt.Sprint("n", i)), addr)
+		cfg := systemConfig(filepath.Join(dir, fmt.Sprint("n", i)), "127.0.0.1:0")
 		s, err := raftserver.StartSystem(cfg)
 		if err != nil {
 			return err
 		}
+		cfg.Address = s.Name() // restarts bind the same port: the node's name
 		cfgs = append(cfgs, cfg)
 		systems = append(systems, s)
 	}
@@ -644,11 +638,13 @@ func restartMany(dir string, clusters, perCluster int) error {
 func runInstall(dir string, stateMB int) error {
 	var cfgs []raftserver.SystemConfig
 	systems, members, err := startTrio(dir, "inst", "store", func(cfg *raftserver.SystemConfig) {
-		cfg.Address, _ = freeAddress()
 		cfgs = append(cfgs, *cfg)
 	})
 	if err != nil {
 		return err
+	}
+	for i, s := range systems {
+		cfgs[i].Address = s.Name() // a restart binds the same port: the node's name
 	}
 	defer func() { stopAll(systems) }()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -681,14 +677,16 @@ func runInstall(dir string, stateMB int) error {
 	}
 	systems[f] = nil
 	// Overwrite until the leader's snapshot covers what the follower lacks
-	// (the policy waits for half the state's size of new commands).
+	// (the policy waits for half the state's size of new commands, and a
+	// second since the last snapshot: a small state's rounds go faster).
 	li := 0
 	for li < 3 && members[li] != leader {
 		li++
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
 	var ls *raftserver.ServerStatus
-	for round := 0; ; round++ {
+	deadline := time.Now().Add(time.Minute)
+	for {
 		if err := p.run(keys/8, func(int) []byte { return storeCommand(fmt.Sprintf("k%08d", rng.IntN(keys)), value) }); err != nil {
 			return err
 		}
@@ -698,7 +696,7 @@ func runInstall(dir string, stateMB int) error {
 		if ls.FirstIndex > fs.LastIndex+1 {
 			break
 		}
-		if round > 40 {
+		if time.Now().After(deadline) {
 			return fmt.Errorf("the leader never compacted past %d: %+v", fs.LastIndex, ls)
 		}
 	}
