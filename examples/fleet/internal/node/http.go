@@ -3,11 +3,9 @@ package node
 import (
 	"context"
 	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -15,14 +13,11 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/rago-raft/rago/examples/fleet/internal/shard"
 	"github.com/rago-raft/rago/examples/internal/creds"
+	"github.com/rago-raft/rago/examples/internal/nodedir"
+	"github.com/rago-raft/rago/examples/internal/web"
 	"github.com/rago-raft/rago/fleet"
-	"github.com/rago-raft/rago/promexport"
 	"github.com/rago-raft/rago/raftserver"
 )
 
@@ -79,17 +74,7 @@ type GetResult struct {
 }
 
 func (n *Node) routes() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Fleetkv-Node", n.cfg.ID)
-		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		n.route(rec, r)
-		level := slog.LevelDebug
-		if rec.status >= 500 {
-			level = slog.LevelInfo
-		}
-		n.log.Log(r.Context(), level, "http", "method", r.Method, "path", r.URL.Path, "status", rec.status, "took", time.Since(start).Round(time.Microsecond).String())
-	})
+	return web.Logged(n.log, "X-Fleetkv-Node", n.cfg.ID, http.HandlerFunc(n.route))
 }
 
 func (n *Node) route(w http.ResponseWriter, r *http.Request) {
@@ -110,8 +95,8 @@ func (n *Node) route(w http.ResponseWriter, r *http.Request) {
 		n.routeKey(w, r, path[len("/kv/"):])
 	case path == "/status":
 		if n.allow(w, r, http.MethodGet) {
-			cors(w)
-			writeJSON(w, http.StatusOK, n.status(r.Context()))
+			web.AllowCrossOriginReads(w)
+			web.WriteJSON(w, http.StatusOK, n.status(r.Context()))
 		}
 	case path == "/placement":
 		if n.allow(w, r, http.MethodGet) {
@@ -119,8 +104,8 @@ func (n *Node) route(w http.ResponseWriter, r *http.Request) {
 		}
 	case path == "/replicas":
 		if n.allow(w, r, http.MethodGet) {
-			cors(w)
-			writeJSON(w, http.StatusOK, n.replicas())
+			web.AllowCrossOriginReads(w)
+			web.WriteJSON(w, http.StatusOK, n.replicas())
 		}
 	case path == "/metrics":
 		if n.allow(w, r, http.MethodGet) {
@@ -224,7 +209,7 @@ func (n *Node) handleGet(w http.ResponseWriter, r *http.Request, key, group stri
 		n.fail(w, &Error{Status: http.StatusNotFound, Code: CodeKeyNotFound, Message: fmt.Sprintf("no key %q (shard %s)", key, group)})
 		return
 	}
-	cors(w)
+	web.AllowCrossOriginReads(w)
 	if v := r.URL.Query().Get("raw"); v == "1" || v == "true" {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("X-Fleetkv-Revision", strconv.FormatUint(a.Revision, 10))
@@ -237,7 +222,7 @@ func (n *Node) handleGet(w http.ResponseWriter, r *http.Request, key, group stri
 	} else {
 		res.ValueBase64 = a.Value
 	}
-	writeJSON(w, http.StatusOK, res)
+	web.WriteJSON(w, http.StatusOK, res)
 }
 
 func (n *Node) handlePut(w http.ResponseWriter, r *http.Request, key, group string) {
@@ -260,7 +245,7 @@ func (n *Node) handlePut(w http.ResponseWriter, r *http.Request, key, group stri
 		n.fail(w, n.fleetError(err, true))
 		return
 	}
-	writeJSON(w, http.StatusOK, WriteResult{Key: key, Shard: group, Revision: res.Revision, Created: res.Created})
+	web.WriteJSON(w, http.StatusOK, WriteResult{Key: key, Shard: group, Revision: res.Revision, Created: res.Created})
 }
 
 func (n *Node) handleDelete(w http.ResponseWriter, r *http.Request, key, group string) {
@@ -275,7 +260,7 @@ func (n *Node) handleDelete(w http.ResponseWriter, r *http.Request, key, group s
 		n.fail(w, &Error{Status: http.StatusNotFound, Code: CodeKeyNotFound, Message: fmt.Sprintf("no key %q to delete (shard %s)", key, group)})
 		return
 	}
-	writeJSON(w, http.StatusOK, WriteResult{Key: key, Shard: group, Revision: res.Revision, Deleted: true})
+	web.WriteJSON(w, http.StatusOK, WriteResult{Key: key, Shard: group, Revision: res.Revision, Deleted: true})
 }
 
 func (n *Node) tooLarge() *Error {
@@ -465,7 +450,7 @@ func (n *Node) handleActivate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n.log.Info("activated: this node takes members again")
-	writeJSON(w, http.StatusOK, map[string]string{"node": n.sys.Name(), "state": string(fleet.NodeActive)})
+	web.WriteJSON(w, http.StatusOK, map[string]string{"node": n.sys.Name(), "state": string(fleet.NodeActive)})
 }
 
 // handleDeactivate serves POST /deactivate?node=ID: the node (this one
@@ -489,7 +474,7 @@ func (n *Node) handleDeactivate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n.log.Info("deactivated a node: its members move away", "target", name)
-	writeJSON(w, http.StatusOK, map[string]string{"node": name, "state": string(fleet.NodeDeactivating)})
+	web.WriteJSON(w, http.StatusOK, map[string]string{"node": name, "state": string(fleet.NodeDeactivating)})
 }
 
 // resolveNode turns an id or a Raft address into the node's name in the
@@ -499,7 +484,7 @@ func (n *Node) resolveNode(ctx context.Context, target string) (string, *Error) 
 	case "", n.cfg.ID, n.sys.Name():
 		return n.sys.Name(), nil
 	}
-	if checkHostPort(target) == nil {
+	if nodedir.CheckAddress(target) == nil {
 		return target, nil
 	}
 	dir, err := n.directory(ctx)
@@ -514,49 +499,10 @@ func (n *Node) resolveNode(ctx context.Context, target string) (string, *Error) 
 	return "", &Error{Status: http.StatusNotFound, Code: CodeUnknownNode, Message: fmt.Sprintf("no node %q in the directory; give its id or Raft address", target)}
 }
 
-// metricsHandler serves GET /metrics: rago's metrics of this node summed
-// over its servers (a node hosts hundreds, so per-cluster series would
-// be too many) and Go's runtime and process metrics.
-func metricsHandler(sys *raftserver.System) http.Handler {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		promexport.New(sys, promexport.Options{Aggregate: true}),
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
-}
-
-// cors lets pages of other nodes read this answer: the page gathers every
-// node's status. Only reads are open this way.
-func cors(w http.ResponseWriter) { w.Header().Set("Access-Control-Allow-Origin", "*") }
-
 func (n *Node) fail(w http.ResponseWriter, e *Error) {
 	e.Node = n.cfg.ID
 	if e.RetryAfterSeconds > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfterSeconds))
 	}
-	writeJSON(w, e.Status, e)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		status = http.StatusInternalServerError
-		b = []byte(`{"code":"internal","message":"the answer does not encode"}`)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
-}
-
-// statusRecorder remembers the status for the request log.
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	s.status = code
-	s.ResponseWriter.WriteHeader(code)
+	web.WriteJSON(w, e.Status, e)
 }

@@ -30,6 +30,8 @@ import (
 	"github.com/rago-raft/rago/actor"
 	"github.com/rago-raft/rago/examples/fleet/internal/shard"
 	"github.com/rago-raft/rago/examples/internal/creds"
+	"github.com/rago-raft/rago/examples/internal/nodedir"
+	"github.com/rago-raft/rago/examples/internal/web"
 	"github.com/rago-raft/rago/fleet"
 	"github.com/rago-raft/rago/raftserver"
 )
@@ -107,7 +109,7 @@ func (c *Config) fill() error {
 	if !idPattern.MatchString(c.ID) {
 		return fmt.Errorf("%w: --id %q: use 1-64 letters, digits, - and _", ErrConfig, c.ID)
 	}
-	if err := checkHostPort(c.RaftAddr); err != nil {
+	if err := nodedir.CheckAddress(c.RaftAddr); err != nil {
 		return fmt.Errorf("%w: --raft: %v", ErrConfig, err)
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
@@ -120,7 +122,7 @@ func (c *Config) fill() error {
 		return fmt.Errorf("%w: --seeds is required: the Raft addresses of the 3 (or 5) nodes that keep the fleet's books, the same on every node", ErrConfig)
 	}
 	for _, s := range c.Seeds {
-		if err := checkHostPort(s); err != nil {
+		if err := nodedir.CheckAddress(s); err != nil {
 			return fmt.Errorf("%w: --seeds: %v", ErrConfig, err)
 		}
 	}
@@ -162,17 +164,6 @@ func (c *Config) fill() error {
 	return nil
 }
 
-func checkHostPort(addr string) error {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("%q is not host:port: %v", addr, err)
-	}
-	if host == "" || port == "" || port == "0" {
-		return fmt.Errorf("%q needs an explicit host and a non-zero port: it is the node's name in the fleet", addr)
-	}
-	return nil
-}
-
 // ParseSeeds parses a comma-separated list of Raft addresses.
 func ParseSeeds(s string) []string {
 	var out []string
@@ -182,40 +173,6 @@ func ParseSeeds(s string) []string {
 		}
 	}
 	return out
-}
-
-// identity is what a data directory remembers of its node, so that a
-// restart with other flags fails clearly instead of creating a stranger.
-type identity struct {
-	ID   string `json:"id"`
-	Raft string `json:"raft"`
-}
-
-func checkIdentity(dir, id, raft string) error {
-	path := filepath.Join(dir, "node.json")
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		b, _ := json.Marshal(identity{ID: id, Raft: raft})
-		if err := os.WriteFile(path+".tmp", append(b, '\n'), 0o644); err != nil {
-			return err
-		}
-		return os.Rename(path+".tmp", path)
-	}
-	if err != nil {
-		return err
-	}
-	var was identity
-	if err := json.Unmarshal(b, &was); err != nil {
-		return fmt.Errorf("%s does not decode: %w", path, err)
-	}
-	if was != (identity{ID: id, Raft: raft}) {
-		return fmt.Errorf("%w: the data in %s belongs to node %s at %s; start it with --id %s --raft %s, or use another --data",
-			ErrConfig, dir, was.ID, was.Raft, was.ID, was.Raft)
-	}
-	return nil
 }
 
 // Node is a running node.
@@ -255,8 +212,9 @@ func Start(cfg Config) (_ *Node, err error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	if err := checkIdentity(cfg.DataDir, cfg.ID, cfg.RaftAddr); err != nil {
-		return nil, err
+	// An unwritable --data, or one that holds another node's data.
+	if err := nodedir.Claim(cfg.DataDir, cfg.ID, cfg.RaftAddr); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), started: time.Now(), token: creds.NewToken(cfg.APIToken)}
 	n.stopCtx, n.stop = context.WithCancel(context.Background())
@@ -296,7 +254,7 @@ func Start(cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("start the fleet agent: %w", err)
 	}
 	n.client = n.agent.Client()
-	n.metrics = metricsHandler(n.sys)
+	n.metrics = web.Metrics(n.sys, true) // hundreds of clusters: summed over them
 
 	n.listener, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {

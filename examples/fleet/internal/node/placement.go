@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rago-raft/rago/examples/internal/web"
 	"github.com/rago-raft/rago/fleet"
 )
 
@@ -97,8 +98,8 @@ func (n *Node) handlePlacement(w http.ResponseWriter, r *http.Request) {
 		n.fail(w, n.fleetError(err, false))
 		return
 	}
-	cors(w)
-	writeJSON(w, http.StatusOK, p)
+	web.AllowCrossOriginReads(w)
+	web.WriteJSON(w, http.StatusOK, p)
 }
 
 // placement returns a report at most reportFresh old.

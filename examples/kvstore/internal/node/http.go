@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/pprof"
 	"net/url"
@@ -18,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rago-raft/rago/examples/internal/nodedir"
+	"github.com/rago-raft/rago/examples/internal/web"
 	"github.com/rago-raft/rago/examples/kvstore/internal/api"
 	"github.com/rago-raft/rago/examples/kvstore/internal/kv"
 	"github.com/rago-raft/rago/raftserver"
@@ -41,17 +42,7 @@ const maxJSONOverhead = 64 << 10
 // works best with keys like "users/42"), and because every miss must be a
 // JSON error with its own code.
 func (n *Node) routes() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Kvstore-Node", n.cfg.ID)
-		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		n.route(rec, r)
-		level := slog.LevelDebug
-		if rec.status >= 500 {
-			level = slog.LevelInfo // a 5xx is worth seeing while experimenting
-		}
-		n.log.Log(r.Context(), level, "http", "method", r.Method, "path", r.URL.Path, "status", rec.status, "took", time.Since(start).Round(time.Microsecond).String())
-	})
+	return web.Logged(n.log, "X-Kvstore-Node", n.cfg.ID, http.HandlerFunc(n.route))
 }
 
 func (n *Node) route(w http.ResponseWriter, r *http.Request) {
@@ -199,7 +190,7 @@ func (n *Node) handleGet(w http.ResponseWriter, r *http.Request, key string) {
 		n.fail(w, &api.Error{Status: http.StatusNotFound, Code: api.CodeKeyNotFound, Message: fmt.Sprintf("no key %q", key)})
 		return
 	}
-	cors(w)
+	web.AllowCrossOriginReads(w)
 	if wantsRaw(r) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("X-Kvstore-Revision", strconv.FormatUint(a.Entry.Revision, 10))
@@ -207,7 +198,7 @@ func (n *Node) handleGet(w http.ResponseWriter, r *http.Request, key string) {
 		_, _ = w.Write(a.Entry.Value)
 		return
 	}
-	writeJSON(w, http.StatusOK, api.GetResult{
+	web.WriteJSON(w, http.StatusOK, api.GetResult{
 		Entry:       api.NewEntry(a.Entry.Key, a.Entry.Value, a.Entry.Revision, a.Entry.Created),
 		Consistency: consistency,
 		ServedBy:    served,
@@ -234,7 +225,7 @@ func (n *Node) handlePut(w http.ResponseWriter, r *http.Request, key string) {
 		n.fail(w, e)
 		return
 	}
-	writeJSON(w, http.StatusOK, api.WriteResult{Key: key, Revision: res.Revision, Created: res.Created, Leader: leader})
+	web.WriteJSON(w, http.StatusOK, api.WriteResult{Key: key, Revision: res.Revision, Created: res.Created, Leader: leader})
 }
 
 func (n *Node) handleDelete(w http.ResponseWriter, r *http.Request, key string) {
@@ -247,7 +238,7 @@ func (n *Node) handleDelete(w http.ResponseWriter, r *http.Request, key string) 
 		n.fail(w, &api.Error{Status: http.StatusNotFound, Code: api.CodeKeyNotFound, Message: fmt.Sprintf("no key %q to delete", key)})
 		return
 	}
-	writeJSON(w, http.StatusOK, api.WriteResult{Key: key, Revision: res.Revision, Deleted: true, Leader: leader})
+	web.WriteJSON(w, http.StatusOK, api.WriteResult{Key: key, Revision: res.Revision, Deleted: true, Leader: leader})
 }
 
 func (n *Node) handleCAS(w http.ResponseWriter, r *http.Request, key string) {
@@ -333,7 +324,7 @@ func (n *Node) handleCAS(w http.ResponseWriter, r *http.Request, key string) {
 		n.fail(w, e)
 		return
 	}
-	writeJSON(w, http.StatusOK, api.WriteResult{Key: key, Revision: res.Revision, Created: res.Created, Deleted: req.Delete && res.Revision != 0, Leader: leader})
+	web.WriteJSON(w, http.StatusOK, api.WriteResult{Key: key, Revision: res.Revision, Created: res.Created, Deleted: req.Delete && res.Revision != 0, Leader: leader})
 }
 
 func (n *Node) handleList(w http.ResponseWriter, r *http.Request) {
@@ -359,8 +350,8 @@ func (n *Node) handleList(w http.ResponseWriter, r *http.Request) {
 		out.Items = append(out.Items, api.NewEntry(it.Key, it.Value, it.Revision, it.Created))
 	}
 	out.Count = len(out.Items)
-	cors(w)
-	writeJSON(w, http.StatusOK, out)
+	web.AllowCrossOriginReads(w)
+	web.WriteJSON(w, http.StatusOK, out)
 }
 
 func (n *Node) handleRecent(w http.ResponseWriter, r *http.Request) {
@@ -394,8 +385,8 @@ func (n *Node) handleRecent(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Items = append(out.Items, it)
 	}
-	cors(w)
-	writeJSON(w, http.StatusOK, out)
+	web.AllowCrossOriginReads(w)
+	web.WriteJSON(w, http.StatusOK, out)
 }
 
 func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
@@ -416,8 +407,8 @@ func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 	stats := n.sys.Node().Stats()
 	st.RefusedConnections, st.FailedHandshakes = stats.RefusedConnections, stats.FailedHandshakes
 	st.APIToken = n.token.Set()
-	cors(w)
-	writeJSON(w, http.StatusOK, st)
+	web.AllowCrossOriginReads(w)
+	web.WriteJSON(w, http.StatusOK, st)
 }
 
 func (n *Node) handleCluster(w http.ResponseWriter, r *http.Request) {
@@ -431,8 +422,8 @@ func (n *Node) handleCluster(w http.ResponseWriter, r *http.Request) {
 		n.fail(w, badArg("fresh must be true or false"))
 		return
 	}
-	cors(w)
-	writeJSON(w, http.StatusOK, n.watch.snapshot())
+	web.AllowCrossOriginReads(w)
+	web.WriteJSON(w, http.StatusOK, n.watch.snapshot())
 }
 
 func (n *Node) handleAddMember(w http.ResponseWriter, r *http.Request) {
@@ -450,7 +441,7 @@ func (n *Node) handleAddMember(w http.ResponseWriter, r *http.Request) {
 		n.fail(w, badArg("%v", err))
 		return
 	}
-	if err := checkHostPort(req.Raft); err != nil {
+	if err := nodedir.CheckAddress(req.Raft); err != nil {
 		n.fail(w, badArg("raft: %v", err))
 		return
 	}
@@ -509,7 +500,7 @@ func (n *Node) handleAddMember(w http.ResponseWriter, r *http.Request) {
 			n.log.Warn("member added but its HTTP address not recorded", "member", id.String(), "err", err)
 		}
 	}
-	writeJSON(w, http.StatusOK, api.MembersResult{Changed: changed, Members: n.nodeList(ctx, voters, st.NonVoters)})
+	web.WriteJSON(w, http.StatusOK, api.MembersResult{Changed: changed, Members: n.nodeList(ctx, voters, st.NonVoters)})
 }
 
 func (n *Node) handleRemoveMember(w http.ResponseWriter, r *http.Request, idText string) {
@@ -560,7 +551,7 @@ func (n *Node) handleRemoveMember(w http.ResponseWriter, r *http.Request, idText
 			nonVoters = append(nonVoters, m)
 		}
 	}
-	writeJSON(w, http.StatusOK, api.MembersResult{Changed: true, Members: n.nodeList(ctx, voters, nonVoters), ReplicaDeleted: deleted})
+	web.WriteJSON(w, http.StatusOK, api.MembersResult{Changed: true, Members: n.nodeList(ctx, voters, nonVoters), ReplicaDeleted: deleted})
 }
 
 func (n *Node) nodeList(ctx context.Context, voters, nonVoters []raftserver.ServerID) []api.Node {
@@ -652,46 +643,13 @@ func intParam(s string, def, max int) (int, *api.Error) {
 	return v, nil
 }
 
-// cors lets pages of other nodes read this answer: the web page falls back
-// to another node's API when the node that served it goes down. Only
-// reads are open this way; writes need the page's own node.
-func cors(w http.ResponseWriter) {
-	w.Header().Set("Access-Control-Allow-Origin", "*")
-}
-
 func (n *Node) fail(w http.ResponseWriter, e *api.Error) {
 	e.Node = n.cfg.ID
 	if e.RetryAfterSeconds > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfterSeconds))
 	}
-	writeJSON(w, e.Status, e)
+	web.WriteJSON(w, e.Status, e)
 }
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		status = http.StatusInternalServerError
-		b = []byte(`{"code":"internal","message":"the answer does not encode"}`)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
-}
-
-// statusRecorder remembers the status for the request log.
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	s.status = code
-	s.ResponseWriter.WriteHeader(code)
-}
-
-// Unwrap lets http.ResponseController reach the server's writer (to flush
-// a stream).
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // servePprof answers /debug/pprof/NAME with net/http/pprof.
 func servePprof(w http.ResponseWriter, r *http.Request, name string) {

@@ -7,12 +7,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
+	"github.com/rago-raft/rago/examples/internal/web"
 	"github.com/rago-raft/rago/examples/kvstore/internal/api"
-	"github.com/rago-raft/rago/promexport"
 	"github.com/rago-raft/rago/raftserver"
 )
 
@@ -21,20 +17,6 @@ const (
 	summaryInterval = time.Second
 	summaryKeep     = 120
 )
-
-// metricsHandler serves GET /metrics: rago's metrics of this node (one
-// cluster, so with its cluster and server labels) and Go's runtime and
-// process metrics, in Prometheus's text format, from a registry of the
-// node's own.
-func metricsHandler(sys *raftserver.System) http.Handler {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		promexport.New(sys, promexport.Options{}),
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
-}
 
 // sampler keeps the last summaryKeep samples of this node's member for the
 // web page's charts (GET /metrics/summary): rates and commit latency
@@ -145,8 +127,8 @@ func (n *Node) handleMetricsSummary(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	cors(w)
-	writeJSON(w, http.StatusOK, api.MetricsSummary{
+	web.AllowCrossOriginReads(w)
+	web.WriteJSON(w, http.StatusOK, api.MetricsSummary{
 		Node:            n.cfg.ID,
 		IntervalSeconds: summaryInterval.Seconds(),
 		Samples:         n.samples.since(since),

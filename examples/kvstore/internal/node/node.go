@@ -32,6 +32,8 @@ import (
 
 	"github.com/rago-raft/rago/actor"
 	"github.com/rago-raft/rago/examples/internal/creds"
+	"github.com/rago-raft/rago/examples/internal/nodedir"
+	"github.com/rago-raft/rago/examples/internal/web"
 	"github.com/rago-raft/rago/examples/kvstore/internal/kv"
 	"github.com/rago-raft/rago/raftserver"
 )
@@ -77,7 +79,7 @@ func ParsePeers(s string) ([]Peer, error) {
 		if err := kv.ValidateNodeID(id); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 		}
-		if err := checkHostPort(addr); err != nil {
+		if err := nodedir.CheckAddress(addr); err != nil {
 			return nil, fmt.Errorf("%w: peer %s: %v", ErrConfig, id, err)
 		}
 		if seen[id] || seen["@"+addr] {
@@ -87,17 +89,6 @@ func ParsePeers(s string) ([]Peer, error) {
 		out = append(out, Peer{ID: id, Raft: addr})
 	}
 	return out, nil
-}
-
-func checkHostPort(addr string) error {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("%q is not host:port: %v", addr, err)
-	}
-	if host == "" || port == "" || port == "0" {
-		return fmt.Errorf("%q needs an explicit host and a non-zero port: it is the node's identity", addr)
-	}
-	return nil
 }
 
 // Config configures a node.
@@ -167,7 +158,7 @@ func (c *Config) fill() error {
 	if err := kv.ValidateNodeID(c.ID); err != nil {
 		return fmt.Errorf("%w: --id: %v", ErrConfig, err)
 	}
-	if err := checkHostPort(c.RaftAddr); err != nil {
+	if err := nodedir.CheckAddress(c.RaftAddr); err != nil {
 		return fmt.Errorf("%w: --raft: %v", ErrConfig, err)
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
@@ -224,49 +215,11 @@ func (c *Config) fill() error {
 	return nil
 }
 
-// identity is what a data directory remembers about its node, so that a
-// restart with other flags fails clearly instead of creating a stranger:
-// rago knows a member by its name and address.
-type identity struct {
-	ID   string `json:"id"`
-	Raft string `json:"raft"`
-}
-
-const identityFile = "node.json"
-
 // startListTimeout bounds how long a starting node waits for its system to
 // list the servers it restarted. The list comes from memory, so only a
 // node far too overloaded to serve anyway takes long; failing then is
 // better than taking a late answer for "no member here" and starting one.
 const startListTimeout = 30 * time.Second
-
-func checkIdentity(dir, id, raft string) error {
-	path := filepath.Join(dir, identityFile)
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		b, _ := json.Marshal(identity{ID: id, Raft: raft})
-		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-			return err
-		}
-		return os.Rename(tmp, path)
-	}
-	if err != nil {
-		return err
-	}
-	var was identity
-	if err := json.Unmarshal(b, &was); err != nil {
-		return fmt.Errorf("%s does not decode: %w", path, err)
-	}
-	if was.ID != id || was.Raft != raft {
-		return fmt.Errorf("%w: the data in %s belongs to node %s at %s; start it with --id %s --raft %s, or use another --data",
-			ErrConfig, dir, was.ID, was.Raft, was.ID, was.Raft)
-	}
-	return nil
-}
 
 // Node is a running kvstore node.
 type Node struct {
@@ -303,8 +256,9 @@ func Start(cfg Config) (_ *Node, err error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	if err := checkIdentity(cfg.DataDir, cfg.ID, cfg.RaftAddr); err != nil {
-		return nil, err
+	// An unwritable --data, or one that holds another node's data.
+	if err := nodedir.Claim(cfg.DataDir, cfg.ID, cfg.RaftAddr); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), started: time.Now()}
 	n.stopCtx, n.stop = context.WithCancel(context.Background())
@@ -359,7 +313,7 @@ func Start(cfg Config) (_ *Node, err error) {
 		n.httpURL = scheme + n.listener.Addr().String()
 	}
 	n.watch = newWatcher(n)
-	n.metrics = metricsHandler(n.sys)
+	n.metrics = web.Metrics(n.sys, false) // one cluster: its server's own series
 	n.samples = newSampler(n.sys, n.self)
 	n.server = &http.Server{
 		Handler:           n.routes(),
