@@ -435,8 +435,12 @@ func (s *System) Rejoin(ctx context.Context, via, member ServerID) (ServerID, er
 }
 
 // RemoveMember removes member from the cluster of via and returns once the
-// change is committed. The removed server keeps running until stopped or
-// deleted; a removed leader steps down.
+// change is committed. The removed server stops once it has applied its
+// removal, keeping its data until deleted; a removed leader steps down
+// first. The leader tells a removed follower for 100 ticks
+// (RaftConfig.TickInterval; ten seconds by default): one that is down or
+// cut off all that time runs on until it is stopped or deleted on its
+// node.
 func (s *System) RemoveMember(ctx context.Context, via, member ServerID) (ServerID, error) {
 	return s.member(ctx, via, opRemoveMember, member)
 }

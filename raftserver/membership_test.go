@@ -2,6 +2,7 @@ package raftserver
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -53,6 +54,36 @@ func TestAddAndRemoveMember(t *testing.T) {
 		_, err := s.Overview(c.ctx(), leader)
 		return errors.Is(err, ErrNoSuchServer)
 	}, waitFor, 10*time.Millisecond)
+}
+
+// TestRemovedFollowerStops: a follower removed from a healthy cluster hears
+// of its removal, applies it and stops, its data kept until deleted; the
+// others go on without it. (The leader stops replicating to a member once
+// a configuration without it is appended, so before the leader told it,
+// a removed follower ran on for ever, following a leader that no longer
+// spoke to it.)
+func TestRemovedFollowerStops(t *testing.T) {
+	c := startCluster(t, 3)
+	s := c.systems[0]
+	_, leader, err := s.ProcessCommand(c.ctx(), c.members[0], []byte("set x 1"))
+	require.NoError(t, err)
+	i := slices.IndexFunc(c.members, func(m ServerID) bool { return m != leader })
+	follower, home := c.members[i], c.systems[i]
+	_, err = s.RemoveMember(c.ctx(), leader, follower)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, err := s.Overview(c.ctx(), follower)
+		return errors.Is(err, ErrNoSuchServer)
+	}, waitFor, 10*time.Millisecond, "the removed follower still runs")
+	st, err := home.LocalServer(c.ctx(), follower.Name)
+	require.NoError(t, err, "its data went with it")
+	require.False(t, st.Running)
+
+	_, _, err = s.ProcessCommand(c.ctx(), leader, []byte("set y 1"))
+	require.NoError(t, err)
+	voters, _, err := s.Members(c.ctx(), leader)
+	require.NoError(t, err)
+	require.NotContains(t, voters, follower)
 }
 
 func TestAddNonVoterThenPromote(t *testing.T) {

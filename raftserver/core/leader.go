@@ -9,7 +9,10 @@ import (
 // wholesale on becoming leader and dropped on stepping down.
 type leaderState struct {
 	progress map[ServerID]*progress
-	peers    []ServerID // sorted keys of progress, for deterministic sends
+	// peers are the members of the configuration but self, sorted, for
+	// deterministic sends. progress also tracks the leaving followers
+	// (see leavingPeers).
+	peers []ServerID
 
 	// termStart is the index of this term's noop entry. Until it commits,
 	// the leader does not know the cluster's commit index: consistent
@@ -44,7 +47,7 @@ func (r *Raft) becomeLeader() {
 	r.lead = r.cfg.ID
 	r.electionAttempts = 0
 	r.ldr = leaderState{progress: map[ServerID]*progress{}, justElected: true}
-	r.ldr.syncPeers(r, r.members.current)
+	r.ldr.syncPeers(r, r.members.current, 0)
 	for v, granted := range r.votes {
 		// Its voters were just heard from, whatever a detector's stale
 		// suspicion says.
@@ -58,21 +61,62 @@ func (r *Raft) becomeLeader() {
 	r.appendOwn([]Entry{noop}, nil)
 }
 
-// syncPeers makes progress track exactly the members of m other than self.
-// New peers start probing at the end of the leader's log.
-func (ls *leaderState) syncPeers(r *Raft, m Membership) {
+// syncPeers makes the peers exactly the members of m other than self, m
+// being the configuration that the entry at index at (0: none, as at an
+// election) brought into effect. New peers start probing at the end of the
+// leader's log. A follower that m removes is leaving: it stays tracked
+// until it has been told its removal (see leaving), unless a snapshot
+// transfer to it is under way (it lacks too much to be told this way).
+func (ls *leaderState) syncPeers(r *Raft, m Membership, at uint64) {
+	old := ls.peers
 	ls.peers = m.peers(r.cfg.ID)
 	for _, id := range ls.peers {
-		if ls.progress[id] == nil {
+		// A member added back before it heard of its removal starts afresh
+		// too: it may be another replica by now (one that lost its disk and
+		// was removed for it), and what the leader knew of the old one
+		// would hold it up.
+		if pr := ls.progress[id]; pr == nil || pr.leaveAt > 0 {
 			ls.progress[id] = &progress{next: r.log.lastIndex() + 1, probing: true}
 		}
 	}
-	for id := range ls.progress {
-		if !slices.Contains(ls.peers, id) {
+	for _, id := range old {
+		if slices.Contains(ls.peers, id) {
+			continue
+		}
+		if pr := ls.progress[id]; at > 0 && pr.snapIndex == 0 {
+			pr.leaveAt = at
+		} else {
 			delete(ls.progress, id)
 		}
 	}
 }
+
+// leavingPeers returns the followers that a configuration appended in this
+// term removed, sorted, or nil. The leader still sends each the log up to
+// the entry that removed it (progress.leaveAt) and the commit index, so
+// that it applies its removal and stops; otherwise it would never hear of
+// it, since the leader stops sending to a member as soon as a
+// configuration without it is appended. They are the followers that
+// progress tracks beyond the peers: none, but for a few ticks after a
+// removal, so the list costs nothing the rest of the time (and the Raft
+// struct, of which a node holds thousands, no field).
+func (ls *leaderState) leavingPeers() []ServerID {
+	if len(ls.progress) == len(ls.peers) {
+		return nil
+	}
+	var out []ServerID
+	for id, pr := range ls.progress {
+		if pr.leaveAt > 0 {
+			out = append(out, id)
+		}
+	}
+	slices.SortFunc(out, compareIDs)
+	return out
+}
+
+// forgetLeaving stops tracking a leaving follower: it was told of its
+// removal, or the leader gave up telling it.
+func (ls *leaderState) forgetLeaving(id ServerID) { delete(ls.progress, id) }
 
 // appendOwn appends entries created by this leader and streams them to the
 // followers. The Append action and the Sends go out in the same batch so
@@ -99,6 +143,9 @@ func (r *Raft) appendOwn(ents []Entry, token any) {
 	r.noteEntries(ents)
 	for _, id := range r.ldr.peers {
 		r.sendAppend(id)
+	}
+	for _, id := range r.ldr.leavingPeers() {
+		r.sendAppend(id) // the entry that removes it, when that was this one
 	}
 	r.maybeCommit()
 }
@@ -193,7 +240,7 @@ func (ls *leaderState) stepDown(r *Raft, higherTerm bool) {
 // nodeUp probes the followers on node at once instead of waiting for the
 // re-send backoff.
 func (ls *leaderState) nodeUp(r *Raft, node string) {
-	for _, id := range ls.peers {
+	for _, id := range slices.Concat(ls.peers, ls.leavingPeers()) {
 		if id.Node != node {
 			continue
 		}

@@ -60,12 +60,25 @@ type progress struct {
 	snapWait     int
 	snapAttempts int
 	snapSent     bool
+
+	// leaveAt, if not 0, is the index of the configuration entry that
+	// removed this follower (see leaderState.leaving): it is sent the log
+	// up to there and the commit index, never more. leaveTicks counts the
+	// leader's ticks since, up to maxLeavingTicks.
+	leaveAt    uint64
+	leaveTicks int
 }
 
 // maxResendBackoffTicks bounds the ticks between re-sends to a silent
 // follower, so a down member costs at most one small message per this many
 // ticks while the leader ticks at all.
 const maxResendBackoffTicks = 32
+
+// maxLeavingTicks bounds how long a leader keeps telling a removed follower
+// of its removal (about six re-sends with the backoff above). A follower
+// that did not hear of it by then (down, or cut off) keeps running until
+// it is stopped or deleted on its node.
+const maxLeavingTicks = 100
 
 // becomeProbe also ends a snapshot transfer in progress: the callers probe
 // because the follower restarted, came back or must be asked again, and

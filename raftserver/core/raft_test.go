@@ -423,6 +423,75 @@ func TestMembershipChangesWaitTheirTurn(t *testing.T) {
 	require.True(t, c.node(id(2)).hasToken(tok))
 }
 
+// TestRemovedFollowerHearsOfItsRemoval: a leader stops replicating to a
+// member as soon as it appends a configuration without it, so the removed
+// follower would never get that entry, nor apply it and stop. The leader
+// sends it the log up to the entry and the commit index, nothing more, and
+// then forgets it; a follower that cannot be reached is given up after a
+// bounded number of ticks, after which the idle leader sends nothing.
+func TestRemovedFollowerHearsOfItsRemoval(t *testing.T) {
+	c := newTestCluster(t, 4)
+	c.elect(id(1))
+	c.settle()
+	ld := c.node(id(1))
+
+	// A command right behind the removal: it must not reach the removed
+	// member, whose last configuration must be the one that removed it
+	// (a later one would keep it from taking the removal for its own).
+	c.step(id(1), RemoveMember{Member: id(3), Token: "rm3"})
+	at := ld.r.Status().MembersIndex
+	tok := c.propose(id(1), "after")
+	c.settle()
+	require.True(t, ld.hasToken("rm3"))
+	removed := c.node(id(3))
+	require.False(t, removed.r.Status().Members.Contains(id(3)), "the removal did not reach the removed member")
+	require.Equal(t, at, removed.r.Status().MembersIndex)
+	require.Equal(t, at, removed.r.LastIndex(), "it was sent past its removal")
+	// The commit index follows at the next tick, or with the next message.
+	c.tick(id(1), 3)
+	require.True(t, ld.hasToken(tok))
+	require.Equal(t, at, removed.applied, "it did not apply its removal")
+	require.Equal(t, at, removed.r.LastIndex())
+	require.Len(t, ld.r.ldr.progress, 2, "the leader still tracks the removed member")
+
+	// A member that is cut off when it is removed is told until the leader
+	// gives up; then the leader goes quiet.
+	c.isolate(id(4))
+	c.step(id(1), RemoveMember{Member: id(4), Token: "rm4"})
+	c.settle()
+	require.True(t, ld.hasToken("rm4"), "the change commits without the member it removes")
+	require.Equal(t, []ServerID{id(4)}, ld.r.ldr.leavingPeers())
+	c.tick(id(1), maxLeavingTicks+1)
+	require.Empty(t, ld.r.ldr.leavingPeers(), "the leader never gave up")
+	require.False(t, ld.ticker, "the leader still ticks for a member it gave up")
+	sent := c.sent
+	c.step(id(1), Tick{})
+	c.settle()
+	require.Equal(t, sent, c.sent, "an idle leader sent something")
+}
+
+// TestRemovedFollowerAddedBackIsAPeerAgain: a member added back before it
+// heard of its removal is a peer again, sent everything.
+func TestRemovedFollowerAddedBackIsAPeerAgain(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.elect(id(1))
+	c.settle()
+	ld := c.node(id(1))
+	c.isolate(id(3))
+	c.step(id(1), RemoveMember{Member: id(3), Token: "rm3"})
+	c.settle()
+	require.True(t, ld.hasToken("rm3"))
+	require.Equal(t, []ServerID{id(3)}, ld.r.ldr.leavingPeers())
+	c.step(id(1), AddMember{Member: id(3), Voter: true, Token: "add3"})
+	c.settle()
+	require.Empty(t, ld.r.ldr.leavingPeers())
+	c.heal()
+	c.tick(id(1), 10)
+	require.True(t, ld.hasToken("add3"))
+	require.Equal(t, ld.r.LastIndex(), c.node(id(3)).r.LastIndex())
+	require.True(t, c.node(id(3)).r.Status().Members.IsVoter(id(3)))
+}
+
 func TestQueuedMembershipChangesAreBoundedAndAnsweredOnStepDown(t *testing.T) {
 	c := newTestCluster(t, 3)
 	c.elect(id(1))

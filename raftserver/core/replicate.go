@@ -5,13 +5,18 @@ import "errors"
 // sendAppend sends the follower what it lacks, as far as its state allows:
 // one message while probing, a pipeline bounded by MaxInFlight otherwise,
 // nothing during a snapshot transfer. A follower that needs entries the log
-// no longer holds is switched to a snapshot transfer.
+// no longer holds is switched to a snapshot transfer. A leaving follower
+// is sent nothing past the entry that removed it, and no snapshot: if it
+// needs one, the leader stops telling it.
 func (r *Raft) sendAppend(to ServerID) {
 	pr := r.ldr.progress[to]
 	if pr == nil || pr.snapIndex > 0 {
 		return
 	}
 	last := r.log.lastIndex()
+	if pr.leaveAt > 0 {
+		last = min(last, pr.leaveAt)
+	}
 	// Each message carries at least one entry, so this loop runs at most
 	// MaxInFlight times.
 	for {
@@ -28,7 +33,7 @@ func (r *Raft) sendAppend(to ServerID) {
 		prev := pr.next - 1
 		prevTerm, err := r.log.term(prev)
 		if errors.Is(err, ErrCompacted) {
-			r.sendSnapshot(to, pr)
+			r.needsSnapshot(to, pr)
 			return
 		}
 		if err != nil {
@@ -37,7 +42,7 @@ func (r *Raft) sendAppend(to ServerID) {
 		}
 		ents, err := r.log.slice(pr.next, hi, r.cfg.MaxAppendBytes)
 		if errors.Is(err, ErrCompacted) {
-			r.sendSnapshot(to, pr)
+			r.needsSnapshot(to, pr)
 			return
 		}
 		if err != nil {
@@ -54,6 +59,17 @@ func (r *Raft) sendAppend(to ServerID) {
 			return
 		}
 	}
+}
+
+// needsSnapshot starts a snapshot transfer to a follower that needs
+// entries the log no longer holds; a leaving one is forgotten instead.
+func (r *Raft) needsSnapshot(to ServerID, pr *progress) {
+	if pr.leaveAt > 0 {
+		r.logger.Info("a removed member lacks entries the log no longer holds: not telling it of its removal", "member", to.String())
+		r.ldr.forgetLeaving(to)
+		return
+	}
+	r.sendSnapshot(to, pr)
 }
 
 // sendCommit tells a follower the commit index, anchored at its match
@@ -112,6 +128,11 @@ func (r *Raft) handleAppendReply(from ServerID, m *AppendReply) {
 	pr.heard()
 	pr.commitHeard(m.Commit)
 	pr.version, pr.versionKnown = m.MachineVersion, true
+	if pr.leaveAt > 0 && pr.commitAcked >= pr.leaveAt {
+		// It committed its removal, so it applies it and stops.
+		r.ldr.forgetLeaving(from)
+		return
+	}
 	if m.Success {
 		if m.LastIndex > pr.match && m.LastIndex <= r.log.lastIndex() {
 			// A success in our term is about entries that match our log;

@@ -27,6 +27,12 @@ func (r *Raft) hasWork() bool {
 			return true
 		}
 	}
+	for _, id := range r.ldr.leavingPeers() {
+		pr := r.ldr.progress[id]
+		if !r.suspected[id.Node] && (pr.match < pr.leaveAt || pr.commitAcked < min(r.commit, pr.leaveAt)) {
+			return true
+		}
+	}
 	return false
 }
 
@@ -72,46 +78,64 @@ func (ls *leaderState) resetWindow() {
 func (r *Raft) leaderTick() {
 	last := r.log.lastIndex()
 	for _, id := range r.ldr.peers {
+		r.tickPeer(id, r.ldr.progress[id], last)
+	}
+	for _, id := range r.ldr.leavingPeers() {
 		pr := r.ldr.progress[id]
-		switch {
-		case pr.snapIndex > 0:
-			r.snapshotTick(id, pr)
-		case pr.match < last && !pr.heardSinceTick && !r.cfg.Sabotage.NoResend:
-			if pr.resendWait > 0 {
-				pr.resendWait--
-				break
-			}
-			// A probe that went unanswered is sent again as it was; in
-			// replicate state, the entries after the acknowledged ones.
-			// (Probing from match+1 with match still 0, as after an
-			// election, sent the log from its first entry.)
-			next := pr.match + 1
-			if pr.probing && pr.paused {
-				next = pr.probePrev + 1
-			}
-			pr.becomeProbe(next)
-			r.sendAppend(id)
-			pr.resendBackoff = min(max(1, 2*pr.resendBackoff), maxResendBackoffTicks)
-			pr.resendWait = pr.resendBackoff - 1
-		case pr.commitAcked < min(r.commit, pr.match):
-			// Backed off like a re-send: on a congested link the replies
-			// lag, and a commit index sent every tick would only add to
-			// what delays them.
-			if pr.commitWait > 0 {
-				pr.commitWait--
-				break
-			}
-			r.sendCommit(id)
-			pr.commitBackoff = min(max(1, 2*pr.commitBackoff), maxResendBackoffTicks)
-			pr.commitWait = pr.commitBackoff - 1
+		if pr == nil {
+			continue // forgotten by a send in this loop
 		}
-		pr.heardSinceTick = false
-		pr.rejectProbed = false
+		if pr.leaveTicks++; pr.leaveTicks > maxLeavingTicks {
+			r.logger.Info("a removed member did not hear of its removal; it runs until stopped or deleted", "member", id.String())
+			r.ldr.forgetLeaving(id)
+			continue
+		}
+		r.tickPeer(id, pr, min(last, pr.leaveAt))
 	}
 	r.ldr.transferTick(r)
 	if r.role == RoleLeader {
 		r.checkQuorumTick()
 	}
+}
+
+// tickPeer re-sends to a follower that went quiet, or the commit index to
+// one that has not shown it, with backoff; last is the last index it is
+// to get.
+func (r *Raft) tickPeer(id ServerID, pr *progress, last uint64) {
+	switch {
+	case pr.snapIndex > 0:
+		r.snapshotTick(id, pr)
+	case pr.match < last && !pr.heardSinceTick && !r.cfg.Sabotage.NoResend:
+		if pr.resendWait > 0 {
+			pr.resendWait--
+			break
+		}
+		// A probe that went unanswered is sent again as it was; in
+		// replicate state, the entries after the acknowledged ones.
+		// (Probing from match+1 with match still 0, as after an
+		// election, sent the log from its first entry.)
+		next := pr.match + 1
+		if pr.probing && pr.paused {
+			next = pr.probePrev + 1
+		}
+		pr.becomeProbe(next)
+		r.sendAppend(id)
+		pr.resendBackoff = min(max(1, 2*pr.resendBackoff), maxResendBackoffTicks)
+		pr.resendWait = pr.resendBackoff - 1
+	case pr.commitAcked < min(r.commit, pr.match):
+		// Backed off like a re-send: on a congested link the replies
+		// lag, and a commit index sent every tick would only add to
+		// what delays them.
+		if pr.commitWait > 0 {
+			pr.commitWait--
+			break
+		}
+		r.sendCommit(id)
+		pr.commitBackoff = min(max(1, 2*pr.commitBackoff), maxResendBackoffTicks)
+		pr.commitWait = pr.commitBackoff - 1
+	}
+	pr.heardSinceTick = false
+	pr.rejectProbed = false
 }
 
 // checkQuorumTick runs the check-quorum window of a leader with work in

@@ -108,7 +108,7 @@ func (r *Raft) noteEntries(ents []Entry) {
 			}
 			r.members.appended(ents[i].Index, m)
 			if r.role == RoleLeader {
-				r.ldr.syncPeers(r, m)
+				r.ldr.syncPeers(r, m, ents[i].Index)
 			}
 		case EntryMachineVersion:
 			v, err := DecodeMachineVersion(ents[i].Data)
