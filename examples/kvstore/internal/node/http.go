@@ -531,9 +531,10 @@ func (n *Node) handleRemoveMember(w http.ResponseWriter, r *http.Request, idText
 	if _, _, err := n.client.Process(ctx, n.self, kv.Command{Op: kv.OpForgetNode, Node: &kv.NodeInfo{ID: target.Name}}); err != nil {
 		n.log.Warn("member removed but its directory entry kept", "member", target.String(), "err", err)
 	}
-	// A removed member is not told of its removal (the leader stops
-	// replicating to it), so it would go on believing it belongs. Delete it
-	// on its node: its node then answers not_member, and can join again.
+	// A removed member stops once it has applied its removal, but keeps
+	// its data, and one that was down or cut off may never hear of it.
+	// Delete it on its node: its node then answers not_member, and can
+	// join again.
 	deleted := true
 	if err := n.sys.ForceDeleteServer(ctx, target); err != nil {
 		deleted = false
