@@ -65,7 +65,7 @@ func (r *Raft) becomeLeader() {
 // being the configuration that the entry at index at (0: none, as at an
 // election) brought into effect. New peers start probing at the end of the
 // leader's log. A follower that m removes is leaving: it stays tracked
-// until it has been told its removal (see leaving), unless a snapshot
+// until it has been told its removal (see leavingPeers), unless a snapshot
 // transfer to it is under way (it lacks too much to be told this way).
 func (ls *leaderState) syncPeers(r *Raft, m Membership, at uint64) {
 	old := ls.peers

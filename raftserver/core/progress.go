@@ -62,7 +62,7 @@ type progress struct {
 	snapSent     bool
 
 	// leaveAt, if not 0, is the index of the configuration entry that
-	// removed this follower (see leaderState.leaving): it is sent the log
+	// removed this follower (see leaderState.leavingPeers): it is sent the log
 	// up to there and the commit index, never more. leaveTicks counts the
 	// leader's ticks since, up to maxLeavingTicks.
 	leaveAt    uint64
