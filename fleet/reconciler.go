@@ -437,9 +437,10 @@ func (a *Agent) offDuty(ctx context.Context, b *Books, group string) bool {
 
 // removed reports whether this node's running replica of group was
 // removed from the group: the group's leader, found among placement's
-// members, leaves it out of its configuration. A removed follower does
-// not learn of its removal (the leader stops sending to it as soon as it
-// appends the new configuration), so it would run for ever. The owner
+// members, leaves it out of its configuration. A removed follower stops
+// once its leader has told it, but one that was down or cut off while the
+// leader tried would run for ever, and until it stops this check is what
+// spots it. The owner
 // removes a member only once placement's members are all caught-up
 // voters, so deleting it cannot cost the group a voter it needs, even if
 // the removal is not committed yet.
