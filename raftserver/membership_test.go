@@ -1,8 +1,11 @@
 package raftserver
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -85,6 +88,72 @@ func TestRemovedFollowerStops(t *testing.T) {
 	require.NoError(t, err)
 	require.NotContains(t, voters, follower)
 }
+
+// TestRemovedFollowerThatWasDownStops: a follower whose node is down while
+// it is removed misses what the leader tells it, and the leader gives up.
+// Back, it asks for votes; the leader tells it then, and it stops instead
+// of asking for ever.
+func TestRemovedFollowerThatWasDownStops(t *testing.T) {
+	logs := &messageLog{}
+	c := startClusterOf(t, 3, "kv", func(cfg *SystemConfig) {
+		cfg.Raft.TickInterval = 10 * time.Millisecond // the leader gives up after 100 ticks
+		cfg.Logger = slog.New(logs)
+	})
+	s := c.systems[0]
+	_, leader, err := s.ProcessCommand(c.ctx(), c.members[0], []byte("set x 1"))
+	require.NoError(t, err)
+	i := 1 // a follower, not on the node the test calls through
+	if c.members[i] == leader {
+		i = 2
+	}
+	follower := c.members[i]
+	require.NoError(t, c.systems[i].Stop())
+	c.systems[i] = nil
+	_, err = s.RemoveMember(c.ctx(), leader, follower)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return logs.count(msgGaveUpLeaving) > 0 }, waitFor, 10*time.Millisecond,
+		"the leader never gave up telling the removed follower")
+
+	c.restart(i)
+	require.Eventually(t, func() bool {
+		st, err := c.systems[i].LocalServer(c.ctx(), follower.Name)
+		return err == nil && !st.Running
+	}, waitFor, 10*time.Millisecond, "the removed follower runs on after its restart")
+	voters, _, err := s.Members(c.ctx(), leader)
+	require.NoError(t, err)
+	require.NotContains(t, voters, follower)
+}
+
+// msgGaveUpLeaving is what a leader logs when it stops telling a removed
+// follower of its removal.
+const msgGaveUpLeaving = "a removed member did not hear of its removal; it is told when it asks for votes"
+
+// messageLog counts the messages logged at info level and above.
+type messageLog struct {
+	mu   sync.Mutex
+	msgs map[string]int
+}
+
+func (l *messageLog) count(msg string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.msgs[msg]
+}
+
+func (l *messageLog) Enabled(_ context.Context, lv slog.Level) bool { return lv >= slog.LevelInfo }
+
+func (l *messageLog) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.msgs == nil {
+		l.msgs = map[string]int{}
+	}
+	l.msgs[r.Message]++
+	return nil
+}
+
+func (l *messageLog) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *messageLog) WithGroup(string) slog.Handler      { return l }
 
 func TestAddNonVoterThenPromote(t *testing.T) {
 	c := startCluster(t, 3)

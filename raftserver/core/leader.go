@@ -114,6 +114,26 @@ func (ls *leaderState) leavingPeers() []ServerID {
 	return out
 }
 
+// leaveLate makes from a leaving follower, to be sent the log up to the
+// configuration in effect, if that configuration is committed, does not
+// name from, and its entry is still in the log: a member removed while it
+// was down or cut off, that asks for votes once it is back. It returns the
+// new progress, or nil. (The server lets such a request through only from
+// a member of a configuration it knows: the one in effect, those still in
+// the log, and the one below them.) A member that the configuration in
+// effect removed stops once it applies it; one removed earlier knows
+// afterwards that it is no voter, and stops asking.
+func (ls *leaderState) leaveLate(r *Raft, from ServerID) *progress {
+	at := r.members.index()
+	if r.members.current.Contains(from) || at > r.commit || at <= r.log.floor() {
+		return nil
+	}
+	r.logger.Debug("a removed member asks for votes: telling it of its removal", "member", from.String())
+	pr := &progress{next: r.log.lastIndex() + 1, probing: true, leaveAt: at}
+	ls.progress[from] = pr
+	return pr
+}
+
 // forgetLeaving stops tracking a leaving follower: it was told of its
 // removal, or the leader gave up telling it.
 func (ls *leaderState) forgetLeaving(id ServerID) { delete(ls.progress, id) }

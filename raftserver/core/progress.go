@@ -76,8 +76,8 @@ const maxResendBackoffTicks = 32
 
 // maxLeavingTicks bounds how long a leader keeps telling a removed follower
 // of its removal (about six re-sends with the backoff above). A follower
-// that did not hear of it by then (down, or cut off) keeps running until
-// it is stopped or deleted on its node.
+// that did not hear of it by then (down, or cut off) is told when it comes
+// back and asks for votes (see leaveLate).
 const maxLeavingTicks = 100
 
 // becomeProbe also ends a snapshot transfer in progress: the callers probe

@@ -468,6 +468,25 @@ func TestRemovedFollowerHearsOfItsRemoval(t *testing.T) {
 	c.step(id(1), Tick{})
 	c.settle()
 	require.Equal(t, sent, c.sent, "an idle leader sent something")
+
+	// Back, it asks for votes (its leader's node was suspected meanwhile):
+	// the leader tells it then, and it stops asking.
+	late := c.node(id(4))
+	at = ld.r.Status().MembersIndex
+	require.Less(t, late.r.LastIndex(), at)
+	c.heal()
+	c.step(id(4), NodeSuspected{Node: id(1).Node})
+	c.step(id(4), ElectionTimeout{})
+	c.settle()
+	c.tick(id(1), 5)
+	require.Equal(t, at, late.r.Status().MembersIndex, "the late member was not told")
+	require.Equal(t, at, late.applied, "the late member did not apply its removal")
+	require.Empty(t, ld.r.ldr.leavingPeers())
+	acts := c.step(id(4), ElectionTimeout{})
+	for _, s := range sends(acts) {
+		_, asks := s.Msg.(*PreVoteRequest)
+		require.False(t, asks, "a member that knows it was removed asks for votes")
+	}
 }
 
 // TestRemovedFollowerAddedBackIsAPeerAgain: a member added back before it

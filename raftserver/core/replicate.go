@@ -65,7 +65,9 @@ func (r *Raft) sendAppend(to ServerID) {
 // entries the log no longer holds; a leaving one is forgotten instead.
 func (r *Raft) needsSnapshot(to ServerID, pr *progress) {
 	if pr.leaveAt > 0 {
-		r.logger.Info("a removed member lacks entries the log no longer holds: not telling it of its removal", "member", to.String())
+		// Debug: a removed member that restarted repeats this at each of
+		// its rounds of votes (see leaveLate).
+		r.logger.Debug("a removed member lacks entries the log no longer holds: not telling it of its removal", "member", to.String())
 		r.ldr.forgetLeaving(to)
 		return
 	}

@@ -86,7 +86,7 @@ func (r *Raft) leaderTick() {
 			continue // forgotten by a send in this loop
 		}
 		if pr.leaveTicks++; pr.leaveTicks > maxLeavingTicks {
-			r.logger.Info("a removed member did not hear of its removal; it runs until stopped or deleted", "member", id.String())
+			r.logger.Info("a removed member did not hear of its removal; it is told when it asks for votes", "member", id.String())
 			r.ldr.forgetLeaving(id)
 			continue
 		}
