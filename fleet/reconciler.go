@@ -439,8 +439,8 @@ func (a *Agent) offDuty(ctx context.Context, b *Books, group string) bool {
 // removed from the group: the group's leader, found among placement's
 // members, leaves it out of its configuration. A removed follower stops
 // once its leader has told it, but one the leader cannot tell (its log
-// lacks what the leader's snapshot covers) would run for ever, and until
-// it stops this check is what spots it. The owner removes a member only
+// lacks what the leader's snapshot covers, or the leader changed) would
+// run for ever, and until it stops this check is what spots it. The owner removes a member only
 // once placement's members are all caught-up voters, so deleting it
 // cannot cost the group a voter it needs, even if the removal is not
 // committed yet.

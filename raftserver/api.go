@@ -440,8 +440,8 @@ func (s *System) Rejoin(ctx context.Context, via, member ServerID) (ServerID, er
 // first. The leader tells a removed follower for 100 ticks
 // (RaftConfig.TickInterval; ten seconds by default), and tells one that
 // was down or cut off meanwhile when it comes back and asks for votes, as
-// long as the leader's log still holds the removal; one it cannot tell
-// runs on until it is stopped or deleted on its node.
+// long as it still leads and its log still holds the removal; one it
+// cannot tell runs on until it is stopped or deleted on its node.
 func (s *System) RemoveMember(ctx context.Context, via, member ServerID) (ServerID, error) {
 	return s.member(ctx, via, opRemoveMember, member)
 }

@@ -126,7 +126,7 @@ func TestRemovedFollowerThatWasDownStops(t *testing.T) {
 
 // msgGaveUpLeaving is what a leader logs when it stops telling a removed
 // follower of its removal.
-const msgGaveUpLeaving = "a removed member did not hear of its removal; it is told when it asks for votes"
+const msgGaveUpLeaving = "a removed member did not hear of its removal; it is told if it asks for votes"
 
 // messageLog counts the messages logged at info level and above.
 type messageLog struct {

@@ -115,13 +115,10 @@ func (r *Raft) handlePreVoteRequest(from ServerID, m *PreVoteRequest) {
 	case r.role == RoleLeader:
 		// A member that lost track of us (restarted, or missed our
 		// messages): show it we lead, with what it lacks and our commit.
-		// A former member that the configuration in effect removed while
-		// it was away is told of its removal, as a leaving follower.
-		pr := r.ldr.progress[from]
-		if pr == nil {
-			pr = r.ldr.leaveLate(r, from)
-		}
-		if pr != nil {
+		// A removed member that the leader parked (it did not answer while
+		// it was told of its removal) is told again.
+		if pr := r.ldr.progress[from]; pr != nil {
+			r.ldr.unpark(pr)
 			// Its request says where its log ends: probe there (where our
 			// logs may still agree, see conflictHint), not from our match
 			// index, which is 0 after an election and would send it the

@@ -37,7 +37,11 @@ type leaderState struct {
 	// justElected: the voters' grants still count as heard when the
 	// first window starts.
 	justElected bool
-	matchBuf    []uint64
+	// leaving counts the leaving followers not parked (see leavingPeers);
+	// an int32, so that it fits beside justElected and the Raft struct,
+	// of which a node holds thousands, does not grow.
+	leaving  int32
+	matchBuf []uint64
 }
 
 func (r *Raft) becomeLeader() {
@@ -76,6 +80,9 @@ func (ls *leaderState) syncPeers(r *Raft, m Membership, at uint64) {
 		// was removed for it), and what the leader knew of the old one
 		// would hold it up.
 		if pr := ls.progress[id]; pr == nil || pr.leaveAt > 0 {
+			if pr != nil {
+				ls.forgetLeaving(id)
+			}
 			ls.progress[id] = &progress{next: r.log.lastIndex() + 1, probing: true}
 		}
 	}
@@ -85,6 +92,7 @@ func (ls *leaderState) syncPeers(r *Raft, m Membership, at uint64) {
 		}
 		if pr := ls.progress[id]; at > 0 && pr.snapIndex == 0 {
 			pr.leaveAt = at
+			ls.leaving++
 		} else {
 			delete(ls.progress, id)
 		}
@@ -92,21 +100,24 @@ func (ls *leaderState) syncPeers(r *Raft, m Membership, at uint64) {
 }
 
 // leavingPeers returns the followers that a configuration appended in this
-// term removed, sorted, or nil. The leader still sends each the log up to
-// the entry that removed it (progress.leaveAt) and the commit index, so
-// that it applies its removal and stops; otherwise it would never hear of
-// it, since the leader stops sending to a member as soon as a
-// configuration without it is appended. They are the followers that
-// progress tracks beyond the peers: none, but for a few ticks after a
-// removal, so the list costs nothing the rest of the time (and the Raft
-// struct, of which a node holds thousands, no field).
+// term removed and that the leader still tells of it, sorted, or nil. The
+// leader sends each the log up to the entry that removed it
+// (progress.leaveAt) and the commit index, so that it applies its removal
+// and stops; otherwise it would never hear of it, since the leader stops
+// sending to a member as soon as a configuration without it is appended.
+// After maxLeavingTicks the leader parks one it did not reach: it keeps
+// its progress, sends it nothing more and does not tick for it, and takes
+// it up again if it asks for votes (back from a restart or a partition).
+// Only the entries up to its own removal are ever sent to it: nothing
+// written after it left. Leaving followers are none, but for a few ticks
+// after a removal, so the list costs nothing the rest of the time.
 func (ls *leaderState) leavingPeers() []ServerID {
-	if len(ls.progress) == len(ls.peers) {
+	if ls.leaving == 0 {
 		return nil
 	}
 	var out []ServerID
 	for id, pr := range ls.progress {
-		if pr.leaveAt > 0 {
+		if pr.leaveAt > 0 && !pr.leaveParked {
 			out = append(out, id)
 		}
 	}
@@ -114,29 +125,29 @@ func (ls *leaderState) leavingPeers() []ServerID {
 	return out
 }
 
-// leaveLate makes from a leaving follower, to be sent the log up to the
-// configuration in effect, if that configuration is committed, does not
-// name from, and its entry is still in the log: a member removed while it
-// was down or cut off, that asks for votes once it is back. It returns the
-// new progress, or nil. (The server lets such a request through only from
-// a member of a configuration it knows: the one in effect, those still in
-// the log, and the one below them.) A member that the configuration in
-// effect removed stops once it applies it; one removed earlier knows
-// afterwards that it is no voter, and stops asking.
-func (ls *leaderState) leaveLate(r *Raft, from ServerID) *progress {
-	at := r.members.index()
-	if r.members.current.Contains(from) || at > r.commit || at <= r.log.floor() {
-		return nil
+// forgetLeaving stops tracking a leaving follower: it was told of its
+// removal, or cannot be told without a snapshot, or is a peer again.
+func (ls *leaderState) forgetLeaving(id ServerID) {
+	if pr := ls.progress[id]; pr != nil && !pr.leaveParked {
+		ls.leaving--
 	}
-	r.logger.Debug("a removed member asks for votes: telling it of its removal", "member", from.String())
-	pr := &progress{next: r.log.lastIndex() + 1, probing: true, leaveAt: at}
-	ls.progress[from] = pr
-	return pr
+	delete(ls.progress, id)
 }
 
-// forgetLeaving stops tracking a leaving follower: it was told of its
-// removal, or the leader gave up telling it.
-func (ls *leaderState) forgetLeaving(id ServerID) { delete(ls.progress, id) }
+// park stops telling a leaving follower that did not answer, until it
+// asks for votes (unpark).
+func (ls *leaderState) park(pr *progress) {
+	pr.leaveParked = true
+	ls.leaving--
+}
+
+// unpark takes a parked leaving follower up again, for maxLeavingTicks.
+func (ls *leaderState) unpark(pr *progress) {
+	if pr.leaveParked {
+		pr.leaveParked, pr.leaveTicks = false, 0
+		ls.leaving++
+	}
+}
 
 // appendOwn appends entries created by this leader and streams them to the
 // followers. The Append action and the Sends go out in the same batch so

@@ -64,9 +64,10 @@ type progress struct {
 	// leaveAt, if not 0, is the index of the configuration entry that
 	// removed this follower (see leaderState.leavingPeers): it is sent the log
 	// up to there and the commit index, never more. leaveTicks counts the
-	// leader's ticks since, up to maxLeavingTicks.
-	leaveAt    uint64
-	leaveTicks int
+	// leader's ticks since, up to maxLeavingTicks; then it is parked.
+	leaveAt     uint64
+	leaveTicks  int
+	leaveParked bool
 }
 
 // maxResendBackoffTicks bounds the ticks between re-sends to a silent
@@ -76,8 +77,8 @@ const maxResendBackoffTicks = 32
 
 // maxLeavingTicks bounds how long a leader keeps telling a removed follower
 // of its removal (about six re-sends with the backoff above). A follower
-// that did not hear of it by then (down, or cut off) is told when it comes
-// back and asks for votes (see leaveLate).
+// that did not hear of it by then (down, or cut off) is parked, and told
+// again if it comes back and asks for votes while this leader leads.
 const maxLeavingTicks = 100
 
 // becomeProbe also ends a snapshot transfer in progress: the callers probe

@@ -470,16 +470,26 @@ func TestRemovedFollowerHearsOfItsRemoval(t *testing.T) {
 	require.Equal(t, sent, c.sent, "an idle leader sent something")
 
 	// Back, it asks for votes (its leader's node was suspected meanwhile):
-	// the leader tells it then, and it stops asking.
+	// the leader tells it then, and it stops asking. It is sent nothing
+	// written after its removal: neither the command nor the member added
+	// since.
 	late := c.node(id(4))
 	at = ld.r.Status().MembersIndex
 	require.Less(t, late.r.LastIndex(), at)
+	c.add(id(5), Membership{}, HardState{}, newMemLog())
+	c.step(id(1), AddMember{Member: id(5), Voter: false, Token: "add5"})
+	c.propose(id(1), "after it left")
+	c.settle()
+	c.tick(id(1), 3)
+	require.True(t, ld.hasToken("add5"))
+	require.Greater(t, ld.r.LastIndex(), at+1)
 	c.heal()
 	c.step(id(4), NodeSuspected{Node: id(1).Node})
 	c.step(id(4), ElectionTimeout{})
 	c.settle()
 	c.tick(id(1), 5)
 	require.Equal(t, at, late.r.Status().MembersIndex, "the late member was not told")
+	require.Equal(t, at, late.r.LastIndex(), "the late member was sent what came after its removal")
 	require.Equal(t, at, late.applied, "the late member did not apply its removal")
 	require.Empty(t, ld.r.ldr.leavingPeers())
 	acts := c.step(id(4), ElectionTimeout{})

@@ -86,8 +86,8 @@ func (r *Raft) leaderTick() {
 			continue // forgotten by a send in this loop
 		}
 		if pr.leaveTicks++; pr.leaveTicks > maxLeavingTicks {
-			r.logger.Info("a removed member did not hear of its removal; it is told when it asks for votes", "member", id.String())
-			r.ldr.forgetLeaving(id)
+			r.logger.Info("a removed member did not hear of its removal; it is told if it asks for votes", "member", id.String())
+			r.ldr.park(pr)
 			continue
 		}
 		r.tickPeer(id, pr, min(last, pr.leaveAt))
