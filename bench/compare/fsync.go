@@ -15,6 +15,7 @@ func measureFdatasync(dir string, d time.Duration) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
+	defer settle()
 	defer os.Remove(f.Name())
 	defer f.Close()
 	buf := make([]byte, 4096)

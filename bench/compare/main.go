@@ -29,6 +29,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -166,8 +167,9 @@ func runAll(o options, w io.Writer) error {
 		}
 		fsyncs = append(fsyncs, micros(f))
 		log.Printf("round %d: fdatasync p50 %s, load %s", round, formatMicros(micros(f)), loadAverage())
+		order := roundOrder(o.systems, round)
 		for _, c := range cells {
-			for _, sys := range o.systems {
+			for _, sys := range order {
 				res, err := runChildProcess(exe, root, sys, c, o)
 				if err != nil {
 					failures = append(failures, fmt.Sprintf("round %d, %s, %s x%d: %v", round, sys, formatBytes(c.payload), c.callers, err))
@@ -195,6 +197,21 @@ func runAll(o options, w io.Writer) error {
 	return nil
 }
 
+// roundOrder is the order in which the systems run each cell of a round:
+// rotated by one every round, so that each system in turn runs first.
+// Whoever runs first in a round follows the fdatasync probe, and each one
+// follows the removal of another's data: fixed places would charge any
+// cost those leave behind to the same system every time.
+func roundOrder(systems []string, round int) []string {
+	k := (round - 1) % len(systems)
+	return append(slices.Clone(systems[k:]), systems[:k]...)
+}
+
+// settle makes the file system write out what the last run or probe left
+// (dirty pages, the journal's record of a removed directory) before the
+// next one starts, so that no run pays for its predecessor's writes.
+func settle() { syscall.Sync() }
+
 // runChildProcess runs one system for one cell in a child process, in a
 // fresh data directory removed afterwards.
 func runChildProcess(exe, root, system string, c cell, o options) (cellResult, error) {
@@ -202,6 +219,7 @@ func runChildProcess(exe, root, system string, c cell, o options) (cellResult, e
 	if err != nil {
 		return cellResult{}, err
 	}
+	defer settle()
 	defer os.RemoveAll(dir)
 	ctx, cancel := context.WithTimeout(context.Background(), o.warmup+o.duration+2*time.Minute)
 	defer cancel()

@@ -64,3 +64,26 @@ func TestRunAll(t *testing.T) {
 		}
 	}
 }
+
+// TestRoundOrderRotates: over as many rounds as there are systems, each
+// system runs first once, and the cyclic order stays the same.
+func TestRoundOrderRotates(t *testing.T) {
+	sys := []string{"rago", "hashicorp", "etcd"}
+	want := [][]string{
+		{"rago", "hashicorp", "etcd"},
+		{"hashicorp", "etcd", "rago"},
+		{"etcd", "rago", "hashicorp"},
+		{"rago", "hashicorp", "etcd"},
+	}
+	for i, w := range want {
+		if got := roundOrder(sys, i+1); strings.Join(got, ",") != strings.Join(w, ",") {
+			t.Errorf("round %d: got %v, want %v", i+1, got, w)
+		}
+	}
+	if got := roundOrder([]string{"etcd"}, 5); len(got) != 1 || got[0] != "etcd" {
+		t.Errorf("one system: got %v", got)
+	}
+	if sys[0] != "rago" {
+		t.Errorf("roundOrder changed its argument: %v", sys)
+	}
+}
