@@ -106,6 +106,8 @@ var nodeFamilies = []nodeFamily{
 		func(m *raftserver.Metrics) int64 { return m.WAL.Files }),
 	nodeCounter("wal_preallocated_files_total", "Write-ahead log files started in a spare prepared with zeros, whose syncs write data only.",
 		func(m *raftserver.Metrics) int64 { return m.WAL.Preallocated }),
+	nodeCounter("wal_recycled_files_total", "Write-ahead log files started over a flushed file kept to be written over, whose syncs write data only and which needed no zeros.",
+		func(m *raftserver.Metrics) int64 { return m.WAL.Recycled }),
 	nodeCounter("wal_write_failures_total", "Write-ahead log batches whose file creation or write failed (the WAL then stops).",
 		func(m *raftserver.Metrics) int64 { return m.WAL.WriteFailures }),
 	nodeCounter("wal_sync_failures_total", "Write-ahead log batches whose file or directory sync failed (the WAL then stops).",

@@ -63,6 +63,11 @@ type SystemConfig struct {
 	// size of a file. Negative turns it off, which saves writing each
 	// file's size in zeros once and one spare file on disk.
 	WALPreallocateBytes int64
+	// WALRecycleFiles is how many flushed WAL files whose entries were
+	// copied to segments the WAL keeps to start later files over instead
+	// of filling spares with zeros (see wal.Config.RecycleFiles). Default
+	// 0: 2. Negative turns it off. Only with preallocation.
+	WALRecycleFiles int
 	// Raft holds the Raft timing and flow-control settings of every server
 	// on this node.
 	Raft RaftConfig

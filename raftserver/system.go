@@ -167,6 +167,9 @@ func StartSystem(cfg SystemConfig) (sys *System, err error) {
 	wcfg.MaxFileBytes = cfg.WALMaxFileBytes
 	wcfg.MaxClosedFiles = cfg.WALMaxClosedFiles
 	wcfg.PreallocateBytes = cfg.WALPreallocateBytes
+	if cfg.WALRecycleFiles != 0 {
+		wcfg.RecycleFiles = cfg.WALRecycleFiles
+	}
 	if cfg.FS != nil {
 		wcfg.FS = walfs.FromVFS(cfg.FS)
 	}

@@ -14,12 +14,17 @@ import (
 type FlushResult struct {
 	Table   wal.ClosedTable
 	Skipped bool // the UID was deleted: its records were discarded
+	// Linked: the store keeps the WAL file itself for this table's
+	// entries (a hard link, see linked.go), so the file must be removed,
+	// never handed back to be written over (wal.ClosedFile.Recycle).
+	Linked bool
 }
 
 // FlushFile writes every table of cf into the store and makes it durable.
 // Only after it returns nil may the tables be dropped (MemLog.DropFile)
-// and the WAL file removed (ClosedFile.Remove); the segment writer process
-// does both.
+// and the WAL file removed (ClosedFile.Remove), or, if no result is
+// Linked, handed back to be written over (ClosedFile.Recycle); the
+// segment writer process does both.
 //
 // The entries do not go through pebble's memtable: they are written
 // straight into sstables, synced, and ingested (see ingest.go). A log
@@ -154,6 +159,11 @@ func (s *Store) flushLocked(cf *wal.ClosedFile) ([]FlushResult, flushCount, erro
 	}
 	if linked != nil {
 		s.stats.linked.Add(1)
+		for i := range results {
+			if results[i].Table.UID == linked.uid {
+				results[i].Linked = true
+			}
+		}
 	}
 	for _, t := range overwritten {
 		from := t.First

@@ -118,9 +118,14 @@ func TestFlushLinksADominantRun(t *testing.T) {
 	e.write("hot", hot)
 	e.write("cold", entries(1, 1, 2))
 	cf := e.closeFile()
-	_, err := s.FlushFile(cf)
+	results, err := s.FlushFile(cf)
 	require.NoError(t, err)
 	require.EqualValues(t, 1, s.Stats().Linked)
+	linked := map[string]bool{}
+	for _, r := range results {
+		linked[r.Table.UID] = r.Linked
+	}
+	require.Equal(t, map[string]bool{"hot": true, "cold": false}, linked, "the result names the linked run, so that the file is not written over")
 	require.Len(t, linkedNames(t, e.fs), 1)
 	format, err := s.readUvarint(formatKey)
 	require.NoError(t, err)

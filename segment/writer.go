@@ -132,7 +132,8 @@ func (p *writerProcess) drain(ctx *actor.Context) {
 }
 
 // flush carries out the durability rule: segments durable, then tables
-// dropped and servers told, then the WAL file removed.
+// dropped and servers told, then the WAL file removed (or kept by the WAL
+// to be written over, when the store copied its entries).
 func (p *writerProcess) flush(ctx *actor.Context, cf *wal.ClosedFile) error {
 	start := time.Now()
 	results, err := p.store.FlushFile(cf)
@@ -140,7 +141,11 @@ func (p *writerProcess) flush(ctx *actor.Context, cf *wal.ClosedFile) error {
 		return err
 	}
 	entries := 0
+	release := cf.Recycle // the entries were copied: the WAL may write over the file
 	for _, r := range results {
+		if r.Linked {
+			release = cf.Remove // the store keeps the file's bytes
+		}
 		r.Table.Log.DropFile(cf.Seq)
 		if r.Skipped {
 			continue
@@ -159,7 +164,7 @@ func (p *writerProcess) flush(ctx *actor.Context, cf *wal.ClosedFile) error {
 			_ = ctx.Send(ref, Flushed{UID: r.Table.UID, First: first, Last: last})
 		}
 	}
-	if err := cf.Remove(); err != nil {
+	if err := release(); err != nil {
 		// The entries are safe in the segments; the file will be
 		// replayed (idempotently) and removed at the next start.
 		p.logger.Error("segment: remove flushed wal file", "file", cf.Path, "err", err)

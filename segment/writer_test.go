@@ -14,8 +14,8 @@ import (
 
 // TestWriterFlushesNotifiesAndRemoves runs the real processes: WAL files
 // closed by rollover reach the segment writer, which makes them durable,
-// tells the server, and removes the files; the log reads the same before
-// and after.
+// tells the server, and hands the files back to the WAL, which starts a
+// later file over them; the log reads the same before and after.
 func TestWriterFlushesNotifiesAndRemoves(t *testing.T) {
 	node, err := actor.StartNode(actor.Config{Address: "127.0.0.1:0"})
 	require.NoError(t, err)
@@ -28,6 +28,7 @@ func TestWriterFlushesNotifiesAndRemoves(t *testing.T) {
 	fs := walfs.NewMem()
 	cfg := wal.DefaultConfig("/wal")
 	cfg.FS = fs
+	cfg.MaxFileBytes = 64 << 10 // spares ready in a moment
 	w, err := wal.Start(node, cfg, wal.StartOptions{SegmentWriter: sw.Ref()})
 	require.NoError(t, err)
 	server, err := node.NewInbox()
@@ -74,6 +75,30 @@ func TestWriterFlushesNotifiesAndRemoves(t *testing.T) {
 	e, err := log.Entry(3)
 	require.NoError(t, err)
 	require.Equal(t, []byte{3}, e.Payload)
+
+	// The store copied the file's entries, so the WAL kept the file to
+	// write over, and starts a later file over it.
+	names, err := fs.List("/wal")
+	require.NoError(t, err)
+	require.Contains(t, names, "free-00000000000000000001", "the flushed file is kept to be written over")
+	i := uint64(7)
+	for ; w.Stats().Recycled == 0; i++ {
+		require.Less(t, i, uint64(1000), "no file started over a flushed one")
+		require.NoError(t, w.Rollover())
+		require.NoError(t, wr.Write(wal.Entry{Index: i, Term: 1, Payload: []byte{byte(i)}}))
+		for { // Flushed notices of earlier files may come first
+			m, err := server.ReceiveTimeout(10 * time.Second)
+			require.NoError(t, err)
+			if m == (wal.Written{UID: "srv", Term: 1, From: i, To: i}) {
+				break
+			}
+			require.IsType(t, Flushed{}, m)
+		}
+		time.Sleep(time.Millisecond) // time for the next file's preparation
+	}
+	e, err = log.Entry(7)
+	require.NoError(t, err)
+	require.Equal(t, []byte{7}, e.Payload)
 
 	require.NoError(t, w.Stop(10*time.Second))
 	require.NoError(t, sw.Stop(10*time.Second))

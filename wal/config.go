@@ -62,6 +62,12 @@ type Config struct {
 	// implements walfs.Preallocator (the OS, walfs.Mem and walfs.FromVFS
 	// do).
 	PreallocateBytes int64
+	// RecycleFiles is how many flushed files the WAL keeps to start later
+	// files over (ClosedFile.Recycle), so that it need not fill spares
+	// with zeros: their blocks are written already, and writes over them
+	// sync data only, as over zeros. Only where the WAL preallocates; 0
+	// means 2, negative turns recycling off (flushed files are removed).
+	RecycleFiles int
 	// MaxBatchBytes and MaxBatchEntries bound one batch (one write + one
 	// sync). Writes that arrive while a batch is in flight accumulate into
 	// the following batches.
@@ -92,6 +98,7 @@ func DefaultConfig(dir string) Config {
 		MaxBatchBytes:      4 << 20,
 		MaxBatchEntries:    32768,
 		MaxClosedFiles:     8,
+		RecycleFiles:       2,
 		MaxPayloadBytes:    16 << 20,
 		MaxInFlightEntries: 4096,
 		MaxInFlightBytes:   8 << 20,
@@ -115,6 +122,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxClosedFiles == 0 {
 		c.MaxClosedFiles = d.MaxClosedFiles
+	}
+	if c.RecycleFiles == 0 {
+		c.RecycleFiles = d.RecycleFiles
 	}
 	if c.MaxPayloadBytes == 0 {
 		c.MaxPayloadBytes = d.MaxPayloadBytes

@@ -140,8 +140,10 @@ type core struct {
 	// when a batch is published.
 	spareWrites [][]memWrite
 
-	// removeFile deletes a flushed file durably (ClosedFile.Remove).
-	removeFile func(seq uint64) error
+	// removeFile deletes a flushed file durably (ClosedFile.Remove);
+	// recycleFile keeps it to be written over, or deletes it
+	// (ClosedFile.Recycle).
+	removeFile, recycleFile func(seq uint64) error
 	// handedOver counts files given to the segment writer (recovered or
 	// closed); removed counts those it removed, from its goroutine.
 	handedOver int64
@@ -260,7 +262,9 @@ func (c *core) cut() *batch {
 		b.file = c.file
 		b.out = b.buf[fileHeaderLen:]
 	}
-	putBatchHeader(b.buf[fileHeaderLen:batchReserve], batchHeader{seq: b.seq, bodyLen: uint32(body), count: uint32(b.entries)})
+	h := batchHeader{seq: b.seq, bodyLen: uint32(body), count: uint32(b.entries)}
+	h.digest = recordsDigest(b.buf[batchReserve:], b.entries, b.file)
+	putBatchHeader(b.buf[fileHeaderLen:batchReserve], h, b.file)
 	c.inFlight = b
 	return b
 }
@@ -379,7 +383,7 @@ func (c *core) failBatch(b *batch) []notice {
 // writer: every table written into it, in UID order.
 func (c *core) closeFile() *ClosedFile {
 	seq := c.file
-	cf := &ClosedFile{Seq: seq, Path: path.Join(c.cfg.Dir, fileName(seq)), remove: c.remover(seq)}
+	cf := &ClosedFile{Seq: seq, Path: path.Join(c.cfg.Dir, fileName(seq)), remove: c.remover(seq), recycle: c.recycler(seq)}
 	c.handedOver++
 	for ws := range c.fileLogs {
 		if ws.gone {
@@ -399,6 +403,18 @@ func (c *core) closeFile() *ClosedFile {
 func (c *core) remover(seq uint64) func() error {
 	return func() error {
 		if err := c.removeFile(seq); err != nil {
+			return err
+		}
+		c.removed.Add(1)
+		return nil
+	}
+}
+
+// recycler returns the ClosedFile.Recycle of file seq, which the WAL
+// wrote in the current format.
+func (c *core) recycler(seq uint64) func() error {
+	return func() error {
+		if err := c.recycleFile(seq); err != nil {
 			return err
 		}
 		c.removed.Add(1)

@@ -26,16 +26,20 @@
 //
 //	file header (16 bytes)
 //	+--------------------------------+---------------------+
-//	| "ragowal" 0x01 (magic+version) | file sequence u64   |
+//	| "ragowal" 0x02 (magic+version) | file sequence u64   |
 //	+--------------------------------+---------------------+
 //	  0                              8                     16
 //
-//	batch header (24 bytes), followed by body-length bytes of records
-//	+--------+-------------+-------------+------------+------------------+
-//	| "RGWB" | batch seq   | body length | count      | CRC32C of 0..20  |
-//	| u32    | u64         | u32         | u32        | u32              |
-//	+--------+-------------+-------------+------------+------------------+
-//	  0        4             12            16           20                 24
+//	batch header (28 bytes), followed by body-length bytes of records
+//	+--------+-----------+-------------+--------+----------------+--------------+
+//	| "RGWB" | batch seq | body length | count  | records digest | CRC32C 0..24 |
+//	| u32    | u64       | u32         | u32    | u32            | u32          |
+//	+--------+-----------+-------------+--------+----------------+--------------+
+//	  0        4           12            16       20               24             28
+//	  both checksums start from the file sequence (8 bytes) before what they
+//	  cover; the digest covers the records' CRCs, in order. Version 1 files
+//	  ("ragowal" 0x01) have 24-byte headers, CRC of 0..20, no digest: they
+//	  are still read.
 //
 //	record (26 + U + P bytes)
 //	+--------+---------+---------+---------+-------+-------+-------+---------+
@@ -51,5 +55,8 @@
 // last file can be torn; recovery cuts such a tail and refuses any other
 // damage with a *CorruptionError naming the file and offset. A file may end
 // in zeros after its last batch: it started in a preallocated spare (see
-// Config.PreallocateBytes) and was not cut yet.
+// Config.PreallocateBytes) and was not cut yet. The last file may also end
+// in an older file's bytes: it started over a recycled file (see
+// ClosedFile.Recycle); bound to the older file's number, its batches are
+// never read as this file's, and recovery cuts them.
 package wal

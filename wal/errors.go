@@ -27,6 +27,10 @@ var (
 	ErrInvalid = errors.New("wal: invalid write")
 	// ErrConfig: the configuration is invalid.
 	ErrConfig = errors.New("wal: invalid config")
+	// ErrUnknownVersion: a WAL file is of a format version this release
+	// does not know (a newer release wrote it). Start-up stops, with a
+	// *CorruptionError that also matches this, and changes nothing.
+	ErrUnknownVersion = errors.New("wal: unknown file format version")
 )
 
 // CorruptionError reports damage found in a WAL file during recovery that

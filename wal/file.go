@@ -57,8 +57,12 @@ type fileWriter struct {
 	spareSize int64
 	spare     spare
 	adopted   bool  // f was a spare: cut its unused zeros when closing it
+	recycled  bool  // f was a recycled file: its old bytes must be cut
 	written   int64 // bytes written to f
-	logger    *slog.Logger
+	// free are the flushed files kept to start later files over (see
+	// recycle.go); max is 0 when the WAL does not preallocate.
+	free   freeFiles
+	logger *slog.Logger
 	// opened is when f started; lastLife how long the file before it
 	// lasted (0 before the first rollover). They pace the preparation.
 	opened   time.Time
@@ -68,9 +72,10 @@ type fileWriter struct {
 // spare is the state of the next file's preparation. Only the flusher
 // touches it; the preparing goroutine only reports on done.
 type spare struct {
-	done   chan error // the running preparation reports here; nil if none runs
-	cancel context.CancelFunc
-	ready  bool // a prepared spare waits under spareName
+	done     chan error // the running preparation reports here; nil if none runs
+	cancel   context.CancelFunc
+	ready    bool // a prepared spare waits under spareName
+	recycled bool // the ready spare is a recycled file, not zeros
 }
 
 // newFileWriter returns the writer of cfg's files. It preallocates when
@@ -83,6 +88,7 @@ func newFileWriter(cfg Config, stats *statsCounters) *fileWriter {
 		if w.spareSize == 0 {
 			w.spareSize = cfg.MaxFileBytes
 		}
+		w.free.max = max(cfg.RecycleFiles, 0)
 	}
 	return w
 }
@@ -105,6 +111,7 @@ func (w *fileWriter) write(b *batch) error {
 			return fmt.Errorf("create %s: %w", name, err)
 		}
 		w.f, w.seq, w.adopted, w.written, w.opened = f, b.file, adopted, 0, time.Now()
+		w.recycled = adopted && w.spare.recycled
 		w.prepare()
 	}
 	start := time.Now()
@@ -148,7 +155,11 @@ func (w *fileWriter) open(name string) (walfs.File, bool, error) {
 		w.spare.ready = false
 		f, err := w.pre.Adopt(path.Join(w.dir, spareName), name)
 		if err == nil {
-			w.stats.preallocated.Add(1)
+			if w.spare.recycled {
+				w.stats.recycled.Add(1)
+			} else {
+				w.stats.preallocated.Add(1)
+			}
 			return f, true, nil
 		}
 		w.logger.Warn("wal: adopting the prepared file failed; starting an empty one", "file", name, "err", err)
@@ -164,6 +175,17 @@ func (w *fileWriter) prepare() {
 	if w.pre == nil || w.spare.ready || w.spare.done != nil {
 		return
 	}
+	if free := w.free.take(); free != "" {
+		// A flushed file kept to be written over: no zeros to write.
+		err := w.pre.Recycle(free, path.Join(w.dir, spareName))
+		if err == nil {
+			w.spare.ready, w.spare.recycled = true, true
+			return
+		}
+		w.logger.Warn("wal: taking a flushed file to write over failed; preparing zeros", "file", free, "err", err)
+		_ = w.fs.Remove(free)
+	}
+	w.spare.recycled = false
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	w.spare.done, w.spare.cancel = done, cancel
@@ -242,11 +264,14 @@ func (w *fileWriter) collect(wait bool) {
 }
 
 // close closes the current file, if any. Every batch in it was synced. A
-// file that was a spare is first cut to what was written, so that closed
-// files (which the segment store may keep by hard link) hold no unused
-// zeros. The cut is not needed for correctness (recovery and ScanFile
-// read a run of zeros to the end of a file as its end), so a failed cut
-// is only logged.
+// file that was a spare is first cut, durably, to what was written, so
+// that closed files (which the segment store may keep by hard link) hold
+// no unused bytes. For zeros the cut is not needed for correctness
+// (recovery and ScanFile read a run of zeros to the end of a file as its
+// end), so a failed cut is only logged. A recycled file's old bytes must
+// go before the next file starts: recovery takes anything but zeros after
+// the batches of a file that is not the last for damage. So a failed cut
+// there fails the WAL.
 func (w *fileWriter) close() error {
 	if w.f == nil {
 		return nil
@@ -254,11 +279,16 @@ func (w *fileWriter) close() error {
 	if w.adopted {
 		name := path.Join(w.dir, fileName(w.seq))
 		if err := w.fs.Truncate(name, w.written); err != nil {
+			if w.recycled {
+				_ = w.f.Close()
+				w.f, w.seq, w.adopted, w.recycled = nil, 0, false, false
+				return fmt.Errorf("cut the old bytes after the end of %s: %w", name, err)
+			}
 			w.logger.Warn("wal: cut the unused end of a file", "file", name, "err", err)
 		}
 	}
 	err := w.f.Close()
-	w.f, w.seq, w.adopted = nil, 0, false
+	w.f, w.seq, w.adopted, w.recycled = nil, 0, false, false
 	if err != nil {
 		return fmt.Errorf("close wal file: %w", err)
 	}
@@ -266,8 +296,9 @@ func (w *fileWriter) close() error {
 }
 
 // stop ends the file writer: it closes the current file, stops a running
-// preparation and waits for it, and removes the spare. Nothing of it runs
-// afterwards, so a restarted WAL can recover the directory.
+// preparation and waits for it, and removes the spare and the files kept
+// to be written over; files flushed later are removed, not kept. Nothing
+// of it runs afterwards, so a restarted WAL can recover the directory.
 func (w *fileWriter) stop() error {
 	err := w.close()
 	if w.spare.cancel != nil {
@@ -278,6 +309,11 @@ func (w *fileWriter) stop() error {
 		w.spare.ready = false
 		if rerr := w.fs.Remove(path.Join(w.dir, spareName)); rerr != nil {
 			w.logger.Warn("wal: remove the prepared next file", "dir", w.dir, "err", rerr)
+		}
+	}
+	for _, free := range w.free.close() {
+		if rerr := w.fs.Remove(free); rerr != nil {
+			w.logger.Warn("wal: remove a file kept to write over", "file", free, "err", rerr)
 		}
 	}
 	return err

@@ -31,7 +31,9 @@ func open(cfg Config) (*opened, error) {
 		return nil, err
 	}
 	c := newCore(cfg, tables, rec.nextFile, rec.batchSeq)
+	fw := newFileWriter(cfg, &c.stats)
 	c.removeFile = func(seq uint64) error { return removeDurably(cfg, path.Join(cfg.Dir, fileName(seq))) }
+	c.recycleFile = func(seq uint64) error { return recycleFile(cfg, &fw.free, seq) }
 	for uid, last := range rec.last {
 		ws := c.writerState(uid)
 		ws.known, ws.last = true, last
@@ -39,6 +41,9 @@ func open(cfg Config) (*opened, error) {
 	var entries int
 	for _, f := range rec.files {
 		f.remove = c.remover(f.Seq)
+		if f.recyclable {
+			f.recycle = c.recycler(f.Seq)
+		}
 		c.handedOver++
 		for _, t := range f.Tables {
 			entries += t.Entries.Len()
@@ -49,7 +54,7 @@ func open(cfg Config) (*opened, error) {
 		cfg:    cfg,
 		tables: tables,
 		core:   c,
-		fw:     newFileWriter(cfg, &c.stats),
+		fw:     fw,
 		files:  rec.files,
 	}, nil
 }

@@ -179,7 +179,7 @@ func TestDataAfterZerosIsDamage(t *testing.T) {
 			data, err := fs.ReadFile(name)
 			require.NoError(t, err)
 			firstBatch := fileHeaderLen
-			_, _, n, _, err := decodeBatch(data[firstBatch:])
+			_, _, n, _, err := decodeBatch(data[firstBatch:], fileFormat{seq: seq})
 			require.NoError(t, err)
 			// Copy the file's first batch near the end of its zeros.
 			at := len(data) - n - 8

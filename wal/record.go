@@ -10,15 +10,22 @@ import (
 // Wire format constants. Changing any of them changes the on-disk format:
 // old files would no longer recover.
 const (
-	// fileMagic opens every WAL file; its last byte is the format version.
-	fileMagic = "ragowal\x01"
+	// fileMagic opens every WAL file the WAL writes; its last byte is the
+	// format version. Version 2 binds each batch to its file (see
+	// putBatchHeader), so that a file may be written over an older one.
+	fileMagic = "ragowal\x02"
+	// fileMagicV1 opens files of version 1, which recovery still reads:
+	// their batch headers are 24 bytes and bound to nothing.
+	fileMagicV1 = "ragowal\x01"
 	// fileHeaderLen is the size of the file header: magic, then the file's
 	// sequence number (u64 LE), which must match the file name.
 	fileHeaderLen = 16
 	// batchMagic opens every batch header.
 	batchMagic uint32 = 0x42574752 // "RGWB" little endian
-	// batchHeaderLen is the size of a batch header.
-	batchHeaderLen = 24
+	// batchHeaderLen is the size of a batch header of version 2.
+	batchHeaderLen = 28
+	// batchHeaderLenV1 is the size of a batch header of version 1.
+	batchHeaderLenV1 = 24
 	// recordHeaderLen is the fixed part of a record, before uid and payload.
 	recordHeaderLen = 26
 	// maxUIDLen is the longest UID a record can carry (one length byte).
@@ -45,15 +52,38 @@ func appendFileHeader(b []byte, seq uint64) []byte {
 	return binary.LittleEndian.AppendUint64(b, seq)
 }
 
-// parseFileHeader checks the header of a file and returns its sequence.
-func parseFileHeader(b []byte) (uint64, error) {
+// fileFormat is what decoding a file's batches needs from its header.
+type fileFormat struct {
+	v1  bool   // version 1: short batch headers, bound to no file
+	seq uint64 // the file's sequence number, which version 2 binds batches to
+}
+
+// headerLen is the size of a batch header in files of this format.
+func (f fileFormat) headerLen() int {
+	if f.v1 {
+		return batchHeaderLenV1
+	}
+	return batchHeaderLen
+}
+
+// parseFileHeader checks the header of a file and returns its format.
+func parseFileHeader(b []byte) (fileFormat, error) {
 	if len(b) < fileHeaderLen {
-		return 0, fmt.Errorf("%w: file header needs %d bytes, have %d", errShort, fileHeaderLen, len(b))
+		return fileFormat{}, fmt.Errorf("%w: file header needs %d bytes, have %d", errShort, fileHeaderLen, len(b))
 	}
-	if string(b[:8]) != fileMagic {
-		return 0, fmt.Errorf("%w: bad file magic %q", errBad, b[:8])
+	var f fileFormat
+	switch string(b[:8]) {
+	case fileMagic:
+	case fileMagicV1:
+		f.v1 = true
+	default:
+		if string(b[:7]) == fileMagic[:7] && b[7] > fileMagic[7] {
+			return fileFormat{}, fmt.Errorf("%w: %d", ErrUnknownVersion, b[7])
+		}
+		return fileFormat{}, fmt.Errorf("%w: bad file magic %q", errBad, b[:8])
 	}
-	return binary.LittleEndian.Uint64(b[8:16]), nil
+	f.seq = binary.LittleEndian.Uint64(b[8:16])
+	return f, nil
 }
 
 // batchHeader describes the records that follow it.
@@ -61,32 +91,69 @@ type batchHeader struct {
 	seq     uint64 // one more than the previous batch of this WAL
 	bodyLen uint32 // bytes of records after the header
 	count   uint32 // number of records in the body
+	digest  uint32 // version 2: recordsDigest of the body in its file
 }
 
-// putBatchHeader writes h into b[:batchHeaderLen].
-func putBatchHeader(b []byte, h batchHeader) {
+// fileSeed starts a checksum that binds what it covers to file seq: the
+// same bytes checked against another file's number fail.
+func fileSeed(seq uint64) uint32 {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], seq)
+	return crc32.Update(0, castagnoli, b[:])
+}
+
+// putBatchHeader writes h into b[:batchHeaderLen], bound to file seq: the
+// header's checksum starts from the file's number, and h.digest (see
+// recordsDigest) binds the records to it too. A file written over an
+// older one (see Recycle) still holds that file's batches after its own
+// end; bound to another number, they never pass for this file's, and a
+// torn write that left some of them inside a new batch's body does not
+// either.
+func putBatchHeader(b []byte, h batchHeader, seq uint64) {
 	binary.LittleEndian.PutUint32(b[0:4], batchMagic)
 	binary.LittleEndian.PutUint64(b[4:12], h.seq)
 	binary.LittleEndian.PutUint32(b[12:16], h.bodyLen)
 	binary.LittleEndian.PutUint32(b[16:20], h.count)
-	binary.LittleEndian.PutUint32(b[20:24], crc32.Checksum(b[0:20], castagnoli))
+	binary.LittleEndian.PutUint32(b[20:24], h.digest)
+	binary.LittleEndian.PutUint32(b[24:28], crc32.Update(fileSeed(seq), castagnoli, b[0:24]))
 }
 
-// parseBatchHeader decodes and checks a batch header.
-func parseBatchHeader(b []byte) (batchHeader, error) {
-	if len(b) < batchHeaderLen {
-		return batchHeader{}, fmt.Errorf("%w: batch header needs %d bytes, have %d", errShort, batchHeaderLen, len(b))
+// recordsDigest is the checksum of the records' own checksums, in order,
+// started from file seq. body holds count well-formed records (the WAL's
+// own, before they are written).
+func recordsDigest(body []byte, count int, seq uint64) uint32 {
+	d := fileSeed(seq)
+	for range count {
+		d = crc32.Update(d, castagnoli, body[0:4])
+		n := recordHeaderLen + int(body[25]) + int(binary.LittleEndian.Uint32(body[4:8]))
+		body = body[n:]
+	}
+	return d
+}
+
+// parseBatchHeader decodes and checks a batch header of a file of format f.
+func parseBatchHeader(b []byte, f fileFormat) (batchHeader, error) {
+	n := f.headerLen()
+	if len(b) < n {
+		return batchHeader{}, fmt.Errorf("%w: batch header needs %d bytes, have %d", errShort, n, len(b))
 	}
 	if m := binary.LittleEndian.Uint32(b[0:4]); m != batchMagic {
 		return batchHeader{}, fmt.Errorf("%w: bad batch magic %#x", errBad, m)
-	}
-	if want, got := crc32.Checksum(b[0:20], castagnoli), binary.LittleEndian.Uint32(b[20:24]); want != got {
-		return batchHeader{}, fmt.Errorf("%w: batch header checksum %#x, want %#x", errBad, got, want)
 	}
 	h := batchHeader{
 		seq:     binary.LittleEndian.Uint64(b[4:12]),
 		bodyLen: binary.LittleEndian.Uint32(b[12:16]),
 		count:   binary.LittleEndian.Uint32(b[16:20]),
+	}
+	var want, got uint32
+	if f.v1 {
+		want, got = crc32.Checksum(b[0:20], castagnoli), binary.LittleEndian.Uint32(b[20:24])
+	} else {
+		h.digest = binary.LittleEndian.Uint32(b[20:24])
+		want, got = crc32.Update(fileSeed(f.seq), castagnoli, b[0:24]), binary.LittleEndian.Uint32(b[24:28])
+	}
+	if want != got {
+		return batchHeader{}, fmt.Errorf("%w: batch header checksum %#x, want %#x (damaged, or another file's batch)", errBad, got, want)
 	}
 	if h.count == 0 || uint64(h.bodyLen) < uint64(h.count)*(recordHeaderLen+1) {
 		return batchHeader{}, fmt.Errorf("%w: batch of %d records cannot fit %d bytes", errBad, h.count, h.bodyLen)
@@ -168,21 +235,24 @@ func decodeRecord(b []byte) (record, int, error) {
 	return r, n, nil
 }
 
-// decodeBatch decodes the batch at the start of b. It returns the header,
-// the records and the batch's encoded length. On error, badAt is the offset
-// within b of the structure that failed (the header or a record).
-func decodeBatch(b []byte) (h batchHeader, recs []record, n int, badAt int, err error) {
-	h, err = parseBatchHeader(b)
+// decodeBatch decodes the batch at the start of b, in a file of format f.
+// It returns the header, the records and the batch's encoded length. On
+// error, badAt is the offset within b of the structure that failed (the
+// header or a record; for a digest that does not match, the header).
+func decodeBatch(b []byte, f fileFormat) (h batchHeader, recs []record, n int, badAt int, err error) {
+	h, err = parseBatchHeader(b, f)
 	if err != nil {
 		return h, nil, 0, 0, err
 	}
-	end := uint64(batchHeaderLen) + uint64(h.bodyLen)
+	hl := f.headerLen()
+	end := uint64(hl) + uint64(h.bodyLen)
 	if end > uint64(len(b)) {
-		return h, nil, 0, 0, fmt.Errorf("%w: batch body needs %d bytes, have %d", errShort, h.bodyLen, len(b)-batchHeaderLen)
+		return h, nil, 0, 0, fmt.Errorf("%w: batch body needs %d bytes, have %d", errShort, h.bodyLen, len(b)-hl)
 	}
-	body := b[batchHeaderLen:end]
+	body := b[hl:end]
 	recs = make([]record, 0, h.count)
 	off := 0
+	digest := fileSeed(f.seq)
 	for i := uint32(0); i < h.count; i++ {
 		r, rn, rerr := decodeRecord(body[off:])
 		if rerr != nil {
@@ -191,13 +261,17 @@ func decodeBatch(b []byte) (h batchHeader, recs []record, n int, badAt int, err 
 				// the body is corrupt, not torn.
 				rerr = fmt.Errorf("%w: record %d overruns the batch body: %v", errBad, i, rerr)
 			}
-			return h, nil, 0, batchHeaderLen + off, rerr
+			return h, nil, 0, hl + off, rerr
 		}
+		digest = crc32.Update(digest, castagnoli, body[off:off+4])
 		recs = append(recs, r)
 		off += rn
 	}
 	if off != len(body) {
-		return h, nil, 0, batchHeaderLen + off, fmt.Errorf("%w: %d bytes after the last record of the batch", errBad, len(body)-off)
+		return h, nil, 0, hl + off, fmt.Errorf("%w: %d bytes after the last record of the batch", errBad, len(body)-off)
+	}
+	if !f.v1 && digest != h.digest {
+		return h, nil, 0, 0, fmt.Errorf("%w: the records' digest %#x, want %#x (records of another file)", errBad, digest, h.digest)
 	}
 	return h, recs, int(end), 0, nil
 }

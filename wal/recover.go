@@ -36,8 +36,9 @@ func recoverDir(cfg Config, tables *MemTables) (recovered, error) {
 	}
 	var seqs []uint64
 	for _, name := range names {
-		if name == spareName {
-			// A prepared next file; the WAL prepares a new one.
+		if name == spareName || isFreeName(name) {
+			// A prepared next file, or one kept to be written over: the
+			// WAL prepares new ones.
 			if err := cfg.FS.Remove(path.Join(cfg.Dir, name)); err != nil {
 				return rec, fmt.Errorf("wal: remove %s: %w", name, err)
 			}
@@ -86,10 +87,12 @@ func recoverFile(cfg Config, tables *MemTables, seq uint64, isLast bool, rec *re
 		off, damage = replay(data, seq, len(rec.files) > 0, tables, touched, &rec.batchSeq)
 	}
 	if damage != nil {
-		if !isLast || errors.Is(damage, errLost) {
+		if !isLast || errors.Is(damage, errLost) || errors.Is(damage, ErrUnknownVersion) {
 			return nil, &CorruptionError{File: name, Offset: int64(off), Reason: damage}
 		}
-		if at, found := findValidBatch(data, off+1); found {
+		// From off itself: the batch there failed as the header's version
+		// says, and if it reads as the other, the header is what is damaged.
+		if at, found := findValidBatch(data, off, seq); found {
 			return nil, &CorruptionError{File: name, Offset: int64(off), Reason: fmt.Errorf("%w, and a valid batch follows at offset %d", damage, at)}
 		}
 		if off <= fileHeaderLen {
@@ -106,6 +109,9 @@ func recoverFile(cfg Config, tables *MemTables, seq uint64, isLast bool, rec *re
 			return nil, fmt.Errorf("wal: cut torn tail of %s at offset %d: %w", name, off, err)
 		}
 		cfg.Logger.Warn("wal: cut torn tail", "file", name, "offset", off, "dropped_bytes", len(data)-off, "reason", damage.Error())
+	}
+	if f, err := parseFileHeader(data); err == nil && !f.v1 {
+		cf.recyclable = true
 	}
 	for log := range touched {
 		if t := log.tableOf(seq); t != nil {
@@ -126,17 +132,17 @@ func recoverFile(cfg Config, tables *MemTables, seq uint64, isLast bool, rec *re
 // preallocated file, not damage: lost batches there are caught by that
 // same check in the next file.
 func replay(data []byte, seq uint64, continues bool, tables *MemTables, touched map[*MemLog]struct{}, batchSeq *uint64) (off int, damage error) {
-	got, err := parseFileHeader(data)
+	f, err := parseFileHeader(data)
 	if err != nil {
 		return 0, err
 	}
-	if got != seq {
-		return 0, fmt.Errorf("%w: file header says sequence %d", errBad, got)
+	if f.seq != seq {
+		return 0, fmt.Errorf("%w: file header says sequence %d", errBad, f.seq)
 	}
 	off = fileHeaderLen
 	first := true
 	for off < len(data) {
-		h, recs, n, _, err := decodeBatch(data[off:])
+		h, recs, n, _, err := decodeBatch(data[off:], f)
 		if err != nil {
 			if !first && allZero(data[off:]) {
 				break
@@ -151,7 +157,7 @@ func replay(data []byte, seq uint64, continues bool, tables *MemTables, touched 
 		}
 		first = false
 		*batchSeq = h.seq
-		applyBatch(seq, int64(off), recs, tables, touched)
+		applyBatch(seq, int64(off+f.headerLen()), recs, tables, touched)
 		off += n
 	}
 	if first {
@@ -162,13 +168,13 @@ func replay(data []byte, seq uint64, continues bool, tables *MemTables, touched 
 	return off, nil
 }
 
-// applyBatch publishes a decoded batch, which starts at offset off of the
-// file, the way the live WAL does: each UID's writes of the batch, in
-// order, in one publish.
+// applyBatch publishes a decoded batch, whose records start at offset
+// off of the file, the way the live WAL does: each UID's writes of the
+// batch, in order, in one publish.
 func applyBatch(file uint64, off int64, recs []record, tables *MemTables, touched map[*MemLog]struct{}) {
 	byUID := map[string][]memWrite{}
 	var order []string
-	at := off + batchHeaderLen
+	at := off
 	for _, r := range recs {
 		if _, ok := byUID[r.uid]; !ok {
 			order = append(order, r.uid)
@@ -184,11 +190,19 @@ func applyBatch(file uint64, off int64, recs []record, tables *MemTables, touche
 	}
 }
 
-// findValidBatch looks for a complete, checksum-valid batch starting at or
-// after from. Finding one after damage means the damage is not a torn
-// tail: the WAL syncs each batch before writing the next, so a good batch
-// behind a bad one proves the bad one had been synced.
-func findValidBatch(data []byte, from int) (int, bool) {
+// findValidBatch looks for a complete, checksum-valid batch of file seq
+// starting at or after from. Finding one after damage means the damage is
+// not a torn tail: the WAL syncs each batch before writing the next, so a
+// good batch behind a bad one proves the bad one had been synced. The
+// batches of an older file that this one was written over (see Recycle)
+// are bound to that file's number and do not count.
+//
+// Both versions are looked for, whatever the header says: a damaged
+// version byte must not hide the batches after it. Only files of version 2
+// are written over, and a batch of version 2 does not read as one of
+// version 1 (its records start 4 bytes later than such a header says).
+func findValidBatch(data []byte, from int, seq uint64) (int, bool) {
+	formats := []fileFormat{{seq: seq}, {v1: true, seq: seq}}
 	var magic [4]byte
 	binary.LittleEndian.PutUint32(magic[:], batchMagic)
 	for from < len(data) {
@@ -197,8 +211,10 @@ func findValidBatch(data []byte, from int) (int, bool) {
 			return 0, false
 		}
 		at := from + i
-		if _, _, _, _, err := decodeBatch(data[at:]); err == nil {
-			return at, true
+		for _, f := range formats {
+			if _, _, _, _, err := decodeBatch(data[at:], f); err == nil {
+				return at, true
+			}
 		}
 		from = at + 1
 	}

@@ -28,17 +28,20 @@ type Record struct {
 // stops the scan and is returned.
 func ScanFile(r io.Reader, fn func(rec Record, off int64, n int) error) error {
 	br := bufio.NewReaderSize(r, 64<<10)
-	var hdr [batchHeaderLen]byte
-	if _, err := io.ReadFull(br, hdr[:fileHeaderLen]); err != nil {
+	var buf [batchHeaderLen]byte
+	if _, err := io.ReadFull(br, buf[:fileHeaderLen]); err != nil {
 		return scanError(0, err)
 	}
-	if _, err := parseFileHeader(hdr[:fileHeaderLen]); err != nil {
+	f, err := parseFileHeader(buf[:fileHeaderLen])
+	if err != nil {
 		return scanError(0, err)
 	}
+	hl := int64(f.headerLen())
+	hdr := buf[:hl]
 	off := int64(fileHeaderLen)
-	var body []byte
+	var batch []byte
 	for {
-		got, err := io.ReadFull(br, hdr[:])
+		got, err := io.ReadFull(br, hdr)
 		if err != nil && err != io.ErrUnexpectedEOF {
 			if err == io.EOF {
 				return nil
@@ -54,32 +57,31 @@ func ScanFile(r io.Reader, fn func(rec Record, off int64, n int) error) error {
 		if err != nil {
 			return scanError(off, err)
 		}
-		h, err := parseBatchHeader(hdr[:])
+		h, err := parseBatchHeader(hdr, f)
 		if err != nil {
 			return scanError(off, err)
 		}
-		if cap(body) < int(h.bodyLen) {
-			body = make([]byte, h.bodyLen)
+		if need := int(hl) + int(h.bodyLen); cap(batch) < need {
+			batch = make([]byte, need)
 		}
-		body = body[:h.bodyLen]
-		if _, err := io.ReadFull(br, body); err != nil {
+		batch = batch[:int(hl)+int(h.bodyLen)]
+		copy(batch, hdr)
+		if _, err := io.ReadFull(br, batch[hl:]); err != nil {
 			return scanError(off, err)
 		}
-		at := 0
-		for i := uint32(0); i < h.count; i++ {
-			r, n, err := decodeRecord(body[at:])
-			if err != nil {
-				return scanError(off+batchHeaderLen+int64(at), err)
-			}
-			if err := fn(r.export(), off+batchHeaderLen+int64(at), n); err != nil {
+		_, recs, _, badAt, err := decodeBatch(batch, f)
+		if err != nil {
+			return scanError(off+int64(badAt), err)
+		}
+		at := off + hl
+		for _, r := range recs {
+			n := recordHeaderLen + len(r.uid) + len(r.payload)
+			if err := fn(r.export(), at, n); err != nil {
 				return err
 			}
-			at += n
+			at += int64(n)
 		}
-		if at != len(body) {
-			return scanError(off+batchHeaderLen+int64(at), fmt.Errorf("%w: %d bytes after the last record of the batch", errBad, len(body)-at))
-		}
-		off += batchHeaderLen + int64(h.bodyLen)
+		off += hl + int64(h.bodyLen)
 	}
 }
 

@@ -16,6 +16,9 @@ type Stats struct {
 	// Preallocated counts the files started in a prepared, zero-filled
 	// spare (see Config.PreallocateBytes) instead of an empty file.
 	Preallocated int64
+	// Recycled counts the files started over a flushed file kept to be
+	// written over (see Config.RecycleFiles) instead of zeros.
+	Recycled int64
 
 	// Write is the time of each batch's write to its file: one observation
 	// per write call that returned, failed ones included. Creating a new
@@ -41,6 +44,7 @@ func (s *Stats) Add(o Stats) {
 	s.Bytes += o.Bytes
 	s.Files += o.Files
 	s.Preallocated += o.Preallocated
+	s.Recycled += o.Recycled
 	s.Write.Add(o.Write)
 	s.Sync.Add(o.Sync)
 	s.WriteFailures += o.WriteFailures
@@ -59,7 +63,7 @@ func (s Stats) MeanBatch() float64 {
 // files) and its flusher (the rest), and read by anyone.
 type statsCounters struct {
 	batches, entries, bytes, files atomic.Int64
-	preallocated                   atomic.Int64
+	preallocated, recycled         atomic.Int64
 	write, sync                    metrics.Histogram
 	writeFailures, syncFailures    atomic.Int64
 }
@@ -71,6 +75,7 @@ func (c *statsCounters) load() Stats {
 		Bytes:         c.bytes.Load(),
 		Files:         c.files.Load(),
 		Preallocated:  c.preallocated.Load(),
+		Recycled:      c.recycled.Load(),
 		Write:         c.write.Snapshot(),
 		Sync:          c.sync.Snapshot(),
 		WriteFailures: c.writeFailures.Load(),

@@ -50,10 +50,14 @@ func (m *MemTables) remove(uid string) *MemLog {
 // Seq order. The segment store may keep the file itself under another
 // name (a hard link): the WAL never changes a closed file's bytes.
 type ClosedFile struct {
-	Seq    uint64        // the file's sequence number
-	Path   string        // its path, for logs
-	Tables []ClosedTable // in UID order; may be empty
-	remove func() error
+	Seq     uint64        // the file's sequence number
+	Path    string        // its path, for logs
+	Tables  []ClosedTable // in UID order; may be empty
+	remove  func() error
+	recycle func() error // nil: the file cannot be written over
+	// recyclable: recovery found the file in the current format, which
+	// binds batches to their file, so that it may be written over.
+	recyclable bool
 }
 
 // Remove deletes the file durably. Call it only after every table is
@@ -64,6 +68,19 @@ func (cf *ClosedFile) Remove() error {
 		return fmt.Errorf("%w: closed file %s has no owner to remove it", ErrInvalid, cf.Path)
 	}
 	return cf.remove()
+}
+
+// Recycle is Remove for a file that no other name links to (the segment
+// store copied its entries instead of keeping the file): the WAL keeps a
+// few such files (Config.RecycleFiles) and starts later files over them
+// instead of filling new ones with zeros. Where it cannot, it removes the
+// file. Call it under the same rule as Remove, and never for a file the
+// segment store links to: its bytes would be written over.
+func (cf *ClosedFile) Recycle() error {
+	if cf.recycle == nil {
+		return cf.Remove()
+	}
+	return cf.recycle()
 }
 
 // ClosedTable is one UID's entries in a closed file: the run

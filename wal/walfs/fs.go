@@ -83,13 +83,25 @@ type Preallocator interface {
 	// spread the chunks out, and an error from it stops the preallocation
 	// and is returned. On any error Preallocate removes what it created.
 	Preallocate(name string, size int64, pace func(done int64) error) error
-	// Adopt renames spare, a file made by Preallocate, to name and opens
-	// it for writing from its start. Writes replace the zeros; the bytes
-	// after the last write keep their zeros. As with Create, the new name
-	// is durable only after SyncDir; until then a crash may leave spare
-	// instead, with whatever the writes made durable.
+	// Adopt renames spare, a file made by Preallocate or Recycle, to name
+	// and opens it for writing from its start. Writes replace the bytes
+	// that were there; the bytes after the last write stay as they were
+	// (zeros, or a recycled file's old bytes). As with Create, the new
+	// name is durable only after SyncDir; until then a crash may leave
+	// spare instead, with whatever the writes made durable.
 	Adopt(spare, name string) (File, error)
+	// Recycle renames name, a file whose bytes are all synced, to free,
+	// bytes and all, so that Adopt can later start a file over it: its
+	// blocks are allocated and written, so writes over them, like writes
+	// over preallocated zeros, sync data only. The rename is durable after
+	// SyncDir. It fails with ErrLinked, renaming nothing, if another name
+	// links to the file: its bytes are not the caller's to write over.
+	Recycle(name, free string) error
 }
+
+// ErrLinked is returned (wrapped) by Recycle for a file that has another
+// hard link.
+var ErrLinked = errors.New("walfs: file has other links")
 
 // PreallocateChunk is the unit in which Preallocate writes and paces.
 const PreallocateChunk = 256 << 10
@@ -160,6 +172,26 @@ func (osFS) Adopt(spare, name string) (File, error) {
 		return nil, err
 	}
 	return osFile{f}, nil
+}
+
+func (osFS) Recycle(name, free string) error {
+	fi, err := os.Lstat(name)
+	if err != nil {
+		return err
+	}
+	if err := onlyLink(name, fi); err != nil {
+		return err
+	}
+	return os.Rename(name, free)
+}
+
+// onlyLink fails with ErrLinked if fi, the file name, has more than one
+// link, where the platform says.
+func onlyLink(name string, fi os.FileInfo) error {
+	if n, ok := linkCount(fi); ok && n > 1 {
+		return &os.PathError{Op: "recycle", Path: name, Err: fmt.Errorf("%w (%d)", ErrLinked, n)}
+	}
+	return nil
 }
 
 func (osFS) ReadFile(name string) ([]byte, error) { return os.ReadFile(name) }

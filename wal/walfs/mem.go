@@ -23,6 +23,7 @@ const (
 	OpTruncate
 	OpRemove
 	OpSyncDir
+	OpRename // Recycle
 )
 
 // String names the operation.
@@ -42,6 +43,8 @@ func (o Op) String() string {
 		return "remove"
 	case OpSyncDir:
 		return "syncdir"
+	case OpRename:
+		return "rename"
 	}
 	return fmt.Sprintf("op(%d)", int(o))
 }
@@ -57,7 +60,8 @@ type Fault func(op Op, name string) error
 //     Datasync and Truncate); later bytes are lost, torn or zeroed by Crash;
 //   - a preallocated file (Preallocate) also has durable zeros up to its
 //     preallocated size: writes replace them from the start, and bytes
-//     that Crash drops read as those zeros again;
+//     that Crash drops read as those zeros again; a recycled file
+//     (Recycle) likewise keeps its old bytes under the new ones;
 //   - a created name is durable only after SyncDir of its directory, and a
 //     removed name comes back after a Crash unless SyncDir followed;
 //   - SetCapacity makes writes fail with ErrNoSpace once the total size of
@@ -78,20 +82,37 @@ type Mem struct {
 type memFile struct {
 	data   []byte
 	synced int // bytes [0, synced) are durable
-	// zeroTo is the preallocated size: the file reads as data, then
-	// zeros up to zeroTo. The zeros are durable.
+	// under is a recycled file's old content: the file reads as data,
+	// then under's bytes beyond it. They are durable.
+	under []byte
+	// zeroTo is the preallocated size: the file reads as data (and
+	// under), then zeros up to zeroTo. The zeros are durable.
 	zeroTo int
 }
 
 // content returns the bytes the file reads as.
 func (f *memFile) content() []byte {
-	out := make([]byte, max(len(f.data), f.zeroTo))
+	out := make([]byte, f.size())
+	copy(out, f.under)
 	copy(out, f.data)
 	return out
 }
 
 // size is the file's length.
-func (f *memFile) size() int { return max(len(f.data), f.zeroTo) }
+func (f *memFile) size() int { return max(len(f.data), len(f.under), f.zeroTo) }
+
+// spare is what the file holds beyond its data: space that writes take
+// without growing it.
+func (f *memFile) spare() int { return max(len(f.under), f.zeroTo) - len(f.data) }
+
+// restore makes b, the bytes at offset off that a crash dropped, read as
+// what was there before they were written: old bytes or zeros.
+func (f *memFile) restore(b []byte, off int) {
+	clear(b)
+	if off < len(f.under) {
+		copy(b, f.under[off:])
+	}
+}
 
 // NewMem returns an empty in-memory FS.
 func NewMem() *Mem {
@@ -200,9 +221,38 @@ func (m *Mem) Adopt(spare, name string) (File, error) {
 	if len(f.data) > 0 {
 		return nil, &os.PathError{Op: "adopt", Path: spare, Err: fs.ErrInvalid}
 	}
+	if !m.dirs[path.Dir(name)] {
+		return nil, &os.PathError{Op: "rename", Path: name, Err: fs.ErrNotExist}
+	}
 	delete(m.files, spare)
 	m.files[name] = f
 	return &memHandle{m: m, name: name, f: f}, nil
+}
+
+// Recycle implements Preallocator: the file, which must be fully synced,
+// keeps its bytes as old content that a later Adopt writes over. Mem has
+// no hard links, so it never fails with ErrLinked. The OpRename fault
+// applies to name.
+func (m *Mem) Recycle(name, free string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.check(OpRename, name); err != nil {
+		return err
+	}
+	f, ok := m.files[name]
+	if !ok {
+		return &os.PathError{Op: "rename", Path: name, Err: fs.ErrNotExist}
+	}
+	if f.synced < len(f.data) || !m.dirs[path.Dir(free)] {
+		return &os.PathError{Op: "recycle", Path: name, Err: fs.ErrInvalid}
+	}
+	// The same file under the new name, as a rename keeps the inode: a
+	// crash before SyncDir finds it under the old name, with the same
+	// bytes.
+	f.under, f.data, f.synced, f.zeroTo = f.content(), nil, 0, 0
+	delete(m.files, name)
+	m.files[free] = f
+	return nil
 }
 
 // ReadFile implements FS.
@@ -233,9 +283,8 @@ func (m *Mem) Truncate(name string, size int64) error {
 	if size < 0 || size > int64(f.size()) {
 		return &os.PathError{Op: "truncate", Path: name, Err: fs.ErrInvalid}
 	}
-	data := make([]byte, size)
-	copy(data, f.data)
-	f.data = data
+	data := f.content()[:size:size]
+	f.data, f.under = data, nil
 	f.synced, f.zeroTo = int(size), 0
 	return nil
 }
@@ -333,9 +382,9 @@ func (m *Mem) Crash(rng *rand.Rand) *Mem {
 		if rng != nil && keep > f.synced && rng.IntN(2) == 0 {
 			from := f.synced + rng.IntN(keep-f.synced)
 			to := from + rng.IntN(keep-from+1)
-			clear(data[from:to])
+			f.restore(data[from:to], from)
 		}
-		nf := &memFile{data: data, synced: len(data), zeroTo: f.zeroTo}
+		nf := &memFile{data: data, synced: len(data), under: f.under, zeroTo: f.zeroTo}
 		c.files[name] = nf
 		c.durable[name] = nf
 	}
@@ -361,8 +410,8 @@ func (h *memHandle) Write(p []byte) (int, error) {
 	n := len(p)
 	var err error
 	if h.m.capacity > 0 {
-		// Writes over preallocated zeros take no new space.
-		free := h.m.capacity - h.m.usedLocked() + int64(max(h.f.zeroTo-len(h.f.data), 0))
+		// Writes over preallocated zeros or old bytes take no new space.
+		free := h.m.capacity - h.m.usedLocked() + int64(max(h.f.spare(), 0))
 		if int64(n) > free {
 			n = int(max(free, 0))
 			err = &os.PathError{Op: "write", Path: h.name, Err: ErrNoSpace}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -133,4 +134,92 @@ func TestMemPreallocateCapacityAndFaults(t *testing.T) {
 	require.ErrorIs(t, err, fs.ErrNotExist)
 	_, err = m.Adopt("/d/f", "/d/g")
 	require.ErrorIs(t, err, fs.ErrInvalid, "only an unwritten spare can be adopted")
+}
+
+// TestRecycle runs the life of a recycled file over the three file
+// systems: a synced file renamed to a free name with its bytes, adopted,
+// written over from the start, the old bytes still after the new ones.
+// Where the file system can crash, the rename is durable only after
+// SyncDir, and bytes a crash drops read as the old ones again.
+func TestRecycle(t *testing.T) {
+	crashable := vfs.NewCrashableMem()
+	mem := NewMem()
+	for _, tc := range []struct {
+		name  string
+		fs    FS
+		dir   string
+		crash func() FS // nil: cannot crash
+	}{
+		{"mem", mem, "/d", func() FS { return mem.Crash(nil) }},
+		{"vfs", FromVFS(crashable), "/d", func() FS { return FromVFS(crashable.CrashClone(vfs.CrashCloneCfg{})) }},
+		{"os", OS(), t.TempDir(), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pre := tc.fs.(Preallocator)
+			require.NoError(t, tc.fs.MkdirAll(tc.dir))
+			require.NoError(t, tc.fs.SyncDir(filepath.Dir(tc.dir)))
+			old, free, name := filepath.Join(tc.dir, "old"), filepath.Join(tc.dir, "free"), filepath.Join(tc.dir, "new")
+			oldBytes := bytes.Repeat([]byte("0123456789"), 1000)
+			f, err := tc.fs.Create(old)
+			require.NoError(t, err)
+			_, err = f.Write(oldBytes)
+			require.NoError(t, err)
+			require.NoError(t, f.Sync())
+			require.NoError(t, f.Close())
+			require.NoError(t, tc.fs.SyncDir(tc.dir))
+
+			require.NoError(t, pre.Recycle(old, free))
+			if tc.crash != nil {
+				names, err := tc.crash().List(tc.dir)
+				require.NoError(t, err)
+				require.Equal(t, []string{"old"}, names, "the rename is not durable before SyncDir")
+			}
+			require.NoError(t, tc.fs.SyncDir(tc.dir))
+			g, err := pre.Adopt(free, name)
+			require.NoError(t, err)
+			_, err = g.Write([]byte("new"))
+			require.NoError(t, err)
+			require.NoError(t, g.Datasync())
+			_, err = g.Write([]byte("er"))
+			require.NoError(t, err)
+			require.NoError(t, tc.fs.SyncDir(tc.dir))
+			data, err := tc.fs.ReadFile(name)
+			require.NoError(t, err)
+			require.Len(t, data, len(oldBytes), "writes replace old bytes; the size stays")
+			require.Equal(t, "newer", string(data[:5]))
+			require.Equal(t, oldBytes[5:], data[5:])
+			if tc.crash != nil {
+				data, err := tc.crash().ReadFile(name)
+				require.NoError(t, err)
+				require.Equal(t, "new34", string(data[:5]), "the unsynced write reads as the old bytes it replaced")
+				require.Equal(t, oldBytes[5:], data[5:])
+			}
+			require.NoError(t, g.Close())
+			require.NoError(t, tc.fs.Truncate(name, 5))
+			data, err = tc.fs.ReadFile(name)
+			require.NoError(t, err)
+			require.Equal(t, "newer", string(data))
+		})
+	}
+}
+
+// TestRecycleRefusesALinkedFile: a file another name links to (the
+// segment store keeps closed WAL files that way) is not the WAL's to
+// write over.
+func TestRecycleRefusesALinkedFile(t *testing.T) {
+	dir := t.TempDir()
+	name, other, free := filepath.Join(dir, "wal"), filepath.Join(dir, "kept"), filepath.Join(dir, "free")
+	require.NoError(t, os.WriteFile(name, []byte("entries"), 0o644))
+	require.NoError(t, os.Link(name, other))
+	for _, fsys := range []FS{OS(), FromVFS(vfs.Default)} {
+		err := fsys.(Preallocator).Recycle(name, free)
+		require.ErrorIs(t, err, ErrLinked)
+		_, err = os.Stat(free)
+		require.ErrorIs(t, err, fs.ErrNotExist, "nothing was renamed")
+	}
+	require.NoError(t, os.Remove(other))
+	require.NoError(t, OS().(Preallocator).Recycle(name, free))
+	data, err := os.ReadFile(free)
+	require.NoError(t, err)
+	require.Equal(t, "entries", string(data))
 }

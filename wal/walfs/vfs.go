@@ -72,6 +72,19 @@ func (v vfsFS) Adopt(spare, name string) (File, error) {
 	return &vfsFile{f: f}, nil
 }
 
+// Recycle checks the link count where the vfs reports the operating
+// system's file information, then renames.
+func (v vfsFS) Recycle(name, free string) error {
+	fi, err := v.fs.Stat(name)
+	if err != nil {
+		return err
+	}
+	if err := onlyLink(name, fi); err != nil {
+		return err
+	}
+	return v.fs.Rename(name, free)
+}
+
 func (v vfsFS) ReadFile(name string) ([]byte, error) {
 	f, err := v.fs.Open(name)
 	if err != nil {
