@@ -166,8 +166,9 @@ func (s *server) backupView() (*backupView, error) {
 // otherwise; the error names the leader): it first confirms its
 // leadership with a quorum, as a consistent query does, so the backup
 // holds every command acknowledged before the call. The state is that
-// of the last applied command if it released the log, else the leader's
-// newest snapshot (BackupInfo.Index says which command it ends with). The
+// of the last applied command if it released the log (a new leader's
+// no-op after it keeps the release), else the leader's newest snapshot
+// (BackupInfo.Index says which entry it ends with). The
 // machine must be a Snapshotter. Commands go on while the state is
 // written, as with any snapshot. A failing w ends it with w's error.
 //

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -227,4 +228,51 @@ func TestBackupOfTheNewestSnapshot(t *testing.T) {
 	_, err = c.systemOf(fxLeader).Backup(c.ctx(), fxLeader, &bytes.Buffer{})
 	require.ErrorIs(t, err, ErrMachine)
 	require.ErrorContains(t, err, "no Snapshotter")
+}
+
+// A backup right after a leader change needs no new command: the new
+// leader's no-op changes nothing, so the state of the last command, which
+// released the log, still stands on its own.
+func TestBackupRightAfterALeaderChange(t *testing.T) {
+	c := startCluster(t, 3)
+	s := c.systems[0]
+	for i := range 5 {
+		_, _, err := s.ProcessCommand(c.ctx(), c.members[0], []byte(fmt.Sprintf("set k%d v%d", i, i)))
+		require.NoError(t, err)
+	}
+	old, err := s.WaitForLeader(c.ctx(), c.members[0])
+	require.NoError(t, err)
+	var to ServerID
+	for _, m := range c.members {
+		if m != old {
+			to = m
+			break
+		}
+	}
+	require.NoError(t, s.TransferLeadership(c.ctx(), c.members[0], to))
+	var leader ServerID
+	require.Eventually(t, func() bool {
+		leader, err = s.WaitForLeader(c.ctx(), c.members[0])
+		return err == nil && leader != old
+	}, 10*time.Second, 10*time.Millisecond)
+	// The new leader's no-op is applied once it committed, which a
+	// consistent query waits for.
+	_, _, err = s.ConsistentQuery(c.ctx(), leader, []byte("get k4"))
+	require.NoError(t, err)
+	st, err := c.systemOf(leader).Overview(c.ctx(), leader)
+	require.NoError(t, err)
+
+	var buf bytes.Buffer
+	info, err := c.systemOf(leader).Backup(c.ctx(), leader, &buf)
+	require.NoError(t, err, "no command since the leader changed")
+	require.Equal(t, st.LastApplied, info.Index, "the backup ends with the new leader's no-op")
+	var restored []ServerID
+	for _, m := range c.members {
+		restored = append(restored, ServerID{Name: "copy-" + m.Name, Node: m.Node})
+	}
+	_, _, err = s.RestoreCluster(c.ctx(), "copy", MachineSpec{Kind: "kv"}, restored, &buf)
+	require.NoError(t, err)
+	got, _, err := s.ConsistentQuery(c.ctx(), restored[1], []byte("get k4"))
+	require.NoError(t, err)
+	require.Equal(t, "v4", string(got))
 }

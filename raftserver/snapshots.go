@@ -230,6 +230,15 @@ func (s *server) counted(e core.Entry) {
 	s.snap.entries++
 	s.snap.bytes += int64(len(e.Data))
 	if s.mh.releaseAt != e.Index {
+		// A new leader's no-op changes neither the machine nor the
+		// members: where the entry before it released the log, the log is
+		// released through the no-op too. Otherwise a backup, or a
+		// snapshot, right after a leader change would wait for the next
+		// command.
+		if e.Type == core.EntryNoop && e.Index > 1 && s.snap.released.Index == e.Index-1 {
+			s.snap.released = logPos{Index: e.Index, Term: e.Term}
+			s.maybeSnapshot()
+		}
 		return
 	}
 	s.mh.releaseAt = 0
