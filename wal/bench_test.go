@@ -154,11 +154,12 @@ func BenchmarkWAL(b *testing.B) {
 // file can go: removed, so that every file starts over zeros the WAL
 // wrote ahead, or handed back to be written over (ClosedFile.Recycle, as
 // the segment writer does when it copied the file's entries, which is the
-// case with many clusters per node). zero-MB/s is the rate of zeros
-// written on top of the files' own bytes (file-MB/s). Alternated in
-// rounds within one run:
+// case with many clusters per node). zero-MB/s is the rate of zeros in
+// the spares that files started in, on top of the files' own bytes
+// (file-MB/s). -count runs each sub-benchmark's rounds one after the
+// other; docs/benchmarks.md alternates them instead:
 //
-//	go test ./wal -run '^$' -bench BenchmarkRecycledFiles -benchtime 400000x -count 4
+//	go test ./wal -run '^$' -bench BenchmarkRecycledFiles -benchtime 200000x
 func BenchmarkRecycledFiles(b *testing.B) {
 	base := disk(b)
 	for _, recycle := range []bool{false, true} {

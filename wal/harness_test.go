@@ -88,12 +88,15 @@ func (h *harness) take(uid string) []any {
 
 // releaseClosed plays the segment writer for files that are "flushed":
 // it drops their tables and removes them.
-func (h *harness) releaseClosed() {
+func (h *harness) releaseClosed() { h.release((*ClosedFile).Remove) }
+
+// release drops the closed files' tables and lets them go with done.
+func (h *harness) release(done func(*ClosedFile) error) {
 	for _, cf := range h.closed {
 		for _, t := range cf.Tables {
 			t.Log.DropFile(cf.Seq)
 		}
-		require.NoError(h.t, cf.Remove())
+		require.NoError(h.t, done(cf))
 	}
 	h.closed = nil
 }

@@ -13,15 +13,7 @@ import (
 
 // recycleClosed plays the segment writer for flushed files whose entries
 // it copied: it drops their tables and hands the files back to the WAL.
-func (h *harness) recycleClosed() {
-	for _, cf := range h.closed {
-		for _, t := range cf.Tables {
-			t.Log.DropFile(cf.Seq)
-		}
-		require.NoError(h.t, cf.Recycle())
-	}
-	h.closed = nil
-}
+func (h *harness) recycleClosed() { h.release((*ClosedFile).Recycle) }
 
 // payloadOf is what entry i of uid carries in these tests: recognisably
 // its own, so that an old file's entry read back in its place shows.

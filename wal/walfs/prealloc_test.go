@@ -13,24 +13,34 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// fsCase is one of the three implementations, fresh, with a directory to
+// use and, where it can crash, a way to see what a crash would leave.
+type fsCase struct {
+	name  string
+	fs    FS
+	dir   string
+	crash func() FS // nil: cannot crash
+}
+
+// threeFileSystems returns the OS's, Mem and FromVFS over a crashable
+// pebble MemFS.
+func threeFileSystems(t *testing.T) []fsCase {
+	crashable := vfs.NewCrashableMem()
+	mem := NewMem()
+	return []fsCase{
+		{"mem", mem, "/d", func() FS { return mem.Crash(nil) }},
+		{"vfs", FromVFS(crashable), "/d", func() FS { return FromVFS(crashable.CrashClone(vfs.CrashCloneCfg{})) }},
+		{"os", OS(), t.TempDir(), nil},
+	}
+}
+
 // TestPreallocator runs the same life of a spare over the three file
 // systems: zeros made durable, adopted under a new name, written over from
 // the start, cut. Where the file system can crash, it checks what survives:
 // the rename only after SyncDir, the writes only after a sync, and the
 // zeros in place of the writes that were lost.
 func TestPreallocator(t *testing.T) {
-	crashable := vfs.NewCrashableMem()
-	mem := NewMem()
-	for _, tc := range []struct {
-		name  string
-		fs    FS
-		dir   string
-		crash func() FS // nil: cannot crash
-	}{
-		{"mem", mem, "/d", func() FS { return mem.Crash(nil) }},
-		{"vfs", FromVFS(crashable), "/d", func() FS { return FromVFS(crashable.CrashClone(vfs.CrashCloneCfg{})) }},
-		{"os", OS(), t.TempDir(), nil},
-	} {
+	for _, tc := range threeFileSystems(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			pre, ok := tc.fs.(Preallocator)
 			require.True(t, ok)
@@ -142,18 +152,7 @@ func TestMemPreallocateCapacityAndFaults(t *testing.T) {
 // Where the file system can crash, the rename is durable only after
 // SyncDir, and bytes a crash drops read as the old ones again.
 func TestRecycle(t *testing.T) {
-	crashable := vfs.NewCrashableMem()
-	mem := NewMem()
-	for _, tc := range []struct {
-		name  string
-		fs    FS
-		dir   string
-		crash func() FS // nil: cannot crash
-	}{
-		{"mem", mem, "/d", func() FS { return mem.Crash(nil) }},
-		{"vfs", FromVFS(crashable), "/d", func() FS { return FromVFS(crashable.CrashClone(vfs.CrashCloneCfg{})) }},
-		{"os", OS(), t.TempDir(), nil},
-	} {
+	for _, tc := range threeFileSystems(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			pre := tc.fs.(Preallocator)
 			require.NoError(t, tc.fs.MkdirAll(tc.dir))
