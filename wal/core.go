@@ -400,21 +400,18 @@ func (c *core) closeFile() *ClosedFile {
 
 // remover returns the ClosedFile.Remove of file seq: it deletes the file
 // and counts the removal, which may unblock a rollover.
-func (c *core) remover(seq uint64) func() error {
-	return func() error {
-		if err := c.removeFile(seq); err != nil {
-			return err
-		}
-		c.removed.Add(1)
-		return nil
-	}
-}
+func (c *core) remover(seq uint64) func() error { return c.releaser(c.removeFile, seq) }
 
 // recycler returns the ClosedFile.Recycle of file seq, which the WAL
-// wrote in the current format.
-func (c *core) recycler(seq uint64) func() error {
+// wrote in the current format: it keeps the file to write over, or
+// deletes it, and counts it gone as remover does.
+func (c *core) recycler(seq uint64) func() error { return c.releaser(c.recycleFile, seq) }
+
+// releaser returns a function that lets file seq go with release and
+// counts it gone.
+func (c *core) releaser(release func(uint64) error, seq uint64) func() error {
 	return func() error {
-		if err := c.recycleFile(seq); err != nil {
+		if err := release(seq); err != nil {
 			return err
 		}
 		c.removed.Add(1)
