@@ -125,6 +125,8 @@ var nodeFamilies = []nodeFamily{
 		func(m *raftserver.Metrics) int64 { return m.Segments.Linked }),
 	nodeCounter("segment_linked_files_collected_total", "Linked write-ahead log files removed once no entry referred to them.",
 		func(m *raftserver.Metrics) int64 { return m.Segments.LinkedCollected }),
+	nodeCounter("segment_linked_files_reclaimed_total", "Collected linked write-ahead log files that the write-ahead log took back to write later files over.",
+		func(m *raftserver.Metrics) int64 { return m.Segments.LinkedReclaimed }),
 
 	nodeCounter("snapshots_written_total", "Snapshots of the node's servers made durable.",
 		func(m *raftserver.Metrics) int64 { return m.Snapshots.SnapshotsWritten }),

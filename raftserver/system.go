@@ -180,6 +180,9 @@ func StartSystem(cfg SystemConfig) (sys *System, err error) {
 	if s.wal, walp, err = wal.Open(s.node, wcfg, wopts); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
+	// Linked WAL files that snapshots emptied go back to the WAL of the
+	// moment (it restarts with the log processes), to be written over.
+	s.segments.SetReclaim(func(path string) bool { return s.currentWAL().Reclaim(path) })
 	// The manager starts no server until the log supervisor's last child
 	// asks it to (managerResume), once the log processes run.
 	// The node's services run at high priority: a call to the manager or

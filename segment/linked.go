@@ -420,14 +420,34 @@ func (s *Store) dropLinked(files []*linkedFile) error {
 	}
 	s.unsynced = true
 	var errs []error
+	reclaim := s.reclaim.Load()
 	for _, lf := range files {
-		s.links.remove(lf.id)
+		s.links.remove(lf.id) // no read can reach the file from here on
+		s.stats.linkedCollected.Add(1)
+		if reclaim != nil && (*reclaim)(lf.path) {
+			s.stats.linkedReclaimed.Add(1)
+			continue
+		}
 		if err := s.fs.Remove(lf.path); err != nil && !errors.Is(err, iofs.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("segment: remove linked file %s: %w", lf.path, err))
 		}
-		s.stats.linkedCollected.Add(1)
 	}
 	return errors.Join(errs...)
+}
+
+// SetReclaim sets the function that collected linked files are offered
+// to before they are removed (nil: they are removed): the WAL they came
+// from takes them to write later files over (wal.WAL.Reclaim), and
+// returns true if it did, after which the store does not touch the file
+// again. It is called with the store's write lock held, after the
+// deletions that left no entry in the file are durable, so that no crash
+// brings back a reference to it. Safe from any goroutine.
+func (s *Store) SetReclaim(fn func(path string) bool) {
+	if fn == nil {
+		s.reclaim.Store(nil)
+		return
+	}
+	s.reclaim.Store(&fn)
 }
 
 // openLinked reconciles the linked files in the directory with their

@@ -199,6 +199,53 @@ func TestLinkedFileCollectedWhenNothingRefersToIt(t *testing.T) {
 	}
 }
 
+// TestCollectedLinkedFileIsOfferedBack: a collected linked file goes to
+// the function SetReclaim set before it would be removed; a file taken is
+// left alone, a file declined is removed, and when the offer is made the
+// deletions that emptied the file are durable: a crash at that moment
+// brings back no reference to it.
+func TestCollectedLinkedFileIsOfferedBack(t *testing.T) {
+	for _, take := range []bool{true, false} {
+		e := newLinkEnv(t)
+		s := e.open(e.fs)
+		e.write("hot", bigEntries(1, 1, 20, 1<<10))
+		_, err := s.FlushFile(e.closeFile())
+		require.NoError(t, err)
+		names := linkedNames(t, e.fs)
+		require.Len(t, names, 1)
+		var offered []string
+		s.SetReclaim(func(path string) bool {
+			offered = append(offered, path)
+			crashed := e.open(e.fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0}))
+			_, _, ok, err := crashed.Bounds("hot")
+			require.NoError(t, err)
+			require.False(t, ok, "the truncation is durable before the file is offered")
+			require.NoError(t, crashed.Close())
+			if take {
+				require.NoError(t, e.fs.Rename(path, "/wal/taken"))
+			}
+			return take
+		})
+		require.NoError(t, s.Truncate("hot", 20))
+		require.Equal(t, []string{"/seg/" + names[0]}, offered)
+		require.Empty(t, linkedNames(t, e.fs))
+		require.EqualValues(t, 1, s.Stats().LinkedCollected)
+		_, err = e.fs.Stat("/wal/taken")
+		if take {
+			require.NoError(t, err, "a file taken is not removed")
+			require.EqualValues(t, 1, s.Stats().LinkedReclaimed)
+		} else {
+			require.Error(t, err)
+			require.EqualValues(t, 0, s.Stats().LinkedReclaimed)
+		}
+		s2 := crashAndReopenLinked(t, e, s)
+		_, _, ok, err := s2.Bounds("hot")
+		require.NoError(t, err)
+		require.False(t, ok)
+		require.NoError(t, s2.Close())
+	}
+}
+
 func crashAndReopenLinked(t *testing.T, e *linkEnv, s *Store) *Store {
 	t.Helper()
 	crashed := e.fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})

@@ -34,6 +34,9 @@ type Stats struct {
 	// LinkedCollected counts linked files removed once no entry referred
 	// to them any more.
 	LinkedCollected int64
+	// LinkedReclaimed counts the collected linked files that the WAL took
+	// back to write over (SetReclaim) instead of being removed.
+	LinkedReclaimed int64
 }
 
 // statsCounters are updated by FlushFile and read by anyone.
@@ -42,6 +45,7 @@ type statsCounters struct {
 	flush                   metrics.Histogram
 	flushFailures           atomic.Int64
 	linked, linkedCollected atomic.Int64
+	linkedReclaimed         atomic.Int64
 }
 
 // Stats returns the store's flush counters. Safe from any goroutine,
@@ -56,5 +60,6 @@ func (s *Store) Stats() Stats {
 		FlushFailures:   c.flushFailures.Load(),
 		Linked:          c.linked.Load(),
 		LinkedCollected: c.linkedCollected.Load(),
+		LinkedReclaimed: c.linkedReclaimed.Load(),
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/sstable"
@@ -72,7 +73,8 @@ type Store struct {
 	tableOptions sstable.WriterOptions // for the sstables a flush ingests
 	logger       *slog.Logger
 	stats        statsCounters
-	links        linkTable // live linked WAL files
+	links        linkTable                              // live linked WAL files
+	reclaim      atomic.Pointer[func(path string) bool] // SetReclaim
 
 	mu           sync.Mutex // serializes writes and guards the fields below
 	closed       bool

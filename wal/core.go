@@ -130,6 +130,9 @@ type core struct {
 	nextFile  uint64 // sequence of the next file to open
 	batchSeq  uint64 // sequence of the last batch cut
 	fileLogs  map[*writerState]struct{}
+	// nextSeen is nextFile for other goroutines (WAL.Reclaim): no file
+	// started from now on is numbered below it.
+	nextSeen atomic.Uint64
 
 	failed    error // sticky: set by the first failed batch
 	forceRoll bool  // the next batch starts a new file
@@ -152,7 +155,7 @@ type core struct {
 }
 
 func newCore(cfg Config, tables *MemTables, nextFile, batchSeq uint64) *core {
-	return &core{
+	c := &core{
 		cfg:      cfg,
 		tables:   tables,
 		writers:  map[string]*writerState{},
@@ -160,6 +163,8 @@ func newCore(cfg Config, tables *MemTables, nextFile, batchSeq uint64) *core {
 		batchSeq: batchSeq,
 		fileLogs: map[*writerState]struct{}{},
 	}
+	c.nextSeen.Store(nextFile)
+	return c
 }
 
 func (c *core) writerState(uid string) *writerState {
@@ -295,6 +300,7 @@ func (c *core) complete(b *batch, err error) ([]notice, *ClosedFile) {
 			closed = c.closeFile()
 		}
 		c.file, c.fileBytes, c.fileCost, c.nextFile = b.file, 0, 0, b.file+1
+		c.nextSeen.Store(c.nextFile)
 	}
 	// Where b.buf's bytes land in the file: the records' offsets.
 	base := c.fileBytes - fileHeaderLen

@@ -31,8 +31,11 @@ import (
 // are only ever a head start.
 const freePrefix = "free-"
 
-// freeName returns the name file seq is kept under once flushed.
-func freeName(seq uint64) string { return fmt.Sprintf("%s%020d", freePrefix, seq) }
+// freeName returns the name of the n-th file kept since the WAL started.
+// Kept files are numbered apart from the WAL's files: a reclaimed file
+// (WAL.Reclaim) may come from before a restart that numbered the WAL's
+// files from 1 again.
+func freeName(n uint64) string { return fmt.Sprintf("%s%020d", freePrefix, n) }
 
 // isFreeName reports whether name is a file kept to be written over.
 func isFreeName(name string) bool { return strings.HasPrefix(name, freePrefix) }
@@ -43,7 +46,16 @@ func isFreeName(name string) bool { return strings.HasPrefix(name, freePrefix) }
 type freeFiles struct {
 	mu    sync.Mutex
 	paths []string
-	max   int // 0: files are removed, never kept
+	max   int    // 0: files are removed, never kept
+	named uint64 // free names handed out (nextName)
+}
+
+// nextName returns the path in dir of a free name not used before.
+func (f *freeFiles) nextName(dir string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.named++
+	return path.Join(dir, freeName(f.named))
 }
 
 // take returns the oldest free file's path, or "" if there is none.
@@ -97,7 +109,7 @@ func recycleFile(cfg Config, free *freeFiles, seq uint64) error {
 	if !ok || !free.has() {
 		return removeDurably(cfg, name)
 	}
-	to := path.Join(cfg.Dir, freeName(seq))
+	to := free.nextName(cfg.Dir)
 	if err := pre.Recycle(name, to); err != nil {
 		if !errors.Is(err, walfs.ErrLinked) {
 			cfg.Logger.Warn("wal: keeping a flushed file to write over failed; removing it", "file", name, "err", err)
@@ -111,4 +123,47 @@ func recycleFile(cfg Config, free *freeFiles, seq uint64) error {
 		return removeDurably(cfg, to)
 	}
 	return nil
+}
+
+// reclaimFile takes name, a file this WAL wrote once and that another
+// part of the node kept since (the segment store's hard link to a closed
+// file), to write over like a recycled file, if one more may be kept. It
+// reports whether it took the file: then the caller must not touch name
+// again. It takes a version 2 file numbered below next, the number of
+// the next file the WAL starts: every file the WAL starts from now on is
+// numbered next or more, so that the old file's batches, bound to their
+// own number, never pass for a new file's. A file of version 1, whose
+// batches are bound to no file, or numbered next or more (a file from
+// before a restart that numbered files from 1 again), or with another
+// link, is left to the caller.
+func reclaimFile(cfg Config, free *freeFiles, next uint64, name string) (bool, error) {
+	pre, ok := cfg.FS.(walfs.Preallocator)
+	if !ok || !free.has() {
+		return false, nil
+	}
+	to := free.nextName(cfg.Dir)
+	err := pre.Reclaim(name, to, fileHeaderLen, func(head []byte) error {
+		f, err := parseFileHeader(head)
+		switch {
+		case err != nil:
+			return err
+		case f.v1:
+			return errors.New("a version 1 file")
+		case f.seq >= next:
+			return fmt.Errorf("numbered %d, not below the next file's %d", f.seq, next)
+		}
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+	if err := cfg.FS.SyncDir(cfg.Dir); err != nil {
+		// Ours now: recovery removes free names, whatever a crash left.
+		_ = cfg.FS.Remove(to)
+		return true, fmt.Errorf("wal: sync dir %s: %w", cfg.Dir, err)
+	}
+	if !free.add(to) {
+		return true, removeDurably(cfg, to)
+	}
+	return true, nil
 }

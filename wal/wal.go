@@ -133,6 +133,34 @@ func (w *WAL) Rollover() error {
 	return w.node.Send(w.ref, rollMsg{})
 }
 
+// Reclaim offers the WAL a file it wrote once, which another part of the
+// node kept since under a name of its own and now gives up: the segment
+// store keeps closed files by hard link (segment.Store.SetReclaim) until
+// a snapshot or an overwrite leaves no entry in them. The WAL keeps it, as
+// it keeps files the store copied (ClosedFile.Recycle), to start a later
+// file over it instead of over zeros. Reclaim reports whether the WAL took
+// the file: if so, name is gone and the caller must not remove it; if
+// not, name is as it was, for the caller to remove. The WAL declines once
+// it keeps Config.RecycleFiles files, once it stopped, when the file
+// system cannot tell that name is the file's only link (an in-memory
+// vfs), and a file whose old batches it could take for a new file's: one
+// of version 1, or numbered as a file it may still start. Safe from any
+// goroutine.
+func (w *WAL) Reclaim(name string) bool {
+	if w.closed.Load() {
+		return false
+	}
+	cfg := w.o.cfg
+	took, err := reclaimFile(cfg, &w.o.fw.free, w.o.core.nextSeen.Load(), name)
+	switch {
+	case err != nil && took:
+		cfg.Logger.Warn("wal: keeping a reclaimed file failed; removed it", "file", name, "err", err)
+	case err != nil:
+		cfg.Logger.Debug("wal: declined a file to write over", "file", name, "err", err)
+	}
+	return took
+}
+
 // Closed reports whether the WAL's process ended (Stop, a crash, its
 // node's stop): its Writers and Register then fail with ErrClosed.
 func (w *WAL) Closed() bool { return w.closed.Load() }

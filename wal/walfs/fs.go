@@ -97,6 +97,16 @@ type Preallocator interface {
 	// SyncDir. It fails with ErrLinked, renaming nothing, if another name
 	// links to the file: its bytes are not the caller's to write over.
 	Recycle(name, free string) error
+	// Reclaim is Recycle for a file that another part of the node kept
+	// under a name of its own (the segment store's hard links to closed
+	// WAL files) and now gives up. It first reads the file's first n
+	// bytes (fewer if the file is shorter) and passes them to accept; an
+	// error from accept is returned and nothing is renamed, so that the
+	// caller takes only a file it recognizes. The caller never knew the
+	// file's other names, so Reclaim fails with ErrLinked, renaming
+	// nothing, unless the file system reports that name is the file's
+	// only link.
+	Reclaim(name, free string, n int, accept func(head []byte) error) error
 }
 
 // ErrLinked is returned (wrapped) by Recycle for a file that has another
@@ -185,11 +195,60 @@ func (osFS) Recycle(name, free string) error {
 	return os.Rename(name, free)
 }
 
+func (osFS) Reclaim(name, free string, n int, accept func(head []byte) error) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	head, err := readHead(f, f.Stat, name, n)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := accept(head); err != nil {
+		return err
+	}
+	return os.Rename(name, free)
+}
+
+// readHead checks that f, open as name, is the file's only link (by its
+// stat), and reads its first n bytes (fewer if it is shorter).
+func readHead(f io.Reader, stat func() (os.FileInfo, error), name string, n int) ([]byte, error) {
+	fi, err := stat()
+	if err != nil {
+		return nil, err
+	}
+	if err := soleLink(name, fi); err != nil {
+		return nil, err
+	}
+	head := make([]byte, n)
+	k, err := io.ReadFull(f, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("walfs: read %s: %w", name, err)
+	}
+	return head[:k], nil
+}
+
 // onlyLink fails with ErrLinked if fi, the file name, has more than one
 // link, where the platform says.
 func onlyLink(name string, fi os.FileInfo) error {
 	if n, ok := linkCount(fi); ok && n > 1 {
 		return &os.PathError{Op: "recycle", Path: name, Err: fmt.Errorf("%w (%d)", ErrLinked, n)}
+	}
+	return nil
+}
+
+// soleLink is onlyLink for a file whose other names the caller cannot
+// know: a platform that does not report links fails it too.
+func soleLink(name string, fi os.FileInfo) error {
+	n, ok := linkCount(fi)
+	switch {
+	case !ok:
+		return &os.PathError{Op: "reclaim", Path: name, Err: fmt.Errorf("%w (the file system does not report links)", ErrLinked)}
+	case n != 1:
+		return &os.PathError{Op: "reclaim", Path: name, Err: fmt.Errorf("%w (%d)", ErrLinked, n)}
 	}
 	return nil
 }

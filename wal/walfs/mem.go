@@ -236,6 +236,30 @@ func (m *Mem) Adopt(spare, name string) (File, error) {
 func (m *Mem) Recycle(name, free string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.recycleLocked(name, free)
+}
+
+// Reclaim implements Preallocator as Recycle does; a name in Mem is always
+// its file's only link. The OpRename fault applies to name, before accept
+// is called.
+func (m *Mem) Reclaim(name, free string, n int, accept func(head []byte) error) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.check(OpRename, name); err != nil {
+		return err
+	}
+	f, ok := m.files[name]
+	if !ok {
+		return &os.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	c := f.content()
+	if err := accept(c[:min(n, len(c))]); err != nil {
+		return err
+	}
+	return m.recycleLocked(name, free)
+}
+
+func (m *Mem) recycleLocked(name, free string) error {
 	if err := m.check(OpRename, name); err != nil {
 		return err
 	}

@@ -222,3 +222,74 @@ func TestRecycleRefusesALinkedFile(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "entries", string(data))
 }
+
+// TestReclaim takes back a file kept in another directory: accept sees
+// its head before anything is renamed and can refuse it; a file with
+// another link, or on a file system that cannot count links (an
+// in-memory vfs), is refused; a taken file keeps its bytes under the new
+// name and starts a file over them as a recycled one does.
+func TestReclaim(t *testing.T) {
+	dir := t.TempDir()
+	kept, other := filepath.Join(dir, "store", "kept"), filepath.Join(dir, "store", "other")
+	free := filepath.Join(dir, "wal", "free")
+	require.NoError(t, os.MkdirAll(filepath.Dir(kept), 0o755))
+	require.NoError(t, os.MkdirAll(filepath.Dir(free), 0o755))
+	body := bytes.Repeat([]byte("0123456789"), 100)
+	require.NoError(t, os.WriteFile(kept, body, 0o644))
+	require.NoError(t, os.Link(kept, other))
+	var heads []string
+	accept := func(head []byte) error { heads = append(heads, string(head)); return nil }
+	for _, fsys := range []FS{OS(), FromVFS(vfs.Default)} {
+		require.ErrorIs(t, fsys.(Preallocator).Reclaim(kept, free, 4, accept), ErrLinked)
+	}
+	require.Empty(t, heads, "a linked file is refused before its head is read")
+	require.NoError(t, os.Remove(other))
+
+	refusal := errors.New("not one of ours")
+	for _, fsys := range []FS{OS(), FromVFS(vfs.Default)} {
+		err := fsys.(Preallocator).Reclaim(kept, free, 4, func(head []byte) error {
+			require.Equal(t, "0123", string(head))
+			return refusal
+		})
+		require.ErrorIs(t, err, refusal)
+		_, err = os.Stat(free)
+		require.ErrorIs(t, err, fs.ErrNotExist, "nothing was renamed")
+	}
+	require.NoError(t, FromVFS(vfs.Default).(Preallocator).Reclaim(kept, free, 4000, accept))
+	require.Equal(t, []string{string(body)}, heads, "a shorter file gives what it has")
+	data, err := os.ReadFile(free)
+	require.NoError(t, err)
+	require.Equal(t, body, data)
+	_, err = os.Stat(kept)
+	require.ErrorIs(t, err, fs.ErrNotExist)
+
+	mfs := vfs.NewMem()
+	require.NoError(t, mfs.MkdirAll("/d", 0o755))
+	f, err := mfs.Create("/d/kept", vfs.WriteCategoryUnspecified)
+	require.NoError(t, err)
+	_, err = f.Write(bytes.Clone(body)) // pebble's MemFS scrambles what it was given in race builds
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	require.ErrorIs(t, FromVFS(mfs).(Preallocator).Reclaim("/d/kept", "/d/free", 4, accept), ErrLinked,
+		"an in-memory vfs cannot say how many names a file has")
+
+	m := NewMem()
+	require.NoError(t, m.MkdirAll("/store"))
+	require.NoError(t, m.MkdirAll("/wal"))
+	g, err := m.Create("/store/kept")
+	require.NoError(t, err)
+	_, err = g.Write(body)
+	require.NoError(t, err)
+	require.NoError(t, g.Datasync())
+	require.NoError(t, g.Close())
+	require.ErrorIs(t, m.Reclaim("/store/kept", "/wal/free", 4, func([]byte) error { return refusal }), refusal)
+	require.NoError(t, m.Reclaim("/store/kept", "/wal/free", 4, accept))
+	require.Equal(t, "0123", heads[len(heads)-1])
+	h, err := m.Adopt("/wal/free", "/wal/new")
+	require.NoError(t, err)
+	_, err = h.Write([]byte("new"))
+	require.NoError(t, err)
+	data, err = m.ReadFile("/wal/new")
+	require.NoError(t, err)
+	require.Equal(t, append([]byte("new"), body[3:]...), data, "the old bytes stay after the new ones")
+}

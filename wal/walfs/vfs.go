@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"sort"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -80,6 +81,28 @@ func (v vfsFS) Recycle(name, free string) error {
 		return err
 	}
 	if err := onlyLink(name, fi); err != nil {
+		return err
+	}
+	return v.fs.Rename(name, free)
+}
+
+// Reclaim reads the head through the vfs; a vfs that does not report
+// the operating system's file information (an in-memory one) cannot say
+// how many links a file has, so it refuses every file.
+func (v vfsFS) Reclaim(name, free string, n int, accept func(head []byte) error) error {
+	f, err := v.fs.Open(name)
+	if err != nil {
+		return err
+	}
+	stat := func() (os.FileInfo, error) { return f.Stat() }
+	head, err := readHead(f, stat, name, n)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := accept(head); err != nil {
 		return err
 	}
 	return v.fs.Rename(name, free)
