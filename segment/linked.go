@@ -274,20 +274,26 @@ func (s *Store) readRef(uid string, index uint64, v []byte) (uint64, []byte, err
 	return rec.Term, rec.Payload, nil
 }
 
-// linkCandidate returns the index in runs of the run to link, or -1: one
-// of at least linkMinBytes that holds at least nine tenths of the
-// payload bytes of the file, so that a kept file wastes little.
+// linkCandidate returns the index in runs of the run to link, or -1: a
+// run of at least linkMinBytes whose server wrote at least nine tenths
+// of the payload bytes of the file, so that a kept file wastes little.
+// The server's entries that a snapshot covered since they were written
+// (below its floor, not in the run) count as its own: they take space in
+// the file only until that server's next truncation, which is also what
+// frees the run. Copying the run instead would write it a second time,
+// and a server that snapshots often would have all its files copied.
 func (s *Store) linkCandidate(cf *wal.ClosedFile, runs []run) int {
 	if s.linkMinBytes < 0 {
 		return -1
 	}
 	var total int64
+	wrote := make(map[string]int64, len(cf.Tables))
 	for _, t := range cf.Tables {
 		total += t.Entries.Bytes()
+		wrote[t.UID] += t.Entries.Bytes()
 	}
 	for i, r := range runs {
-		b := int64(r.bytes())
-		if b >= s.linkMinBytes && b*10 >= total*9 {
+		if int64(r.bytes()) >= s.linkMinBytes && wrote[r.uid]*10 >= total*9 {
 			return i
 		}
 	}

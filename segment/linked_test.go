@@ -199,6 +199,31 @@ func TestLinkedFileCollectedWhenNothingRefersToIt(t *testing.T) {
 	}
 }
 
+// TestRunPartlyCoveredBySnapshotIsLinked: a server that snapshots often
+// has the first part of each file's entries truncated before the file is
+// flushed; the rest is still linked, not copied, since the server wrote
+// the file, and the file goes once the next truncation covers the rest.
+func TestRunPartlyCoveredBySnapshotIsLinked(t *testing.T) {
+	e := newLinkEnv(t)
+	s := e.open(e.fs)
+	defer s.Close()
+	hot := bigEntries(1, 1, 40, 1<<10)
+	e.write("hot", hot)
+	require.NoError(t, s.Truncate("hot", 25))
+	_, err := s.FlushFile(e.closeFile())
+	require.NoError(t, err)
+	require.EqualValues(t, 1, s.Stats().Linked, "the 15 entries above the floor were copied")
+	require.Less(t, s.db.Metrics().DiskSpaceUsage(), uint64(8<<10), "the entries were copied")
+	requireEntries(t, s, "hot", hot[25:])
+	first, _, ok, err := s.Bounds("hot")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, uint64(26), first)
+	require.NoError(t, s.Truncate("hot", 40))
+	require.EqualValues(t, 1, s.Stats().LinkedCollected)
+	require.Empty(t, linkedNames(t, e.fs))
+}
+
 // TestCollectedLinkedFileIsOfferedBack: a collected linked file goes to
 // the function SetReclaim set before it would be removed; a file taken is
 // left alone, a file declined is removed, and when the offer is made the
