@@ -64,6 +64,11 @@ type pendingWrite struct {
 
 func openLogStore(uid string, writer *wal.Writer, log *segment.Log, segments *segment.Store) (*logStore, error) {
 	l := &logStore{uid: uid, writer: writer, log: log, segments: segments, first: 1}
+	// A truncation of an earlier incarnation may still be queued: the
+	// bounds, and the floor that recovery reads, must include it.
+	if err := segments.Settle(uid); err != nil {
+		return nil, fmt.Errorf("%w: truncate %s: %w", ErrStorage, uid, err)
+	}
 	first, last, _, ok, err := log.Bounds()
 	if err != nil {
 		return nil, fmt.Errorf("%w: log bounds of %s: %w", ErrStorage, uid, err)
@@ -105,39 +110,40 @@ func (l *logStore) continues(index, term uint64) (bool, error) {
 // reset makes the log hold nothing after the snapshot at index (term): for
 // an installed snapshot, or at start when the log does not continue the
 // snapshot. The next write restarts the log in the WAL; the segments drop
-// what the snapshot covers now and the rest when that write is flushed.
+// what the snapshot covers soon (see compact) and the rest when that write
+// is flushed.
 func (l *logStore) reset(index, term uint64) error {
 	l.snapIndex, l.snapTerm = index, term
 	l.first, l.last = index+1, index
 	l.terms.reset()
 	l.resetNext = true
 	l.pending = nil
-	return l.dropThrough(index)
+	l.dropThrough(index)
+	return nil
 }
 
 // compact drops the entries up to through (covered by the snapshot there):
-// from the segments at once (pebble's DeleteRange), from the mem tables as
-// whole tables fall under it.
+// from the segments soon, off the server's goroutine (the store's
+// TruncateLater: a truncation waits for any flush in progress), from the
+// mem tables as whole tables fall under it.
 func (l *logStore) compact(through uint64) error {
 	if through < l.first {
 		return nil
 	}
 	l.first = through + 1
 	l.terms.compacted(l.first)
-	return l.dropThrough(through)
+	l.dropThrough(through)
+	return nil
 }
 
-func (l *logStore) dropThrough(index uint64) error {
+func (l *logStore) dropThrough(index uint64) {
 	if index == 0 {
-		return nil
+		return
 	}
-	if err := l.segments.Truncate(l.uid, index); err != nil {
-		return fmt.Errorf("%w: truncate %s through %d: %w", ErrStorage, l.uid, index, err)
-	}
+	l.segments.TruncateLater(l.uid, index)
 	if m := l.writer.Mem(); m != nil {
 		m.Release(index)
 	}
-	return nil
 }
 
 // FirstIndex implements core.LogReader.

@@ -75,6 +75,7 @@ type Store struct {
 	stats        statsCounters
 	links        linkTable                              // live linked WAL files
 	reclaim      atomic.Pointer[func(path string) bool] // SetReclaim
+	trunc        truncator                              // TruncateLater
 
 	mu           sync.Mutex // serializes writes and guards the fields below
 	closed       bool
@@ -126,6 +127,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		linkMinBytes: opts.LinkMinBytes,
 		nextLink:     1,
 	}
+	s.trunc.init()
 	if s.linkMinBytes == 0 {
 		s.linkMinBytes = defaultLinkMinBytes
 	}
@@ -160,8 +162,10 @@ func removeIngestLeftovers(fs vfs.FS, dir string) error {
 	return nil
 }
 
-// Close flushes what is not yet durable and closes the database.
+// Close carries out the truncations queued by TruncateLater, flushes what
+// is not yet durable and closes the database.
 func (s *Store) Close() error {
+	s.trunc.stop()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -319,6 +323,9 @@ func (s *Store) Truncate(uid string, index uint64) error {
 	if index <= floor {
 		return nil
 	}
+	if deleted, err := s.Deleted(uid); err != nil || deleted {
+		return err // a truncation queued before the UID was deleted
+	}
 	b := s.db.NewBatch()
 	defer b.Close()
 	lower, _ := entryBounds(uid)
@@ -349,6 +356,7 @@ func (s *Store) collectLinkedOrLog(uid string, from, to uint64) {
 // flushed. It is durable when it returns. Call it after the WAL forgot
 // uid (wal.WAL.Forget) and the server stopped.
 func (s *Store) DeleteUID(uid string) error {
+	s.trunc.take(uid) // a queued truncation has nothing left to do
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
