@@ -34,9 +34,13 @@ import (
 )
 
 var starters = map[string]func(dir string) (cluster, error){
-	"rago":      startRago,
-	"hashicorp": startHashicorp,
-	"etcd":      startEtcd,
+	"rago": startRago,
+	// rago-snapshots is rago whose machine snapshots; not in the default
+	// run (see countingMachine), -systems rago,rago-snapshots shows what
+	// snapshots cost.
+	"rago-snapshots": startRagoSnapshots,
+	"hashicorp":      startHashicorp,
+	"etcd":           startEtcd,
 }
 
 type options struct {
@@ -54,7 +58,7 @@ func main() {
 	var o options
 	payloads := flag.String("payloads", "16,1024", "command sizes in bytes, comma-separated")
 	callers := flag.String("callers", "1,64,512", "numbers of synchronous callers, comma-separated")
-	names := flag.String("systems", strings.Join(systems, ","), "systems to run, comma-separated (rago, hashicorp, etcd)")
+	names := flag.String("systems", strings.Join(systems, ","), "systems to run, comma-separated (rago, hashicorp, etcd; also rago-snapshots)")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds; the table shows the median of each figure over them")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per system and cell")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured time before it")

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"path/filepath"
 	"sync/atomic"
 	"time"
 
 	"github.com/rago-raft/rago/raftserver"
+	"github.com/rago-raft/rago/snapshot"
 )
 
 // ragoCluster is 3 rago nodes in this process, each a System with its own
@@ -23,7 +26,9 @@ type ragoCluster struct {
 	count   *atomic.Uint64
 }
 
-// countingMachine is the trivial state machine: it counts commands.
+// countingMachine is the trivial state machine: it counts commands. It
+// keeps its whole log, which etcd's harness does too as far as the disk
+// goes (it compacts only its MemoryStorage and writes no snapshot).
 type countingMachine struct{ n *atomic.Uint64 }
 
 func (m countingMachine) Apply(_ *raftserver.ApplyContext, _ []byte) []byte {
@@ -31,7 +36,42 @@ func (m countingMachine) Apply(_ *raftserver.ApplyContext, _ []byte) []byte {
 	return nil
 }
 
-func startRago(dir string) (cluster, error) {
+// snapshottingCounter is countingMachine as a machine that lets its log
+// go: its state never refers back to the log, so every command releases
+// it, and the server snapshots at its default policy (every 4096 entries,
+// at most once a second) and truncates the log, as hashicorp's harness
+// snapshots with its defaults. System "rago-snapshots".
+type snapshottingCounter struct{ countingMachine }
+
+func (m snapshottingCounter) Apply(ctx *raftserver.ApplyContext, cmd []byte) []byte {
+	ctx.ReleaseCursor(ctx.Index)
+	return m.countingMachine.Apply(ctx, cmd)
+}
+
+// Snapshot writes the count.
+func (m snapshottingCounter) Snapshot() (snapshot.Source, error) {
+	return snapshot.BytesSource(binary.BigEndian.AppendUint64(nil, m.n.Load())), nil
+}
+
+// Restore reads the count back.
+func (m snapshottingCounter) Restore(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	if len(b) != 8 {
+		return fmt.Errorf("counting machine: a snapshot of %d bytes, not 8", len(b))
+	}
+	m.n.Store(binary.BigEndian.Uint64(b))
+	return nil
+}
+
+func startRago(dir string) (cluster, error) { return startRagoWith(dir, false) }
+
+func startRagoSnapshots(dir string) (cluster, error) { return startRagoWith(dir, true) }
+
+// startRagoWith starts the cluster, of snapshottingCounter with snapshots.
+func startRagoWith(dir string, snapshots bool) (cluster, error) {
 	c := &ragoCluster{count: new(atomic.Uint64)}
 	// Each member counts into its own counter; only the leader's is read.
 	counters := map[string]*atomic.Uint64{}
@@ -43,7 +83,12 @@ func startRago(dir string) (cluster, error) {
 			DataDir: filepath.Join(dir, name),
 			Address: "127.0.0.1:0",
 			Machines: map[string]raftserver.MachineFactory{
-				"count": func([]byte) (raftserver.Machine, error) { return countingMachine{counter}, nil },
+				"count": func([]byte) (raftserver.Machine, error) {
+					if snapshots {
+						return snapshottingCounter{countingMachine{counter}}, nil
+					}
+					return countingMachine{counter}, nil
+				},
 			},
 		})
 		if err != nil {

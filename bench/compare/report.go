@@ -86,7 +86,7 @@ func table(cells []cell, names []string, got map[cell]map[string][]cellResult) s
 		}
 		var peers []float64
 		for _, n := range names {
-			if n != "rago" {
+			if !strings.HasPrefix(n, "rago") { // rago-snapshots is rago too
 				peers = append(peers, sums[n].perSecond)
 			}
 		}

@@ -101,3 +101,18 @@ func TestTable(t *testing.T) {
 		t.Errorf("fdatasync line:\n%s\nwant\n%s", lines[1], want)
 	}
 }
+
+// TestTableRatioLeavesRagoVariantsOut: rago-snapshots is a column of its
+// own but not a peer: rago / best peer compares with hashicorp and etcd.
+func TestTableRatioLeavesRagoVariantsOut(t *testing.T) {
+	c := cell{1024, 512}
+	got := map[cell]map[string][]cellResult{c: {
+		"rago":           {{PerSecond: 30000}},
+		"rago-snapshots": {{PerSecond: 40000}},
+		"etcd":           {{PerSecond: 20000}},
+	}}
+	lines := strings.Split(strings.TrimSpace(table([]cell{c}, []string{"rago", "rago-snapshots", "etcd"}, got)), "\n")
+	if !strings.HasPrefix(lines[2], "| 1 KiB, 512 | 30,000/s | 40,000/s | 20,000/s | 1.50 |") {
+		t.Errorf("row:\n%s", lines[2])
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 )
@@ -17,7 +18,7 @@ func TestHarnessesCommit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three clusters; without -short only")
 	}
-	for _, sys := range systems {
+	for _, sys := range append(slices.Clone(systems), "rago-snapshots") {
 		t.Run(sys, func(t *testing.T) {
 			c, err := starters[sys](t.TempDir())
 			if err != nil {
