@@ -174,7 +174,6 @@ func TestReclaimAfterNumberingRestarted(t *testing.T) {
 	took, err = h2.reclaim(old)
 	require.NoError(t, err)
 	require.True(t, took)
-	from, _, _ := h2.o.tables.Get("b").View().First()
 	for j := i; j < i+30; j++ {
 		require.NoError(t, h2.writer("b").Write(ent(j, 1, payloadOf("b", j))))
 		h2.flush()
@@ -182,7 +181,7 @@ func TestReclaimAfterNumberingRestarted(t *testing.T) {
 		h2.awaitSpare()
 	}
 	require.Positive(t, h2.o.core.stats.load().Recycled)
-	from, _, _ = h2.o.tables.Get("b").View().First()
+	from, _, _ := h2.o.tables.Get("b").View().First()
 	h3 := openHarness(t, testConfig(fs.Crash(nil)))
 	requireEntries(t, h3.o, "b", from, i+29)
 }

@@ -236,6 +236,9 @@ func (m *Mem) Adopt(spare, name string) (File, error) {
 func (m *Mem) Recycle(name, free string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if err := m.check(OpRename, name); err != nil {
+		return err
+	}
 	return m.recycleLocked(name, free)
 }
 
@@ -260,9 +263,6 @@ func (m *Mem) Reclaim(name, free string, n int, accept func(head []byte) error) 
 }
 
 func (m *Mem) recycleLocked(name, free string) error {
-	if err := m.check(OpRename, name); err != nil {
-		return err
-	}
 	f, ok := m.files[name]
 	if !ok {
 		return &os.PathError{Op: "rename", Path: name, Err: fs.ErrNotExist}
