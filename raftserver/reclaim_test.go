@@ -35,8 +35,10 @@ func TestEmptiedLinkedWALFilesGoBackToTheWAL(t *testing.T) {
 		wg.Go(func() {
 			for n := 0; n < 4000 && !reclaimedAndReused(); n++ {
 				key, val := fmt.Sprintf("w%d-%d", w, n%10), fmt.Sprintf("%d-%s", n, pad)
-				_, _, err := s.ProcessCommand(c.ctx(), c.members[0], []byte("set "+key+" "+val))
-				require.NoError(t, err)
+				if _, _, err := s.ProcessCommand(c.ctx(), c.members[0], []byte("set "+key+" "+val)); err != nil {
+					t.Errorf("set %s: %v", key, err)
+					return
+				}
 				mu.Lock()
 				acked[key] = val
 				mu.Unlock()
@@ -44,6 +46,9 @@ func TestEmptiedLinkedWALFilesGoBackToTheWAL(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	if t.Failed() {
+		return
+	}
 	m := s.Metrics()
 	require.Positive(t, m.Segments.Linked, "the server's runs filled WAL files")
 	require.Positive(t, m.Segments.LinkedReclaimed, "snapshots emptied linked files and the WAL took them back: %+v", m.Segments)
