@@ -10,10 +10,10 @@ import (
 // A server truncates its log after each snapshot, on its own goroutine.
 // Truncate waits for the store's lock, which a flush of a WAL file holds
 // while it writes and syncs its sstables, and then may flush pebble's
-// memtable and hand linked files back to the WAL: milliseconds to tens
-// of milliseconds on a busy node, for which a leader would stall every
-// command of its cluster. TruncateLater leaves the work to a goroutine of
-// the store instead. Until it runs, the entries stay readable, which no
+// memtable and hand linked files back to the WAL, all with syncs; a
+// leader waiting for that stalls every command of its cluster (the p99
+// at 1 KiB x 512 in docs/benchmarks.md, item 20). TruncateLater leaves
+// the work to a goroutine of the store instead. Until it runs, the entries stay readable, which no
 // server minds (it never reads below its own first index), and a crash
 // meanwhile loses the truncation, as it may lose an unsynced one anyway:
 // it only brings back entries a snapshot covers. A server that starts
