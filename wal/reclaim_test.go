@@ -74,18 +74,7 @@ func TestReclaimedFilesAreWrittenOver(t *testing.T) {
 		// The first files start over zeros: the store holds two files
 		// back, and a spare is prepared ahead.
 		require.GreaterOrEqual(t, s.Recycled, s.Files-5, "seed %d: then every file starts over a reclaimed one", seed)
-		from, _, _ := h.o.tables.Get("a").View().First()
-		require.NoError(t, h.writer("a").Write(ent(n+1, 1, payloadOf("a", n+1))))
-		if b := h.o.core.cut(); b != nil && !b.newFile {
-			_, err := h.o.fw.f.Write(b.out)
-			require.NoError(t, err)
-		}
-		h2, err := tryOpenHarness(t, testConfig(fs.Crash(rand.New(rand.NewPCG(seed, 12)))))
-		require.NoError(t, err, "seed %d", seed)
-		requireEntries(t, h2.o, "b", from, n)
-		last, _, _ := h2.o.tables.Get("a").View().Last()
-		require.Contains(t, []uint64{n, n + 1}, last, "seed %d", seed)
-		requireEntries(t, h2.o, "a", from, last)
+		crashInFlight(t, h, fs, n, seed, 12)
 	}
 }
 

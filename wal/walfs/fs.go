@@ -200,7 +200,12 @@ func (osFS) Reclaim(name, free string, n int, accept func(head []byte) error) er
 	if err != nil {
 		return err
 	}
-	head, err := readHead(f, f.Stat, name, n)
+	return reclaimOpened(f, f.Stat, name, n, accept, func() error { return os.Rename(name, free) })
+}
+
+// reclaimOpened is Reclaim once name is open as f: it closes f.
+func reclaimOpened(f io.ReadCloser, stat func() (os.FileInfo, error), name string, n int, accept func(head []byte) error, rename func() error) error {
+	head, err := readHead(f, stat, name, n)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -210,7 +215,7 @@ func (osFS) Reclaim(name, free string, n int, accept func(head []byte) error) er
 	if err := accept(head); err != nil {
 		return err
 	}
-	return os.Rename(name, free)
+	return rename()
 }
 
 // readHead checks that f, open as name, is the file's only link (by its

@@ -95,17 +95,7 @@ func (v vfsFS) Reclaim(name, free string, n int, accept func(head []byte) error)
 		return err
 	}
 	stat := func() (os.FileInfo, error) { return f.Stat() }
-	head, err := readHead(f, stat, name, n)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err := accept(head); err != nil {
-		return err
-	}
-	return v.fs.Rename(name, free)
+	return reclaimOpened(f, stat, name, n, accept, func() error { return v.fs.Rename(name, free) })
 }
 
 func (v vfsFS) ReadFile(name string) ([]byte, error) {
