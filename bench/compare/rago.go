@@ -70,7 +70,8 @@ func startRago(dir string) (cluster, error) { return startRagoWith(dir, false) }
 
 func startRagoSnapshots(dir string) (cluster, error) { return startRagoWith(dir, true) }
 
-// startRagoWith starts the cluster, of snapshottingCounter with snapshots.
+// startRagoWith starts the cluster: of countingMachine, or with snapshots
+// of snapshottingCounter.
 func startRagoWith(dir string, snapshots bool) (cluster, error) {
 	c := &ragoCluster{count: new(atomic.Uint64)}
 	// Each member counts into its own counter; only the leader's is read.
