@@ -13,12 +13,12 @@ import (
 // memtable and hand linked files back to the WAL, all with syncs; a
 // leader waiting for that stalls every command of its cluster (the p99
 // at 1 KiB x 512 in docs/benchmarks.md, item 20). TruncateLater leaves
-// the work to a goroutine of the store instead. Until it runs, the entries stay readable, which no
-// server minds (it never reads below its own first index), and a crash
-// meanwhile loses the truncation, as it may lose an unsynced one anyway:
-// it only brings back entries a snapshot covers. A server that starts
-// reads the store's bounds and floor, so it first settles what is still
-// pending for its UID (Settle).
+// the work to a goroutine of the store instead. Until it runs, the
+// entries stay readable, which no server minds (it never reads below its
+// own first index), and a crash meanwhile loses the truncation, as it
+// may lose an unsynced one anyway: it only brings back entries a
+// snapshot covers. A server that starts reads the store's bounds and
+// floor, so it first settles what is still pending for its UID (Settle).
 
 // truncator runs the truncations that TruncateLater queued, one at a time.
 type truncator struct {
